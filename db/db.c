@@ -1,0 +1,451 @@
+/*
+ * db.c — store + WAL + snapshots (see db.h for the contract).
+ */
+#include "db.h"
+#include "../store/json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct mf_db {
+	mf_db_opts opts;
+	char *dir;
+	int lock_fd;
+	mf_store *store;
+	mf_wal *wal;
+	mf_io *io;
+
+	/* recovery figures, fixed after open */
+	double recovery_seconds;
+	uint64_t replayed, snapshot_lsn_loaded, snapshot_keys_loaded;
+
+	/* snapshot thread: requests are tickets; the thread runs while
+	 * done < requested, so triggers during a snapshot coalesce into one. */
+	pthread_mutex_t snap_mu;
+	pthread_cond_t snap_cv;
+	pthread_t snap_thread;
+	uint64_t snap_requested, snap_started, snap_done;
+	int snap_last_err;
+	bool snap_stop;
+	uint64_t snap_count;
+	mf_snapshot_info snap_last;
+	int64_t snap_last_time_ns;
+	double capture_seconds;   /* how long writers were held for the capture */
+	/* captured by the rotate callback on the WAL writer thread */
+	mf_item *cap_items;
+	size_t cap_n;
+};
+
+int64_t mf_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int mf_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case '\0': break;
+	default: return -EINVAL;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v == 0 || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int apply_cb(void *ctx, mf_op *op)
+{
+	return mf_store_apply(((mf_db *)ctx)->store, op);
+}
+
+static int load_cb(void *ctx, mf_item *item)
+{
+	mf_db *db = ctx;
+	int r = mf_store_load_item(db->store, item);
+	mf_slice_unref(&item->key);
+	mf_slice_unref(&item->val);
+	return r;
+}
+
+static void *snap_main(void *arg);
+
+/* mkdir -p with mode 0700 for the directories we create. */
+static int mkdirs(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			int e = -errno;
+			free(p);
+			return e;
+		}
+		*s = '/';
+	}
+	int r = mkdir(p, 0700) < 0 && errno != EEXIST ? -errno : 0;
+	free(p);
+	return r;
+}
+
+mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
+{
+	mf_db *db = calloc(1, sizeof *db);
+	if (!db) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	db->opts = *opts;
+	db->io = opts->io ? opts->io : mf_io_posix();
+	db->dir = strdup(opts->dir);
+	db->lock_fd = -1;
+	pthread_mutex_init(&db->snap_mu, NULL);
+	pthread_cond_init(&db->snap_cv, NULL);
+	double t0 = mono();
+
+	int r = mkdirs(db->dir);
+	struct stat sb;
+	if (r == 0 && (stat(db->dir, &sb) < 0 || !S_ISDIR(sb.st_mode)))
+		r = -ENOTDIR;
+	if (r == 0 && access(db->dir, W_OK | X_OK) < 0)
+		r = -errno;
+	if (r) {
+		snprintf(err, errlen, "data dir %s: %s", db->dir, strerror(-r));
+		goto fail;
+	}
+	char path[4096];
+	snprintf(path, sizeof path, "%s/memflux.lock", db->dir);
+	db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (db->lock_fd < 0) {
+		snprintf(err, errlen, "data dir %s: cannot open lock file: %s", db->dir, strerror(errno));
+		goto fail;
+	}
+	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, "data dir %s is in use by another memfluxfs (lock %s held)",
+		         db->dir, path);
+		goto fail;
+	}
+
+	mf_snapshot_remove_tmp(db->io, db->dir);
+	db->store = mf_store_new();
+	mf_snapshot_info si = {0};
+	r = mf_snapshot_load(db->io, db->dir, load_cb, db, &si, err, errlen);
+	if (r && r != -ENOENT) {
+		if (!err[0])
+			snprintf(err, errlen, "snapshot in %s: %s", db->dir, strerror(-r));
+		size_t l = strlen(err);
+		snprintf(err + l, errlen - l, " (refusing to mount; see memflux-check %s)", db->dir);
+		goto fail;
+	}
+	if (r == 0) {
+		db->snapshot_lsn_loaded = si.lsn;
+		db->snapshot_keys_loaded = si.keys;
+		mf_store_set_applied_lsn(db->store, si.lsn);
+	}
+	mf_wal_replay_info ri = {0};
+	r = mf_wal_replay(db->dir, db->io, db->snapshot_lsn_loaded, apply_cb, db, &ri, err, errlen);
+	if (r) {
+		if (!err[0])
+			snprintf(err, errlen, "WAL in %s: %s", db->dir, strerror(-r));
+		goto fail;
+	}
+	db->replayed = ri.records;
+	uint64_t last = ri.last_lsn > db->snapshot_lsn_loaded ? ri.last_lsn : db->snapshot_lsn_loaded;
+	mf_store_set_applied_lsn(db->store, last);
+
+	mf_wal_opts wo = {
+		.dir = db->dir,
+		.io = db->io,
+		.mode = opts->fsync_mode,
+		.interval_ms = opts->fsync_interval_ms ? opts->fsync_interval_ms : 1000,
+	};
+	db->wal = mf_wal_open(&wo, last + 1, apply_cb, db, &r);
+	if (!db->wal) {
+		snprintf(err, errlen, "cannot open WAL in %s: %s", db->dir, strerror(-r));
+		goto fail;
+	}
+	db->recovery_seconds = mono() - t0;
+	fprintf(stderr, "memfluxfs: %s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
+	        " keys), replayed %" PRIu64 " WAL records in %.3f s\n",
+	        db->dir, db->snapshot_lsn_loaded, db->snapshot_keys_loaded, db->replayed,
+	        db->recovery_seconds);
+	if (pthread_create(&db->snap_thread, NULL, snap_main, db) != 0) {
+		snprintf(err, errlen, "cannot start snapshot thread");
+		mf_wal_close(db->wal);
+		db->wal = NULL;
+		goto fail;
+	}
+	/* Write our pid after the lock is ours: tests and operators find the
+	 * daemon through it (kill -9 tests). */
+	char pid[32];
+	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(db->lock_fd, 0) == 0 && pwrite(db->lock_fd, pid, (size_t)n, 0) < 0)
+		fprintf(stderr, "memfluxfs: cannot record pid in lock file: %s\n", strerror(errno));
+	return db;
+
+fail:
+	if (db->store)
+		mf_store_free(db->store);
+	if (db->lock_fd >= 0)
+		close(db->lock_fd);
+	free(db->dir);
+	free(db);
+	return NULL;
+}
+
+void mf_db_close(mf_db *db)
+{
+	pthread_mutex_lock(&db->snap_mu);
+	db->snap_stop = true;
+	pthread_cond_broadcast(&db->snap_cv);
+	pthread_mutex_unlock(&db->snap_mu);
+	pthread_join(db->snap_thread, NULL);
+	int r = mf_wal_close(db->wal);
+	if (r)
+		fprintf(stderr, "memfluxfs: closing WAL: %s\n", strerror(-r));
+	mf_store_free(db->store);
+	close(db->lock_fd);
+	free(db->dir);
+	free(db);
+}
+
+mf_store *mf_db_store(mf_db *db)
+{
+	return db->store;
+}
+
+static void log_key(const char *what, const mf_op *op, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "memfluxfs: %s %s/%.*s: %s\n", what, mf_type_name(op->ktype),
+	        (int)(op->key.len > 255 ? 255 : op->key.len), mf_slice_ptr(op->key), msg);
+}
+
+static void request_snapshot(mf_db *db, uint64_t *ticket)
+{
+	pthread_mutex_lock(&db->snap_mu);
+	/* A snapshot that has started may not include writes made before this
+	 * request; so the ticket is one past whatever has started. */
+	uint64_t want = db->snap_started + 1;
+	if (db->snap_requested < want)
+		db->snap_requested = want;
+	if (ticket)
+		*ticket = want;
+	pthread_cond_broadcast(&db->snap_cv);
+	pthread_mutex_unlock(&db->snap_mu);
+}
+
+int mf_db_commit(mf_db *db, mf_op *op)
+{
+	size_t off;
+	const char *why;
+	if (op->ktype == MF_T_JSON && op->type == MF_OP_SET &&
+	    mf_json_validate(mf_slice_ptr(op->val), op->val.len, &off, &why) != 0) {
+		log_key("rejected JSON", op, "%s at byte %zu", why, off);
+		return -EINVAL;
+	}
+	if (op->type == MF_OP_JSON_SETPATH &&
+	    mf_json_validate(mf_slice_ptr(op->val), op->val.len, &off, &why) != 0) {
+		log_key("rejected JSON value for path", op, "%s at byte %zu", why, off);
+		return -EINVAL;
+	}
+	/* Refuse what would fail anyway before it is logged (type conflicts,
+	 * missing keys); apply re-checks deterministically. */
+	int r = mf_store_check(db->store, op);
+	if (r)
+		return r;
+	if (!op->time_ns)
+		op->time_ns = mf_now_ns();
+	r = mf_wal_submit(db->wal, op);
+	if (r == 0 && db->opts.wal_threshold) {
+		mf_wal_stats ws;
+		mf_wal_stats_get(db->wal, &ws);
+		if (ws.bytes >= db->opts.wal_threshold && !ws.read_only) {
+			pthread_mutex_lock(&db->snap_mu);
+			bool idle = db->snap_done == db->snap_requested;
+			pthread_mutex_unlock(&db->snap_mu);
+			if (idle)
+				request_snapshot(db, NULL);
+		}
+	}
+	return r;
+}
+
+int mf_db_sync(mf_db *db)
+{
+	return mf_wal_sync(db->wal);
+}
+
+/* Runs on the WAL writer thread with nothing else being applied: capture
+ * the store as references.  This is the only time writers wait. */
+static void capture_cb(void *ctx, uint64_t last_lsn)
+{
+	mf_db *db = ctx;
+	uint64_t lsn;
+	double t0 = mono();
+	db->cap_n = mf_store_export(db->store, &db->cap_items, &lsn);
+	db->capture_seconds = mono() - t0;
+	(void)last_lsn;
+}
+
+static int take_snapshot(mf_db *db)
+{
+	uint64_t lsn = 0;
+	int r = mf_wal_rotate(db->wal, capture_cb, db, &lsn);
+	if (r) {
+		fprintf(stderr, "memfluxfs: snapshot: sealing WAL segment failed: %s\n", strerror(-r));
+		return r;
+	}
+	mf_snapshot_info info = {0};
+	r = mf_snapshot_write(db->io, db->dir, lsn, db->cap_items, db->cap_n, &info);
+	mf_store_items_free(db->cap_items, db->cap_n);
+	db->cap_items = NULL;
+	if (r) {
+		fprintf(stderr, "memfluxfs: snapshot at lsn %" PRIu64 " failed: %s\n", lsn, strerror(-r));
+		return r;
+	}
+	mf_crash_point("db-before-drop-sealed");
+	r = mf_wal_drop_sealed(db->wal, lsn);
+	if (r)
+		fprintf(stderr, "memfluxfs: dropping WAL segments after snapshot: %s\n", strerror(-r));
+	pthread_mutex_lock(&db->snap_mu);
+	db->snap_last = info;
+	db->snap_last_time_ns = mf_now_ns();
+	db->snap_count++;
+	pthread_mutex_unlock(&db->snap_mu);
+	fprintf(stderr, "memfluxfs: snapshot lsn %" PRIu64 ": %" PRIu64 " keys, %" PRIu64
+	        " bytes in %.3f s (writers held %.1f ms)\n",
+	        lsn, info.keys, info.file_bytes, info.seconds, db->capture_seconds * 1e3);
+	return 0;
+}
+
+static void *snap_main(void *arg)
+{
+	mf_db *db = arg;
+	pthread_mutex_lock(&db->snap_mu);
+	for (;;) {
+		while (!db->snap_stop && db->snap_done >= db->snap_requested)
+			pthread_cond_wait(&db->snap_cv, &db->snap_mu);
+		if (db->snap_stop)
+			break;
+		uint64_t target = db->snap_requested;
+		db->snap_started = target;
+		pthread_mutex_unlock(&db->snap_mu);
+		int r = take_snapshot(db);
+		pthread_mutex_lock(&db->snap_mu);
+		db->snap_last_err = r;
+		db->snap_done = target;
+		pthread_cond_broadcast(&db->snap_cv);
+	}
+	/* Wake anyone still waiting: the mount is going away. */
+	db->snap_done = db->snap_requested;
+	db->snap_last_err = db->snap_last_err ? db->snap_last_err : -ESHUTDOWN;
+	pthread_cond_broadcast(&db->snap_cv);
+	pthread_mutex_unlock(&db->snap_mu);
+	return NULL;
+}
+
+int mf_db_snapshot(mf_db *db)
+{
+	uint64_t ticket;
+	request_snapshot(db, &ticket);
+	pthread_mutex_lock(&db->snap_mu);
+	while (db->snap_done < ticket)
+		pthread_cond_wait(&db->snap_cv, &db->snap_mu);
+	int r = db->snap_last_err;
+	pthread_mutex_unlock(&db->snap_mu);
+	return r;
+}
+
+static char *text_printf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+char *mf_db_stats_text(mf_db *db)
+{
+	mf_store_stats ss;
+	mf_wal_stats ws;
+	mf_store_stats_get(db->store, &ss);
+	mf_wal_stats_get(db->wal, &ws);
+	pthread_mutex_lock(&db->snap_mu);
+	uint64_t snaps = db->snap_count;
+	bool running = db->snap_done < db->snap_requested;
+	pthread_mutex_unlock(&db->snap_mu);
+	return text_printf(
+		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
+		"\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
+		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
+		"\nwal_synced_lsn %" PRIu64 "\nwal_records %" PRIu64 "\nwal_batches %" PRIu64
+		"\nwal_fsyncs %" PRIu64 "\nwal_read_only %d\nfsync_mode %s\nfsync_interval_ms %u"
+		"\nwal_threshold %" PRIu64 "\nsnapshots %" PRIu64 "\nsnapshot_running %d"
+		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
+		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
+		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST],
+		ss.value_bytes, mf_buf_bytes(), ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
+		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
+		mf_fsync_mode_name(db->opts.fsync_mode),
+		db->opts.fsync_interval_ms ? db->opts.fsync_interval_ms : 1000,
+		db->opts.wal_threshold, snaps, running ? 1 : 0, db->recovery_seconds,
+		db->replayed, db->snapshot_lsn_loaded, db->snapshot_keys_loaded);
+}
+
+char *mf_db_snapshot_text(mf_db *db)
+{
+	pthread_mutex_lock(&db->snap_mu);
+	mf_snapshot_info i = db->snap_last;
+	int64_t t = db->snap_last_time_ns;
+	uint64_t n = db->snap_count;
+	int err = db->snap_last_err;
+	double cap = db->capture_seconds;
+	pthread_mutex_unlock(&db->snap_mu);
+	return text_printf("snapshots_taken %" PRIu64 "\nlast_time %" PRId64 ".%09" PRId64
+	                   "\nlast_lsn %" PRIu64 "\nlast_keys %" PRIu64 "\nlast_bytes %" PRIu64
+	                   "\nlast_raw_bytes %" PRIu64 "\nlast_seconds %.6f\nlast_capture_ms %.3f"
+	                   "\nlast_error %s\n",
+	                   n, t / 1000000000, t % 1000000000, i.lsn, i.keys, i.file_bytes,
+	                   i.raw_bytes, i.seconds, cap * 1e3, err ? strerror(-err) : "none");
+}

@@ -1,0 +1,66 @@
+/*
+ * db.h — the database: store + WAL + snapshots, wired together.
+ *
+ * Owns the data dir (locked with flock on memflux.lock for the life of the
+ * process), the in-memory store, the WAL writer and the snapshot thread.
+ * The FUSE layer turns file operations into mf_op records and hands them to
+ * mf_db_commit(); it reads through mf_db_store().
+ *
+ * Startup (mf_db_open): create/lock the dir, remove stray *.tmp, load
+ * memflux.snapshot, replay WAL records newer than its LSN through
+ * mf_store_apply (the same function live writes use), then start the WAL.
+ * Any corruption: the open fails with a message and nothing is mounted.
+ *
+ * Snapshots: one at a time on a dedicated thread.  The WAL writer seals its
+ * segment and, on its own thread (so nothing is applied meanwhile), the store
+ * is captured as references (O(keys) pointer copies, no value copies); the
+ * snapshot thread then serialises and compresses while writers go on.  When
+ * the snapshot is durable, sealed segments it covers are deleted.
+ *
+ * Thread-safety: every function may be called from any thread.
+ * Errors: negative errno; messages go to stderr prefixed "memfluxfs: ".
+ */
+#ifndef MF_DB_H
+#define MF_DB_H
+
+#include "../io/io.h"
+#include "../snapshot/snapshot.h"
+#include "../store/store.h"
+#include "../wal/wal.h"
+
+typedef struct mf_db_opts {
+	const char *dir;
+	mf_fsync_mode fsync_mode;
+	unsigned fsync_interval_ms;
+	uint64_t wal_threshold;   /* bytes; snapshot when the active WAL passes it */
+	mf_io *io;                /* NULL: POSIX */
+} mf_db_opts;
+
+typedef struct mf_db mf_db;
+
+/* NULL on failure with a message in err. */
+mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen);
+void mf_db_close(mf_db *db);
+
+mf_store *mf_db_store(mf_db *db);
+
+/* Validate (JSON documents strictly), log, apply.  0 or -errno. */
+int mf_db_commit(mf_db *db, mf_op *op);
+
+/* fsync everything acknowledged so far. */
+int mf_db_sync(mf_db *db);
+
+/* Take a snapshot now and return when it is durable (0 / -errno). */
+int mf_db_snapshot(mf_db *db);
+
+/* Text for /.ctl/stats and /.ctl/snapshot (malloc'd, NUL-terminated). */
+char *mf_db_stats_text(mf_db *db);
+char *mf_db_snapshot_text(mf_db *db);
+
+/* Current time in ns (CLOCK_REALTIME), for op->time_ns. */
+int64_t mf_now_ns(void);
+
+/* Parse "128M", "64K", "1G", "4096" into bytes.  0 / -EINVAL. */
+int mf_parse_size(const char *s, uint64_t *out);
+
+#endif

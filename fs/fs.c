@@ -1,0 +1,1620 @@
+/*
+ * fs.c — FUSE low-level adapter: paths and file handles in, mf_ops out.
+ *
+ * Nodes.  Each key file the kernel knows about is a node: (type, key) ->
+ * inode number, with the kernel's lookup count and our open count.  A node
+ * lives while either is non-zero.  unlink and rename-over detach the node
+ * from its name ("orphan") and keep the value it had, so open handles go on
+ * reading and writing it while the key is gone for everyone else (POSIX).
+ *
+ * Handles.  A handle reads the committed value live (so it sees other
+ * handles' closes) until it writes.  Its first write makes a private copy
+ * ("full" mode), or, for O_APPEND opens, collects the appended bytes
+ * ("append" mode).  flush/fsync/release commit one whole-value op: SET for
+ * full mode, APPEND (kv) or RPUSH (lists) for append mode.  So concurrent
+ * writers to one key are serialised by the WAL: last close wins for
+ * overwrites, and appends all land (O_APPEND semantics).  No torn mix.
+ *
+ * Caching.  Entry and attr timeouts (opts.timeout) and keep_cache cut the
+ * requests per operation.  keep_cache is granted on open only if the value's
+ * version is the one the kernel cached at the previous open; and after every
+ * commit on a node with other opens, its attributes and pages are
+ * invalidated, so no reader sees stale data or sizes after a close.
+ *
+ * Locking: g.mu guards the node tables and node fields; each handle has its
+ * own mutex (the kernel may send concurrent writes on one handle).  Never
+ * held across a commit (which waits for the WAL).
+ */
+#include "fs.h"
+#include "../store/json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+enum {
+	INO_ROOT = 1,
+	INO_KV = 2,
+	INO_JSON = 3,
+	INO_LISTS = 4,
+	INO_CTL = 5,
+	INO_STATS = 6,
+	INO_SNAPSHOT = 7,
+	INO_POPDIR = 8,
+	INO_FIRST_KEY = 64,
+};
+
+/* A node is a key file (type 1..3) or a pop file (type POP, key = list). */
+#define NODE_POP 4
+
+typedef struct node {
+	fuse_ino_t ino;
+	uint8_t type;
+	bool named;             /* false once unlinked / renamed over */
+	bool pending;           /* created, first commit still to come */
+	mf_slice key;
+	uint64_t nlookup;
+	unsigned nopen;
+	struct node *name_next; /* chain in name table */
+	struct node *ino_next;  /* chain in inode table */
+	/* orphan state: the value when the name went away */
+	mf_slice orphan;
+	int64_t orphan_mtime;
+	/* keep_cache bookkeeping */
+	uint64_t cached_version;
+	/* dirty handles: getattr reports the most recent writer's size */
+	unsigned ndirty;
+	uint64_t dirty_size;
+	int64_t dirty_mtime;
+} node;
+
+typedef struct handle {
+	pthread_mutex_t mu;
+	node *n;
+	int flags;
+	bool dirty;
+	bool full;      /* data is the whole new value */
+	bool append;    /* data holds bytes to append */
+	bool wrote;     /* any write/ftruncate since the last commit */
+	mf_slice data;  /* private buffer (refs == 1 while unpublished) */
+	uint64_t size;  /* logical size in full mode */
+	char *text;     /* /.ctl files: content fixed at open */
+	size_t textlen;
+} handle;
+
+static struct {
+	mf_db *db;
+	mf_store *st;
+	struct fuse_session *se;
+	pthread_mutex_t mu;
+	node **names;
+	node **inos;
+	size_t nbuckets;
+	size_t nnodes;
+	fuse_ino_t next_ino;
+	uid_t uid;
+	gid_t gid;
+	double timeout;
+	struct timespec start;
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* ---------- node table ---------- */
+
+static uint64_t name_hash(uint8_t type, const char *k, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL ^ type;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+	return h;
+}
+
+static void tables_grow(void)
+{
+	size_t nb = g.nbuckets * 2;
+	node **names = calloc(nb, sizeof *names), **inos = calloc(nb, sizeof *inos);
+	if (!names || !inos) {
+		free(names);
+		free(inos);
+		return;
+	}
+	for (size_t b = 0; b < g.nbuckets; b++) {
+		for (node *n = g.inos[b], *next; n; n = next) {
+			next = n->ino_next;
+			n->ino_next = inos[n->ino & (nb - 1)];
+			inos[n->ino & (nb - 1)] = n;
+		}
+		for (node *n = g.names[b], *next; n; n = next) {
+			next = n->name_next;
+			size_t i = name_hash(n->type, mf_slice_ptr(n->key), n->key.len) & (nb - 1);
+			n->name_next = names[i];
+			names[i] = n;
+		}
+	}
+	free(g.names);
+	free(g.inos);
+	g.names = names;
+	g.inos = inos;
+	g.nbuckets = nb;
+}
+
+static node *by_ino(fuse_ino_t ino)
+{
+	for (node *n = g.inos[ino & (g.nbuckets - 1)]; n; n = n->ino_next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static node **name_slot(uint8_t type, const char *k, size_t len)
+{
+	node **pp = &g.names[name_hash(type, k, len) & (g.nbuckets - 1)];
+	for (; *pp; pp = &(*pp)->name_next)
+		if ((*pp)->type == type && (*pp)->key.len == len &&
+		    memcmp(mf_slice_ptr((*pp)->key), k, len) == 0)
+			break;
+	return pp;
+}
+
+static void name_unlink(node *n)
+{
+	if (!n->named)
+		return;
+	node **pp = name_slot(n->type, mf_slice_ptr(n->key), n->key.len);
+	if (*pp == n)
+		*pp = n->name_next;
+	n->named = false;
+}
+
+/* Find or create the node for a named key.  Caller holds g.mu. */
+static node *node_get(uint8_t type, const char *k, size_t len)
+{
+	node **pp = name_slot(type, k, len);
+	if (*pp)
+		return *pp;
+	if (g.nnodes >= g.nbuckets)
+		tables_grow();
+	node *n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	n->ino = g.next_ino++;
+	n->type = type;
+	n->named = true;
+	n->key = mf_slice_from(k, len, len);
+	pp = name_slot(type, k, len);
+	n->name_next = *pp;
+	*pp = n;
+	node **ip = &g.inos[n->ino & (g.nbuckets - 1)];
+	n->ino_next = *ip;
+	*ip = n;
+	g.nnodes++;
+	return n;
+}
+
+/* Free a node nobody references any more.  Caller holds g.mu. */
+static void node_maybe_free(node *n)
+{
+	if (n->nlookup || n->nopen)
+		return;
+	name_unlink(n);
+	node **ip = &g.inos[n->ino & (g.nbuckets - 1)];
+	while (*ip != n)
+		ip = &(*ip)->ino_next;
+	*ip = n->ino_next;
+	mf_slice_unref(&n->key);
+	mf_slice_unref(&n->orphan);
+	free(n);
+	g.nnodes--;
+}
+
+/* ---------- helpers ---------- */
+
+static uint8_t dir_type(fuse_ino_t dir)
+{
+	switch (dir) {
+	case INO_KV: return MF_T_STRING;
+	case INO_JSON: return MF_T_JSON;
+	case INO_LISTS: return MF_T_LIST;
+	case INO_POPDIR: return NODE_POP;
+	default: return MF_T_NONE;
+	}
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	return (struct timespec){ns / 1000000000, ns % 1000000000};
+}
+
+static void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err)
+{
+	fprintf(stderr, "memfluxfs: %s %s/%.*s: %s\n", what, mf_type_name(type),
+	        (int)(klen > 255 ? 255 : klen), key, strerror(err));
+}
+
+static void dir_attr(fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2;
+	st->st_uid = g.uid;
+	st->st_gid = g.gid;
+	st->st_atim = st->st_mtim = st->st_ctim = g.start;
+	st->st_blksize = 4096;
+}
+
+static void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
+                      struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_mode = S_IFREG | mode;
+	st->st_nlink = 1;
+	st->st_uid = g.uid;
+	st->st_gid = g.gid;
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	st->st_blksize = 4096;
+	st->st_mtim = ns_to_ts(mtime);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = ns_to_ts(ctime);
+}
+
+/* Attributes of a key node.  Caller holds g.mu. */
+static int node_attr(node *n, struct stat *st)
+{
+	if (n->type == NODE_POP) {
+		file_attr(n->ino, 0444, 0, g.start.tv_sec * 1000000000LL, g.start.tv_sec * 1000000000LL, st);
+		return 0;
+	}
+	mf_entry_info info;
+	uint64_t size;
+	int64_t mtime, ctime;
+	if (n->pending) {
+		size = 0;
+		mtime = ctime = n->orphan_mtime;
+	} else if (n->named) {
+		if (mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		    info.type != n->type)
+			return -ENOENT;
+		size = info.size;
+		mtime = info.mtime_ns;
+		ctime = info.ctime_ns;
+	} else {
+		size = n->orphan.len;
+		mtime = ctime = n->orphan_mtime;
+	}
+	if (n->ndirty) {
+		size = n->dirty_size;
+		mtime = ctime = n->dirty_mtime;
+	}
+	file_attr(n->ino, 0644, size, mtime, ctime, st);
+	if (!n->named)
+		st->st_nlink = 0;
+	return 0;
+}
+
+static int commit(mf_op *op)
+{
+	if (!op->time_ns)
+		op->time_ns = mf_now_ns();
+	return mf_db_commit(g.db, op);
+}
+
+static mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen)
+{
+	mf_op op = {0};
+	op.type = (uint8_t)type;
+	op.ktype = ktype;
+	op.key = mf_slice_from(k, klen, klen);
+	return op;
+}
+
+/* A pending (created, uncommitted) key that a namespace or attribute op now
+ * needs in the store: log its CREATE.  JSON stays pending (an empty
+ * document is not one).  0 or -errno. */
+static int materialize(uint8_t type, const char *k, size_t klen)
+{
+	if (type == MF_T_JSON)
+		return 0;
+	pthread_mutex_lock(&g.mu);
+	node *n = *name_slot(type, k, klen);
+	bool pending = n && n->pending;
+	pthread_mutex_unlock(&g.mu);
+	if (!pending)
+		return 0;
+	mf_op op = key_op(MF_OP_CREATE, type, k, klen);
+	int r = commit(&op);
+	mf_op_clear(&op);
+	if (r == 0) {
+		pthread_mutex_lock(&g.mu);
+		n = *name_slot(type, k, klen);
+		if (n)
+			n->pending = false;
+		pthread_mutex_unlock(&g.mu);
+	}
+	return r;
+}
+
+/* Tell the kernel a node's cached attributes and pages may be stale.
+ * Called only outside the kernel's locked paths for that inode (flush,
+ * release, fsync, xattr, pop) — see the deadlock note in fuse_lowlevel.h. */
+static void invalidate(fuse_ino_t ino)
+{
+	if (g.se)
+		fuse_lowlevel_notify_inval_inode(g.se, ino, 0, 0);
+}
+
+/* ---------- lookup / attrs ---------- */
+
+static void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino)
+{
+	memset(e, 0, sizeof *e);
+	e->ino = ino;
+	e->attr_timeout = g.timeout;
+	e->entry_timeout = g.timeout;
+}
+
+static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	static const struct { fuse_ino_t parent; const char *name; fuse_ino_t ino; } fixed[] = {
+		{INO_ROOT, "kv", INO_KV}, {INO_ROOT, "json", INO_JSON},
+		{INO_ROOT, "lists", INO_LISTS}, {INO_ROOT, ".ctl", INO_CTL},
+		{INO_CTL, "stats", INO_STATS}, {INO_CTL, "snapshot", INO_SNAPSHOT},
+		{INO_CTL, "pop", INO_POPDIR},
+	};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+		if (fixed[i].parent == parent && strcmp(fixed[i].name, name) == 0) {
+			fill_entry(&e, fixed[i].ino);
+			if (fixed[i].ino == INO_STATS || fixed[i].ino == INO_SNAPSHOT) {
+				/* Content changes constantly: no attr caching. */
+				e.attr_timeout = 0;
+				file_attr(fixed[i].ino, fixed[i].ino == INO_SNAPSHOT ? 0644 : 0444, 0,
+				          mf_now_ns(), mf_now_ns(), &e.attr);
+			} else {
+				dir_attr(fixed[i].ino, &e.attr);
+			}
+			fuse_reply_entry(req, &e);
+			return;
+		}
+	}
+	uint8_t type = dir_type(parent);
+	size_t len = strlen(name);
+	if (type == MF_T_NONE || len > MF_KEY_MAX) {
+		fuse_reply_err(req, type == MF_T_NONE ? ENOENT : ENAMETOOLONG);
+		return;
+	}
+	/* Pop files exist for every list key; other keys must exist with the
+	 * directory's type (one keyspace: a key shows only in its type's dir). */
+	mf_entry_info info;
+	uint8_t want = type == NODE_POP ? MF_T_LIST : type;
+	bool found = mf_store_get(g.st, name, len, false, &info) == 0 && info.type == want;
+	if (!found && type != NODE_POP) {
+		/* Created through this mount, first commit still to come. */
+		pthread_mutex_lock(&g.mu);
+		node *pn = *name_slot(type, name, len);
+		found = pn && pn->pending;
+		pthread_mutex_unlock(&g.mu);
+	}
+	if (!found) {
+		/* Negative entry cached for the same timeout: creates through this
+		 * mount invalidate it themselves, and nothing else adds keys. */
+		fill_entry(&e, 0);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	pthread_mutex_lock(&g.mu);
+	node *n = node_get(type, name, len);
+	fill_entry(&e, n ? n->ino : 0);
+	int r = n ? node_attr(n, &e.attr) : -ENOMEM;
+	if (r == 0) {
+		n->nlookup++;
+		if (type == NODE_POP)
+			e.attr_timeout = e.entry_timeout = 0;
+	} else if (n) {
+		node_maybe_free(n);
+	}
+	pthread_mutex_unlock(&g.mu);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void forget_one(fuse_ino_t ino, uint64_t nlookup)
+{
+	node *n = by_ino(ino);
+	if (!n)
+		return;
+	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	node_maybe_free(n);
+}
+
+static void mf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&g.mu);
+	forget_one(ino, nlookup);
+	pthread_mutex_unlock(&g.mu);
+	fuse_reply_none(req);
+}
+
+static void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	pthread_mutex_lock(&g.mu);
+	for (size_t i = 0; i < count; i++)
+		forget_one(f[i].ino, f[i].nlookup);
+	pthread_mutex_unlock(&g.mu);
+	fuse_reply_none(req);
+}
+
+static int ino_attr(fuse_ino_t ino, struct stat *st)
+{
+	if (ino < INO_FIRST_KEY) {
+		if (ino == INO_STATS || ino == INO_SNAPSHOT) {
+			int64_t now = mf_now_ns();
+			file_attr(ino, ino == INO_SNAPSHOT ? 0644 : 0444, 0, now, now, st);
+			return 0;
+		}
+		if (ino > INO_POPDIR)
+			return -ENOENT;
+		dir_attr(ino, st);
+		return 0;
+	}
+	pthread_mutex_lock(&g.mu);
+	node *n = by_ino(ino);
+	int r = n ? node_attr(n, st) : -ENOENT;
+	pthread_mutex_unlock(&g.mu);
+	return r;
+}
+
+static void mf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct stat st;
+	int r = ino_attr(ino, &st);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, ino == INO_STATS || ino == INO_SNAPSHOT ? 0 : g.timeout);
+}
+
+/* ---------- handles ---------- */
+
+static handle *handle_new(node *n, int flags)
+{
+	handle *h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->mu, NULL);
+	h->n = n;
+	h->flags = flags;
+	return h;
+}
+
+/* Current committed value of a node (named: the store; orphan: its copy). */
+static int node_value(node *n, mf_slice *out)
+{
+	pthread_mutex_lock(&g.mu);
+	bool named = n->named;
+	mf_slice key = mf_slice_ref(n->key);
+	if (!named)
+		*out = mf_slice_ref(n->orphan);
+	pthread_mutex_unlock(&g.mu);
+	int r = 0;
+	if (named) {
+		mf_entry_info info;
+		r = mf_store_get(g.st, mf_slice_ptr(key), key.len, true, &info);
+		if (r == 0 && info.type != n->type) {
+			mf_slice_unref(&info.val);
+			r = -ENOENT;
+		}
+		*out = r == 0 ? info.val : MF_SLICE_EMPTY;
+	}
+	mf_slice_unref(&key);
+	return r;
+}
+
+/* Make room for `len` bytes in the handle's private buffer. */
+static void handle_reserve(handle *h, uint64_t len)
+{
+	mf_slice *d = &h->data;
+	if (d->buf && d->buf->cap >= len)
+		return;
+	size_t cap = len < 4096 ? 4096 : len + len / 2;
+	if (!d->buf) {
+		*d = mf_slice_alloc(0, cap);
+		return;
+	}
+	/* Private and unpublished (refs == 1): realloc in place is safe.  For
+	 * big buffers glibc uses mremap, so growing a 256 MiB file is cheap. */
+	mf_buf *b = mf_xrealloc(d->buf, sizeof(mf_buf) + cap);
+	b->cap = cap;
+	d->buf = b;
+}
+
+/* Switch to full mode: private copy of the current value. */
+static int handle_make_full(handle *h)
+{
+	if (h->full)
+		return 0;
+	mf_slice cur = MF_SLICE_EMPTY;
+	int r = node_value(h->n, &cur);
+	if (r && r != -ENOENT)
+		return r;
+	uint64_t len = cur.len + (h->append ? h->data.len : 0);
+	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
+	memcpy(d.buf->data, mf_slice_ptr(cur), cur.len);
+	if (h->append)
+		memcpy(d.buf->data + cur.len, mf_slice_ptr(h->data), h->data.len);
+	d.len = d.buf->used = len;
+	mf_slice_unref(&cur);
+	mf_slice_unref(&h->data);
+	h->data = d;
+	h->size = len;
+	h->full = true;
+	h->append = false;
+	return 0;
+}
+
+static void set_dirty(handle *h)
+{
+	pthread_mutex_lock(&g.mu);
+	if (!h->dirty)
+		h->n->ndirty++;
+	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
+	h->n->dirty_mtime = mf_now_ns();
+	pthread_mutex_unlock(&g.mu);
+	h->dirty = true;
+}
+
+static void clear_dirty(handle *h)
+{
+	if (!h->dirty)
+		return;
+	pthread_mutex_lock(&g.mu);
+	h->n->ndirty--;
+	pthread_mutex_unlock(&g.mu);
+	h->dirty = false;
+}
+
+/*
+ * Commit what a handle wrote as one whole-value op.  Caller holds h->mu.
+ * final: the handle is going away, so a list's unterminated last line is
+ * pushed now (with its newline completed).
+ */
+static int handle_commit(handle *h, bool final)
+{
+	if (!h->dirty)
+		return 0;
+	node *n = h->n;
+	/* A document truncated by open(O_TRUNC) but not yet written is not a
+	 * document: shells flush a duplicated descriptor before writing, so
+	 * wait for the data (or the last close) before validating. */
+	if ((n->pending || n->type == MF_T_JSON) && !h->wrote && !final)
+		return n->type == MF_T_JSON ? -EINVAL : 0; /* "" is no document; keep state */
+	pthread_mutex_lock(&g.mu);
+	bool named = n->named;
+	mf_slice key = mf_slice_ref(n->key);
+	pthread_mutex_unlock(&g.mu);
+
+	if (!named) {
+		/* Unlinked while open: the data lives on only in this node. */
+		pthread_mutex_lock(&g.mu);
+		if (h->full) {
+			mf_slice_unref(&n->orphan);
+			n->orphan = mf_slice_ref(h->data);
+			n->orphan.len = h->size;
+		} else {
+			mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
+			mf_slice_unref(&h->data);
+		}
+		n->orphan_mtime = mf_now_ns();
+		pthread_mutex_unlock(&g.mu);
+		mf_slice_unref(&key);
+		clear_dirty(h);
+		return 0;
+	}
+
+	mf_op op = {0};
+	op.ktype = n->type;
+	op.key = key;
+	mf_slice rest = MF_SLICE_EMPTY; /* list: unterminated tail kept back */
+	if (h->full) {
+		op.type = MF_OP_SET;
+		op.val = mf_slice_ref(h->data);
+		op.val.len = h->size;
+	} else if (n->type == MF_T_LIST) {
+		const char *p = mf_slice_ptr(h->data);
+		size_t len = h->data.len, cut = len;
+		while (cut > 0 && p[cut - 1] != '\n')
+			cut--;
+		if (final && cut < len) {
+			mf_slice_append(&h->data, "\n", 1);
+			cut = len = h->data.len;
+			p = mf_slice_ptr(h->data);
+		}
+		if (cut < len)
+			rest = mf_slice_from(p + cut, len - cut, 0);
+		if (cut == 0) {
+			mf_slice_unref(&op.key);
+			mf_slice_unref(&h->data);
+			h->data = rest;
+			return 0; /* nothing complete yet; stays dirty */
+		}
+		op.type = MF_OP_RPUSH;
+		op.val = mf_slice_ref(h->data);
+		op.val.len = cut;
+	} else {
+		op.type = MF_OP_APPEND;
+		op.val = mf_slice_ref(h->data);
+	}
+	int r = commit(&op);
+	bool others = false;
+	if (r == 0 || (r != -ENOSPC && r != -EIO && r != -ENOMEM)) {
+		/* Done, or refused for good (EINVAL, EEXIST...): drop the pending
+		 * data so the release does not retry and log twice.  Transient
+		 * I/O errors keep it for a retry by fsync/close. */
+		if (r != 0 && !(h->full))
+			mf_slice_unref(&rest);
+		mf_slice_unref(&h->data);
+		h->data = r == 0 ? rest : MF_SLICE_EMPTY;
+		h->full = false;
+		h->wrote = false;
+		h->size = 0;
+		if (h->data.len == 0)
+			clear_dirty(h);
+		pthread_mutex_lock(&g.mu);
+		others = n->nopen > 1;
+		if (r == 0)
+			n->pending = false;
+		pthread_mutex_unlock(&g.mu);
+	} else {
+		mf_slice_unref(&rest);
+	}
+	if (r)
+		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
+	mf_op_clear(&op);
+	if (r == 0 && others)
+		invalidate(n->ino);
+	return r;
+}
+
+static char *ctl_text(fuse_ino_t ino)
+{
+	return ino == INO_STATS ? mf_db_stats_text(g.db) : mf_db_snapshot_text(g.db);
+}
+
+static void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi)
+{
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* The opener was interrupted: the kernel will never release. */
+		pthread_mutex_lock(&g.mu);
+		h->n->nopen--;
+		node_maybe_free(h->n);
+		pthread_mutex_unlock(&g.mu);
+		free(h);
+	}
+}
+
+static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (ino == INO_STATS || ino == INO_SNAPSHOT) {
+		handle *h = handle_new(NULL, fi->flags);
+		if (!h) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+			h->text = ctl_text(ino);
+			h->textlen = h->text ? strlen(h->text) : 0;
+		} else if (ino == INO_STATS) {
+			free(h);
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		fi->direct_io = 1;
+		fi->fh = (uint64_t)(uintptr_t)h;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	if (ino < INO_FIRST_KEY) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	pthread_mutex_lock(&g.mu);
+	node *n = by_ino(ino);
+	if (n)
+		n->nopen++;
+	pthread_mutex_unlock(&g.mu);
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	handle *h = handle_new(n, fi->flags);
+	int r = h ? 0 : -ENOMEM;
+	if (r == 0 && n->type == NODE_POP) {
+		/* Opening a pop file pops one element: each opener gets its own. */
+		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
+		op.arg = 1;
+		r = commit(&op);
+		if (r == 0 && op.out.len == 0)
+			r = -ENODATA;
+		if (r == 0) {
+			h->text = mf_xmalloc(op.out.len);
+			memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
+			h->textlen = op.out.len;
+			fi->direct_io = 1;
+			pthread_mutex_lock(&g.mu);
+			node *ln = *name_slot(MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
+			fuse_ino_t lino = ln ? ln->ino : 0;
+			pthread_mutex_unlock(&g.mu);
+			if (lino)
+				invalidate(lino);
+		}
+		mf_op_clear(&op);
+	} else if (r == 0) {
+		mf_entry_info info = {0};
+		pthread_mutex_lock(&g.mu);
+		bool named = n->named;
+		pthread_mutex_unlock(&g.mu);
+		if (named && mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0) {
+			pthread_mutex_lock(&g.mu);
+			fi->keep_cache = n->cached_version == info.version;
+			n->cached_version = info.version;
+			pthread_mutex_unlock(&g.mu);
+		}
+		if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY &&
+		    (info.size > 0 || !named)) {
+			/* Truncate now for this handle; others see it at close. */
+			h->full = true;
+			h->size = 0;
+			set_dirty(h);
+			pthread_mutex_lock(&g.mu);
+			n->dirty_size = 0;
+			pthread_mutex_unlock(&g.mu);
+		}
+		if ((fi->flags & O_ACCMODE) == O_RDONLY)
+			fi->noflush = 1; /* nothing to commit: spare the FLUSH request */
+	}
+	if (r) {
+		pthread_mutex_lock(&g.mu);
+		n->nopen--;
+		node_maybe_free(n);
+		pthread_mutex_unlock(&g.mu);
+		free(h);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	reply_open(req, h, fi);
+}
+
+static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+	(void)mode;
+	uint8_t type = dir_type(parent);
+	size_t len = strlen(name);
+	if (type == MF_T_NONE || type == NODE_POP) {
+		fuse_reply_err(req, parent == INO_ROOT || parent == INO_CTL ? EPERM : ENOENT);
+		return;
+	}
+	if (len > MF_KEY_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	/* A new key is not logged at create: the node is "pending" (visible
+	 * through this mount's lookups as an empty file) and the key comes into
+	 * being with the handle's first commit — one WAL record per `echo v >
+	 * new`, and for JSON an invalid first document leaves absence
+	 * untouched (issue #5).  Only the checks run now (EEXIST etc). */
+	mf_op op = key_op(MF_OP_CREATE, type, name, len);
+	op.time_ns = mf_now_ns();
+	int r = mf_store_check(g.st, &op);
+	mf_op_clear(&op);
+	if (r) {
+		if (r != -EEXIST)
+			log_err("create failed for", type, name, len, -r);
+		else
+			fprintf(stderr, "memfluxfs: create %s/%s: key exists with another type\n",
+			        mf_type_name(type), name);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	mf_entry_info cur;
+	bool exists = mf_store_get(g.st, name, len, false, &cur) == 0;
+	struct fuse_entry_param e;
+	pthread_mutex_lock(&g.mu);
+	node *n = node_get(type, name, len);
+	handle *h = n ? handle_new(n, fi->flags) : NULL;
+	if (h && !exists) {
+		n->pending = true;
+		n->orphan_mtime = mf_now_ns();
+		h->full = true;
+		h->dirty = true;
+		n->ndirty++;
+		n->dirty_size = 0;
+		n->dirty_mtime = n->orphan_mtime;
+	}
+	fill_entry(&e, n ? n->ino : 0);
+	r = h ? node_attr(n, &e.attr) : -ENOMEM;
+	if (r == 0) {
+		n->nlookup++;
+		n->nopen++;
+	} else if (n) {
+		if (h && h->dirty)
+			n->ndirty--;
+		n->pending = false;
+		free(h);
+		node_maybe_free(n);
+	}
+	pthread_mutex_unlock(&g.mu);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		pthread_mutex_lock(&g.mu);
+		n->nopen--;
+		pthread_mutex_unlock(&g.mu);
+		clear_dirty(h);
+		free(h);
+	}
+}
+
+static handle *fh(struct fuse_file_info *fi)
+{
+	return (handle *)(uintptr_t)fi->fh;
+}
+
+static void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	if (h->text || !h->n) {
+		size_t o = (size_t)off < h->textlen ? (size_t)off : h->textlen;
+		size_t n = h->textlen - o < size ? h->textlen - o : size;
+		fuse_reply_buf(req, h->text + o, n);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	mf_slice v = MF_SLICE_EMPTY, tail = MF_SLICE_EMPTY;
+	uint64_t vlen;
+	if (h->full) {
+		v = mf_slice_ref(h->data);
+		vlen = h->size;
+	} else {
+		int r = node_value(h->n, &v);
+		if (r && r != -ENOENT) {
+			pthread_mutex_unlock(&h->mu);
+			fuse_reply_err(req, -r);
+			return;
+		}
+		vlen = v.len;
+		if (h->append && h->n->type != MF_T_LIST)
+			tail = mf_slice_ref(h->data);
+	}
+	pthread_mutex_unlock(&h->mu);
+	/* The value bytes are immutable (buf.h), so the reply is built from
+	 * them without holding any lock.  A full-mode buffer beyond v.len
+	 * (grown by truncate) is zero by construction. */
+	struct iovec iov[2];
+	int cnt = 0;
+	uint64_t o = (uint64_t)off, total = vlen + tail.len;
+	if (o < total) {
+		uint64_t want = total - o < size ? total - o : size;
+		if (o < vlen) {
+			uint64_t n1 = vlen - o < want ? vlen - o : want;
+			iov[cnt++] = (struct iovec){(char *)mf_slice_ptr(v) + o, n1};
+			want -= n1;
+			o = vlen;
+		}
+		if (want)
+			iov[cnt++] = (struct iovec){(char *)mf_slice_ptr(tail) + (o - vlen), want};
+	}
+	fuse_reply_iov(req, iov, cnt);
+	mf_slice_unref(&v);
+	mf_slice_unref(&tail);
+}
+
+static void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	if (!h->n) { /* /.ctl/snapshot: any write takes a snapshot */
+		int r = mf_db_snapshot(g.db);
+		if (r)
+			fuse_reply_err(req, -r);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	if (h->n->type == NODE_POP) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	int r = 0;
+	if (!h->full && (h->flags & O_APPEND) && h->n->type != MF_T_JSON) {
+		/* Without writeback cache the filesystem implements O_APPEND:
+		 * the bytes go after whatever the value is at commit time. */
+		if (!h->append) {
+			mf_slice_unref(&h->data);
+			h->append = true;
+		}
+		mf_slice_append(&h->data, buf, size);
+	} else if (h->n->type == MF_T_LIST && !h->full) {
+		/* A list takes appends only; a write at its end is one too. */
+		mf_slice cur = MF_SLICE_EMPTY;
+		node_value(h->n, &cur);
+		uint64_t end = cur.len + (h->append ? h->data.len : 0);
+		mf_slice_unref(&cur);
+		if ((uint64_t)off != end) {
+			r = -ESPIPE;
+			fprintf(stderr, "memfluxfs: write at offset %lld inside list %.*s refused: lists "
+			        "take appends only\n", (long long)off, (int)h->n->key.len,
+			        mf_slice_ptr(h->n->key));
+		} else {
+			h->append = true;
+			mf_slice_append(&h->data, buf, size);
+		}
+	} else {
+		r = handle_make_full(h);
+		if (r == 0 && (h->flags & O_APPEND))
+			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
+		if (r == 0) {
+			uint64_t end = (uint64_t)off + size;
+			handle_reserve(h, end);
+			if ((uint64_t)off > h->size) /* hole: zeros */
+				memset(h->data.buf->data + h->size, 0, (size_t)((uint64_t)off - h->size));
+			memcpy(h->data.buf->data + off, buf, size);
+			if (end > h->size)
+				h->size = end;
+			h->data.len = h->data.buf->used = h->size;
+		}
+	}
+	if (r == 0) {
+		h->wrote = true;
+		set_dirty(h);
+		if (!h->full) {
+			mf_slice cur = MF_SLICE_EMPTY;
+			node_value(h->n, &cur);
+			pthread_mutex_lock(&g.mu);
+			h->n->dirty_size = cur.len + h->data.len;
+			pthread_mutex_unlock(&g.mu);
+			mf_slice_unref(&cur);
+		} else {
+			pthread_mutex_lock(&g.mu);
+			h->n->dirty_size = h->size;
+			pthread_mutex_unlock(&g.mu);
+		}
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	int r = 0;
+	if (h->n) {
+		pthread_mutex_lock(&h->mu);
+		r = handle_commit(h, false);
+		pthread_mutex_unlock(&h->mu);
+	}
+	fuse_reply_err(req, -r);
+}
+
+static void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	handle *h = fh(fi);
+	int r = 0;
+	if (h->n) {
+		pthread_mutex_lock(&h->mu);
+		r = handle_commit(h, false);
+		pthread_mutex_unlock(&h->mu);
+	}
+	if (r == 0)
+		r = mf_db_sync(g.db);
+	fuse_reply_err(req, -r);
+}
+
+static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	if (h->n) {
+		pthread_mutex_lock(&h->mu);
+		handle_commit(h, true); /* errors already logged; release can't report */
+		pthread_mutex_unlock(&h->mu);
+		clear_dirty(h);
+		pthread_mutex_lock(&g.mu);
+		if (h->n->pending && h->n->ndirty == 0) {
+			/* Never got a valid document: the key stays absent. */
+			h->n->pending = false;
+			name_unlink(h->n);
+		}
+		h->n->nopen--;
+		node_maybe_free(h->n);
+		pthread_mutex_unlock(&g.mu);
+	}
+	mf_slice_unref(&h->data);
+	free(h->text);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	struct stat cur;
+	int r = ino_attr(ino, &cur);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	/* chmod/chown: the store keeps no permissions.  Setting what is already
+	 * there succeeds (cp -p, sed -i do that); anything else is EPERM. */
+	if (((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (cur.st_mode & 07777)) ||
+	    ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur.st_uid) ||
+	    ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur.st_gid)) {
+		fprintf(stderr, "memfluxfs: chmod/chown on inode %lu refused: permissions are fixed\n",
+		        (unsigned long)ino);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (ino < INO_FIRST_KEY) {
+		fuse_reply_attr(req, &cur, g.timeout);
+		return;
+	}
+	pthread_mutex_lock(&g.mu);
+	node *n = by_ino(ino);
+	bool named = n && n->named;
+	mf_slice key = n ? mf_slice_ref(n->key) : MF_SLICE_EMPTY;
+	uint8_t type = n ? n->type : 0;
+	pthread_mutex_unlock(&g.mu);
+	if (!n || type == NODE_POP) {
+		mf_slice_unref(&key);
+		fuse_reply_err(req, n ? EPERM : ENOENT);
+		return;
+	}
+	handle *h = fi ? fh(fi) : NULL;
+	if (named && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_SIZE)))
+		r = materialize(type, mf_slice_ptr(key), key.len);
+	if (r) {
+		/* fall through to the error reply */
+	} else if (to_set & FUSE_SET_ATTR_SIZE) {
+		uint64_t size = (uint64_t)attr->st_size;
+		if (type == MF_T_LIST && size != 0) {
+			r = -EINVAL;
+		} else if (h && (h->flags & O_ACCMODE) != O_RDONLY) {
+			/* ftruncate on a writable handle: part of that handle's value. */
+			pthread_mutex_lock(&h->mu);
+			r = handle_make_full(h);
+			if (r == 0) {
+				handle_reserve(h, size);
+				if (size > h->size)
+					memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
+				h->size = size;
+				h->data.len = h->data.buf->used = size;
+				h->wrote = true;
+				set_dirty(h);
+				pthread_mutex_lock(&g.mu);
+				n->dirty_size = size;
+				pthread_mutex_unlock(&g.mu);
+			}
+			pthread_mutex_unlock(&h->mu);
+		} else if (!named) {
+			r = 0; /* orphan without a handle: nothing observable */
+		} else if (type == MF_T_JSON) {
+			r = -EINVAL; /* a cut document is not JSON */
+		} else {
+			mf_op op = key_op(MF_OP_TRUNCATE, type, mf_slice_ptr(key), key.len);
+			op.arg = size;
+			r = commit(&op);
+			mf_op_clear(&op);
+		}
+	}
+	if (r == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && named) {
+		mf_op op = key_op(MF_OP_SETTIME, type, mf_slice_ptr(key), key.len);
+		op.time_ns = mf_now_ns();
+		op.arg = (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		             ? (uint64_t)op.time_ns
+		             : (uint64_t)(attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec);
+		r = commit(&op);
+		mf_op_clear(&op);
+		if (r == 0) {
+			pthread_mutex_lock(&g.mu);
+			if (n->ndirty)
+				n->dirty_mtime = (int64_t)op.arg;
+			pthread_mutex_unlock(&g.mu);
+		}
+	}
+	mf_slice_unref(&key);
+	if (r == 0)
+		r = ino_attr(ino, &cur);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &cur, g.timeout);
+}
+
+/* ---------- namespace ops ---------- */
+
+static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	uint8_t type = dir_type(parent);
+	size_t len = strlen(name);
+	if (type == MF_T_NONE || type == NODE_POP) {
+		fuse_reply_err(req, parent == INO_ROOT || parent == INO_CTL ? EPERM : ENOENT);
+		return;
+	}
+	/* Keep the value for open handles before the key goes away. */
+	mf_entry_info info = {0};
+	int r = materialize(type, name, len);
+	if (r == 0)
+		r = mf_store_get(g.st, name, len, true, &info);
+	if (r == 0 && info.type != type)
+		r = -ENOENT;
+	if (r == 0) {
+		mf_op op = key_op(MF_OP_DEL, type, name, len);
+		r = commit(&op);
+		mf_op_clear(&op);
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&g.mu);
+		node *n = *name_slot(type, name, len);
+		if (n) {
+			name_unlink(n);
+			mf_slice_unref(&n->orphan);
+			n->orphan = mf_slice_ref(info.val);
+			n->orphan_mtime = info.mtime_ns;
+		}
+		pthread_mutex_unlock(&g.mu);
+	}
+	mf_slice_unref(&info.val);
+	fuse_reply_err(req, -r);
+}
+
+static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	uint8_t type = dir_type(parent), ntype = dir_type(newparent);
+	if (type == MF_T_NONE || type == NODE_POP || ntype == MF_T_NONE || ntype == NODE_POP) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (type != ntype) {
+		fprintf(stderr, "memfluxfs: rename %s/%s -> %s/%s: across types is not supported\n",
+		        mf_type_name(type), name, mf_type_name(ntype), newname);
+		fuse_reply_err(req, EXDEV);
+		return;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	size_t len = strlen(name), nlen = strlen(newname);
+	if (nlen > MF_KEY_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	mf_entry_info tinfo = {0};
+	bool had_target = mf_store_get(g.st, newname, nlen, true, &tinfo) == 0;
+	if (had_target && (flags & RENAME_NOREPLACE)) {
+		mf_slice_unref(&tinfo.val);
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	int r = materialize(type, name, len);
+	mf_op op = key_op(MF_OP_RENAME, type, name, len);
+	op.key2 = mf_slice_from(newname, nlen, nlen);
+	if (r == 0)
+		r = commit(&op);
+	mf_op_clear(&op);
+	if (r == 0 && !(len == nlen && memcmp(name, newname, len) == 0)) {
+		pthread_mutex_lock(&g.mu);
+		node *t = *name_slot(type, newname, nlen);
+		if (t) { /* renamed over: the old target's handles keep its value */
+			name_unlink(t);
+			mf_slice_unref(&t->orphan);
+			t->orphan = mf_slice_ref(tinfo.val);
+			t->orphan_mtime = tinfo.mtime_ns;
+		}
+		node *s = *name_slot(type, name, len);
+		if (s) {
+			name_unlink(s);
+			mf_slice_unref(&s->key);
+			s->key = mf_slice_from(newname, nlen, nlen);
+			node **pp = name_slot(type, newname, nlen);
+			s->name_next = *pp;
+			*pp = s;
+			s->named = true;
+		}
+		pthread_mutex_unlock(&g.mu);
+	}
+	mf_slice_unref(&tinfo.val);
+	fuse_reply_err(req, -r);
+}
+
+static void mf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)mode;
+	fprintf(stderr, "memfluxfs: mkdir %s in inode %lu refused: no subdirectories (yet)\n",
+	        name, (unsigned long)parent);
+	fuse_reply_err(req, EPERM);
+}
+
+static void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)rdev;
+	fprintf(stderr, "memfluxfs: mknod %s (mode %o) refused: only regular files\n", name, mode);
+	fuse_reply_err(req, EPERM);
+}
+
+static void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent;
+	(void)name;
+	fuse_reply_err(req, EPERM);
+}
+
+/* ---------- JSON partial access through extended attributes ----------
+ *
+ * getfattr -n 'user.$.a.b' --only-values json/doc   -> JSON.GET doc $.a.b
+ * setfattr -n 'user.$.a.b' -v '42' json/doc         -> JSON.SET doc $.a.b 42
+ * The attribute name is "user." + a RedisJSON-style path; the value is JSON.
+ * A set is its own WAL record (JSON_SETPATH); the document is not rewritten
+ * by the caller.
+ */
+#define XATTR_PREFIX "user."
+
+static node *json_node(fuse_ino_t ino, mf_slice *key)
+{
+	pthread_mutex_lock(&g.mu);
+	node *n = ino >= INO_FIRST_KEY ? by_ino(ino) : NULL;
+	if (n && (n->type != MF_T_JSON || !n->named || n->pending))
+		n = NULL;
+	if (n)
+		*key = mf_slice_ref(n->key);
+	pthread_mutex_unlock(&g.mu);
+	return n;
+}
+
+static void mf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	mf_slice key = MF_SLICE_EMPTY;
+	size_t plen = strlen(name) - (sizeof XATTR_PREFIX - 1);
+	if (strncmp(name, XATTR_PREFIX "$", sizeof XATTR_PREFIX) != 0 || !json_node(ino, &key)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	const char *path = name + sizeof XATTR_PREFIX - 1;
+	mf_entry_info info = {0};
+	int r = mf_store_get(g.st, mf_slice_ptr(key), key.len, true, &info);
+	size_t off = 0, len = 0;
+	if (r == 0)
+		r = mf_json_get_path(mf_slice_ptr(info.val), info.val.len, path, plen, &off, &len);
+	if (r == -ENOENT)
+		r = -ENODATA; /* no such member: "No such attribute" */
+	if (r)
+		fuse_reply_err(req, -r);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, mf_slice_ptr(info.val) + off, len);
+	mf_slice_unref(&info.val);
+	mf_slice_unref(&key);
+}
+
+static void mf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+	(void)flags;
+	mf_slice key = MF_SLICE_EMPTY;
+	size_t plen = strlen(name) - (sizeof XATTR_PREFIX - 1);
+	if (strncmp(name, XATTR_PREFIX "$", sizeof XATTR_PREFIX) != 0) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	if (!json_node(ino, &key)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	const char *path = name + sizeof XATTR_PREFIX - 1;
+	int r = mf_json_path_check(path, plen);
+	if (r == 0) {
+		mf_op op = {0};
+		op.type = MF_OP_JSON_SETPATH;
+		op.ktype = MF_T_JSON;
+		op.key = mf_slice_ref(key);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_from(value, size, size);
+		r = commit(&op);
+		if (r)
+			log_err("JSON path update failed for", MF_T_JSON, mf_slice_ptr(key), key.len, -r);
+		mf_op_clear(&op);
+	} else {
+		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", path);
+	}
+	if (r == 0 && g.se)
+		/* Attributes only: pages are dropped at the next open by the
+		 * version check; the kernel holds this inode's lock here. */
+		fuse_lowlevel_notify_inval_inode(g.se, ino, -1, 0);
+	mf_slice_unref(&key);
+	fuse_reply_err(req, r == -ENOENT ? ENODATA : -r);
+}
+
+static void mf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	/* Paths are open-ended; nothing to enumerate. */
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+static void mf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+/* ---------- directories ---------- */
+
+typedef struct dirh {
+	char *buf; /* readdir buffer for all entries, built at opendir */
+	size_t len;
+} dirh;
+
+static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r = ino_attr(ino, &st);
+	if (r || !S_ISDIR(st.st_mode)) {
+		fuse_reply_err(req, r ? -r : ENOTDIR);
+		return;
+	}
+	dirh *d = calloc(1, sizeof *d);
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Build the whole listing now: readdir then pages through one stable
+	 * view, whatever keys come and go meanwhile. */
+	const char *names[8];
+	fuse_ino_t inos[8];
+	size_t nfixed = 0;
+	names[nfixed] = ".", inos[nfixed++] = ino;
+	names[nfixed] = "..", inos[nfixed++] = ino == INO_ROOT || ino < INO_CTL ? INO_ROOT : INO_CTL;
+	if (ino == INO_POPDIR)
+		inos[1] = INO_CTL;
+	if (ino == INO_ROOT) {
+		names[nfixed] = "kv", inos[nfixed++] = INO_KV;
+		names[nfixed] = "json", inos[nfixed++] = INO_JSON;
+		names[nfixed] = "lists", inos[nfixed++] = INO_LISTS;
+		names[nfixed] = ".ctl", inos[nfixed++] = INO_CTL;
+	} else if (ino == INO_CTL) {
+		names[nfixed] = "stats", inos[nfixed++] = INO_STATS;
+		names[nfixed] = "snapshot", inos[nfixed++] = INO_SNAPSHOT;
+		names[nfixed] = "pop", inos[nfixed++] = INO_POPDIR;
+	}
+	mf_slice *keys = NULL;
+	size_t nkeys = 0;
+	uint8_t type = dir_type(ino);
+	if (type != MF_T_NONE)
+		nkeys = mf_store_keys(g.st, type == NODE_POP ? MF_T_LIST : type, &keys);
+	size_t cap = 4096;
+	d->buf = malloc(cap);
+	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
+		char name[MF_KEY_MAX + 1];
+		struct stat est = {0};
+		if (i < nfixed) {
+			snprintf(name, sizeof name, "%s", names[i]);
+			est.st_ino = inos[i];
+			est.st_mode = (inos[i] == INO_STATS || inos[i] == INO_SNAPSHOT) ? S_IFREG : S_IFDIR;
+		} else {
+			mf_slice k = keys[i - nfixed];
+			memcpy(name, mf_slice_ptr(k), k.len);
+			name[k.len] = '\0';
+			/* d_ino is informational here; lookup gives the real one. */
+			est.st_ino = INO_FIRST_KEY + (name_hash(type, name, k.len) >> 8);
+			est.st_mode = S_IFREG;
+		}
+		size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+		if (d->len + need > cap) {
+			cap = (d->len + need) * 2;
+			char *nb = realloc(d->buf, cap);
+			if (!nb) {
+				free(d->buf);
+				d->buf = NULL;
+				break;
+			}
+			d->buf = nb;
+		}
+		fuse_add_direntry(req, d->buf + d->len, need, name, &est, (off_t)(d->len + need));
+		d->len += need;
+	}
+	for (size_t i = 0; i < nkeys; i++)
+		mf_slice_unref(&keys[i]);
+	free(keys);
+	if (!d->buf) {
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fuse_reply_open(req, fi);
+}
+
+static void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirh *d = (dirh *)(uintptr_t)fi->fh;
+	if ((size_t)off >= d->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* Entries are packed back to back; each one's offset field is the
+	 * end of it, so cut at an entry boundary no larger than size. */
+	size_t start = (size_t)off, end = start;
+	while (end < d->len) {
+		const struct { uint64_t ino, off; uint32_t namelen, type; } *de =
+			(const void *)(d->buf + end);
+		size_t next = (size_t)de->off;
+		if (next - start > size)
+			break;
+		end = next;
+	}
+	fuse_reply_buf(req, d->buf + start, end - start);
+}
+
+static void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirh *d = (dirh *)(uintptr_t)fi->fh;
+	free(d->buf);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void mf_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	mf_store_stats ss;
+	mf_store_stats_get(g.st, &ss);
+	struct statvfs sv = {0};
+	long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+	long psz = sysconf(_SC_PAGESIZE);
+	sv.f_bsize = sv.f_frsize = 4096;
+	/* Capacity is memory: total RAM as blocks, free RAM as free blocks;
+	 * used = what the store holds.  Inodes: keys in use, no fixed limit. */
+	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
+	sv.f_bfree = sv.f_bavail = (fsblkcnt_t)avail * (fsblkcnt_t)psz / 4096;
+	uint64_t used = mf_buf_bytes() / 4096;
+	if (sv.f_bfree + used > sv.f_blocks)
+		sv.f_bfree = sv.f_bavail = sv.f_blocks > used ? sv.f_blocks - used : 0;
+	sv.f_files = ss.keys[0] + 1000000;
+	sv.f_ffree = sv.f_favail = 1000000;
+	sv.f_namemax = MF_KEY_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void mf_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Plain readdir: readdirplus would take a lookup reference on every
+	 * key of a listing (one node per key for a 1M-key `ls`). */
+	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	/* No writeback cache: the kernel would own sizes and mtimes and turn
+	 * O_APPEND into positional writes, hiding appends from us. */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_SPLICE_READ)
+		conn->want |= FUSE_CAP_SPLICE_READ;
+	conn->max_write = 1 << 20;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = mf_init,
+	.lookup = mf_lookup,
+	.forget = mf_forget,
+	.forget_multi = mf_forget_multi,
+	.getattr = mf_getattr,
+	.setattr = mf_setattr,
+	.mknod = mf_mknod,
+	.mkdir = mf_mkdir,
+	.unlink = mf_unlink,
+	.rmdir = mf_rmdir,
+	.rename = mf_rename,
+	.open = mf_open,
+	.read = mf_read,
+	.write = mf_write,
+	.flush = mf_flush,
+	.release = mf_release,
+	.fsync = mf_fsync,
+	.opendir = mf_opendir,
+	.readdir = mf_readdir,
+	.releasedir = mf_releasedir,
+	.statfs = mf_statfs,
+	.create = mf_create,
+	.getxattr = mf_getxattr,
+	.setxattr = mf_setxattr,
+	.listxattr = mf_listxattr,
+	.removexattr = mf_removexattr,
+};
+
+struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
+                                 const mf_fs_opts *opts)
+{
+	g.db = db;
+	g.st = mf_db_store(db);
+	g.uid = getuid();
+	g.gid = getgid();
+	g.timeout = opts->timeout;
+	g.next_ino = INO_FIRST_KEY;
+	g.nbuckets = 1024;
+	g.names = calloc(g.nbuckets, sizeof *g.names);
+	g.inos = calloc(g.nbuckets, sizeof *g.inos);
+	clock_gettime(CLOCK_REALTIME, &g.start);
+	if (!g.names || !g.inos)
+		return NULL;
+	struct fuse_session *se = fuse_session_new(args, &ops, sizeof ops, NULL);
+	if (!se)
+		return NULL;
+	if (fuse_session_mount(se, mountpoint) != 0) {
+		fuse_session_destroy(se);
+		return NULL;
+	}
+	g.se = se;
+	return se;
+}
+
+int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts)
+{
+	if (fuse_set_signal_handlers(se) != 0)
+		return 1;
+	int r;
+	if (opts->singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(cfg, opts->clone_fd);
+		if (opts->max_threads)
+			fuse_loop_cfg_set_max_threads(cfg, opts->max_threads);
+		r = fuse_session_loop_mt(se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	fuse_remove_signal_handlers(se);
+	return r;
+}
+
+void mf_fs_unmount(struct fuse_session *se)
+{
+	g.se = NULL;
+	fuse_session_unmount(se);
+	fuse_session_destroy(se);
+}

@@ -1,0 +1,41 @@
+/*
+ * fs.h — the FUSE adapter (libfuse3 low-level API).
+ *
+ * Translates kernel requests (inodes, file handles, offsets) into store
+ * reads and mf_op commits; owns nothing durable.  Why the low-level API:
+ * the high-level one resolves every path under one global lock and renames
+ * unlinked open files to .fuse_hidden* (which would show up as keys); on
+ * this machine the shared bench measured the low-level floor (nullfs_ll) at
+ * or above the high-level one (nullfs) on every workload, up to 6x on large
+ * writes.  With our own inode table, unlink-while-open is just an inode that
+ * lost its name.
+ *
+ * Layout: 1 "/", 2 "/kv", 3 "/json", 4 "/lists", 5 "/.ctl", 6
+ * "/.ctl/stats", 7 "/.ctl/snapshot", 8 "/.ctl/pop"; key files get inode
+ * numbers from 64 up, never reused while the daemon runs.
+ */
+#ifndef MF_FS_H
+#define MF_FS_H
+
+#include "../db/db.h"
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+typedef struct mf_fs_opts {
+	bool foreground;
+	bool singlethread;
+	bool clone_fd;
+	unsigned max_threads;
+	double timeout;          /* entry/attr cache seconds */
+} mf_fs_opts;
+
+/* Create the session and mount; then mf_fs_loop runs it until unmount or a
+ * signal.  Split so that the daemon can report a failed mount to its
+ * parent before detaching. */
+struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
+                                 const mf_fs_opts *opts);
+int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts);
+void mf_fs_unmount(struct fuse_session *se);
+
+#endif

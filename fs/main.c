@@ -1,0 +1,233 @@
+/*
+ * main.c — memfluxfs command line, daemon start-up and shutdown.
+ *
+ * Start-up order matters: parse options, check the mountpoint, then (unless
+ * -f) fork.  The child opens the data dir (lock, snapshot, WAL replay) and
+ * mounts; only then does it tell the waiting parent "ok", so `memfluxfs DIR`
+ * returns 0 exactly when the mount is up with all data recovered, and a
+ * corrupt WAL or a locked data dir is a one-line error and a non-zero exit,
+ * never a half-mounted state.  (libfuse's fuse_daemonize forks after the
+ * mount, which would kill the WAL threads already running.)
+ *
+ * In daemon mode stderr goes to DATA_DIR/memflux.log.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MF_VERSION "0.1.0"
+
+struct cli {
+	char *data_dir;
+	char *fsync;
+	char *fsync_interval;
+	char *wal_threshold;
+	char *cache_timeout;
+	int help, version;
+};
+
+#define OPT(t, p) {t, offsetof(struct cli, p), 1}
+static const struct fuse_opt cli_opts[] = {
+	OPT("--data-dir=%s", data_dir),
+	OPT("data_dir=%s", data_dir),
+	OPT("--fsync=%s", fsync),
+	OPT("fsync=%s", fsync),
+	OPT("--fsync-interval-ms=%s", fsync_interval),
+	OPT("fsync_interval_ms=%s", fsync_interval),
+	OPT("--wal-threshold=%s", wal_threshold),
+	OPT("wal_threshold=%s", wal_threshold),
+	OPT("--cache-timeout=%s", cache_timeout),
+	OPT("cache_timeout=%s", cache_timeout),
+	FUSE_OPT_END,
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n\n"
+	       "memfluxfs options:\n"
+	       "    --data-dir=DIR, -o data_dir=DIR   where memflux.wal and memflux.snapshot live\n"
+	       "                     (default $MEMFLUX_DATA_DIR, $XDG_DATA_HOME/memflux,\n"
+	       "                      ~/.local/share/memflux)\n"
+	       "    --fsync=MODE, -o fsync=MODE       interval (default), always or none\n"
+	       "    --fsync-interval-ms=N             background fsync period (default 1000)\n"
+	       "    --wal-threshold=SIZE              snapshot when the WAL passes SIZE (default 128M)\n"
+	       "    --cache-timeout=SECONDS           kernel entry/attr cache (default 1.0)\n\n",
+	       prog);
+	fuse_cmdline_help();
+	fuse_lowlevel_help();
+}
+
+static char *default_data_dir(void)
+{
+	const char *e = getenv("MEMFLUX_DATA_DIR");
+	char buf[PATH_MAX];
+	if (e && *e)
+		return strdup(e);
+	e = getenv("XDG_DATA_HOME");
+	if (e && *e) {
+		snprintf(buf, sizeof buf, "%s/memflux", e);
+		return strdup(buf);
+	}
+	e = getenv("HOME");
+	snprintf(buf, sizeof buf, "%s/.local/share/memflux", e && *e ? e : ".");
+	return strdup(buf);
+}
+
+/* Absolute path (the daemon chdirs to /); the dir may not exist yet. */
+static char *absolute(const char *p)
+{
+	if (p[0] == '/')
+		return strdup(p);
+	char cwd[PATH_MAX], buf[PATH_MAX * 2];
+	if (!getcwd(cwd, sizeof cwd))
+		return strdup(p);
+	snprintf(buf, sizeof buf, "%s/%s", cwd, p);
+	return strdup(buf);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cli cli = {0};
+	if (fuse_opt_parse(&args, &cli, cli_opts, NULL) != 0)
+		return 2;
+	struct fuse_cmdline_opts fo;
+	if (fuse_parse_cmdline(&args, &fo) != 0) {
+		fprintf(stderr, "memfluxfs: bad options (see --help)\n");
+		return 2;
+	}
+	if (fo.show_help) {
+		usage(argv[0]);
+		return 0;
+	}
+	if (fo.show_version) {
+		printf("memfluxfs %s (libfuse %s)\n", MF_VERSION, fuse_pkgversion());
+		return 0;
+	}
+	if (!fo.mountpoint) {
+		fprintf(stderr, "memfluxfs: no mountpoint given (usage: memfluxfs [options] MOUNTPOINT)\n");
+		return 2;
+	}
+	struct stat sb;
+	if (stat(fo.mountpoint, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", fo.mountpoint,
+		        stat(fo.mountpoint, &sb) != 0 ? strerror(errno) : "not a directory");
+		return 2;
+	}
+
+	mf_db_opts dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
+	                  .wal_threshold = 128ull << 20};
+	if (cli.fsync && mf_fsync_mode_parse(cli.fsync, &dbo.fsync_mode) != 0) {
+		fprintf(stderr, "memfluxfs: --fsync=%s: expected interval, always or none\n", cli.fsync);
+		return 2;
+	}
+	if (cli.fsync_interval) {
+		char *end;
+		long v = strtol(cli.fsync_interval, &end, 10);
+		if (*end || v <= 0 || v > 3600000) {
+			fprintf(stderr, "memfluxfs: --fsync-interval-ms=%s: expected 1..3600000\n",
+			        cli.fsync_interval);
+			return 2;
+		}
+		dbo.fsync_interval_ms = (unsigned)v;
+	}
+	if (cli.wal_threshold && mf_parse_size(cli.wal_threshold, &dbo.wal_threshold) != 0) {
+		fprintf(stderr, "memfluxfs: --wal-threshold=%s: expected a size like 128M\n",
+		        cli.wal_threshold);
+		return 2;
+	}
+	mf_fs_opts fso = {.foreground = fo.foreground, .singlethread = fo.singlethread,
+	                  .clone_fd = fo.clone_fd, .max_threads = fo.max_threads, .timeout = 1.0};
+	if (cli.cache_timeout) {
+		char *end;
+		fso.timeout = strtod(cli.cache_timeout, &end);
+		if (*end || fso.timeout < 0) {
+			fprintf(stderr, "memfluxfs: --cache-timeout=%s: expected seconds\n", cli.cache_timeout);
+			return 2;
+		}
+	}
+	char *dir = cli.data_dir ? cli.data_dir : default_data_dir();
+	dbo.dir = absolute(dir);
+
+	int pipefd[2] = {-1, -1};
+	if (!fo.foreground) {
+		if (pipe(pipefd) != 0) {
+			perror("memfluxfs: pipe");
+			return 1;
+		}
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("memfluxfs: fork");
+			return 1;
+		}
+		if (pid > 0) {
+			/* Parent: wait for the child's verdict. */
+			close(pipefd[1]);
+			char status = 1;
+			if (read(pipefd[0], &status, 1) != 1)
+				status = 1;
+			return status;
+		}
+		close(pipefd[0]);
+		setsid();
+	}
+
+	char err[1024] = "";
+	mf_db *db = mf_db_open(&dbo, err, sizeof err);
+	if (!db) {
+		fprintf(stderr, "memfluxfs: %s\n", err);
+		if (pipefd[1] >= 0) {
+			char st = 1;
+			(void)!write(pipefd[1], &st, 1);
+		}
+		return 1;
+	}
+	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
+	if (!se) {
+		fprintf(stderr, "memfluxfs: cannot mount on %s\n", fo.mountpoint);
+		mf_db_close(db);
+		if (pipefd[1] >= 0) {
+			char st = 1;
+			(void)!write(pipefd[1], &st, 1);
+		}
+		return 1;
+	}
+	if (pipefd[1] >= 0) {
+		/* Detach: logs to the data dir, stdio away from the terminal. */
+		char logpath[PATH_MAX];
+		snprintf(logpath, sizeof logpath, "%s/memflux.log", dbo.dir);
+		int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		int nfd = open("/dev/null", O_RDWR);
+		if (nfd >= 0) {
+			dup2(nfd, 0);
+			dup2(nfd, 1);
+			close(nfd);
+		}
+		if (lfd >= 0) {
+			dup2(lfd, 2);
+			close(lfd);
+		}
+		if (chdir("/") != 0)
+			perror("memfluxfs: chdir");
+		char st = 0;
+		(void)!write(pipefd[1], &st, 1);
+		close(pipefd[1]);
+	}
+	fprintf(stderr, "memfluxfs: mounted %s (data dir %s, fsync %s)\n", fo.mountpoint, dbo.dir,
+	        mf_fsync_mode_name(dbo.fsync_mode));
+	int r = mf_fs_loop(se, &fso);
+	mf_fs_unmount(se);
+	mf_db_close(db);
+	fprintf(stderr, "memfluxfs: unmounted %s\n", fo.mountpoint);
+	free(fo.mountpoint);
+	fuse_opt_free_args(&args);
+	return r ? 1 : 0;
+}

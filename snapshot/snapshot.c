@@ -1,0 +1,738 @@
+/*
+ * snapshot.c — write and load memflux.snapshot (format: snapshot/FORMAT.md).
+ *
+ * Writing streams: records are staged in a 1 MiB buffer and fed to
+ * LZ4F_compressUpdate; values at least one stage long go to the compressor
+ * straight from their slice, so the uncompressed image never exists in
+ * memory.  Compressed output is written at an advancing offset through the
+ * mf_io seam.
+ *
+ * Loading streams too: the file is read in chunks, decompressed chunk by
+ * chunk, and a byte-at-a-time-capable state machine parses the raw stream,
+ * copying each value straight into a slice of exactly its declared length.
+ */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <lz4frame.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STAGE_SIZE ((size_t)1 << 20)    /* raw bytes per compressUpdate */
+#define READ_SIZE ((size_t)256 << 10)   /* compressed bytes per pread */
+#define DOUT_SIZE ((size_t)1 << 20)     /* decompressed bytes per call */
+
+static const char HDR_MAGIC[MF_SNAPSHOT_MAGIC_LEN] = {'M', 'F', 'S', 'N', 'A', 'P'};
+static const char TRL_MAGIC[MF_SNAPSHOT_TRAILER_MAGIC_LEN] = {'M', 'F', 'E', 'N', 'D'};
+
+/* ---- little-endian helpers ---------------------------------------------- */
+
+static void put_u16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int join_path(char *out, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(out, cap, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct snap_writer {
+	mf_io *io;
+	int fd;
+	off_t off;            /* compressed bytes written so far */
+	LZ4F_cctx *cctx;
+	unsigned char *stage;
+	size_t slen;
+	unsigned char *out;
+	size_t outcap;
+	uint64_t raw;         /* raw bytes fed so far */
+} snap_writer;
+
+static int w_flush_out(snap_writer *w, size_t n)
+{
+	if (n == 0)
+		return 0;
+	int rc = mf_io_pwrite_all(w->io, w->fd, w->out, n, w->off);
+	if (rc < 0)
+		return rc;
+	w->off += (off_t)n;
+	return 0;
+}
+
+static int w_compress(snap_writer *w, const void *p, size_t n)
+{
+	/* No stableSrc: LZ4F keeps its own copy of the 64 KiB dictionary, so the
+	 * stage buffer may be reused at once. */
+	size_t r = LZ4F_compressUpdate(w->cctx, w->out, w->outcap, p, n, NULL);
+	if (LZ4F_isError(r))
+		return -EIO;
+	return w_flush_out(w, r);
+}
+
+static int w_emit(snap_writer *w, const void *src, size_t n)
+{
+	const unsigned char *p = src;
+	w->raw += n;
+	while (n > 0) {
+		if (w->slen == 0 && n >= STAGE_SIZE) {
+			/* Big value: compress straight from the slice. */
+			int rc = w_compress(w, p, STAGE_SIZE);
+			if (rc < 0)
+				return rc;
+			p += STAGE_SIZE;
+			n -= STAGE_SIZE;
+			continue;
+		}
+		size_t k = STAGE_SIZE - w->slen;
+		if (k > n)
+			k = n;
+		memcpy(w->stage + w->slen, p, k);
+		w->slen += k;
+		p += k;
+		n -= k;
+		if (w->slen == STAGE_SIZE) {
+			int rc = w_compress(w, w->stage, w->slen);
+			w->slen = 0;
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int check_items(const mf_item *items, size_t n, uint64_t *raw_total)
+{
+	uint64_t total = MF_SNAPSHOT_HEADER_LEN + MF_SNAPSHOT_TRAILER_LEN;
+	for (size_t i = 0; i < n; i++) {
+		const mf_item *it = &items[i];
+		if (it->type < MF_T_STRING || it->type > MF_T_LIST)
+			return -EINVAL;
+		if (it->key.len == 0 || it->key.len > MF_SNAPSHOT_MAX_KEY)
+			return -EINVAL;
+		if (it->val.len > MF_SNAPSHOT_MAX_VALUE)
+			return -EFBIG;
+		total += MF_SNAPSHOT_RECORD_FIXED + it->key.len + it->val.len;
+	}
+	*raw_total = total;
+	return 0;
+}
+
+static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size_t n,
+                        uint64_t raw_total)
+{
+	LZ4F_preferences_t prefs;
+	memset(&prefs, 0, sizeof prefs);
+	prefs.frameInfo.blockSizeID = LZ4F_max1MB;
+	prefs.frameInfo.blockMode = LZ4F_blockLinked;
+	prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+	prefs.frameInfo.blockChecksumFlag = LZ4F_blockChecksumEnabled;
+	prefs.frameInfo.frameType = LZ4F_frame;
+	prefs.frameInfo.contentSize = raw_total;
+	prefs.compressionLevel = 0;
+	prefs.autoFlush = 0;
+
+	if (LZ4F_isError(LZ4F_createCompressionContext(&w->cctx, LZ4F_VERSION)))
+		return -ENOMEM;
+	/* Bound for one stage-sized update including whatever LZ4F buffered,
+	 * and for the frame end (block flush + end mark + checksum). */
+	w->outcap = LZ4F_compressBound(STAGE_SIZE, &prefs);
+	if (w->outcap < LZ4F_HEADER_SIZE_MAX)
+		w->outcap = LZ4F_HEADER_SIZE_MAX;
+	w->stage = mf_xmalloc(STAGE_SIZE);
+	w->out = mf_xmalloc(w->outcap);
+
+	size_t r = LZ4F_compressBegin(w->cctx, w->out, w->outcap, &prefs);
+	if (LZ4F_isError(r))
+		return -EIO;
+	int rc = w_flush_out(w, r);
+	if (rc < 0)
+		return rc;
+
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	unsigned char hdr[MF_SNAPSHOT_HEADER_LEN];
+	memcpy(hdr, HDR_MAGIC, MF_SNAPSHOT_MAGIC_LEN);
+	put_u32(hdr + 6, MF_SNAPSHOT_VERSION);
+	put_u64(hdr + 10, lsn);
+	put_u64(hdr + 18, (uint64_t)n);
+	put_u64(hdr + 26, (uint64_t)((int64_t)now.tv_sec * 1000000000LL + now.tv_nsec));
+	if ((rc = w_emit(w, hdr, sizeof hdr)) < 0)
+		return rc;
+
+	for (size_t i = 0; i < n; i++) {
+		const mf_item *it = &items[i];
+		unsigned char rec[MF_SNAPSHOT_RECORD_FIXED - 8 + MF_SNAPSHOT_MAX_KEY + 8];
+		size_t k = 0;
+		rec[k++] = it->type;
+		put_u64(rec + k, (uint64_t)it->mtime_ns);
+		k += 8;
+		put_u64(rec + k, (uint64_t)it->ctime_ns);
+		k += 8;
+		put_u16(rec + k, (uint16_t)it->key.len);
+		k += 2;
+		memcpy(rec + k, mf_slice_ptr(it->key), it->key.len);
+		k += it->key.len;
+		put_u64(rec + k, (uint64_t)it->val.len);
+		k += 8;
+		if ((rc = w_emit(w, rec, k)) < 0)
+			return rc;
+		if ((rc = w_emit(w, mf_slice_ptr(it->val), it->val.len)) < 0)
+			return rc;
+	}
+
+	unsigned char trl[MF_SNAPSHOT_TRAILER_LEN];
+	memcpy(trl, TRL_MAGIC, MF_SNAPSHOT_TRAILER_MAGIC_LEN);
+	put_u64(trl + 5, (uint64_t)n);
+	put_u64(trl + 13, w->raw + MF_SNAPSHOT_TRAILER_LEN);
+	if ((rc = w_emit(w, trl, sizeof trl)) < 0)
+		return rc;
+	if (w->raw != raw_total)
+		return -EIO; /* cannot happen: the sizes were computed above */
+
+	if (w->slen) {
+		rc = w_compress(w, w->stage, w->slen);
+		w->slen = 0;
+		if (rc < 0)
+			return rc;
+	}
+	/* compressEnd also checks that contentSize matches what was fed. */
+	r = LZ4F_compressEnd(w->cctx, w->out, w->outcap, NULL);
+	if (LZ4F_isError(r))
+		return -EIO;
+	return w_flush_out(w, r);
+}
+
+int mf_snapshot_write(mf_io *io, const char *dir, uint64_t lsn,
+                      const mf_item *items, size_t n, mf_snapshot_info *info)
+{
+	double t0 = mono_now();
+	char tmp[PATH_MAX], final[PATH_MAX];
+	mf_snapshot_info dummy;
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof *info);
+	info->lsn = lsn;
+	info->keys = n;
+
+	int rc = join_path(tmp, sizeof tmp, dir, MF_SNAPSHOT_TMP_NAME);
+	if (rc == 0)
+		rc = join_path(final, sizeof final, dir, MF_SNAPSHOT_NAME);
+	if (rc < 0)
+		return rc;
+	uint64_t raw_total;
+	if ((rc = check_items(items, n, &raw_total)) < 0)
+		return rc;
+
+	snap_writer w;
+	memset(&w, 0, sizeof w);
+	w.io = io;
+	w.fd = -1;
+
+	mf_crash_point("snapshot-before-tmp");
+	int fd = io->open(io, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0) {
+		rc = fd;
+		goto out; /* nothing created (or an old tmp we could not open) */
+	}
+	w.fd = fd;
+
+	rc = write_stream(&w, lsn, items, n, raw_total);
+	if (rc < 0)
+		goto fail;
+	mf_crash_point("snapshot-after-tmp-write");
+	/* Data before the rename: renaming first can leave a zero-length
+	 * snapshot after a crash (the classic ext4 delayed-allocation bug). */
+	if ((rc = io->fsync(io, w.fd)) < 0)
+		goto fail;
+	mf_crash_point("snapshot-after-tmp-fsync");
+	fd = w.fd;
+	w.fd = -1;
+	if ((rc = io->close(io, fd)) < 0)
+		goto fail;
+	if ((rc = io->rename(io, tmp, final)) < 0)
+		goto fail;
+	mf_crash_point("snapshot-after-rename");
+	/* The rename is durable only once the directory is: */
+	if ((rc = io->fsync_dir(io, dir)) < 0)
+		goto out; /* tmp is gone; the new file is in place but maybe not durable */
+	mf_crash_point("snapshot-after-dir-fsync");
+	rc = 0;
+	goto out;
+
+fail:
+	if (w.fd >= 0)
+		io->close(io, w.fd);
+	w.fd = -1;
+	io->unlink(io, tmp);
+out:
+	if (w.cctx)
+		LZ4F_freeCompressionContext(w.cctx);
+	free(w.stage);
+	free(w.out);
+	info->raw_bytes = w.raw;
+	info->file_bytes = (uint64_t)w.off;
+	info->seconds = mono_now() - t0;
+	return rc;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+enum {
+	P_HEADER,
+	P_RECFIX,
+	P_KEY,
+	P_VLEN,
+	P_VAL,
+	P_TRAILER,
+	P_DONE,
+};
+
+static const char *state_name(int s)
+{
+	switch (s) {
+	case P_HEADER: return "header";
+	case P_RECFIX: return "record header";
+	case P_KEY: return "key";
+	case P_VLEN: return "value length";
+	case P_VAL: return "value";
+	case P_TRAILER: return "trailer";
+	default: return "end";
+	}
+}
+
+#define REC_HEAD_LEN (1 + 8 + 8 + 2) /* type, mtime, ctime, key length */
+
+typedef struct snap_parser {
+	int state;
+	unsigned char acc[MF_SNAPSHOT_MAX_KEY + 1];
+	size_t have, need;
+	uint64_t raw;          /* raw bytes consumed */
+	uint64_t field_off;    /* raw offset where the current field began */
+	uint64_t rec_off;      /* raw offset where the current record began */
+	uint64_t count;        /* from the header */
+	uint64_t seen;         /* records delivered */
+	uint64_t content_size; /* from the LZ4 frame header; 0 = not given */
+	mf_item cur;
+	uint64_t vlen, vhave;
+	int (*cb)(void *ctx, mf_item *item);
+	void *ctx;
+	mf_snapshot_info *info;
+	const char *path;
+	char *err;
+	size_t errlen;
+} snap_parser;
+
+static int p_fail(snap_parser *p, uint64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int p_fail(snap_parser *p, uint64_t off, const char *fmt, ...)
+{
+	if (p->err && p->errlen) {
+		char what[256];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(what, sizeof what, fmt, ap);
+		va_end(ap);
+		snprintf(p->err, p->errlen, "snapshot %s: %s at raw offset %" PRIu64,
+		         p->path, what, off);
+	}
+	return -EBADMSG;
+}
+
+static void p_expect(snap_parser *p, int state, size_t need)
+{
+	p->state = state;
+	p->have = 0;
+	p->need = need;
+	p->field_off = p->raw;
+}
+
+static int p_deliver(snap_parser *p)
+{
+	mf_item item = p->cur;
+	memset(&p->cur, 0, sizeof p->cur);
+	uint64_t off = p->rec_off;
+	int rc = 0;
+	if (p->cb) {
+		rc = p->cb(p->ctx, &item); /* cb owns the references now */
+	} else {
+		mf_slice_unref(&item.key);
+		mf_slice_unref(&item.val);
+	}
+	if (rc < 0) {
+		if (p->err && p->errlen)
+			snprintf(p->err, p->errlen,
+			         "snapshot %s: loading record %" PRIu64 " failed: %s at raw offset %" PRIu64,
+			         p->path, p->seen, strerror(-rc), off);
+		return rc;
+	}
+	p->seen++;
+	if (p->info)
+		p->info->keys = p->seen;
+	if (p->seen == p->count)
+		p_expect(p, P_TRAILER, MF_SNAPSHOT_TRAILER_LEN);
+	else
+		p_expect(p, P_RECFIX, REC_HEAD_LEN);
+	p->rec_off = p->raw;
+	return 0;
+}
+
+/* Raw bytes still available for record payload, given the content size. */
+static uint64_t p_room(const snap_parser *p)
+{
+	uint64_t end = p->content_size - MF_SNAPSHOT_TRAILER_LEN;
+	return p->raw > end ? 0 : end - p->raw;
+}
+
+/* A fixed-size field is complete in acc[0, need). */
+static int p_field(snap_parser *p)
+{
+	const unsigned char *a = p->acc;
+	switch (p->state) {
+	case P_HEADER: {
+		if (memcmp(a, HDR_MAGIC, MF_SNAPSHOT_MAGIC_LEN) != 0)
+			return p_fail(p, p->field_off, "bad magic");
+		uint32_t ver = get_u32(a + 6);
+		if (ver != MF_SNAPSHOT_VERSION)
+			return p_fail(p, p->field_off + 6, "unsupported format version %" PRIu32, ver);
+		if (p->info)
+			p->info->lsn = get_u64(a + 10);
+		p->count = get_u64(a + 18);
+		if (p->content_size &&
+		    (p->count > p->content_size / MF_SNAPSHOT_RECORD_FIXED ||
+		     p->count * MF_SNAPSHOT_RECORD_FIXED > p_room(p)))
+			return p_fail(p, p->field_off + 18, "key count %" PRIu64 " too large for %" PRIu64
+			              "-byte stream", p->count, p->content_size);
+		if (p->count == 0)
+			p_expect(p, P_TRAILER, MF_SNAPSHOT_TRAILER_LEN);
+		else
+			p_expect(p, P_RECFIX, REC_HEAD_LEN);
+		p->rec_off = p->raw;
+		return 0;
+	}
+	case P_RECFIX: {
+		uint8_t type = a[0];
+		if (type < MF_T_STRING || type > MF_T_LIST)
+			return p_fail(p, p->field_off, "bad key type %u", type);
+		uint16_t klen = get_u16(a + 17);
+		if (klen == 0 || klen > MF_SNAPSHOT_MAX_KEY)
+			return p_fail(p, p->field_off + 17, "bad key length %u", klen);
+		p->cur.type = type;
+		p->cur.mtime_ns = (int64_t)get_u64(a + 1);
+		p->cur.ctime_ns = (int64_t)get_u64(a + 9);
+		p_expect(p, P_KEY, klen);
+		return 0;
+	}
+	case P_KEY:
+		p->cur.key = mf_slice_from(a, p->need, p->need);
+		p_expect(p, P_VLEN, 8);
+		return 0;
+	case P_VLEN: {
+		uint64_t vlen = get_u64(a);
+		if (vlen > MF_SNAPSHOT_MAX_VALUE)
+			return p_fail(p, p->field_off, "value length %" PRIu64 " too large", vlen);
+		if (p->content_size && vlen > p_room(p))
+			return p_fail(p, p->field_off, "value length %" PRIu64 " exceeds the stream", vlen);
+		if (vlen == 0) {
+			p->cur.val = MF_SLICE_EMPTY;
+			return p_deliver(p);
+		}
+		p_expect(p, P_VAL, 0);
+		p->vlen = vlen;
+		p->vhave = 0;
+		p->cur.val = mf_slice_alloc((size_t)vlen, (size_t)vlen);
+		return 0;
+	}
+	case P_TRAILER: {
+		if (memcmp(a, TRL_MAGIC, MF_SNAPSHOT_TRAILER_MAGIC_LEN) != 0)
+			return p_fail(p, p->field_off, "bad trailer magic");
+		uint64_t cnt = get_u64(a + 5), len = get_u64(a + 13);
+		if (cnt != p->count)
+			return p_fail(p, p->field_off + 5, "trailer key count %" PRIu64
+			              " != header key count %" PRIu64, cnt, p->count);
+		if (len != p->raw)
+			return p_fail(p, p->field_off + 13, "trailer stream length %" PRIu64
+			              " != actual %" PRIu64, len, p->raw);
+		p_expect(p, P_DONE, 0);
+		return 0;
+	}
+	}
+	return p_fail(p, p->raw, "internal parser state %d", p->state);
+}
+
+static int p_feed(snap_parser *p, const unsigned char *d, size_t n)
+{
+	while (n > 0) {
+		if (p->state == P_DONE)
+			return p_fail(p, p->raw, "%zu bytes after the trailer", n);
+		if (p->state == P_VAL) {
+			uint64_t k = p->vlen - p->vhave;
+			if (k > n)
+				k = n;
+			memcpy(p->cur.val.buf->data + p->cur.val.off + p->vhave, d, (size_t)k);
+			p->vhave += k;
+			p->raw += k;
+			d += k;
+			n -= (size_t)k;
+			if (p->vhave == p->vlen) {
+				int rc = p_deliver(p);
+				if (rc < 0)
+					return rc;
+			}
+			continue;
+		}
+		size_t k = p->need - p->have;
+		if (k > n)
+			k = n;
+		memcpy(p->acc + p->have, d, k);
+		p->have += k;
+		p->raw += k;
+		d += k;
+		n -= k;
+		if (p->have == p->need) {
+			int rc = p_field(p);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Read up to n bytes at off, looping over short reads; returns bytes read
+ * (< n only at end of file) or -errno. */
+static ssize_t read_some(mf_io *io, int fd, unsigned char *buf, size_t n, off_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = io->pread(io, fd, buf + got, n - got, off + (off_t)got);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+int mf_snapshot_load(mf_io *io, const char *dir,
+                     int (*cb)(void *ctx, mf_item *item), void *ctx,
+                     mf_snapshot_info *info, char *err, size_t errlen)
+{
+	double t0 = mono_now();
+	char path[PATH_MAX];
+	mf_snapshot_info dummy;
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof *info);
+	if (err && errlen)
+		err[0] = '\0';
+	int rc = join_path(path, sizeof path, dir, MF_SNAPSHOT_NAME);
+	if (rc < 0)
+		return rc;
+
+	int fd = io->open(io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+
+	snap_parser p;
+	memset(&p, 0, sizeof p);
+	p.cb = cb;
+	p.ctx = ctx;
+	p.info = info;
+	p.path = path;
+	p.err = err;
+	p.errlen = errlen;
+	p_expect(&p, P_HEADER, MF_SNAPSHOT_HEADER_LEN);
+
+	LZ4F_dctx *dctx = NULL;
+	unsigned char *in = mf_xmalloc(READ_SIZE);
+	unsigned char *out = mf_xmalloc(DOUT_SIZE);
+	off_t foff = 0;          /* file bytes read */
+	size_t in_len = 0, in_pos = 0;
+	bool eof = false;
+
+	if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+
+	ssize_t r = read_some(io, fd, in, READ_SIZE, 0);
+	if (r < 0) {
+		rc = (int)r;
+		if (err && errlen)
+			snprintf(err, errlen, "snapshot %s: read failed: %s", path, strerror(-rc));
+		goto out;
+	}
+	in_len = (size_t)r;
+	foff = (off_t)r;
+	eof = in_len < READ_SIZE;
+	if (in_len == 0) {
+		rc = p_fail(&p, 0, "empty file");
+		goto out;
+	}
+
+	LZ4F_frameInfo_t fi;
+	size_t hsz = in_len;
+	size_t hr = LZ4F_getFrameInfo(dctx, &fi, in, &hsz);
+	if (LZ4F_isError(hr)) {
+		rc = p_fail(&p, 0, "bad LZ4 frame header (%s)", LZ4F_getErrorName(hr));
+		goto out;
+	}
+	in_pos = hsz;
+	if (fi.frameType != LZ4F_frame) {
+		rc = p_fail(&p, 0, "not an LZ4 data frame");
+		goto out;
+	}
+	if (fi.contentChecksumFlag != LZ4F_contentChecksumEnabled) {
+		rc = p_fail(&p, 0, "LZ4 frame has no content checksum");
+		goto out;
+	}
+	p.content_size = fi.contentSize;
+	if (p.content_size && p.content_size < MF_SNAPSHOT_HEADER_LEN + MF_SNAPSHOT_TRAILER_LEN) {
+		rc = p_fail(&p, 0, "LZ4 content size %" PRIu64 " too small", p.content_size);
+		goto out;
+	}
+
+	for (;;) {
+		if (in_pos == in_len && !eof) {
+			r = read_some(io, fd, in, READ_SIZE, foff);
+			if (r < 0) {
+				rc = (int)r;
+				if (err && errlen)
+					snprintf(err, errlen, "snapshot %s: read failed at file offset %lld: %s",
+					         path, (long long)foff, strerror(-rc));
+				goto out;
+			}
+			in_len = (size_t)r;
+			in_pos = 0;
+			foff += r;
+			eof = in_len < READ_SIZE;
+		}
+		size_t ssz = in_len - in_pos, dsz = DOUT_SIZE;
+		size_t hint = LZ4F_decompress(dctx, out, &dsz, in + in_pos, &ssz, NULL);
+		if (LZ4F_isError(hint)) {
+			/* LZ4F buffers input internally: the damage lies somewhere in
+			 * the bytes fed to this call or the block they complete. */
+			rc = p_fail(&p, p.raw, "LZ4 frame damaged (%s) in file bytes before %lld",
+			            LZ4F_getErrorName(hint), (long long)foff);
+			goto out;
+		}
+		in_pos += ssz;
+		if (dsz && (rc = p_feed(&p, out, dsz)) < 0)
+			goto out;
+		if (hint == 0)
+			break; /* frame complete, content checksum verified */
+		if (eof && in_pos == in_len && dsz == 0 && ssz == 0) {
+			rc = p_fail(&p, p.raw, "truncated file (LZ4 frame incomplete after %lld bytes)",
+			            (long long)foff);
+			goto out;
+		}
+	}
+
+	/* Nothing may follow the frame. */
+	if (in_pos < in_len) {
+		rc = p_fail(&p, p.raw, "%zu bytes after the LZ4 frame", in_len - in_pos);
+		goto out;
+	}
+	if (!eof) {
+		unsigned char extra;
+		r = read_some(io, fd, &extra, 1, foff);
+		if (r < 0) {
+			rc = (int)r;
+			goto out;
+		}
+		if (r > 0) {
+			rc = p_fail(&p, p.raw, "data after the LZ4 frame at file offset %lld",
+			            (long long)foff);
+			goto out;
+		}
+	}
+	if (p.state != P_DONE) {
+		rc = p_fail(&p, p.raw, "stream ends inside %s", state_name(p.state));
+		goto out;
+	}
+	if (p.content_size && p.raw != p.content_size) {
+		rc = p_fail(&p, p.raw, "stream length != LZ4 content size %" PRIu64, p.content_size);
+		goto out;
+	}
+	rc = 0;
+
+out:
+	mf_slice_unref(&p.cur.key);
+	mf_slice_unref(&p.cur.val);
+	if (dctx)
+		LZ4F_freeDecompressionContext(dctx);
+	free(in);
+	free(out);
+	io->close(io, fd);
+	info->raw_bytes = p.raw;
+	info->file_bytes = (uint64_t)foff;
+	info->seconds = mono_now() - t0;
+	return rc;
+}
+
+int mf_snapshot_remove_tmp(mf_io *io, const char *dir)
+{
+	char tmp[PATH_MAX];
+	int rc = join_path(tmp, sizeof tmp, dir, MF_SNAPSHOT_TMP_NAME);
+	if (rc < 0)
+		return rc;
+	rc = io->unlink(io, tmp);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	return io->fsync_dir(io, dir);
+}

@@ -1,0 +1,116 @@
+/*
+ * buf.c — reference-counted buffers (see buf.h for the contract).
+ */
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_size_t live_bytes;
+
+void *mf_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p) {
+		/* See buf.h: running out of memory mid-apply would leave the store
+		 * inconsistent with the WAL; the WAL makes a restart safe. */
+		fprintf(stderr, "memfluxfs: out of memory allocating %zu bytes\n", n);
+		abort();
+	}
+	return p;
+}
+
+void *mf_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q) {
+		fprintf(stderr, "memfluxfs: out of memory reallocating %zu bytes\n", n);
+		abort();
+	}
+	return q;
+}
+
+static mf_buf *buf_new(size_t cap)
+{
+	if (cap > SIZE_MAX - sizeof(mf_buf)) {
+		fprintf(stderr, "memfluxfs: buffer size overflow\n");
+		abort();
+	}
+	mf_buf *b = mf_xmalloc(sizeof(mf_buf) + cap);
+	atomic_init(&b->refs, 1);
+	b->cap = cap;
+	b->used = 0;
+	atomic_fetch_add(&live_bytes, cap);
+	return b;
+}
+
+mf_slice mf_slice_from(const void *p, size_t n, size_t cap)
+{
+	if (n == 0 && cap == 0)
+		return MF_SLICE_EMPTY;
+	if (cap < n)
+		cap = n;
+	mf_buf *b = buf_new(cap);
+	if (n)
+		memcpy(b->data, p, n);
+	b->used = n;
+	return (mf_slice){b, 0, n};
+}
+
+mf_slice mf_slice_alloc(size_t len, size_t cap)
+{
+	if (len == 0 && cap == 0)
+		return MF_SLICE_EMPTY;
+	if (cap < len)
+		cap = len;
+	mf_buf *b = buf_new(cap);
+	memset(b->data, 0, len);
+	b->used = len;
+	return (mf_slice){b, 0, len};
+}
+
+mf_slice mf_slice_ref(mf_slice s)
+{
+	if (s.buf)
+		atomic_fetch_add_explicit(&s.buf->refs, 1, memory_order_relaxed);
+	return s;
+}
+
+void mf_slice_unref(mf_slice *s)
+{
+	mf_buf *b = s->buf;
+	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+		atomic_fetch_sub(&live_bytes, b->cap);
+		free(b);
+	}
+	*s = MF_SLICE_EMPTY;
+}
+
+void mf_slice_append(mf_slice *s, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	mf_buf *b = s->buf;
+	if (b && s->off + s->len == b->used && b->cap - b->used >= n) {
+		/* In place: bytes past `used` are visible to no slice. */
+		memcpy(b->data + b->used, p, n);
+		b->used += n;
+		s->len += n;
+		return;
+	}
+	size_t len = s->len + n;
+	size_t cap = len < 64 ? 64 : len + len / 2;
+	mf_buf *nb = buf_new(cap);
+	if (s->len)
+		memcpy(nb->data, mf_slice_ptr(*s), s->len);
+	memcpy(nb->data + s->len, p, n);
+	nb->used = len;
+	mf_slice_unref(s);
+	*s = (mf_slice){nb, 0, len};
+}
+
+size_t mf_buf_bytes(void)
+{
+	return atomic_load(&live_bytes);
+}

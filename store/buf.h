@@ -1,0 +1,71 @@
+/*
+ * buf.h — reference-counted byte buffers and slices of them.
+ *
+ * Every value in memfluxfs (a /kv string, a /json document, the text of a
+ * /lists list) is a slice (buf, off, len) of a reference-counted buffer.
+ * Why: readers (open file handles, a snapshot in progress, an unlinked-but-
+ * open file) take a reference to the slice they saw and keep reading it
+ * while writers install new slices; nobody copies a value to read it.
+ *
+ * Contract
+ * - Bytes inside [0, used) of a buffer are immutable once published.  The
+ *   only in-place growth allowed is mf_slice_append_inplace(): appending
+ *   after `used` never changes bytes any existing slice can see, which gives
+ *   O(1) amortised APPEND/RPUSH (the same trick as Go's slices).  Callers
+ *   must serialise appends to one buffer (the store does: one applier).
+ * - Reference counts are atomic; mf_buf_ref/unref are safe from any thread.
+ * - Allocation failure aborts the process (mf_xmalloc): an in-memory store
+ *   that cannot allocate cannot keep its promises, and a half-applied
+ *   mutation is worse than a crash that the WAL recovers from.
+ */
+#ifndef MF_BUF_H
+#define MF_BUF_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mf_buf {
+	atomic_uint_fast32_t refs;
+	size_t cap;   /* bytes allocated in data[] */
+	size_t used;  /* bytes of data[] ever handed out (high-water mark) */
+	char data[];
+} mf_buf;
+
+typedef struct mf_slice {
+	mf_buf *buf;  /* NULL for the empty slice */
+	size_t off;
+	size_t len;
+} mf_slice;
+
+#define MF_SLICE_EMPTY ((mf_slice){NULL, 0, 0})
+
+void *mf_xmalloc(size_t n);
+void *mf_xrealloc(void *p, size_t n);
+
+/* A new buffer holding a copy of [p, p+n), with room for `cap` >= n bytes.
+ * Returns a slice owning one reference. */
+mf_slice mf_slice_from(const void *p, size_t n, size_t cap);
+/* A new private buffer of capacity cap (>= len) whose first len bytes are
+ * zero; for handles that build a value before committing it. */
+mf_slice mf_slice_alloc(size_t len, size_t cap);
+
+static inline const char *mf_slice_ptr(mf_slice s)
+{
+	return s.buf ? s.buf->data + s.off : "";
+}
+
+/* Take / drop a reference.  Both accept the empty slice. */
+mf_slice mf_slice_ref(mf_slice s);
+void mf_slice_unref(mf_slice *s);
+
+/* Append [p, p+n) to *s.  If s ends exactly at its buffer's `used` mark and
+ * the buffer has room, the bytes go in place (no existing slice can see
+ * them); otherwise a new buffer (doubling capacity) is made and *s moves to
+ * it.  *s must own a reference; it still owns exactly one afterwards. */
+void mf_slice_append(mf_slice *s, const void *p, size_t n);
+
+/* Bytes currently held by buffers (for stats). */
+size_t mf_buf_bytes(void);
+
+#endif

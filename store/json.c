@@ -1,0 +1,918 @@
+/*
+ * json.c — strict JSON validator and path get/set by text splicing.
+ *
+ * Two halves with different trust levels:
+ *   1. mf_json_validate(): our own iterative checker.  It is the only thing
+ *      that decides whether bytes are JSON.  One pass, no recursion, a fixed
+ *      MF_JSON_MAX_DEPTH-byte stack of open brackets, so adversarial input
+ *      (100k '[') costs O(n) and cannot overflow the C stack.
+ *   2. Path get/set: jsmn tokenizes a document that mf_json_validate() has
+ *      already accepted.  On valid input jsmn's token spans are exact, and
+ *      with JSMN_PARENT_LINKS closing a bracket is O(1) instead of a scan
+ *      back over all tokens, so tokenizing stays linear.
+ * See json.h for the contract and the implementation-defined choices.
+ */
+#include "json.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* jsmn is header-only: this file is the single translation unit that
+ * instantiates it, and JSMN_STATIC keeps its symbols private so another
+ * module including jsmn.h cannot clash at link time. */
+#define JSMN_STATIC
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
+
+/* ------------------------------------------------------------------ */
+/* Validator                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct vstate {
+	const unsigned char *p;
+	size_t n;
+	size_t pos;
+	size_t err_off;
+	const char *why;
+} vstate;
+
+static int vfail(vstate *s, size_t off, const char *why)
+{
+	s->err_off = off;
+	s->why = why;
+	return -EINVAL;
+}
+
+/* RFC 8259 whitespace is exactly these four; \f, \v and NBSP are not. */
+static int is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int is_hex(unsigned char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int is_alpha(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static void skip_ws(vstate *s)
+{
+	while (s->pos < s->n && is_ws(s->p[s->pos]))
+		s->pos++;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence starting at p (1..4), or 0 with
+ * *why set.  Follows the Unicode "well-formed byte sequences" table (Table
+ * 3-7): the second-byte ranges after E0/ED/F0/F4 are what exclude overlongs,
+ * surrogates and code points above U+10FFFF.
+ */
+static size_t utf8_len(const unsigned char *p, size_t avail, const char **why)
+{
+	unsigned char c = p[0];
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t len, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		len = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* below: overlong */
+		if (c == 0xED)
+			hi = 0x9F; /* above: U+D800..U+DFFF */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		if (c == 0xF0)
+			lo = 0x90; /* below: overlong */
+		if (c == 0xF4)
+			hi = 0x8F; /* above: > U+10FFFF */
+	} else if (c == 0xC0 || c == 0xC1) {
+		*why = "overlong UTF-8 encoding";
+		return 0;
+	} else if (c >= 0xF5 && c <= 0xF7) {
+		*why = "UTF-8 code point above U+10FFFF";
+		return 0;
+	} else if (c >= 0xF8) {
+		*why = "invalid UTF-8 lead byte";
+		return 0;
+	} else {
+		*why = "unexpected UTF-8 continuation byte";
+		return 0;
+	}
+	if (avail < 2 || (p[1] & 0xC0) != 0x80) {
+		*why = "truncated UTF-8 sequence";
+		return 0;
+	}
+	if (p[1] < lo || p[1] > hi) {
+		if (c == 0xED)
+			*why = "UTF-8-encoded surrogate";
+		else if (c == 0xF4)
+			*why = "UTF-8 code point above U+10FFFF";
+		else
+			*why = "overlong UTF-8 encoding";
+		return 0;
+	}
+	for (i = 2; i < len; i++) {
+		if (i >= avail || (p[i] & 0xC0) != 0x80) {
+			*why = "truncated UTF-8 sequence";
+			return 0;
+		}
+	}
+	return len;
+}
+
+/* s->pos is on the opening quote; on success it is just past the closing one. */
+static int v_string(vstate *s)
+{
+	const unsigned char *p = s->p;
+	size_t n = s->n;
+	size_t i = s->pos + 1;
+
+	while (i < n) {
+		unsigned char c = p[i];
+
+		if (c == '"') {
+			s->pos = i + 1;
+			return 0;
+		}
+		if (c < 0x20)
+			return vfail(s, i, "control character in string");
+		if (c == '\\') {
+			size_t k;
+
+			if (i + 1 >= n)
+				return vfail(s, n, "unterminated string");
+			switch (p[i + 1]) {
+			case '"': case '\\': case '/':
+			case 'b': case 'f': case 'n': case 'r': case 't':
+				i += 2;
+				break;
+			case 'u':
+				/* Any 4 hex digits, surrogates included: a lone
+				 * surrogate escape is accepted (see json.h). */
+				for (k = 0; k < 4; k++) {
+					if (i + 2 + k >= n)
+						return vfail(s, n, "unterminated string");
+					if (!is_hex(p[i + 2 + k]))
+						return vfail(s, i, "invalid \\u escape");
+				}
+				i += 6;
+				break;
+			default:
+				return vfail(s, i, "invalid escape");
+			}
+			continue;
+		}
+		if (c >= 0x80) {
+			const char *why = NULL;
+			size_t len = utf8_len(p + i, n - i, &why);
+
+			if (len == 0)
+				return vfail(s, i, why);
+			i += len;
+			continue;
+		}
+		i++;
+	}
+	return vfail(s, n, "unterminated string");
+}
+
+/* number = [ "-" ] ( "0" / 1-9 *DIGIT ) [ "." 1*DIGIT ] [ ("e"/"E") [ "+"/"-" ] 1*DIGIT ] */
+static int v_number(vstate *s)
+{
+	const unsigned char *p = s->p;
+	size_t n = s->n;
+	size_t i = s->pos;
+
+	if (p[i] == '-')
+		i++;
+	if (i >= n || !is_digit(p[i]))
+		return vfail(s, i, "invalid number");
+	if (p[i] == '0') {
+		if (i + 1 < n && is_digit(p[i + 1]))
+			return vfail(s, i, "leading zero");
+		i++;
+	} else {
+		while (i < n && is_digit(p[i]))
+			i++;
+	}
+	if (i < n && p[i] == '.') {
+		i++;
+		if (i >= n || !is_digit(p[i]))
+			return vfail(s, i, "invalid number");
+		while (i < n && is_digit(p[i]))
+			i++;
+	}
+	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+		i++;
+		if (i < n && (p[i] == '+' || p[i] == '-'))
+			i++;
+		if (i >= n || !is_digit(p[i]))
+			return vfail(s, i, "invalid number");
+		while (i < n && is_digit(p[i]))
+			i++;
+	}
+	/* "1.2.3", "1e5e5", "12abc", "0x1F": the grammar ended but the token
+	 * visibly did not — say so here rather than "expected ','" later. */
+	if (i < n && (is_alpha(p[i]) || is_digit(p[i]) || p[i] == '.' ||
+		      p[i] == '+' || p[i] == '-'))
+		return vfail(s, i, "invalid number");
+	s->pos = i;
+	return 0;
+}
+
+/* A bare word must be exactly true/false/null; "tru", "truex", "True",
+ * "NaN", "thanx" are all rejected at the word's first byte. */
+static int v_word(vstate *s)
+{
+	const unsigned char *p = s->p;
+	size_t i = s->pos, j = i;
+	size_t len;
+
+	while (j < s->n && (is_alpha(p[j]) || is_digit(p[j]) || p[j] == '_'))
+		j++;
+	len = j - i;
+	if ((len == 4 && memcmp(p + i, "true", 4) == 0) ||
+	    (len == 5 && memcmp(p + i, "false", 5) == 0) ||
+	    (len == 4 && memcmp(p + i, "null", 4) == 0)) {
+		s->pos = j;
+		return 0;
+	}
+	return vfail(s, i, "invalid literal");
+}
+
+enum vmode { V_VALUE, V_KEY, V_AFTER };
+
+static int v_document(vstate *s)
+{
+	/* Open brackets; depth never exceeds MF_JSON_MAX_DEPTH. */
+	unsigned char stack[MF_JSON_MAX_DEPTH];
+	size_t depth = 0;
+	enum vmode mode = V_VALUE;
+	const unsigned char *p = s->p;
+	size_t n = s->n;
+	int rc;
+
+	if (n >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF)
+		return vfail(s, 0, "byte order mark not allowed");
+	skip_ws(s);
+	if (s->pos >= n)
+		return vfail(s, n, "empty document");
+
+	for (;;) {
+		unsigned char c;
+
+		if (mode == V_VALUE) {
+			/* Invariant: whitespace already skipped. */
+			if (s->pos >= n)
+				return vfail(s, n, "unexpected end of input");
+			c = p[s->pos];
+			if (c == '{' || c == '[') {
+				unsigned char close = c == '{' ? '}' : ']';
+
+				if (depth >= MF_JSON_MAX_DEPTH)
+					return vfail(s, s->pos, "nesting too deep");
+				stack[depth++] = c;
+				s->pos++;
+				skip_ws(s);
+				if (s->pos < n && p[s->pos] == close) {
+					depth--;
+					s->pos++;
+					mode = V_AFTER;
+				} else {
+					mode = c == '{' ? V_KEY : V_VALUE;
+				}
+				continue;
+			}
+			if (c == '"')
+				rc = v_string(s);
+			else if (c == '-' || is_digit(c))
+				rc = v_number(s);
+			else if (is_alpha(c))
+				rc = v_word(s);
+			else if (c == '\'')
+				return vfail(s, s->pos, "single quotes not allowed");
+			else if (c == '/')
+				return vfail(s, s->pos, "comments not allowed");
+			else if (c == ',' || c == ']' || c == '}' || c == ':')
+				return vfail(s, s->pos, "expected value");
+			else
+				return vfail(s, s->pos, "unexpected character");
+			if (rc < 0)
+				return rc;
+			mode = V_AFTER;
+		} else if (mode == V_KEY) {
+			if (s->pos >= n)
+				return vfail(s, n, "unexpected end of input");
+			c = p[s->pos];
+			if (c != '"') {
+				if (c == '\'')
+					return vfail(s, s->pos, "single quotes not allowed");
+				if (c == '/')
+					return vfail(s, s->pos, "comments not allowed");
+				return vfail(s, s->pos, "expected member name");
+			}
+			rc = v_string(s);
+			if (rc < 0)
+				return rc;
+			skip_ws(s);
+			if (s->pos >= n)
+				return vfail(s, n, "unexpected end of input");
+			if (p[s->pos] != ':')
+				return vfail(s, s->pos, "expected ':'");
+			s->pos++;
+			skip_ws(s);
+			mode = V_VALUE;
+		} else {
+			unsigned char top, close;
+
+			skip_ws(s);
+			if (depth == 0) {
+				if (s->pos == n)
+					return 0;
+				if (p[s->pos] == '/')
+					return vfail(s, s->pos, "comments not allowed");
+				return vfail(s, s->pos, "unexpected data after value");
+			}
+			if (s->pos >= n)
+				return vfail(s, n, "unexpected end of input");
+			c = p[s->pos];
+			top = stack[depth - 1];
+			close = top == '{' ? '}' : ']';
+			if (c == ',') {
+				size_t comma = s->pos;
+
+				s->pos++;
+				skip_ws(s);
+				if (s->pos < n && p[s->pos] == close)
+					return vfail(s, comma, "trailing comma");
+				mode = top == '{' ? V_KEY : V_VALUE;
+			} else if (c == close) {
+				depth--;
+				s->pos++;
+			} else if (c == '}' || c == ']') {
+				return vfail(s, s->pos, "mismatched bracket");
+			} else if (c == '/') {
+				return vfail(s, s->pos, "comments not allowed");
+			} else {
+				return vfail(s, s->pos, top == '{' ? "expected ',' or '}'"
+								   : "expected ',' or ']'");
+			}
+		}
+	}
+}
+
+int mf_json_validate(const char *p, size_t n, size_t *err_off, const char **why)
+{
+	vstate s = { (const unsigned char *)p, n, 0, 0, NULL };
+	int rc;
+
+	if (p == NULL && n > 0) {
+		rc = vfail(&s, 0, "null pointer");
+	} else {
+		if (p == NULL)
+			s.p = (const unsigned char *)"";
+		rc = v_document(&s);
+	}
+	if (rc < 0) {
+		if (err_off)
+			*err_off = s.err_off;
+		if (why)
+			*why = s.why;
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Paths                                                               */
+/* ------------------------------------------------------------------ */
+
+enum step_kind { STEP_MEMBER, STEP_INDEX };
+
+typedef struct step {
+	enum step_kind kind;
+	const char *name; /* raw bytes between the quotes / after the dot */
+	size_t namelen;
+	int quoted;       /* bracketed: backslash escapes the next byte */
+	size_t index;
+} step;
+
+static int is_name_char(unsigned char c)
+{
+	return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
+}
+
+/* Parse the step at *pos.  1 = got one, 0 = end of path, -EINVAL = bad. */
+static int path_next(const char *path, size_t len, size_t *pos, step *st)
+{
+	const unsigned char *p = (const unsigned char *)path;
+	size_t i = *pos;
+
+	if (i >= len)
+		return 0;
+	if (p[i] == '.') {
+		size_t start = ++i;
+
+		while (i < len && is_name_char(p[i]))
+			i++;
+		if (i == start)
+			return -EINVAL;
+		st->kind = STEP_MEMBER;
+		st->name = path + start;
+		st->namelen = i - start;
+		st->quoted = 0;
+	} else if (p[i] == '[') {
+		i++;
+		if (i >= len)
+			return -EINVAL;
+		if (p[i] == '\'' || p[i] == '"') {
+			unsigned char q = p[i];
+			size_t start = ++i, k;
+
+			while (i < len && p[i] != q) {
+				if (p[i] == '\\')
+					i++;
+				i++;
+			}
+			if (i >= len)
+				return -EINVAL;
+			/* Escapes are ASCII, so UTF-8 validity of the raw
+			 * segment equals validity of the decoded name. */
+			for (k = start; k < i;) {
+				const char *why;
+				size_t l = utf8_len(p + k, i - k, &why);
+
+				if (l == 0)
+					return -EINVAL;
+				k += l;
+			}
+			st->kind = STEP_MEMBER;
+			st->name = path + start;
+			st->namelen = i - start;
+			st->quoted = 1;
+			i++;
+		} else if (is_digit(p[i])) {
+			size_t v = 0;
+
+			if (p[i] == '0' && i + 1 < len && is_digit(p[i + 1]))
+				return -EINVAL;
+			while (i < len && is_digit(p[i])) {
+				size_t d = (size_t)(p[i] - '0');
+
+				if (v > (SIZE_MAX - d) / 10)
+					return -EINVAL;
+				v = v * 10 + d;
+				i++;
+			}
+			st->kind = STEP_INDEX;
+			st->index = v;
+		} else {
+			return -EINVAL;
+		}
+		if (i >= len || p[i] != ']')
+			return -EINVAL;
+		i++;
+	} else {
+		return -EINVAL;
+	}
+	*pos = i;
+	return 1;
+}
+
+int mf_json_path_check(const char *path, size_t pathlen)
+{
+	size_t pos = 1;
+	step st;
+	int rc;
+
+	if (path == NULL || pathlen == 0 || path[0] != '$')
+		return -EINVAL;
+	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
+		;
+	return rc;
+}
+
+/* Byte streams for comparing names: a path name (with \x escapes when
+ * bracketed) against a JSON key (with JSON escapes), both decoded. */
+typedef struct pcur {
+	const unsigned char *s;
+	size_t len, pos;
+	int quoted;
+} pcur;
+
+static int pcur_next(pcur *c)
+{
+	if (c->pos >= c->len)
+		return -1;
+	if (c->quoted && c->s[c->pos] == '\\' && c->pos + 1 < c->len)
+		c->pos++;
+	return c->s[c->pos++];
+}
+
+typedef struct kcur {
+	const unsigned char *s;
+	size_t len, pos;
+	unsigned char buf[4];
+	size_t bpos, blen;
+} kcur;
+
+static unsigned hex4(const unsigned char *h)
+{
+	unsigned v = 0;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		unsigned char c = h[i];
+
+		v <<= 4;
+		if (is_digit(c))
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else
+			v |= (unsigned)(c - 'A' + 10);
+	}
+	return v;
+}
+
+static int kcur_next(kcur *c)
+{
+	const unsigned char *s = c->s;
+	unsigned cp;
+
+	if (c->bpos < c->blen)
+		return c->buf[c->bpos++];
+	if (c->pos >= c->len)
+		return -1;
+	if (s[c->pos] != '\\' || c->pos + 1 >= c->len)
+		return s[c->pos++];
+	switch (s[c->pos + 1]) {
+	case 'b': c->pos += 2; return '\b';
+	case 'f': c->pos += 2; return '\f';
+	case 'n': c->pos += 2; return '\n';
+	case 'r': c->pos += 2; return '\r';
+	case 't': c->pos += 2; return '\t';
+	case 'u': break;
+	default: c->pos += 2; return s[c->pos - 1]; /* \" \\ \/ */
+	}
+	if (c->pos + 6 > c->len) { /* cannot happen on validated text */
+		c->pos = c->len;
+		return -1;
+	}
+	cp = hex4(s + c->pos + 2);
+	c->pos += 6;
+	if (cp >= 0xD800 && cp <= 0xDBFF && c->pos + 6 <= c->len &&
+	    s[c->pos] == '\\' && s[c->pos + 1] == 'u') {
+		unsigned lo = hex4(s + c->pos + 2);
+
+		if (lo >= 0xDC00 && lo <= 0xDFFF) {
+			cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+			c->pos += 6;
+		}
+	}
+	/* A lone surrogate becomes its 3-byte (ill-formed) encoding, which
+	 * can never equal a path name (those are validated UTF-8): it just
+	 * never matches. */
+	c->bpos = 0;
+	if (cp < 0x80) {
+		c->buf[0] = (unsigned char)cp;
+		c->blen = 1;
+	} else if (cp < 0x800) {
+		c->buf[0] = (unsigned char)(0xC0 | (cp >> 6));
+		c->buf[1] = (unsigned char)(0x80 | (cp & 0x3F));
+		c->blen = 2;
+	} else if (cp < 0x10000) {
+		c->buf[0] = (unsigned char)(0xE0 | (cp >> 12));
+		c->buf[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+		c->buf[2] = (unsigned char)(0x80 | (cp & 0x3F));
+		c->blen = 3;
+	} else {
+		c->buf[0] = (unsigned char)(0xF0 | (cp >> 18));
+		c->buf[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+		c->buf[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+		c->buf[3] = (unsigned char)(0x80 | (cp & 0x3F));
+		c->blen = 4;
+	}
+	return c->buf[c->bpos++];
+}
+
+static int name_matches(const step *st, const char *key, size_t keylen)
+{
+	pcur a = { (const unsigned char *)st->name, st->namelen, 0, st->quoted };
+	kcur b = { (const unsigned char *)key, keylen, 0, { 0 }, 0, 0 };
+
+	for (;;) {
+		int x = pcur_next(&a), y = kcur_next(&b);
+
+		if (x != y)
+			return 0;
+		if (x < 0)
+			return 1;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Tokens and walking                                                  */
+/* ------------------------------------------------------------------ */
+
+static int tokenize(const char *doc, size_t n, jsmntok_t **out, int *ntok)
+{
+	jsmn_parser ps;
+	jsmntok_t *t;
+	int cnt, r;
+
+	/* Two passes: count, then fill.  Cheaper in memory than sizing for
+	 * the worst case (one token per byte). */
+	jsmn_init(&ps);
+	cnt = jsmn_parse(&ps, doc, n, NULL, 0);
+	if (cnt < 1)
+		return -EINVAL;
+	t = malloc((size_t)cnt * sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	jsmn_init(&ps);
+	r = jsmn_parse(&ps, doc, n, t, (unsigned)cnt);
+	if (r != cnt) {
+		free(t);
+		return -EINVAL;
+	}
+	*out = t;
+	*ntok = cnt;
+	return 0;
+}
+
+/* jsmn string spans exclude the quotes; ours include them. */
+static size_t tok_off(const jsmntok_t *t)
+{
+	return (size_t)t->start - (t->type == JSMN_STRING ? 1 : 0);
+}
+
+static size_t tok_end(const jsmntok_t *t)
+{
+	return (size_t)t->end + (t->type == JSMN_STRING ? 1 : 0);
+}
+
+/* Index of the token after value v and all its descendants.  Tokens are
+ * in document order and a descendant starts before its ancestor ends. */
+static int skip_value(const jsmntok_t *t, int ntok, int v)
+{
+	int k = v + 1;
+
+	while (k < ntok && t[k].start < t[v].end)
+		k++;
+	return k;
+}
+
+typedef struct walk_res {
+	size_t off, len;  /* found: span of the value */
+	int add;          /* not found, but may be added as a member */
+	size_t ins_off;   /* where to insert the new member */
+	int empty;        /* the object had no members */
+	step last;        /* the member step to add */
+} walk_res;
+
+/* allow_add: a missing final member of an existing object is reported as
+ * res->add instead of -ENOENT. */
+static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
+		size_t pathlen, int allow_add, walk_res *res)
+{
+	size_t pos = 1;
+	int cur = 0;
+	step st;
+	int rc;
+
+	while ((rc = path_next(path, pathlen, &pos, &st)) > 0) {
+		int j = cur + 1, k;
+
+		if (st.kind == STEP_MEMBER) {
+			int found = -1;
+			size_t last_end = (size_t)t[cur].start + 1;
+
+			if (t[cur].type != JSMN_OBJECT)
+				return -ENOENT;
+			for (k = 0; k < t[cur].size; k++) {
+				if (j + 1 >= ntok || t[j].type != JSMN_STRING)
+					return -EINVAL; /* not on validated text */
+				if (name_matches(&st, doc + t[j].start,
+						 (size_t)(t[j].end - t[j].start))) {
+					found = j + 1;
+					break; /* first duplicate wins */
+				}
+				last_end = tok_end(&t[j + 1]);
+				j = skip_value(t, ntok, j + 1);
+			}
+			if (found < 0) {
+				if (!allow_add || pos < pathlen)
+					return -ENOENT;
+				res->add = 1;
+				res->ins_off = last_end;
+				res->empty = t[cur].size == 0;
+				res->last = st;
+				return 0;
+			}
+			cur = found;
+		} else {
+			if (t[cur].type != JSMN_ARRAY)
+				return -ENOENT;
+			if (st.index >= (size_t)t[cur].size)
+				return -ENOENT;
+			for (k = 0; (size_t)k < st.index; k++) {
+				if (j >= ntok)
+					return -EINVAL;
+				j = skip_value(t, ntok, j);
+			}
+			if (j >= ntok)
+				return -EINVAL;
+			cur = j;
+		}
+	}
+	if (rc < 0)
+		return rc;
+	res->add = 0;
+	res->off = tok_off(&t[cur]);
+	res->len = tok_end(&t[cur]) - res->off;
+	return 0;
+}
+
+/* Span of p without RFC whitespace on either side. */
+static void trim(const char *p, size_t n, size_t *off, size_t *len)
+{
+	size_t a = 0, b = n;
+
+	while (a < b && is_ws((unsigned char)p[a]))
+		a++;
+	while (b > a && is_ws((unsigned char)p[b - 1]))
+		b--;
+	*off = a;
+	*len = b - a;
+}
+
+int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     size_t *out_off, size_t *out_len)
+{
+	jsmntok_t *t;
+	walk_res res;
+	int ntok, rc;
+
+	rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (mf_json_validate(doc, n, NULL, NULL) < 0)
+		return -EINVAL;
+	if (pathlen == 1) {
+		trim(doc, n, out_off, out_len);
+		return 0;
+	}
+	rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	memset(&res, 0, sizeof(res));
+	rc = walk(doc, t, ntok, path, pathlen, 0, &res);
+	free(t);
+	if (rc < 0)
+		return rc;
+	*out_off = res.off;
+	*out_len = res.len;
+	return 0;
+}
+
+/* Write the decoded path name as JSON string content (no quotes). Returns
+ * the byte count; with dst == NULL only counts. */
+static size_t emit_name(const step *st, char *dst)
+{
+	static const char hexd[] = "0123456789abcdef";
+	pcur c = { (const unsigned char *)st->name, st->namelen, 0, st->quoted };
+	size_t n = 0;
+	int b;
+
+	while ((b = pcur_next(&c)) >= 0) {
+		if (b == '"' || b == '\\') {
+			if (dst) {
+				dst[n] = '\\';
+				dst[n + 1] = (char)b;
+			}
+			n += 2;
+		} else if (b < 0x20) {
+			if (dst) {
+				memcpy(dst + n, "\\u00", 4);
+				dst[n + 4] = hexd[b >> 4];
+				dst[n + 5] = hexd[b & 15];
+			}
+			n += 6;
+		} else {
+			if (dst)
+				dst[n] = (char)b;
+			n++;
+		}
+	}
+	return n;
+}
+
+int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     const char *val, size_t vallen, char **out, size_t *outlen)
+{
+	size_t voff, vlen, total, pre, post_off;
+	jsmntok_t *t;
+	walk_res res;
+	char *buf, *w;
+	int ntok, rc;
+
+	rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (mf_json_validate(val, vallen, NULL, NULL) < 0)
+		return -EINVAL;
+	if (vallen > INT_MAX)
+		return -E2BIG;
+
+	if (pathlen == 1) {
+		buf = malloc(vallen + 1);
+		if (buf == NULL)
+			return -ENOMEM;
+		memcpy(buf, val, vallen);
+		buf[vallen] = '\0';
+		*out = buf;
+		*outlen = vallen;
+		return 0;
+	}
+
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (mf_json_validate(doc, n, NULL, NULL) < 0)
+		return -EINVAL;
+	trim(val, vallen, &voff, &vlen);
+	rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	memset(&res, 0, sizeof(res));
+	rc = walk(doc, t, ntok, path, pathlen, 1, &res);
+	free(t);
+	if (rc < 0)
+		return rc;
+
+	/* Sizes: n and vlen are each <= INT_MAX and the name is bounded by
+	 * 6 * pathlen, so the sums below are checked only against INT_MAX. */
+	if (res.add) {
+		size_t nm = emit_name(&res.last, NULL);
+
+		if (nm > INT_MAX)
+			return -E2BIG;
+		pre = res.ins_off;
+		post_off = res.ins_off;
+		total = n + (res.empty ? 0 : 1) + 2 + nm + 1 + vlen;
+	} else {
+		pre = res.off;
+		post_off = res.off + res.len;
+		total = n - res.len + vlen;
+	}
+	if (total > INT_MAX)
+		return -E2BIG;
+
+	buf = malloc(total + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	w = buf;
+	memcpy(w, doc, pre);
+	w += pre;
+	if (res.add) {
+		if (!res.empty)
+			*w++ = ',';
+		*w++ = '"';
+		w += emit_name(&res.last, w);
+		*w++ = '"';
+		*w++ = ':';
+	}
+	memcpy(w, val + voff, vlen);
+	w += vlen;
+	memcpy(w, doc + post_off, n - post_off);
+	w += n - post_off;
+	*w = '\0';
+
+	/* Both inputs were valid, so only the combined nesting depth can
+	 * make the result invalid; checking the whole result also guards
+	 * against any splicing mistake ever reaching storage. */
+	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
+		free(buf);
+		return -EINVAL;
+	}
+	*out = buf;
+	*outlen = total;
+	return 0;
+}

@@ -1,0 +1,122 @@
+/*
+ * json.h — strict JSON validation and path-addressed partial updates.
+ *
+ * Owns: nothing but code.  Every function here is a pure function of its
+ * arguments: no global state, no locks, safe to call from any thread at any
+ * time.  Inputs are never modified; documents are (pointer, length) pairs and
+ * are NOT required to be NUL-terminated — no function reads past p[n-1].
+ *
+ * Why this exists: /json/<key> files must only ever hold valid JSON, and the
+ * tokenizer we use (jsmn) is not a validator — it accepts `tru`, `01`,
+ * `{"a":1,}`, several top-level values and more (see NOTES.md).  So every
+ * document is checked by mf_json_validate() (our own strict checker); jsmn is
+ * only ever run over text that has already passed it, where its token spans
+ * are trustworthy and give us byte offsets for splicing.
+ *
+ * Errors: negative errno, 0 on success.
+ *   -EINVAL  invalid JSON (document or value), or malformed path
+ *   -ENOENT  the path does not exist in the document
+ *   -ENOMEM  allocation failed
+ *   -E2BIG   document (or result) larger than INT_MAX bytes (jsmn uses int
+ *            offsets) — only from the path functions
+ *
+ * Decisions (the RFC leaves these to the implementation):
+ *   - Lone surrogate escapes (\uD800 without a low surrogate, or a lone
+ *     \uDC00) are ACCEPTED: RFC 8259 §8.2 allows them syntactically and
+ *     JSONTestSuite marks them "implementation defined".  Raw UTF-8-encoded
+ *     surrogates (ED A0..BF xx) are REJECTED: that is invalid UTF-8.
+ *   - A UTF-8 byte order mark is REJECTED (RFC 8259 §8.1: implementations
+ *     MUST NOT add one; we store exactly what is valid JSON text, and a
+ *     file beginning with EF BB BF would not round-trip through strict
+ *     parsers elsewhere).
+ *   - Nesting depth is limited to MF_JSON_MAX_DEPTH containers: 512 nested
+ *     arrays/objects are accepted, 513 are rejected ("nesting too deep").
+ *     Scalars do not count.  The checker is iterative (a fixed 512-entry
+ *     stack), so no input can overflow the C stack.
+ *   - Empty and whitespace-only documents are invalid ("empty document").
+ */
+#ifndef MF_JSON_H
+#define MF_JSON_H
+
+#include <stddef.h>
+
+#define MF_JSON_MAX_DEPTH 512
+
+/*
+ * Strict RFC 8259 validation of a whole document: exactly one JSON value of
+ * any type (top-level scalars allowed) surrounded by optional whitespace
+ * (space, \t, \n, \r).  Strings must be valid UTF-8 (no overlongs, no
+ * encoded surrogates, nothing above U+10FFFF, no truncated sequences).
+ * O(n) time, O(1) extra space.
+ *
+ * Returns 0 if valid.  Otherwise -EINVAL, with *err_off set to the byte
+ * offset of the problem (n for "unexpected end of input") and *why to a
+ * static, human-readable string such as "trailing comma" or "leading zero".
+ * err_off and why may be NULL.  On success they are left untouched.
+ *
+ * Offsets point at: the offending byte; the comma for a trailing comma; the
+ * first byte of a bad bare word (`tru`, `thanx`); the backslash of a bad
+ * escape; the lead byte of a bad UTF-8 sequence; the opening bracket that
+ * exceeds the depth limit; the '0' of a leading zero.
+ */
+int mf_json_validate(const char *p, size_t n, size_t *err_off, const char **why);
+
+/*
+ * Paths (RedisJSON style, subset):
+ *   $                  the whole document
+ *   $.name             member; name is 1+ chars of [A-Za-z0-9_-]
+ *   $['any name']      member with any name; also $["any name"].  Inside the
+ *                      quotes a backslash escapes the next byte (\' \" \\),
+ *                      every other byte is literal.  The name must be UTF-8.
+ *   $[N]               array element, N a decimal index without leading zeros
+ * Steps chain freely: $.a[2].c, $['x.y'][0].
+ *
+ * Member names are compared AFTER unescaping the JSON key: $.a matches both
+ * "a" and "\u0061" in the document (byte-wise comparison of the decoded
+ * UTF-8).  With duplicate member names the first one wins.
+ *
+ * A step that does not fit the value it is applied to (a member of an
+ * array, an index of an object, anything inside a scalar) is -ENOENT, like
+ * an absent member or an out-of-range index.
+ */
+
+/*
+ * Get: *out_off and *out_len = byte span of the value at path within doc (for a
+ * string, including its quotes; for "$", the root value without surrounding
+ * whitespace).  Returns 0, -ENOENT (absent), -EINVAL (bad path, or doc is
+ * not valid JSON — doc is checked, not trusted), -ENOMEM, -E2BIG.
+ */
+int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     size_t *out_off, size_t *out_len);
+
+/*
+ * Set: build a new document in *out (malloc'd, NUL-terminated for
+ * convenience; *outlen excludes the NUL; caller frees) where the value at
+ * path is replaced by val.  val must be valid JSON (-EINVAL otherwise); its
+ * surrounding whitespace is trimmed before splicing.
+ *
+ * The document text is spliced, never re-serialized: every byte outside the
+ * replaced span is preserved, so formatting, key order and duplicates stay.
+ *
+ *   - "$": *out is exactly val (whole document replaced, val's own
+ *     whitespace kept); doc is not inspected at all, so a corrupt document
+ *     can always be overwritten this way.
+ *   - Last step is a member missing from an object that exists: the member
+ *     is added.  Non-empty object: `,"name":val` is inserted right after the
+ *     last member's value (so whitespace before the '}' stays where it was);
+ *     empty object: `"name":val` is inserted right after the '{'.  The name
+ *     is written JSON-escaped (" \ and control chars).
+ *   - Array index out of range, missing intermediate, type mismatch: -ENOENT
+ *     (nothing is created except that one final member).
+ *   - If the result would break a rule (e.g. nesting beyond
+ *     MF_JSON_MAX_DEPTH once val is placed deep inside doc): -EINVAL.
+ * On error *out is untouched.
+ */
+int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     const char *val, size_t vallen, char **out, size_t *outlen);
+
+/* Check path syntax only: 0 or -EINVAL.  Lets callers reject a bad path
+ * before they fetch a document. */
+int mf_json_path_check(const char *path, size_t pathlen);
+
+#endif /* MF_JSON_H */

@@ -1,0 +1,36 @@
+/*
+ * op.c — names for operation and key types (logs, memflux-check --dump).
+ */
+#include "op.h"
+
+const char *mf_optype_name(int type)
+{
+	static const char *const names[] = {
+		[MF_OP_CREATE] = "CREATE", [MF_OP_SET] = "SET",
+		[MF_OP_APPEND] = "APPEND", [MF_OP_TRUNCATE] = "TRUNCATE",
+		[MF_OP_DEL] = "DEL", [MF_OP_RENAME] = "RENAME",
+		[MF_OP_SETTIME] = "SETTIME", [MF_OP_RPUSH] = "RPUSH",
+		[MF_OP_LPOP] = "LPOP", [MF_OP_JSON_SETPATH] = "JSON.SETPATH",
+	};
+	if (type <= 0 || type > MF_OP_MAX_)
+		return "?";
+	return names[type];
+}
+
+const char *mf_type_name(int type)
+{
+	switch (type) {
+	case MF_T_STRING: return "string";
+	case MF_T_JSON: return "json";
+	case MF_T_LIST: return "list";
+	default: return "none";
+	}
+}
+
+void mf_op_clear(mf_op *op)
+{
+	mf_slice_unref(&op->key);
+	mf_slice_unref(&op->key2);
+	mf_slice_unref(&op->val);
+	mf_slice_unref(&op->out);
+}

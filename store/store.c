@@ -1,0 +1,494 @@
+/*
+ * store.c — the keyspace: a chained hash table of typed, refcounted values.
+ *
+ * See store.h for the contract.  The structure is deliberately plain: one
+ * rwlock, one table, chains, doubling growth.  Mutations are validated by
+ * validate() (shared by apply and check, so they cannot disagree) and then
+ * performed by code that can no longer fail, so "error => store unchanged"
+ * holds by construction.
+ */
+#include "store.h"
+#include "json.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+	struct entry *next;
+	uint64_t hash;
+	mf_slice key;
+	mf_slice val;
+	uint64_t count;     /* list elements */
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint64_t version;
+	uint8_t type;
+} entry;
+
+struct mf_store {
+	pthread_rwlock_t lock;
+	entry **tab;
+	size_t nbuckets;    /* power of two */
+	size_t nkeys;
+	uint64_t ntype[4];
+	uint64_t value_bytes;
+	uint64_t version;   /* last version handed out */
+	uint64_t applied_lsn;
+};
+
+/* FNV-1a is enough: keys come from one user's file names, not an attacker
+ * probing for collisions over the network, and chains stay short on
+ * average because the table doubles at load factor 1. */
+static uint64_t hash_key(const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+mf_store *mf_store_new(void)
+{
+	mf_store *st = mf_xmalloc(sizeof *st);
+	memset(st, 0, sizeof *st);
+	pthread_rwlock_init(&st->lock, NULL);
+	st->nbuckets = 1024;
+	st->tab = calloc(st->nbuckets, sizeof *st->tab);
+	if (!st->tab)
+		abort();
+	return st;
+}
+
+static void entry_free(entry *e)
+{
+	mf_slice_unref(&e->key);
+	mf_slice_unref(&e->val);
+	free(e);
+}
+
+void mf_store_free(mf_store *st)
+{
+	if (!st)
+		return;
+	for (size_t i = 0; i < st->nbuckets; i++) {
+		entry *e = st->tab[i];
+		while (e) {
+			entry *n = e->next;
+			entry_free(e);
+			e = n;
+		}
+	}
+	free(st->tab);
+	pthread_rwlock_destroy(&st->lock);
+	free(st);
+}
+
+static entry **find_slot(mf_store *st, const char *k, size_t n, uint64_t h)
+{
+	entry **pp = &st->tab[h & (st->nbuckets - 1)];
+	for (; *pp; pp = &(*pp)->next) {
+		entry *e = *pp;
+		if (e->hash == h && e->key.len == n && memcmp(mf_slice_ptr(e->key), k, n) == 0)
+			return pp;
+	}
+	return pp;
+}
+
+static entry *find(mf_store *st, mf_slice key)
+{
+	const char *k = mf_slice_ptr(key);
+	return *find_slot(st, k, key.len, hash_key(k, key.len));
+}
+
+static void grow(mf_store *st)
+{
+	size_t nb = st->nbuckets * 2;
+	entry **nt = calloc(nb, sizeof *nt);
+	if (!nt)
+		return; /* keep the longer chains; still correct */
+	for (size_t i = 0; i < st->nbuckets; i++) {
+		entry *e = st->tab[i];
+		while (e) {
+			entry *n = e->next;
+			e->next = nt[e->hash & (nb - 1)];
+			nt[e->hash & (nb - 1)] = e;
+			e = n;
+		}
+	}
+	free(st->tab);
+	st->tab = nt;
+	st->nbuckets = nb;
+}
+
+/* Link a new entry (key not present). Takes over `key`. */
+static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
+{
+	if (st->nkeys >= st->nbuckets)
+		grow(st);
+	entry *e = mf_xmalloc(sizeof *e);
+	memset(e, 0, sizeof *e);
+	e->key = key;
+	e->hash = hash_key(mf_slice_ptr(key), key.len);
+	e->type = type;
+	e->mtime_ns = e->ctime_ns = t;
+	e->version = ++st->version;
+	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
+	e->next = *pp;
+	*pp = e;
+	st->nkeys++;
+	st->ntype[type]++;
+	return e;
+}
+
+static void unlink_entry(mf_store *st, entry *e)
+{
+	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
+	while (*pp != e)
+		pp = &(*pp)->next;
+	*pp = e->next;
+	st->nkeys--;
+	st->ntype[e->type]--;
+	st->value_bytes -= e->val.len;
+}
+
+uint64_t mf_count_lines(const char *p, size_t n)
+{
+	uint64_t c = 0;
+	const char *end = p + n;
+	while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		c++;
+		p++;
+	}
+	return c;
+}
+
+static bool valid_key(mf_slice k)
+{
+	return k.len > 0 && k.len <= MF_KEY_MAX && !memchr(mf_slice_ptr(k), '/', k.len) &&
+	       !memchr(mf_slice_ptr(k), '\0', k.len);
+}
+
+/* Everything that can make an op fail, checked before anything changes. */
+static int validate(mf_store *st, const mf_op *op, entry *e)
+{
+	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || !valid_key(op->key))
+		return -EINVAL;
+	bool same = e && e->type == op->ktype;
+	switch (op->type) {
+	case MF_OP_CREATE:
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_SET:
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_APPEND:
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_RPUSH:
+		if (op->ktype != MF_T_LIST || op->val.len == 0 ||
+		    mf_slice_ptr(op->val)[op->val.len - 1] != '\n')
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_TRUNCATE:
+		if (!same)
+			return -ENOENT;
+		if (op->ktype == MF_T_STRING)
+			return op->arg > (uint64_t)1 << 40 ? -EFBIG : 0;
+		return op->arg == 0 ? 0 : -EINVAL;
+	case MF_OP_DEL:
+	case MF_OP_SETTIME:
+		return same ? 0 : -ENOENT;
+	case MF_OP_LPOP:
+		if (op->ktype != MF_T_LIST)
+			return -EINVAL;
+		return same ? 0 : -ENOENT;
+	case MF_OP_RENAME: {
+		if (!same)
+			return -ENOENT;
+		if (!valid_key(op->key2))
+			return -EINVAL;
+		entry *t = find(st, op->key2);
+		return t && t->type != op->ktype ? -EEXIST : 0;
+	}
+	case MF_OP_JSON_SETPATH:
+		if (op->ktype != MF_T_JSON)
+			return -EINVAL;
+		return same ? 0 : -ENOENT;
+	default:
+		return -EINVAL;
+	}
+}
+
+int mf_store_check(mf_store *st, const mf_op *op)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	int r = op->key.len <= MF_KEY_MAX ? validate(st, op, find(st, op->key)) : -EINVAL;
+	pthread_rwlock_unlock(&st->lock);
+	return r;
+}
+
+static void set_val(mf_store *st, entry *e, mf_slice v)
+{
+	st->value_bytes -= e->val.len;
+	mf_slice_unref(&e->val);
+	e->val = v;
+	st->value_bytes += v.len;
+}
+
+/* A list value always ends in '\n' (each element is a line); a final line
+ * without one is completed, as the list semantics in issue #5 require. */
+static mf_slice list_value(mf_slice v)
+{
+	if (v.len == 0 || mf_slice_ptr(v)[v.len - 1] == '\n')
+		return mf_slice_ref(v);
+	mf_slice n = mf_slice_from(mf_slice_ptr(v), v.len, v.len + 1);
+	mf_slice_append(&n, "\n", 1);
+	return n;
+}
+
+static int do_apply(mf_store *st, mf_op *op)
+{
+	if (op->key.len > MF_KEY_MAX)
+		return -EINVAL;
+	entry *e = find(st, op->key);
+	int r = validate(st, op, e);
+	if (r)
+		return r;
+	int64_t t = op->time_ns;
+
+	switch (op->type) {
+	case MF_OP_CREATE:
+		if (!e)
+			insert(st, mf_slice_ref(op->key), op->ktype, t);
+		return 0;
+	case MF_OP_SET: {
+		if (!e)
+			e = insert(st, mf_slice_ref(op->key), op->ktype, t);
+		mf_slice v = op->ktype == MF_T_LIST ? list_value(op->val) : mf_slice_ref(op->val);
+		e->count = op->ktype == MF_T_LIST ? mf_count_lines(mf_slice_ptr(v), v.len) : 0;
+		set_val(st, e, v);
+		break;
+	}
+	case MF_OP_APPEND:
+	case MF_OP_RPUSH:
+		if (!e)
+			e = insert(st, mf_slice_ref(op->key), op->ktype, t);
+		st->value_bytes += op->val.len;
+		mf_slice_append(&e->val, mf_slice_ptr(op->val), op->val.len);
+		if (op->type == MF_OP_RPUSH)
+			e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
+		break;
+	case MF_OP_TRUNCATE:
+		if (op->arg <= e->val.len) {
+			/* Shrinking shares the buffer: a sub-slice, no copy. */
+			mf_slice v = mf_slice_ref(e->val);
+			v.len = op->arg;
+			if (v.len == 0)
+				mf_slice_unref(&v);
+			set_val(st, e, v);
+		} else {
+			mf_slice v = mf_slice_alloc(op->arg, op->arg);
+			memcpy(v.buf->data, mf_slice_ptr(e->val), e->val.len);
+			set_val(st, e, v);
+		}
+		e->count = 0;
+		break;
+	case MF_OP_DEL:
+		unlink_entry(st, e);
+		entry_free(e);
+		return 0;
+	case MF_OP_RENAME: {
+		if (op->key2.len == op->key.len &&
+		    memcmp(mf_slice_ptr(op->key), mf_slice_ptr(op->key2), op->key.len) == 0)
+			return 0;
+		entry *tgt = find(st, op->key2);
+		if (tgt) {
+			unlink_entry(st, tgt);
+			entry_free(tgt);
+		}
+		unlink_entry(st, e);
+		mf_slice_unref(&e->key);
+		e->key = mf_slice_ref(op->key2);
+		e->hash = hash_key(mf_slice_ptr(e->key), e->key.len);
+		entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
+		e->next = *pp;
+		*pp = e;
+		st->nkeys++;
+		st->ntype[e->type]++;
+		st->value_bytes += e->val.len;
+		e->ctime_ns = t;
+		e->version = ++st->version;
+		return 0;
+	}
+	case MF_OP_SETTIME:
+		e->mtime_ns = (int64_t)op->arg;
+		e->ctime_ns = t;
+		return 0;
+	case MF_OP_LPOP: {
+		const char *p = mf_slice_ptr(e->val);
+		size_t n = 0;
+		uint64_t k = 0;
+		while (k < op->arg && n < e->val.len) {
+			const char *nl = memchr(p + n, '\n', e->val.len - n);
+			n = (size_t)(nl - p) + 1; /* list values end in '\n' */
+			k++;
+		}
+		mf_slice_unref(&op->out);
+		op->out = mf_slice_ref(e->val);
+		op->out.len = n;
+		if (n == 0)
+			mf_slice_unref(&op->out);
+		mf_slice v = mf_slice_ref(e->val);
+		v.off += n;
+		v.len -= n;
+		if (v.len == 0) {
+			mf_slice_unref(&v);
+		} else if (v.off > v.len && v.off > 65536) {
+			/* Popped prefix dominates the buffer: copy the rest out so a
+			 * long-lived queue does not keep every element ever pushed. */
+			mf_slice c = mf_slice_from(mf_slice_ptr(v), v.len, v.len);
+			mf_slice_unref(&v);
+			v = c;
+		}
+		e->count -= k;
+		set_val(st, e, v);
+		break;
+	}
+	case MF_OP_JSON_SETPATH: {
+		char *doc;
+		size_t dlen;
+		r = mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+		                     op->key2.len, mf_slice_ptr(op->val), op->val.len, &doc, &dlen);
+		if (r)
+			return r;
+		mf_slice v = mf_slice_from(doc, dlen, dlen);
+		free(doc);
+		set_val(st, e, v);
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	e->mtime_ns = e->ctime_ns = t;
+	e->version = ++st->version;
+	return 0;
+}
+
+int mf_store_apply(mf_store *st, mf_op *op)
+{
+	pthread_rwlock_wrlock(&st->lock);
+	int r = do_apply(st, op);
+	if (op->lsn > st->applied_lsn)
+		st->applied_lsn = op->lsn;
+	pthread_rwlock_unlock(&st->lock);
+	return r;
+}
+
+static void fill_info(entry *e, bool want_value, mf_entry_info *out)
+{
+	out->type = e->type;
+	out->val = want_value ? mf_slice_ref(e->val) : MF_SLICE_EMPTY;
+	out->size = e->val.len;
+	out->count = e->count;
+	out->mtime_ns = e->mtime_ns;
+	out->ctime_ns = e->ctime_ns;
+	out->version = e->version;
+}
+
+int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
+                 mf_entry_info *out)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (e)
+		fill_info(e, want_value, out);
+	pthread_rwlock_unlock(&st->lock);
+	return e ? 0 : -ENOENT;
+}
+
+size_t mf_store_keys(mf_store *st, mf_type type, mf_slice **keys)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	size_t n = type ? st->ntype[type] : st->nkeys, i = 0;
+	mf_slice *k = mf_xmalloc((n ? n : 1) * sizeof *k);
+	for (size_t b = 0; b < st->nbuckets; b++)
+		for (entry *e = st->tab[b]; e; e = e->next)
+			if (!type || e->type == type)
+				k[i++] = mf_slice_ref(e->key);
+	pthread_rwlock_unlock(&st->lock);
+	*keys = k;
+	return i;
+}
+
+size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	size_t n = st->nkeys, i = 0;
+	mf_item *it = mf_xmalloc((n ? n : 1) * sizeof *it);
+	for (size_t b = 0; b < st->nbuckets; b++)
+		for (entry *e = st->tab[b]; e; e = e->next)
+			it[i++] = (mf_item){mf_slice_ref(e->key), e->type, mf_slice_ref(e->val),
+			                    e->mtime_ns, e->ctime_ns};
+	*lsn = st->applied_lsn;
+	pthread_rwlock_unlock(&st->lock);
+	*items = it;
+	return i;
+}
+
+void mf_store_items_free(mf_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		mf_slice_unref(&items[i].key);
+		mf_slice_unref(&items[i].val);
+	}
+	free(items);
+}
+
+int mf_store_load_item(mf_store *st, mf_item *item)
+{
+	if (item->type < MF_T_STRING || item->type > MF_T_LIST || !valid_key(item->key))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&st->lock);
+	int r = 0;
+	if (find(st, item->key)) {
+		r = -EEXIST;
+	} else {
+		entry *e = insert(st, item->key, item->type, item->ctime_ns);
+		e->mtime_ns = item->mtime_ns;
+		if (e->type == MF_T_LIST) {
+			/* LPOP relies on a list value ending in '\n': complete a final
+			 * line the way SET does (a snapshot is only CRC-checked). */
+			e->val = list_value(item->val);
+			mf_slice_unref(&item->val);
+		} else {
+			e->val = item->val;
+		}
+		st->value_bytes += e->val.len;
+		if (e->type == MF_T_LIST)
+			e->count = mf_count_lines(mf_slice_ptr(e->val), e->val.len);
+		item->key = item->val = MF_SLICE_EMPTY;
+	}
+	pthread_rwlock_unlock(&st->lock);
+	return r;
+}
+
+void mf_store_set_applied_lsn(mf_store *st, uint64_t lsn)
+{
+	pthread_rwlock_wrlock(&st->lock);
+	st->applied_lsn = lsn;
+	pthread_rwlock_unlock(&st->lock);
+}
+
+void mf_store_stats_get(mf_store *st, mf_store_stats *out)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	out->keys[0] = st->nkeys;
+	for (int t = 1; t < 4; t++)
+		out->keys[t] = st->ntype[t];
+	out->value_bytes = st->value_bytes;
+	out->applied_lsn = st->applied_lsn;
+	pthread_rwlock_unlock(&st->lock);
+}

@@ -1,0 +1,89 @@
+/*
+ * store.h — the in-memory keyspace.
+ *
+ * Owns: one hash table of keys; each key has a type (string, JSON, list), a
+ * value (an mf_slice), a list element count, mtime/ctime and a version that
+ * changes whenever the value does.  One keyspace, as in Redis: a key has one
+ * type at a time.
+ *
+ * No FUSE and no I/O here.  Mutations happen only through mf_store_apply(),
+ * which both live writes (via the WAL writer) and WAL replay call.
+ *
+ * Locking: one rwlock.  apply takes it for writing; get/keys/export/stats
+ * take it for reading and hand out slice references, so a reader never holds
+ * the lock while it copies value bytes.  apply must be called from one thread
+ * at a time (the WAL writer, or replay before the mount exists): in-place
+ * appends rely on a single applier.
+ *
+ * Errors: negative errno.  ENOENT (no such key), EEXIST (key exists with
+ * another type), EINVAL (malformed op), EISDIR never (no directories here).
+ */
+#ifndef MF_STORE_H
+#define MF_STORE_H
+
+#include "op.h"
+#include <stdbool.h>
+
+typedef struct mf_store mf_store;
+
+typedef struct mf_entry_info {
+	mf_type type;
+	mf_slice val;       /* referenced when asked for; caller unrefs */
+	uint64_t size;      /* value bytes */
+	uint64_t count;     /* list elements (lists only) */
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint64_t version;   /* changes whenever the value changes */
+} mf_entry_info;
+
+/* One key as captured for a snapshot: references, not copies. */
+typedef struct mf_item {
+	mf_slice key;
+	uint8_t type;
+	mf_slice val;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+} mf_item;
+
+typedef struct mf_store_stats {
+	uint64_t keys[4];       /* indexed by mf_type; [0] = total */
+	uint64_t value_bytes;   /* sum of live value lengths */
+	uint64_t applied_lsn;
+} mf_store_stats;
+
+mf_store *mf_store_new(void);
+void mf_store_free(mf_store *st);
+
+/* Apply one mutation.  0 or -errno; on error the store is unchanged.
+ * For LPOP, op->out receives the popped lines (a referenced slice). */
+int mf_store_apply(mf_store *st, mf_op *op);
+
+/* The checks apply would make, without changing anything: lets a caller
+ * refuse an op before it is logged.  Advisory (another op may intervene
+ * before apply); apply re-checks and is deterministic. */
+int mf_store_check(mf_store *st, const mf_op *op);
+
+/* Look a key up.  want_value: also take a reference to its value. */
+int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
+                 mf_entry_info *out);
+
+/* All keys of one type (MF_T_NONE: every key), as referenced slices in a
+ * malloc'd array; caller unrefs each and frees the array. */
+size_t mf_store_keys(mf_store *st, mf_type type, mf_slice **keys);
+
+/* Every key with references to its value, for a snapshot; plus the LSN
+ * of the last applied op.  Caller frees with mf_store_items_free. */
+size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn);
+void mf_store_items_free(mf_item *items, size_t n);
+
+/* Insert one item as loaded from a snapshot (before any apply); takes over
+ * the item's references.  -EEXIST if the key is already there. */
+int mf_store_load_item(mf_store *st, mf_item *item);
+void mf_store_set_applied_lsn(mf_store *st, uint64_t lsn);
+
+void mf_store_stats_get(mf_store *st, mf_store_stats *out);
+
+/* Count '\n'-terminated lines in a list value. */
+uint64_t mf_count_lines(const char *p, size_t n);
+
+#endif

@@ -1,0 +1,139 @@
+"""pytest fixtures: a real memfluxfs mounted in a temp dir, always unmounted.
+
+MEMFLUXFS_BIN / MEMFLUX_CHECK_BIN point at the binaries under test (ctest
+sets them; default: build/ in the repo).  Every mount runs in daemon mode:
+`memfluxfs` returns only once the mount is up, so no polling is needed to
+start; its pid comes from the lock file in the data dir (that is also how
+kill -9 tests find it).
+"""
+import os
+import select
+import signal
+import subprocess
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("MEMFLUXFS_BIN", str(ROOT / "build/fs/memfluxfs"))
+CHECK = os.environ.get("MEMFLUX_CHECK_BIN", str(ROOT / "build/wal/memflux-check"))
+
+
+def wait_pid_exit(pid, timeout=60):
+    """Block until process pid exits (pidfd: no sleeping loop)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        r, _, _ = select.select([fd], [], [], timeout)
+        return bool(r)
+    finally:
+        os.close(fd)
+
+
+class Mount:
+    def __init__(self, base, name="m"):
+        self.base = pathlib.Path(base)
+        self.mnt = self.base / (name + "-mnt")
+        self.data = self.base / (name + "-data")
+        self.mnt.mkdir(exist_ok=True)
+        self.pid = None
+        self.args = []
+
+    # paths under the mount
+    def kv(self, key=""):
+        return self.mnt / "kv" / key
+
+    def json(self, key=""):
+        return self.mnt / "json" / key
+
+    def lists(self, key=""):
+        return self.mnt / "lists" / key
+
+    def ctl(self, name):
+        return self.mnt / ".ctl" / name
+
+    def log(self):
+        p = self.data / "memflux.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def start(self, *args, env=None, check=True):
+        """Mount; returns the CompletedProcess of the daemon's parent."""
+        self.args = list(args)
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        p = subprocess.run([BIN, f"--data-dir={self.data}", *args, str(self.mnt)],
+                           capture_output=True, text=True, env=e, timeout=300)
+        if check:
+            assert p.returncode == 0, f"mount failed: {p.stderr}\n{self.log()}"
+        if p.returncode == 0:
+            self.pid = int((self.data / "memflux.lock").read_text().strip())
+        return p
+
+    def stats(self):
+        out = {}
+        for line in self.ctl("stats").read_text().splitlines():
+            k, _, v = line.partition(" ")
+            out[k] = v
+        return out
+
+    def stop(self):
+        """Clean unmount; waits for the daemon to finish flushing."""
+        if self.pid is None:
+            return
+        subprocess.run(["fusermount3", "-u", str(self.mnt)], check=True, timeout=60)
+        assert wait_pid_exit(self.pid), "daemon did not exit after unmount"
+        self.pid = None
+
+    def kill9(self):
+        """Crash the daemon (SIGKILL) and clear the dead mount."""
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        assert wait_pid_exit(self.pid)
+        self.pid = None
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True)
+
+    def crashed(self):
+        """The daemon died by itself (crash point): clear the mount."""
+        if self.pid is not None:
+            assert wait_pid_exit(self.pid, 60)
+            self.pid = None
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True)
+
+    def cleanup(self):
+        if self.pid is not None:
+            r = subprocess.run(["fusermount3", "-u", str(self.mnt)], capture_output=True)
+            if r.returncode != 0:
+                self.kill9()
+            else:
+                wait_pid_exit(self.pid)
+                self.pid = None
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True)
+
+
+@pytest.fixture
+def mkmount(tmp_path):
+    """Factory: mkmount(name='m', *args) -> started Mount. All unmounted at teardown."""
+    mounts = []
+
+    def make(*args, name="m", start=True, env=None):
+        m = Mount(tmp_path, name)
+        mounts.append(m)
+        if start:
+            m.start(*args, env=env)
+        return m
+
+    yield make
+    for m in mounts:
+        m.cleanup()
+
+
+@pytest.fixture
+def mf(mkmount):
+    return mkmount()
