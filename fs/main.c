@@ -97,37 +97,41 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct cli cli = {0};
+	struct fuse_cmdline_opts fo = {0};
+	mf_db_opts dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
+	                  .wal_threshold = 128ull << 20};
+	char *dir = NULL;
+	int rc = 2;
 	if (fuse_opt_parse(&args, &cli, cli_opts, NULL) != 0)
-		return 2;
-	struct fuse_cmdline_opts fo;
+		goto out;
 	if (fuse_parse_cmdline(&args, &fo) != 0) {
 		fprintf(stderr, "memfluxfs: bad options (see --help)\n");
-		return 2;
+		goto out;
 	}
 	if (fo.show_help) {
 		usage(argv[0]);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (fo.show_version) {
 		printf("memfluxfs %s (libfuse %s)\n", MF_VERSION, fuse_pkgversion());
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (!fo.mountpoint) {
 		fprintf(stderr, "memfluxfs: no mountpoint given (usage: memfluxfs [options] MOUNTPOINT)\n");
-		return 2;
+		goto out;
 	}
 	struct stat sb;
 	if (stat(fo.mountpoint, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", fo.mountpoint,
 		        stat(fo.mountpoint, &sb) != 0 ? strerror(errno) : "not a directory");
-		return 2;
+		goto out;
 	}
 
-	mf_db_opts dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
-	                  .wal_threshold = 128ull << 20};
 	if (cli.fsync && mf_fsync_mode_parse(cli.fsync, &dbo.fsync_mode) != 0) {
 		fprintf(stderr, "memfluxfs: --fsync=%s: expected interval, always or none\n", cli.fsync);
-		return 2;
+		goto out;
 	}
 	if (cli.fsync_interval) {
 		char *end;
@@ -135,14 +139,14 @@ int main(int argc, char *argv[])
 		if (*end || v <= 0 || v > 3600000) {
 			fprintf(stderr, "memfluxfs: --fsync-interval-ms=%s: expected 1..3600000\n",
 			        cli.fsync_interval);
-			return 2;
+			goto out;
 		}
 		dbo.fsync_interval_ms = (unsigned)v;
 	}
 	if (cli.wal_threshold && mf_parse_size(cli.wal_threshold, &dbo.wal_threshold) != 0) {
 		fprintf(stderr, "memfluxfs: --wal-threshold=%s: expected a size like 128M\n",
 		        cli.wal_threshold);
-		return 2;
+		goto out;
 	}
 	mf_fs_opts fso = {.foreground = fo.foreground, .singlethread = fo.singlethread,
 	                  .clone_fd = fo.clone_fd, .max_threads = fo.max_threads, .timeout = 1.0};
@@ -151,22 +155,24 @@ int main(int argc, char *argv[])
 		fso.timeout = strtod(cli.cache_timeout, &end);
 		if (*end || fso.timeout < 0) {
 			fprintf(stderr, "memfluxfs: --cache-timeout=%s: expected seconds\n", cli.cache_timeout);
-			return 2;
+			goto out;
 		}
 	}
-	char *dir = cli.data_dir ? cli.data_dir : default_data_dir();
+	dir = cli.data_dir ? strdup(cli.data_dir) : default_data_dir();
 	dbo.dir = absolute(dir);
 
 	int pipefd[2] = {-1, -1};
 	if (!fo.foreground) {
 		if (pipe(pipefd) != 0) {
 			perror("memfluxfs: pipe");
-			return 1;
+			rc = 1;
+			goto out;
 		}
 		pid_t pid = fork();
 		if (pid < 0) {
 			perror("memfluxfs: fork");
-			return 1;
+			rc = 1;
+			goto out;
 		}
 		if (pid > 0) {
 			/* Parent: wait for the child's verdict. */
@@ -174,7 +180,8 @@ int main(int argc, char *argv[])
 			char status = 1;
 			if (read(pipefd[0], &status, 1) != 1)
 				status = 1;
-			return status;
+			rc = status;
+			goto out;
 		}
 		close(pipefd[0]);
 		setsid();
@@ -188,7 +195,8 @@ int main(int argc, char *argv[])
 			char st = 1;
 			(void)!write(pipefd[1], &st, 1);
 		}
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
 	if (!se) {
@@ -198,7 +206,8 @@ int main(int argc, char *argv[])
 			char st = 1;
 			(void)!write(pipefd[1], &st, 1);
 		}
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	if (pipefd[1] >= 0) {
 		/* Detach: logs to the data dir, stdio away from the terminal. */
@@ -227,7 +236,16 @@ int main(int argc, char *argv[])
 	mf_fs_unmount(se);
 	mf_db_close(db);
 	fprintf(stderr, "memfluxfs: unmounted %s\n", fo.mountpoint);
+	rc = r ? 1 : 0;
+out:
 	free(fo.mountpoint);
 	fuse_opt_free_args(&args);
-	return r ? 1 : 0;
+	free(cli.data_dir);
+	free(cli.fsync);
+	free(cli.fsync_interval);
+	free(cli.wal_threshold);
+	free(cli.cache_timeout);
+	free(dir);
+	free((char *)dbo.dir);
+	return rc;
 }

@@ -225,7 +225,17 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 int mf_store_check(mf_store *st, const mf_op *op)
 {
 	pthread_rwlock_rdlock(&st->lock);
-	int r = op->key.len <= MF_KEY_MAX ? validate(st, op, find(st, op->key)) : -EINVAL;
+	entry *e = op->key.len <= MF_KEY_MAX ? find(st, op->key) : NULL;
+	int r = op->key.len <= MF_KEY_MAX ? validate(st, op, e) : -EINVAL;
+	if (r == 0 && op->type == MF_OP_JSON_SETPATH) {
+		/* Whether the path resolves depends on the document: try it, so
+		 * a missing path is refused before it is logged. */
+		char *doc = NULL;
+		size_t dlen;
+		r = mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+		                     op->key2.len, mf_slice_ptr(op->val), op->val.len, &doc, &dlen);
+		free(doc);
+	}
 	pthread_rwlock_unlock(&st->lock);
 	return r;
 }

@@ -816,13 +816,17 @@ static int write_batch(mf_wal *w, wal_entry *first, uint64_t lsn0)
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	pthread_mutex_lock(&w->mu);
-	if (w->synced_lsn >= w->written_lsn)
+	bool was_clean = w->synced_lsn >= w->written_lsn;
+	if (was_clean)
 		w->dirty_since = now;
 	w->written_lsn = lsn0 + n - 1;
 	w->bytes = w->end;
 	w->records += n;
 	w->batches++;
-	if (w->mode == MF_FSYNC_INTERVAL)
+	/* Wake the syncer only when the file goes from clean to dirty: it
+	 * then sleeps until its deadline, so later batches need no wake-up
+	 * (a signal per batch would cost a context switch per mutation). */
+	if (w->mode == MF_FSYNC_INTERVAL && was_clean)
 		pthread_cond_signal(&w->sync_cv);
 	pthread_mutex_unlock(&w->mu);
 

@@ -86,6 +86,13 @@ class Mount:
         subprocess.run(["fusermount3", "-u", str(self.mnt)], check=True, timeout=60)
         assert wait_pid_exit(self.pid), "daemon did not exit after unmount"
         self.pid = None
+        self.assert_no_sanitizer_report()
+
+    def assert_no_sanitizer_report(self):
+        """Under ASan/UBSan the daemon reports into its log: fail on any."""
+        log = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in log, f"sanitizer report in daemon log:\n{log[-4000:]}"
 
     def kill9(self):
         """Crash the daemon (SIGKILL) and clear the dead mount."""
@@ -132,6 +139,8 @@ def mkmount(tmp_path):
     yield make
     for m in mounts:
         m.cleanup()
+    for m in mounts:
+        m.assert_no_sanitizer_report()
 
 
 @pytest.fixture
