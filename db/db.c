@@ -27,6 +27,7 @@ struct mf_db {
 
 	/* recovery figures, fixed after open */
 	double recovery_seconds;
+	char recovery_line[512];
 	uint64_t replayed, snapshot_lsn_loaded, snapshot_keys_loaded;
 
 	/* snapshot thread: requests are tickets; the thread runs while
@@ -198,10 +199,12 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		goto fail;
 	}
 	db->recovery_seconds = mono() - t0;
-	fprintf(stderr, "memfluxfs: %s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
-	        " keys), replayed %" PRIu64 " WAL records in %.3f s\n",
-	        db->dir, db->snapshot_lsn_loaded, db->snapshot_keys_loaded, db->replayed,
-	        db->recovery_seconds);
+	snprintf(db->recovery_line, sizeof db->recovery_line,
+	         "memfluxfs: %s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
+	         " keys), replayed %" PRIu64 " WAL records (%" PRIu64 " bytes of torn tail cut) in %.3f s",
+	         db->dir, db->snapshot_lsn_loaded, db->snapshot_keys_loaded, db->replayed,
+	         ri.truncated_bytes, db->recovery_seconds);
+	fprintf(stderr, "%s\n", db->recovery_line);
 	if (pthread_create(&db->snap_thread, NULL, snap_main, db) != 0) {
 		snprintf(err, errlen, "cannot start snapshot thread");
 		mf_wal_close(db->wal);
@@ -240,6 +243,11 @@ void mf_db_close(mf_db *db)
 	close(db->lock_fd);
 	free(db->dir);
 	free(db);
+}
+
+const char *mf_db_recovery_line(mf_db *db)
+{
+	return db->recovery_line;
 }
 
 mf_store *mf_db_store(mf_db *db)

@@ -44,6 +44,9 @@ void mf_db_close(mf_db *db);
 
 mf_store *mf_db_store(mf_db *db);
 
+/* One line describing what start-up recovered (for the daemon's log). */
+const char *mf_db_recovery_line(mf_db *db);
+
 /* Validate (JSON documents strictly), log, apply.  0 or -errno. */
 int mf_db_commit(mf_db *db, mf_op *op);
 

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ typedef struct node {
 } node;
 
 typedef struct handle {
+	atomic_int refs;  /* 1 for the kernel's handle + 1 per read in flight */
 	pthread_mutex_t mu;
 	node *n;
 	int flags;
@@ -492,6 +494,7 @@ static handle *handle_new(node *n, int flags)
 	if (!h)
 		return NULL;
 	pthread_mutex_init(&h->mu, NULL);
+	atomic_init(&h->refs, 1);
 	h->n = n;
 	h->flags = flags;
 	return h;
@@ -523,19 +526,11 @@ static int node_value(node *n, mf_slice *out)
 /* Make room for `len` bytes in the handle's private buffer. */
 static void handle_reserve(handle *h, uint64_t len)
 {
-	mf_slice *d = &h->data;
-	if (d->buf && d->buf->cap >= len)
+	if (h->data.buf && h->data.buf->cap >= len)
 		return;
-	size_t cap = len < 4096 ? 4096 : len + len / 2;
-	if (!d->buf) {
-		*d = mf_slice_alloc(0, cap);
-		return;
-	}
-	/* Private and unpublished (refs == 1): realloc in place is safe.  For
-	 * big buffers glibc uses mremap, so growing a 256 MiB file is cheap. */
-	mf_buf *b = mf_xrealloc(d->buf, sizeof(mf_buf) + cap);
-	b->cap = cap;
-	d->buf = b;
+	/* Private and unpublished: realloc in place is safe, and for big
+	 * buffers glibc uses mremap, so growing a 256 MiB file is cheap. */
+	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
 }
 
 /* Switch to full mode: private copy of the current value. */
@@ -869,6 +864,16 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 }
 
+static void handle_put(handle *h)
+{
+	if (atomic_fetch_sub(&h->refs, 1) != 1)
+		return;
+	mf_slice_unref(&h->data);
+	free(h->text);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
 static handle *fh(struct fuse_file_info *fi)
 {
 	return (handle *)(uintptr_t)fi->fh;
@@ -880,9 +885,13 @@ static void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)ino;
 	handle *h = fh(fi);
 	if (h->text || !h->n) {
+		/* The kernel may release the handle as soon as it has the reply,
+		 * before fuse_reply_buf returns here: hold a reference. */
+		atomic_fetch_add(&h->refs, 1);
 		size_t o = (size_t)off < h->textlen ? (size_t)off : h->textlen;
 		size_t n = h->textlen - o < size ? h->textlen - o : size;
 		fuse_reply_buf(req, h->text + o, n);
+		handle_put(h);
 		return;
 	}
 	pthread_mutex_lock(&h->mu);
@@ -1053,11 +1062,8 @@ static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		node_maybe_free(h->n);
 		pthread_mutex_unlock(&g.mu);
 	}
-	mf_slice_unref(&h->data);
-	free(h->text);
-	pthread_mutex_destroy(&h->mu);
-	free(h);
 	fuse_reply_err(req, 0);
+	handle_put(h);
 }
 
 static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -1172,10 +1178,26 @@ static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = mf_store_get(g.st, name, len, true, &info);
 	if (r == 0 && info.type != type)
 		r = -ENOENT;
+	if (r == -ENOENT) {
+		/* A JSON file created but never given a valid document exists
+		 * only as a pending node: removing it just drops the name. */
+		pthread_mutex_lock(&g.mu);
+		node *pn = *name_slot(type, name, len);
+		if (pn && pn->pending) {
+			pn->pending = false;
+			name_unlink(pn);
+			r = 1;
+		}
+		pthread_mutex_unlock(&g.mu);
+	}
 	if (r == 0) {
 		mf_op op = key_op(MF_OP_DEL, type, name, len);
 		r = commit(&op);
 		mf_op_clear(&op);
+	}
+	if (r == 1) {
+		fuse_reply_err(req, 0);
+		return;
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&g.mu);
@@ -1384,6 +1406,7 @@ static void mf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 /* ---------- directories ---------- */
 
 typedef struct dirh {
+	atomic_int refs; /* as for handles: readdir replies in flight */
 	char *buf; /* readdir buffer for all entries, built at opendir */
 	size_t len;
 } dirh;
@@ -1401,6 +1424,7 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	atomic_init(&d->refs, 1);
 	/* Build the whole listing now: readdir then pages through one stable
 	 * view, whatever keys come and go meanwhile. */
 	const char *names[8];
@@ -1468,6 +1492,14 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
+static void dirh_put(dirh *d)
+{
+	if (atomic_fetch_sub(&d->refs, 1) == 1) {
+		free(d->buf);
+		free(d);
+	}
+}
+
 static void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
@@ -1488,16 +1520,16 @@ static void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			break;
 		end = next;
 	}
+	atomic_fetch_add(&d->refs, 1);
 	fuse_reply_buf(req, d->buf + start, end - start);
+	dirh_put(d);
 }
 
 static void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	dirh *d = (dirh *)(uintptr_t)fi->fh;
-	free(d->buf);
-	free(d);
 	fuse_reply_err(req, 0);
+	dirh_put((dirh *)(uintptr_t)fi->fh);
 }
 
 static void mf_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -230,6 +230,8 @@ int main(int argc, char *argv[])
 		(void)!write(pipefd[1], &st, 1);
 		close(pipefd[1]);
 	}
+	if (pipefd[1] >= 0)
+		fprintf(stderr, "%s\n", mf_db_recovery_line(db)); /* now into the log too */
 	fprintf(stderr, "memfluxfs: mounted %s (data dir %s, fsync %s)\n", fo.mountpoint, dbo.dir,
 	        mf_fsync_mode_name(dbo.fsync_mode));
 	int r = mf_fs_loop(se, &fso);

@@ -110,6 +110,24 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n)
 	*s = (mf_slice){nb, 0, len};
 }
 
+void mf_slice_reserve_private(mf_slice *s, size_t cap)
+{
+	if (!s->buf) {
+		mf_buf *b = buf_new(cap);
+		*s = (mf_slice){b, 0, 0};
+		return;
+	}
+	if (s->buf->cap >= cap)
+		return;
+	if (cap > SIZE_MAX - sizeof(mf_buf))
+		abort();
+	size_t old = s->buf->cap;
+	mf_buf *b = mf_xrealloc(s->buf, sizeof(mf_buf) + cap);
+	b->cap = cap;
+	atomic_fetch_add(&live_bytes, cap - old);
+	s->buf = b;
+}
+
 size_t mf_buf_bytes(void)
 {
 	return atomic_load(&live_bytes);

@@ -65,6 +65,11 @@ void mf_slice_unref(mf_slice *s);
  * it.  *s must own a reference; it still owns exactly one afterwards. */
 void mf_slice_append(mf_slice *s, const void *p, size_t n);
 
+/* Grow a private, unpublished buffer (refs == 1, no other slice of it)
+ * to at least cap bytes with realloc: for file handles building a value.
+ * An empty slice gets a new buffer. */
+void mf_slice_reserve_private(mf_slice *s, size_t cap);
+
 /* Bytes currently held by buffers (for stats). */
 size_t mf_buf_bytes(void);
 
