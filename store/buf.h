@@ -27,6 +27,7 @@
 
 typedef struct mf_buf {
 	atomic_uint_fast32_t refs;
+	size_t maplen; /* 0: malloc'd; else the length of its own mmap */
 	size_t cap;   /* bytes allocated in data[] */
 	size_t used;  /* bytes of data[] ever handed out (high-water mark) */
 	char data[];
