@@ -48,11 +48,16 @@ enum {
 	INO_STATS = 6,
 	INO_SNAPSHOT = 7,
 	INO_POPDIR = 8,
+	INO_JPATHDIR = 9,
 	INO_FIRST_KEY = 64,
 };
 
 /* A node is a key file (type 1..3) or a pop file (type POP, key = list). */
 #define NODE_POP 4
+/* JSON path view: /.ctl/json/<key>/ is a NODE_JDIR, /.ctl/json/<key>/<path>
+ * a NODE_JPATH whose node key is "<key>/<path>" ('/' is in no key). */
+#define NODE_JDIR 5
+#define NODE_JPATH 6
 
 typedef struct node {
 	fuse_ino_t ino;
@@ -223,6 +228,7 @@ static uint8_t dir_type(fuse_ino_t dir)
 	case INO_JSON: return MF_T_JSON;
 	case INO_LISTS: return MF_T_LIST;
 	case INO_POPDIR: return NODE_POP;
+	case INO_JPATHDIR: return NODE_JDIR;
 	default: return MF_T_NONE;
 	}
 }
@@ -267,6 +273,65 @@ static void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime,
 	st->st_ctim = ns_to_ts(ctime);
 }
 
+/* Split a JPATH node key "<key>/<path>". */
+static void jpath_split(node *n, size_t *klen, const char **path, size_t *plen)
+{
+	const char *k = mf_slice_ptr(n->key);
+	const char *slash = memchr(k, '/', n->key.len);
+	*klen = slash ? (size_t)(slash - k) : n->key.len;
+	*path = slash ? slash + 1 : "";
+	*plen = slash ? n->key.len - *klen - 1 : 0;
+}
+
+/* The member a path names in a JSON document, as text + '\n' (malloc'd).
+ * 0, -ENOENT (no such key or member), -EINVAL (bad path). */
+static int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char **out,
+                      size_t *outlen, int64_t *mtime)
+{
+	mf_entry_info info = {0};
+	int r = mf_store_get(g.st, key, klen, true, &info);
+	if (r == 0 && info.type != MF_T_JSON)
+		r = -ENOENT;
+	size_t off = 0, len = 0;
+	if (r == 0)
+		r = mf_json_get_path(mf_slice_ptr(info.val), info.val.len, path, plen, &off, &len);
+	if (r == 0 && out) {
+		*out = mf_xmalloc(len + 1);
+		memcpy(*out, mf_slice_ptr(info.val) + off, len);
+		(*out)[len] = '\n';
+	}
+	if (outlen)
+		*outlen = len + 1;
+	if (mtime)
+		*mtime = info.mtime_ns;
+	mf_slice_unref(&info.val);
+	return r;
+}
+
+static int jpath_attr(node *n, struct stat *st)
+{
+	int64_t now = mf_now_ns(), mtime = now;
+	if (n->type == NODE_JDIR) {
+		mf_entry_info info;
+		if (mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		    info.type != MF_T_JSON)
+			return -ENOENT;
+		dir_attr(n->ino, st);
+		st->st_mtim = st->st_ctim = ns_to_ts(info.mtime_ns);
+		return 0;
+	}
+	size_t klen, plen, len = 0;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	int r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, NULL, &len, &mtime);
+	if (r == -ENOENT && n->ndirty)
+		r = 0, len = 0; /* being created through this mount */
+	if (r)
+		return r;
+	file_attr(n->ino, 0644, len, mtime, mtime, st);
+	return 0;
+}
+
 /* Attributes of a key node.  Caller holds g.mu. */
 static int node_attr(node *n, struct stat *st)
 {
@@ -274,6 +339,8 @@ static int node_attr(node *n, struct stat *st)
 		file_attr(n->ino, 0444, 0, g.start.tv_sec * 1000000000LL, g.start.tv_sec * 1000000000LL, st);
 		return 0;
 	}
+	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
+		return jpath_attr(n, st);
 	mf_entry_info info;
 	uint64_t size;
 	int64_t mtime, ctime;
@@ -362,6 +429,50 @@ static void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino)
 	e->entry_timeout = g.timeout;
 }
 
+/* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
+static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	size_t plen = strlen(name);
+	pthread_mutex_lock(&g.mu);
+	node *d = by_ino(parent);
+	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
+	pthread_mutex_unlock(&g.mu);
+	if (!key.len) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	int r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
+	if (r == 0)
+		r = jpath_read(mf_slice_ptr(key), key.len, name, plen, NULL, NULL, NULL);
+	char nk[2 * MF_KEY_MAX + 2];
+	size_t klen = key.len;
+	memcpy(nk, mf_slice_ptr(key), klen);
+	nk[klen] = '/';
+	memcpy(nk + klen + 1, name, plen);
+	mf_slice_unref(&key);
+	fill_entry(&e, 0);
+	e.attr_timeout = e.entry_timeout = 0; /* the document may change any time */
+	if (r) {
+		fuse_reply_entry(req, &e); /* negative, not cached */
+		return;
+	}
+	pthread_mutex_lock(&g.mu);
+	node *n = node_get(NODE_JPATH, nk, klen + 1 + plen);
+	r = n ? node_attr(n, &e.attr) : -ENOMEM;
+	if (r == 0) {
+		n->nlookup++;
+		e.ino = n->ino;
+	} else if (n) {
+		node_maybe_free(n);
+	}
+	pthread_mutex_unlock(&g.mu);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, &e);
+}
+
 static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
@@ -369,7 +480,7 @@ static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		{INO_ROOT, "kv", INO_KV}, {INO_ROOT, "json", INO_JSON},
 		{INO_ROOT, "lists", INO_LISTS}, {INO_ROOT, ".ctl", INO_CTL},
 		{INO_CTL, "stats", INO_STATS}, {INO_CTL, "snapshot", INO_SNAPSHOT},
-		{INO_CTL, "pop", INO_POPDIR},
+		{INO_CTL, "pop", INO_POPDIR}, {INO_CTL, "json", INO_JPATHDIR},
 	};
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
 		if (fixed[i].parent == parent && strcmp(fixed[i].name, name) == 0) {
@@ -388,6 +499,10 @@ static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
+	if (parent >= INO_FIRST_KEY) {
+		jpath_lookup(req, parent, name);
+		return;
+	}
 	if (type == MF_T_NONE || len > MF_KEY_MAX) {
 		fuse_reply_err(req, type == MF_T_NONE ? ENOENT : ENAMETOOLONG);
 		return;
@@ -395,9 +510,9 @@ static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* Pop files exist for every list key; other keys must exist with the
 	 * directory's type (one keyspace: a key shows only in its type's dir). */
 	mf_entry_info info;
-	uint8_t want = type == NODE_POP ? MF_T_LIST : type;
+	uint8_t want = type == NODE_POP ? MF_T_LIST : type == NODE_JDIR ? MF_T_JSON : type;
 	bool found = mf_store_get(g.st, name, len, false, &info) == 0 && info.type == want;
-	if (!found && type != NODE_POP) {
+	if (!found && type != NODE_POP && type != NODE_JDIR) {
 		/* Created through this mount, first commit still to come. */
 		pthread_mutex_lock(&g.mu);
 		node *pn = *name_slot(type, name, len);
@@ -417,7 +532,7 @@ static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int r = n ? node_attr(n, &e.attr) : -ENOMEM;
 	if (r == 0) {
 		n->nlookup++;
-		if (type == NODE_POP)
+		if (type == NODE_POP || type == NODE_JDIR)
 			e.attr_timeout = e.entry_timeout = 0;
 	} else if (n) {
 		node_maybe_free(n);
@@ -463,7 +578,7 @@ static int ino_attr(fuse_ino_t ino, struct stat *st)
 			file_attr(ino, ino == INO_SNAPSHOT ? 0644 : 0444, 0, now, now, st);
 			return 0;
 		}
-		if (ino > INO_POPDIR)
+		if (ino > INO_JPATHDIR)
 			return -ENOENT;
 		dir_attr(ino, st);
 		return 0;
@@ -578,6 +693,42 @@ static void clear_dirty(handle *h)
 	h->dirty = false;
 }
 
+/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
+ * h->mu; h->dirty is set. */
+static int jpath_commit(handle *h)
+{
+	node *n = h->n;
+	if (!h->wrote) {
+		clear_dirty(h);
+		return 0;
+	}
+	size_t klen, plen;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, mf_slice_ptr(n->key), klen);
+	op.key2 = mf_slice_from(path, plen, plen);
+	op.val = mf_slice_ref(h->data);
+	op.val.len = h->size;
+	int r = commit(&op);
+	if (r)
+		log_err("JSON path update failed for", MF_T_JSON, mf_slice_ptr(op.key), op.key.len, -r);
+	/* Success or a refusal (EINVAL, ENOENT): either way this text is done. */
+	mf_slice_unref(&h->data);
+	h->size = 0;
+	h->wrote = false;
+	clear_dirty(h);
+	if (r == 0) {
+		pthread_mutex_lock(&g.mu);
+		node *doc = *name_slot(MF_T_JSON, mf_slice_ptr(op.key), op.key.len);
+		fuse_ino_t ino = doc ? doc->ino : 0;
+		pthread_mutex_unlock(&g.mu);
+		if (ino)
+			invalidate(ino); /* the document changed under its inode */
+	}
+	mf_op_clear(&op);
+	return r;
+}
+
 /*
  * Commit what a handle wrote as one whole-value op.  Caller holds h->mu.
  * final: the handle is going away, so a list's unterminated last line is
@@ -591,6 +742,8 @@ static int handle_commit(handle *h, bool final)
 	/* A document truncated by open(O_TRUNC) but not yet written is not a
 	 * document: shells flush a duplicated descriptor before writing, so
 	 * wait for the data (or the last close) before validating. */
+	if (n->type == NODE_JPATH)
+		return jpath_commit(h);
 	if ((n->pending || n->type == MF_T_JSON) && !h->wrote && !final)
 		return n->type == MF_T_JSON ? -EINVAL : 0; /* "" is no document; keep state */
 	pthread_mutex_lock(&g.mu);
@@ -734,7 +887,20 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	handle *h = handle_new(n, fi->flags);
 	int r = h ? 0 : -ENOMEM;
-	if (r == 0 && n->type == NODE_POP) {
+	if (r == 0 && n->type == NODE_JPATH) {
+		/* Reads see the member as of open; writes replace it at close. */
+		fi->direct_io = 1;
+		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+			size_t klen, plen;
+			const char *path;
+			jpath_split(n, &klen, &path, &plen);
+			r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen, NULL);
+		} else {
+			h->full = true; /* the new member text starts empty */
+		}
+	} else if (r == 0 && n->type == NODE_JDIR) {
+		r = -EISDIR;
+	} else if (r == 0 && n->type == NODE_POP) {
 		/* Opening a pop file pops one element: each opener gets its own. */
 		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
 		op.arg = 1;
@@ -790,14 +956,84 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	reply_open(req, h, fi);
 }
 
+/* Create /.ctl/json/<key>/<path>: adding a member (`echo 1 > '$.new'`). */
+static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         struct fuse_file_info *fi)
+{
+	size_t plen = strlen(name);
+	pthread_mutex_lock(&g.mu);
+	node *d = by_ino(parent);
+	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
+	pthread_mutex_unlock(&g.mu);
+	int r = key.len ? 0 : -ENOTDIR;
+	if (r == 0 && mf_json_path_check(name, plen) != 0) {
+		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", name);
+		r = -EINVAL;
+	}
+	char nk[2 * MF_KEY_MAX + 2];
+	size_t klen = key.len;
+	memcpy(nk, mf_slice_ptr(key), klen);
+	nk[klen] = '/';
+	memcpy(nk + klen + 1, name, plen);
+	mf_slice_unref(&key);
+	struct fuse_entry_param e;
+	fill_entry(&e, 0);
+	e.attr_timeout = e.entry_timeout = 0;
+	handle *h = NULL;
+	node *n = NULL;
+	if (r == 0) {
+		pthread_mutex_lock(&g.mu);
+		n = node_get(NODE_JPATH, nk, klen + 1 + plen);
+		h = n ? handle_new(n, fi->flags) : NULL;
+		if (h) {
+			h->full = true;
+			h->dirty = true;
+			n->ndirty++;
+			n->nlookup++;
+			n->nopen++;
+			e.ino = n->ino;
+			r = node_attr(n, &e.attr);
+		} else {
+			r = -ENOMEM;
+		}
+		pthread_mutex_unlock(&g.mu);
+	}
+	if (r) {
+		if (h) {
+			pthread_mutex_lock(&g.mu);
+			n->ndirty--;
+			n->nlookup--;
+			n->nopen--;
+			node_maybe_free(n);
+			pthread_mutex_unlock(&g.mu);
+			free(h);
+		}
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		pthread_mutex_lock(&g.mu);
+		n->nopen--;
+		n->ndirty--;
+		pthread_mutex_unlock(&g.mu);
+		free(h);
+	}
+}
+
 static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi)
 {
 	(void)mode;
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
-	if (type == MF_T_NONE || type == NODE_POP) {
-		fuse_reply_err(req, parent == INO_ROOT || parent == INO_CTL ? EPERM : ENOENT);
+	if (parent >= INO_FIRST_KEY) {
+		jpath_create(req, parent, name, fi);
+		return;
+	}
+	if (type == MF_T_NONE || type == NODE_POP || type == NODE_JDIR) {
+		fuse_reply_err(req, type == MF_T_NONE ? ENOENT : EPERM);
 		return;
 	}
 	if (len > MF_KEY_MAX) {
@@ -1095,7 +1331,7 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	mf_slice key = n ? mf_slice_ref(n->key) : MF_SLICE_EMPTY;
 	uint8_t type = n ? n->type : 0;
 	pthread_mutex_unlock(&g.mu);
-	if (!n || type == NODE_POP) {
+	if (!n || type == NODE_POP || type == NODE_JDIR || type == NODE_JPATH) {
 		mf_slice_unref(&key);
 		fuse_reply_err(req, n ? EPERM : ENOENT);
 		return;
@@ -1298,111 +1534,6 @@ static void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, EPERM);
 }
 
-/* ---------- JSON partial access through extended attributes ----------
- *
- * getfattr -n 'user.$.a.b' --only-values json/doc   -> JSON.GET doc $.a.b
- * setfattr -n 'user.$.a.b' -v '42' json/doc         -> JSON.SET doc $.a.b 42
- * The attribute name is "user." + a RedisJSON-style path; the value is JSON.
- * A set is its own WAL record (JSON_SETPATH); the document is not rewritten
- * by the caller.
- */
-#define XATTR_PREFIX "user."
-
-static node *json_node(fuse_ino_t ino, mf_slice *key)
-{
-	pthread_mutex_lock(&g.mu);
-	node *n = ino >= INO_FIRST_KEY ? by_ino(ino) : NULL;
-	if (n && (n->type != MF_T_JSON || !n->named || n->pending))
-		n = NULL;
-	if (n)
-		*key = mf_slice_ref(n->key);
-	pthread_mutex_unlock(&g.mu);
-	return n;
-}
-
-static void mf_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	mf_slice key = MF_SLICE_EMPTY;
-	size_t plen = strlen(name) - (sizeof XATTR_PREFIX - 1);
-	if (strncmp(name, XATTR_PREFIX "$", sizeof XATTR_PREFIX) != 0 || !json_node(ino, &key)) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	const char *path = name + sizeof XATTR_PREFIX - 1;
-	mf_entry_info info = {0};
-	int r = mf_store_get(g.st, mf_slice_ptr(key), key.len, true, &info);
-	size_t off = 0, len = 0;
-	if (r == 0)
-		r = mf_json_get_path(mf_slice_ptr(info.val), info.val.len, path, plen, &off, &len);
-	if (r == -ENOENT)
-		r = -ENODATA; /* no such member: "No such attribute" */
-	if (r)
-		fuse_reply_err(req, -r);
-	else if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, mf_slice_ptr(info.val) + off, len);
-	mf_slice_unref(&info.val);
-	mf_slice_unref(&key);
-}
-
-static void mf_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-                        size_t size, int flags)
-{
-	(void)flags;
-	mf_slice key = MF_SLICE_EMPTY;
-	size_t plen = strlen(name) - (sizeof XATTR_PREFIX - 1);
-	if (strncmp(name, XATTR_PREFIX "$", sizeof XATTR_PREFIX) != 0) {
-		fuse_reply_err(req, ENOTSUP);
-		return;
-	}
-	if (!json_node(ino, &key)) {
-		fuse_reply_err(req, ENOTSUP);
-		return;
-	}
-	const char *path = name + sizeof XATTR_PREFIX - 1;
-	int r = mf_json_path_check(path, plen);
-	if (r == 0) {
-		mf_op op = {0};
-		op.type = MF_OP_JSON_SETPATH;
-		op.ktype = MF_T_JSON;
-		op.key = mf_slice_ref(key);
-		op.key2 = mf_slice_from(path, plen, plen);
-		op.val = mf_slice_from(value, size, size);
-		r = commit(&op);
-		if (r)
-			log_err("JSON path update failed for", MF_T_JSON, mf_slice_ptr(key), key.len, -r);
-		mf_op_clear(&op);
-	} else {
-		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", path);
-	}
-	if (r == 0 && g.se)
-		/* Attributes only: pages are dropped at the next open by the
-		 * version check; the kernel holds this inode's lock here. */
-		fuse_lowlevel_notify_inval_inode(g.se, ino, -1, 0);
-	mf_slice_unref(&key);
-	fuse_reply_err(req, r == -ENOENT ? ENODATA : -r);
-}
-
-static void mf_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	(void)ino;
-	/* Paths are open-ended; nothing to enumerate. */
-	if (size == 0)
-		fuse_reply_xattr(req, 0);
-	else
-		fuse_reply_buf(req, NULL, 0);
-}
-
-static void mf_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	(void)ino;
-	(void)name;
-	fuse_reply_err(req, ENOTSUP);
-}
-
 /* ---------- directories ---------- */
 
 typedef struct dirh {
@@ -1432,8 +1563,10 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	size_t nfixed = 0;
 	names[nfixed] = ".", inos[nfixed++] = ino;
 	names[nfixed] = "..", inos[nfixed++] = ino == INO_ROOT || ino < INO_CTL ? INO_ROOT : INO_CTL;
-	if (ino == INO_POPDIR)
+	if (ino == INO_POPDIR || ino == INO_JPATHDIR)
 		inos[1] = INO_CTL;
+	else if (ino >= INO_FIRST_KEY)
+		inos[1] = INO_JPATHDIR;
 	if (ino == INO_ROOT) {
 		names[nfixed] = "kv", inos[nfixed++] = INO_KV;
 		names[nfixed] = "json", inos[nfixed++] = INO_JSON;
@@ -1443,12 +1576,14 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		names[nfixed] = "stats", inos[nfixed++] = INO_STATS;
 		names[nfixed] = "snapshot", inos[nfixed++] = INO_SNAPSHOT;
 		names[nfixed] = "pop", inos[nfixed++] = INO_POPDIR;
+		names[nfixed] = "json", inos[nfixed++] = INO_JPATHDIR;
 	}
 	mf_slice *keys = NULL;
 	size_t nkeys = 0;
 	uint8_t type = dir_type(ino);
 	if (type != MF_T_NONE)
-		nkeys = mf_store_keys(g.st, type == NODE_POP ? MF_T_LIST : type, &keys);
+		nkeys = mf_store_keys(g.st, type == NODE_POP ? MF_T_LIST
+		                            : type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	size_t cap = 4096;
 	d->buf = malloc(cap);
 	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
@@ -1464,7 +1599,7 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			name[k.len] = '\0';
 			/* d_ino is informational here; lookup gives the real one. */
 			est.st_ino = INO_FIRST_KEY + (name_hash(type, name, k.len) >> 8);
-			est.st_mode = S_IFREG;
+			est.st_mode = type == NODE_JDIR ? S_IFDIR : S_IFREG;
 		}
 		size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
 		if (d->len + need > cap) {
@@ -1593,10 +1728,6 @@ static const struct fuse_lowlevel_ops ops = {
 	.releasedir = mf_releasedir,
 	.statfs = mf_statfs,
 	.create = mf_create,
-	.getxattr = mf_getxattr,
-	.setxattr = mf_setxattr,
-	.listxattr = mf_listxattr,
-	.removexattr = mf_removexattr,
 };
 
 struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
