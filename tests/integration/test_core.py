@@ -16,7 +16,7 @@ def sh(cmd, **kw):
 
 def test_layout(mf):
     assert sorted(os.listdir(mf.mnt)) == [".ctl", "json", "kv", "lists"]
-    assert sorted(os.listdir(mf.ctl(""))) == ["pop", "snapshot", "stats"]
+    assert sorted(os.listdir(mf.ctl(""))) == ["json", "pop", "snapshot", "stats"]
 
 
 def test_set_get_append_rename_delete_shell(mf):
