@@ -739,13 +739,15 @@ static int handle_commit(handle *h, bool final)
 	if (!h->dirty)
 		return 0;
 	node *n = h->n;
-	/* A document truncated by open(O_TRUNC) but not yet written is not a
-	 * document: shells flush a duplicated descriptor before writing, so
-	 * wait for the data (or the last close) before validating. */
 	if (n->type == NODE_JPATH)
 		return jpath_commit(h);
+	/* A document truncated by open(O_TRUNC) but not yet written is not a
+	 * document, and a created file not yet written needs no record yet:
+	 * shells flush a duplicated descriptor before writing, so wait for the
+	 * data (or the last close).  The JSON close still reports EINVAL. */
+	bool empty = !h->full && h->data.len == 0;
 	if ((n->pending || n->type == MF_T_JSON) && !h->wrote && !final)
-		return n->type == MF_T_JSON ? -EINVAL : 0; /* "" is no document; keep state */
+		return n->type == MF_T_JSON ? -EINVAL : 0;
 	pthread_mutex_lock(&g.mu);
 	bool named = n->named;
 	mf_slice key = mf_slice_ref(n->key);
@@ -772,63 +774,49 @@ static int handle_commit(handle *h, bool final)
 	mf_op op = {0};
 	op.ktype = n->type;
 	op.key = key;
-	mf_slice rest = MF_SLICE_EMPTY; /* list: unterminated tail kept back */
 	if (h->full) {
 		op.type = MF_OP_SET;
 		op.val = mf_slice_ref(h->data);
 		op.val.len = h->size;
+	} else if (empty) {
+		/* Created with O_APPEND and nothing written: the key must exist
+		 * now, without clobbering what other handles appended. */
+		op.type = MF_OP_CREATE;
 	} else if (n->type == MF_T_LIST) {
-		const char *p = mf_slice_ptr(h->data);
-		size_t len = h->data.len, cut = len;
-		while (cut > 0 && p[cut - 1] != '\n')
-			cut--;
-		if (final && cut < len) {
+		/* Every commit point (close, fsync) pushes whole elements; an
+		 * unterminated last line is completed here, so it is visible
+		 * when close() returns rather than at the later RELEASE. */
+		if (mf_slice_ptr(h->data)[h->data.len - 1] != '\n')
 			mf_slice_append(&h->data, "\n", 1);
-			cut = len = h->data.len;
-			p = mf_slice_ptr(h->data);
-		}
-		if (cut < len)
-			rest = mf_slice_from(p + cut, len - cut, 0);
-		if (cut == 0) {
-			mf_slice_unref(&op.key);
-			mf_slice_unref(&h->data);
-			h->data = rest;
-			return 0; /* nothing complete yet; stays dirty */
-		}
 		op.type = MF_OP_RPUSH;
 		op.val = mf_slice_ref(h->data);
-		op.val.len = cut;
 	} else {
 		op.type = MF_OP_APPEND;
 		op.val = mf_slice_ref(h->data);
 	}
 	int r = commit(&op);
-	bool others = false;
-	if (r == 0 || (r != -ENOSPC && r != -EIO && r != -ENOMEM)) {
-		/* Done, or refused for good (EINVAL, EEXIST...): drop the pending
-		 * data so the release does not retry and log twice.  Transient
-		 * I/O errors keep it for a retry by fsync/close. */
-		if (r != 0 && !(h->full))
-			mf_slice_unref(&rest);
+	bool transient = r == -ENOSPC || r == -EIO || r == -ENOMEM;
+	if (!transient) {
+		/* Done, or refused for good (EINVAL, EEXIST...): drop the data so
+		 * the release does not retry and log twice.  Transient I/O errors
+		 * keep it for a retry by fsync/close. */
 		mf_slice_unref(&h->data);
-		h->data = r == 0 ? rest : MF_SLICE_EMPTY;
 		h->full = false;
 		h->wrote = false;
 		h->size = 0;
-		if (h->data.len == 0)
-			clear_dirty(h);
-		pthread_mutex_lock(&g.mu);
-		others = n->nopen > 1;
-		if (r == 0)
-			n->pending = false;
-		pthread_mutex_unlock(&g.mu);
-	} else {
-		mf_slice_unref(&rest);
+		clear_dirty(h);
 	}
+	pthread_mutex_lock(&g.mu);
+	bool others = n->nopen > 1;
+	if (r == 0)
+		n->pending = false;
+	pthread_mutex_unlock(&g.mu);
 	if (r)
 		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
 	mf_op_clear(&op);
-	if (r == 0 && others)
+	/* Others may cache what is now stale; after a refused commit, the
+	 * kernel's own view (truncated by O_TRUNC, extended by writes) is. */
+	if (others || r)
 		invalidate(n->ino);
 	return r;
 }
@@ -1067,7 +1055,9 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (h && !exists) {
 		n->pending = true;
 		n->orphan_mtime = mf_now_ns();
-		h->full = true;
+		/* O_APPEND creators commit APPEND/RPUSH (or CREATE), so two of
+		 * them racing on a new key both land; others build a SET. */
+		h->full = !(fi->flags & O_APPEND) || type == MF_T_JSON;
 		h->dirty = true;
 		n->ndirty++;
 		n->dirty_size = 0;
@@ -1289,11 +1279,9 @@ static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		pthread_mutex_unlock(&h->mu);
 		clear_dirty(h);
 		pthread_mutex_lock(&g.mu);
-		if (h->n->pending && h->n->ndirty == 0) {
-			/* Never got a valid document: the key stays absent. */
-			h->n->pending = false;
-			name_unlink(h->n);
-		}
+		/* A created key that never got a valid commit stays "pending":
+		 * absent from the store and listings, but the kernel may still
+		 * hold its entry, and a retry through it must create the key. */
 		h->n->nopen--;
 		node_maybe_free(h->n);
 		pthread_mutex_unlock(&g.mu);
