@@ -795,6 +795,7 @@ static int handle_commit(handle *h, bool final)
 		op.val = mf_slice_ref(h->data);
 	}
 	int r = commit(&op);
+	bool was_full = h->full;
 	bool transient = r == -ENOSPC || r == -EIO || r == -ENOMEM;
 	if (!transient) {
 		/* Done, or refused for good (EINVAL, EEXIST...): drop the data so
@@ -818,6 +819,10 @@ static int handle_commit(handle *h, bool final)
 	 * kernel's own view (truncated by O_TRUNC, extended by writes) is. */
 	if (others || r)
 		invalidate(n->ino);
+	else if (!was_full && g.se)
+		/* An append lands after whatever the value is at commit time, which
+		 * may differ from the size this inode's kernel cache computed. */
+		fuse_lowlevel_notify_inval_inode(g.se, n->ino, -1, 0);
 	return r;
 }
 
