@@ -81,6 +81,7 @@ typedef struct node {
 } node;
 
 typedef struct handle {
+	struct handle *prev, *next; /* all live handles (g.hmu), for shutdown */
 	atomic_int refs;  /* 1 for the kernel's handle + 1 per read in flight */
 	pthread_mutex_t mu;
 	node *n;
@@ -100,6 +101,8 @@ static struct {
 	mf_store *st;
 	struct fuse_session *se;
 	pthread_mutex_t mu;
+	pthread_mutex_t hmu;    /* guards the handle list */
+	handle *handles;
 	node **names;
 	node **inos;
 	size_t nbuckets;
@@ -109,7 +112,7 @@ static struct {
 	gid_t gid;
 	double timeout;
 	struct timespec start;
-} g = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---------- node table ---------- */
 
@@ -612,7 +615,35 @@ static handle *handle_new(node *n, int flags)
 	atomic_init(&h->refs, 1);
 	h->n = n;
 	h->flags = flags;
+	pthread_mutex_lock(&g.hmu);
+	h->next = g.handles;
+	if (g.handles)
+		g.handles->prev = h;
+	g.handles = h;
+	pthread_mutex_unlock(&g.hmu);
 	return h;
+}
+
+static void handle_free(handle *h)
+{
+	pthread_mutex_lock(&g.hmu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		g.handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&g.hmu);
+	mf_slice_unref(&h->data);
+	free(h->text);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
+static void handle_put(handle *h)
+{
+	if (atomic_fetch_sub(&h->refs, 1) == 1)
+		handle_free(h);
 }
 
 /* Current committed value of a node (named: the store; orphan: its copy). */
@@ -746,8 +777,16 @@ static int handle_commit(handle *h, bool final)
 	 * shells flush a duplicated descriptor before writing, so wait for the
 	 * data (or the last close).  The JSON close still reports EINVAL. */
 	bool empty = !h->full && h->data.len == 0;
-	if ((n->pending || n->type == MF_T_JSON) && !h->wrote && !final)
-		return n->type == MF_T_JSON ? -EINVAL : 0;
+	if (n->type == MF_T_JSON && !h->wrote && !final)
+		return -EINVAL;
+	if (n->pending && !h->wrote && n->type != MF_T_JSON) {
+		/* Created, nothing written yet: this close must leave the key
+		 * durable (touch, `: > k`), even if data follows (bash closes
+		 * a duplicate before writing). */
+		empty = true;
+		if (h->full)
+			h->size = 0;
+	}
 	pthread_mutex_lock(&g.mu);
 	bool named = n->named;
 	mf_slice key = mf_slice_ref(n->key);
@@ -774,14 +813,17 @@ static int handle_commit(handle *h, bool final)
 	mf_op op = {0};
 	op.ktype = n->type;
 	op.key = key;
-	if (h->full) {
+	if (empty) {
+		/* Created and empty, or created with O_APPEND and nothing
+		 * written: the key must exist now, without clobbering what other
+		 * handles appended.  The handle stays as it was. */
+		op.type = MF_OP_CREATE;
+	} else if (h->full) {
 		op.type = MF_OP_SET;
+		h->data.len = h->size;
+		mf_slice_shrink_private(&h->data);
 		op.val = mf_slice_ref(h->data);
 		op.val.len = h->size;
-	} else if (empty) {
-		/* Created with O_APPEND and nothing written: the key must exist
-		 * now, without clobbering what other handles appended. */
-		op.type = MF_OP_CREATE;
 	} else if (n->type == MF_T_LIST) {
 		/* Every commit point (close, fsync) pushes whole elements; an
 		 * unterminated last line is completed here, so it is visible
@@ -797,7 +839,11 @@ static int handle_commit(handle *h, bool final)
 	int r = commit(&op);
 	bool was_full = h->full;
 	bool transient = r == -ENOSPC || r == -EIO || r == -ENOMEM;
-	if (!transient) {
+	if (op.type == MF_OP_CREATE && h->full && r == 0) {
+		/* The handle keeps building its value (empty so far). */
+		if (!h->wrote)
+			clear_dirty(h);
+	} else if (!transient) {
 		/* Done, or refused for good (EINVAL, EEXIST...): drop the data so
 		 * the release does not retry and log twice.  Transient I/O errors
 		 * keep it for a retry by fsync/close. */
@@ -840,7 +886,7 @@ static void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi)
 		h->n->nopen--;
 		node_maybe_free(h->n);
 		pthread_mutex_unlock(&g.mu);
-		free(h);
+		handle_free(h);
 	}
 }
 
@@ -856,7 +902,7 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			h->text = ctl_text(ino);
 			h->textlen = h->text ? strlen(h->text) : 0;
 		} else if (ino == INO_STATS) {
-			free(h);
+			handle_free(h);
 			fuse_reply_err(req, EACCES);
 			return;
 		}
@@ -942,7 +988,7 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		n->nopen--;
 		node_maybe_free(n);
 		pthread_mutex_unlock(&g.mu);
-		free(h);
+		handle_free(h);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -999,7 +1045,7 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			n->nopen--;
 			node_maybe_free(n);
 			pthread_mutex_unlock(&g.mu);
-			free(h);
+			handle_free(h);
 		}
 		fuse_reply_err(req, -r);
 		return;
@@ -1011,7 +1057,7 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		n->nopen--;
 		n->ndirty--;
 		pthread_mutex_unlock(&g.mu);
-		free(h);
+		handle_free(h);
 	}
 }
 
@@ -1077,7 +1123,7 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		if (h && h->dirty)
 			n->ndirty--;
 		n->pending = false;
-		free(h);
+		handle_free(h);
 		node_maybe_free(n);
 	}
 	pthread_mutex_unlock(&g.mu);
@@ -1091,18 +1137,8 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		n->nopen--;
 		pthread_mutex_unlock(&g.mu);
 		clear_dirty(h);
-		free(h);
+		handle_free(h);
 	}
-}
-
-static void handle_put(handle *h)
-{
-	if (atomic_fetch_sub(&h->refs, 1) != 1)
-		return;
-	mf_slice_unref(&h->data);
-	free(h->text);
-	pthread_mutex_destroy(&h->mu);
-	free(h);
 }
 
 static handle *fh(struct fuse_file_info *fi)
@@ -1266,7 +1302,7 @@ static void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	int r = 0;
 	if (h->n) {
 		pthread_mutex_lock(&h->mu);
-		r = handle_commit(h, false);
+		r = handle_commit(h, true); /* fsync is a commit point like a last close */
 		pthread_mutex_unlock(&h->mu);
 	}
 	if (r == 0)
@@ -1773,4 +1809,21 @@ void mf_fs_unmount(struct fuse_session *se)
 	g.se = NULL;
 	fuse_session_unmount(se);
 	fuse_session_destroy(se);
+	/* Handles whose RELEASE never came (the kernel drops queued requests
+	 * at unmount): commit what they hold, as a release would, and free. */
+	while (g.handles) {
+		handle *h = g.handles;
+		if (h->n && h->n->type != NODE_POP)
+			handle_commit(h, true);
+		handle_free(h);
+	}
+	for (size_t b = 0; b < g.nbuckets; b++) {
+		while (g.inos[b]) {
+			node *n = g.inos[b];
+			n->nlookup = n->nopen = 0;
+			node_maybe_free(n);
+		}
+	}
+	free(g.names);
+	free(g.inos);
 }

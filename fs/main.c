@@ -93,6 +93,23 @@ static char *absolute(const char *p)
 	return strdup(buf);
 }
 
+/* Copy what was written to `early` to fd a and (if >= 0) fd b; close it. */
+static void replay_early(FILE *early, int a, int b)
+{
+	if (!early)
+		return;
+	char buf[4096];
+	size_t n;
+	rewind(early);
+	while ((n = fread(buf, 1, sizeof buf, early)) > 0) {
+		if (write(a, buf, n) < 0)
+			break;
+		if (b >= 0 && write(b, buf, n) < 0)
+			b = -1;
+	}
+	fclose(early);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -187,9 +204,23 @@ int main(int argc, char *argv[])
 		setsid();
 	}
 
+	/* In daemon mode, what recovery prints (torn tails cut, counts) must
+	 * reach the log too, which cannot be opened before the data dir exists:
+	 * collect it in a temp file, then copy it to the log and the terminal. */
+	FILE *early = NULL;
+	int saved_err = -1;
+	if (pipefd[1] >= 0 && (early = tmpfile()) != NULL) {
+		saved_err = dup(2);
+		dup2(fileno(early), 2);
+	}
 	char err[1024] = "";
 	mf_db *db = mf_db_open(&dbo, err, sizeof err);
+	if (early) {
+		dup2(saved_err, 2);
+		close(saved_err);
+	}
 	if (!db) {
+		replay_early(early, 2, -1);
 		fprintf(stderr, "memfluxfs: %s\n", err);
 		if (pipefd[1] >= 0) {
 			char st = 1;
@@ -200,6 +231,7 @@ int main(int argc, char *argv[])
 	}
 	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
 	if (!se) {
+		replay_early(early, 2, -1);
 		fprintf(stderr, "memfluxfs: cannot mount on %s\n", fo.mountpoint);
 		mf_db_close(db);
 		if (pipefd[1] >= 0) {
@@ -220,6 +252,8 @@ int main(int argc, char *argv[])
 			dup2(nfd, 1);
 			close(nfd);
 		}
+		replay_early(early, 2, lfd);
+		early = NULL;
 		if (lfd >= 0) {
 			dup2(lfd, 2);
 			close(lfd);
@@ -230,8 +264,6 @@ int main(int argc, char *argv[])
 		(void)!write(pipefd[1], &st, 1);
 		close(pipefd[1]);
 	}
-	if (pipefd[1] >= 0)
-		fprintf(stderr, "%s\n", mf_db_recovery_line(db)); /* now into the log too */
 	fprintf(stderr, "memfluxfs: mounted %s (data dir %s, fsync %s)\n", fo.mountpoint, dbo.dir,
 	        mf_fsync_mode_name(dbo.fsync_mode));
 	int r = mf_fs_loop(se, &fso);

@@ -187,6 +187,27 @@ void mf_slice_reserve_private(mf_slice *s, size_t cap)
 	s->buf = b;
 }
 
+void mf_slice_shrink_private(mf_slice *s)
+{
+	mf_buf *b = s->buf;
+	if (!b || b->maplen || s->off != 0)
+		return;
+	size_t want = s->len;
+	/* Only worth a realloc when the slack is more than a quarter. */
+	if (b->cap - want <= want / 4 + 16)
+		return;
+	if (want == 0) {
+		mf_slice_unref(s);
+		return;
+	}
+	size_t old = b->cap;
+	b = mf_xrealloc(b, sizeof(mf_buf) + want);
+	b->cap = want;
+	b->used = want;
+	atomic_fetch_sub(&live_bytes, old - want);
+	s->buf = b;
+}
+
 size_t mf_buf_bytes(void)
 {
 	return atomic_load(&live_bytes);

@@ -71,6 +71,11 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n);
  * An empty slice gets a new buffer. */
 void mf_slice_reserve_private(mf_slice *s, size_t cap);
 
+/* Give back a private buffer's unused capacity before publishing it as a
+ * value (a handle grows its buffer with slack; a stored 100-byte value
+ * must not keep 4 KiB).  Mapped buffers are left alone. */
+void mf_slice_shrink_private(mf_slice *s);
+
 /* Bytes currently held by buffers (for stats). */
 size_t mf_buf_bytes(void);
 

@@ -204,7 +204,11 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_LPOP:
 		if (op->ktype != MF_T_LIST)
 			return -EINVAL;
-		return same ? 0 : -ENOENT;
+		if (!same)
+			return -ENOENT;
+		/* Nothing to pop: refused (and so never logged) rather than a
+		 * record that changes nothing, so idle consumers cost no WAL. */
+		return e->val.len == 0 || op->arg == 0 ? -ENODATA : 0;
 	case MF_OP_RENAME: {
 		if (!same)
 			return -ENOENT;

@@ -271,12 +271,6 @@ def test_torn_tail_every_offset(mkmount, tmp_path):
     check_store(m, with_last)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product: the warning naming the torn tail's file and offset ('WAL .../memflux.wal: "
-    "torn tail at offset X, dropped N bytes', wal/wal.c:562) is printed by mf_wal_replay "
-    "before the daemon redirects stderr to DATA_DIR/memflux.log (fs/main.c), so it "
-    "reaches only the mounting command's stderr; the log gets just the recovery line's "
-    "'(N bytes of torn tail cut)', without file or offset"))
 def test_torn_tail_warning_in_daemon_log(mkmount):
     m = mkmount()
     put(m.kv("a"), b"1")
@@ -561,12 +555,6 @@ def test_fsync_waits_for_wal_sync(mkmount):
     assert int(m.stats()["wal_synced_lsn"]) >= lsn4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product: fsync(2) on a newly created, still empty key returns 0 without logging "
-    "it: handle_commit() returns 0 early for a pending node with !h->wrote && !final "
-    "(fs/fs.c handle_commit, the `n->pending ... && !h->wrote && !final` check), so "
-    "mf_fsync only syncs older records; the key is first logged at RELEASE and is lost "
-    "by a crash before that"))
 def test_fsync_on_new_empty_key_is_durable(mkmount):
     m = mkmount()
     lsn0 = int(m.stats()["wal_lsn"])

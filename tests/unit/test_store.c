@@ -509,11 +509,12 @@ static void test_rpush_lpop(void **state)
 	(void)state;
 	mf_store *st = mf_store_new();
 	mf_slice out;
-	/* LPOP on an empty (created) list: success, nothing popped. */
+	/* LPOP on an empty (created) list: ENODATA, nothing popped (and so
+	 * never logged). */
 	assert_int_equal(o_create(st, MF_T_LIST, "q", 1), 0);
 	out = sl("junk", 4);
 	mf_slice_unref(&out);
-	assert_int_equal(o_lpop(st, "q", 1, 2, &out), 0);
+	assert_int_equal(o_lpop(st, "q", 1, 2, &out), -ENODATA);
 	assert_int_equal(out.len, 0);
 	mf_slice_unref(&out);
 	/* RPUSH counts lines (empty lines are elements). */
@@ -542,11 +543,11 @@ static void test_rpush_lpop(void **state)
 	mf_slice_unref(&out);
 	EXPECT_STR(st, MF_T_LIST, "q", "");
 	assert_int_equal(info(st, "q").count, 0);
-	assert_int_equal(o_lpop(st, "q", 3, 10, &out), 0);
+	assert_int_equal(o_lpop(st, "q", 3, 10, &out), -ENODATA);
 	assert_int_equal(out.len, 0);
 	mf_slice_unref(&out);
-	/* LPOP count 0 pops nothing. */
-	assert_int_equal(o_lpop(st, "r", 0, 11, &out), 0);
+	/* LPOP count 0 pops nothing: refused like an empty list. */
+	assert_int_equal(o_lpop(st, "r", 0, 11, &out), -ENODATA);
 	assert_int_equal(out.len, 0);
 	mf_slice_unref(&out);
 	EXPECT_STR(st, MF_T_LIST, "r", "x\ny\n");
@@ -1506,6 +1507,8 @@ static int model_apply(const mf_op *op, char **popped, size_t *popped_len)
 			return -EINVAL;
 		if (!same)
 			return -ENOENT;
+		if (m->len == 0 || op->arg == 0)
+			return -ENODATA;
 		size_t n = 0;
 		uint64_t c = 0;
 		while (c < op->arg && n < m->len) {
@@ -1912,7 +1915,7 @@ static void test_concurrent_readers(void **state)
 			uint64_t c = rndn(3);
 			mf_slice out;
 			r = o_lpop(c_st, "list", c, step, &out);
-			if (r == -ENOENT)
+			if (r == -ENOENT || r == -ENODATA)
 				r = 0;
 			for (size_t i = 0; i < out.len; i += 9) {
 				char want[16];
