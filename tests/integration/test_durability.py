@@ -263,7 +263,7 @@ def test_torn_tail_every_offset(mkmount, tmp_path):
             check_store(mm, kv2)
             assert "torn tail at" not in p2.stderr
             lsns = [lsn for _, _, lsn in wal_records(mm.data / "memflux.wal")]
-            assert lsns == sorted(set(lsns)) and lsns[-1] == last_lsn + 1
+            assert lsns == sorted(set(lsns)) and lsns[-1] > last_lsn
         finally:
             mm.cleanup()
     # control: the uncut log does hold the last mutation
