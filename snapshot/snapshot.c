@@ -366,6 +366,8 @@ typedef struct snap_parser {
 	uint64_t content_size; /* from the LZ4 frame header; 0 = not given */
 	mf_item cur;
 	uint64_t vlen, vhave;
+	unsigned char keybuf[MF_SNAPSHOT_MAX_KEY];
+	size_t klen;
 	int (*cb)(void *ctx, mf_item *item);
 	void *ctx;
 	mf_snapshot_info *info;
@@ -476,7 +478,10 @@ static int p_field(snap_parser *p)
 		return 0;
 	}
 	case P_KEY:
-		p->cur.key = mf_slice_from(a, p->need, p->need);
+		/* Held until the value length is known: key and value then go
+		 * into one buffer (one allocation per key). */
+		memcpy(p->keybuf, a, p->need);
+		p->klen = p->need;
 		p_expect(p, P_VLEN, 8);
 		return 0;
 	case P_VLEN: {
@@ -485,6 +490,9 @@ static int p_field(snap_parser *p)
 			return p_fail(p, p->field_off, "value length %" PRIu64 " too large", vlen);
 		if (p->content_size && vlen > p_room(p))
 			return p_fail(p, p->field_off, "value length %" PRIu64 " exceeds the stream", vlen);
+		mf_slice all = mf_slice_alloc(p->klen + (size_t)vlen, p->klen + (size_t)vlen);
+		memcpy(all.buf->data, p->keybuf, p->klen);
+		p->cur.key = (mf_slice){all.buf, 0, p->klen};
 		if (vlen == 0) {
 			p->cur.val = MF_SLICE_EMPTY;
 			return p_deliver(p);
@@ -492,7 +500,7 @@ static int p_field(snap_parser *p)
 		p_expect(p, P_VAL, 0);
 		p->vlen = vlen;
 		p->vhave = 0;
-		p->cur.val = mf_slice_alloc((size_t)vlen, (size_t)vlen);
+		p->cur.val = (mf_slice){mf_slice_ref(all).buf, p->klen, (size_t)vlen};
 		return 0;
 	}
 	case P_TRAILER: {

@@ -244,8 +244,31 @@ int mf_store_check(mf_store *st, const mf_op *op)
 	return r;
 }
 
+/* A key loaded from the WAL or a snapshot shares one buffer with its value
+ * (one allocation per key).  Before the value moves to another buffer,
+ * give the key its own, so the old value's bytes are not kept alive. */
+static void detach_key(entry *e)
+{
+	if (e->key.buf && e->key.buf == e->val.buf) {
+		mf_slice k = mf_slice_from(mf_slice_ptr(e->key), e->key.len, e->key.len);
+		mf_slice_unref(&e->key);
+		e->key = k;
+	}
+}
+
+/* The key slice an entry keeps: shared with the value when they came in one
+ * buffer (WAL record, snapshot), else copied if its buffer holds more. */
+static mf_slice own_key(mf_slice key, mf_slice val)
+{
+	if (!key.buf || key.buf == val.buf || key.buf->cap <= key.len + 16)
+		return mf_slice_ref(key);
+	return mf_slice_from(mf_slice_ptr(key), key.len, key.len);
+}
+
 static void set_val(mf_store *st, entry *e, mf_slice v)
 {
+	if (v.buf != e->val.buf)
+		detach_key(e);
 	st->value_bytes -= e->val.len;
 	mf_slice_unref(&e->val);
 	e->val = v;
@@ -276,11 +299,12 @@ static int do_apply(mf_store *st, mf_op *op)
 	switch (op->type) {
 	case MF_OP_CREATE:
 		if (!e)
-			insert(st, mf_slice_ref(op->key), op->ktype, t);
+			insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		return 0;
 	case MF_OP_SET: {
 		if (!e)
-			e = insert(st, mf_slice_ref(op->key), op->ktype, t);
+			e = insert(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
+			           op->ktype, t);
 		mf_slice v = op->ktype == MF_T_LIST ? list_value(op->val) : mf_slice_ref(op->val);
 		e->count = op->ktype == MF_T_LIST ? mf_count_lines(mf_slice_ptr(v), v.len) : 0;
 		set_val(st, e, v);
@@ -289,7 +313,8 @@ static int do_apply(mf_store *st, mf_op *op)
 	case MF_OP_APPEND:
 	case MF_OP_RPUSH:
 		if (!e)
-			e = insert(st, mf_slice_ref(op->key), op->ktype, t);
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		detach_key(e); /* the append may move the value */
 		st->value_bytes += op->val.len;
 		mf_slice_append(&e->val, mf_slice_ptr(op->val), op->val.len);
 		if (op->type == MF_OP_RPUSH)
@@ -325,7 +350,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		}
 		unlink_entry(st, e);
 		mf_slice_unref(&e->key);
-		e->key = mf_slice_ref(op->key2);
+		e->key = own_key(op->key2, MF_SLICE_EMPTY);
 		e->hash = hash_key(mf_slice_ptr(e->key), e->key.len);
 		entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
 		e->next = *pp;

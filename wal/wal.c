@@ -295,14 +295,21 @@ static int rd_decode(rd *r, uint64_t off, const mf_wal_rec_hdr *h, mf_op *op)
 	op->time_ns = h->time_ns;
 	op->arg = h->arg;
 	uint64_t p = off + MF_WAL_REC_HEADER;
-	int e = rd_slice(r, p, h->klen, &op->key);
-	if (e == 0)
-		e = rd_slice(r, p + h->klen, h->k2len, &op->key2);
-	if (e == 0)
-		e = rd_slice(r, p + h->klen + h->k2len, h->vlen, &op->val);
+	/* key, key2 and value are contiguous in the record: one buffer holds
+	 * all three (one allocation per record, and a stored key and value then
+	 * share it — see store.c's detach_key). */
+	mf_slice all;
+	int e = rd_slice(r, p, (size_t)h->klen + h->k2len + h->vlen, &all);
 	if (e < 0)
-		mf_op_clear(op);
-	return e;
+		return e;
+	if (h->klen)
+		op->key = (mf_slice){mf_slice_ref(all).buf, 0, h->klen};
+	if (h->k2len)
+		op->key2 = (mf_slice){mf_slice_ref(all).buf, h->klen, h->k2len};
+	if (h->vlen)
+		op->val = (mf_slice){mf_slice_ref(all).buf, (size_t)h->klen + h->k2len, h->vlen};
+	mf_slice_unref(&all);
+	return 0;
 }
 
 /* After a bad record at bad_off: the first offset > bad_off holding a
