@@ -647,6 +647,9 @@ struct mf_wal {
 	uint64_t synced_lsn;
 	uint64_t bytes, sealed_bytes, records, batches, fsyncs;
 	uint64_t queued;         /* E_OP entries in the queue */
+	uint64_t prev_batch;     /* records in the last ALWAYS batch */
+	uint64_t queued_after;   /* records that queued up during its fsync */
+	uint64_t fsync_ns;       /* smoothed duration of one fsync */
 	struct timespec dirty_since;  /* oldest unsynced write (monotonic) */
 
 	/* writer thread (fd changes only under fsync_mu as well) */
@@ -689,7 +692,12 @@ static int wal_fsync(mf_wal *w)
 		struct timespec start;
 		clock_gettime(CLOCK_MONOTONIC, &start);
 		r = w->io->fsync(w->io, w->fd);
+		struct timespec end;
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		uint64_t took = (uint64_t)(end.tv_sec - start.tv_sec) * 1000000000u +
+		                (uint64_t)(end.tv_nsec - start.tv_nsec);
 		pthread_mutex_lock(&w->mu);
+		w->fsync_ns = w->fsync_ns ? (w->fsync_ns * 7 + took) / 8 : took;
 		w->fsyncs++;
 		if (r < 0) {
 			go_read_only(w, w->path, r);
@@ -937,6 +945,34 @@ static void spin_until(atomic_bool *flag, uint64_t ns)
 	}
 }
 
+/*
+ * Group commit in ALWAYS mode waits for an fsync per batch; the writers it
+ * wakes come back with their next record a FUSE round trip or two later,
+ * just after the next (small) batch has started its fsync.  So when the last
+ * batch showed concurrency, wait a little (at most half an fsync, as
+ * PostgreSQL's commit_delay does) for every writer seen active then: one
+ * fsync serves them all.  Caller holds w->mu.
+ */
+static void commit_delay(mf_wal *w)
+{
+	uint64_t delay = w->fsync_ns / 2;
+	if (delay > 2000000)
+		delay = 2000000;
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_nsec += (long)delay;
+	while (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	/* Active writers: those the last batch served plus those that queued
+	 * while it was being fsynced. */
+	uint64_t want = w->prev_batch + w->queued_after;
+	while (w->queued < want && !w->closing)
+		if (pthread_cond_timedwait(&w->work_cv, &w->mu, &dl) != 0)
+			break;
+}
+
 static void *writer_main(void *arg)
 {
 	mf_wal *w = arg;
@@ -959,6 +995,9 @@ static void *writer_main(void *arg)
 			pthread_cond_broadcast(&w->done_cv);
 			continue;
 		}
+		if (w->mode == MF_FSYNC_ALWAYS && w->prev_batch > 1)
+			commit_delay(w);
+		first = w->head;
 		/* Everything queued up to max_batch bytes, at least one op. */
 		wal_entry *last = first;
 		size_t total = first->size, n = 1;
@@ -973,6 +1012,7 @@ static void *writer_main(void *arg)
 			w->tail = NULL;
 		last->next = NULL;
 		w->queued -= n;
+		w->prev_batch = n;
 		bool ro = w->read_only;
 		uint64_t lsn0 = w->next_lsn;
 		if (!ro)
@@ -984,6 +1024,7 @@ static void *writer_main(void *arg)
 			e->result = r == 0 ? w->apply(w->ctx, e->op) : r;
 
 		pthread_mutex_lock(&w->mu);
+		w->queued_after = w->queued;
 		for (wal_entry *e = first, *nx; e; e = nx) {
 			nx = e->next;  /* e lives on a submitter's stack */
 			atomic_store_explicit(&e->done, true, memory_order_release);
@@ -1117,12 +1158,12 @@ mf_wal *mf_wal_open(const mf_wal_opts *opts, uint64_t next_lsn,
 	pthread_mutex_init(&w->seg_mu, NULL);
 	pthread_mutex_init(&w->fsync_mu, NULL);
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->work_cv, NULL);
 	pthread_cond_init(&w->done_cv, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->sync_cv, &ca);
+	pthread_cond_init(&w->work_cv, &ca); /* timed waits: commit delay */
 	pthread_condattr_destroy(&ca);
 
 	int r = open_active(w);
