@@ -1,0 +1,26 @@
+"""bench/ must keep running: `bench/run --quick` on a tiny size (the figures
+themselves are not checked here; timed assertions do not belong in tests)."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(os.environ.get("MEMFLUX_SANITIZED") == "1",
+                    reason="run once, against the normal build")
+def test_bench_quick_runs():
+    r = subprocess.run(["bash", str(ROOT / "bench/run"), "--quick"], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout
+    # every target was measured side by side, with ratios
+    for target in ("memfluxfs", "tmpfs", "nullfs_ll", "redis"):
+        assert target in out, out[-3000:]
+    tsv = ROOT / "bench/out/results.tsv"
+    assert tsv.exists() and tsv.stat().st_size > 0
+    # and it left nothing mounted behind
+    mounts = pathlib.Path("/proc/mounts").read_text()
+    assert "memflux-bench" not in mounts
