@@ -432,6 +432,27 @@ static void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino)
 	e->entry_timeout = g.timeout;
 }
 
+/* Reply to a lookup with the node for (type, key), taking a lookup
+ * reference on it; e carries the timeouts to use. */
+static void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
+                             struct fuse_entry_param *e)
+{
+	pthread_mutex_lock(&g.mu);
+	node *n = node_get(type, k, len);
+	int r = n ? node_attr(n, &e->attr) : -ENOMEM;
+	if (r == 0) {
+		n->nlookup++;
+		e->ino = n->ino;
+	} else if (n) {
+		node_maybe_free(n);
+	}
+	pthread_mutex_unlock(&g.mu);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, e);
+}
+
 /* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
 static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -460,20 +481,7 @@ static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e); /* negative, not cached */
 		return;
 	}
-	pthread_mutex_lock(&g.mu);
-	node *n = node_get(NODE_JPATH, nk, klen + 1 + plen);
-	r = n ? node_attr(n, &e.attr) : -ENOMEM;
-	if (r == 0) {
-		n->nlookup++;
-		e.ino = n->ino;
-	} else if (n) {
-		node_maybe_free(n);
-	}
-	pthread_mutex_unlock(&g.mu);
-	if (r)
-		fuse_reply_err(req, -r);
-	else
-		fuse_reply_entry(req, &e);
+	reply_node_entry(req, NODE_JPATH, nk, klen + 1 + plen, &e);
 }
 
 static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -529,22 +537,10 @@ static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	pthread_mutex_lock(&g.mu);
-	node *n = node_get(type, name, len);
-	fill_entry(&e, n ? n->ino : 0);
-	int r = n ? node_attr(n, &e.attr) : -ENOMEM;
-	if (r == 0) {
-		n->nlookup++;
-		if (type == NODE_POP || type == NODE_JDIR)
-			e.attr_timeout = e.entry_timeout = 0;
-	} else if (n) {
-		node_maybe_free(n);
-	}
-	pthread_mutex_unlock(&g.mu);
-	if (r)
-		fuse_reply_err(req, -r);
-	else
-		fuse_reply_entry(req, &e);
+	fill_entry(&e, 0);
+	if (type == NODE_POP || type == NODE_JDIR)
+		e.attr_timeout = e.entry_timeout = 0; /* they come and go with their key */
+	reply_node_entry(req, type, name, len, &e);
 }
 
 static void forget_one(fuse_ino_t ino, uint64_t nlookup)
@@ -1729,8 +1725,6 @@ static void mf_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	if (conn->capable & FUSE_CAP_SPLICE_READ)
-		conn->want |= FUSE_CAP_SPLICE_READ;
 	conn->max_write = 1 << 20;
 }
 

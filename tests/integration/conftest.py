@@ -146,3 +146,45 @@ def mkmount(tmp_path):
 @pytest.fixture
 def mf(mkmount):
     return mkmount()
+
+
+# A writer process for the kill -9 tests (test_durability, test_snapshots):
+# argv = MOUNT WRITER_NO NOTES_FILE KEY_PREFIX.  Before and after each
+# mutation it notes "<op>a j" (attempted) / "<op>k j" (acknowledged: close
+# returned), so a test can tell what must have survived a crash.
+WRITER_SCRIPT = r"""
+import os, sys, time
+mnt, w, out, pfx = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+logfd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def note(s):
+    os.write(logfd, (s + "\n").encode())
+def do(path, data, flags):
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+told = False
+end = time.monotonic() + 60
+j = 0
+try:
+    while time.monotonic() < end:
+        note(f"sa {j}")
+        do(f"{mnt}/kv/{pfx}{w}_k{j % 10}", f"{w}:{j}".encode(),
+           os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        note(f"sk {j}")
+        note(f"aa {j}")
+        do(f"{mnt}/kv/{pfx}{w}_log", f"{j}\n".encode(),
+           os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        note(f"ak {j}")
+        note(f"pa {j}")
+        do(f"{mnt}/lists/{pfx}{w}_q", f"{j}\n".encode(),
+           os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        note(f"pk {j}")
+        if not told and j >= 3:
+            sys.stdout.write("r"); sys.stdout.flush(); told = True
+        j += 1
+except OSError as e:
+    sys.stderr.write(f"writer {w} stopped at {j}: {e}\n")
+sys.exit(0)
+"""

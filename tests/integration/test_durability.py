@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import CHECK, Mount
+from conftest import CHECK, WRITER_SCRIPT, Mount
 
 PY = "/usr/bin/python3"
 WAL_HDR = 16
@@ -405,49 +405,14 @@ def test_damaged_sealed_segment_refused(mkmount):
 
 # ------------------------------ 4. concurrent writer processes, kill -9
 
-WRITER = r"""
-import os, sys, time
-mnt, w, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-logfd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-def note(s):
-    os.write(logfd, (s + "\n").encode())
-def do(path, data, flags):
-    fd = os.open(path, flags, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-told = False
-end = time.monotonic() + 60
-j = 0
-try:
-    while time.monotonic() < end:
-        note(f"sa {j}")
-        do(f"{mnt}/kv/w{w}_k{j % 10}", f"{w}:{j}".encode(),
-           os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        note(f"sk {j}")
-        note(f"aa {j}")
-        do(f"{mnt}/kv/w{w}_log", f"{j}\n".encode(),
-           os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        note(f"ak {j}")
-        note(f"pa {j}")
-        do(f"{mnt}/lists/w{w}_q", f"{j}\n".encode(),
-           os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        note(f"pk {j}")
-        if not told and j >= 3:
-            sys.stdout.write("r"); sys.stdout.flush(); told = True
-        j += 1
-except OSError as e:
-    sys.stderr.write(f"writer {w} stopped at {j}: {e}\n")
-sys.exit(0)
-"""
+
 
 
 def start_writers(m, tmp_path, n):
     procs = []
     for w in range(n):
         out = tmp_path / f"writer{w}.txt"
-        procs.append(subprocess.Popen([PY, "-c", WRITER, str(m.mnt), str(w), str(out)],
+        procs.append(subprocess.Popen([PY, "-c", WRITER_SCRIPT, str(m.mnt), str(w), str(out), "w"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
         assert p.stdout.read(1) == b"r", p.stderr.read()

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import CHECK
+from conftest import CHECK, WRITER_SCRIPT
 
 PY = "/usr/bin/python3"
 KIB = 1024
@@ -351,42 +351,7 @@ def test_default_threshold_128m(mkmount):
 
 # ------------------- 3. kill -9 during snapshots under concurrent writers
 
-WRITER = r"""
-import os, sys, time
-mnt, w, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-logfd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-def note(s):
-    os.write(logfd, (s + "\n").encode())
-def do(path, data, flags):
-    fd = os.open(path, flags, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-told = False
-end = time.monotonic() + 60
-j = 0
-try:
-    while time.monotonic() < end:
-        note(f"sa {j}")
-        do(f"{mnt}/kv/c{w}_k{j % 10}", f"{w}:{j}".encode(),
-           os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        note(f"sk {j}")
-        note(f"aa {j}")
-        do(f"{mnt}/kv/c{w}_log", f"{j}\n".encode(),
-           os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        note(f"ak {j}")
-        note(f"pa {j}")
-        do(f"{mnt}/lists/c{w}_q", f"{j}\n".encode(),
-           os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        note(f"pk {j}")
-        if not told and j >= 3:
-            sys.stdout.write("r"); sys.stdout.flush(); told = True
-        j += 1
-except OSError as e:
-    sys.stderr.write(f"writer {w} stopped at {j}: {e}\n")
-sys.exit(0)
-"""
+
 
 
 def writer_notes(path):
@@ -431,7 +396,7 @@ def test_kill9_during_snapshots_with_writers(mkmount, tmp_path):
     procs = []
     for w in range(4):
         procs.append(subprocess.Popen(
-            [PY, "-c", WRITER, str(m.mnt), str(w), str(tmp_path / f"w{w}.txt")],
+            [PY, "-c", WRITER_SCRIPT, str(m.mnt), str(w), str(tmp_path / f"w{w}.txt"), "c"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for p in procs:
         assert p.stdout.read(1) == b"r", p.stderr.read()
