@@ -90,6 +90,11 @@ typedef struct handle {
 	bool full;      /* data is the whole new value */
 	bool append;    /* data holds bytes to append */
 	bool wrote;     /* any write/ftruncate since the last commit */
+	/* Invalidation a commit asked for, sent once h->mu is released: the
+	 * kernel locks page cache pages for it, and a READ holding such a page
+	 * may be waiting for h->mu (deadlock otherwise). */
+	fuse_ino_t inval_ino;
+	bool inval_attr_only;
 	mf_slice data;  /* private buffer (refs == 1 while unpublished) */
 	uint64_t size;  /* logical size in full mode */
 	char *text;     /* /.ctl files: content fixed at open */
@@ -422,6 +427,23 @@ static void invalidate(fuse_ino_t ino)
 		fuse_lowlevel_notify_inval_inode(g.se, ino, 0, 0);
 }
 
+/* Commit a handle (see handle_commit) and then, outside h->mu, send the
+ * invalidation the commit asked for. */
+static int handle_commit(handle *h, bool final);
+static int commit_handle_locked_then_inval(handle *h, bool final)
+{
+	pthread_mutex_lock(&h->mu);
+	int r = handle_commit(h, final);
+	fuse_ino_t ino = h->inval_ino;
+	bool attr_only = h->inval_attr_only;
+	h->inval_ino = 0;
+	h->inval_attr_only = false;
+	pthread_mutex_unlock(&h->mu);
+	if (ino && g.se)
+		fuse_lowlevel_notify_inval_inode(g.se, ino, attr_only ? -1 : 0, 0);
+	return r;
+}
+
 /* ---------- lookup / attrs ---------- */
 
 static void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino)
@@ -534,6 +556,8 @@ static void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Negative entry cached for the same timeout: creates through this
 		 * mount invalidate it themselves, and nothing else adds keys. */
 		fill_entry(&e, 0);
+		if (type == NODE_POP || type == NODE_JDIR)
+			e.entry_timeout = 0; /* created through another directory */
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -622,6 +646,8 @@ static handle *handle_new(node *n, int flags)
 
 static void handle_free(handle *h)
 {
+	if (!h)
+		return;
 	pthread_mutex_lock(&g.hmu);
 	if (h->prev)
 		h->prev->next = h->next;
@@ -749,8 +775,7 @@ static int jpath_commit(handle *h)
 		node *doc = *name_slot(MF_T_JSON, mf_slice_ptr(op.key), op.key.len);
 		fuse_ino_t ino = doc ? doc->ino : 0;
 		pthread_mutex_unlock(&g.mu);
-		if (ino)
-			invalidate(ino); /* the document changed under its inode */
+		h->inval_ino = ino; /* the document changed under its inode */
 	}
 	mf_op_clear(&op);
 	return r;
@@ -792,13 +817,20 @@ static int handle_commit(handle *h, bool final)
 		/* Unlinked while open: the data lives on only in this node. */
 		pthread_mutex_lock(&g.mu);
 		if (h->full) {
+			/* The buffer moves to the node: from now on it is published
+			 * (other handles read it), so this handle must not grow it in
+			 * place; its next write starts a new private copy. */
 			mf_slice_unref(&n->orphan);
-			n->orphan = mf_slice_ref(h->data);
-			n->orphan.len = h->size;
+			h->data.len = h->size;
+			n->orphan = h->data;
+			h->data = MF_SLICE_EMPTY;
 		} else {
 			mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
 			mf_slice_unref(&h->data);
 		}
+		h->full = false;
+		h->wrote = false;
+		h->size = 0;
 		n->orphan_mtime = mf_now_ns();
 		pthread_mutex_unlock(&g.mu);
 		mf_slice_unref(&key);
@@ -859,12 +891,14 @@ static int handle_commit(handle *h, bool final)
 	mf_op_clear(&op);
 	/* Others may cache what is now stale; after a refused commit, the
 	 * kernel's own view (truncated by O_TRUNC, extended by writes) is. */
-	if (others || r)
-		invalidate(n->ino);
-	else if (!was_full && g.se)
+	if (others || r) {
+		h->inval_ino = n->ino;
+	} else if (!was_full) {
 		/* An append lands after whatever the value is at commit time, which
 		 * may differ from the size this inode's kernel cache computed. */
-		fuse_lowlevel_notify_inval_inode(g.se, n->ino, -1, 0);
+		h->inval_ino = n->ino;
+		h->inval_attr_only = true;
+	}
 	return r;
 }
 
@@ -959,8 +993,11 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		mf_entry_info info = {0};
 		pthread_mutex_lock(&g.mu);
 		bool named = n->named;
+		mf_slice key = mf_slice_ref(n->key); /* a rename may swap n->key */
 		pthread_mutex_unlock(&g.mu);
-		if (named && mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0) {
+		int got = named ? mf_store_get(g.st, mf_slice_ptr(key), key.len, false, &info) : -ENOENT;
+		mf_slice_unref(&key);
+		if (got == 0) {
 			pthread_mutex_lock(&g.mu);
 			fi->keep_cache = n->cached_version == info.version;
 			n->cached_version = info.version;
@@ -1052,6 +1089,8 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		pthread_mutex_lock(&g.mu);
 		n->nopen--;
 		n->ndirty--;
+		n->nlookup--;
+		node_maybe_free(n);
 		pthread_mutex_unlock(&g.mu);
 		handle_free(h);
 	}
@@ -1129,10 +1168,15 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		/* The creator was interrupted: the kernel holds no reference. */
+		clear_dirty(h);
 		pthread_mutex_lock(&g.mu);
 		n->nopen--;
+		n->nlookup--;
+		if (n->pending && !n->ndirty)
+			name_unlink(n), n->pending = false;
+		node_maybe_free(n);
 		pthread_mutex_unlock(&g.mu);
-		clear_dirty(h);
 		handle_free(h);
 	}
 }
@@ -1161,8 +1205,17 @@ static void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	mf_slice v = MF_SLICE_EMPTY, tail = MF_SLICE_EMPTY;
 	uint64_t vlen;
 	if (h->full) {
-		v = mf_slice_ref(h->data);
-		vlen = h->size;
+		/* The private buffer may be reallocated by a concurrent write on
+		 * this handle as soon as h->mu is released: reply from a copy. */
+		uint64_t o = (uint64_t)off;
+		size_t n = o < h->size ? (size_t)(h->size - o < size ? h->size - o : size) : 0;
+		char *copy = n ? mf_xmalloc(n) : NULL;
+		if (n)
+			memcpy(copy, h->data.buf->data + o, n);
+		pthread_mutex_unlock(&h->mu);
+		fuse_reply_buf(req, copy, n);
+		free(copy);
+		return;
 	} else {
 		int r = node_value(h->n, &v);
 		if (r && r != -ENOENT) {
@@ -1214,6 +1267,10 @@ static void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, EBADF);
 		return;
 	}
+	if ((uint64_t)off > MF_VALUE_MAX || size > MF_VALUE_MAX - (uint64_t)off) {
+		fuse_reply_err(req, EFBIG); /* before any buffer grows */
+		return;
+	}
 	pthread_mutex_lock(&h->mu);
 	int r = 0;
 	if (!h->full && (h->flags & O_APPEND) && h->n->type != MF_T_JSON) {
@@ -1232,9 +1289,8 @@ static void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		mf_slice_unref(&cur);
 		if ((uint64_t)off != end) {
 			r = -ESPIPE;
-			fprintf(stderr, "memfluxfs: write at offset %lld inside list %.*s refused: lists "
-			        "take appends only\n", (long long)off, (int)h->n->key.len,
-			        mf_slice_ptr(h->n->key));
+			fprintf(stderr, "memfluxfs: write at offset %lld inside list (inode %lu) refused: "
+			        "lists take appends only\n", (long long)off, (unsigned long)h->n->ino);
 		} else {
 			h->append = true;
 			mf_slice_append(&h->data, buf, size);
@@ -1282,11 +1338,8 @@ static void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	handle *h = fh(fi);
 	int r = 0;
-	if (h->n) {
-		pthread_mutex_lock(&h->mu);
-		r = handle_commit(h, false);
-		pthread_mutex_unlock(&h->mu);
-	}
+	if (h->n)
+		r = commit_handle_locked_then_inval(h, false);
 	fuse_reply_err(req, -r);
 }
 
@@ -1296,14 +1349,22 @@ static void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)datasync;
 	handle *h = fh(fi);
 	int r = 0;
-	if (h->n) {
-		pthread_mutex_lock(&h->mu);
-		r = handle_commit(h, true); /* fsync is a commit point like a last close */
-		pthread_mutex_unlock(&h->mu);
-	}
+	if (h->n) /* fsync is a commit point like a last close */
+		r = commit_handle_locked_then_inval(h, true);
 	if (r == 0)
 		r = mf_db_sync(g.db);
 	fuse_reply_err(req, -r);
+}
+
+/* fsync(dirfd): renames, unlinks and creates in a directory are WAL records
+ * like any other; make everything acknowledged durable.  (Without this the
+ * kernel would answer every later fsyncdir itself after one ENOSYS.) */
+static void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -mf_db_sync(g.db));
 }
 
 static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1311,9 +1372,7 @@ static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	handle *h = fh(fi);
 	if (h->n) {
-		pthread_mutex_lock(&h->mu);
-		handle_commit(h, true); /* errors already logged; release can't report */
-		pthread_mutex_unlock(&h->mu);
+		commit_handle_locked_then_inval(h, true); /* errors logged; release can't report */
 		clear_dirty(h);
 		pthread_mutex_lock(&g.mu);
 		/* A created key that never got a valid commit stays "pending":
@@ -1368,7 +1427,9 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		/* fall through to the error reply */
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
 		uint64_t size = (uint64_t)attr->st_size;
-		if (type == MF_T_LIST && size != 0) {
+		if (size > MF_VALUE_MAX) {
+			r = -EFBIG;
+		} else if (type == MF_T_LIST && size != 0) {
 			r = -EINVAL;
 		} else if (h && (h->flags & O_ACCMODE) != O_RDONLY) {
 			/* ftruncate on a writable handle: part of that handle's value. */
@@ -1746,6 +1807,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.flush = mf_flush,
 	.release = mf_release,
 	.fsync = mf_fsync,
+	.fsyncdir = mf_fsyncdir,
 	.opendir = mf_opendir,
 	.readdir = mf_readdir,
 	.releasedir = mf_releasedir,

@@ -63,6 +63,12 @@ typedef struct mf_op {
 /* Longest key the kernel lets us see (NAME_MAX); longer is EINVAL. */
 #define MF_KEY_MAX 255
 
+/* Largest value: 1.25 GiB, under the WAL's 1.5 GiB record limit, so any
+ * value the store accepts can be logged.  Bigger is EFBIG, checked before
+ * anything is logged (a logged op that cannot be applied would fail again
+ * at every replay). */
+#define MF_VALUE_MAX (((uint64_t)1 << 30) + ((uint64_t)1 << 28))
+
 const char *mf_optype_name(int type);
 const char *mf_type_name(int type);
 

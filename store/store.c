@@ -178,6 +178,11 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
+	uint64_t cur = same ? e->val.len : 0;
+	if (op->val.len > MF_VALUE_MAX ||
+	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH) &&
+	     cur + op->val.len > MF_VALUE_MAX))
+		return -EFBIG;
 	switch (op->type) {
 	case MF_OP_CREATE:
 		return e && !same ? -EEXIST : 0;
@@ -196,7 +201,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (!same)
 			return -ENOENT;
 		if (op->ktype == MF_T_STRING)
-			return op->arg > (uint64_t)1 << 40 ? -EFBIG : 0;
+			return op->arg > MF_VALUE_MAX ? -EFBIG : 0;
 		return op->arg == 0 ? 0 : -EINVAL;
 	case MF_OP_DEL:
 	case MF_OP_SETTIME:

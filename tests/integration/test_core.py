@@ -344,3 +344,67 @@ def test_stats_file(mf):
     assert int(s["wal_records"]) >= 2
     with pytest.raises(PermissionError):
         open(mf.ctl("stats"), "w")
+
+
+def test_unlinked_open_file_keeps_growing_after_fsync(mf):
+    """Temp-file pattern: open, unlink, write, fsync, write more (the buffer
+    the fsync handed to the orphan must not be grown in place)."""
+    p = mf.kv("tmp")
+    p.write_bytes(b"start")
+    fd = os.open(p, os.O_RDWR)
+    other = os.open(p, os.O_RDONLY)
+    try:
+        os.unlink(p)
+        os.pwrite(fd, b"0123456789", 0)
+        os.fsync(fd)
+        assert os.pread(other, 100, 0) == b"0123456789"
+        big = b"x" * 100_000
+        os.pwrite(fd, big, 10)
+        os.fsync(fd)
+        assert os.pread(fd, 20, 0) == b"0123456789" + b"x" * 10
+        assert os.pread(other, 200_000, 0) == b"0123456789" + big
+        assert os.fstat(fd).st_size == 100_010
+    finally:
+        os.close(fd)
+        os.close(other)
+    assert os.listdir(mf.kv()) == []
+
+
+def test_sizes_beyond_the_value_limit_are_efbig(mf):
+    p = mf.kv("big")
+    p.write_bytes(b"v")
+    for attempt in (lambda: os.truncate(p, 1 << 40),
+                    lambda: os.truncate(p, (1 << 30) + (1 << 28) + 1)):
+        with pytest.raises(OSError) as ei:
+            attempt()
+        assert ei.value.errno == errno.EFBIG
+    fd = os.open(p, os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as ei:
+            os.pwrite(fd, b"x", 1 << 40)
+        assert ei.value.errno == errno.EFBIG
+        with pytest.raises(OSError) as ei:
+            os.ftruncate(fd, 1 << 40)
+        assert ei.value.errno == errno.EFBIG
+    finally:
+        os.close(fd)
+    assert p.read_bytes() == b"v"
+    # nothing unappliable was logged: a restart comes up with the value
+    mf.stop()
+    mf.start()
+    assert p.read_bytes() == b"v"
+
+
+def test_fsync_of_a_directory_syncs_the_wal(mkmount):
+    m = mkmount("--fsync-interval-ms=60000")
+    m.kv("a").write_bytes(b"1")
+    os.rename(m.kv("a"), m.kv("b"))
+    st = m.stats()
+    assert int(st["wal_synced_lsn"]) < int(st["wal_lsn"])
+    dfd = os.open(m.kv(), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    st = m.stats()
+    assert int(st["wal_synced_lsn"]) == int(st["wal_lsn"])

@@ -828,3 +828,18 @@ def test_restart_clean_and_kill9(mkmount):
     assert sorted(os.listdir(m.json())) == ["cfg", "new", "user"]
     with pytest.raises(FileExistsError):
         os.open(m.kv("q"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+
+
+def test_pop_and_json_view_see_new_keys_at_once(mf):
+    """A miss under /.ctl/pop or /.ctl/json must not be cached: the key is
+    created through another directory."""
+    with pytest.raises(FileNotFoundError):
+        open(mf.ctl("pop") / "fresh", "rb")
+    with pytest.raises(FileNotFoundError):
+        open(mf.ctl("json") / "fdoc" / "$.a", "rb")
+    with open(mf.lists("fresh"), "ab") as f:
+        f.write(b"job\n")
+    mf.json("fdoc").write_bytes(b'{"a": 1}')
+    with open(mf.ctl("pop") / "fresh", "rb") as f:
+        assert f.read() == b"job\n"
+    assert (mf.ctl("json") / "fdoc" / "$.a").read_bytes() == b"1\n"
