@@ -786,7 +786,54 @@ static int jpath_commit(handle *h)
  * final: the handle is going away, so a list's unterminated last line is
  * pushed now (with its newline completed).
  */
+/*
+ * Commits by name are ordered against unlink and rename of that name: a
+ * close's SET must not land after an `rm` that returned first (bringing the
+ * key back) or split a `mv`.  One of 64 mutexes, picked by (type, key), is
+ * held across such a commit and its node update; rename takes both names'
+ * stripes in index order.  Order: h->mu, then a stripe, then g.mu.
+ */
+#define NSTRIPES 64
+static pthread_mutex_t stripes[NSTRIPES];
+
+static pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len)
+{
+	return &stripes[name_hash(type, k, len) % NSTRIPES];
+}
+
+static int handle_commit_inner(handle *h, bool final);
+
 static int handle_commit(handle *h, bool final)
+{
+	node *n = h->n;
+	if (!h->dirty || n->type == NODE_JPATH)
+		return handle_commit_inner(h, final);
+	for (;;) {
+		pthread_mutex_lock(&g.mu);
+		bool named = n->named;
+		mf_slice key = mf_slice_ref(n->key);
+		pthread_mutex_unlock(&g.mu);
+		pthread_mutex_t *m = named ? stripe(n->type, mf_slice_ptr(key), key.len) : NULL;
+		if (m)
+			pthread_mutex_lock(m);
+		pthread_mutex_lock(&g.mu);
+		bool same = n->named == named &&
+		            (!named || (n->key.len == key.len &&
+		                        memcmp(mf_slice_ptr(n->key), mf_slice_ptr(key), key.len) == 0));
+		pthread_mutex_unlock(&g.mu);
+		mf_slice_unref(&key);
+		if (same) {
+			int r = handle_commit_inner(h, final);
+			if (m)
+				pthread_mutex_unlock(m);
+			return r;
+		}
+		if (m) /* renamed or unlinked meanwhile: look again */
+			pthread_mutex_unlock(m);
+	}
+}
+
+static int handle_commit_inner(handle *h, bool final)
 {
 	if (!h->dirty)
 		return 0;
@@ -1495,6 +1542,8 @@ static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	/* Keep the value for open handles before the key goes away. */
 	mf_entry_info info = {0};
+	pthread_mutex_t *m = stripe(type, name, len);
+	pthread_mutex_lock(m);
 	int r = materialize(type, name, len);
 	if (r == 0)
 		r = mf_store_get(g.st, name, len, true, &info);
@@ -1517,10 +1566,6 @@ static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = commit(&op);
 		mf_op_clear(&op);
 	}
-	if (r == 1) {
-		fuse_reply_err(req, 0);
-		return;
-	}
 	if (r == 0) {
 		pthread_mutex_lock(&g.mu);
 		node *n = *name_slot(type, name, len);
@@ -1532,8 +1577,9 @@ static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		pthread_mutex_unlock(&g.mu);
 	}
+	pthread_mutex_unlock(m);
 	mf_slice_unref(&info.val);
-	fuse_reply_err(req, -r);
+	fuse_reply_err(req, r == 1 ? 0 : -r);
 }
 
 static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -1559,10 +1605,22 @@ static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
+	pthread_mutex_t *m1 = stripe(type, name, len), *m2 = stripe(type, newname, nlen);
+	if (m1 > m2) {
+		pthread_mutex_t *t = m1;
+		m1 = m2;
+		m2 = t;
+	}
+	pthread_mutex_lock(m1);
+	if (m2 != m1)
+		pthread_mutex_lock(m2);
 	mf_entry_info tinfo = {0};
 	bool had_target = mf_store_get(g.st, newname, nlen, true, &tinfo) == 0;
 	if (had_target && (flags & RENAME_NOREPLACE)) {
 		mf_slice_unref(&tinfo.val);
+		if (m2 != m1)
+			pthread_mutex_unlock(m2);
+		pthread_mutex_unlock(m1);
 		fuse_reply_err(req, EEXIST);
 		return;
 	}
@@ -1593,6 +1651,9 @@ static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		}
 		pthread_mutex_unlock(&g.mu);
 	}
+	if (m2 != m1)
+		pthread_mutex_unlock(m2);
+	pthread_mutex_unlock(m1);
 	mf_slice_unref(&tinfo.val);
 	fuse_reply_err(req, -r);
 }
@@ -1820,6 +1881,8 @@ struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *
 {
 	g.db = db;
 	g.st = mf_db_store(db);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_init(&stripes[i], NULL);
 	g.uid = getuid();
 	g.gid = getgid();
 	g.timeout = opts->timeout;
