@@ -1197,7 +1197,7 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		n->dirty_mtime = n->orphan_mtime;
 	}
 	fill_entry(&e, n ? n->ino : 0);
-	r = h ? node_attr(n, &e.attr) : -ENOMEM;
+	r = h && n ? node_attr(n, &e.attr) : -ENOMEM;
 	if (r == 0) {
 		n->nlookup++;
 		n->nopen++;
