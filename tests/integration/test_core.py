@@ -408,3 +408,36 @@ def test_fsync_of_a_directory_syncs_the_wal(mkmount):
         os.close(dfd)
     st = m.stats()
     assert int(st["wal_synced_lsn"]) == int(st["wal_lsn"])
+
+
+def test_reads_race_writes_on_one_handle(mf):
+    """Reads on a handle whose private buffer a concurrent write keeps
+    growing (reallocating) must return consistent bytes, never garbage."""
+    p = mf.kv("race")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    stop = threading.Event()
+    bad = []
+
+    def reader():
+        while not stop.is_set():
+            data = os.pread(fd, 1 << 20, 0)
+            if data.strip(b"abcdefghijklmnopqrstuvwxyz"):
+                bad.append(data[:64])
+
+    try:
+        os.pwrite(fd, b"a", 0)
+        t = threading.Thread(target=reader)
+        t.start()
+        off = 1
+        for i in range(300):
+            chunk = bytes([97 + i % 26]) * (1000 + i * 37)
+            os.pwrite(fd, chunk, off)
+            off += len(chunk)
+        stop.set()
+        t.join()
+        os.fsync(fd)
+        assert os.fstat(fd).st_size == off
+    finally:
+        os.close(fd)
+    assert not bad, bad[:3]
+    assert p.stat().st_size == off
