@@ -954,17 +954,31 @@ static char *ctl_text(fuse_ino_t ino)
 	return ino == INO_STATS ? mf_db_stats_text(g.db) : mf_db_snapshot_text(g.db);
 }
 
+/* Undo an open (or create) the kernel will never release: failed, or the
+ * opener was interrupted before the reply.  Drops the open count, the
+ * lookups the reply would have given, the handle's dirty mark (and a
+ * created key that never got committed), then frees the handle. */
+static void undo_open(node *n, handle *h, uint64_t lookups)
+{
+	pthread_mutex_lock(&g.mu);
+	if (h && h->dirty)
+		n->ndirty--;
+	n->nopen--;
+	n->nlookup -= lookups;
+	if (n->pending && !n->ndirty) {
+		n->pending = false;
+		name_unlink(n);
+	}
+	node_maybe_free(n);
+	pthread_mutex_unlock(&g.mu);
+	handle_free(h);
+}
+
 static void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi)
 {
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		/* The opener was interrupted: the kernel will never release. */
-		pthread_mutex_lock(&g.mu);
-		h->n->nopen--;
-		node_maybe_free(h->n);
-		pthread_mutex_unlock(&g.mu);
-		handle_free(h);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		undo_open(h->n, h, 0);
 }
 
 static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1064,11 +1078,7 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fi->noflush = 1; /* nothing to commit: spare the FLUSH request */
 	}
 	if (r) {
-		pthread_mutex_lock(&g.mu);
-		n->nopen--;
-		node_maybe_free(n);
-		pthread_mutex_unlock(&g.mu);
-		handle_free(h);
+		undo_open(n, h, 0);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -1118,29 +1128,15 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		pthread_mutex_unlock(&g.mu);
 	}
 	if (r) {
-		if (h) {
-			pthread_mutex_lock(&g.mu);
-			n->ndirty--;
-			n->nlookup--;
-			n->nopen--;
-			node_maybe_free(n);
-			pthread_mutex_unlock(&g.mu);
-			handle_free(h);
-		}
+		if (h)
+			undo_open(n, h, 1);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		pthread_mutex_lock(&g.mu);
-		n->nopen--;
-		n->ndirty--;
-		n->nlookup--;
-		node_maybe_free(n);
-		pthread_mutex_unlock(&g.mu);
-		handle_free(h);
-	}
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		undo_open(n, h, 1);
 }
 
 static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -1214,18 +1210,8 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		/* The creator was interrupted: the kernel holds no reference. */
-		clear_dirty(h);
-		pthread_mutex_lock(&g.mu);
-		n->nopen--;
-		n->nlookup--;
-		if (n->pending && !n->ndirty)
-			name_unlink(n), n->pending = false;
-		node_maybe_free(n);
-		pthread_mutex_unlock(&g.mu);
-		handle_free(h);
-	}
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		undo_open(n, h, 1); /* the creator was interrupted */
 }
 
 static handle *fh(struct fuse_file_info *fi)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import CHECK, WRITER_SCRIPT, Mount
+from conftest import CHECK, WRITER_SCRIPT, Mount, check_writer, writer_notes
 
 PY = "/usr/bin/python3"
 WAL_HDR = 16
@@ -419,40 +419,6 @@ def start_writers(m, tmp_path, n):
     return procs
 
 
-def writer_notes(path):
-    notes = {}
-    for line in open(path).read().splitlines():
-        kind, j = line.split()
-        notes.setdefault(kind, []).append(int(j))
-    return notes
-
-
-def check_writer(store_kv, store_lists, w, notes, prefix="w"):
-    """Everything writer w had acknowledged is there; nothing it never wrote is."""
-    sa, sk = notes.get("sa", []), notes.get("sk", [])
-    for k in range(10):
-        key = f"{prefix}{w}_k{k}".encode()
-        acked = [j for j in sk if j % 10 == k]
-        tried = {j for j in sa if j % 10 == k}
-        if key not in store_kv:
-            assert not acked, (key, acked[-1])
-            continue
-        ww, _, j = store_kv[key].decode().partition(":")
-        assert int(ww) == w and int(j) in tried, (key, store_kv[key])
-        if acked:
-            assert int(j) >= acked[-1], (key, store_kv[key], acked[-1])
-    for kind, store, key in (("a", store_kv, f"{prefix}{w}_log"),
-                             ("p", store_lists, f"{prefix}{w}_q")):
-        tried, acked = notes.get(kind + "a", []), notes.get(kind + "k", [])
-        val = store.get(key.encode())
-        if val is None:
-            assert not acked, (key, acked[-1])
-            continue
-        got = [int(x) for x in val.decode().splitlines()]
-        assert got == list(range(len(got))), (key, got[:5], len(got))
-        if acked:
-            assert got and got[-1] >= acked[-1], (key, got[-1:], acked[-1])
-        assert not got or got[-1] <= max(tried), (key, got[-1], max(tried))
 
 
 def test_concurrent_writers_kill9(mkmount, tmp_path):

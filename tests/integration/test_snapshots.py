@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import CHECK, WRITER_SCRIPT
+from conftest import CHECK, WRITER_SCRIPT, check_writer, writer_notes
 
 PY = "/usr/bin/python3"
 KIB = 1024
@@ -354,38 +354,6 @@ def test_default_threshold_128m(mkmount):
 
 
 
-def writer_notes(path):
-    notes = {}
-    for line in open(path).read().splitlines():
-        kind, j = line.split()
-        notes.setdefault(kind, []).append(int(j))
-    return notes
-
-
-def check_writer(store_kv, store_lists, w, notes):
-    sa, sk = notes.get("sa", []), notes.get("sk", [])
-    for k in range(10):
-        key = f"c{w}_k{k}".encode()
-        acked = [j for j in sk if j % 10 == k]
-        tried = {j for j in sa if j % 10 == k}
-        if key not in store_kv:
-            assert not acked, (key, acked[-1])
-            continue
-        ww, _, j = store_kv[key].decode().partition(":")
-        assert int(ww) == w and int(j) in tried, (key, store_kv[key])
-        if acked:
-            assert int(j) >= acked[-1], (key, store_kv[key], acked[-1])
-    for kind, store, key in (("a", store_kv, f"c{w}_log"), ("p", store_lists, f"c{w}_q")):
-        tried, acked = notes.get(kind + "a", []), notes.get(kind + "k", [])
-        val = store.get(key.encode())
-        if val is None:
-            assert not acked, (key, acked[-1])
-            continue
-        got = [int(x) for x in val.decode().splitlines()]
-        assert got == list(range(len(got))), (key, got[:5], len(got))
-        if acked:
-            assert got and got[-1] >= acked[-1], (key, got[-1:], acked[-1])
-        assert not got or got[-1] <= max(tried), (key, got[-1], max(tried))
 
 
 def test_kill9_during_snapshots_with_writers(mkmount, tmp_path):
@@ -429,7 +397,7 @@ def test_kill9_during_snapshots_with_writers(mkmount, tmp_path):
     for w in range(4):
         notes = writer_notes(tmp_path / f"w{w}.txt")
         assert len(notes["sk"]) >= 4
-        check_writer(store["kv"], store["lists"], w, notes)
+        check_writer(store["kv"], store["lists"], w, notes, prefix="c")
     assert set(store["kv"]) <= {f"c{w}_{s}".encode() for w in range(4)
                                 for s in [f"k{k}" for k in range(10)] + ["log"]}
     assert int(m.stats()["recovery_snapshot_lsn"]) > 0
