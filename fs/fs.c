@@ -475,28 +475,39 @@ static void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t
 		fuse_reply_entry(req, e);
 }
 
-/* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
-static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`
+ * (nk holds 2 * MF_KEY_MAX + 2 bytes).  Its length, or 0 if parent is not a
+ * /.ctl/json/<doc> directory. */
+static size_t jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen, char *nk,
+                            size_t *klen)
 {
-	struct fuse_entry_param e;
-	size_t plen = strlen(name);
 	pthread_mutex_lock(&g.mu);
 	node *d = by_ino(parent);
 	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
 	pthread_mutex_unlock(&g.mu);
-	if (!key.len) {
+	*klen = key.len;
+	if (!key.len)
+		return 0;
+	memcpy(nk, mf_slice_ptr(key), key.len);
+	nk[key.len] = '/';
+	memcpy(nk + key.len + 1, name, plen);
+	mf_slice_unref(&key);
+	return *klen + 1 + plen;
+}
+
+/* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
+static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	size_t plen = strlen(name), klen;
+	char nk[2 * MF_KEY_MAX + 2];
+	if (!jpath_nodekey(parent, name, plen, nk, &klen)) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
 	int r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
 	if (r == 0)
-		r = jpath_read(mf_slice_ptr(key), key.len, name, plen, NULL, NULL, NULL);
-	char nk[2 * MF_KEY_MAX + 2];
-	size_t klen = key.len;
-	memcpy(nk, mf_slice_ptr(key), klen);
-	nk[klen] = '/';
-	memcpy(nk + klen + 1, name, plen);
-	mf_slice_unref(&key);
+		r = jpath_read(nk, klen, name, plen, NULL, NULL, NULL);
 	fill_entry(&e, 0);
 	e.attr_timeout = e.entry_timeout = 0; /* the document may change any time */
 	if (r) {
@@ -1089,22 +1100,13 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                          struct fuse_file_info *fi)
 {
-	size_t plen = strlen(name);
-	pthread_mutex_lock(&g.mu);
-	node *d = by_ino(parent);
-	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
-	pthread_mutex_unlock(&g.mu);
-	int r = key.len ? 0 : -ENOTDIR;
+	size_t plen = strlen(name), klen;
+	char nk[2 * MF_KEY_MAX + 2];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen) ? 0 : -ENOTDIR;
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
 		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", name);
 		r = -EINVAL;
 	}
-	char nk[2 * MF_KEY_MAX + 2];
-	size_t klen = key.len;
-	memcpy(nk, mf_slice_ptr(key), klen);
-	nk[klen] = '/';
-	memcpy(nk + klen + 1, name, plen);
-	mf_slice_unref(&key);
 	struct fuse_entry_param e;
 	fill_entry(&e, 0);
 	e.attr_timeout = e.entry_timeout = 0;
