@@ -856,8 +856,12 @@ static int handle_commit_inner(handle *h, bool final)
 	 * shells flush a duplicated descriptor before writing, so wait for the
 	 * data (or the last close).  The JSON close still reports EINVAL. */
 	bool empty = !h->full && h->data.len == 0;
-	if (n->type == MF_T_JSON && !h->wrote && !final)
+	if (n->type == MF_T_JSON && !h->wrote && !final) {
+		/* The kernel truncated its view at open(O_TRUNC); the document
+		 * is unchanged, so make it look again before close returns. */
+		h->inval_ino = n->ino;
 		return -EINVAL;
+	}
 	if (n->pending && !h->wrote && n->type != MF_T_JSON) {
 		/* Created, nothing written yet: this close must leave the key
 		 * durable (touch, `: > k`), even if data follows (bash closes
