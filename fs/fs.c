@@ -90,6 +90,7 @@ typedef struct handle {
 	bool full;      /* data is the whole new value */
 	bool append;    /* data holds bytes to append */
 	bool wrote;     /* any write/ftruncate since the last commit */
+	bool hidden;    /* dirty, but not counted in n->ndirty (see handle_commit) */
 	/* Invalidation a commit asked for, sent once h->mu is released: the
 	 * kernel locks page cache pages for it, and a READ holding such a page
 	 * may be waiting for h->mu (deadlock otherwise). */
@@ -739,8 +740,9 @@ static int handle_make_full(handle *h)
 static void set_dirty(handle *h)
 {
 	pthread_mutex_lock(&g.mu);
-	if (!h->dirty)
+	if (!h->dirty || h->hidden)
 		h->n->ndirty++;
+	h->hidden = false;
 	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
 	pthread_mutex_unlock(&g.mu);
@@ -752,7 +754,9 @@ static void clear_dirty(handle *h)
 	if (!h->dirty)
 		return;
 	pthread_mutex_lock(&g.mu);
-	h->n->ndirty--;
+	if (!h->hidden)
+		h->n->ndirty--;
+	h->hidden = false;
 	pthread_mutex_unlock(&g.mu);
 	h->dirty = false;
 }
@@ -858,7 +862,15 @@ static int handle_commit_inner(handle *h, bool final)
 	bool empty = !h->full && h->data.len == 0;
 	if (n->type == MF_T_JSON && !h->wrote && !final) {
 		/* The kernel truncated its view at open(O_TRUNC); the document
-		 * is unchanged, so make it look again before close returns. */
+		 * is unchanged, so stop showing this handle's (empty) size and
+		 * make the kernel look again before close returns.  The handle
+		 * stays dirty: a write may still follow (bash), and the release
+		 * commits (and logs) whatever it holds then. */
+		pthread_mutex_lock(&g.mu);
+		if (!h->hidden)
+			n->ndirty--;
+		h->hidden = true;
+		pthread_mutex_unlock(&g.mu);
 		h->inval_ino = n->ino;
 		return -EINVAL;
 	}
@@ -976,7 +988,7 @@ static char *ctl_text(fuse_ino_t ino)
 static void undo_open(node *n, handle *h, uint64_t lookups)
 {
 	pthread_mutex_lock(&g.mu);
-	if (h && h->dirty)
+	if (h && h->dirty && !h->hidden)
 		n->ndirty--;
 	n->nopen--;
 	n->nlookup -= lookups;
