@@ -9,13 +9,15 @@
  *                             snapshot covering them is durable.
  *
  * Threads: one writer thread owns the active segment.  mf_wal_submit() is
- * called from any thread; it queues the op and sleeps.  The writer takes
- * everything queued, assigns LSNs in queue order, writes the batch with one
- * pwritev (and one fsync in ALWAYS mode), then calls apply() for each op in
- * LSN order on the writer thread, then wakes the submitters.  So the WAL
- * order is the apply order, and an op is in the file before it is in memory.
- * In INTERVAL mode a second thread fdatasyncs at most interval_ms after a
- * write.
+ * called from any thread; it queues the op and waits (spinning up to 100 us,
+ * then sleeping: a thread wake-up costs more than a record).  The writer
+ * takes everything queued, assigns LSNs in queue order, writes the batch
+ * with one pwritev (and one fsync in ALWAYS mode, after waiting up to half an
+ * fsync for the writers the previous batch showed: commit delay), then calls
+ * apply() for each op in LSN order on the writer thread, then wakes the
+ * submitters.  So the WAL order is the apply order, and an op is in the file
+ * before it is in memory.  In INTERVAL mode a second thread fdatasyncs at
+ * most interval_ms after a write.
  *
  * Errors: if the batch write fails, the file is cut back to the batch start,
  * none of its ops are applied, and each submitter gets the -errno.  If an
