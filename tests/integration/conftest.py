@@ -224,3 +224,14 @@ def check_writer(store_kv, store_lists, w, notes, prefix="w"):
         if acked:
             assert got and got[-1] >= acked[-1], (key, got[-1:], acked[-1])
         assert not got or got[-1] <= max(tried), (key, got[-1], max(tried))
+
+
+def dump_meta(m):
+    """(type dir, key) -> (size, mtime_ns) for every key."""
+    out = {}
+    for d in ("kv", "json", "lists"):
+        base = os.fsencode(str(m.mnt / d))
+        for n in os.listdir(base):
+            st = os.stat(os.path.join(base, n))
+            out[(d, n)] = (st.st_size, st.st_mtime_ns)
+    return out

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import CHECK, WRITER_SCRIPT, Mount, check_writer, writer_notes
+from conftest import CHECK, WRITER_SCRIPT, Mount, check_writer, dump_meta, writer_notes
 
 PY = "/usr/bin/python3"
 WAL_HDR = 16
@@ -52,17 +52,6 @@ def dump_store(m):
         "json": read_dir(os.fsencode(str(m.json()))),
         "lists": read_dir(os.fsencode(str(m.lists()))),
     }
-
-
-def dump_meta(m):
-    """(type dir, key) -> (size, mtime_ns) for every key."""
-    out = {}
-    for d in ("kv", "json", "lists"):
-        base = os.fsencode(str(m.mnt / d))
-        for n in os.listdir(base):
-            st = os.stat(os.path.join(base, n))
-            out[(d, n)] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 def put(path, data, mode="wb"):

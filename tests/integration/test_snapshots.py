@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import CHECK, WRITER_SCRIPT, check_writer, writer_notes
+from conftest import CHECK, WRITER_SCRIPT, check_writer, dump_meta, writer_notes
 
 PY = "/usr/bin/python3"
 KIB = 1024
@@ -65,17 +65,6 @@ def wait_until(cond, timeout=120, what="condition"):
     while not cond():
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.01)
-
-
-def dump_meta(m):
-    """(type dir, key) -> (size, mtime_ns) for every key."""
-    out = {}
-    for d in ("kv", "json", "lists"):
-        base = os.fsencode(str(m.mnt / d))
-        for n in os.listdir(base):
-            st = os.stat(os.path.join(base, n))
-            out[(d, n)] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 def data_files(m):
