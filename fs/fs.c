@@ -7,23 +7,26 @@
  * from its name ("orphan") and keep the value it had, so open handles go on
  * reading and writing it while the key is gone for everyone else (POSIX).
  *
- * Handles.  A handle reads the committed value live (so it sees other
- * handles' closes) until it writes.  Its first write makes a private copy
- * ("full" mode), or, for O_APPEND opens, collects the appended bytes
- * ("append" mode).  flush/fsync/release commit one whole-value op: SET for
- * full mode, APPEND (kv) or RPUSH (lists) for append mode.  So concurrent
- * writers to one key are serialised by the WAL: last close wins for
- * overwrites, and appends all land (O_APPEND semantics).  No torn mix.
+ * Handles.  A handle reads a committed version it pinned (see view_refresh)
+ * until it writes.  Its first write makes a private copy ("full" mode), or,
+ * for O_APPEND opens, collects the appended bytes ("append" mode).
+ * flush/fsync/release commit one whole-value op: SET for full mode, APPEND
+ * (kv) or RPUSH (lists) for append mode.  So concurrent writers to one key
+ * are serialised by the WAL: last close wins for overwrites, and appends all
+ * land (O_APPEND semantics).  No torn mix.
  *
- * Caching.  Entry and attr timeouts (opts.timeout) and keep_cache cut the
- * requests per operation.  keep_cache is granted on open only if the value's
- * version is the one the kernel cached at the previous open; and after every
- * commit on a node with other opens, its attributes and pages are
- * invalidated, so no reader sees stale data or sizes after a close.
+ * Caching.  Entry and attr timeouts (opts.timeout) cut the requests per
+ * operation; which opens may use the kernel's page cache, and when it is
+ * invalidated, is decided in one place: "kernel cache policy" below.
  *
- * Locking: g.mu guards the node tables and node fields; each handle has its
- * own mutex (the kernel may send concurrent writes on one handle).  Never
- * held across a commit (which waits for the WAL).
+ * Locking (order: h->mu, then a name stripe, then g.mu):
+ *  - h->mu: one handle's state (the kernel may send concurrent requests on
+ *    one handle); held across that handle's commit.
+ *  - name stripes (see "Name ordering"): held across a commit addressed by
+ *    name and the node update that goes with it.
+ *  - g.mu: the node tables and every node field; never held across a
+ *    commit (which waits for the WAL).
+ *  - g.hmu: the list of live handles only; taken alone.
  */
 #include "fs.h"
 #include "../store/json.h"
