@@ -476,24 +476,32 @@ static void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t
 		fuse_reply_entry(req, e);
 }
 
-/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`
- * (nk holds 2 * MF_KEY_MAX + 2 bytes).  Its length, or 0 if parent is not a
- * /.ctl/json/<doc> directory. */
-static size_t jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen, char *nk,
-                            size_t *klen)
+/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`.
+ * A path file name is a file name like any other: at most MF_KEY_MAX bytes
+ * (NAME_MAX, what statfs reports as f_namemax), although FUSE passes names
+ * up to 1024 bytes.  Checking that before copying is what keeps the node key
+ * inside its fixed buffer: doc (a store key, <= MF_KEY_MAX) + '/' + name. */
+#define JPATH_NK_MAX (2 * MF_KEY_MAX + 1)
+static int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
+                         char nk[JPATH_NK_MAX], size_t *klen)
 {
 	pthread_mutex_lock(&g.mu);
 	node *d = by_ino(parent);
 	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
 	pthread_mutex_unlock(&g.mu);
 	*klen = key.len;
+	int r = 0;
 	if (!key.len)
-		return 0;
-	memcpy(nk, mf_slice_ptr(key), key.len);
-	nk[key.len] = '/';
-	memcpy(nk + key.len + 1, name, plen);
+		r = -ENOTDIR; /* parent is not a /.ctl/json/<doc> directory */
+	else if (plen > MF_KEY_MAX || key.len > MF_KEY_MAX)
+		r = -ENAMETOOLONG;
+	if (r == 0) {
+		memcpy(nk, mf_slice_ptr(key), key.len);
+		nk[key.len] = '/';
+		memcpy(nk + key.len + 1, name, plen);
+	}
 	mf_slice_unref(&key);
-	return *klen + 1 + plen;
+	return r;
 }
 
 /* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
@@ -501,12 +509,13 @@ static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
 	size_t plen = strlen(name), klen;
-	char nk[2 * MF_KEY_MAX + 2];
-	if (!jpath_nodekey(parent, name, plen, nk, &klen)) {
-		fuse_reply_err(req, ENOTDIR);
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	if (r) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	int r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
+	r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
 	if (r == 0)
 		r = jpath_read(nk, klen, name, plen, NULL, NULL, NULL);
 	fill_entry(&e, 0);
@@ -1117,8 +1126,8 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                          struct fuse_file_info *fi)
 {
 	size_t plen = strlen(name), klen;
-	char nk[2 * MF_KEY_MAX + 2];
-	int r = jpath_nodekey(parent, name, plen, nk, &klen) ? 0 : -ENOTDIR;
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
 		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", name);
 		r = -EINVAL;
@@ -1746,6 +1755,8 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			est.st_mode = (inos[i] == INO_STATS || inos[i] == INO_SNAPSHOT) ? S_IFREG : S_IFDIR;
 		} else {
 			mf_slice k = keys[i - nfixed];
+			if (k.len > MF_KEY_MAX)
+				continue; /* the store refuses such keys (apply, snapshot load) */
 			memcpy(name, mf_slice_ptr(k), k.len);
 			name[k.len] = '\0';
 			/* d_ino is informational here; lookup gives the real one. */
