@@ -117,6 +117,7 @@ static struct {
 	uid_t uid;
 	gid_t gid;
 	double timeout;
+	bool readonly;          /* mounted with -o ro: pops are refused too */
 	struct timespec start;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -1066,6 +1067,17 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	} else if (r == 0 && n->type == NODE_JDIR) {
 		r = -EISDIR;
+	} else if (r == 0 && n->type == NODE_POP && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
+		 * and throw it away: a pop is for a reader only.  EACCES, as for
+		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
+		fprintf(stderr, "memfluxfs: write-open of .ctl/pop/%.*s refused: pop files are read-only\n",
+		        (int)n->key.len, mf_slice_ptr(n->key));
+		r = -EACCES;
+	} else if (r == 0 && n->type == NODE_POP && g.readonly) {
+		/* -o ro: the kernel refuses writes itself, but a pop is a
+		 * read-only open that mutates; refuse it here, before the log. */
+		r = -EROFS;
 	} else if (r == 0 && n->type == NODE_POP) {
 		/* Opening a pop file pops one element: each opener gets its own. */
 		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
@@ -1741,9 +1753,11 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	mf_slice *keys = NULL;
 	size_t nkeys = 0;
 	uint8_t type = dir_type(ino);
-	if (type != MF_T_NONE)
-		nkeys = mf_store_keys(g.st, type == NODE_POP ? MF_T_LIST
-		                            : type == NODE_JDIR ? MF_T_JSON : type, &keys);
+	/* /.ctl/pop lists nothing: opening a pop file pops, so a listed pop
+	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
+	 * would drain.  Its names still resolve on lookup. */
+	if (type != MF_T_NONE && type != NODE_POP)
+		nkeys = mf_store_keys(g.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	size_t cap = 4096;
 	d->buf = malloc(cap);
 	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
@@ -1891,9 +1905,27 @@ static const struct fuse_lowlevel_ops ops = {
 	.create = mf_create,
 };
 
+/* Spot -o ro / -o rw (the last one wins, as for mount(8)) without
+ * consuming them: returning 1 keeps every argument for fuse_session_new,
+ * which passes them on to the kernel. */
+enum { KEY_RO = 1, KEY_RW };
+static int ro_opt(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)arg;
+	(void)outargs;
+	if (key == KEY_RO || key == KEY_RW)
+		*(bool *)data = key == KEY_RO;
+	return 1;
+}
+
 struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
                                  const mf_fs_opts *opts)
 {
+	static const struct fuse_opt ro_opts[] = {
+		FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW), FUSE_OPT_END,
+	};
+	if (fuse_opt_parse(args, &g.readonly, ro_opts, ro_opt) != 0)
+		return NULL;
 	g.db = db;
 	g.st = mf_db_store(db);
 	for (int i = 0; i < NSTRIPES; i++)

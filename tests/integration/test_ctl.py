@@ -1,5 +1,5 @@
-"""The /.ctl tree and everyday tools (issue 9): the /.ctl/json path view's
-limits.
+"""The /.ctl tree and everyday tools (issue 9): pop files that tree walkers
+cannot drain, the /.ctl/json path view's limits.
 
 Everything goes through a real mount: shell tools and plain file I/O.
 """
@@ -83,3 +83,99 @@ def test_long_names_in_type_dirs_are_enametoolong(mf):
         assert errno_of(lambda: os.stat(p)) == errno.ENAMETOOLONG
     for d in ("pop", "json"):
         assert errno_of(lambda: os.stat(mf.ctl(d) / ("x" * 300))) == errno.ENAMETOOLONG
+
+
+# ------------------------------------------------ item 11: readers never drain queues
+
+def fill(m):
+    m.lists("q1").write_bytes(b"a\nb\nc\n")
+    m.lists("q2").write_bytes(b"x\n")
+    m.kv("k").write_bytes(b"value x\n")
+    m.json("d").write_bytes(b'{"x":1}')
+
+
+def assert_intact(m):
+    assert m.lists("q1").read_bytes() == b"a\nb\nc\n"
+    assert m.lists("q2").read_bytes() == b"x\n"
+    assert m.kv("k").read_bytes() == b"value x\n"
+    assert m.json("d").read_bytes() == b'{"x":1}'
+
+
+def test_pop_dir_lists_nothing_but_names_resolve(mf):
+    fill(mf)
+    assert os.listdir(mf.ctl("pop")) == []
+    assert sh(f"ls -la {mf.ctl('pop')}").returncode == 0
+    assert_intact(mf)
+    # a lookup that failed is not cached: the list appears, the pop works
+    assert errno_of(lambda: (mf.ctl("pop") / "later").read_bytes()) == errno.ENOENT
+    mf.lists("later").write_bytes(b"1\n")
+    assert (mf.ctl("pop") / "later").read_bytes() == b"1\n"
+    # nor is a successful one: an emptied list says so, a refilled one pops
+    assert errno_of(lambda: (mf.ctl("pop") / "later").read_bytes()) == errno.ENODATA
+    mf.lists("later").unlink()
+    assert errno_of(lambda: (mf.ctl("pop") / "later").read_bytes()) == errno.ENOENT
+    assert sh(f"echo 2 >> {mf.lists('later')}").returncode == 0
+    assert (mf.ctl("pop") / "later").read_bytes() == b"2\n"
+
+
+def test_tree_walkers_mutate_nothing(mf, tmp_path):
+    """grep -r, find -exec cat, cp -a, tar, ls -R, du (and rsync -a when
+    installed) over the whole mount: every list keeps every element, and
+    not one record is logged, no snapshot taken."""
+    fill(mf)
+    lsn, snaps = wal_lsn(mf), mf.stats()["snapshots"]
+    m = mf.mnt
+    walkers = [
+        f"grep -r x {m}",
+        f"grep -rl . {m}",
+        f"find {m} -type f -exec cat {{}} +",
+        f"find {m} -exec stat {{}} +",
+        f"cp -a {m} {tmp_path}/cp",
+        f"tar cf {tmp_path}/all.tar -C {m} .",
+        f"ls -laR {m}",
+        f"du -a {m}",
+    ]
+    if shutil.which("rsync"):
+        walkers.append(f"rsync -a {m}/ {tmp_path}/rs/")
+    for cmd in walkers:
+        sh(cmd)  # exit codes vary (stats/snapshot files), effects must not
+        assert_intact(mf)
+        assert wal_lsn(mf) == lsn, f"{cmd!r} logged records"
+    assert mf.stats()["snapshots"] == snaps
+    # the copy is a backup of the data, pop dir empty
+    assert (tmp_path / "cp" / "lists" / "q1").read_bytes() == b"a\nb\nc\n"
+    assert os.listdir(tmp_path / "cp" / ".ctl" / "pop") == []
+    # pops still work, in order
+    assert (mf.ctl("pop") / "q1").read_bytes() == b"a\n"
+
+
+def test_pop_write_open_refused_nothing_popped(mf):
+    fill(mf)
+    q = mf.ctl("pop") / "q1"
+    r = sh(f"echo x > {q}")
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    r = sh(f": >> {q}")
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC, os.O_WRONLY | os.O_APPEND):
+        assert errno_of(lambda: os.open(q, flags)) == errno.EACCES
+    assert_intact(mf)
+    assert "write-open of .ctl/pop/q1 refused" in mf.log()
+    # a pop file is not created by writing either
+    assert errno_of(lambda: (mf.ctl("pop") / "nolist").write_bytes(b"1")) == errno.EPERM
+    assert (mf.ctl("pop") / "q1").read_bytes() == b"a\n"
+
+
+def test_readonly_mount_refuses_pops(mkmount):
+    m = mkmount()
+    fill(m)
+    m.stop()
+    m.start("-o", "ro")
+    assert errno_of(lambda: (m.ctl("pop") / "q1").read_bytes()) == errno.EROFS
+    r = sh(f"cat {m.ctl('pop')}/q1")
+    assert r.returncode != 0 and "Read-only file system" in r.stderr
+    assert errno_of(lambda: m.kv("k").write_bytes(b"1")) == errno.EROFS
+    assert_intact(m)
+    m.stop()
+    assert "LPOP" not in dump(m)
+    m.start()  # read-write again: the head is still there
+    assert (m.ctl("pop") / "q1").read_bytes() == b"a\n"
