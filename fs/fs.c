@@ -78,6 +78,11 @@ typedef struct node {
 	unsigned ndirty;
 	uint64_t dirty_size;
 	int64_t dirty_mtime;
+	/* utimens while handles were dirty (cp -p, tar x: write, futimens,
+	 * close): the time to log once they have committed, since each commit
+	 * stamps its own time. */
+	bool has_set_mtime;
+	int64_t set_mtime;
 } node;
 
 typedef struct handle {
@@ -755,6 +760,7 @@ static void set_dirty(handle *h)
 	h->hidden = false;
 	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
+	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
 	pthread_mutex_unlock(&g.mu);
 	h->dirty = true;
 }
@@ -828,6 +834,28 @@ static pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len)
 
 static int handle_commit_inner(handle *h, bool final);
 
+/* Log the time a utimens asked for while handles were dirty, once none is
+ * (their commits are in).  Caller holds the name's stripe, so it lands
+ * right after those commits and before any rm/mv of the name.  A key that
+ * never came to be (a refused first JSON document) has no time to keep. */
+static void settime_deferred(node *n)
+{
+	pthread_mutex_lock(&g.mu);
+	bool due = n->has_set_mtime && !n->ndirty && n->named && !n->pending;
+	if (due)
+		n->has_set_mtime = false;
+	int64_t t = n->set_mtime;
+	mf_op op = due ? key_op(MF_OP_SETTIME, n->type, mf_slice_ptr(n->key), n->key.len) : (mf_op){0};
+	pthread_mutex_unlock(&g.mu);
+	if (!due)
+		return;
+	op.arg = (uint64_t)t;
+	int r = commit(&op);
+	if (r && r != -ENOENT)
+		log_err("setting the time failed for", op.ktype, mf_slice_ptr(op.key), op.key.len, -r);
+	mf_op_clear(&op);
+}
+
 static int handle_commit(handle *h, bool final)
 {
 	node *n = h->n;
@@ -849,6 +877,8 @@ static int handle_commit(handle *h, bool final)
 		mf_slice_unref(&key);
 		if (same) {
 			int r = handle_commit_inner(h, final);
+			if (named)
+				settime_deferred(n);
 			if (m)
 				pthread_mutex_unlock(m);
 			return r;
@@ -1537,14 +1567,21 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.arg = (to_set & FUSE_SET_ATTR_MTIME_NOW)
 		             ? (uint64_t)op.time_ns
 		             : (uint64_t)(attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec);
-		r = commit(&op);
-		mf_op_clear(&op);
-		if (r == 0) {
-			pthread_mutex_lock(&g.mu);
-			if (n->ndirty)
-				n->dirty_mtime = (int64_t)op.arg;
-			pthread_mutex_unlock(&g.mu);
+		/* With uncommitted writes (cp -p, tar x, mv: write, futimens,
+		 * close), their commit would stamp its own time over this one,
+		 * and a new JSON document is not even in the store yet (ENOENT):
+		 * keep the time on the node, shown by stat at once and logged
+		 * when the last dirty handle has committed (settime_deferred). */
+		pthread_mutex_lock(&g.mu);
+		bool defer = n->ndirty > 0;
+		if (defer) {
+			n->has_set_mtime = true;
+			n->set_mtime = n->dirty_mtime = (int64_t)op.arg;
 		}
+		pthread_mutex_unlock(&g.mu);
+		if (!defer)
+			r = commit(&op);
+		mf_op_clear(&op);
 	}
 	mf_slice_unref(&key);
 	if (r == 0)

@@ -1,5 +1,6 @@
 """The /.ctl tree and everyday tools (issue 9): pop files that tree walkers
-cannot drain, the /.ctl/json path view's limits.
+cannot drain, the /.ctl/json path view's limits, and times kept by cp -p /
+tar x / mv into /json.
 
 Everything goes through a real mount: shell tools and plain file I/O.
 """
@@ -179,3 +180,60 @@ def test_readonly_mount_refuses_pops(mkmount):
     assert "LPOP" not in dump(m)
     m.start()  # read-write again: the head is still there
     assert (m.ctl("pop") / "q1").read_bytes() == b"a\n"
+
+
+# ------------------------------------------------ item 12: times kept into /json
+
+def src_file(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_bytes(data)
+    os.utime(p, ns=(OLD_NS, OLD_NS))
+    return p
+
+
+def test_cp_p_tar_x_mv_into_json_keep_times(mkmount, tmp_path):
+    # no attribute caching: stat shows what the daemon holds
+    m = mkmount("--cache-timeout=0")
+    doc = b'{"a": [1, 2]}\n'
+    s = src_file(tmp_path, "s.json", doc)
+    r = sh(f"cp -p {s} {m.json('cp')}")
+    assert r.returncode == 0, r.stderr
+    r = sh(f"cp -p {s} {m.kv('kvcp')}")
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(tmp_path / "t.tar", "w", format=tarfile.GNU_FORMAT) as t:
+        ti = tarfile.TarInfo("tar.json")  # whole seconds, as tar keeps them
+        ti.size, ti.mtime = len(doc), OLD_NS // 10**9
+        t.addfile(ti, io.BytesIO(doc))
+    r = sh(f"tar xf {tmp_path}/t.tar -C {m.json()}")
+    assert r.returncode == 0, r.stderr
+    mv = src_file(tmp_path, "mv.json", doc)
+    r = sh(f"mv {mv} {m.json('mv')}")
+    assert r.returncode == 0, r.stderr
+    assert not mv.exists()
+    want = {m.json("cp"): OLD_NS, m.kv("kvcp"): OLD_NS, m.json("mv"): OLD_NS,
+            m.json("tar.json"): OLD_NS // 10**9 * 10**9}
+    for p, t in want.items():
+        assert p.read_bytes() == doc
+        assert p.stat().st_mtime_ns == t, p
+    m.stop()
+    m.start("--cache-timeout=0")
+    for p, t in want.items():
+        assert p.stat().st_mtime_ns == t, p
+
+
+def test_utimens_on_open_new_json_doc(mkmount):
+    """futimens on a new document before its first close, then a write
+    after it: the write's time wins, as on any filesystem."""
+    mf = mkmount("--cache-timeout=0")
+    p = mf.json("u")
+    with open(p, "wb") as f:
+        f.write(b"[1]")
+        os.utime(f.fileno(), ns=(OLD_NS, OLD_NS))
+        assert os.fstat(f.fileno()).st_mtime_ns == OLD_NS
+    assert p.read_bytes() == b"[1]"
+    with open(p, "wb") as f:
+        os.utime(f.fileno(), ns=(OLD_NS, OLD_NS))
+        f.write(b"[2]")
+        f.flush()
+    assert p.read_bytes() == b"[2]"
+    assert p.stat().st_mtime_ns != OLD_NS
