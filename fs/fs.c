@@ -777,25 +777,60 @@ static void clear_dirty(handle *h)
 	h->dirty = false;
 }
 
-/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
- * h->mu; h->dirty is set. */
-static int jpath_commit(handle *h)
+/* `>>` on a path file: appending to a member's text would splice two
+ * values, and replacing it would silently drop the append's meaning.
+ * EOPNOTSUPP ("Operation not supported"); nothing changes. */
+static int jpath_refuse_append(node *n)
 {
-	node *n = h->n;
-	if (!h->wrote) {
-		clear_dirty(h);
-		return 0;
-	}
 	size_t klen, plen;
 	const char *path;
 	jpath_split(n, &klen, &path, &plen);
-	mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, mf_slice_ptr(n->key), klen);
-	op.key2 = mf_slice_from(path, plen, plen);
-	op.val = mf_slice_ref(h->data);
-	op.val.len = h->size;
-	int r = commit(&op);
-	if (r)
-		log_err("JSON path update failed for", MF_T_JSON, mf_slice_ptr(op.key), op.key.len, -r);
+	fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: O_APPEND (>>) refused: "
+	        "a member is replaced whole, not appended to\n",
+	        (int)klen, mf_slice_ptr(n->key), (int)plen, path);
+	return -EOPNOTSUPP;
+}
+
+/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
+ * h->mu; h->dirty is set.  final: the handle is going away (or fsync). */
+static int jpath_commit(handle *h, bool final)
+{
+	node *n = h->n;
+	size_t klen, plen;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	const char *k = mf_slice_ptr(n->key);
+	if (!h->wrote) {
+		/* Created or opened with O_TRUNC and nothing written: an empty
+		 * value is not JSON.  A non-final close stays dirty, since bash
+		 * closes a duplicate of the descriptor before it writes; the
+		 * last one gives up, once, and logs it. */
+		if (final) {
+			clear_dirty(h);
+			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: empty value refused, "
+			        "document unchanged\n", (int)klen, k, (int)plen, path);
+		}
+		return -EINVAL;
+	}
+	/* Validated here too (the commit checks again) so that the one log
+	 * line names the document, the path and the reason. */
+	size_t off;
+	const char *why;
+	int r = mf_json_validate(mf_slice_ptr(h->data), h->size, &off, &why);
+	if (r) {
+		fprintf(stderr, "memfluxfs: rejected JSON value for path json/%.*s %.*s: %s at byte %zu\n",
+		        (int)klen, k, (int)plen, path, why, off);
+	} else {
+		mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_ref(h->data);
+		op.val.len = h->size;
+		r = commit(&op);
+		if (r)
+			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: update failed: %s\n",
+			        (int)klen, k, (int)plen, path, strerror(-r));
+		mf_op_clear(&op);
+	}
 	/* Success or a refusal (EINVAL, ENOENT): either way this text is done. */
 	mf_slice_unref(&h->data);
 	h->size = 0;
@@ -803,12 +838,11 @@ static int jpath_commit(handle *h)
 	clear_dirty(h);
 	if (r == 0) {
 		pthread_mutex_lock(&g.mu);
-		node *doc = *name_slot(MF_T_JSON, mf_slice_ptr(op.key), op.key.len);
+		node *doc = *name_slot(MF_T_JSON, k, klen);
 		fuse_ino_t ino = doc ? doc->ino : 0;
 		pthread_mutex_unlock(&g.mu);
 		h->inval_ino = ino; /* the document changed under its inode */
 	}
-	mf_op_clear(&op);
 	return r;
 }
 
@@ -894,7 +928,7 @@ static int handle_commit_inner(handle *h, bool final)
 		return 0;
 	node *n = h->n;
 	if (n->type == NODE_JPATH)
-		return jpath_commit(h);
+		return jpath_commit(h, final);
 	/* A document truncated by open(O_TRUNC) but not yet written is not a
 	 * document, and a created file not yet written needs no record yet:
 	 * shells flush a duplicated descriptor before writing, so wait for the
@@ -1092,8 +1126,12 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			const char *path;
 			jpath_split(n, &klen, &path, &plen);
 			r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen, NULL);
+		} else if (fi->flags & O_APPEND) {
+			r = jpath_refuse_append(n);
 		} else {
 			h->full = true; /* the new member text starts empty */
+			if (fi->flags & O_TRUNC)
+				set_dirty(h); /* a value is due: closing without one is EINVAL */
 		}
 	} else if (r == 0 && n->type == NODE_JDIR) {
 		r = -EISDIR;
@@ -1171,8 +1209,13 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	char nk[JPATH_NK_MAX];
 	int r = jpath_nodekey(parent, name, plen, nk, &klen);
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
-		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", name);
+		fprintf(stderr, "memfluxfs: bad JSON path '%s' for json/%.*s\n", name, (int)klen, nk);
 		r = -EINVAL;
+	}
+	if (r == 0 && (fi->flags & O_APPEND)) {
+		fprintf(stderr, "memfluxfs: JSON path json/%.*s %s: O_APPEND (>>) refused: "
+		        "a member is replaced whole, not appended to\n", (int)klen, nk, name);
+		r = -EOPNOTSUPP;
 	}
 	struct fuse_entry_param e;
 	fill_entry(&e, 0);
@@ -1553,7 +1596,12 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		} else if (!named) {
 			r = 0; /* orphan without a handle: nothing observable */
 		} else if (type == MF_T_JSON) {
-			r = -EINVAL; /* a cut document is not JSON */
+			/* A cut or padded document is not JSON; truncating to the size
+			 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
+			mf_entry_info info;
+			uint64_t have = mf_store_get(g.st, mf_slice_ptr(key), key.len, false, &info) == 0
+			                    ? info.size : 0; /* pending: empty so far */
+			r = size == have ? 0 : -EINVAL;
 		} else {
 			mf_op op = key_op(MF_OP_TRUNCATE, type, mf_slice_ptr(key), key.len);
 			op.arg = size;

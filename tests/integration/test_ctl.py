@@ -1,6 +1,6 @@
-"""The /.ctl tree and everyday tools (issue 9): pop files that tree walkers
-cannot drain, the /.ctl/json path view's limits, and times kept by cp -p /
-tar x / mv into /json.
+"""The /.ctl tree and everyday tools (issue 9, items 4, 11, 12, 17): pop files
+that tree walkers cannot drain, the /.ctl/json path view's limits and
+refusals, and times kept by cp -p / tar x / mv into /json.
 
 Everything goes through a real mount: shell tools and plain file I/O.
 """
@@ -237,3 +237,66 @@ def test_utimens_on_open_new_json_doc(mkmount):
         f.flush()
     assert p.read_bytes() == b"[2]"
     assert p.stat().st_mtime_ns != OLD_NS
+
+
+# ------------------------------------------------ item 17: JSON path view
+
+def test_jpath_duplicate_members_last_wins(mf):
+    p = mf.json("dup")
+    p.write_bytes(b'{"a":1,"b":{"c":0},"a":2}')
+    assert json.loads(p.read_bytes())["a"] == 2  # what Python (and jq) see
+    assert jpath(mf, "dup", "$.a").read_bytes() == b"2\n"
+    jpath(mf, "dup", "$.a").write_bytes(b"3")
+    assert p.read_bytes() == b'{"a":1,"b":{"c":0},"a":3}'
+    assert json.loads(p.read_bytes())["a"] == 3
+
+
+def test_jpath_append_refused(mf):
+    p = mf.json("doc")
+    p.write_bytes(b'{"a":1}')
+    for name in ("$.a", "$.new"):
+        r = sh(f"echo 4 >> '{jpath(mf, 'doc', name)}'")
+        assert r.returncode != 0 and "Operation not supported" in r.stderr
+        assert errno_of(lambda: open(jpath(mf, "doc", name), "ab")) == errno.EOPNOTSUPP
+    assert p.read_bytes() == b'{"a":1}'
+    assert "json/doc $.a: O_APPEND (>>) refused" in mf.log()
+
+
+def test_jpath_empty_write_einval(mf):
+    p = mf.json("doc")
+    p.write_bytes(b'{"a":1}')
+    for name in ("$.a", "$.new"):
+        def empty():
+            open(jpath(mf, "doc", name), "wb").close()
+        assert errno_of(empty) == errno.EINVAL
+    sh(f": > '{jpath(mf, 'doc', '$.a')}'")  # bash ignores close errors
+    assert p.read_bytes() == b'{"a":1}'
+    # bash closes a duplicate descriptor before writing: still one update
+    assert sh(f"echo 5 > '{jpath(mf, 'doc', '$.a')}'").returncode == 0
+    assert p.read_bytes() == b'{"a":5}'
+    mf.stop()  # the refusal is logged at RELEASE, which close() does not wait for
+    assert "json/doc $.new: empty value refused" in mf.log()
+
+
+def test_json_truncate_to_current_size(mf):
+    p = mf.json("doc")
+    p.write_bytes(b'{"a":1}\n')
+    os.truncate(p, 8)  # by name, no handle: a no-op
+    assert sh(f"truncate -s 8 {p}").returncode == 0
+    assert p.read_bytes() == b'{"a":1}\n'
+    # any other size is a cut (even where the rest would parse) or padding
+    assert errno_of(lambda: os.truncate(p, 7)) == errno.EINVAL
+    assert errno_of(lambda: os.truncate(p, 3)) == errno.EINVAL
+    assert errno_of(lambda: os.truncate(p, 20)) == errno.EINVAL
+    assert p.read_bytes() == b'{"a":1}\n'
+
+
+def test_jpath_refusal_log_names_doc_and_path(mf):
+    p = mf.json("cfg")
+    p.write_bytes(b'{"a":{"b":1}}')
+    assert errno_of(lambda: jpath(mf, "cfg", "$.a.b").write_bytes(b"nope")) == errno.EINVAL
+    assert errno_of(lambda: jpath(mf, "cfg", "$.a.b").write_bytes(b"\n")) == errno.EINVAL
+    assert p.read_bytes() == b'{"a":{"b":1}}'
+    log = mf.log()
+    assert "rejected JSON value for path json/cfg $.a.b: invalid literal at byte 0" in log
+    assert "rejected JSON value for path json/cfg $.a.b: empty document at byte 1" in log
