@@ -87,6 +87,11 @@ typedef struct node {
 	unsigned ndirty;
 	uint64_t dirty_size;
 	int64_t dirty_mtime;
+	/* utimens while handles were dirty (cp -p, tar x: write, futimens,
+	 * close): the time to log once they have committed, since each commit
+	 * stamps its own time. */
+	bool has_set_mtime;
+	int64_t set_mtime;
 } node;
 
 typedef struct handle {
@@ -135,6 +140,7 @@ static struct {
 	uid_t uid;
 	gid_t gid;
 	double timeout;
+	bool readonly;          /* mounted with -o ro: pops are refused too */
 	struct timespec start;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -607,24 +613,32 @@ static void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t
 		fuse_reply_entry(req, e);
 }
 
-/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`
- * (nk holds 2 * MF_KEY_MAX + 2 bytes).  Its length, or 0 if parent is not a
- * /.ctl/json/<doc> directory. */
-static size_t jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen, char *nk,
-                            size_t *klen)
+/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`.
+ * A path file name is a file name like any other: at most MF_KEY_MAX bytes
+ * (NAME_MAX, what statfs reports as f_namemax), although FUSE passes names
+ * up to 1024 bytes.  Checking that before copying is what keeps the node key
+ * inside its fixed buffer: doc (a store key, <= MF_KEY_MAX) + '/' + name. */
+#define JPATH_NK_MAX (2 * MF_KEY_MAX + 1)
+static int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
+                         char nk[JPATH_NK_MAX], size_t *klen)
 {
 	pthread_mutex_lock(&g.mu);
 	node *d = by_ino(parent);
 	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
 	pthread_mutex_unlock(&g.mu);
 	*klen = key.len;
+	int r = 0;
 	if (!key.len)
-		return 0;
-	memcpy(nk, mf_slice_ptr(key), key.len);
-	nk[key.len] = '/';
-	memcpy(nk + key.len + 1, name, plen);
+		r = -ENOTDIR; /* parent is not a /.ctl/json/<doc> directory */
+	else if (plen > MF_KEY_MAX || key.len > MF_KEY_MAX)
+		r = -ENAMETOOLONG;
+	if (r == 0) {
+		memcpy(nk, mf_slice_ptr(key), key.len);
+		nk[key.len] = '/';
+		memcpy(nk + key.len + 1, name, plen);
+	}
 	mf_slice_unref(&key);
-	return *klen + 1 + plen;
+	return r;
 }
 
 /* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
@@ -632,12 +646,13 @@ static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
 	size_t plen = strlen(name), klen;
-	char nk[2 * MF_KEY_MAX + 2];
-	if (!jpath_nodekey(parent, name, plen, nk, &klen)) {
-		fuse_reply_err(req, ENOTDIR);
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	if (r) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	int r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
+	r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
 	if (r == 0)
 		r = jpath_read(nk, klen, name, plen, NULL, NULL, NULL);
 	fill_entry(&e, 0);
@@ -873,6 +888,7 @@ static void set_dirty(handle *h)
 	h->hidden = false;
 	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
+	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
 	pthread_mutex_unlock(&g.mu);
 	h->dirty = true;
 }
@@ -889,25 +905,60 @@ static void clear_dirty(handle *h)
 	h->dirty = false;
 }
 
-/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
- * h->mu; h->dirty is set. */
-static int jpath_commit(handle *h)
+/* `>>` on a path file: appending to a member's text would splice two
+ * values, and replacing it would silently drop the append's meaning.
+ * EOPNOTSUPP ("Operation not supported"); nothing changes. */
+static int jpath_refuse_append(node *n)
 {
-	node *n = h->n;
-	if (!h->wrote) {
-		clear_dirty(h);
-		return 0;
-	}
 	size_t klen, plen;
 	const char *path;
 	jpath_split(n, &klen, &path, &plen);
-	mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, mf_slice_ptr(n->key), klen);
-	op.key2 = mf_slice_from(path, plen, plen);
-	op.val = mf_slice_ref(h->data);
-	op.val.len = h->size;
-	int r = commit(&op);
-	if (r)
-		log_err("JSON path update failed for", MF_T_JSON, mf_slice_ptr(op.key), op.key.len, -r);
+	fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: O_APPEND (>>) refused: "
+	        "a member is replaced whole, not appended to\n",
+	        (int)klen, mf_slice_ptr(n->key), (int)plen, path);
+	return -EOPNOTSUPP;
+}
+
+/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
+ * h->mu; h->dirty is set.  final: the handle is going away (or fsync). */
+static int jpath_commit(handle *h, bool final)
+{
+	node *n = h->n;
+	size_t klen, plen;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	const char *k = mf_slice_ptr(n->key);
+	if (!h->wrote) {
+		/* Created or opened with O_TRUNC and nothing written: an empty
+		 * value is not JSON.  A non-final close stays dirty, since bash
+		 * closes a duplicate of the descriptor before it writes; the
+		 * last one gives up, once, and logs it. */
+		if (final) {
+			clear_dirty(h);
+			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: empty value refused, "
+			        "document unchanged\n", (int)klen, k, (int)plen, path);
+		}
+		return -EINVAL;
+	}
+	/* Validated here too (the commit checks again) so that the one log
+	 * line names the document, the path and the reason. */
+	size_t off;
+	const char *why;
+	int r = mf_json_validate(mf_slice_ptr(h->data), h->size, &off, &why);
+	if (r) {
+		fprintf(stderr, "memfluxfs: rejected JSON value for path json/%.*s %.*s: %s at byte %zu\n",
+		        (int)klen, k, (int)plen, path, why, off);
+	} else {
+		mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_ref(h->data);
+		op.val.len = h->size;
+		r = commit(&op);
+		if (r)
+			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: update failed: %s\n",
+			        (int)klen, k, (int)plen, path, strerror(-r));
+		mf_op_clear(&op);
+	}
 	/* Success or a refusal (EINVAL, ENOENT): either way this text is done. */
 	mf_slice_unref(&h->data);
 	h->size = 0;
@@ -915,12 +966,11 @@ static int jpath_commit(handle *h)
 	clear_dirty(h);
 	if (r == 0) {
 		pthread_mutex_lock(&g.mu);
-		node *doc = *name_slot(MF_T_JSON, mf_slice_ptr(op.key), op.key.len);
+		node *doc = *name_slot(MF_T_JSON, k, klen);
 		fuse_ino_t ino = doc ? doc->ino : 0;
 		pthread_mutex_unlock(&g.mu);
 		h->inval_ino = ino; /* the document changed under its inode */
 	}
-	mf_op_clear(&op);
 	return r;
 }
 
@@ -931,6 +981,28 @@ static int jpath_commit(handle *h)
  */
 static int handle_commit_inner(handle *h, bool final);
 
+/* Log the time a utimens asked for while handles were dirty, once none is
+ * (their commits are in).  Caller holds the name's stripe, so it lands
+ * right after those commits and before any rm/mv of the name.  A key that
+ * never came to be (a refused first JSON document) has no time to keep. */
+static void settime_deferred(node *n)
+{
+	pthread_mutex_lock(&g.mu);
+	bool due = n->has_set_mtime && !n->ndirty && n->named && !n->pending;
+	if (due)
+		n->has_set_mtime = false;
+	int64_t t = n->set_mtime;
+	mf_op op = due ? key_op(MF_OP_SETTIME, n->type, mf_slice_ptr(n->key), n->key.len) : (mf_op){0};
+	pthread_mutex_unlock(&g.mu);
+	if (!due)
+		return;
+	op.arg = (uint64_t)t;
+	int r = commit(&op);
+	if (r && r != -ENOENT)
+		log_err("setting the time failed for", op.ktype, mf_slice_ptr(op.key), op.key.len, -r);
+	mf_op_clear(&op);
+}
+
 static int handle_commit(handle *h, bool final)
 {
 	node *n = h->n;
@@ -938,8 +1010,10 @@ static int handle_commit(handle *h, bool final)
 		return handle_commit_inner(h, final);
 	pthread_mutex_t *m = name_lock(n);
 	int r = handle_commit_inner(h, final);
-	if (m)
+	if (m) {
+		settime_deferred(n);
 		pthread_mutex_unlock(m);
+	}
 	return r;
 }
 
@@ -1012,7 +1086,7 @@ static int handle_commit_inner(handle *h, bool final)
 		return 0;
 	node *n = h->n;
 	if (n->type == NODE_JPATH)
-		return jpath_commit(h);
+		return jpath_commit(h, final);
 	if (n->type == MF_T_JSON && !h->wrote && !final) {
 		/* A document truncated by open(O_TRUNC) but not yet written is not
 		 * a document.  The kernel truncated its view at open; the document
@@ -1246,11 +1320,26 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			const char *path;
 			jpath_split(n, &klen, &path, &plen);
 			r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen, NULL);
+		} else if (fi->flags & O_APPEND) {
+			r = jpath_refuse_append(n);
 		} else {
 			h->full = true; /* the new member text starts empty */
+			if (fi->flags & O_TRUNC)
+				set_dirty(h); /* a value is due: closing without one is EINVAL */
 		}
 	} else if (r == 0 && n->type == NODE_JDIR) {
 		r = -EISDIR;
+	} else if (r == 0 && n->type == NODE_POP && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
+		 * and throw it away: a pop is for a reader only.  EACCES, as for
+		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
+		fprintf(stderr, "memfluxfs: write-open of .ctl/pop/%.*s refused: pop files are read-only\n",
+		        (int)n->key.len, mf_slice_ptr(n->key));
+		r = -EACCES;
+	} else if (r == 0 && n->type == NODE_POP && g.readonly) {
+		/* -o ro: the kernel refuses writes itself, but a pop is a
+		 * read-only open that mutates; refuse it here, before the log. */
+		r = -EROFS;
 	} else if (r == 0 && n->type == NODE_POP) {
 		/* Opening a pop file pops one element: each opener gets its own. */
 		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
@@ -1287,11 +1376,16 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                          struct fuse_file_info *fi)
 {
 	size_t plen = strlen(name), klen;
-	char nk[2 * MF_KEY_MAX + 2];
-	int r = jpath_nodekey(parent, name, plen, nk, &klen) ? 0 : -ENOTDIR;
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
-		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", name);
+		fprintf(stderr, "memfluxfs: bad JSON path '%s' for json/%.*s\n", name, (int)klen, nk);
 		r = -EINVAL;
+	}
+	if (r == 0 && (fi->flags & O_APPEND)) {
+		fprintf(stderr, "memfluxfs: JSON path json/%.*s %s: O_APPEND (>>) refused: "
+		        "a member is replaced whole, not appended to\n", (int)klen, nk, name);
+		r = -EOPNOTSUPP;
 	}
 	struct fuse_entry_param e;
 	fill_entry(&e, 0);
@@ -1722,7 +1816,12 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (r == 0 && by_name && (to_set & FUSE_SET_ATTR_SIZE) && named) {
 		if (type == MF_T_JSON) {
-			r = -EINVAL; /* a cut document is not JSON */
+			/* A cut or padded document is not JSON; truncating to the size
+			 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
+			mf_entry_info info;
+			uint64_t have = mf_store_get(g.st, mf_slice_ptr(key), key.len, false, &info) == 0
+			                    ? info.size : 0; /* pending: empty so far */
+			r = size == have ? 0 : -EINVAL;
 		} else {
 			mf_op op = key_op(MF_OP_TRUNCATE, type, mf_slice_ptr(key), key.len);
 			op.arg = size;
@@ -1737,14 +1836,21 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		op.arg = (to_set & FUSE_SET_ATTR_MTIME_NOW)
 		             ? (uint64_t)op.time_ns
 		             : (uint64_t)(attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec);
-		r = commit(&op);
-		mf_op_clear(&op);
-		if (r == 0) {
-			pthread_mutex_lock(&g.mu);
-			if (n->ndirty)
-				n->dirty_mtime = (int64_t)op.arg;
-			pthread_mutex_unlock(&g.mu);
+		/* With uncommitted writes (cp -p, tar x, mv: write, futimens,
+		 * close), their commit would stamp its own time over this one,
+		 * and a new JSON document is not even in the store yet (ENOENT):
+		 * keep the time on the node, shown by stat at once and logged
+		 * when the last dirty handle has committed (settime_deferred). */
+		pthread_mutex_lock(&g.mu);
+		bool defer = n->ndirty > 0;
+		if (defer) {
+			n->has_set_mtime = true;
+			n->set_mtime = n->dirty_mtime = (int64_t)op.arg;
 		}
+		pthread_mutex_unlock(&g.mu);
+		if (!defer)
+			r = commit(&op);
+		mf_op_clear(&op);
 	}
 	if (r == 0 && by_name && named) {
 		pthread_mutex_lock(&g.mu);
@@ -2008,9 +2114,11 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	mf_slice *keys = NULL;
 	size_t nkeys = 0;
 	uint8_t type = dir_type(ino);
-	if (type != MF_T_NONE)
-		nkeys = mf_store_keys(g.st, type == NODE_POP ? MF_T_LIST
-		                            : type == NODE_JDIR ? MF_T_JSON : type, &keys);
+	/* /.ctl/pop lists nothing: opening a pop file pops, so a listed pop
+	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
+	 * would drain.  Its names still resolve on lookup. */
+	if (type != MF_T_NONE && type != NODE_POP)
+		nkeys = mf_store_keys(g.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	size_t cap = 4096;
 	d->buf = malloc(cap);
 	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
@@ -2022,6 +2130,8 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			est.st_mode = (inos[i] == INO_STATS || inos[i] == INO_SNAPSHOT) ? S_IFREG : S_IFDIR;
 		} else {
 			mf_slice k = keys[i - nfixed];
+			if (k.len > MF_KEY_MAX)
+				continue; /* the store refuses such keys (apply, snapshot load) */
 			memcpy(name, mf_slice_ptr(k), k.len);
 			name[k.len] = '\0';
 			/* d_ino is informational here; lookup gives the real one. */
@@ -2156,9 +2266,27 @@ static const struct fuse_lowlevel_ops ops = {
 	.create = mf_create,
 };
 
+/* Spot -o ro / -o rw (the last one wins, as for mount(8)) without
+ * consuming them: returning 1 keeps every argument for fuse_session_new,
+ * which passes them on to the kernel. */
+enum { KEY_RO = 1, KEY_RW };
+static int ro_opt(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)arg;
+	(void)outargs;
+	if (key == KEY_RO || key == KEY_RW)
+		*(bool *)data = key == KEY_RO;
+	return 1;
+}
+
 struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
                                  const mf_fs_opts *opts)
 {
+	static const struct fuse_opt ro_opts[] = {
+		FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW), FUSE_OPT_END,
+	};
+	if (fuse_opt_parse(args, &g.readonly, ro_opts, ro_opt) != 0)
+		return NULL;
 	g.db = db;
 	g.st = mf_db_store(db);
 	for (int i = 0; i < NSTRIPES; i++)

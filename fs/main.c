@@ -65,20 +65,25 @@ static void usage(const char *prog)
 	fuse_lowlevel_help();
 }
 
+/* Paths are built at their full length (asprintf), never cut to a fixed
+ * buffer: a cut path names another directory.  One too long for the
+ * kernel then fails where it is used, with ENAMETOOLONG. */
+static char *join(const char *a, const char *b)
+{
+	char *p;
+	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
+}
+
 static char *default_data_dir(void)
 {
 	const char *e = getenv("MEMFLUX_DATA_DIR");
-	char buf[PATH_MAX];
 	if (e && *e)
 		return strdup(e);
 	e = getenv("XDG_DATA_HOME");
-	if (e && *e) {
-		snprintf(buf, sizeof buf, "%s/memflux", e);
-		return strdup(buf);
-	}
+	if (e && *e)
+		return join(e, "memflux");
 	e = getenv("HOME");
-	snprintf(buf, sizeof buf, "%s/.local/share/memflux", e && *e ? e : ".");
-	return strdup(buf);
+	return join(e && *e ? e : ".", ".local/share/memflux");
 }
 
 /* Absolute path (the daemon chdirs to /); the dir may not exist yet. */
@@ -86,11 +91,10 @@ static char *absolute(const char *p)
 {
 	if (p[0] == '/')
 		return strdup(p);
-	char cwd[PATH_MAX], buf[PATH_MAX * 2];
-	if (!getcwd(cwd, sizeof cwd))
-		return strdup(p);
-	snprintf(buf, sizeof buf, "%s/%s", cwd, p);
-	return strdup(buf);
+	char *cwd = getcwd(NULL, 0); /* glibc: allocated, any length */
+	char *r = cwd ? join(cwd, p) : strdup(p);
+	free(cwd);
+	return r;
 }
 
 /* Copy what was written to `early` to fd a and (if >= 0) fd b; close it. */
@@ -269,9 +273,9 @@ int main(int argc, char *argv[])
 	}
 	if (pipefd[1] >= 0) {
 		/* Detach: logs to the data dir, stdio away from the terminal. */
-		char logpath[PATH_MAX];
-		snprintf(logpath, sizeof logpath, "%s/memflux.log", dbo.dir);
-		int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		char *logpath = join(dbo.dir, "memflux.log");
+		int lfd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+		free(logpath);
 		int nfd = open("/dev/null", O_RDWR);
 		if (nfd >= 0) {
 			dup2(nfd, 0);
