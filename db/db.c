@@ -151,9 +151,9 @@ static bool same_path(const char *a, const char *b)
 
 /*
  * Does the lock holder still serve a mount of dir?  The daemon mounts with
- * the data dir as the mount's source (fsname), so this is a FUSE entry in
- * the holder's mountinfo (its mount namespace; ours if /proc/PID is not
- * readable) whose source is dir.  Its mountpoint goes to mnt.
+ * "memfluxfs:DIR" as the mount's source (fsname), so this is a FUSE entry
+ * in the holder's mountinfo (its mount namespace; ours if /proc/PID is not
+ * readable) with that source.  Its mountpoint goes to mnt.
  */
 static bool serves_mount(long pid, const char *dir, char *mnt, size_t mntlen)
 {
@@ -179,10 +179,12 @@ static bool serves_mount(long pid, const char *dir, char *mnt, size_t mntlen)
 		char *save = NULL;
 		char *fstype = strtok_r(sep + 3, " \n", &save);
 		char *src = strtok_r(NULL, " \n", &save);
-		if (!fstype || !src || strncmp(fstype, "fuse", 4) != 0)
+		size_t pl = strlen(MF_DB_FSNAME_PREFIX);
+		if (!fstype || !src || strncmp(fstype, "fuse", 4) != 0 ||
+		    strncmp(src, MF_DB_FSNAME_PREFIX, pl) != 0)
 			continue;
 		unescape_octal(src);
-		if (!same_path(src, dir))
+		if (!same_path(src + pl, dir))
 			continue;
 		char *tok = strtok_r(line, " ", &save);
 		for (int i = 0; tok && i < 4; i++)

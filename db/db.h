@@ -4,8 +4,8 @@
  * Owns the data dir (locked with flock on memflux.lock, which holds the pid,
  * from open until mf_db_close has closed the WAL), the in-memory store, the
  * WAL writer and the snapshot thread.  A lock holder is "live" while a FUSE
- * mount whose source is the data dir exists in its mount namespace (the
- * daemon mounts with fsname=DATA_DIR): see mf_db_opts.lock_wait_ms.
+ * mount whose source is MF_DB_FSNAME_PREFIX DATA_DIR exists in its mount
+ * namespace (the daemon mounts with that fsname): see lock_wait_ms.
  * The FUSE layer turns file operations into mf_op records and hands them to
  * mf_db_commit(); it reads through mf_db_store().
  *
@@ -30,6 +30,8 @@
 #include "../snapshot/snapshot.h"
 #include "../store/store.h"
 #include "../wal/wal.h"
+
+#define MF_DB_FSNAME_PREFIX "memfluxfs:"
 
 typedef struct mf_db_opts {
 	const char *dir;

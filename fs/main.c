@@ -58,7 +58,7 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_KEY("owner", KEY_IGNORE),
 	FUSE_OPT_KEY("group", KEY_IGNORE),
 	FUSE_OPT_KEY("comment=", KEY_IGNORE),
-	/* The mount's source is always the data dir (see mount_source below). */
+	/* The mount's source always names the data dir (see main). */
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	OPT("--data-dir=%s", data_dir),
 	OPT("data_dir=%s", data_dir),
@@ -97,7 +97,7 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_IGNORE:
 		return 0;
 	case KEY_FSNAME:
-		cli_error(c, "-o %s: the mount's source is the data dir; give the data dir instead", arg);
+		cli_error(c, "-o %s: the mount's source is memfluxfs:DATA_DIR; give the data dir instead", arg);
 		return 0;
 	case FUSE_OPT_KEY_OPT:
 		/* x-systemd.automount and other x-* options are for other tools. */
@@ -394,12 +394,13 @@ int main(int argc, char *argv[])
 	}
 	dir = cli.data_dir ? strdup(cli.data_dir) : source ? strdup(source) : default_data_dir();
 	dbo.dir = absolute(dir);
-	/* The mount's source is the data dir, as `mount -t fuse.memfluxfs DIR
-	 * MNT` names it: df and findmnt show which data a mount serves, and a
-	 * restart finds in mountinfo whether the lock holder still serves one
-	 * (db.c). */
+	/* The mount's source names the data dir ("memfluxfs:DIR", as sshfs
+	 * shows user@host:path): df and findmnt show which data a mount serves,
+	 * and a restart finds in mountinfo whether the lock holder still serves
+	 * one (db.c, MF_DB_FSNAME_PREFIX). */
 	char *esc = NULL, *fsname = NULL;
-	if (fuse_opt_add_opt_escaped(&esc, dbo.dir) == 0 && asprintf(&fsname, "fsname=%s", esc) > 0)
+	if (fuse_opt_add_opt_escaped(&esc, dbo.dir) == 0 &&
+	    asprintf(&fsname, "fsname=" MF_DB_FSNAME_PREFIX "%s", esc) > 0)
 		if (fuse_opt_add_arg(&args, "-o") != 0 || fuse_opt_add_arg(&args, fsname) != 0)
 			fprintf(stderr, "memfluxfs: out of memory\n");
 	free(esc);

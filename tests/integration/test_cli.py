@@ -197,7 +197,7 @@ def memfluxfs_on_path():
 
 
 def mounted_pid(mnt):
-    source = mount_entry(mnt)[0]
+    source = mount_entry(mnt)[0].removeprefix("memfluxfs:")
     return int(open(os.path.join(source, "memflux.lock")).read())
 
 
@@ -212,7 +212,7 @@ def test_mount_t_fuse_memfluxfs(tmp_path, memfluxfs_on_path):
     # The data dir as the source.
     r = run_mount("-t", "fuse.memfluxfs", str(data), str(mnt), "-o", "fsync=always")
     assert r.returncode == 0, r.stderr
-    assert mount_entry(mnt)[0] == str(data)  # findmnt/df show the data dir
+    assert mount_entry(mnt)[0] == f"memfluxfs:{data}"  # findmnt/df show the data dir
     (mnt / "kv" / "a").write_bytes(b"via mount(8)")
     assert "fsync_mode always" in (mnt / ".ctl" / "stats").read_text()
     pid = mounted_pid(mnt)
@@ -242,7 +242,7 @@ def test_fstab_lines(tmp_path, memfluxfs_on_path):
     for d, m in ((d1, m1), (d2, m2)):
         r = run_mount("-T", str(fstab), str(m))
         assert r.returncode == 0, r.stderr
-        assert mount_entry(m)[0] == str(d)
+        assert mount_entry(m)[0] == f"memfluxfs:{d}"
         (m / "kv" / "k").write_bytes(str(d).encode())
     assert "fsync_mode always" in (m1 / ".ctl" / "stats").read_text()
     for d, m in ((d1, m1), (d2, m2)):
