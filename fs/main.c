@@ -121,6 +121,19 @@ static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list
 		vsnprintf(fuse_msg + l, sizeof fuse_msg - l, fmt, ap);
 }
 
+/* What libfuse said (or fallback) as one line of ours. */
+static void report_fuse_error(const char *fallback)
+{
+	/* "fuse: unknown option(s): `-o x'\n" -> without prefix and newline */
+	char *m = fuse_msg;
+	if (strncmp(m, "fuse: ", 6) == 0)
+		m += 6;
+	for (char *q = m; *q; q++)
+		if (*q == '\n')
+			*q = q[1] ? ' ' : '\0';
+	fprintf(stderr, "memfluxfs: %s (see --help)\n", *m ? m : fallback);
+}
+
 /*
  * Check the options left for libfuse (-o allow_other, ro, max_read...; a
  * typo like --bogus or -o nosuchopt) by building a session that is never
@@ -137,22 +150,13 @@ static int check_fuse_options(const struct fuse_args *args)
 		}
 	static const struct fuse_lowlevel_ops none;
 	fuse_msg[0] = '\0';
-	fuse_set_log_func(capture_fuse_log);
 	struct fuse_session *se = fuse_session_new(&copy, &none, sizeof none, NULL);
-	fuse_set_log_func(NULL);
 	fuse_opt_free_args(&copy);
 	if (se) {
 		fuse_session_destroy(se);
 		return 0;
 	}
-	/* "fuse: unknown option(s): `-o x'\n" -> one line without the prefix */
-	char *m = fuse_msg;
-	if (strncmp(m, "fuse: ", 6) == 0)
-		m += 6;
-	for (char *q = m; *q; q++)
-		if (*q == '\n')
-			*q = q[1] ? ' ' : '\0';
-	fprintf(stderr, "memfluxfs: %s (see --help)\n", *m ? m : "bad options");
+	report_fuse_error("bad options");
 	return -1;
 }
 
@@ -312,14 +316,20 @@ int main(int argc, char *argv[])
 	                  .wal_threshold = 128ull << 20};
 	char *dir = NULL;
 	int rc = 2;
-	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) != 0)
+	/* While parsing, libfuse's complaints are collected and reported as
+	 * one line of ours. */
+	fuse_set_log_func(capture_fuse_log);
+	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) != 0) {
+		report_fuse_error("bad options");
 		goto out;
+	}
 	if (cli.error) {
 		fprintf(stderr, "memfluxfs: %s\n", cli.error);
 		goto out;
 	}
+	fuse_msg[0] = '\0';
 	if (fuse_parse_cmdline(&args, &fo) != 0) {
-		fprintf(stderr, "memfluxfs: bad options (see --help)\n");
+		report_fuse_error("bad options");
 		goto out;
 	}
 	if (fo.show_help) {
@@ -334,6 +344,7 @@ int main(int argc, char *argv[])
 	}
 	if (check_fuse_options(&args) != 0)
 		goto out;
+	fuse_set_log_func(NULL);
 	/* One argument: the mountpoint.  Two, as mount.fuse3 runs us
 	 * (`memfluxfs SOURCE MOUNTPOINT -o rw,...`): the source is the data dir. */
 	const char *source = cli.npos == 2 ? cli.pos[0] : NULL;
@@ -344,9 +355,13 @@ int main(int argc, char *argv[])
 	}
 	char mnt[PATH_MAX];
 	struct stat sb;
-	if (!realpath(mnt_arg, mnt) || stat(mnt, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", mnt_arg,
-		        stat(mnt_arg, &sb) != 0 ? strerror(errno) : "not a directory");
+	const char *why = NULL;
+	if (!realpath(mnt_arg, mnt) || stat(mnt, &sb) != 0)
+		why = strerror(errno);
+	else if (!S_ISDIR(sb.st_mode))
+		why = "not a directory";
+	if (why) {
+		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", mnt_arg, why);
 		goto out;
 	}
 	fo.mountpoint = strdup(mnt);
@@ -507,6 +522,7 @@ int main(int argc, char *argv[])
 	fprintf(stderr, "memfluxfs: unmounted %s\n", fo.mountpoint);
 	rc = r ? 1 : 0;
 out:
+	fuse_set_log_func(NULL);
 	free(fo.mountpoint);
 	fuse_opt_free_args(&args);
 	free(cli.pos[0]);

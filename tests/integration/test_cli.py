@@ -129,6 +129,9 @@ def bad_invocations(tmp_path, mnt, data):
         ([f"--data-dir={data}", "-o", "fsname=x", str(mnt)], "fsname"),
         ([str(data), "-o", f"data_dir={tmp_path}/other", str(mnt)], "different data dirs"),
         ([f"--data-dir={data}", "--fsync=sometimes", str(mnt)], "fsync"),
+        ([f"--data-dir={data}", "-o", "max_threads=many", str(mnt)], "max_threads"),
+        ([f"--data-dir={data}", str(mnt), "-o"], "-o"),
+        ([f"--data-dir={data}", str(tmp_path / "file")], "not a directory"),
     ]
 
 
@@ -136,6 +139,7 @@ def test_bad_command_lines_fail_with_one_line_before_touching_the_data_dir(tmp_p
     mnt, data, cwd = tmp_path / "mnt", tmp_path / "data", tmp_path / "cwd"
     mnt.mkdir()
     cwd.mkdir()
+    (tmp_path / "file").write_text("")
     env = dict(os.environ, HOME=str(tmp_path / "home"))
     env.pop("MEMFLUX_DATA_DIR", None)
     env.pop("XDG_DATA_HOME", None)
