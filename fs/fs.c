@@ -2060,6 +2060,22 @@ static void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	fuse_reply_err(req, EPERM);
 }
 
+/* The store has one kind of object, a key holding a value: a symlink or a
+ * second name for a value has nowhere to live. */
+static void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fprintf(stderr, "memfluxfs: symlink %s -> %s in inode %lu refused: only regular files\n",
+	        name, link, (unsigned long)parent);
+	fuse_reply_err(req, EPERM);
+}
+
+static void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fprintf(stderr, "memfluxfs: link %s (inode %lu) in inode %lu refused: a key has one name\n",
+	        newname, (unsigned long)ino, (unsigned long)newparent);
+	fuse_reply_err(req, EPERM);
+}
+
 static void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	(void)parent;
@@ -2073,7 +2089,36 @@ typedef struct dirh {
 	atomic_int refs; /* as for handles: readdir replies in flight */
 	char *buf; /* readdir buffer for all entries, built at opendir */
 	size_t len;
+	struct dirh *prev, *next; /* on dirhs.list until freed */
 } dirh;
+
+/* Every live dir handle, so unmount can free those whose RELEASEDIR never
+ * comes: the kernel sends it in the background after close() returns and
+ * drops it if the unmount aborts the connection first. */
+static struct {
+	pthread_mutex_t mu;
+	dirh *list;
+} dirhs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void dirh_free(dirh *d)
+{
+	pthread_mutex_lock(&dirhs.mu);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		dirhs.list = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&dirhs.mu);
+	free(d->buf);
+	free(d);
+}
+
+static void dirh_put(dirh *d)
+{
+	if (atomic_fetch_sub(&d->refs, 1) == 1)
+		dirh_free(d);
+}
 
 static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -2160,16 +2205,17 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	pthread_mutex_lock(&dirhs.mu);
+	d->next = dirhs.list;
+	if (dirhs.list)
+		dirhs.list->prev = d;
+	dirhs.list = d;
+	pthread_mutex_unlock(&dirhs.mu);
 	fi->fh = (uint64_t)(uintptr_t)d;
-	fuse_reply_open(req, fi);
-}
-
-static void dirh_put(dirh *d)
-{
-	if (atomic_fetch_sub(&d->refs, 1) == 1) {
-		free(d->buf);
-		free(d);
-	}
+	/* -ENOENT: the opener was interrupted and the kernel discarded the
+	 * reply, so no RELEASEDIR will ever name this handle. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_put(d);
 }
 
 static void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -2213,13 +2259,18 @@ static void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 	long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	long psz = sysconf(_SC_PAGESIZE);
 	sv.f_bsize = sv.f_frsize = 4096;
-	/* Capacity is memory: total RAM as blocks, free RAM as free blocks;
-	 * used = what the store holds.  Inodes: keys in use, no fixed limit. */
+	/* Capacity is memory: total RAM is the size.  df's Used is size minus
+	 * free blocks, so free = size - what the store holds (the bytes of all
+	 * values): Used then follows the data, not whatever else the machine
+	 * runs.  Available is bounded by the RAM actually free as well.
+	 * Inodes: keys in use, no fixed limit. */
 	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
-	sv.f_bfree = sv.f_bavail = (fsblkcnt_t)avail * (fsblkcnt_t)psz / 4096;
-	uint64_t used = mf_buf_bytes() / 4096;
-	if (sv.f_bfree + used > sv.f_blocks)
-		sv.f_bfree = sv.f_bavail = sv.f_blocks > used ? sv.f_blocks - used : 0;
+	fsblkcnt_t used = (ss.value_bytes + 4095) / 4096;
+	if (used > sv.f_blocks)
+		used = sv.f_blocks;
+	sv.f_bfree = sv.f_blocks - used;
+	fsblkcnt_t ramfree = (fsblkcnt_t)avail * (fsblkcnt_t)psz / 4096;
+	sv.f_bavail = ramfree < sv.f_bfree ? ramfree : sv.f_bfree;
 	sv.f_files = ss.keys[0] + 1000000;
 	sv.f_ffree = sv.f_favail = 1000000;
 	sv.f_namemax = MF_KEY_MAX;
@@ -2249,6 +2300,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.setattr = mf_setattr,
 	.mknod = mf_mknod,
 	.mkdir = mf_mkdir,
+	.symlink = mf_symlink,
+	.link = mf_link,
 	.unlink = mf_unlink,
 	.rmdir = mf_rmdir,
 	.rename = mf_rename,
@@ -2353,4 +2406,13 @@ void mf_fs_unmount(struct fuse_session *se)
 	}
 	free(g.names);
 	free(g.inos);
+	/* Dir handles whose RELEASEDIR was dropped by the unmount. */
+	size_t ndirs = 0;
+	while (dirhs.list) {
+		dirh_free(dirhs.list);
+		ndirs++;
+	}
+	if (ndirs)
+		fprintf(stderr, "memfluxfs: unmount: freed %zu directory handle(s) never released\n",
+		        ndirs);
 }
