@@ -1111,10 +1111,17 @@ static int handle_commit_inner(handle *h, bool final)
 		return commit_orphan(h);
 	}
 
+	if (!h->full && h->data.len == 0 && !pending) {
+		/* An O_APPEND creator that wrote nothing, whose key another
+		 * handle's commit brought into being: nothing left to do. */
+		mf_slice_unref(&key);
+		handle_reset(h, mf_slice_ref(h->view));
+		return 0;
+	}
 	mf_op op = {0};
 	op.ktype = n->type;
 	op.key = key;
-	if (pending && !h->wrote && n->type != MF_T_JSON) {
+	if (pending && (!h->wrote || (!h->full && h->data.len == 0)) && n->type != MF_T_JSON) {
 		/* Created, nothing written yet: this close must leave the key
 		 * durable (touch, `: > k`) without clobbering what other handles
 		 * append; the handle goes on building its value. */
@@ -2120,6 +2127,30 @@ static void dirh_put(dirh *d)
 		dirh_free(d);
 }
 
+/* Keys created through this mount whose first commit is still to come
+ * exist for its users (open(O_CREAT) makes a file visible at once), so a
+ * listing shows them too.  A scan of the node table: the same order as the
+ * listing itself.  Returns the new count; keys grows. */
+static size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
+{
+	pthread_mutex_lock(&g.mu);
+	for (size_t b = 0; b < g.nbuckets; b++) {
+		for (node *n = g.inos[b]; n; n = n->ino_next) {
+			mf_entry_info info;
+			if (n->type != type || !n->pending || !n->named ||
+			    mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+				continue;
+			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
+			if (!nk)
+				break;
+			*keys = nk;
+			nk[nkeys++] = mf_slice_ref(n->key);
+		}
+	}
+	pthread_mutex_unlock(&g.mu);
+	return nkeys;
+}
+
 static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct stat st;
@@ -2164,6 +2195,8 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	 * would drain.  Its names still resolve on lookup. */
 	if (type != MF_T_NONE && type != NODE_POP)
 		nkeys = mf_store_keys(g.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
+	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
+		nkeys = add_pending_names(type, &keys, nkeys);
 	size_t cap = 4096;
 	d->buf = malloc(cap);
 	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {

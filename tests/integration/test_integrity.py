@@ -351,3 +351,24 @@ def test_list_reader_sees_list_as_of_open_while_popped(mf):
     assert popped, "the popper never ran"
     assert b"".join(chunks) == b"\n".join(lines) + b"\n"
     assert [p.rstrip(b"\n") for p in popped] == lines[:len(popped)]
+
+
+# Found by the exerciser (tests/exerciser) ----------------------------------
+
+def test_created_key_is_listed_before_its_first_close(mf):
+    fd = os.open(mf.kv("k1"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        assert "k1" in os.listdir(mf.kv())
+        assert os.stat(mf.kv("k1")).st_size == 0
+    finally:
+        os.close(fd)
+    assert os.listdir(mf.kv()) == ["k1"]
+
+
+def test_append_creator_that_wrote_nothing_closes_cleanly(mf):
+    q = mf.lists("q0")
+    h = os.open(q, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # creates q0
+    with open(q, "ab") as f:  # another handle pushes: the key now exists
+        f.write(b"e1\n")
+    os.close(h)  # nothing of its own to commit: no EINVAL
+    assert get(q) == b"e1\n"
