@@ -1119,6 +1119,14 @@ static int handle_commit_inner(handle *h, bool final)
 		 * durable (touch, `: > k`) without clobbering what other handles
 		 * append; the handle goes on building its value. */
 		op.type = MF_OP_CREATE;
+	} else if (!h->wrote && !h->trunc && !pending) {
+		/* Dirty only from its open(O_CREAT), nothing written, and the key
+		 * exists now (another handle committed it): nothing of its own to
+		 * log.  A SET of its empty value would wipe that commit, and an
+		 * empty RPUSH is refused. */
+		mf_op_clear(&op);
+		handle_reset(h, mf_slice_ref(h->view));
+		return 0;
 	} else if (h->full) {
 		if (!h->wrote && h->trunc && committed_empty(n, key)) {
 			/* `> k` on an empty key: nothing changes, nothing to log. */
@@ -1469,6 +1477,7 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		/* O_APPEND creators commit APPEND/RPUSH (or CREATE), so two of
 		 * them racing on a new key both land; others build a SET. */
 		h->full = !(fi->flags & O_APPEND) || type == MF_T_JSON;
+		h->trunc = h->full && (fi->flags & O_TRUNC);
 		h->dirty = true;
 		n->ndirty++;
 		n->dirty_size = 0;

@@ -351,3 +351,34 @@ def test_list_reader_sees_list_as_of_open_while_popped(mf):
     assert popped, "the popper never ran"
     assert b"".join(chunks) == b"\n".join(lines) + b"\n"
     assert [p.rstrip(b"\n") for p in popped] == lines[:len(popped)]
+
+
+# Review of the handle views / cache policy (33af195, aacc5e4) --------------
+
+def test_creator_that_wrote_nothing_commits_nothing(mf):
+    """open(O_CREAT) without O_TRUNC that writes nothing changes nothing at
+    its close, even when another handle committed the key meanwhile: no
+    SET of its empty value over that handle's data, no empty RPUSH refused
+    with EINVAL."""
+    k = mf.kv("c")
+    a = os.open(k, os.O_WRONLY | os.O_CREAT, 0o644)  # touch: pending key
+    b = os.open(k, os.O_WRONLY | os.O_TRUNC)
+    os.write(b, b"data")
+    os.close(b)
+    os.close(a)
+    assert get(k) == b"data"
+    for flags in (os.O_WRONLY | os.O_APPEND, os.O_WRONLY):
+        q = mf.lists(f"q{flags}")
+        a = os.open(q, flags | os.O_CREAT, 0o644)
+        b = os.open(q, os.O_WRONLY | os.O_APPEND)
+        os.write(b, b"x\n")
+        os.close(b)
+        os.close(a)  # EINVAL ("commit failed") before the fix
+        assert get(q) == b"x\n"
+    a = os.open(mf.kv("ap"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    b = os.open(mf.kv("ap"), os.O_WRONLY | os.O_APPEND)
+    os.write(b, b"data")
+    os.close(b)
+    os.close(a)
+    assert get(mf.kv("ap")) == b"data"
+    assert "commit failed" not in mf.log()
