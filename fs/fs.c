@@ -382,7 +382,9 @@ static int node_attr(node *n, struct stat *st)
 	if (n->pending) {
 		size = 0;
 		mtime = ctime = n->orphan_mtime;
-	} else if (n->named) {
+	} else if (n->named && !n->transit) {
+		/* (In transit, the store may already have applied the unlink or
+		 * rename: the node's copy is its value, as for node_value.) */
 		if (mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != n->type)
 			return -ENOENT;

@@ -382,3 +382,37 @@ def test_creator_that_wrote_nothing_commits_nothing(mf):
     os.close(a)
     assert get(mf.kv("ap")) == b"data"
     assert "commit failed" not in mf.log()
+
+
+def test_fstat_of_open_file_during_rename(mkmount):
+    """An open file's attributes come from its own value while a rename of
+    its name is in flight: fstat never fails with ENOENT (the store may
+    already have applied the rename while the node still has the old name)."""
+    m = mkmount("--cache-timeout=0")  # every fstat is a GETATTR
+    a, b = m.kv("ra"), m.kv("rb")
+    put(a, b"hello")
+    fd = os.open(a, os.O_RDONLY)
+    stop = threading.Event()
+    errs, sizes, n = [], set(), [0]
+
+    def stat_loop():
+        while not stop.is_set():
+            try:
+                sizes.add(os.fstat(fd).st_size)
+            except OSError as e:
+                errs.append(e.errno)
+            n[0] += 1
+
+    t = threading.Thread(target=stat_loop)
+    t.start()
+    try:
+        for _ in range(1500):
+            os.rename(a, b)
+            os.rename(b, a)
+    finally:
+        stop.set()
+        t.join()
+        os.close(fd)
+    assert n[0] > 100
+    assert not errs, f"{len(errs)} of {n[0]} fstat calls failed: {sorted(set(errs))}"
+    assert sizes == {5}
