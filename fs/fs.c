@@ -1485,6 +1485,8 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		n->dirty_size = 0;
 		n->dirty_mtime = n->orphan_mtime;
 	}
+	if (h) /* a writer like any other (direct_io, counted); version 0: direct */
+		cache_open(n, h, fi, (fi->flags & O_ACCMODE) != O_RDONLY, 0);
 	fill_entry(&e, n ? n->ino : 0);
 	r = h && n ? node_attr(n, &e.attr) : -ENOMEM;
 	if (r == 0) {
@@ -1493,6 +1495,8 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	} else if (n) {
 		if (h && h->dirty)
 			n->ndirty--;
+		if (h)
+			cache_close(n, h);
 		n->pending = false;
 		handle_free(h);
 		node_maybe_free(n);

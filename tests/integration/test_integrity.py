@@ -416,3 +416,34 @@ def test_fstat_of_open_file_during_rename(mkmount):
     assert n[0] > 100
     assert not errs, f"{len(errs)} of {n[0]} fstat calls failed: {sorted(set(errs))}"
     assert sizes == {5}
+
+
+def test_created_handle_is_direct_like_any_writer(mkmount):
+    """A handle from open(O_CREAT) is a writer like any other: direct I/O
+    (a writable MAP_SHARED mmap is ENODEV, README), and counted as a writer,
+    so a reader never sees its uncommitted bytes through shared pages."""
+    import mmap
+    m = mkmount("--cache-timeout=0")  # keys are cold at once: readers may cache
+    k = m.kv("mm")
+    a = os.open(k, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(a, b"v1" * 2048)
+        os.fsync(a)
+        r = os.open(k, os.O_RDONLY)
+        try:
+            assert os.pread(r, 4, 0) == b"v1v1"
+            try:
+                mm = mmap.mmap(a, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError as e:
+                assert e.errno == errno.ENODEV
+            else:
+                mm[0:2] = b"XX"  # uncommitted
+                seen = os.pread(r, 4, 0)
+                mm.close()
+                pytest.fail(f"writable shared mmap of a created file worked; "
+                            f"a reader saw {seen!r}")
+        finally:
+            os.close(r)
+    finally:
+        os.close(a)
+    assert get(k) == b"v1" * 2048
