@@ -1,21 +1,24 @@
 /*
  * check.c — memflux-check: verify, dump or repair a memfluxfs data dir.
  *
- *   memflux-check DATADIR [--fix] [--dump]
+ *   memflux-check DATADIR [--fix [--yes]] [--dump]
  *
- * Verifies memflux.snapshot (by loading it) and every WAL segment, with the
- * same scanner and the same rules as recovery (wal/FORMAT.md), and prints
- * one line per file.  Exit status:
+ * Verifies memflux.snapshot (by loading it) and every WAL segment with the
+ * very walk and verdict recovery uses (mf_wal_walk / mf_wal_judge,
+ * wal/FORMAT.md), and prints one line per file.  Exit status:
  *   0  everything is consistent (or --fix repaired it)
- *   1  only a torn tail in the active segment (recovery cuts it by itself)
+ *   1  only a damaged unsynced tail in memflux.wal (recovery cuts it by
+ *      itself)
  *   2  corruption: the daemon will refuse to mount (or --fix failed)
  *   3  usage or I/O error
  *
- * --fix (refused while a daemon holds DATADIR/memflux.lock): the damaged
- * segment is copied aside to <file>.broken-<unix time> and cut at its first
- * bad record; for point-in-time consistency every later segment is moved
- * aside too (replaying records after a gap would build a state that never
- * existed).  A segment whose header is bad is moved aside whole.  The
+ * --fix (refused while a daemon holds DATADIR/memflux.lock): prints what it
+ * will drop (files, offsets, bytes, LSN ranges, intact records that cannot
+ * be replayed), asks when stdin is a terminal (--yes skips), then copies the
+ * damaged segment aside to <file>.broken-<unix time> and cuts it at its
+ * first bad record; for point-in-time consistency every later segment is
+ * moved aside too (replaying records after a gap would build a state that
+ * never existed).  A segment whose header is bad is moved aside whole.  The
  * snapshot is never modified.
  * --dump: one line per record, in LSN order.
  */
@@ -37,12 +40,14 @@
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: memflux-check DATADIR [--fix] [--dump]\n"
+	        "usage: memflux-check DATADIR [--fix [--yes]] [--dump]\n"
 	        "  verifies memflux.snapshot and the WAL segments of DATADIR\n"
 	        "  --fix   cut a damaged WAL at its first bad record (the original is\n"
 	        "          kept as <file>.broken-<time>; later segments are moved aside)\n"
+	        "  --yes   do not ask before --fix changes anything (asked only on a tty)\n"
 	        "  --dump  print every WAL record\n"
-	        "exit: 0 ok, 1 torn tail only, 2 corruption, 3 usage/I-O error\n");
+	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
+	        "      missing data, 3 usage/I-O error\n");
 }
 
 /* key bytes: printable ASCII as is, everything else (and space, '\\') as
@@ -176,15 +181,184 @@ typedef struct wal_file {
 	uint64_t name_lsn;
 } wal_file;
 
+/* What the walk found, file by file (for the summary and --fix). */
+typedef struct walk_state {
+	int files;
+	uint64_t records;
+	const char *bad_path;     /* the file the verdict is about */
+	mf_wal_scan bad_sc;
+	mf_wal_verdict v;
+	bool io_error;
+} walk_state;
+
+static void report_file(void *ctx, const mf_wal_file_report *r)
+{
+	walk_state *ws = ctx;
+	ws->files++;
+	if (r->err) {
+		printf("%s: read error: %s\n", r->path, strerror(-r->err));
+		ws->io_error = true;
+		return;
+	}
+	const mf_wal_scan *sc = &r->sc;
+	printf("%s: %" PRIu64 " records", r->path, sc->records);
+	if (sc->records)
+		printf(", lsn %" PRIu64 "..%" PRIu64, sc->first_lsn, sc->last_lsn);
+	ws->records += sc->records;
+	switch (r->v.action) {
+	case MF_WAL_KEEP:
+		printf(", ok\n");
+		break;
+	case MF_WAL_CUT:
+		printf(", damaged unsynced tail (recovery cuts it by itself)\n  %s\n", r->v.msg);
+		break;
+	default:
+		printf(", CORRUPT\n  %s\n", r->v.msg);
+		break;
+	}
+	if (r->v.action != MF_WAL_KEEP) {
+		ws->bad_path = r->path;
+		ws->bad_sc = *sc;
+		ws->v = r->v;
+	}
+}
+
+/* Records, LSN range and bytes a whole file holds (verify-only scan). */
+static void describe_file(mf_io *io, const char *path, char *out, size_t n)
+{
+	mf_wal_scan sc;
+	int r = mf_wal_scan_file(io, path, NULL, NULL, &sc);
+	if (r < 0)
+		snprintf(out, n, "unreadable: %s", strerror(-r));
+	else if (sc.records)
+		snprintf(out, n, "%" PRIu64 " records, LSNs %" PRIu64 "..%" PRIu64 ", %" PRIu64 " bytes",
+		         sc.records, sc.first_lsn, sc.last_lsn, sc.file_size);
+	else
+		snprintf(out, n, "no valid record, %" PRIu64 " bytes", sc.file_size);
+}
+
+static bool confirm(bool yes)
+{
+	if (yes || !isatty(STDIN_FILENO))
+		return true;
+	printf("apply these changes? [y/N] ");
+	fflush(stdout);
+	char line[16];
+	if (!fgets(line, sizeof line, stdin))
+		return false;
+	return line[0] == 'y' || line[0] == 'Y';
+}
+
+/* --fix: keep the consistent prefix of the history, up to the first damage
+ * point; say exactly what is dropped; keep every original aside. */
+static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes)
+{
+	mf_wal_seg *segs = NULL;
+	int n = mf_wal_list_sealed(io, dir, &segs);
+	if (n < 0)
+		return n;
+	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
+	wal_file *files = mf_xmalloc(sizeof *files * (size_t)(n + 1));
+	int nf = 0, bad = -1;
+	for (int i = 0; i < n; i++)
+		files[nf++] = (wal_file){segs[i].path, true, segs[i].lsn};
+	if (access(active, F_OK) == 0)
+		files[nf++] = (wal_file){active, false, 0};
+	for (int i = 0; i < nf; i++)
+		if (strcmp(files[i].path, ws->bad_path) == 0)
+			bad = i;
+	int fr = 0;
+	if (bad < 0)
+		goto out;
+	const mf_wal_scan *sc = &ws->bad_sc;
+	bool header_ok = sc->status != MF_SCAN_BAD_HEADER && sc->status != MF_SCAN_SHORT_HEADER;
+	/* A chain refusal (LSNs missing before this file) keeps nothing of it:
+	 * its records cannot follow what precedes them. */
+	bool chain = strstr(ws->v.msg, "are missing before") || strstr(ws->v.msg, "overlaps");
+	uint64_t cut = header_ok && !chain ? sc->good_end : 0;
+	bool keep_prefix = cut > MF_WAL_FILE_HEADER || (!files[bad].sealed && cut > 0);
+	printf("plan (the history is kept up to the first damage point, LSN %" PRIu64 "):\n",
+	       header_ok && !chain ? (sc->records ? sc->last_lsn : sc->hdr.prev_lsn) : 0);
+	char what[256];
+	if (keep_prefix) {
+		printf("  cut %s at offset %" PRIu64 ": drop %" PRIu64 " bytes", files[bad].path, cut,
+		       sc->file_size - cut);
+		if (sc->status == MF_SCAN_DAMAGED || sc->status == MF_SCAN_BAD_LSN) {
+			printf(" from LSN %" PRIu64, sc->expected_lsn);
+			if (sc->after_records)
+				printf(" (%" PRIu64 " intact records after the damage, LSNs %" PRIu64
+				       "..%" PRIu64 ", cannot be replayed without LSN %" PRIu64 ")",
+				       sc->after_records, sc->after_first_lsn, sc->after_last_lsn,
+				       sc->expected_lsn);
+		}
+		printf("\n");
+	} else {
+		describe_file(io, files[bad].path, what, sizeof what);
+		printf("  move %s aside (%s)\n", files[bad].path, what);
+	}
+	for (int i = bad + 1; i < nf; i++) {
+		describe_file(io, files[i].path, what, sizeof what);
+		printf("  move %s aside (after the damage: %s)\n", files[i].path, what);
+	}
+	printf("  originals are kept as <file>.broken-<time>\n");
+	if (!confirm(yes)) {
+		printf("nothing changed\n");
+		fr = 1;
+		goto out;
+	}
+	time_t now = time(NULL);
+	for (int i = bad; i < nf && fr == 0; i++) {
+		wal_file *f = &files[i];
+		char *aside = broken_name(f->path, now);
+		if (i == bad && keep_prefix) {
+			fr = copy_file(io, f->path, aside);
+			if (fr == 0)
+				fr = cut_file(io, f->path, cut);
+			if (fr == 0)
+				printf("fixed: %s cut at offset %" PRIu64 " (original kept as %s)\n",
+				       f->path, cut, aside);
+			uint64_t last = sc->records ? sc->last_lsn : sc->hdr.prev_lsn;
+			if (fr == 0 && f->sealed && last != f->name_lsn) {
+				/* A sealed segment is named after its last LSN; the WAL
+				 * hands out the LSNs after it again, and a later seal
+				 * must not collide with this name. */
+				char name[64];
+				snprintf(name, sizeof name, MF_WAL_ACTIVE_NAME ".%016" PRIx64, last);
+				char *np = mf_wal_path(dir, name);
+				fr = io->rename(io, f->path, np);
+				if (fr == 0)
+					printf("fixed: %s renamed to %s (its last LSN now)\n", f->path, np);
+				free(np);
+			}
+		} else {
+			fr = io->rename(io, f->path, aside);
+			if (fr == 0)
+				printf("fixed: %s moved aside to %s\n", f->path, aside);
+		}
+		if (fr < 0)
+			fprintf(stderr, "memflux-check: fixing %s: %s\n", f->path, strerror(-fr));
+		free(aside);
+	}
+	if (fr == 0)
+		fr = io->fsync_dir(io, dir);
+out:
+	free(files);
+	free(active);
+	mf_wal_segs_free(segs, n);
+	return fr;
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	bool fix = false, dump = false;
+	bool fix = false, dump = false, yes = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fix") == 0)
 			fix = true;
 		else if (strcmp(argv[i], "--dump") == 0)
 			dump = true;
+		else if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
+			yes = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
@@ -203,8 +377,8 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	mf_io *io = mf_io_posix();
-	int status = 0;  /* of the WAL: 0, 1 torn, 2 corrupt */
-	bool snap_bad = false, io_error = false;
+	int status = 0;  /* of the WAL: 0, 1 cut by recovery, 2 corrupt */
+	bool snap_bad = false;
 
 	if (fix) {
 		/* Never repair under a running daemon. */
@@ -237,158 +411,61 @@ int main(int argc, char **argv)
 		printf("%s/" MF_SNAPSHOT_NAME ": %s: %s\n", dir,
 		       r == -EBADMSG ? "CORRUPT" : "cannot load", err[0] ? err : strerror(-r));
 		snap_bad = true;
+		/* Its LSN (read from the header) still says which segments
+		 * recovery would skip. */
+		snap_lsn = si.lsn;
 	}
 
-	/* ---- WAL segments, in replay order ---- */
+	/* ---- WAL segments, in replay order, judged as recovery judges ---- */
 	mf_wal_seg *segs = NULL;
 	int n = mf_wal_list_sealed(io, dir, &segs);
 	if (n < 0) {
 		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(-n));
 		return 3;
 	}
-	wal_file *files = mf_xmalloc(sizeof *files * (size_t)(n + 1));
-	int nf = 0;
-	for (int i = 0; i < n; i++)
-		files[nf++] = (wal_file){segs[i].path, true, segs[i].lsn};
-	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
-	if (access(active, F_OK) == 0)
-		files[nf++] = (wal_file){active, false, 0};
-
-	uint64_t prev = 0, total = 0;
-	int first_bad = -1;       /* file index of the first problem */
-	uint64_t bad_cut = 0;     /* where to cut it */
-	bool bad_whole = false;   /* the header itself is bad */
-	uint64_t bad_records = 0, bad_last = 0;  /* valid records before the cut */
-	for (int i = 0; i < nf; i++) {
-		wal_file *f = &files[i];
-		bool covered = f->sealed && f->name_lsn <= snap_lsn;
-		mf_wal_scan sc;
-		r = mf_wal_scan_file(io, f->path, prev, dump ? dump_record : NULL, NULL, &sc);
-		if (r < 0) {
-			printf("%s: read error: %s\n", f->path, strerror(-r));
-			io_error = true;
-			continue;
-		}
-		printf("%s: %" PRIu64 " records", f->path, sc.records);
-		if (sc.records)
-			printf(", lsn %" PRIu64 "..%" PRIu64, sc.first_lsn, sc.last_lsn);
-		if (f->sealed && sc.records && sc.last_lsn > f->name_lsn && sc.status == MF_SCAN_OK) {
-			/* Records above the name: replay refuses. */
-			sc.status = MF_SCAN_BAD_LSN;
-			sc.why = "records above the LSN in the segment's name";
-			sc.bad_off = sc.good_end;
-		}
-		bool last_file = i == nf - 1 && !f->sealed;
-		int problem = 0;  /* 1 torn, 2 corrupt */
-		switch (sc.status) {
-		case MF_SCAN_OK:
-			printf(", ok");
-			break;
-		case MF_SCAN_TORN:
-			printf(", torn tail at offset %" PRIu64 " (%" PRIu64 " bytes: %s)", sc.bad_off,
-			       sc.file_size - sc.bad_off, sc.why);
-			problem = last_file ? 1 : 2;
-			if (!last_file)
-				printf(" in a sealed segment: corruption");
-			break;
-		case MF_SCAN_SHORT_HEADER:
-			printf(", shorter than its header (%" PRIu64 " bytes)", sc.file_size);
-			problem = last_file ? 1 : 2;
-			break;
-		case MF_SCAN_CORRUPT:
-			printf(", CORRUPT at offset %" PRIu64 " (%s), valid record follows at offset %" PRIu64,
-			       sc.bad_off, sc.why, sc.next_off);
-			problem = 2;
-			break;
-		case MF_SCAN_BAD_LSN:
-			printf(", CORRUPT at offset %" PRIu64 " (%s)", sc.bad_off, sc.why);
-			problem = 2;
-			break;
-		default:
-			printf(", CORRUPT header (%s)", sc.why);
-			problem = 2;
-			break;
-		}
-		if (covered)
-			printf(" [covered by the snapshot: recovery deletes it unread]");
-		printf("\n");
-		total += sc.records;
-		if (sc.records)
-			prev = sc.last_lsn;
-		if (problem && !covered) {
-			if (problem > status)
-				status = problem;
-			if (first_bad < 0) {
-				first_bad = i;
-				bad_whole = sc.status == MF_SCAN_BAD_HEADER;
-				bad_cut = sc.status == MF_SCAN_SHORT_HEADER ? 0 : sc.bad_off;
-				bad_records = sc.records;
-				bad_last = sc.last_lsn;
-			}
-		}
+	for (int i = 0; i < n && segs[i].lsn <= snap_lsn; i++)
+		printf("%s: covered by the snapshot (recovery deletes it unread)\n", segs[i].path);
+	mf_wal_segs_free(segs, n);
+	walk_state ws;
+	memset(&ws, 0, sizeof ws);
+	mf_wal_verdict v;
+	uint64_t last = 0;
+	r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
+	                &last);
+	if (r < 0 && !ws.io_error) {
+		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(-r));
+		return 3;
 	}
-	printf("%d WAL segment(s), %" PRIu64 " records", nf, total);
-	if (prev)
-		printf(", last lsn %" PRIu64, prev);
+	if (v.action == MF_WAL_CUT)
+		status = 1;
+	else if (v.action == MF_WAL_REFUSE)
+		status = 2;
+	printf("%d WAL segment(s) read, %" PRIu64 " records", ws.files, ws.records);
+	if (last)
+		printf(", last lsn %" PRIu64, last);
 	printf("\n");
 
-	if (fix && first_bad >= 0) {
-		time_t now = time(NULL);
-		int fr = 0;
-		for (int i = first_bad; i < nf && fr == 0; i++) {
-			wal_file *f = &files[i];
-			char *aside = broken_name(f->path, now);
-			bool keep_prefix = !f->sealed || bad_records > 0;
-			if (i == first_bad && !bad_whole && keep_prefix) {
-				fr = copy_file(io, f->path, aside);
-				if (fr == 0)
-					fr = cut_file(io, f->path, bad_cut);
-				if (fr == 0)
-					printf("fixed: %s cut at offset %" PRIu64 " (original kept as %s)\n",
-					       f->path, bad_cut, aside);
-				if (fr == 0 && f->sealed && bad_last != f->name_lsn) {
-					/* A sealed segment is named after its last LSN; the
-					 * WAL will hand out the LSNs after bad_last again, and
-					 * a later seal must not collide with this name. */
-					char name[64];
-					snprintf(name, sizeof name, MF_WAL_ACTIVE_NAME ".%016" PRIx64, bad_last);
-					char *np = mf_wal_path(dir, name);
-					fr = io->rename(io, f->path, np);
-					if (fr == 0)
-						printf("fixed: %s renamed to %s (its last LSN now)\n", f->path, np);
-					free(np);
-				}
-			} else {
-				fr = io->rename(io, f->path, aside);
-				if (fr == 0)
-					printf("fixed: %s moved aside to %s%s\n", f->path, aside,
-					       i != first_bad ? " (after the damaged segment)"
-					       : bad_whole    ? " (bad header)"
-					                      : " (no valid record in it)");
-			}
-			if (fr < 0)
-				fprintf(stderr, "memflux-check: fixing %s: %s\n", f->path, strerror(-fr));
-			free(aside);
-		}
+	if (fix && status > 0 && !ws.io_error) {
+		int fr = fix_wal(io, dir, &ws, yes);
 		if (fr == 0)
-			fr = io->fsync_dir(io, dir);
-		status = fr == 0 ? 0 : 2;
+			status = 0;
+		else if (fr < 0)
+			status = 2;
+		/* fr > 0: declined at the prompt, the status stands */
 	}
 
-	if (status == 1)
-		printf("torn tail: recovery will cut it (or run memflux-check --fix %s)\n", dir);
+	if (status == 1 && !fix)
+		printf("damaged unsynced tail: recovery cuts it by itself (or run memflux-check "
+		       "--fix %s)\n", dir);
 	else if (status == 2 && !fix)
-		printf("WAL corruption found: the daemon will refuse to mount %s; "
+		printf("WAL corruption or missing data: the daemon will refuse to mount %s; "
 		       "run memflux-check --fix %s to keep the consistent prefix\n", dir, dir);
 	if (snap_bad) {
 		printf("snapshot damaged: the daemon will refuse to mount %s; memflux-check "
 		       "does not repair snapshots (the WAL segments it covered are gone)\n", dir);
 		status = 2;
 	}
-	mf_wal_segs_free(segs, n);
-	free(active);
-	free(files);
-	if (io_error)
+	if (ws.io_error)
 		return 3;
 	return status;
 }
