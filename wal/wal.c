@@ -489,8 +489,7 @@ void mf_wal_judge(const char *path, const mf_wal_scan *sc, bool active, uint64_t
 		         path, sc->file_size);
 		return;
 	case MF_SCAN_BAD_HEADER:
-		if (active && sc->file_size == MF_WAL_FILE_HEADER &&
-		    memcmp(sc->why, "segment header checksum", 23) == 0) {
+		if (active && sc->file_size == MF_WAL_FILE_HEADER) {
 			/* Exactly a header's worth, not valid: the header write was
 			 * torn before its fsync, and no record follows it. */
 			v->action = MF_WAL_CUT;
