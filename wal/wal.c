@@ -341,7 +341,11 @@ static int rd_resync(rd *r, uint64_t salt, mf_wal_scan *sc)
 			p++;
 			continue;
 		}
-		uint64_t cost = (uint64_t)h.len + RD_BUF;
+		/* Charged: the bytes checksummed, plus a buffer refill when the
+		 * record runs past the buffer (the next offset then re-reads). */
+		uint64_t cost = (uint64_t)h.len;
+		if (p + 8 + h.len > r->boff + r->blen)
+			cost += RD_BUF;
 		if (cost > budget) {
 			sc->resync_capped = true;
 			return 0;

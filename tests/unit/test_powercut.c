@@ -411,7 +411,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 static void run_mode(mf_fsync_mode mode)
 {
 	uint64_t base = env_u64("MEMFLUX_POWERCUT_SEED", 20261127);
-	unsigned long cuts = (unsigned long)env_u64("MEMFLUX_POWERCUT_CUTS", 1200);
+	unsigned long cuts = (unsigned long)env_u64("MEMFLUX_POWERCUT_CUTS", 1000);
 	figures fg = {0};
 	unsigned long failures = 0;
 	struct timespec t0, t1;
