@@ -214,7 +214,8 @@ int mf_wal_rec_hdr_parse(const uint8_t *p, uint64_t avail, const mf_wal_rec_plac
 	h->type = p[24];
 	h->ktype = p[25];
 	h->flags = get16(p + 26);
-	if (h->type < 1 || h->type > MF_OP_MAX_ || h->ktype > MF_T_LIST || h->flags != 0 ||
+	bool op_type = h->type >= 1 && h->type <= MF_OP_MAX_;
+	if ((!op_type && h->type != MF_WAL_REC_SYNC) || h->ktype > MF_T_LIST || h->flags != 0 ||
 	    get32(p + 60) != 0) {
 		*why = "record type/ktype/flags out of range";
 		return MF_REC_BAD;
@@ -222,6 +223,10 @@ int mf_wal_rec_hdr_parse(const uint8_t *p, uint64_t avail, const mf_wal_rec_plac
 	h->klen = get32(p + 28);
 	h->k2len = get32(p + 32);
 	h->vlen = get32(p + 36);
+	if (!op_type && (h->klen | h->k2len | h->vlen) != 0) {
+		*why = "sync marker with a payload";
+		return MF_REC_BAD;
+	}
 	/* 64-bit sum: three u32 cannot overflow it. */
 	if ((uint64_t)MF_WAL_REC_FIXED_BODY + h->klen + h->k2len + h->vlen != h->len) {
 		*why = "record field lengths inconsistent";

@@ -51,6 +51,12 @@
 
 #define MF_WAL_ACTIVE_NAME "memflux.wal"
 
+/* Record type of a sync marker: no key, key2 or value; lsn = the last LSN
+ * before it (a marker takes no LSN) and durable = lsn.  Written at a clean
+ * close after the final fsync, so recovery knows the whole file was durable
+ * (damage anywhere in it is then refused, not cut).  Never applied. */
+#define MF_WAL_REC_SYNC 0xFF
+
 /* ---- file header ---- */
 
 typedef struct mf_wal_file_hdr {

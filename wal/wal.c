@@ -415,6 +415,15 @@ int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx
 			ret = st;
 			goto done;
 		}
+		if (st == MF_REC_OK && h.type == MF_WAL_REC_SYNC && h.lsn == prev &&
+		    h.durable <= h.lsn) {
+			/* A sync marker: everything before it is durable. */
+			if (h.durable > out->durable_max)
+				out->durable_max = h.durable;
+			off += 8 + (uint64_t)h.len;
+			out->good_end = off;
+			continue;
+		}
 		if (st == MF_REC_OK && h.lsn != prev + 1) {
 			/* Salted and bound to its offset, so written here by this
 			 * segment's writer, which numbers records consecutively:
@@ -683,6 +692,8 @@ int mf_wal_walk(mf_io *io, const char *dir, uint64_t snap_lsn, mf_wal_record_fn 
 			report(rctx, &rep);
 		if (v->action != MF_WAL_KEEP)
 			*out = *v;
+		else if (v->horizon > out->horizon)
+			out->horizon = v->horizon;
 		if (v->action == MF_WAL_REFUSE)
 			break;
 	}
@@ -1447,6 +1458,35 @@ fail:
 	return NULL;
 }
 
+/*
+ * After the final fsync of a clean close: append a sync marker saying every
+ * record of the file is durable, and fsync it.  Without it the last batches
+ * are "written after the last known fsync" to recovery, and damage to them
+ * (bit rot after a clean shutdown) would be cut instead of refused.  Best
+ * effort: if it fails, or is torn by a crash, recovery knows less, nothing
+ * more.  The writer thread has exited: this thread owns the file.
+ */
+static void write_sync_marker(mf_wal *w)
+{
+	if (w->fd < 0 || !w->seg_has_records)
+		return;
+	pthread_mutex_lock(&w->mu);
+	uint64_t lsn = w->written_lsn, synced = w->synced_lsn;
+	pthread_mutex_unlock(&w->mu);
+	if (synced < lsn)
+		return;
+	mf_op op;
+	memset(&op, 0, sizeof op);
+	op.type = MF_WAL_REC_SYNC;
+	op.lsn = lsn;
+	uint8_t rec[MF_WAL_REC_HEADER];
+	mf_wal_rec_place at = {.salt = w->salt, .off = w->end, .durable = lsn};
+	mf_wal_record_encode_head(&op, &at, rec);
+	if (mf_io_pwrite_all(w->io, w->fd, rec, sizeof rec, (off_t)w->end) == 0 &&
+	    w->io->fsync(w->io, w->fd) == 0)
+		w->end += sizeof rec;
+}
+
 /* Queue an entry and wait for the writer to finish it. */
 static void enqueue_locked(mf_wal *w, wal_entry *e)
 {
@@ -1578,8 +1618,10 @@ int mf_wal_close(mf_wal *w)
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(w->syncer, NULL);
 	}
-	/* Clean close syncs whatever the mode. */
+	/* Clean close syncs whatever the mode, then says so in the file. */
 	int r = wal_fsync(w);
+	if (r == 0)
+		write_sync_marker(w);
 	if (w->fd >= 0) {
 		int c = w->io->close(w->io, w->fd);
 		if (r == 0)

@@ -830,7 +830,8 @@ static void test_none_mode_sync(void **state)
 	assert_int_equal(faultio_calls(&f, FIO_FSYNC), fs + 1);
 	assert_int_equal(submit_kv(w, "k", "v", NULL), 0);
 	assert_int_equal(mf_wal_close(w), 0);
-	assert_int_equal(faultio_calls(&f, FIO_FSYNC), fs + 2);
+	/* the final fsync, and the sync marker's */
+	assert_int_equal(faultio_calls(&f, FIO_FSYNC), fs + 3);
 	rec_free(&live);
 	faultio_destroy(&f);
 	rmdir_all(dir);
@@ -859,7 +860,12 @@ static uint8_t *make_wal(const char *dir, int n, size_t *len, uint64_t *offs)
 	rec_free(&live);
 	char *p = mf_wal_path(dir, "memflux.wal");
 	uint8_t *b = read_all(p, len);
-	assert_int_equal(*len, off);
+	/* A clean close ends with a sync marker; these tests model a crash
+	 * (no marker), so it goes. */
+	assert_int_equal(*len, off + MF_WAL_REC_HEADER);
+	assert_int_equal(b[off + 24], MF_WAL_REC_SYNC);
+	*len = off;
+	write_all(p, b, off);
 	free(p);
 	return b;
 }
@@ -1017,6 +1023,70 @@ static void test_mid_file_corruption(void **state)
 	assert_int_equal(rp.n, 0);
 	rec_free(&rp);
 	free(d);
+	free(b);
+	free(orig);
+	free(path);
+	rmdir_all(dir);
+}
+
+/* After a clean close the sync marker says everything is durable: damage
+ * to the last record is then refused, not cut; a torn marker alone is cut
+ * with nothing lost. */
+static void test_sync_marker(void **state)
+{
+	(void)state;
+	char *dir = tmpdir();
+	recorder live;
+	rec_init(&live);
+	mf_wal *w = open_wal(dir, NULL, MF_FSYNC_INTERVAL, 1, &live);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(submit_kv(w, "k", "value", NULL), 0);
+	assert_int_equal(mf_wal_close(w), 0);
+	rec_free(&live);
+	char *path = mf_wal_path(dir, "memflux.wal");
+	size_t len;
+	uint8_t *orig = read_all(path, &len);
+	char err[512];
+	recorder rp;
+	mf_wal_replay_info ri;
+	/* intact, marker included: 3 records, nothing cut */
+	rec_init(&rp);
+	assert_int_equal(replay(dir, 0, &rp, &ri, err, sizeof err), 0);
+	assert_int_equal(rp.n, 3);
+	assert_int_equal(ri.truncated_bytes, 0);
+	assert_int_equal(ri.horizon, 3);
+	rec_free(&rp);
+	/* the last record damaged: refused (it was durable) */
+	uint8_t *b = malloc(len);
+	memcpy(b, orig, len);
+	b[len - MF_WAL_REC_HEADER - 2] ^= 1;
+	write_all(path, b, len);
+	rec_init(&rp);
+	assert_int_equal(replay(dir, 0, &rp, &ri, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "LSN 3, which was durable"));
+	rec_free(&rp);
+	/* the marker torn: cut, all 3 records kept */
+	write_all(path, orig, len - 5);
+	rec_init(&rp);
+	int saved = quiet_begin();
+	assert_int_equal(replay(dir, 0, &rp, &ri, err, sizeof err), 0);
+	quiet_end(saved);
+	assert_int_equal(rp.n, 3);
+	assert_int_equal(fsize(path), (off_t)(len - MF_WAL_REC_HEADER));
+	rec_free(&rp);
+	/* and the log goes on after a marker */
+	write_all(path, orig, len);
+	rec_init(&rp);
+	assert_int_equal(replay(dir, 0, &rp, &ri, err, sizeof err), 0);
+	w = open_wal(dir, NULL, MF_FSYNC_ALWAYS, ri.last_lsn + 1, &rp);
+	assert_int_equal(submit_kv(w, "after", "1", NULL), 0);
+	assert_int_equal(mf_wal_close(w), 0);
+	rec_free(&rp);
+	rec_init(&rp);
+	assert_int_equal(replay(dir, 0, &rp, &ri, err, sizeof err), 0);
+	assert_int_equal(rp.n, 4);
+	assert_int_equal(rp.v[3].lsn, 4);
+	rec_free(&rp);
 	free(b);
 	free(orig);
 	free(path);
@@ -1546,6 +1616,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_none_mode_sync),
 		cmocka_unit_test(test_torn_tail_every_offset),
 		cmocka_unit_test(test_mid_file_corruption),
+		cmocka_unit_test(test_sync_marker),
 		cmocka_unit_test(test_absurd_length_in_file),
 		cmocka_unit_test(test_crafted_wal_linear),
 		cmocka_unit_test(test_rotate_drop_replay),
