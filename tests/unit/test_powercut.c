@@ -22,9 +22,13 @@
  * The workload is single-threaded and the interval syncer never fires (a
  * one-hour interval; mf_db_sync is the explicit fsync), so a seed replays
  * the same I/O call sequence.  MEMFLUX_POWERCUT_SEED=<n> picks the base
- * seed, MEMFLUX_POWERCUT_CUTS=<n> the number of cuts per mode; the figures
- * are printed.  Run seed s alone: MEMFLUX_POWERCUT_SEED=s
- * MEMFLUX_POWERCUT_CUTS=1.
+ * seed, MEMFLUX_POWERCUT_CUTS=<n> the number of cuts per mode (a fifth as
+ * many again run with four concurrent writers: multi-record batches, a
+ * snapshot racing commits; their I/O order depends on scheduling, so a seed
+ * fixes their workloads and cut call number, not the exact cut);
+ * MEMFLUX_POWERCUT_CUT_AT=<n> forces the cut call number.  The figures are
+ * printed.  Rerun a failing seed s: MEMFLUX_POWERCUT_SEED=s
+ * MEMFLUX_POWERCUT_CUTS=1 MEMFLUX_POWERCUT_CUT_AT=<cut printed>.
  *
  * Also: genuine corruption of synced data is still refused.
  */
@@ -40,6 +44,7 @@
 #include "record.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -50,6 +55,7 @@
 typedef struct wl_op {
 	int kind;          /* 0 commit, 1 sync, 2 snapshot */
 	int type, key;
+	int thread;        /* whose keys */
 	char *val;
 	size_t vlen;
 } wl_op;
@@ -60,10 +66,11 @@ typedef struct model {
 	bool exists[NKEYS];
 } model;
 
-static const char *key_name(int k)
+/* Key k of workload thread t (thread 0: the single-threaded runs). */
+static const char *key_name_t(int t, int k, char buf[16])
 {
-	static const char *names[NKEYS] = {"k0", "k1", "k2", "k3", "L0", "L1"};
-	return names[k];
+	snprintf(buf, 16, "t%d%s%d", t, k >= 4 ? "L" : "k", k);
+	return buf;
 }
 
 static void model_apply(model *m, const wl_op *o)
@@ -218,7 +225,8 @@ static int commit(mf_db *db, const wl_op *o)
 	memset(&op, 0, sizeof op);
 	op.type = (uint8_t)o->type;
 	op.ktype = o->key >= 4 ? MF_T_LIST : MF_T_STRING;
-	const char *k = key_name(o->key);
+	char kb[16];
+	const char *k = key_name_t(o->thread, o->key, kb);
 	op.key = mf_slice_from(k, strlen(k), strlen(k));
 	if (o->vlen)
 		op.val = mf_slice_from(o->val, o->vlen, o->vlen);
@@ -229,7 +237,8 @@ static int commit(mf_db *db, const wl_op *o)
 }
 
 /* Does the store hold exactly the model's state after the first m ops? */
-static bool store_matches(mf_db *db, const wl_op *ops, int m, char *why, size_t whylen)
+static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *why,
+                          size_t whylen)
 {
 	model md = {0};
 	for (int i = 0; i < m; i++)
@@ -238,7 +247,8 @@ static bool store_matches(mf_db *db, const wl_op *ops, int m, char *why, size_t 
 	bool ok = true;
 	for (int k = 0; k < NKEYS && ok; k++) {
 		mf_entry_info ei;
-		const char *name = key_name(k);
+		char kb[16];
+		const char *name = key_name_t(thread, k, kb);
 		int r = mf_store_get(mf_db_store(db), name, strlen(name), true, &ei);
 		if ((r == 0) != md.exists[k]) {
 			snprintf(why, whylen, "key %s %s", name, r == 0 ? "present, expected absent"
@@ -273,6 +283,8 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 	 * to make (the most calls per operation seen so far, plus the final
 	 * close); beyond the last call it is a crash after a clean close. */
 	unsigned long cut_at = frac < 0 ? 0 : 1 + (unsigned long)(frac * (*ratio * n + 4));
+	if (frac >= 0 && getenv("MEMFLUX_POWERCUT_CUT_AT"))
+		cut_at = strtoul(getenv("MEMFLUX_POWERCUT_CUT_AT"), NULL, 0);
 	char *dir = mktmp();
 	powercut pc;
 	pc_init(&pc, dir);
@@ -355,7 +367,7 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 		ok = false;
 	} else {
 		int upto = m ? commit_idx[m - 1] + 1 : 0;
-		ok = store_matches(db, ops, upto, why, sizeof why);
+		ok = store_matches(db, 0, ops, upto, why, sizeof why);
 	}
 	if (!ok) {
 		fg->mismatched++;
@@ -402,6 +414,186 @@ out:
 	return ok;
 }
 
+/* ---- concurrent writers: multi-record batches, snapshots racing commits */
+
+#define NTHREADS 4
+
+typedef struct cthread {
+	mf_db *db;
+	mf_fsync_mode mode;
+	wl_op ops[MAXOPS];
+	int n, acked, promised, inflight, ncommits;
+	int commit_idx[MAXOPS];
+	pthread_t th;
+} cthread;
+
+/* One thread's workload on its own keys; promises only its own. */
+static void *cthread_main(void *arg)
+{
+	cthread *c = arg;
+	for (int i = 0; i < c->n; i++) {
+		wl_op *o = &c->ops[i];
+		int r;
+		if (o->kind == 1) {
+			r = mf_db_sync(c->db);
+			if (r == 0)
+				c->promised = c->acked;
+		} else if (o->kind == 2) {
+			r = mf_db_snapshot(c->db);
+			if (r == 0)
+				c->promised = c->acked;
+		} else {
+			c->commit_idx[c->ncommits++] = i;
+			r = commit(c->db, o);
+			if (r == 0) {
+				c->acked++;
+				if (c->mode == MF_FSYNC_ALWAYS)
+					c->promised = c->acked;
+			} else {
+				c->inflight = i;
+			}
+		}
+		if (r != 0)
+			break;
+	}
+	return NULL;
+}
+
+/* As run_one, with NTHREADS writers at once (the I/O order, so the exact
+ * cut, then depends on scheduling: the seed fixes the workloads and the cut
+ * call number).  Each thread's keys must hold the state after m_t of its
+ * operations, promised_t <= m_t <= acknowledged_t (+1 in flight), and the
+ * applied LSN must be the sum of the m_t (each record applied once). */
+static bool run_concurrent(uint64_t seed, mf_fsync_mode mode, double frac, double *ratio,
+                           figures *fg)
+{
+	pc_rng rng = {seed * 0x9E3779B97F4A7C15ULL + 7};
+	cthread *ct = calloc(NTHREADS, sizeof *ct);
+	int total = 0;
+	for (int t = 0; t < NTHREADS; t++) {
+		ct[t].n = make_workload(&rng, ct[t].ops);
+		ct[t].mode = mode;
+		ct[t].inflight = -1;
+		for (int i = 0; i < ct[t].n; i++) {
+			ct[t].ops[i].thread = t;
+			/* No DEL here: "deleted again" would look like "not yet
+			 * created", and each thread's count must be unambiguous for
+			 * the sum check below. */
+			if (ct[t].ops[i].type == MF_OP_DEL) {
+				ct[t].ops[i].type = ct[t].ops[i].key >= 4 ? MF_OP_RPUSH : MF_OP_SET;
+				char v[32];
+				int l = snprintf(v, sizeof v, "<was-del %d>\n", i);
+				ct[t].ops[i].val = strdup(v);
+				ct[t].ops[i].vlen = (size_t)l;
+			}
+			if (t > 0 && ct[t].ops[i].kind == 2)
+				ct[t].ops[i].kind = 1;  /* one snapshotter is enough */
+		}
+		total += ct[t].n;
+	}
+	unsigned long cut_at = frac < 0 ? 0 : 1 + (unsigned long)(frac * (*ratio * total + 4));
+	if (frac >= 0 && getenv("MEMFLUX_POWERCUT_CUT_AT"))
+		cut_at = strtoul(getenv("MEMFLUX_POWERCUT_CUT_AT"), NULL, 0);
+	char *dir = mktmp();
+	powercut pc;
+	pc_init(&pc, dir);
+	pc_cut_at(&pc, cut_at);
+	char err[1024] = "";
+	bool ok = true;
+	int saved = quiet_begin();
+	mf_db *db = open_db(dir, mode, &pc.io, err, sizeof err);
+	if (db) {
+		for (int t = 0; t < NTHREADS; t++) {
+			ct[t].db = db;
+			pthread_create(&ct[t].th, NULL, cthread_main, &ct[t]);
+		}
+		for (int t = 0; t < NTHREADS; t++)
+			pthread_join(ct[t].th, NULL);
+		mf_db_close(db);
+	}
+	bool cut = pc_dead(&pc);
+	if ((double)pc_calls(&pc) / total > *ratio)
+		*ratio = (double)pc_calls(&pc) / total;
+	pc_crash(&pc, &rng);
+	quiet_end(saved);
+	if (!db && !cut) {
+		print_message("concurrent seed %" PRIu64 ": first open failed without a cut: %s\n",
+		              seed, err);
+		ok = false;
+		goto out;
+	}
+	fg->cuts++;
+	if (!cut) {
+		fg->clean++;
+		for (int t = 0; t < NTHREADS; t++)
+			ct[t].promised = ct[t].acked;
+	}
+	saved = quiet_begin();
+	db = open_db(dir, mode, NULL, err, sizeof err);
+	quiet_end(saved);
+	if (!db) {
+		fg->refused++;
+		print_message("concurrent seed %" PRIu64 " mode %s cut %lu: recovery REFUSED: %s\n",
+		              seed, mf_fsync_mode_name(mode), cut_at, err);
+		ok = false;
+		goto out;
+	}
+	mf_store_stats ss;
+	mf_store_stats_get(mf_db_store(db), &ss);
+	uint64_t sum = 0;
+	for (int t = 0; t < NTHREADS && ok; t++) {
+		cthread *c = &ct[t];
+		int hi = c->acked + (c->inflight >= 0 ? 1 : 0), found = -1;
+		char why[256] = "";
+		for (int m = hi; m >= c->promised && found < 0; m--) {
+			int upto = m ? c->commit_idx[m - 1] + 1 : 0;
+			if (store_matches(db, t, c->ops, upto, why, sizeof why))
+				found = m;
+		}
+		fg->acked += (unsigned long)c->acked;
+		fg->promised += (unsigned long)c->promised;
+		if (found < 0) {
+			print_message("concurrent seed %" PRIu64 " mode %s cut %lu: thread %d matches no "
+			              "state between %d (promised) and %d ops: %s\n", seed,
+			              mf_fsync_mode_name(mode), cut_at, t, c->promised, hi, why);
+			fg->mismatched++;
+			ok = false;
+			break;
+		}
+		sum += (uint64_t)found;
+		fg->lost += (unsigned long)(c->acked - (found > c->acked ? c->acked : found));
+		if (found > c->acked)
+			fg->inflight_kept++;
+	}
+	if (ok && sum != ss.applied_lsn) {
+		print_message("concurrent seed %" PRIu64 " mode %s cut %lu: %" PRIu64 " records "
+		              "applied, threads account for %" PRIu64 "\n", seed,
+		              mf_fsync_mode_name(mode), cut_at, ss.applied_lsn, sum);
+		fg->mismatched++;
+		ok = false;
+	}
+	saved = quiet_begin();
+	mf_db_close(db);
+	quiet_end(saved);
+out:
+	for (int t = 0; t < NTHREADS; t++)
+		free_workload(ct[t].ops, ct[t].n);
+	free(ct);
+	pc_destroy(&pc);
+	rm_rf(dir);
+	free(dir);
+	return ok;
+}
+
+/* Cuts per mode (plus a fifth as many with concurrent writers): CI runs
+ * the units in a normal and an ASan build, ~60 s for both on 2 shared
+ * cores. */
+#if defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_CUTS 400
+#else
+#define DEFAULT_CUTS 1000
+#endif
+
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
 	const char *s = getenv(name);
@@ -411,14 +603,14 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 static void run_mode(mf_fsync_mode mode)
 {
 	uint64_t base = env_u64("MEMFLUX_POWERCUT_SEED", 20261127);
-	unsigned long cuts = (unsigned long)env_u64("MEMFLUX_POWERCUT_CUTS", 1000);
+	figures scratch = {0};
+	unsigned long cuts = (unsigned long)env_u64("MEMFLUX_POWERCUT_CUTS", DEFAULT_CUTS);
 	figures fg = {0};
 	unsigned long failures = 0;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* The first run (no cut) measures calls per operation. */
 	double ratio = 0;
-	figures scratch = {0};
 	if (!run_one(base, mode, -1, &ratio, &scratch))
 		failures++;
 	for (unsigned long i = 0; i < cuts; i++) {
@@ -428,8 +620,28 @@ static void run_mode(mf_fsync_mode mode)
 		if (!run_one(seed, mode, frac, &ratio, &fg))
 			failures++;
 	}
+	/* A fifth of the cuts again with four concurrent writers. */
+	figures cf = {0};
+	double cratio = 0;
+	if (!run_concurrent(base, mode, -1, &cratio, &scratch))
+		failures++;
+	for (unsigned long i = 0; i < cuts / 5; i++) {
+		uint64_t seed = base + i;
+		pc_rng r = {seed ^ 0xBADC0DEULL};
+		double frac = (double)pc_below(&r, 1u << 20) / (double)(1u << 20);
+		if (!run_concurrent(seed, mode, frac, &cratio, &cf))
+			failures++;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	print_message("powercut %s, %d writers: seeds %" PRIu64 "..%" PRIu64 ": %lu cuts (%lu "
+	              "after a clean close), %lu acknowledged, %lu promised durable, %lu "
+	              "acknowledged-but-unsynced lost, %lu in-flight kept, %lu refused mounts, "
+	              "%lu wrong states\n", mf_fsync_mode_name(mode), NTHREADS, base,
+	              base + cuts / 5 - 1, cf.cuts, cf.clean, cf.acked, cf.promised, cf.lost,
+	              cf.inflight_kept, cf.refused, cf.mismatched);
+	if (mode == MF_FSYNC_ALWAYS)
+		assert_int_equal(cf.lost, 0);
 	print_message("powercut %s: seeds %" PRIu64 "..%" PRIu64 ": %lu cuts (%lu after a clean "
 	              "close), %lu acknowledged, %lu promised durable, %lu acknowledged-but-unsynced "
 	              "lost, %lu in-flight kept, %lu refused mounts, %lu wrong states, %.1f s\n",
