@@ -185,7 +185,7 @@ typedef struct wal_file {
 typedef struct walk_state {
 	int files;
 	uint64_t records;
-	const char *bad_path;     /* the file the verdict is about */
+	char bad_path[4096];      /* the file the verdict is about ("" if none) */
 	mf_wal_scan bad_sc;
 	mf_wal_verdict v;
 	bool io_error;
@@ -217,7 +217,8 @@ static void report_file(void *ctx, const mf_wal_file_report *r)
 		break;
 	}
 	if (r->v.action != MF_WAL_KEEP) {
-		ws->bad_path = r->path;
+		/* r->path dies with the walk: keep a copy. */
+		snprintf(ws->bad_path, sizeof ws->bad_path, "%s", r->path);
 		ws->bad_sc = *sc;
 		ws->v = r->v;
 	}
@@ -247,6 +248,95 @@ static bool confirm(bool yes)
 	if (!fgets(line, sizeof line, stdin))
 		return false;
 	return line[0] == 'y' || line[0] == 'Y';
+}
+
+static uint64_t le64_at(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Write a copy of path with its first 32 bytes replaced by hdr. */
+static int copy_with_header(mf_io *io, const char *path, const char *dst,
+                            const uint8_t hdr[MF_WAL_FILE_HEADER])
+{
+	int r = copy_file(io, path, dst);
+	if (r < 0)
+		return r;
+	int fd = io->open(io, dst, O_RDWR, 0);
+	if (fd < 0)
+		return fd;
+	r = mf_io_pwrite_all(io, fd, hdr, MF_WAL_FILE_HEADER, 0);
+	if (r == 0)
+		r = io->fsync(io, fd);
+	int c = io->close(io, fd);
+	return r < 0 ? r : c;
+}
+
+/*
+ * A segment whose header is damaged but whose salt survived still holds
+ * valid records (their checksums are seeded with the salt, not with the
+ * header's checksum).  Rebuild the header from the salt (and prev_lsn, or
+ * the first record's LSN - 1) and keep the file if that makes its records
+ * readable.  Returns 1 if repaired, 0 if not possible, -errno.
+ */
+static int repair_header(mf_io *io, const char *path, bool yes)
+{
+	int fd = io->open(io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	uint8_t old[MF_WAL_FILE_HEADER + MF_WAL_REC_HEADER];
+	off_t sz = 0;
+	int r = io->fstat_size(io, fd, &sz);
+	if (r == 0 && (uint64_t)sz < sizeof old)
+		r = 1;  /* no record to vouch for the salt */
+	if (r == 0)
+		r = mf_io_pread_all(io, fd, old, sizeof old, 0);
+	io->close(io, fd);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	uint64_t salt = le64_at(old + 12);
+	uint64_t prevs[2] = {le64_at(old + 20), le64_at(old + MF_WAL_FILE_HEADER + 8) - 1};
+	size_t tn = strlen(path) + 16;
+	char *tmp = mf_xmalloc(tn);
+	snprintf(tmp, tn, "%s.hdrfix", path);
+	int repaired = 0;
+	for (int i = 0; i < 2 && !repaired; i++) {
+		uint8_t hdr[MF_WAL_FILE_HEADER];
+		mf_wal_file_header_encode(hdr, salt, prevs[i]);
+		io->unlink(io, tmp);
+		r = copy_with_header(io, path, tmp, hdr);
+		if (r < 0)
+			break;
+		mf_wal_scan sc;
+		r = mf_wal_scan_file(io, tmp, NULL, NULL, &sc);
+		if (r < 0)
+			break;
+		if (sc.records == 0)
+			continue;
+		printf("plan: rewrite the damaged header of %s (its salt still validates %" PRIu64
+		       " records, LSNs %" PRIu64 "..%" PRIu64 "); nothing else dropped here\n",
+		       path, sc.records, sc.first_lsn, sc.last_lsn);
+		if (!confirm(yes)) {
+			printf("nothing changed\n");
+			r = 0;
+			break;
+		}
+		char *aside = broken_name(path, time(NULL));
+		r = copy_file(io, path, aside);
+		if (r == 0)
+			r = io->rename(io, tmp, path);
+		if (r == 0) {
+			printf("fixed: %s header rewritten (original kept as %s)\n", path, aside);
+			repaired = 1;
+		}
+		free(aside);
+	}
+	io->unlink(io, tmp);
+	free(tmp);
+	return r < 0 ? r : repaired;
 }
 
 /* --fix: keep the consistent prefix of the history, up to the first damage
@@ -445,6 +535,18 @@ int main(int argc, char **argv)
 		printf(", last lsn %" PRIu64, last);
 	printf("\n");
 
+	if (fix && status > 0 && !ws.io_error && ws.bad_sc.status == MF_SCAN_BAD_HEADER &&
+	    ws.bad_sc.file_size > MF_WAL_FILE_HEADER) {
+		/* Salvage the records of a segment whose header alone is bad,
+		 * then judge the WAL again. */
+		if (repair_header(io, ws.bad_path, yes) > 0) {
+			io->fsync_dir(io, dir);
+			memset(&ws, 0, sizeof ws);
+			printf("checking again:\n");
+			r = mf_wal_walk(io, dir, snap_lsn, NULL, NULL, report_file, &ws, &v, &last);
+			status = v.action == MF_WAL_CUT ? 1 : v.action == MF_WAL_REFUSE ? 2 : 0;
+		}
+	}
 	if (fix && status > 0 && !ws.io_error) {
 		int fr = fix_wal(io, dir, &ws, yes);
 		if (fr == 0)

@@ -449,6 +449,14 @@ def test_corrupt_segment_header_refused(mkmount):
     assert not is_mounted(m.mnt)
     assert wal.read_bytes() == bytes(data)
     assert check_run(m.data).returncode == 2
+    # the salt survived: --fix rewrites the header and keeps every record
+    r = check_run(m.data, "--fix")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "header rewritten" in r.stdout, r.stdout
+    assert any(n.startswith("memflux.wal.broken-") for n in os.listdir(m.data))
+    assert check_run(m.data).returncode == 0
+    m.start()
+    assert m.kv("a").read_bytes() == b"1"
 
 
 def test_damaged_sealed_segment_refused(mkmount):
