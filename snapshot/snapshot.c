@@ -458,6 +458,8 @@ static int p_field(snap_parser *p)
 		if (p->info)
 			p->info->lsn = get_u64(a + 10);
 		p->count = get_u64(a + 18);
+		if (p->info)
+			p->info->declared_keys = p->count;
 		if (p->count > p_room(p) / MF_SNAPSHOT_RECORD_FIXED)
 			return p_fail(p, p->field_off + 18, "key count %" PRIu64 " too large for a %"
 			              PRIu64 "-byte stream", p->count,

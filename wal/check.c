@@ -111,11 +111,26 @@ static int dump_record(void *ctx, mf_op *op, uint64_t off)
 	return 0;
 }
 
+/* Items of the snapshot: dropped at once, or (for a salvage) kept. */
+typedef struct snap_items {
+	bool keep;
+	mf_item *v;
+	size_t n, cap;
+} snap_items;
+
 static int snapshot_item(void *ctx, mf_item *item)
 {
-	(void)ctx;
-	mf_slice_unref(&item->key);
-	mf_slice_unref(&item->val);
+	snap_items *si = ctx;
+	if (!si->keep) {
+		mf_slice_unref(&item->key);
+		mf_slice_unref(&item->val);
+		return 0;
+	}
+	if (si->n == si->cap) {
+		si->cap = si->cap ? si->cap * 2 : 1024;
+		si->v = mf_xrealloc(si->v, si->cap * sizeof *si->v);
+	}
+	si->v[si->n++] = *item;
 	return 0;
 }
 
@@ -438,6 +453,48 @@ out:
 	return fr;
 }
 
+/*
+ * A damaged snapshot: keep every key read before the damage (LZ4 block
+ * checksums and the stream checks stop the load at the first bad block; the
+ * blocks are linked, so nothing after it decodes), write them as the
+ * snapshot at the same LSN, and say exactly what is lost.  The WAL segments
+ * the snapshot covered are gone, so the lost keys cannot be rebuilt.
+ */
+static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *si,
+                            const snap_items *items, bool yes)
+{
+	uint64_t lost = si->declared_keys > items->n ? si->declared_keys - items->n : 0;
+	printf("plan: rewrite %s/" MF_SNAPSHOT_NAME " at lsn %" PRIu64 " with the %zu keys read "
+	       "before the damage; %" PRIu64 " of the %" PRIu64 " keys it declares are lost "
+	       "(they follow the damage: their names cannot be read)\n",
+	       dir, si->lsn, items->n, lost, si->declared_keys);
+	if (items->n) {
+		printf("  last key recovered: ");
+		print_escaped(stdout, items->v[items->n - 1].key);
+		printf(" (keys after it, in the snapshot's order, are lost)\n");
+	}
+	if (!confirm(yes)) {
+		printf("nothing changed\n");
+		return 1;
+	}
+	char *path = mf_wal_path(dir, MF_SNAPSHOT_NAME);
+	char *aside = broken_name(path, time(NULL));
+	int r = io->rename(io, path, aside);
+	if (r == 0)
+		r = io->fsync_dir(io, dir);
+	mf_snapshot_info wi;
+	if (r == 0)
+		r = mf_snapshot_write(io, dir, si->lsn, items->v, items->n, &wi);
+	if (r == 0)
+		printf("fixed: %s rewritten with %zu keys at lsn %" PRIu64 " (original kept as %s)\n",
+		       path, items->n, si->lsn, aside);
+	else
+		fprintf(stderr, "memflux-check: salvaging %s: %s\n", path, strerror(-r));
+	free(aside);
+	free(path);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
@@ -488,7 +545,9 @@ int main(int argc, char **argv)
 	mf_snapshot_info si;
 	memset(&si, 0, sizeof si);
 	char err[1024] = "";
-	int r = mf_snapshot_load(io, dir, snapshot_item, NULL, &si, err, sizeof err);
+	snap_items items = {.keep = fix};
+	int r = mf_snapshot_load(io, dir, snapshot_item, &items, &si, err, sizeof err);
+	int snap_r = r;
 	uint64_t snap_lsn = 0;
 	if (r == -ENOENT) {
 		printf("%s/" MF_SNAPSHOT_NAME ": none\n", dir);
@@ -562,9 +621,14 @@ int main(int argc, char **argv)
 	else if (status == 2 && !fix)
 		printf("WAL corruption or missing data: the daemon will refuse to mount %s; "
 		       "run memflux-check --fix %s to keep the consistent prefix\n", dir, dir);
+	if (snap_bad && fix && snap_r == -EBADMSG) {
+		if (salvage_snapshot(io, dir, &si, &items, yes) == 0)
+			snap_bad = false;
+	}
+	mf_store_items_free(items.v, items.n);
 	if (snap_bad) {
-		printf("snapshot damaged: the daemon will refuse to mount %s; memflux-check "
-		       "does not repair snapshots (the WAL segments it covered are gone)\n", dir);
+		printf("snapshot damaged: the daemon will refuse to mount %s%s\n", dir,
+		       fix ? "" : "; memflux-check --fix salvages the keys before the damage");
 		status = 2;
 	}
 	if (ws.io_error)
