@@ -1,7 +1,7 @@
 /*
  * check.c — memflux-check: verify, dump or repair a memfluxfs data dir.
  *
- *   memflux-check DATADIR [--fix [--yes]] [--dump]
+ *   memflux-check DATADIR [--fix [--yes] | --prefix [--yes]] [--dump]
  *
  * Verifies memflux.snapshot (by loading it) and every WAL segment with the
  * very walk and verdict recovery uses (mf_wal_walk / mf_wal_judge,
@@ -12,14 +12,19 @@
  *   2  corruption: the daemon will refuse to mount (or --fix failed)
  *   3  usage or I/O error
  *
- * --fix (refused while a daemon holds DATADIR/memflux.lock): prints what it
- * will drop (files, offsets, bytes, LSN ranges, intact records that cannot
- * be replayed), asks when stdin is a terminal (--yes skips), then copies the
- * damaged segment aside to <file>.broken-<unix time> and cuts it at its
- * first bad record; for point-in-time consistency every later segment is
- * moved aside too (replaying records after a gap would build a state that
- * never existed).  A segment whose header is bad is moved aside whole.  The
- * snapshot is never modified.
+ * --fix (refused while a daemon holds DATADIR/memflux.lock) prints its plan
+ * first and asks when stdin is a terminal (--yes skips the question):
+ *   - a segment whose header alone is damaged gets its header rebuilt from
+ *     the salt that still validates its records (nothing dropped);
+ *   - otherwise every intact record from the damaged file on is salvaged
+ *     into a new memflux.wal, renumbered to close the gaps, and the plan
+ *     lists the LSNs lost, the damaged bytes per file and how many records
+ *     were renumbered; the originals are moved aside as .broken-<time>;
+ *   - --prefix instead keeps only the consistent prefix (point in time: the
+ *     damaged segment is cut at its first bad record, later ones moved
+ *     aside);
+ *   - a damaged snapshot keeps the keys read before the damage (the count
+ *     and the last key kept are printed).
  * --dump: one line per record, in LSN order.
  */
 #include "crc32c.h"
@@ -40,12 +45,14 @@
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: memflux-check DATADIR [--fix [--yes]] [--dump]\n"
+	        "usage: memflux-check DATADIR [--fix | --prefix] [--yes] [--dump]\n"
 	        "  verifies memflux.snapshot and the WAL segments of DATADIR\n"
-	        "  --fix   cut a damaged WAL at its first bad record (the original is\n"
-	        "          kept as <file>.broken-<time>; later segments are moved aside)\n"
-	        "  --yes   do not ask before --fix changes anything (asked only on a tty)\n"
-	        "  --dump  print every WAL record\n"
+	        "  --fix     repair: rebuild a damaged segment header, else salvage every\n"
+	        "            intact WAL record (renumbered past the lost ones); salvage the\n"
+	        "            keys of a damaged snapshot; originals kept as <file>.broken-<time>\n"
+	        "  --prefix  repair by keeping only the WAL's consistent prefix (point in time)\n"
+	        "  --yes     do not ask before changing anything (asked only on a tty)\n"
+	        "  --dump    print every WAL record\n"
 	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
 	        "      missing data, 3 usage/I-O error\n");
 }
@@ -204,6 +211,9 @@ typedef struct walk_state {
 	mf_wal_scan bad_sc;
 	mf_wal_verdict v;
 	bool io_error;
+	uint64_t chain_last;      /* last LSN of the files read so far (init: the
+	                             snapshot's LSN) */
+	uint64_t base;            /* the LSN just before the damaged file */
 } walk_state;
 
 static void report_file(void *ctx, const mf_wal_file_report *r)
@@ -230,6 +240,14 @@ static void report_file(void *ctx, const mf_wal_file_report *r)
 	default:
 		printf(", CORRUPT\n  %s\n", r->v.msg);
 		break;
+	}
+	if (r->v.action == MF_WAL_KEEP) {
+		uint64_t end = r->sealed ? r->name_lsn
+		                         : sc->records ? sc->last_lsn : sc->hdr.prev_lsn;
+		if (end > ws->chain_last)
+			ws->chain_last = end;
+	} else {
+		ws->base = ws->chain_last;
 	}
 	if (r->v.action != MF_WAL_KEEP) {
 		/* r->path dies with the walk: keep a copy. */
@@ -354,9 +372,147 @@ static int repair_header(mf_io *io, const char *path, bool yes)
 	return r < 0 ? r : repaired;
 }
 
+/* ---- --fix (default): salvage every intact record ---- */
+
+typedef struct salv {
+	mf_io *io;
+	bool dry;                 /* plan only */
+	int fd;
+	uint64_t salt, off;
+	uint64_t base;            /* LSN before the damaged file */
+	uint64_t last_orig;       /* highest original LSN taken */
+	uint64_t next;            /* last new LSN given */
+	uint64_t kept, renumbered, skipped, lost;
+	char lost_txt[1024];
+	size_t lost_len;
+	int err;
+} salv;
+
+static void salv_lost(salv *sv, uint64_t a, uint64_t b)
+{
+	sv->lost += b - a + 1;
+	if (sv->lost_len + 48 < sizeof sv->lost_txt)
+		sv->lost_len += (size_t)snprintf(sv->lost_txt + sv->lost_len,
+		                                 sizeof sv->lost_txt - sv->lost_len,
+		                                 a == b ? "%s%" PRIu64 : "%s%" PRIu64 "..%" PRIu64,
+		                                 sv->lost_len ? ", " : "", a, b);
+}
+
+static int salv_record(void *ctx, mf_op *op, uint64_t off)
+{
+	(void)off;
+	salv *sv = ctx;
+	if (op->lsn <= sv->last_orig) {
+		sv->skipped++;  /* covered by the snapshot, or already taken */
+		return 0;
+	}
+	if (op->lsn != sv->last_orig + 1)
+		salv_lost(sv, sv->last_orig + 1, op->lsn - 1);
+	sv->last_orig = op->lsn;
+	uint64_t orig = op->lsn;
+	op->lsn = ++sv->next;
+	if (op->lsn != orig)
+		sv->renumbered++;
+	sv->kept++;
+	if (!sv->dry) {
+		/* Written and fsynced by us before it is renamed into place:
+		 * durable up to the record before it. */
+		mf_wal_rec_place at = {.salt = sv->salt, .off = sv->off, .durable = op->lsn - 1};
+		size_t n;
+		uint8_t *rec = mf_wal_record_encode(op, &at, &n);
+		int r = mf_io_pwrite_all(sv->io, sv->fd, rec, n, (off_t)sv->off);
+		free(rec);
+		if (r < 0) {
+			op->lsn = orig;
+			return sv->err = r;
+		}
+		sv->off += n;
+	}
+	op->lsn = orig;
+	return 0;
+}
+
+/* Read every file from the damaged one on, in order, into sv. */
+static int salv_pass(mf_io *io, wal_file *files, int from, int nf, salv *sv, bool print)
+{
+	for (int i = from; i < nf; i++) {
+		uint64_t bad = 0;
+		bool capped = false;
+		uint64_t kept0 = sv->kept;
+		int r = mf_wal_salvage_file(io, files[i].path, salv_record, sv, &bad, &capped);
+		if (r < 0 || sv->err)
+			return r < 0 ? r : sv->err;
+		if (print)
+			printf("  %s: %" PRIu64 " intact records kept, %" PRIu64 " damaged bytes dropped%s\n",
+			       files[i].path, sv->kept - kept0, bad,
+			       capped ? " (search stopped: too inconsistent)" : "");
+	}
+	return 0;
+}
+
+static int fix_salvage(mf_io *io, const char *dir, wal_file *files, int bad, int nf,
+                       walk_state *ws, bool yes)
+{
+	salv sv = {.io = io, .dry = true, .fd = -1, .base = ws->base, .last_orig = ws->base,
+	           .next = ws->base};
+	printf("plan (salvage every intact record from %s on; the daemon replays the log "
+	       "from LSN %" PRIu64 "):\n", files[bad].path, ws->base + 1);
+	int r = salv_pass(io, files, bad, nf, &sv, true);
+	if (r < 0)
+		return r;
+	printf("  lost: %" PRIu64 " records%s%s%s; %" PRIu64 " later records renumbered to close "
+	       "the gap (their effects are applied without the lost ones)\n",
+	       sv.lost, sv.lost ? " (LSNs " : "", sv.lost_txt, sv.lost ? ")" : "", sv.renumbered);
+	printf("  result: memflux.wal with %" PRIu64 " records, LSNs %" PRIu64 "..%" PRIu64
+	       "; the files above are moved aside as <file>.broken-<time>\n",
+	       sv.kept, ws->base + 1, sv.next);
+	if (!confirm(yes)) {
+		printf("nothing changed\n");
+		return 1;
+	}
+	char *tmp = mf_wal_path(dir, "memflux.wal.salvage-tmp");
+	int fd = io->open(io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		free(tmp);
+		return fd;
+	}
+	salv w = {.io = io, .fd = fd, .salt = mf_wal_new_salt(), .off = MF_WAL_FILE_HEADER,
+	          .base = ws->base, .last_orig = ws->base, .next = ws->base};
+	uint8_t hdr[MF_WAL_FILE_HEADER];
+	mf_wal_file_header_encode(hdr, w.salt, ws->base);
+	r = mf_io_pwrite_all(io, fd, hdr, sizeof hdr, 0);
+	if (r == 0)
+		r = salv_pass(io, files, bad, nf, &w, false);
+	if (r == 0)
+		r = io->fsync(io, fd);
+	int c = io->close(io, fd);
+	if (r == 0)
+		r = c;
+	time_t now = time(NULL);
+	for (int i = bad; i < nf && r == 0; i++) {
+		char *aside = broken_name(files[i].path, now);
+		r = io->rename(io, files[i].path, aside);
+		if (r == 0)
+			printf("fixed: %s moved aside to %s\n", files[i].path, aside);
+		free(aside);
+	}
+	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
+	if (r == 0)
+		r = io->rename(io, tmp, active);
+	if (r == 0)
+		r = io->fsync_dir(io, dir);
+	if (r == 0)
+		printf("fixed: %s holds the %" PRIu64 " salvaged records\n", active, w.kept);
+	else
+		io->unlink(io, tmp);
+	free(active);
+	free(tmp);
+	return r;
+}
+
 /* --fix: keep the consistent prefix of the history, up to the first damage
  * point; say exactly what is dropped; keep every original aside. */
-static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes)
+static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes, bool prefix)
 {
 	mf_wal_seg *segs = NULL;
 	int n = mf_wal_list_sealed(io, dir, &segs);
@@ -375,6 +531,10 @@ static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes)
 	int fr = 0;
 	if (bad < 0)
 		goto out;
+	if (!prefix) {
+		fr = fix_salvage(io, dir, files, bad, nf, ws, yes);
+		goto out;
+	}
 	const mf_wal_scan *sc = &ws->bad_sc;
 	bool header_ok = sc->status != MF_SCAN_BAD_HEADER && sc->status != MF_SCAN_SHORT_HEADER;
 	/* A chain refusal (LSNs missing before this file) keeps nothing of it:
@@ -498,7 +658,7 @@ static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	bool fix = false, dump = false, yes = false;
+	bool fix = false, dump = false, yes = false, prefix = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fix") == 0)
 			fix = true;
@@ -506,6 +666,8 @@ int main(int argc, char **argv)
 			dump = true;
 		else if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
 			yes = true;
+		else if (strcmp(argv[i], "--prefix") == 0)
+			fix = prefix = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
@@ -577,6 +739,7 @@ int main(int argc, char **argv)
 	mf_wal_segs_free(segs, n);
 	walk_state ws;
 	memset(&ws, 0, sizeof ws);
+	ws.chain_last = snap_lsn;
 	mf_wal_verdict v;
 	uint64_t last = 0;
 	r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
@@ -601,13 +764,14 @@ int main(int argc, char **argv)
 		if (repair_header(io, ws.bad_path, yes) > 0) {
 			io->fsync_dir(io, dir);
 			memset(&ws, 0, sizeof ws);
+			ws.chain_last = snap_lsn;
 			printf("checking again:\n");
 			r = mf_wal_walk(io, dir, snap_lsn, NULL, NULL, report_file, &ws, &v, &last);
 			status = v.action == MF_WAL_CUT ? 1 : v.action == MF_WAL_REFUSE ? 2 : 0;
 		}
 	}
 	if (fix && status > 0 && !ws.io_error) {
-		int fr = fix_wal(io, dir, &ws, yes);
+		int fr = fix_wal(io, dir, &ws, yes, prefix);
 		if (fr == 0)
 			status = 0;
 		else if (fr < 0)
@@ -620,7 +784,8 @@ int main(int argc, char **argv)
 		       "--fix %s)\n", dir);
 	else if (status == 2 && !fix)
 		printf("WAL corruption or missing data: the daemon will refuse to mount %s; "
-		       "run memflux-check --fix %s to keep the consistent prefix\n", dir, dir);
+		       "memflux-check --fix %s salvages every intact record (--prefix keeps only "
+		       "the consistent prefix)\n", dir, dir);
 	if (snap_bad && fix && snap_r == -EBADMSG) {
 		if (salvage_snapshot(io, dir, &si, &items, yes) == 0)
 			snap_bad = false;

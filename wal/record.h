@@ -186,6 +186,15 @@ typedef int (*mf_wal_record_fn)(void *ctx, mf_op *op, uint64_t off);
 int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx,
                      mf_wal_scan *out);
 
+/* Salvage (memflux-check --fix): every valid record of the file, in file
+ * order, whatever damage lies between them — the same one-pass, bounded
+ * search as the resync, emitting what it finds (sync markers are skipped).
+ * The salt is taken from the header bytes even when the header is damaged.
+ * *bad_bytes: bytes not part of any valid record; *capped: the work bound
+ * stopped the search.  Returns 0, fn's nonzero value, or -errno. */
+int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx,
+                        uint64_t *bad_bytes, bool *capped);
+
 /* ---- the torn-vs-corrupt verdict (one policy for replay and checker) ---- */
 
 enum {

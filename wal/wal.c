@@ -471,6 +471,85 @@ done:
 	return ret;
 }
 
+int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx,
+                        uint64_t *bad_bytes, bool *capped)
+{
+	*bad_bytes = 0;
+	*capped = false;
+	int fd = io->open(io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	rd r = {.io = io, .fd = fd, .buf = NULL, .boff = 0, .blen = 0};
+	off_t sz;
+	int ret = io->fstat_size(io, fd, &sz);
+	if (ret < 0)
+		goto done;
+	r.size = (uint64_t)sz;
+	if (r.size < MF_WAL_FILE_HEADER) {
+		*bad_bytes = r.size;
+		goto done;
+	}
+	r.buf = mf_xmalloc(RD_BUF);
+	const uint8_t *hp;
+	ret = rd_need(&r, 0, MF_WAL_FILE_HEADER, &hp);
+	if (ret < 0)
+		goto done;
+	/* The salt as written, even if the rest of the header is damaged:
+	 * the records will tell whether it survived. */
+	uint64_t salt = 0;
+	for (int i = 7; i >= 0; i--)
+		salt = salt << 8 | hp[12 + i];
+	uint64_t budget = 4 * r.size + (64u << 20);
+	uint64_t p = MF_WAL_FILE_HEADER;
+	while (p + MF_WAL_REC_HEADER <= r.size) {
+		ret = rd_need(&r, p, MF_WAL_REC_HEADER, &hp);
+		if (ret < 0)
+			goto done;
+		mf_wal_rec_hdr h;
+		const char *why;
+		mf_wal_rec_place at = {.salt = salt, .off = p};
+		if (mf_wal_rec_hdr_parse(hp, r.size - p, &at, &h, &why) != MF_REC_OK) {
+			p++;
+			(*bad_bytes)++;
+			continue;
+		}
+		uint64_t cost = (uint64_t)h.len;
+		if (p + 8 + h.len > r.boff + r.blen)
+			cost += RD_BUF;
+		if (cost > budget) {
+			*capped = true;
+			break;
+		}
+		budget -= cost;
+		uint32_t crc = mf_wal_rec_seed(salt, p);
+		ret = rd_crc(&r, p + 8, h.len, &crc);
+		if (ret < 0)
+			goto done;
+		if (!mf_wal_rec_body_ok(&h, crc)) {
+			p++;
+			(*bad_bytes)++;
+			continue;
+		}
+		if (h.type != MF_WAL_REC_SYNC && fn) {
+			mf_op op;
+			ret = rd_decode(&r, p, &h, &op);
+			if (ret < 0)
+				goto done;
+			ret = fn(ctx, &op, p);
+			mf_op_clear(&op);
+			if (ret != 0)
+				goto done;
+		}
+		p += 8 + (uint64_t)h.len;
+	}
+	if (p < r.size)
+		*bad_bytes += r.size - p;
+done:
+	free(r.buf);
+	io->close(io, fd);
+	return ret;
+}
+
 /* ------------------------------------------------------------------ */
 /* the verdict                                                         */
 
