@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -126,6 +127,147 @@ static int mkdirs(const char *path)
 	return r;
 }
 
+/* ---------- data dir lock ---------- */
+
+/* Undo mountinfo's octal escapes (\040 for a space, \134 for '\\'). */
+static void unescape_octal(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+static bool same_path(const char *a, const char *b)
+{
+	if (strcmp(a, b) == 0)
+		return true;
+	char ra[PATH_MAX], rb[PATH_MAX];
+	return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
+}
+
+/*
+ * Does the lock holder still serve a mount of dir?  The daemon mounts with
+ * "memfluxfs:DIR" as the mount's source (fsname), so this is a FUSE entry
+ * in the holder's mountinfo (its mount namespace; ours if /proc/PID is not
+ * readable) with that source.  Its mountpoint goes to mnt.
+ */
+static bool serves_mount(long pid, const char *dir, char *mnt, size_t mntlen)
+{
+	FILE *f = NULL;
+	if (pid > 0) {
+		char path[64];
+		snprintf(path, sizeof path, "/proc/%ld/mountinfo", pid);
+		f = fopen(path, "re");
+	}
+	if (!f)
+		f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false;
+	char *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	while (!found && getline(&line, &cap, f) > 0) {
+		/* id parent maj:min root mountpoint opts [tags...] - fstype source superopts */
+		char *sep = strstr(line, " - ");
+		if (!sep)
+			continue;
+		*sep = '\0';
+		char *save = NULL;
+		char *fstype = strtok_r(sep + 3, " \n", &save);
+		char *src = strtok_r(NULL, " \n", &save);
+		size_t pl = strlen(MF_DB_FSNAME_PREFIX);
+		if (!fstype || !src || strncmp(fstype, "fuse", 4) != 0 ||
+		    strncmp(src, MF_DB_FSNAME_PREFIX, pl) != 0)
+			continue;
+		unescape_octal(src);
+		if (!same_path(src + pl, dir))
+			continue;
+		char *tok = strtok_r(line, " ", &save);
+		for (int i = 0; tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (tok) {
+			unescape_octal(tok);
+			snprintf(mnt, mntlen, "%s", tok);
+		}
+		found = true;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+static long lock_holder_pid(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/*
+ * Take the data dir lock.  A holder that serves no mount of the data dir
+ * is either exiting (`fusermount3 -u M && memfluxfs M`: after the unmount
+ * it still flushes the WAL, for a second or two with millions of keys) or
+ * still recovering: wait for it, saying so once, up to lock_wait_ms.  A
+ * holder with a live mount fails at once.
+ */
+static int lock_data_dir(mf_db *db, const char *path, char *err, size_t errlen)
+{
+	double deadline = mono() + db->opts.lock_wait_ms / 1000.0;
+	bool told = false;
+	for (;;) {
+		if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			snprintf(err, errlen, "data dir %s: cannot lock %s: %s", db->dir, path,
+			         strerror(errno));
+			return -1;
+		}
+		long pid = lock_holder_pid(db->lock_fd);
+		char mnt[PATH_MAX] = "";
+		if (serves_mount(pid, db->dir, mnt, sizeof mnt)) {
+			snprintf(err, errlen, "data dir %s is in use by memfluxfs (pid %ld, mounted on %s)",
+			         db->dir, pid, mnt);
+			return -1;
+		}
+		if (mono() >= deadline) {
+			if (told)
+				snprintf(err, errlen, "data dir %s is still locked by pid %ld after %.0f s "
+				         "(lock %s held; no mount of it is left)", db->dir, pid,
+				         db->opts.lock_wait_ms / 1000.0, path);
+			else
+				snprintf(err, errlen, "data dir %s is in use by another memfluxfs (lock %s held)",
+				         db->dir, path);
+			return -1;
+		}
+		if (!told) {
+			char line[PATH_MAX + 200];
+			snprintf(line, sizeof line, "data dir %s is locked by pid %ld, which serves no mount "
+			         "of it (shutting down?): waiting up to %.0f s for it", db->dir, pid,
+			         db->opts.lock_wait_ms / 1000.0);
+			if (db->opts.notice)
+				db->opts.notice(line);
+			else
+				fprintf(stderr, "memfluxfs: %s\n", line);
+			told = true;
+		}
+		/* Polling: flock has no timed wait, and the holder's mount
+		 * state must be re-checked anyway. */
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 {
 	mf_db *db = calloc(1, sizeof *db);
@@ -158,11 +300,16 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		snprintf(err, errlen, "data dir %s: cannot open lock file: %s", db->dir, strerror(errno));
 		goto fail;
 	}
-	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		snprintf(err, errlen, "data dir %s is in use by another memfluxfs (lock %s held)",
-		         db->dir, path);
+	if (lock_data_dir(db, path, err, errlen) != 0)
 		goto fail;
-	}
+	t0 = mono(); /* recovery time excludes waiting for the lock */
+	/* Our pid, as soon as the lock is ours: tests and operators find the
+	 * daemon through it (kill -9 tests), and a second memfluxfs checks
+	 * whether this pid serves a mount. */
+	char pid[32];
+	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(db->lock_fd, 0) == 0 && pwrite(db->lock_fd, pid, (size_t)n, 0) < 0)
+		fprintf(stderr, "memfluxfs: cannot record pid in lock file: %s\n", strerror(errno));
 
 	mf_snapshot_remove_tmp(db->io, db->dir);
 	db->store = mf_store_new();
@@ -215,12 +362,6 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		db->wal = NULL;
 		goto fail;
 	}
-	/* Write our pid after the lock is ours: tests and operators find the
-	 * daemon through it (kill -9 tests). */
-	char pid[32];
-	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-	if (ftruncate(db->lock_fd, 0) == 0 && pwrite(db->lock_fd, pid, (size_t)n, 0) < 0)
-		fprintf(stderr, "memfluxfs: cannot record pid in lock file: %s\n", strerror(errno));
 	return db;
 
 fail:
@@ -243,8 +384,10 @@ void mf_db_close(mf_db *db)
 	int r = mf_wal_close(db->wal);
 	if (r)
 		fprintf(stderr, "memfluxfs: closing WAL: %s\n", strerror(-r));
-	mf_store_free(db->store);
+	/* Everything is durable: let a restart waiting for the lock in now,
+	 * before the slow part (freeing millions of keys). */
 	close(db->lock_fd);
+	mf_store_free(db->store);
 	free(db->dir);
 	free(db);
 }

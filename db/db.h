@@ -1,8 +1,11 @@
 /*
  * db.h — the database: store + WAL + snapshots, wired together.
  *
- * Owns the data dir (locked with flock on memflux.lock for the life of the
- * process), the in-memory store, the WAL writer and the snapshot thread.
+ * Owns the data dir (locked with flock on memflux.lock, which holds the pid,
+ * from open until mf_db_close has closed the WAL), the in-memory store, the
+ * WAL writer and the snapshot thread.  A lock holder is "live" while a FUSE
+ * mount whose source is MF_DB_FSNAME_PREFIX DATA_DIR exists in its mount
+ * namespace (the daemon mounts with that fsname): see lock_wait_ms.
  * The FUSE layer turns file operations into mf_op records and hands them to
  * mf_db_commit(); it reads through mf_db_store().
  *
@@ -28,12 +31,22 @@
 #include "../store/store.h"
 #include "../wal/wal.h"
 
+#define MF_DB_FSNAME_PREFIX "memfluxfs:"
+
 typedef struct mf_db_opts {
 	const char *dir;
 	mf_fsync_mode fsync_mode;
 	unsigned fsync_interval_ms;
 	uint64_t wal_threshold;   /* bytes; snapshot when the active WAL passes it */
 	mf_io *io;                /* NULL: POSIX */
+	/* The data dir lock is held by another process: if that process serves
+	 * no mount of this data dir (it is exiting after an unmount, or still
+	 * starting), wait up to this long for it; a live mount fails at once.
+	 * 0: fail at once whatever the holder does. */
+	unsigned lock_wait_ms;
+	/* Called with a line (no "memfluxfs: " prefix, no newline) the user
+	 * should see now, e.g. that we are waiting for the lock; NULL: stderr. */
+	void (*notice)(const char *line);
 } mf_db_opts;
 
 typedef struct mf_db mf_db;

@@ -7,23 +7,26 @@
  * from its name ("orphan") and keep the value it had, so open handles go on
  * reading and writing it while the key is gone for everyone else (POSIX).
  *
- * Handles.  A handle reads the committed value live (so it sees other
- * handles' closes) until it writes.  Its first write makes a private copy
- * ("full" mode), or, for O_APPEND opens, collects the appended bytes
- * ("append" mode).  flush/fsync/release commit one whole-value op: SET for
- * full mode, APPEND (kv) or RPUSH (lists) for append mode.  So concurrent
- * writers to one key are serialised by the WAL: last close wins for
- * overwrites, and appends all land (O_APPEND semantics).  No torn mix.
+ * Handles.  A handle reads a committed version it pinned (see view_refresh)
+ * until it writes.  Its first write makes a private copy ("full" mode), or,
+ * for O_APPEND opens, collects the appended bytes ("append" mode).
+ * flush/fsync/release commit one whole-value op: SET for full mode, APPEND
+ * (kv) or RPUSH (lists) for append mode.  So concurrent writers to one key
+ * are serialised by the WAL: last close wins for overwrites, and appends all
+ * land (O_APPEND semantics).  No torn mix.
  *
- * Caching.  Entry and attr timeouts (opts.timeout) and keep_cache cut the
- * requests per operation.  keep_cache is granted on open only if the value's
- * version is the one the kernel cached at the previous open; and after every
- * commit on a node with other opens, its attributes and pages are
- * invalidated, so no reader sees stale data or sizes after a close.
+ * Caching.  Entry and attr timeouts (opts.timeout) cut the requests per
+ * operation; which opens may use the kernel's page cache, and when it is
+ * invalidated, is decided in one place: "kernel cache policy" below.
  *
- * Locking: g.mu guards the node tables and node fields; each handle has its
- * own mutex (the kernel may send concurrent writes on one handle).  Never
- * held across a commit (which waits for the WAL).
+ * Locking (order: h->mu, then a name stripe, then g.mu):
+ *  - h->mu: one handle's state (the kernel may send concurrent requests on
+ *    one handle); held across that handle's commit.
+ *  - name stripes (see "Name ordering"): held across a commit addressed by
+ *    name and the node update that goes with it.
+ *  - g.mu: the node tables and every node field; never held across a
+ *    commit (which waits for the WAL).
+ *  - g.hmu: the list of live handles only; taken alone.
  */
 #include "fs.h"
 #include "../store/json.h"
@@ -64,6 +67,9 @@ typedef struct node {
 	uint8_t type;
 	bool named;             /* false once unlinked / renamed over */
 	bool pending;           /* created, first commit still to come */
+	bool transit;           /* unlink/rename of its name in flight: readers use
+	                         * `orphan`, set to the value before the commit */
+	unsigned busy;          /* held across such a commit: not freed meanwhile */
 	mf_slice key;
 	uint64_t nlookup;
 	unsigned nopen;
@@ -72,12 +78,20 @@ typedef struct node {
 	/* orphan state: the value when the name went away */
 	mf_slice orphan;
 	int64_t orphan_mtime;
-	/* keep_cache bookkeeping */
-	uint64_t cached_version;
+	/* kernel cache policy (see "cache policy" below) */
+	uint64_t cached_version; /* version the kernel's pages hold */
+	unsigned nwriters;       /* open writable handles */
+	unsigned ncached;        /* open read-only handles using the page cache */
+	int64_t hot_until;       /* monotonic ns: recently written, read direct */
 	/* dirty handles: getattr reports the most recent writer's size */
 	unsigned ndirty;
 	uint64_t dirty_size;
 	int64_t dirty_mtime;
+	/* utimens while handles were dirty (cp -p, tar x: write, futimens,
+	 * close): the time to log once they have committed, since each commit
+	 * stamps its own time. */
+	bool has_set_mtime;
+	int64_t set_mtime;
 } node;
 
 typedef struct handle {
@@ -96,6 +110,15 @@ typedef struct handle {
 	 * may be waiting for h->mu (deadlock otherwise). */
 	fuse_ino_t inval_ino;
 	bool inval_attr_only;
+	bool trunc;     /* opened with O_TRUNC: its value starts empty */
+	bool writer;    /* opened for writing (counted in n->nwriters) */
+	bool cached;    /* reads through the page cache (counted in n->ncached) */
+	bool has_read;  /* a later read at offset 0 is a rewind (see view_refresh) */
+	/* The committed value this handle sees: pinned at open (an immutable
+	 * slice), re-pinned to what the handle itself committed.  So a handle
+	 * keeps the file it opened across unlink/rename-over, and a reader
+	 * sees one consistent version however it chunks its reads. */
+	mf_slice view;
 	mf_slice data;  /* private buffer (refs == 1 while unpublished) */
 	uint64_t size;  /* logical size in full mode */
 	char *text;     /* /.ctl files: content fixed at open */
@@ -117,6 +140,7 @@ static struct {
 	uid_t uid;
 	gid_t gid;
 	double timeout;
+	bool readonly;          /* mounted with -o ro: pops are refused too */
 	struct timespec start;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -215,7 +239,7 @@ static node *node_get(uint8_t type, const char *k, size_t len)
 /* Free a node nobody references any more.  Caller holds g.mu. */
 static void node_maybe_free(node *n)
 {
-	if (n->nlookup || n->nopen)
+	if (n->nlookup || n->nopen || n->busy)
 		return;
 	name_unlink(n);
 	node **ip = &g.inos[n->ino & (g.nbuckets - 1)];
@@ -350,6 +374,8 @@ static int node_attr(node *n, struct stat *st)
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
 		return jpath_attr(n, st);
+	if (!n->named && !n->nopen)
+		return -ESTALE; /* see mf_open: gone; the kernel looks the name up again */
 	mf_entry_info info;
 	uint64_t size;
 	int64_t mtime, ctime;
@@ -393,9 +419,54 @@ static mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen)
 	return op;
 }
 
+/*
+ * Name ordering.  Every mutation addressed by name (a handle's commit, the
+ * CREATE that materializes a pending key, truncate/utimens by name, unlink,
+ * rename) holds the stripe of that (type, key) across its commit and the
+ * node update that goes with it.  So a close's SET never lands after an
+ * `rm` that returned first (bringing the key back), a `touch` cannot
+ * resurrect a removed key, and no mutation splits a `mv`.  One of 64
+ * mutexes, picked by (type, key); rename takes both names' stripes in
+ * address order.  Lock order: h->mu, then a stripe, then g.mu.
+ */
+#define NSTRIPES 64
+static pthread_mutex_t stripes[NSTRIPES];
+
+static pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len)
+{
+	return &stripes[name_hash(type, k, len) % NSTRIPES];
+}
+
+/* Lock the stripe of n's current name so that the name cannot change while
+ * it is held (rename and unlink hold it too).  Returns the locked stripe,
+ * or NULL if n has no name (unlinked or renamed over): nothing to order. */
+static pthread_mutex_t *name_lock(node *n)
+{
+	for (;;) {
+		pthread_mutex_lock(&g.mu);
+		bool named = n->named;
+		mf_slice key = mf_slice_ref(n->key);
+		pthread_mutex_unlock(&g.mu);
+		if (!named) {
+			mf_slice_unref(&key);
+			return NULL;
+		}
+		pthread_mutex_t *m = stripe(n->type, mf_slice_ptr(key), key.len);
+		pthread_mutex_lock(m);
+		pthread_mutex_lock(&g.mu);
+		bool same = n->named && n->key.len == key.len &&
+		            memcmp(mf_slice_ptr(n->key), mf_slice_ptr(key), key.len) == 0;
+		pthread_mutex_unlock(&g.mu);
+		mf_slice_unref(&key);
+		if (same)
+			return m;
+		pthread_mutex_unlock(m); /* renamed or unlinked meanwhile: look again */
+	}
+}
+
 /* A pending (created, uncommitted) key that a namespace or attribute op now
  * needs in the store: log its CREATE.  JSON stays pending (an empty
- * document is not one).  0 or -errno. */
+ * document is not one).  Caller holds the name's stripe.  0 or -errno. */
 static int materialize(uint8_t type, const char *k, size_t klen)
 {
 	if (type == MF_T_JSON)
@@ -426,6 +497,72 @@ static void invalidate(fuse_ino_t ino)
 {
 	if (g.se)
 		fuse_lowlevel_notify_inval_inode(g.se, ino, 0, 0);
+}
+
+/* ---------- kernel cache policy ----------
+ *
+ * The kernel keeps ONE page cache and ONE cached size per inode, shared by
+ * every handle, while a handle here sees a private view (the value pinned
+ * at open, then its own writes until it commits).  A page filled for one
+ * handle, or a size raised by one writer, would show another handle bytes
+ * that were never committed, zeros past the committed end (the kernel
+ * zero-fills a short page read), or a cut value.  So the page cache is used
+ * only where every handle on the inode agrees on what it holds:
+ *  - writable handles are direct_io: uncommitted bytes never enter it;
+ *  - a read-only open uses it only if no writable handle is open, the key
+ *    was not written within the attribute timeout ("hot": a direct write
+ *    may have raised the cached size), and every other cached reader pinned
+ *    the same version; otherwise it reads direct, exactly its view;
+ *  - lists are always read direct: a list reader sees the list as of its
+ *    open (see view_refresh), which shared pages cannot give while pops
+ *    shift every offset;
+ *  - keep_cache only when the pages hold the version this open pinned.
+ * Cold, read-mostly keys (the common case) keep the page cache; keys being
+ * written read direct.  All counters below are guarded by g.mu.
+ */
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void cache_mark_hot(node *n)
+{
+	n->hot_until = mono_ns() + (int64_t)(g.timeout * 1e9);
+}
+
+/* version: the committed version the handle pinned, 0 if none. */
+static void cache_open(node *n, handle *h, struct fuse_file_info *fi, bool writer,
+                       uint64_t version)
+{
+	if (writer) {
+		fi->direct_io = 1; /* also for lists: they are read direct, below */
+		h->writer = true;
+		n->nwriters++;
+		cache_mark_hot(n);
+		return;
+	}
+	if (!version || n->type == MF_T_LIST || n->nwriters || mono_ns() < n->hot_until ||
+	    (n->ncached && n->cached_version != version)) {
+		fi->direct_io = 1;
+		return;
+	}
+	fi->keep_cache = n->cached_version == version;
+	n->cached_version = version;
+	n->ncached++;
+	h->cached = true;
+}
+
+static void cache_close(node *n, handle *h)
+{
+	if (h->writer) {
+		n->nwriters--;
+		cache_mark_hot(n);
+	}
+	if (h->cached)
+		n->ncached--;
+	h->writer = h->cached = false;
 }
 
 /* Commit a handle (see handle_commit) and then, outside h->mu, send the
@@ -476,24 +613,32 @@ static void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t
 		fuse_reply_entry(req, e);
 }
 
-/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`
- * (nk holds 2 * MF_KEY_MAX + 2 bytes).  Its length, or 0 if parent is not a
- * /.ctl/json/<doc> directory. */
-static size_t jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen, char *nk,
-                            size_t *klen)
+/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`.
+ * A path file name is a file name like any other: at most MF_KEY_MAX bytes
+ * (NAME_MAX, what statfs reports as f_namemax), although FUSE passes names
+ * up to 1024 bytes.  Checking that before copying is what keeps the node key
+ * inside its fixed buffer: doc (a store key, <= MF_KEY_MAX) + '/' + name. */
+#define JPATH_NK_MAX (2 * MF_KEY_MAX + 1)
+static int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
+                         char nk[JPATH_NK_MAX], size_t *klen)
 {
 	pthread_mutex_lock(&g.mu);
 	node *d = by_ino(parent);
 	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
 	pthread_mutex_unlock(&g.mu);
 	*klen = key.len;
+	int r = 0;
 	if (!key.len)
-		return 0;
-	memcpy(nk, mf_slice_ptr(key), key.len);
-	nk[key.len] = '/';
-	memcpy(nk + key.len + 1, name, plen);
+		r = -ENOTDIR; /* parent is not a /.ctl/json/<doc> directory */
+	else if (plen > MF_KEY_MAX || key.len > MF_KEY_MAX)
+		r = -ENAMETOOLONG;
+	if (r == 0) {
+		memcpy(nk, mf_slice_ptr(key), key.len);
+		nk[key.len] = '/';
+		memcpy(nk + key.len + 1, name, plen);
+	}
 	mf_slice_unref(&key);
-	return *klen + 1 + plen;
+	return r;
 }
 
 /* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
@@ -501,12 +646,13 @@ static void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
 	size_t plen = strlen(name), klen;
-	char nk[2 * MF_KEY_MAX + 2];
-	if (!jpath_nodekey(parent, name, plen, nk, &klen)) {
-		fuse_reply_err(req, ENOTDIR);
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	if (r) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	int r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
+	r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
 	if (r == 0)
 		r = jpath_read(nk, klen, name, plen, NULL, NULL, NULL);
 	fill_entry(&e, 0);
@@ -668,6 +814,7 @@ static void handle_free(handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&g.hmu);
+	mf_slice_unref(&h->view);
 	mf_slice_unref(&h->data);
 	free(h->text);
 	pthread_mutex_destroy(&h->mu);
@@ -684,7 +831,7 @@ static void handle_put(handle *h)
 static int node_value(node *n, mf_slice *out)
 {
 	pthread_mutex_lock(&g.mu);
-	bool named = n->named;
+	bool named = n->named && !n->transit;
 	mf_slice key = mf_slice_ref(n->key);
 	if (!named)
 		*out = mf_slice_ref(n->orphan);
@@ -713,28 +860,24 @@ static void handle_reserve(handle *h, uint64_t len)
 	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
 }
 
-/* Switch to full mode: private copy of the current value. */
-static int handle_make_full(handle *h)
+/* Switch to full mode: private copy of the handle's view (plus what it
+ * appended so far). */
+static void handle_make_full(handle *h)
 {
 	if (h->full)
-		return 0;
-	mf_slice cur = MF_SLICE_EMPTY;
-	int r = node_value(h->n, &cur);
-	if (r && r != -ENOENT)
-		return r;
+		return;
+	mf_slice cur = h->view;
 	uint64_t len = cur.len + (h->append ? h->data.len : 0);
 	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
 	memcpy(d.buf->data, mf_slice_ptr(cur), cur.len);
 	if (h->append)
 		memcpy(d.buf->data + cur.len, mf_slice_ptr(h->data), h->data.len);
 	d.len = d.buf->used = len;
-	mf_slice_unref(&cur);
 	mf_slice_unref(&h->data);
 	h->data = d;
 	h->size = len;
 	h->full = true;
 	h->append = false;
-	return 0;
 }
 
 static void set_dirty(handle *h)
@@ -745,6 +888,7 @@ static void set_dirty(handle *h)
 	h->hidden = false;
 	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
+	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
 	pthread_mutex_unlock(&g.mu);
 	h->dirty = true;
 }
@@ -761,25 +905,60 @@ static void clear_dirty(handle *h)
 	h->dirty = false;
 }
 
-/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
- * h->mu; h->dirty is set. */
-static int jpath_commit(handle *h)
+/* `>>` on a path file: appending to a member's text would splice two
+ * values, and replacing it would silently drop the append's meaning.
+ * EOPNOTSUPP ("Operation not supported"); nothing changes. */
+static int jpath_refuse_append(node *n)
 {
-	node *n = h->n;
-	if (!h->wrote) {
-		clear_dirty(h);
-		return 0;
-	}
 	size_t klen, plen;
 	const char *path;
 	jpath_split(n, &klen, &path, &plen);
-	mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, mf_slice_ptr(n->key), klen);
-	op.key2 = mf_slice_from(path, plen, plen);
-	op.val = mf_slice_ref(h->data);
-	op.val.len = h->size;
-	int r = commit(&op);
-	if (r)
-		log_err("JSON path update failed for", MF_T_JSON, mf_slice_ptr(op.key), op.key.len, -r);
+	fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: O_APPEND (>>) refused: "
+	        "a member is replaced whole, not appended to\n",
+	        (int)klen, mf_slice_ptr(n->key), (int)plen, path);
+	return -EOPNOTSUPP;
+}
+
+/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
+ * h->mu; h->dirty is set.  final: the handle is going away (or fsync). */
+static int jpath_commit(handle *h, bool final)
+{
+	node *n = h->n;
+	size_t klen, plen;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	const char *k = mf_slice_ptr(n->key);
+	if (!h->wrote) {
+		/* Created or opened with O_TRUNC and nothing written: an empty
+		 * value is not JSON.  A non-final close stays dirty, since bash
+		 * closes a duplicate of the descriptor before it writes; the
+		 * last one gives up, once, and logs it. */
+		if (final) {
+			clear_dirty(h);
+			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: empty value refused, "
+			        "document unchanged\n", (int)klen, k, (int)plen, path);
+		}
+		return -EINVAL;
+	}
+	/* Validated here too (the commit checks again) so that the one log
+	 * line names the document, the path and the reason. */
+	size_t off;
+	const char *why;
+	int r = mf_json_validate(mf_slice_ptr(h->data), h->size, &off, &why);
+	if (r) {
+		fprintf(stderr, "memfluxfs: rejected JSON value for path json/%.*s %.*s: %s at byte %zu\n",
+		        (int)klen, k, (int)plen, path, why, off);
+	} else {
+		mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_ref(h->data);
+		op.val.len = h->size;
+		r = commit(&op);
+		if (r)
+			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: update failed: %s\n",
+			        (int)klen, k, (int)plen, path, strerror(-r));
+		mf_op_clear(&op);
+	}
 	/* Success or a refusal (EINVAL, ENOENT): either way this text is done. */
 	mf_slice_unref(&h->data);
 	h->size = 0;
@@ -787,12 +966,11 @@ static int jpath_commit(handle *h)
 	clear_dirty(h);
 	if (r == 0) {
 		pthread_mutex_lock(&g.mu);
-		node *doc = *name_slot(MF_T_JSON, mf_slice_ptr(op.key), op.key.len);
+		node *doc = *name_slot(MF_T_JSON, k, klen);
 		fuse_ino_t ino = doc ? doc->ino : 0;
 		pthread_mutex_unlock(&g.mu);
 		h->inval_ino = ino; /* the document changed under its inode */
 	}
-	mf_op_clear(&op);
 	return r;
 }
 
@@ -801,71 +979,121 @@ static int jpath_commit(handle *h)
  * final: the handle is going away, so a list's unterminated last line is
  * pushed now (with its newline completed).
  */
-/*
- * Commits by name are ordered against unlink and rename of that name: a
- * close's SET must not land after an `rm` that returned first (bringing the
- * key back) or split a `mv`.  One of 64 mutexes, picked by (type, key), is
- * held across such a commit and its node update; rename takes both names'
- * stripes in index order.  Order: h->mu, then a stripe, then g.mu.
- */
-#define NSTRIPES 64
-static pthread_mutex_t stripes[NSTRIPES];
-
-static pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len)
-{
-	return &stripes[name_hash(type, k, len) % NSTRIPES];
-}
-
 static int handle_commit_inner(handle *h, bool final);
+
+/* Log the time a utimens asked for while handles were dirty, once none is
+ * (their commits are in).  Caller holds the name's stripe, so it lands
+ * right after those commits and before any rm/mv of the name.  A key that
+ * never came to be (a refused first JSON document) has no time to keep. */
+static void settime_deferred(node *n)
+{
+	pthread_mutex_lock(&g.mu);
+	bool due = n->has_set_mtime && !n->ndirty && n->named && !n->pending;
+	if (due)
+		n->has_set_mtime = false;
+	int64_t t = n->set_mtime;
+	mf_op op = due ? key_op(MF_OP_SETTIME, n->type, mf_slice_ptr(n->key), n->key.len) : (mf_op){0};
+	pthread_mutex_unlock(&g.mu);
+	if (!due)
+		return;
+	op.arg = (uint64_t)t;
+	int r = commit(&op);
+	if (r && r != -ENOENT)
+		log_err("setting the time failed for", op.ktype, mf_slice_ptr(op.key), op.key.len, -r);
+	mf_op_clear(&op);
+}
 
 static int handle_commit(handle *h, bool final)
 {
 	node *n = h->n;
 	if (!h->dirty || n->type == NODE_JPATH)
 		return handle_commit_inner(h, final);
-	for (;;) {
-		pthread_mutex_lock(&g.mu);
-		bool named = n->named;
-		mf_slice key = mf_slice_ref(n->key);
-		pthread_mutex_unlock(&g.mu);
-		pthread_mutex_t *m = named ? stripe(n->type, mf_slice_ptr(key), key.len) : NULL;
-		if (m)
-			pthread_mutex_lock(m);
-		pthread_mutex_lock(&g.mu);
-		bool same = n->named == named &&
-		            (!named || (n->key.len == key.len &&
-		                        memcmp(mf_slice_ptr(n->key), mf_slice_ptr(key), key.len) == 0));
-		pthread_mutex_unlock(&g.mu);
-		mf_slice_unref(&key);
-		if (same) {
-			int r = handle_commit_inner(h, final);
-			if (m)
-				pthread_mutex_unlock(m);
-			return r;
-		}
-		if (m) /* renamed or unlinked meanwhile: look again */
-			pthread_mutex_unlock(m);
+	pthread_mutex_t *m = name_lock(n);
+	int r = handle_commit_inner(h, final);
+	if (m) {
+		settime_deferred(n);
+		pthread_mutex_unlock(m);
 	}
+	return r;
 }
 
+/* Back to a clean handle after its commit (or a refusal, which is final
+ * too: the release must not retry and log twice).  Its view becomes
+ * `view` (consumed): what it committed, or what it saw before. */
+static void handle_reset(handle *h, mf_slice view)
+{
+	mf_slice_unref(&h->view);
+	h->view = view;
+	mf_slice_unref(&h->data);
+	h->full = h->append = h->wrote = h->trunc = false;
+	h->size = 0;
+	clear_dirty(h);
+}
+
+/* Commit of a handle whose key is gone (unlinked or renamed over while
+ * open): its data lives on only in the node, for the handles still open.
+ * The type's rules still hold (a JSON document must be one). */
+static int commit_orphan(handle *h)
+{
+	node *n = h->n;
+	if (n->type == MF_T_JSON && h->full) {
+		size_t off = 0;
+		const char *why = "";
+		if (mf_json_validate(mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
+			fprintf(stderr, "memfluxfs: invalid JSON written to unlinked document %.*s "
+			        "(byte %zu: %s): refused\n", (int)(n->key.len > 255 ? 255 : n->key.len),
+			        mf_slice_ptr(n->key), off, why);
+			handle_reset(h, mf_slice_ref(h->view));
+			return -EINVAL;
+		}
+	}
+	pthread_mutex_lock(&g.mu);
+	if (h->full) {
+		/* The buffer moves to the node: from now on it is published
+		 * (other handles read it), so this handle must not grow it in
+		 * place; its next write starts a new private copy. */
+		mf_slice_unref(&n->orphan);
+		h->data.len = h->size;
+		n->orphan = h->data;
+		h->data = MF_SLICE_EMPTY;
+	} else {
+		mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
+	}
+	n->orphan_mtime = mf_now_ns();
+	mf_slice view = mf_slice_ref(n->orphan);
+	pthread_mutex_unlock(&g.mu);
+	handle_reset(h, view);
+	return 0;
+}
+
+/* True if the committed value of the handle's key is empty now: then an
+ * O_TRUNC handle that wrote nothing has nothing to log. */
+static bool committed_empty(node *n, mf_slice key)
+{
+	mf_entry_info info;
+	return mf_store_get(g.st, mf_slice_ptr(key), key.len, false, &info) == 0 &&
+	       info.type == n->type && info.size == 0;
+}
+
+/*
+ * Commit what a handle wrote as one whole-value op.  Caller holds h->mu and
+ * the name's stripe (handle_commit).  final: the handle is going away, so a
+ * list's unterminated last line is pushed now (with its newline completed).
+ */
 static int handle_commit_inner(handle *h, bool final)
 {
 	if (!h->dirty)
 		return 0;
 	node *n = h->n;
 	if (n->type == NODE_JPATH)
-		return jpath_commit(h);
-	/* A document truncated by open(O_TRUNC) but not yet written is not a
-	 * document, and a created file not yet written needs no record yet:
-	 * shells flush a duplicated descriptor before writing, so wait for the
-	 * data (or the last close).  The JSON close still reports EINVAL. */
-	bool empty = !h->full && h->data.len == 0;
+		return jpath_commit(h, final);
 	if (n->type == MF_T_JSON && !h->wrote && !final) {
-		/* The kernel truncated its view at open(O_TRUNC); the document
-		 * is unchanged, so stop showing this handle's (empty) size and
-		 * make the kernel look again before close returns.  The handle
-		 * stays dirty: a write may still follow (bash), and the release
-		 * commits (and logs) whatever it holds then. */
+		/* A document truncated by open(O_TRUNC) but not yet written is not
+		 * a document.  The kernel truncated its view at open; the document
+		 * is unchanged, so stop showing this handle's (empty) size and make
+		 * the kernel look again before close returns.  The handle stays
+		 * dirty: a write may still follow (bash closes a duplicate before
+		 * writing), and the release commits (and logs) whatever it holds. */
 		pthread_mutex_lock(&g.mu);
 		if (!h->hidden)
 			n->ndirty--;
@@ -874,53 +1102,37 @@ static int handle_commit_inner(handle *h, bool final)
 		h->inval_ino = n->ino;
 		return -EINVAL;
 	}
-	if (n->pending && !h->wrote && n->type != MF_T_JSON) {
-		/* Created, nothing written yet: this close must leave the key
-		 * durable (touch, `: > k`), even if data follows (bash closes
-		 * a duplicate before writing). */
-		empty = true;
-		if (h->full)
-			h->size = 0;
-	}
 	pthread_mutex_lock(&g.mu);
-	bool named = n->named;
+	bool named = n->named, pending = n->pending;
 	mf_slice key = mf_slice_ref(n->key);
 	pthread_mutex_unlock(&g.mu);
-
 	if (!named) {
-		/* Unlinked while open: the data lives on only in this node. */
-		pthread_mutex_lock(&g.mu);
-		if (h->full) {
-			/* The buffer moves to the node: from now on it is published
-			 * (other handles read it), so this handle must not grow it in
-			 * place; its next write starts a new private copy. */
-			mf_slice_unref(&n->orphan);
-			h->data.len = h->size;
-			n->orphan = h->data;
-			h->data = MF_SLICE_EMPTY;
-		} else {
-			mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
-			mf_slice_unref(&h->data);
-		}
-		h->full = false;
-		h->wrote = false;
-		h->size = 0;
-		n->orphan_mtime = mf_now_ns();
-		pthread_mutex_unlock(&g.mu);
 		mf_slice_unref(&key);
-		clear_dirty(h);
-		return 0;
+		return commit_orphan(h);
 	}
 
+	if (!h->full && h->data.len == 0 && !pending) {
+		/* An O_APPEND creator that wrote nothing, whose key another
+		 * handle's commit brought into being: nothing left to do. */
+		mf_slice_unref(&key);
+		handle_reset(h, mf_slice_ref(h->view));
+		return 0;
+	}
 	mf_op op = {0};
 	op.ktype = n->type;
 	op.key = key;
-	if (empty) {
-		/* Created and empty, or created with O_APPEND and nothing
-		 * written: the key must exist now, without clobbering what other
-		 * handles appended.  The handle stays as it was. */
+	if (pending && (!h->wrote || (!h->full && h->data.len == 0)) && n->type != MF_T_JSON) {
+		/* Created, nothing written yet: this close must leave the key
+		 * durable (touch, `: > k`) without clobbering what other handles
+		 * append; the handle goes on building its value. */
 		op.type = MF_OP_CREATE;
 	} else if (h->full) {
+		if (!h->wrote && h->trunc && committed_empty(n, key)) {
+			/* `> k` on an empty key: nothing changes, nothing to log. */
+			mf_op_clear(&op);
+			handle_reset(h, mf_slice_ref(h->view));
+			return 0;
+		}
 		op.type = MF_OP_SET;
 		h->data.len = h->size;
 		mf_slice_shrink_private(&h->data);
@@ -940,25 +1152,30 @@ static int handle_commit_inner(handle *h, bool final)
 	}
 	int r = commit(&op);
 	bool was_full = h->full;
-	bool transient = r == -ENOSPC || r == -EIO || r == -ENOMEM;
-	if (op.type == MF_OP_CREATE && h->full && r == 0) {
-		/* The handle keeps building its value (empty so far). */
+	if (r == 0 && op.type == MF_OP_CREATE) {
 		if (!h->wrote)
-			clear_dirty(h);
-	} else if (!transient) {
-		/* Done, or refused for good (EINVAL, EEXIST...): drop the data so
-		 * the release does not retry and log twice.  Transient I/O errors
-		 * keep it for a retry by fsync/close. */
-		mf_slice_unref(&h->data);
-		h->full = false;
-		h->wrote = false;
-		h->size = 0;
-		clear_dirty(h);
+			clear_dirty(h); /* a full handle keeps building its (empty) value */
+		if (!h->full) /* O_APPEND creator: nothing of its own yet */
+			handle_reset(h, MF_SLICE_EMPTY);
+	} else if (r == 0 && op.type == MF_OP_SET) {
+		handle_reset(h, mf_slice_ref(op.val));
+	} else if (r == 0) {
+		/* An append landed after whatever the value was: see that. */
+		mf_entry_info info = {0};
+		mf_slice view = mf_store_get(g.st, mf_slice_ptr(key), key.len, true, &info) == 0
+		                    ? info.val : MF_SLICE_EMPTY;
+		handle_reset(h, view);
+	} else if (r != -ENOSPC && r != -EIO && r != -ENOMEM) {
+		/* Refused for good (EINVAL, EEXIST...).  Transient I/O errors keep
+		 * the data for a retry by fsync/close. */
+		handle_reset(h, mf_slice_ref(h->view));
 	}
 	pthread_mutex_lock(&g.mu);
 	bool others = n->nopen > 1;
-	if (r == 0)
+	if (r == 0) {
 		n->pending = false;
+		cache_mark_hot(n);
+	}
 	pthread_mutex_unlock(&g.mu);
 	if (r)
 		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
@@ -990,6 +1207,8 @@ static void undo_open(node *n, handle *h, uint64_t lookups)
 	pthread_mutex_lock(&g.mu);
 	if (h && h->dirty && !h->hidden)
 		n->ndirty--;
+	if (h)
+		cache_close(n, h);
 	n->nopen--;
 	n->nlookup -= lookups;
 	if (n->pending && !n->ndirty) {
@@ -1006,6 +1225,56 @@ static void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		undo_open(h->n, h, 0);
+}
+
+/* Open of a key file: pin the committed value the handle will see (under
+ * the name's stripe, so no commit, unlink or rename is half done), pick the
+ * cache mode, and apply O_TRUNC to this handle.  O_TRUNC is never dropped,
+ * even on an empty or pending key: the handle's value starts empty, so its
+ * writes cannot land on top of what another handle commits meanwhile. */
+static int open_key(node *n, handle *h, struct fuse_file_info *fi)
+{
+	bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+	pthread_mutex_t *m = name_lock(n);
+	pthread_mutex_lock(&g.mu);
+	bool pending = n->pending;
+	mf_slice key = mf_slice_ref(n->key);
+	if (!m)
+		h->view = mf_slice_ref(n->orphan);
+	pthread_mutex_unlock(&g.mu);
+	mf_entry_info info = {0};
+	int r = 0;
+	if (m && !pending) {
+		r = mf_store_get(g.st, mf_slice_ptr(key), key.len, true, &info);
+		if (r == 0 && info.type != n->type) {
+			mf_slice_unref(&info.val);
+			r = -ENOENT;
+		}
+		if (r == 0)
+			h->view = info.val;
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&g.mu);
+		cache_open(n, h, fi, writer, m && !pending ? info.version : 0);
+		pthread_mutex_unlock(&g.mu);
+	}
+	if (m)
+		pthread_mutex_unlock(m);
+	mf_slice_unref(&key);
+	if (r)
+		return r;
+	if (writer && (fi->flags & O_TRUNC)) {
+		h->full = true;
+		h->trunc = true;
+		h->size = 0;
+		set_dirty(h);
+		pthread_mutex_lock(&g.mu);
+		n->dirty_size = 0;
+		pthread_mutex_unlock(&g.mu);
+	}
+	if (!writer)
+		fi->noflush = 1; /* nothing to commit: spare the FLUSH request */
+	return 0;
 }
 
 static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1035,11 +1304,17 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&g.mu);
 	node *n = by_ino(ino);
-	if (n)
+	/* A nameless key node can be reopened (/proc/self/fd) only while some
+	 * handle keeps it alive; otherwise it is gone (unlinked, or a create
+	 * that was never committed) even if the kernel still caches its name. */
+	bool gone = n && !n->named && !n->nopen && n->type <= MF_T_LIST;
+	if (n && !gone)
 		n->nopen++;
 	pthread_mutex_unlock(&g.mu);
-	if (!n) {
-		fuse_reply_err(req, ENOENT);
+	if (!n || gone) {
+		/* ESTALE for a gone node makes the kernel look the name up again
+		 * (so open(O_CREAT) through a stale cached entry creates). */
+		fuse_reply_err(req, gone ? ESTALE : ENOENT);
 		return;
 	}
 	handle *h = handle_new(n, fi->flags);
@@ -1052,11 +1327,26 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			const char *path;
 			jpath_split(n, &klen, &path, &plen);
 			r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen, NULL);
+		} else if (fi->flags & O_APPEND) {
+			r = jpath_refuse_append(n);
 		} else {
 			h->full = true; /* the new member text starts empty */
+			if (fi->flags & O_TRUNC)
+				set_dirty(h); /* a value is due: closing without one is EINVAL */
 		}
 	} else if (r == 0 && n->type == NODE_JDIR) {
 		r = -EISDIR;
+	} else if (r == 0 && n->type == NODE_POP && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
+		 * and throw it away: a pop is for a reader only.  EACCES, as for
+		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
+		fprintf(stderr, "memfluxfs: write-open of .ctl/pop/%.*s refused: pop files are read-only\n",
+		        (int)n->key.len, mf_slice_ptr(n->key));
+		r = -EACCES;
+	} else if (r == 0 && n->type == NODE_POP && g.readonly) {
+		/* -o ro: the kernel refuses writes itself, but a pop is a
+		 * read-only open that mutates; refuse it here, before the log. */
+		r = -EROFS;
 	} else if (r == 0 && n->type == NODE_POP) {
 		/* Opening a pop file pops one element: each opener gets its own. */
 		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
@@ -1078,31 +1368,7 @@ static void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		mf_op_clear(&op);
 	} else if (r == 0) {
-		mf_entry_info info = {0};
-		pthread_mutex_lock(&g.mu);
-		bool named = n->named;
-		mf_slice key = mf_slice_ref(n->key); /* a rename may swap n->key */
-		pthread_mutex_unlock(&g.mu);
-		int got = named ? mf_store_get(g.st, mf_slice_ptr(key), key.len, false, &info) : -ENOENT;
-		mf_slice_unref(&key);
-		if (got == 0) {
-			pthread_mutex_lock(&g.mu);
-			fi->keep_cache = n->cached_version == info.version;
-			n->cached_version = info.version;
-			pthread_mutex_unlock(&g.mu);
-		}
-		if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY &&
-		    (info.size > 0 || !named)) {
-			/* Truncate now for this handle; others see it at close. */
-			h->full = true;
-			h->size = 0;
-			set_dirty(h);
-			pthread_mutex_lock(&g.mu);
-			n->dirty_size = 0;
-			pthread_mutex_unlock(&g.mu);
-		}
-		if ((fi->flags & O_ACCMODE) == O_RDONLY)
-			fi->noflush = 1; /* nothing to commit: spare the FLUSH request */
+		r = open_key(n, h, fi);
 	}
 	if (r) {
 		undo_open(n, h, 0);
@@ -1117,11 +1383,16 @@ static void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
                          struct fuse_file_info *fi)
 {
 	size_t plen = strlen(name), klen;
-	char nk[2 * MF_KEY_MAX + 2];
-	int r = jpath_nodekey(parent, name, plen, nk, &klen) ? 0 : -ENOTDIR;
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
-		fprintf(stderr, "memfluxfs: bad JSON path '%s'\n", name);
+		fprintf(stderr, "memfluxfs: bad JSON path '%s' for json/%.*s\n", name, (int)klen, nk);
 		r = -EINVAL;
+	}
+	if (r == 0 && (fi->flags & O_APPEND)) {
+		fprintf(stderr, "memfluxfs: JSON path json/%.*s %s: O_APPEND (>>) refused: "
+		        "a member is replaced whole, not appended to\n", (int)klen, nk, name);
+		r = -EOPNOTSUPP;
 	}
 	struct fuse_entry_param e;
 	fill_entry(&e, 0);
@@ -1237,6 +1508,34 @@ static handle *fh(struct fuse_file_info *fi)
 	return (handle *)(uintptr_t)fi->fh;
 }
 
+/* A direct handle reads one committed version at a time: the one it pinned
+ * at open, so a reader going through a value in chunks never sees a mix of
+ * versions (nor cut lines of a list being popped).  It moves to the latest
+ * committed version whenever it reads offset 0 (a list: only when it reads
+ * offset 0 again, so a list reader sees the list as of its open), and, for
+ * strings and documents, when it reads at the end of its version and the
+ * latest one extends it (so `tail -f` sees appends).  Caller holds h->mu. */
+static void view_refresh(handle *h, uint64_t off)
+{
+	if (h->append)
+		return; /* its tail is relative to the pinned view */
+	/* A list reader's first read keeps the list as of its open. */
+	bool rewind = off == 0 && (h->has_read || h->n->type != MF_T_LIST);
+	if (!rewind && (off < h->view.len || h->n->type == MF_T_LIST))
+		return;
+	mf_slice cur = MF_SLICE_EMPTY;
+	if (node_value(h->n, &cur) != 0)
+		return;
+	bool extends = cur.len > h->view.len &&
+	               memcmp(mf_slice_ptr(cur), mf_slice_ptr(h->view), h->view.len) == 0;
+	if (rewind || extends) {
+		mf_slice_unref(&h->view);
+		h->view = cur;
+	} else {
+		mf_slice_unref(&cur);
+	}
+}
+
 static void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -1268,12 +1567,16 @@ static void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	} else {
-		int r = node_value(h->n, &v);
-		if (r && r != -ENOENT) {
-			pthread_mutex_unlock(&h->mu);
-			fuse_reply_err(req, -r);
-			return;
+		if (h->cached) {
+			/* Page cache reads: the pages are shared by every cached
+			 * handle and invalidated at each commit, so fill them from the
+			 * latest committed value (see cache policy). */
+			node_value(h->n, &v);
+		} else {
+			view_refresh(h, (uint64_t)off);
+			v = mf_slice_ref(h->view);
 		}
+		h->has_read = true;
 		vlen = v.len;
 		if (h->append && h->n->type != MF_T_LIST)
 			tail = mf_slice_ref(h->data);
@@ -1347,8 +1650,8 @@ static void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 			mf_slice_append(&h->data, buf, size);
 		}
 	} else {
-		r = handle_make_full(h);
-		if (r == 0 && (h->flags & O_APPEND))
+		handle_make_full(h);
+		if (h->flags & O_APPEND)
 			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
 		if (r == 0) {
 			uint64_t end = (uint64_t)off + size;
@@ -1425,12 +1728,20 @@ static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (h->n) {
 		commit_handle_locked_then_inval(h, true); /* errors logged; release can't report */
 		clear_dirty(h);
+		node *n = h->n;
 		pthread_mutex_lock(&g.mu);
-		/* A created key that never got a valid commit stays "pending":
-		 * absent from the store and listings, but the kernel may still
-		 * hold its entry, and a retry through it must create the key. */
-		h->n->nopen--;
-		node_maybe_free(h->n);
+		cache_close(n, h);
+		n->nopen--;
+		if (n->pending && !n->nopen) {
+			/* A created key whose every handle is gone without a valid
+			 * commit (a refused first JSON document, a failed write) never
+			 * came into being: drop its name, so stat, ls and open agree
+			 * that it does not exist.  The kernel may still hold the inode;
+			 * getattr and open on it answer ENOENT (see mf_open). */
+			n->pending = false;
+			name_unlink(n);
+		}
+		node_maybe_free(n);
 		pthread_mutex_unlock(&g.mu);
 	}
 	fuse_reply_err(req, 0);
@@ -1472,37 +1783,52 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	handle *h = fi ? fh(fi) : NULL;
-	if (named && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_SIZE)))
-		r = materialize(type, mf_slice_ptr(key), key.len);
-	if (r) {
-		/* fall through to the error reply */
-	} else if (to_set & FUSE_SET_ATTR_SIZE) {
-		uint64_t size = (uint64_t)attr->st_size;
-		if (size > MF_VALUE_MAX) {
-			r = -EFBIG;
-		} else if (type == MF_T_LIST && size != 0) {
-			r = -EINVAL;
-		} else if (h && (h->flags & O_ACCMODE) != O_RDONLY) {
-			/* ftruncate on a writable handle: part of that handle's value. */
-			pthread_mutex_lock(&h->mu);
-			r = handle_make_full(h);
-			if (r == 0) {
-				handle_reserve(h, size);
-				if (size > h->size)
-					memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
-				h->size = size;
-				h->data.len = h->data.buf->used = size;
-				h->wrote = true;
-				set_dirty(h);
-				pthread_mutex_lock(&g.mu);
-				n->dirty_size = size;
-				pthread_mutex_unlock(&g.mu);
-			}
-			pthread_mutex_unlock(&h->mu);
-		} else if (!named) {
-			r = 0; /* orphan without a handle: nothing observable */
-		} else if (type == MF_T_JSON) {
-			r = -EINVAL; /* a cut document is not JSON */
+	bool by_handle = (to_set & FUSE_SET_ATTR_SIZE) && h && (h->flags & O_ACCMODE) != O_RDONLY;
+	uint64_t size = (uint64_t)attr->st_size;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && size > MF_VALUE_MAX)
+		r = -EFBIG;
+	else if ((to_set & FUSE_SET_ATTR_SIZE) && type == MF_T_LIST && size != 0)
+		r = -EINVAL;
+	if (r == 0 && by_handle) {
+		/* ftruncate on a writable handle: part of that handle's value
+		 * (private until it commits, like its writes). */
+		pthread_mutex_lock(&h->mu);
+		handle_make_full(h);
+		handle_reserve(h, size);
+		if (size > h->size)
+			memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
+		h->size = size;
+		h->data.len = h->data.buf->used = size;
+		h->wrote = true;
+		set_dirty(h);
+		pthread_mutex_lock(&g.mu);
+		n->dirty_size = size;
+		pthread_mutex_unlock(&g.mu);
+		pthread_mutex_unlock(&h->mu);
+	}
+	bool by_name = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ||
+	               ((to_set & FUSE_SET_ATTR_SIZE) && !by_handle);
+	pthread_mutex_t *m = NULL;
+	if (r == 0 && by_name) {
+		/* Ordered against unlink/rename of the name like every commit by
+		 * name: a `touch` racing `rm` cannot bring the key back. */
+		m = name_lock(n);
+		mf_slice_unref(&key);
+		pthread_mutex_lock(&g.mu);
+		key = mf_slice_ref(n->key);
+		pthread_mutex_unlock(&g.mu);
+		named = m != NULL;
+		if (named)
+			r = materialize(type, mf_slice_ptr(key), key.len);
+	}
+	if (r == 0 && by_name && (to_set & FUSE_SET_ATTR_SIZE) && named) {
+		if (type == MF_T_JSON) {
+			/* A cut or padded document is not JSON; truncating to the size
+			 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
+			mf_entry_info info;
+			uint64_t have = mf_store_get(g.st, mf_slice_ptr(key), key.len, false, &info) == 0
+			                    ? info.size : 0; /* pending: empty so far */
+			r = size == have ? 0 : -EINVAL;
 		} else {
 			mf_op op = key_op(MF_OP_TRUNCATE, type, mf_slice_ptr(key), key.len);
 			op.arg = size;
@@ -1510,21 +1836,36 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			mf_op_clear(&op);
 		}
 	}
+	/* (A size change by name on an orphan without a handle is unobservable.) */
 	if (r == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && named) {
 		mf_op op = key_op(MF_OP_SETTIME, type, mf_slice_ptr(key), key.len);
 		op.time_ns = mf_now_ns();
 		op.arg = (to_set & FUSE_SET_ATTR_MTIME_NOW)
 		             ? (uint64_t)op.time_ns
 		             : (uint64_t)(attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec);
-		r = commit(&op);
-		mf_op_clear(&op);
-		if (r == 0) {
-			pthread_mutex_lock(&g.mu);
-			if (n->ndirty)
-				n->dirty_mtime = (int64_t)op.arg;
-			pthread_mutex_unlock(&g.mu);
+		/* With uncommitted writes (cp -p, tar x, mv: write, futimens,
+		 * close), their commit would stamp its own time over this one,
+		 * and a new JSON document is not even in the store yet (ENOENT):
+		 * keep the time on the node, shown by stat at once and logged
+		 * when the last dirty handle has committed (settime_deferred). */
+		pthread_mutex_lock(&g.mu);
+		bool defer = n->ndirty > 0;
+		if (defer) {
+			n->has_set_mtime = true;
+			n->set_mtime = n->dirty_mtime = (int64_t)op.arg;
 		}
+		pthread_mutex_unlock(&g.mu);
+		if (!defer)
+			r = commit(&op);
+		mf_op_clear(&op);
 	}
+	if (r == 0 && by_name && named) {
+		pthread_mutex_lock(&g.mu);
+		cache_mark_hot(n);
+		pthread_mutex_unlock(&g.mu);
+	}
+	if (m)
+		pthread_mutex_unlock(m);
 	mf_slice_unref(&key);
 	if (r == 0)
 		r = ino_attr(ino, &cur);
@@ -1535,6 +1876,26 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 }
 
 /* ---------- namespace ops ---------- */
+
+/* The name of n is about to be removed or changed by a commit (caller holds
+ * the name's stripe, so val is its current value): from now on n's readers
+ * use this copy.  Caller holds g.mu and clears transit after the commit. */
+static void node_transit(node *n, mf_slice val, int64_t mtime)
+{
+	mf_slice_unref(&n->orphan);
+	n->orphan = mf_slice_ref(val);
+	n->orphan_mtime = mtime;
+	n->transit = true;
+	n->busy++;
+}
+
+/* The commit node_transit prepared is done (either way).  Caller holds g.mu. */
+static void node_transit_end(node *n)
+{
+	n->transit = false;
+	n->busy--;
+	node_maybe_free(n);
+}
 
 static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -1566,18 +1927,21 @@ static void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_mutex_unlock(&g.mu);
 	}
 	if (r == 0) {
+		/* Open handles keep the value: readers switch to the node's copy
+		 * before the DEL applies, so no read falls between the two. */
+		pthread_mutex_lock(&g.mu);
+		node *n = *name_slot(type, name, len);
+		if (n)
+			node_transit(n, info.val, info.mtime_ns);
+		pthread_mutex_unlock(&g.mu);
 		mf_op op = key_op(MF_OP_DEL, type, name, len);
 		r = commit(&op);
 		mf_op_clear(&op);
-	}
-	if (r == 0) {
 		pthread_mutex_lock(&g.mu);
-		node *n = *name_slot(type, name, len);
 		if (n) {
-			name_unlink(n);
-			mf_slice_unref(&n->orphan);
-			n->orphan = mf_slice_ref(info.val);
-			n->orphan_mtime = info.mtime_ns;
+			if (r == 0)
+				name_unlink(n);
+			node_transit_end(n);
 		}
 		pthread_mutex_unlock(&g.mu);
 	}
@@ -1629,13 +1993,30 @@ static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		return;
 	}
 	int r = materialize(type, name, len);
+	bool same = len == nlen && memcmp(name, newname, len) == 0;
+	mf_entry_info sinfo = {0};
+	node *t0 = NULL, *s0 = NULL;
+	if (r == 0 && !same && mf_store_get(g.st, name, len, true, &sinfo) == 0) {
+		/* Both names' readers switch to copies before the RENAME applies:
+		 * the target's handles keep the old target, the source's handles
+		 * their value, with no read in between seeing either name's new
+		 * state.  (Both stripes are held: neither value can change.) */
+		pthread_mutex_lock(&g.mu);
+		t0 = had_target ? *name_slot(type, newname, nlen) : NULL;
+		s0 = *name_slot(type, name, len);
+		if (t0)
+			node_transit(t0, tinfo.val, tinfo.mtime_ns);
+		if (s0)
+			node_transit(s0, sinfo.val, sinfo.mtime_ns);
+		pthread_mutex_unlock(&g.mu);
+	}
 	mf_op op = key_op(MF_OP_RENAME, type, name, len);
 	op.key2 = mf_slice_from(newname, nlen, nlen);
 	if (r == 0)
 		r = commit(&op);
 	mf_op_clear(&op);
-	if (r == 0 && !(len == nlen && memcmp(name, newname, len) == 0)) {
-		pthread_mutex_lock(&g.mu);
+	pthread_mutex_lock(&g.mu);
+	if (r == 0 && !same) {
 		node *t = *name_slot(type, newname, nlen);
 		if (t) { /* renamed over: the old target's handles keep its value */
 			name_unlink(t);
@@ -1652,9 +2033,17 @@ static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			s->name_next = *pp;
 			*pp = s;
 			s->named = true;
+			cache_mark_hot(s);
 		}
-		pthread_mutex_unlock(&g.mu);
 	}
+	if (s0 && s0->named)
+		mf_slice_unref(&s0->orphan); /* renamed: it reads its key again */
+	if (t0)
+		node_transit_end(t0);
+	if (s0)
+		node_transit_end(s0);
+	pthread_mutex_unlock(&g.mu);
+	mf_slice_unref(&sinfo.val);
 	if (m2 != m1)
 		pthread_mutex_unlock(m2);
 	pthread_mutex_unlock(m1);
@@ -1678,6 +2067,22 @@ static void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	fuse_reply_err(req, EPERM);
 }
 
+/* The store has one kind of object, a key holding a value: a symlink or a
+ * second name for a value has nowhere to live. */
+static void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fprintf(stderr, "memfluxfs: symlink %s -> %s in inode %lu refused: only regular files\n",
+	        name, link, (unsigned long)parent);
+	fuse_reply_err(req, EPERM);
+}
+
+static void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fprintf(stderr, "memfluxfs: link %s (inode %lu) in inode %lu refused: a key has one name\n",
+	        newname, (unsigned long)ino, (unsigned long)newparent);
+	fuse_reply_err(req, EPERM);
+}
+
 static void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	(void)parent;
@@ -1691,7 +2096,60 @@ typedef struct dirh {
 	atomic_int refs; /* as for handles: readdir replies in flight */
 	char *buf; /* readdir buffer for all entries, built at opendir */
 	size_t len;
+	struct dirh *prev, *next; /* on dirhs.list until freed */
 } dirh;
+
+/* Every live dir handle, so unmount can free those whose RELEASEDIR never
+ * comes: the kernel sends it in the background after close() returns and
+ * drops it if the unmount aborts the connection first. */
+static struct {
+	pthread_mutex_t mu;
+	dirh *list;
+} dirhs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void dirh_free(dirh *d)
+{
+	pthread_mutex_lock(&dirhs.mu);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		dirhs.list = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&dirhs.mu);
+	free(d->buf);
+	free(d);
+}
+
+static void dirh_put(dirh *d)
+{
+	if (atomic_fetch_sub(&d->refs, 1) == 1)
+		dirh_free(d);
+}
+
+/* Keys created through this mount whose first commit is still to come
+ * exist for its users (open(O_CREAT) makes a file visible at once), so a
+ * listing shows them too.  A scan of the node table: the same order as the
+ * listing itself.  Returns the new count; keys grows. */
+static size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
+{
+	pthread_mutex_lock(&g.mu);
+	for (size_t b = 0; b < g.nbuckets; b++) {
+		for (node *n = g.inos[b]; n; n = n->ino_next) {
+			mf_entry_info info;
+			if (n->type != type || !n->pending || !n->named ||
+			    mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+				continue;
+			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
+			if (!nk)
+				break;
+			*keys = nk;
+			nk[nkeys++] = mf_slice_ref(n->key);
+		}
+	}
+	pthread_mutex_unlock(&g.mu);
+	return nkeys;
+}
 
 static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1732,9 +2190,13 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	mf_slice *keys = NULL;
 	size_t nkeys = 0;
 	uint8_t type = dir_type(ino);
-	if (type != MF_T_NONE)
-		nkeys = mf_store_keys(g.st, type == NODE_POP ? MF_T_LIST
-		                            : type == NODE_JDIR ? MF_T_JSON : type, &keys);
+	/* /.ctl/pop lists nothing: opening a pop file pops, so a listed pop
+	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
+	 * would drain.  Its names still resolve on lookup. */
+	if (type != MF_T_NONE && type != NODE_POP)
+		nkeys = mf_store_keys(g.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
+	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
+		nkeys = add_pending_names(type, &keys, nkeys);
 	size_t cap = 4096;
 	d->buf = malloc(cap);
 	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
@@ -1746,6 +2208,8 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			est.st_mode = (inos[i] == INO_STATS || inos[i] == INO_SNAPSHOT) ? S_IFREG : S_IFDIR;
 		} else {
 			mf_slice k = keys[i - nfixed];
+			if (k.len > MF_KEY_MAX)
+				continue; /* the store refuses such keys (apply, snapshot load) */
 			memcpy(name, mf_slice_ptr(k), k.len);
 			name[k.len] = '\0';
 			/* d_ino is informational here; lookup gives the real one. */
@@ -1774,16 +2238,17 @@ static void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	pthread_mutex_lock(&dirhs.mu);
+	d->next = dirhs.list;
+	if (dirhs.list)
+		dirhs.list->prev = d;
+	dirhs.list = d;
+	pthread_mutex_unlock(&dirhs.mu);
 	fi->fh = (uint64_t)(uintptr_t)d;
-	fuse_reply_open(req, fi);
-}
-
-static void dirh_put(dirh *d)
-{
-	if (atomic_fetch_sub(&d->refs, 1) == 1) {
-		free(d->buf);
-		free(d);
-	}
+	/* -ENOENT: the opener was interrupted and the kernel discarded the
+	 * reply, so no RELEASEDIR will ever name this handle. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_put(d);
 }
 
 static void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1827,13 +2292,18 @@ static void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 	long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	long psz = sysconf(_SC_PAGESIZE);
 	sv.f_bsize = sv.f_frsize = 4096;
-	/* Capacity is memory: total RAM as blocks, free RAM as free blocks;
-	 * used = what the store holds.  Inodes: keys in use, no fixed limit. */
+	/* Capacity is memory: total RAM is the size.  df's Used is size minus
+	 * free blocks, so free = size - what the store holds (the bytes of all
+	 * values): Used then follows the data, not whatever else the machine
+	 * runs.  Available is bounded by the RAM actually free as well.
+	 * Inodes: keys in use, no fixed limit. */
 	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
-	sv.f_bfree = sv.f_bavail = (fsblkcnt_t)avail * (fsblkcnt_t)psz / 4096;
-	uint64_t used = mf_buf_bytes() / 4096;
-	if (sv.f_bfree + used > sv.f_blocks)
-		sv.f_bfree = sv.f_bavail = sv.f_blocks > used ? sv.f_blocks - used : 0;
+	fsblkcnt_t used = (ss.value_bytes + 4095) / 4096;
+	if (used > sv.f_blocks)
+		used = sv.f_blocks;
+	sv.f_bfree = sv.f_blocks - used;
+	fsblkcnt_t ramfree = (fsblkcnt_t)avail * (fsblkcnt_t)psz / 4096;
+	sv.f_bavail = ramfree < sv.f_bfree ? ramfree : sv.f_bfree;
 	sv.f_files = ss.keys[0] + 1000000;
 	sv.f_ffree = sv.f_favail = 1000000;
 	sv.f_namemax = MF_KEY_MAX;
@@ -1863,6 +2333,8 @@ static const struct fuse_lowlevel_ops ops = {
 	.setattr = mf_setattr,
 	.mknod = mf_mknod,
 	.mkdir = mf_mkdir,
+	.symlink = mf_symlink,
+	.link = mf_link,
 	.unlink = mf_unlink,
 	.rmdir = mf_rmdir,
 	.rename = mf_rename,
@@ -1880,9 +2352,27 @@ static const struct fuse_lowlevel_ops ops = {
 	.create = mf_create,
 };
 
+/* Spot -o ro / -o rw (the last one wins, as for mount(8)) without
+ * consuming them: returning 1 keeps every argument for fuse_session_new,
+ * which passes them on to the kernel. */
+enum { KEY_RO = 1, KEY_RW };
+static int ro_opt(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)arg;
+	(void)outargs;
+	if (key == KEY_RO || key == KEY_RW)
+		*(bool *)data = key == KEY_RO;
+	return 1;
+}
+
 struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
                                  const mf_fs_opts *opts)
 {
+	static const struct fuse_opt ro_opts[] = {
+		FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW), FUSE_OPT_END,
+	};
+	if (fuse_opt_parse(args, &g.readonly, ro_opts, ro_opt) != 0)
+		return NULL;
 	g.db = db;
 	g.st = mf_db_store(db);
 	for (int i = 0; i < NSTRIPES; i++)
@@ -1949,4 +2439,13 @@ void mf_fs_unmount(struct fuse_session *se)
 	}
 	free(g.names);
 	free(g.inos);
+	/* Dir handles whose RELEASEDIR was dropped by the unmount. */
+	size_t ndirs = 0;
+	while (dirhs.list) {
+		dirh_free(dirhs.list);
+		ndirs++;
+	}
+	if (ndirs)
+		fprintf(stderr, "memfluxfs: unmount: freed %zu directory handle(s) never released\n",
+		        ndirs);
 }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +33,33 @@ struct cli {
 	char *wal_threshold;
 	char *cache_timeout;
 	int help, version;
+	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
+	char *pos[2];
+	int npos;
+	char *error; /* first command-line error, reported once parsing is done */
 };
+
+enum { KEY_IGNORE, KEY_FSNAME };
 
 #define OPT(t, p) {t, offsetof(struct cli, p), 1}
 static const struct fuse_opt cli_opts[] = {
+	/* What mount(8) and fstab add for every filesystem type: meaningless
+	 * here, so accepted and dropped rather than failing `mount -a`.  (The
+	 * kernel flags rw/ro, dev/nodev, suid/nosuid, exec/noexec, sync,
+	 * atime... go on to libfuse, which applies them.) */
+	FUSE_OPT_KEY("auto", KEY_IGNORE),
+	FUSE_OPT_KEY("noauto", KEY_IGNORE),
+	FUSE_OPT_KEY("defaults", KEY_IGNORE),
+	FUSE_OPT_KEY("nofail", KEY_IGNORE),
+	FUSE_OPT_KEY("_netdev", KEY_IGNORE),
+	FUSE_OPT_KEY("user", KEY_IGNORE),
+	FUSE_OPT_KEY("nouser", KEY_IGNORE),
+	FUSE_OPT_KEY("users", KEY_IGNORE),
+	FUSE_OPT_KEY("owner", KEY_IGNORE),
+	FUSE_OPT_KEY("group", KEY_IGNORE),
+	FUSE_OPT_KEY("comment=", KEY_IGNORE),
+	/* The mount's source always names the data dir (see main). */
+	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	OPT("--data-dir=%s", data_dir),
 	OPT("data_dir=%s", data_dir),
 	OPT("--fsync=%s", fsync),
@@ -49,13 +73,102 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_END,
 };
 
+static void cli_error(struct cli *c, const char *fmt, const char *arg)
+{
+	if (c->error)
+		return;
+	if (asprintf(&c->error, fmt, arg) < 0)
+		c->error = NULL;
+}
+
+static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)outargs;
+	struct cli *c = data;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (c->npos == 2) {
+			cli_error(c, "unexpected argument %s (usage: memfluxfs [options] [DATA_DIR] MOUNTPOINT)",
+			          arg);
+			return 0;
+		}
+		c->pos[c->npos++] = strdup(arg);
+		return 0;
+	case KEY_IGNORE:
+		return 0;
+	case KEY_FSNAME:
+		cli_error(c, "-o %s: the mount's source is memfluxfs:DATA_DIR; give the data dir instead", arg);
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		/* x-systemd.automount and other x-* options are for other tools. */
+		if (strncmp(arg, "x-", 2) == 0)
+			return 0;
+		return 1; /* libfuse's (checked before anything is created) */
+	default:
+		return 1;
+	}
+}
+
+/* libfuse's own messages while checking options: collected, so that a bad
+ * option is reported as one line of ours. */
+static char fuse_msg[512];
+
+static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	size_t l = strlen(fuse_msg);
+	if (l < sizeof fuse_msg - 1)
+		vsnprintf(fuse_msg + l, sizeof fuse_msg - l, fmt, ap);
+}
+
+/* What libfuse said (or fallback) as one line of ours. */
+static void report_fuse_error(const char *fallback)
+{
+	/* "fuse: unknown option(s): `-o x'\n" -> without prefix and newline */
+	char *m = fuse_msg;
+	if (strncmp(m, "fuse: ", 6) == 0)
+		m += 6;
+	for (char *q = m; *q; q++)
+		if (*q == '\n')
+			*q = q[1] ? ' ' : '\0';
+	fprintf(stderr, "memfluxfs: %s (see --help)\n", *m ? m : fallback);
+}
+
+/*
+ * Check the options left for libfuse (-o allow_other, ro, max_read...; a
+ * typo like --bogus or -o nosuchopt) by building a session that is never
+ * mounted: an unknown option then fails here, before the data dir is
+ * created or recovered, instead of after recovery at mount time.
+ */
+static int check_fuse_options(const struct fuse_args *args)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	for (int i = 0; i < args->argc; i++)
+		if (fuse_opt_add_arg(&copy, args->argv[i]) != 0) {
+			fuse_opt_free_args(&copy);
+			return 0; /* out of memory: let the real mount report */
+		}
+	static const struct fuse_lowlevel_ops none;
+	fuse_msg[0] = '\0';
+	struct fuse_session *se = fuse_session_new(&copy, &none, sizeof none, NULL);
+	fuse_opt_free_args(&copy);
+	if (se) {
+		fuse_session_destroy(se);
+		return 0;
+	}
+	report_fuse_error("bad options");
+	return -1;
+}
+
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] MOUNTPOINT\n\n"
+	printf("usage: %s [options] [DATA_DIR] MOUNTPOINT\n\n"
 	       "memfluxfs options:\n"
-	       "    --data-dir=DIR, -o data_dir=DIR   where memflux.wal and memflux.snapshot live\n"
+	       "    DATA_DIR, --data-dir=DIR, -o data_dir=DIR\n"
+	       "                     where memflux.wal and memflux.snapshot live\n"
 	       "                     (default $MEMFLUX_DATA_DIR, $XDG_DATA_HOME/memflux,\n"
-	       "                      ~/.local/share/memflux)\n"
+	       "                      ~/.local/share/memflux); as mount(8)'s source:\n"
+	       "                      mount -t fuse.memfluxfs DATA_DIR MOUNTPOINT\n"
 	       "    --fsync=MODE, -o fsync=MODE       interval (default), always or none\n"
 	       "    --fsync-interval-ms=N             background fsync period (default 1000)\n"
 	       "    --wal-threshold=SIZE              snapshot when the WAL passes SIZE (default 128M)\n"
@@ -65,20 +178,25 @@ static void usage(const char *prog)
 	fuse_lowlevel_help();
 }
 
+/* Paths are built at their full length (asprintf), never cut to a fixed
+ * buffer: a cut path names another directory.  One too long for the
+ * kernel then fails where it is used, with ENAMETOOLONG. */
+static char *join(const char *a, const char *b)
+{
+	char *p;
+	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
+}
+
 static char *default_data_dir(void)
 {
 	const char *e = getenv("MEMFLUX_DATA_DIR");
-	char buf[PATH_MAX];
 	if (e && *e)
 		return strdup(e);
 	e = getenv("XDG_DATA_HOME");
-	if (e && *e) {
-		snprintf(buf, sizeof buf, "%s/memflux", e);
-		return strdup(buf);
-	}
+	if (e && *e)
+		return join(e, "memflux");
 	e = getenv("HOME");
-	snprintf(buf, sizeof buf, "%s/.local/share/memflux", e && *e ? e : ".");
-	return strdup(buf);
+	return join(e && *e ? e : ".", ".local/share/memflux");
 }
 
 /* Absolute path (the daemon chdirs to /); the dir may not exist yet. */
@@ -86,11 +204,68 @@ static char *absolute(const char *p)
 {
 	if (p[0] == '/')
 		return strdup(p);
-	char cwd[PATH_MAX], buf[PATH_MAX * 2];
-	if (!getcwd(cwd, sizeof cwd))
-		return strdup(p);
-	snprintf(buf, sizeof buf, "%s/%s", cwd, p);
-	return strdup(buf);
+	char *cwd = getcwd(NULL, 0); /* glibc: allocated, any length */
+	char *r = cwd ? join(cwd, p) : strdup(p);
+	free(cwd);
+	return r;
+}
+
+/* Same directory?  Resolved when they exist, else compared as absolute
+ * paths without trailing slashes. */
+static int same_dir(const char *a, const char *b)
+{
+	char ra[PATH_MAX], rb[PATH_MAX];
+	char *pa = realpath(a, ra) ? strdup(ra) : absolute(a);
+	char *pb = realpath(b, rb) ? strdup(rb) : absolute(b);
+	int same = 0;
+	if (pa && pb) {
+		for (char *p = pa; p; p = p == pa ? pb : NULL) {
+			size_t l = strlen(p);
+			while (l > 1 && p[l - 1] == '/')
+				p[--l] = '\0';
+		}
+		same = strcmp(pa, pb) == 0;
+	}
+	free(pa);
+	free(pb);
+	return same;
+}
+
+/*
+ * Progress the user should see while it happens (waiting for a data dir
+ * lock): straight to the terminal even while the daemon collects its other
+ * start-up output, and kept for the daemon's log.
+ */
+static int notice_fd = 2;
+static char notice_copy[512];
+
+static void notice_now(const char *line)
+{
+	char buf[600];
+	int n = snprintf(buf, sizeof buf, "memfluxfs: %s\n", line);
+	if (n > 0)
+		(void)!write(notice_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+	if (notice_fd != 2)
+		snprintf(notice_copy, sizeof notice_copy, "memfluxfs: %s", line);
+}
+
+/*
+ * Test hook: with MEMFLUX_TEST_HOLD_AFTER_UNMOUNT=FIFO the daemon stops
+ * between its unmount and releasing the data dir until a byte arrives on
+ * FIFO: the state a large store is in for a second or two at shutdown,
+ * made deterministic so a restart racing it can be tested.
+ */
+static void hold_after_unmount(void)
+{
+	const char *fifo = getenv("MEMFLUX_TEST_HOLD_AFTER_UNMOUNT");
+	if (!fifo)
+		return;
+	int fd = open(fifo, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char c;
+		(void)!read(fd, &c, 1);
+		close(fd);
+	}
 }
 
 /* Copy what was written to `early` to fd a and (if >= 0) fd b; close it. */
@@ -145,10 +320,20 @@ int main(int argc, char *argv[])
 	                  .wal_threshold = 128ull << 20};
 	char *dir = NULL;
 	int rc = 2;
-	if (fuse_opt_parse(&args, &cli, cli_opts, NULL) != 0)
+	/* While parsing, libfuse's complaints are collected and reported as
+	 * one line of ours. */
+	fuse_set_log_func(capture_fuse_log);
+	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) != 0) {
+		report_fuse_error("bad options");
 		goto out;
+	}
+	if (cli.error) {
+		fprintf(stderr, "memfluxfs: %s\n", cli.error);
+		goto out;
+	}
+	fuse_msg[0] = '\0';
 	if (fuse_parse_cmdline(&args, &fo) != 0) {
-		fprintf(stderr, "memfluxfs: bad options (see --help)\n");
+		report_fuse_error("bad options");
 		goto out;
 	}
 	if (fo.show_help) {
@@ -161,14 +346,39 @@ int main(int argc, char *argv[])
 		rc = 0;
 		goto out;
 	}
-	if (!fo.mountpoint) {
-		fprintf(stderr, "memfluxfs: no mountpoint given (usage: memfluxfs [options] MOUNTPOINT)\n");
+	if (check_fuse_options(&args) != 0)
+		goto out;
+	fuse_set_log_func(NULL);
+	/* One argument: the mountpoint.  Two, as mount.fuse3 runs us
+	 * (`memfluxfs SOURCE MOUNTPOINT -o rw,...`): the source is the data dir. */
+	const char *source = cli.npos == 2 ? cli.pos[0] : NULL;
+	const char *mnt_arg = cli.npos ? cli.pos[cli.npos - 1] : NULL;
+	if (!mnt_arg) {
+		fprintf(stderr, "memfluxfs: no mountpoint given (usage: memfluxfs [options] [DATA_DIR] MOUNTPOINT)\n");
 		goto out;
 	}
+	char mnt[PATH_MAX];
 	struct stat sb;
-	if (stat(fo.mountpoint, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", fo.mountpoint,
-		        stat(fo.mountpoint, &sb) != 0 ? strerror(errno) : "not a directory");
+	const char *why = NULL;
+	if (!realpath(mnt_arg, mnt) || stat(mnt, &sb) != 0)
+		why = strerror(errno);
+	else if (!S_ISDIR(sb.st_mode))
+		why = "not a directory";
+	if (why) {
+		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", mnt_arg, why);
+		goto out;
+	}
+	fo.mountpoint = strdup(mnt);
+	if ((cli.data_dir && !*cli.data_dir) || (source && !*source)) {
+		fprintf(stderr, "memfluxfs: the data dir is empty (give a directory)\n");
+		goto out;
+	}
+	/* Both a source and -o data_dir (an fstab line can have both): the
+	 * option names the data dir; the source may then be a label without
+	 * '/' (like tmpfs's "none"), or the same dir, but not another dir. */
+	if (source && cli.data_dir && strchr(source, '/') && !same_dir(source, cli.data_dir)) {
+		fprintf(stderr, "memfluxfs: source %s and data_dir=%s name different data dirs\n",
+		        source, cli.data_dir);
 		goto out;
 	}
 
@@ -201,8 +411,21 @@ int main(int argc, char *argv[])
 			goto out;
 		}
 	}
-	dir = cli.data_dir ? strdup(cli.data_dir) : default_data_dir();
+	dir = cli.data_dir ? strdup(cli.data_dir) : source ? strdup(source) : default_data_dir();
 	dbo.dir = absolute(dir);
+	/* The mount's source names the data dir ("memfluxfs:DIR", as sshfs
+	 * shows user@host:path): df and findmnt show which data a mount serves,
+	 * and a restart finds in mountinfo whether the lock holder still serves
+	 * one (db.c, MF_DB_FSNAME_PREFIX). */
+	char *esc = NULL, *fsname = NULL;
+	if (fuse_opt_add_opt_escaped(&esc, dbo.dir) == 0 &&
+	    asprintf(&fsname, "fsname=" MF_DB_FSNAME_PREFIX "%s", esc) > 0)
+		if (fuse_opt_add_arg(&args, "-o") != 0 || fuse_opt_add_arg(&args, fsname) != 0)
+			fprintf(stderr, "memfluxfs: out of memory\n");
+	free(esc);
+	free(fsname);
+	dbo.lock_wait_ms = 30000;
+	dbo.notice = notice_now;
 
 	int pipefd[2] = {-1, -1};
 	if (!fo.foreground) {
@@ -238,12 +461,14 @@ int main(int argc, char *argv[])
 	if (pipefd[1] >= 0 && (early = tmpfile()) != NULL) {
 		saved_err = dup(2);
 		dup2(fileno(early), 2);
+		notice_fd = saved_err;
 	}
 	char err[1024] = "";
 	mf_db *db = mf_db_open(&dbo, err, sizeof err);
 	if (early) {
 		dup2(saved_err, 2);
 		close(saved_err);
+		notice_fd = 2;
 	}
 	if (!db) {
 		replay_early(early, 2, -1);
@@ -269,15 +494,17 @@ int main(int argc, char *argv[])
 	}
 	if (pipefd[1] >= 0) {
 		/* Detach: logs to the data dir, stdio away from the terminal. */
-		char logpath[PATH_MAX];
-		snprintf(logpath, sizeof logpath, "%s/memflux.log", dbo.dir);
-		int lfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		char *logpath = join(dbo.dir, "memflux.log");
+		int lfd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+		free(logpath);
 		int nfd = open("/dev/null", O_RDWR);
 		if (nfd >= 0) {
 			dup2(nfd, 0);
 			dup2(nfd, 1);
 			close(nfd);
 		}
+		if (lfd >= 0 && notice_copy[0])
+			dprintf(lfd, "%s\n", notice_copy);
 		replay_early(early, 2, lfd);
 		early = NULL;
 		if (lfd >= 0) {
@@ -294,12 +521,17 @@ int main(int argc, char *argv[])
 	        mf_fsync_mode_name(dbo.fsync_mode));
 	int r = mf_fs_loop(se, &fso);
 	mf_fs_unmount(se);
+	hold_after_unmount();
 	mf_db_close(db);
 	fprintf(stderr, "memfluxfs: unmounted %s\n", fo.mountpoint);
 	rc = r ? 1 : 0;
 out:
+	fuse_set_log_func(NULL);
 	free(fo.mountpoint);
 	fuse_opt_free_args(&args);
+	free(cli.pos[0]);
+	free(cli.pos[1]);
+	free(cli.error);
 	free(cli.data_dir);
 	free(cli.fsync);
 	free(cli.fsync_interval);

@@ -708,11 +708,12 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 			for (k = 0; k < t[cur].size; k++) {
 				if (j + 1 >= ntok || t[j].type != JSMN_STRING)
 					return -EINVAL; /* not on validated text */
+				/* No break: with duplicate names the last one
+				 * wins, as in Python, jq and RedisJSON (and as a
+				 * reader of the whole document sees it). */
 				if (name_matches(&st, doc + t[j].start,
-						 (size_t)(t[j].end - t[j].start))) {
+						 (size_t)(t[j].end - t[j].start)))
 					found = j + 1;
-					break; /* first duplicate wins */
-				}
 				last_end = tok_end(&t[j + 1]);
 				j = skip_value(t, ntok, j + 1);
 			}

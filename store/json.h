@@ -73,7 +73,9 @@ int mf_json_validate(const char *p, size_t n, size_t *err_off, const char **why)
  *
  * Member names are compared AFTER unescaping the JSON key: $.a matches both
  * "a" and "\u0061" in the document (byte-wise comparison of the decoded
- * UTF-8).  With duplicate member names the first one wins.
+ * UTF-8).  With duplicate member names the last one wins (as in Python's
+ * json, jq and RedisJSON): get reads it and set replaces it, every other
+ * byte (the earlier duplicates included) stays as it was.
  *
  * A step that does not fit the value it is applied to (a member of an
  * array, an index of an object, anything inside a scalar) is -ENOENT, like

@@ -503,8 +503,12 @@ static void test_get_names(void **state)
 	/* Prefixes are not matches. */
 	ASSERT_GET_RC("{\"ab\":1}", "$.a", -ENOENT);
 	ASSERT_GET_RC("{\"a\":1}", "$.ab", -ENOENT);
-	/* Duplicates: first wins. */
-	ASSERT_GET("{\"a\":1,\"a\":2}", "$.a", "1");
+	/* Duplicates: the last wins (Python, jq, RedisJSON), also when the
+	 * last is spelt with an escape, and on the way to a deeper member. */
+	ASSERT_GET("{\"a\":1,\"a\":2}", "$.a", "2");
+	ASSERT_GET("{\"a\":1,\"b\":0,\"\\u0061\":3}", "$.a", "3");
+	ASSERT_GET("{\"a\":{\"x\":1},\"a\":{\"x\":2}}", "$.a.x", "2");
+	ASSERT_GET_RC("{\"a\":{\"x\":1},\"a\":{\"y\":2}}", "$.a.x", -ENOENT);
 }
 
 static void test_get_missing(void **state)
@@ -623,8 +627,10 @@ static void test_set_replace(void **state)
 		   "{\"a\":{\"b\":[\"\",20,{\"c\":\"x\"}]},\"d\":true}");
 	/* Value whitespace is trimmed when splicing. */
 	ASSERT_SET("[1,2]", "$[0]", " \n 5\t\r\n", "[5,2]");
-	/* Duplicates: the first is replaced, the second kept. */
-	ASSERT_SET("{\"a\":1,\"a\":2}", "$.a", "3", "{\"a\":3,\"a\":2}");
+	/* Duplicates: the last is replaced, the earlier ones kept. */
+	ASSERT_SET("{\"a\":1,\"a\":2}", "$.a", "3", "{\"a\":1,\"a\":3}");
+	ASSERT_SET("{\"a\":{\"x\":1},\"a\":{\"x\":2}}", "$.a.x", "3",
+		   "{\"a\":{\"x\":1},\"a\":{\"x\":3}}");
 	/* Escaped key matched after unescaping. */
 	ASSERT_SET("{\"\\u0061\":1}", "$.a", "2", "{\"\\u0061\":2}");
 	/* Set the whole document: val verbatim, doc not even looked at. */

@@ -44,6 +44,7 @@ static bool exists(const char *path)
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
+	*len = 0; /* set on every path: gcc -O3 sees the NULL return leave it unset */
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return NULL;
