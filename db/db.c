@@ -42,10 +42,14 @@ struct mf_db {
 	uint64_t snap_count;
 	mf_snapshot_info snap_last;
 	int64_t snap_last_time_ns;
-	double capture_seconds;   /* how long writers were held for the capture */
-	/* captured by the rotate callback on the WAL writer thread */
+	double capture_seconds;   /* how long writers were held for the capture
+	                             (under snap_mu) */
+	/* Written by the rotate callback on the WAL writer thread, read by the
+	 * snapshot thread once mf_wal_rotate has returned (the WAL's queue
+	 * hand-off orders the two); nobody else touches them. */
 	mf_item *cap_items;
 	size_t cap_n;
+	double cap_seconds;
 };
 
 int64_t mf_now_ns(void)
@@ -472,7 +476,7 @@ static void capture_cb(void *ctx, uint64_t last_lsn)
 	uint64_t lsn;
 	double t0 = mono();
 	db->cap_n = mf_store_export(db->store, &db->cap_items, &lsn);
-	db->capture_seconds = mono() - t0;
+	db->cap_seconds = mono() - t0;
 	(void)last_lsn;
 }
 
@@ -484,6 +488,10 @@ static int take_snapshot(mf_db *db)
 		fprintf(stderr, "memfluxfs: snapshot: sealing WAL segment failed: %s\n", strerror(-r));
 		return r;
 	}
+	double held = db->cap_seconds;
+	pthread_mutex_lock(&db->snap_mu);
+	db->capture_seconds = held;
+	pthread_mutex_unlock(&db->snap_mu);
 	mf_snapshot_info info = {0};
 	r = mf_snapshot_write(db->io, db->dir, lsn, db->cap_items, db->cap_n, &info);
 	mf_store_items_free(db->cap_items, db->cap_n);
@@ -503,7 +511,7 @@ static int take_snapshot(mf_db *db)
 	pthread_mutex_unlock(&db->snap_mu);
 	fprintf(stderr, "memfluxfs: snapshot lsn %" PRIu64 ": %" PRIu64 " keys, %" PRIu64
 	        " bytes in %.3f s (writers held %.1f ms)\n",
-	        lsn, info.keys, info.file_bytes, info.seconds, db->capture_seconds * 1e3);
+	        lsn, info.keys, info.file_bytes, info.seconds, held * 1e3);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,15 +171,19 @@ int mf_io_pread_all(mf_io *io, int fd, void *buf, size_t n, off_t off)
 	return 0;
 }
 
+/* Read once, before any thread can race on it: MEMFLUX_CRASH_AT is fixed
+ * for the life of the process. */
+static const char *crash_want;
+static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
+
+static void crash_init(void)
+{
+	crash_want = getenv("MEMFLUX_CRASH_AT");
+}
+
 void mf_crash_point(const char *name)
 {
-	static const char *want;
-	static int loaded;
-	if (!loaded) {
-		/* Benign race: every thread computes the same value. */
-		want = getenv("MEMFLUX_CRASH_AT");
-		loaded = 1;
-	}
-	if (want && strcmp(want, name) == 0)
+	pthread_once(&crash_once, crash_init);
+	if (crash_want && strcmp(crash_want, name) == 0)
 		_exit(77);
 }

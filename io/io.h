@@ -47,7 +47,8 @@ int mf_io_pread_all(mf_io *io, int fd, void *buf, size_t n, off_t off);
  * Named crash points.  mf_crash_point("after-snapshot-rename") calls
  * _exit(77) if the environment variable MEMFLUX_CRASH_AT names that point,
  * simulating a crash at exactly that step (no atexit handlers, no flushing).
- * Always compiled in: the check is one getenv at startup and a strcmp.
+ * Always compiled in: the check is one getenv (once per process, under
+ * pthread_once, so any thread may be first) and a strcmp.
  */
 void mf_crash_point(const char *name);
 

@@ -364,6 +364,7 @@ typedef struct snap_parser {
 	uint64_t count;        /* from the header */
 	uint64_t seen;         /* records delivered */
 	uint64_t content_size; /* from the LZ4 frame header; 0 = not given */
+	uint64_t raw_cap;      /* most raw bytes the file can decompress to */
 	mf_item cur;
 	uint64_t vlen, vhave;
 	unsigned char keybuf[MF_SNAPSHOT_MAX_KEY];
@@ -431,10 +432,15 @@ static int p_deliver(snap_parser *p)
 	return 0;
 }
 
-/* Raw bytes still available for record payload, given the content size. */
+/* Raw bytes still available for record payload: within the declared
+ * content size if any, and always within what the file can decompress to. */
 static uint64_t p_room(const snap_parser *p)
 {
-	uint64_t end = p->content_size - MF_SNAPSHOT_TRAILER_LEN;
+	uint64_t total = p->content_size && p->content_size < p->raw_cap ? p->content_size
+	                                                                 : p->raw_cap;
+	if (total < MF_SNAPSHOT_TRAILER_LEN)
+		return 0;
+	uint64_t end = total - MF_SNAPSHOT_TRAILER_LEN;
 	return p->raw > end ? 0 : end - p->raw;
 }
 
@@ -452,11 +458,12 @@ static int p_field(snap_parser *p)
 		if (p->info)
 			p->info->lsn = get_u64(a + 10);
 		p->count = get_u64(a + 18);
-		if (p->content_size &&
-		    (p->count > p->content_size / MF_SNAPSHOT_RECORD_FIXED ||
-		     p->count * MF_SNAPSHOT_RECORD_FIXED > p_room(p)))
-			return p_fail(p, p->field_off + 18, "key count %" PRIu64 " too large for %" PRIu64
-			              "-byte stream", p->count, p->content_size);
+		if (p->info)
+			p->info->declared_keys = p->count;
+		if (p->count > p_room(p) / MF_SNAPSHOT_RECORD_FIXED)
+			return p_fail(p, p->field_off + 18, "key count %" PRIu64 " too large for a %"
+			              PRIu64 "-byte stream", p->count,
+			              p->content_size ? p->content_size : p->raw_cap);
 		if (p->count == 0)
 			p_expect(p, P_TRAILER, MF_SNAPSHOT_TRAILER_LEN);
 		else
@@ -488,8 +495,12 @@ static int p_field(snap_parser *p)
 		uint64_t vlen = get_u64(a);
 		if (vlen > MF_SNAPSHOT_MAX_VALUE)
 			return p_fail(p, p->field_off, "value length %" PRIu64 " too large", vlen);
-		if (p->content_size && vlen > p_room(p))
-			return p_fail(p, p->field_off, "value length %" PRIu64 " exceeds the stream", vlen);
+		/* Before allocating: the value must fit in what is left of the
+		 * stream, which a frame without a content size still bounds by
+		 * the file's size (raw_cap). */
+		if (vlen > p_room(p))
+			return p_fail(p, p->field_off, "value length %" PRIu64 " exceeds the stream "
+			              "(at most %" PRIu64 " bytes left)", vlen, p_room(p));
 		mf_slice all = mf_slice_alloc(p->klen + (size_t)vlen, p->klen + (size_t)vlen);
 		memcpy(all.buf->data, p->keybuf, p->klen);
 		p->cur.key = (mf_slice){all.buf, 0, p->klen};
@@ -647,7 +658,20 @@ int mf_snapshot_load(mf_io *io, const char *dir,
 		rc = p_fail(&p, 0, "LZ4 frame has no content checksum");
 		goto out;
 	}
+	/* LZ4 turns one input byte into at most 255 output bytes (a match
+	 * length grows by 255 per extra byte), so the file's size bounds the
+	 * raw stream whatever the frame header claims. */
+	off_t fsz = 0;
+	rc = io->fstat_size(io, fd, &fsz);
+	if (rc < 0)
+		goto out;
+	p.raw_cap = (uint64_t)fsz * 256 + (64u << 10);
 	p.content_size = fi.contentSize;
+	if (p.content_size > p.raw_cap) {
+		rc = p_fail(&p, 0, "LZ4 content size %" PRIu64 " larger than a %lld-byte file can "
+		            "hold", p.content_size, (long long)fsz);
+		goto out;
+	}
 	if (p.content_size && p.content_size < MF_SNAPSHOT_HEADER_LEN + MF_SNAPSHOT_TRAILER_LEN) {
 		rc = p_fail(&p, 0, "LZ4 content size %" PRIu64 " too small", p.content_size);
 		goto out;

@@ -38,6 +38,7 @@
 typedef struct mf_snapshot_info {
 	uint64_t lsn;
 	uint64_t keys;
+	uint64_t declared_keys; /* the header's key count (once it is parsed) */
 	uint64_t raw_bytes;   /* uncompressed stream */
 	uint64_t file_bytes;  /* compressed file */
 	double seconds;

@@ -1,22 +1,30 @@
 /*
  * check.c — memflux-check: verify, dump or repair a memfluxfs data dir.
  *
- *   memflux-check DATADIR [--fix] [--dump]
+ *   memflux-check DATADIR [--fix [--yes] | --prefix [--yes]] [--dump]
  *
- * Verifies memflux.snapshot (by loading it) and every WAL segment, with the
- * same scanner and the same rules as recovery (wal/FORMAT.md), and prints
- * one line per file.  Exit status:
+ * Verifies memflux.snapshot (by loading it) and every WAL segment with the
+ * very walk and verdict recovery uses (mf_wal_walk / mf_wal_judge,
+ * wal/FORMAT.md), and prints one line per file.  Exit status:
  *   0  everything is consistent (or --fix repaired it)
- *   1  only a torn tail in the active segment (recovery cuts it by itself)
+ *   1  only a damaged unsynced tail in memflux.wal (recovery cuts it by
+ *      itself)
  *   2  corruption: the daemon will refuse to mount (or --fix failed)
  *   3  usage or I/O error
  *
- * --fix (refused while a daemon holds DATADIR/memflux.lock): the damaged
- * segment is copied aside to <file>.broken-<unix time> and cut at its first
- * bad record; for point-in-time consistency every later segment is moved
- * aside too (replaying records after a gap would build a state that never
- * existed).  A segment whose header is bad is moved aside whole.  The
- * snapshot is never modified.
+ * --fix (refused while a daemon holds DATADIR/memflux.lock) prints its plan
+ * first and asks when stdin is a terminal (--yes skips the question):
+ *   - a segment whose header alone is damaged gets its header rebuilt from
+ *     the salt that still validates its records (nothing dropped);
+ *   - otherwise every intact record from the damaged file on is salvaged
+ *     into a new memflux.wal, renumbered to close the gaps, and the plan
+ *     lists the LSNs lost, the damaged bytes per file and how many records
+ *     were renumbered; the originals are moved aside as .broken-<time>;
+ *   - --prefix instead keeps only the consistent prefix (point in time: the
+ *     damaged segment is cut at its first bad record, later ones moved
+ *     aside);
+ *   - a damaged snapshot keeps the keys read before the damage (the count
+ *     and the last key kept are printed).
  * --dump: one line per record, in LSN order.
  */
 #include "crc32c.h"
@@ -37,12 +45,16 @@
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: memflux-check DATADIR [--fix] [--dump]\n"
+	        "usage: memflux-check DATADIR [--fix | --prefix] [--yes] [--dump]\n"
 	        "  verifies memflux.snapshot and the WAL segments of DATADIR\n"
-	        "  --fix   cut a damaged WAL at its first bad record (the original is\n"
-	        "          kept as <file>.broken-<time>; later segments are moved aside)\n"
-	        "  --dump  print every WAL record\n"
-	        "exit: 0 ok, 1 torn tail only, 2 corruption, 3 usage/I-O error\n");
+	        "  --fix     repair: rebuild a damaged segment header, else salvage every\n"
+	        "            intact WAL record (renumbered past the lost ones); salvage the\n"
+	        "            keys of a damaged snapshot; originals kept as <file>.broken-<time>\n"
+	        "  --prefix  repair by keeping only the WAL's consistent prefix (point in time)\n"
+	        "  --yes     do not ask before changing anything (asked only on a tty)\n"
+	        "  --dump    print every WAL record\n"
+	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
+	        "      missing data, 3 usage/I-O error\n");
 }
 
 /* key bytes: printable ASCII as is, everything else (and space, '\\') as
@@ -106,11 +118,26 @@ static int dump_record(void *ctx, mf_op *op, uint64_t off)
 	return 0;
 }
 
+/* Items of the snapshot: dropped at once, or (for a salvage) kept. */
+typedef struct snap_items {
+	bool keep;
+	mf_item *v;
+	size_t n, cap;
+} snap_items;
+
 static int snapshot_item(void *ctx, mf_item *item)
 {
-	(void)ctx;
-	mf_slice_unref(&item->key);
-	mf_slice_unref(&item->val);
+	snap_items *si = ctx;
+	if (!si->keep) {
+		mf_slice_unref(&item->key);
+		mf_slice_unref(&item->val);
+		return 0;
+	}
+	if (si->n == si->cap) {
+		si->cap = si->cap ? si->cap * 2 : 1024;
+		si->v = mf_xrealloc(si->v, si->cap * sizeof *si->v);
+	}
+	si->v[si->n++] = *item;
 	return 0;
 }
 
@@ -176,15 +203,471 @@ typedef struct wal_file {
 	uint64_t name_lsn;
 } wal_file;
 
+/* What the walk found, file by file (for the summary and --fix). */
+typedef struct walk_state {
+	int files;
+	uint64_t records;
+	char bad_path[4096];      /* the file the verdict is about ("" if none) */
+	mf_wal_scan bad_sc;
+	mf_wal_verdict v;
+	bool io_error;
+	uint64_t chain_last;      /* last LSN of the files read so far (init: the
+	                             snapshot's LSN) */
+	uint64_t base;            /* the LSN just before the damaged file */
+} walk_state;
+
+static void report_file(void *ctx, const mf_wal_file_report *r)
+{
+	walk_state *ws = ctx;
+	ws->files++;
+	if (r->err) {
+		printf("%s: read error: %s\n", r->path, strerror(-r->err));
+		ws->io_error = true;
+		return;
+	}
+	const mf_wal_scan *sc = &r->sc;
+	printf("%s: %" PRIu64 " records", r->path, sc->records);
+	if (sc->records)
+		printf(", lsn %" PRIu64 "..%" PRIu64, sc->first_lsn, sc->last_lsn);
+	ws->records += sc->records;
+	switch (r->v.action) {
+	case MF_WAL_KEEP:
+		printf(", ok\n");
+		break;
+	case MF_WAL_CUT:
+		printf(", damaged unsynced tail (recovery cuts it by itself)\n  %s\n", r->v.msg);
+		break;
+	default:
+		printf(", CORRUPT\n  %s\n", r->v.msg);
+		break;
+	}
+	if (r->v.action == MF_WAL_KEEP) {
+		uint64_t end = r->sealed ? r->name_lsn
+		                         : sc->records ? sc->last_lsn : sc->hdr.prev_lsn;
+		if (end > ws->chain_last)
+			ws->chain_last = end;
+	} else {
+		ws->base = ws->chain_last;
+	}
+	if (r->v.action != MF_WAL_KEEP) {
+		/* r->path dies with the walk: keep a copy. */
+		snprintf(ws->bad_path, sizeof ws->bad_path, "%s", r->path);
+		ws->bad_sc = *sc;
+		ws->v = r->v;
+	}
+}
+
+/* Records, LSN range and bytes a whole file holds (verify-only scan). */
+static void describe_file(mf_io *io, const char *path, char *out, size_t n)
+{
+	mf_wal_scan sc;
+	int r = mf_wal_scan_file(io, path, NULL, NULL, &sc);
+	if (r < 0)
+		snprintf(out, n, "unreadable: %s", strerror(-r));
+	else if (sc.records)
+		snprintf(out, n, "%" PRIu64 " records, LSNs %" PRIu64 "..%" PRIu64 ", %" PRIu64 " bytes",
+		         sc.records, sc.first_lsn, sc.last_lsn, sc.file_size);
+	else
+		snprintf(out, n, "no valid record, %" PRIu64 " bytes", sc.file_size);
+}
+
+static bool confirm(bool yes)
+{
+	if (yes || !isatty(STDIN_FILENO))
+		return true;
+	printf("apply these changes? [y/N] ");
+	fflush(stdout);
+	char line[16];
+	if (!fgets(line, sizeof line, stdin))
+		return false;
+	return line[0] == 'y' || line[0] == 'Y';
+}
+
+static uint64_t le64_at(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Write a copy of path with its first 32 bytes replaced by hdr. */
+static int copy_with_header(mf_io *io, const char *path, const char *dst,
+                            const uint8_t hdr[MF_WAL_FILE_HEADER])
+{
+	int r = copy_file(io, path, dst);
+	if (r < 0)
+		return r;
+	int fd = io->open(io, dst, O_RDWR, 0);
+	if (fd < 0)
+		return fd;
+	r = mf_io_pwrite_all(io, fd, hdr, MF_WAL_FILE_HEADER, 0);
+	if (r == 0)
+		r = io->fsync(io, fd);
+	int c = io->close(io, fd);
+	return r < 0 ? r : c;
+}
+
+/*
+ * A segment whose header is damaged but whose salt survived still holds
+ * valid records (their checksums are seeded with the salt, not with the
+ * header's checksum).  Rebuild the header from the salt (and prev_lsn, or
+ * the first record's LSN - 1) and keep the file if that makes its records
+ * readable.  Returns 1 if repaired, 0 if not possible, -errno.
+ */
+static int repair_header(mf_io *io, const char *path, bool yes)
+{
+	int fd = io->open(io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	uint8_t old[MF_WAL_FILE_HEADER + MF_WAL_REC_HEADER];
+	off_t sz = 0;
+	int r = io->fstat_size(io, fd, &sz);
+	if (r == 0 && (uint64_t)sz < sizeof old)
+		r = 1;  /* no record to vouch for the salt */
+	if (r == 0)
+		r = mf_io_pread_all(io, fd, old, sizeof old, 0);
+	io->close(io, fd);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	uint64_t salt = le64_at(old + 12);
+	uint64_t prevs[2] = {le64_at(old + 20), le64_at(old + MF_WAL_FILE_HEADER + 8) - 1};
+	size_t tn = strlen(path) + 16;
+	char *tmp = mf_xmalloc(tn);
+	snprintf(tmp, tn, "%s.hdrfix", path);
+	int repaired = 0;
+	for (int i = 0; i < 2 && !repaired; i++) {
+		uint8_t hdr[MF_WAL_FILE_HEADER];
+		mf_wal_file_header_encode(hdr, salt, prevs[i]);
+		io->unlink(io, tmp);
+		r = copy_with_header(io, path, tmp, hdr);
+		if (r < 0)
+			break;
+		mf_wal_scan sc;
+		r = mf_wal_scan_file(io, tmp, NULL, NULL, &sc);
+		if (r < 0)
+			break;
+		if (sc.records == 0)
+			continue;
+		printf("plan: rewrite the damaged header of %s (its salt still validates %" PRIu64
+		       " records, LSNs %" PRIu64 "..%" PRIu64 "); nothing else dropped here\n",
+		       path, sc.records, sc.first_lsn, sc.last_lsn);
+		if (!confirm(yes)) {
+			printf("nothing changed\n");
+			r = 0;
+			break;
+		}
+		char *aside = broken_name(path, time(NULL));
+		r = copy_file(io, path, aside);
+		if (r == 0)
+			r = io->rename(io, tmp, path);
+		if (r == 0) {
+			printf("fixed: %s header rewritten (original kept as %s)\n", path, aside);
+			repaired = 1;
+		}
+		free(aside);
+	}
+	io->unlink(io, tmp);
+	free(tmp);
+	return r < 0 ? r : repaired;
+}
+
+/* ---- --fix (default): salvage every intact record ---- */
+
+typedef struct salv {
+	mf_io *io;
+	bool dry;                 /* plan only */
+	int fd;
+	uint64_t salt, off;
+	uint64_t base;            /* LSN before the damaged file */
+	uint64_t last_orig;       /* highest original LSN taken */
+	uint64_t next;            /* last new LSN given */
+	uint64_t kept, renumbered, skipped, lost;
+	char lost_txt[1024];
+	size_t lost_len;
+	int err;
+} salv;
+
+static void salv_lost(salv *sv, uint64_t a, uint64_t b)
+{
+	sv->lost += b - a + 1;
+	if (sv->lost_len + 48 < sizeof sv->lost_txt)
+		sv->lost_len += (size_t)snprintf(sv->lost_txt + sv->lost_len,
+		                                 sizeof sv->lost_txt - sv->lost_len,
+		                                 a == b ? "%s%" PRIu64 : "%s%" PRIu64 "..%" PRIu64,
+		                                 sv->lost_len ? ", " : "", a, b);
+}
+
+static int salv_record(void *ctx, mf_op *op, uint64_t off)
+{
+	(void)off;
+	salv *sv = ctx;
+	if (op->lsn <= sv->last_orig) {
+		sv->skipped++;  /* covered by the snapshot, or already taken */
+		return 0;
+	}
+	if (op->lsn != sv->last_orig + 1)
+		salv_lost(sv, sv->last_orig + 1, op->lsn - 1);
+	sv->last_orig = op->lsn;
+	uint64_t orig = op->lsn;
+	op->lsn = ++sv->next;
+	if (op->lsn != orig)
+		sv->renumbered++;
+	sv->kept++;
+	if (!sv->dry) {
+		/* Written and fsynced by us before it is renamed into place:
+		 * durable up to the record before it. */
+		mf_wal_rec_place at = {.salt = sv->salt, .off = sv->off, .durable = op->lsn - 1};
+		size_t n;
+		uint8_t *rec = mf_wal_record_encode(op, &at, &n);
+		int r = mf_io_pwrite_all(sv->io, sv->fd, rec, n, (off_t)sv->off);
+		free(rec);
+		if (r < 0) {
+			op->lsn = orig;
+			return sv->err = r;
+		}
+		sv->off += n;
+	}
+	op->lsn = orig;
+	return 0;
+}
+
+/* Read every file from the damaged one on, in order, into sv. */
+static int salv_pass(mf_io *io, wal_file *files, int from, int nf, salv *sv, bool print)
+{
+	for (int i = from; i < nf; i++) {
+		uint64_t bad = 0;
+		bool capped = false;
+		uint64_t kept0 = sv->kept;
+		int r = mf_wal_salvage_file(io, files[i].path, salv_record, sv, &bad, &capped);
+		if (r < 0 || sv->err)
+			return r < 0 ? r : sv->err;
+		if (print)
+			printf("  %s: %" PRIu64 " intact records kept, %" PRIu64 " damaged bytes dropped%s\n",
+			       files[i].path, sv->kept - kept0, bad,
+			       capped ? " (search stopped: too inconsistent)" : "");
+	}
+	return 0;
+}
+
+static int fix_salvage(mf_io *io, const char *dir, wal_file *files, int bad, int nf,
+                       walk_state *ws, bool yes)
+{
+	salv sv = {.io = io, .dry = true, .fd = -1, .base = ws->base, .last_orig = ws->base,
+	           .next = ws->base};
+	printf("plan (salvage every intact record from %s on; the daemon replays the log "
+	       "from LSN %" PRIu64 "):\n", files[bad].path, ws->base + 1);
+	int r = salv_pass(io, files, bad, nf, &sv, true);
+	if (r < 0)
+		return r;
+	printf("  lost: %" PRIu64 " records%s%s%s; %" PRIu64 " later records renumbered to close "
+	       "the gap (their effects are applied without the lost ones)\n",
+	       sv.lost, sv.lost ? " (LSNs " : "", sv.lost_txt, sv.lost ? ")" : "", sv.renumbered);
+	printf("  result: memflux.wal with %" PRIu64 " records, LSNs %" PRIu64 "..%" PRIu64
+	       "; the files above are moved aside as <file>.broken-<time>\n",
+	       sv.kept, ws->base + 1, sv.next);
+	if (!confirm(yes)) {
+		printf("nothing changed\n");
+		return 1;
+	}
+	char *tmp = mf_wal_path(dir, "memflux.wal.salvage-tmp");
+	int fd = io->open(io, tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		free(tmp);
+		return fd;
+	}
+	salv w = {.io = io, .fd = fd, .salt = mf_wal_new_salt(), .off = MF_WAL_FILE_HEADER,
+	          .base = ws->base, .last_orig = ws->base, .next = ws->base};
+	uint8_t hdr[MF_WAL_FILE_HEADER];
+	mf_wal_file_header_encode(hdr, w.salt, ws->base);
+	r = mf_io_pwrite_all(io, fd, hdr, sizeof hdr, 0);
+	if (r == 0)
+		r = salv_pass(io, files, bad, nf, &w, false);
+	if (r == 0)
+		r = io->fsync(io, fd);
+	int c = io->close(io, fd);
+	if (r == 0)
+		r = c;
+	time_t now = time(NULL);
+	for (int i = bad; i < nf && r == 0; i++) {
+		char *aside = broken_name(files[i].path, now);
+		r = io->rename(io, files[i].path, aside);
+		if (r == 0)
+			printf("fixed: %s moved aside to %s\n", files[i].path, aside);
+		free(aside);
+	}
+	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
+	if (r == 0)
+		r = io->rename(io, tmp, active);
+	if (r == 0)
+		r = io->fsync_dir(io, dir);
+	if (r == 0)
+		printf("fixed: %s holds the %" PRIu64 " salvaged records\n", active, w.kept);
+	else
+		io->unlink(io, tmp);
+	free(active);
+	free(tmp);
+	return r;
+}
+
+/* --fix: keep the consistent prefix of the history, up to the first damage
+ * point; say exactly what is dropped; keep every original aside. */
+static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes, bool prefix)
+{
+	mf_wal_seg *segs = NULL;
+	int n = mf_wal_list_sealed(io, dir, &segs);
+	if (n < 0)
+		return n;
+	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
+	wal_file *files = mf_xmalloc(sizeof *files * (size_t)(n + 1));
+	int nf = 0, bad = -1;
+	for (int i = 0; i < n; i++)
+		files[nf++] = (wal_file){segs[i].path, true, segs[i].lsn};
+	if (access(active, F_OK) == 0)
+		files[nf++] = (wal_file){active, false, 0};
+	for (int i = 0; i < nf; i++)
+		if (strcmp(files[i].path, ws->bad_path) == 0)
+			bad = i;
+	int fr = 0;
+	if (bad < 0)
+		goto out;
+	if (!prefix) {
+		fr = fix_salvage(io, dir, files, bad, nf, ws, yes);
+		goto out;
+	}
+	const mf_wal_scan *sc = &ws->bad_sc;
+	bool header_ok = sc->status != MF_SCAN_BAD_HEADER && sc->status != MF_SCAN_SHORT_HEADER;
+	/* A chain refusal (LSNs missing before this file) keeps nothing of it:
+	 * its records cannot follow what precedes them. */
+	bool chain = strstr(ws->v.msg, "are missing before") || strstr(ws->v.msg, "overlaps");
+	uint64_t cut = header_ok && !chain ? sc->good_end : 0;
+	bool keep_prefix = cut > MF_WAL_FILE_HEADER || (!files[bad].sealed && cut > 0);
+	printf("plan (the history is kept up to the first damage point, LSN %" PRIu64 "):\n",
+	       header_ok && !chain ? (sc->records ? sc->last_lsn : sc->hdr.prev_lsn) : 0);
+	char what[256];
+	if (keep_prefix) {
+		printf("  cut %s at offset %" PRIu64 ": drop %" PRIu64 " bytes", files[bad].path, cut,
+		       sc->file_size - cut);
+		if (sc->status == MF_SCAN_DAMAGED || sc->status == MF_SCAN_BAD_LSN) {
+			printf(" from LSN %" PRIu64, sc->expected_lsn);
+			if (sc->after_records)
+				printf(" (%" PRIu64 " intact records after the damage, LSNs %" PRIu64
+				       "..%" PRIu64 ", cannot be replayed without LSN %" PRIu64 ")",
+				       sc->after_records, sc->after_first_lsn, sc->after_last_lsn,
+				       sc->expected_lsn);
+		}
+		printf("\n");
+	} else {
+		describe_file(io, files[bad].path, what, sizeof what);
+		printf("  move %s aside (%s)\n", files[bad].path, what);
+	}
+	for (int i = bad + 1; i < nf; i++) {
+		describe_file(io, files[i].path, what, sizeof what);
+		printf("  move %s aside (after the damage: %s)\n", files[i].path, what);
+	}
+	printf("  originals are kept as <file>.broken-<time>\n");
+	if (!confirm(yes)) {
+		printf("nothing changed\n");
+		fr = 1;
+		goto out;
+	}
+	time_t now = time(NULL);
+	for (int i = bad; i < nf && fr == 0; i++) {
+		wal_file *f = &files[i];
+		char *aside = broken_name(f->path, now);
+		if (i == bad && keep_prefix) {
+			fr = copy_file(io, f->path, aside);
+			if (fr == 0)
+				fr = cut_file(io, f->path, cut);
+			if (fr == 0)
+				printf("fixed: %s cut at offset %" PRIu64 " (original kept as %s)\n",
+				       f->path, cut, aside);
+			uint64_t last = sc->records ? sc->last_lsn : sc->hdr.prev_lsn;
+			if (fr == 0 && f->sealed && last != f->name_lsn) {
+				/* A sealed segment is named after its last LSN; the WAL
+				 * hands out the LSNs after it again, and a later seal
+				 * must not collide with this name. */
+				char name[64];
+				snprintf(name, sizeof name, MF_WAL_ACTIVE_NAME ".%016" PRIx64, last);
+				char *np = mf_wal_path(dir, name);
+				fr = io->rename(io, f->path, np);
+				if (fr == 0)
+					printf("fixed: %s renamed to %s (its last LSN now)\n", f->path, np);
+				free(np);
+			}
+		} else {
+			fr = io->rename(io, f->path, aside);
+			if (fr == 0)
+				printf("fixed: %s moved aside to %s\n", f->path, aside);
+		}
+		if (fr < 0)
+			fprintf(stderr, "memflux-check: fixing %s: %s\n", f->path, strerror(-fr));
+		free(aside);
+	}
+	if (fr == 0)
+		fr = io->fsync_dir(io, dir);
+out:
+	free(files);
+	free(active);
+	mf_wal_segs_free(segs, n);
+	return fr;
+}
+
+/*
+ * A damaged snapshot: keep every key read before the damage (LZ4 block
+ * checksums and the stream checks stop the load at the first bad block; the
+ * blocks are linked, so nothing after it decodes), write them as the
+ * snapshot at the same LSN, and say exactly what is lost.  The WAL segments
+ * the snapshot covered are gone, so the lost keys cannot be rebuilt.
+ */
+static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *si,
+                            const snap_items *items, bool yes)
+{
+	uint64_t lost = si->declared_keys > items->n ? si->declared_keys - items->n : 0;
+	printf("plan: rewrite %s/" MF_SNAPSHOT_NAME " at lsn %" PRIu64 " with the %zu keys read "
+	       "before the damage; %" PRIu64 " of the %" PRIu64 " keys it declares are lost "
+	       "(they follow the damage: their names cannot be read)\n",
+	       dir, si->lsn, items->n, lost, si->declared_keys);
+	if (items->n) {
+		printf("  last key recovered: ");
+		print_escaped(stdout, items->v[items->n - 1].key);
+		printf(" (keys after it, in the snapshot's order, are lost)\n");
+	}
+	if (!confirm(yes)) {
+		printf("nothing changed\n");
+		return 1;
+	}
+	char *path = mf_wal_path(dir, MF_SNAPSHOT_NAME);
+	char *aside = broken_name(path, time(NULL));
+	int r = io->rename(io, path, aside);
+	if (r == 0)
+		r = io->fsync_dir(io, dir);
+	mf_snapshot_info wi;
+	if (r == 0)
+		r = mf_snapshot_write(io, dir, si->lsn, items->v, items->n, &wi);
+	if (r == 0)
+		printf("fixed: %s rewritten with %zu keys at lsn %" PRIu64 " (original kept as %s)\n",
+		       path, items->n, si->lsn, aside);
+	else
+		fprintf(stderr, "memflux-check: salvaging %s: %s\n", path, strerror(-r));
+	free(aside);
+	free(path);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = NULL;
-	bool fix = false, dump = false;
+	bool fix = false, dump = false, yes = false, prefix = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fix") == 0)
 			fix = true;
 		else if (strcmp(argv[i], "--dump") == 0)
 			dump = true;
+		else if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
+			yes = true;
+		else if (strcmp(argv[i], "--prefix") == 0)
+			fix = prefix = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
@@ -203,8 +686,8 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	mf_io *io = mf_io_posix();
-	int status = 0;  /* of the WAL: 0, 1 torn, 2 corrupt */
-	bool snap_bad = false, io_error = false;
+	int status = 0;  /* of the WAL: 0, 1 cut by recovery, 2 corrupt */
+	bool snap_bad = false;
 
 	if (fix) {
 		/* Never repair under a running daemon. */
@@ -224,7 +707,9 @@ int main(int argc, char **argv)
 	mf_snapshot_info si;
 	memset(&si, 0, sizeof si);
 	char err[1024] = "";
-	int r = mf_snapshot_load(io, dir, snapshot_item, NULL, &si, err, sizeof err);
+	snap_items items = {.keep = fix};
+	int r = mf_snapshot_load(io, dir, snapshot_item, &items, &si, err, sizeof err);
+	int snap_r = r;
 	uint64_t snap_lsn = 0;
 	if (r == -ENOENT) {
 		printf("%s/" MF_SNAPSHOT_NAME ": none\n", dir);
@@ -237,158 +722,81 @@ int main(int argc, char **argv)
 		printf("%s/" MF_SNAPSHOT_NAME ": %s: %s\n", dir,
 		       r == -EBADMSG ? "CORRUPT" : "cannot load", err[0] ? err : strerror(-r));
 		snap_bad = true;
+		/* Its LSN (read from the header) still says which segments
+		 * recovery would skip. */
+		snap_lsn = si.lsn;
 	}
 
-	/* ---- WAL segments, in replay order ---- */
+	/* ---- WAL segments, in replay order, judged as recovery judges ---- */
 	mf_wal_seg *segs = NULL;
 	int n = mf_wal_list_sealed(io, dir, &segs);
 	if (n < 0) {
 		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(-n));
 		return 3;
 	}
-	wal_file *files = mf_xmalloc(sizeof *files * (size_t)(n + 1));
-	int nf = 0;
-	for (int i = 0; i < n; i++)
-		files[nf++] = (wal_file){segs[i].path, true, segs[i].lsn};
-	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
-	if (access(active, F_OK) == 0)
-		files[nf++] = (wal_file){active, false, 0};
-
-	uint64_t prev = 0, total = 0;
-	int first_bad = -1;       /* file index of the first problem */
-	uint64_t bad_cut = 0;     /* where to cut it */
-	bool bad_whole = false;   /* the header itself is bad */
-	uint64_t bad_records = 0, bad_last = 0;  /* valid records before the cut */
-	for (int i = 0; i < nf; i++) {
-		wal_file *f = &files[i];
-		bool covered = f->sealed && f->name_lsn <= snap_lsn;
-		mf_wal_scan sc;
-		r = mf_wal_scan_file(io, f->path, prev, dump ? dump_record : NULL, NULL, &sc);
-		if (r < 0) {
-			printf("%s: read error: %s\n", f->path, strerror(-r));
-			io_error = true;
-			continue;
-		}
-		printf("%s: %" PRIu64 " records", f->path, sc.records);
-		if (sc.records)
-			printf(", lsn %" PRIu64 "..%" PRIu64, sc.first_lsn, sc.last_lsn);
-		if (f->sealed && sc.records && sc.last_lsn > f->name_lsn && sc.status == MF_SCAN_OK) {
-			/* Records above the name: replay refuses. */
-			sc.status = MF_SCAN_BAD_LSN;
-			sc.why = "records above the LSN in the segment's name";
-			sc.bad_off = sc.good_end;
-		}
-		bool last_file = i == nf - 1 && !f->sealed;
-		int problem = 0;  /* 1 torn, 2 corrupt */
-		switch (sc.status) {
-		case MF_SCAN_OK:
-			printf(", ok");
-			break;
-		case MF_SCAN_TORN:
-			printf(", torn tail at offset %" PRIu64 " (%" PRIu64 " bytes: %s)", sc.bad_off,
-			       sc.file_size - sc.bad_off, sc.why);
-			problem = last_file ? 1 : 2;
-			if (!last_file)
-				printf(" in a sealed segment: corruption");
-			break;
-		case MF_SCAN_SHORT_HEADER:
-			printf(", shorter than its header (%" PRIu64 " bytes)", sc.file_size);
-			problem = last_file ? 1 : 2;
-			break;
-		case MF_SCAN_CORRUPT:
-			printf(", CORRUPT at offset %" PRIu64 " (%s), valid record follows at offset %" PRIu64,
-			       sc.bad_off, sc.why, sc.next_off);
-			problem = 2;
-			break;
-		case MF_SCAN_BAD_LSN:
-			printf(", CORRUPT at offset %" PRIu64 " (%s)", sc.bad_off, sc.why);
-			problem = 2;
-			break;
-		default:
-			printf(", CORRUPT header (%s)", sc.why);
-			problem = 2;
-			break;
-		}
-		if (covered)
-			printf(" [covered by the snapshot: recovery deletes it unread]");
-		printf("\n");
-		total += sc.records;
-		if (sc.records)
-			prev = sc.last_lsn;
-		if (problem && !covered) {
-			if (problem > status)
-				status = problem;
-			if (first_bad < 0) {
-				first_bad = i;
-				bad_whole = sc.status == MF_SCAN_BAD_HEADER;
-				bad_cut = sc.status == MF_SCAN_SHORT_HEADER ? 0 : sc.bad_off;
-				bad_records = sc.records;
-				bad_last = sc.last_lsn;
-			}
-		}
+	for (int i = 0; i < n && segs[i].lsn <= snap_lsn; i++)
+		printf("%s: covered by the snapshot (recovery deletes it unread)\n", segs[i].path);
+	mf_wal_segs_free(segs, n);
+	walk_state ws;
+	memset(&ws, 0, sizeof ws);
+	ws.chain_last = snap_lsn;
+	mf_wal_verdict v;
+	uint64_t last = 0;
+	r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
+	                &last);
+	if (r < 0 && !ws.io_error) {
+		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(-r));
+		return 3;
 	}
-	printf("%d WAL segment(s), %" PRIu64 " records", nf, total);
-	if (prev)
-		printf(", last lsn %" PRIu64, prev);
+	if (v.action == MF_WAL_CUT)
+		status = 1;
+	else if (v.action == MF_WAL_REFUSE)
+		status = 2;
+	printf("%d WAL segment(s) read, %" PRIu64 " records", ws.files, ws.records);
+	if (last)
+		printf(", last lsn %" PRIu64, last);
 	printf("\n");
 
-	if (fix && first_bad >= 0) {
-		time_t now = time(NULL);
-		int fr = 0;
-		for (int i = first_bad; i < nf && fr == 0; i++) {
-			wal_file *f = &files[i];
-			char *aside = broken_name(f->path, now);
-			bool keep_prefix = !f->sealed || bad_records > 0;
-			if (i == first_bad && !bad_whole && keep_prefix) {
-				fr = copy_file(io, f->path, aside);
-				if (fr == 0)
-					fr = cut_file(io, f->path, bad_cut);
-				if (fr == 0)
-					printf("fixed: %s cut at offset %" PRIu64 " (original kept as %s)\n",
-					       f->path, bad_cut, aside);
-				if (fr == 0 && f->sealed && bad_last != f->name_lsn) {
-					/* A sealed segment is named after its last LSN; the
-					 * WAL will hand out the LSNs after bad_last again, and
-					 * a later seal must not collide with this name. */
-					char name[64];
-					snprintf(name, sizeof name, MF_WAL_ACTIVE_NAME ".%016" PRIx64, bad_last);
-					char *np = mf_wal_path(dir, name);
-					fr = io->rename(io, f->path, np);
-					if (fr == 0)
-						printf("fixed: %s renamed to %s (its last LSN now)\n", f->path, np);
-					free(np);
-				}
-			} else {
-				fr = io->rename(io, f->path, aside);
-				if (fr == 0)
-					printf("fixed: %s moved aside to %s%s\n", f->path, aside,
-					       i != first_bad ? " (after the damaged segment)"
-					       : bad_whole    ? " (bad header)"
-					                      : " (no valid record in it)");
-			}
-			if (fr < 0)
-				fprintf(stderr, "memflux-check: fixing %s: %s\n", f->path, strerror(-fr));
-			free(aside);
+	if (fix && status > 0 && !ws.io_error && ws.bad_sc.status == MF_SCAN_BAD_HEADER &&
+	    ws.bad_sc.file_size > MF_WAL_FILE_HEADER) {
+		/* Salvage the records of a segment whose header alone is bad,
+		 * then judge the WAL again. */
+		if (repair_header(io, ws.bad_path, yes) > 0) {
+			io->fsync_dir(io, dir);
+			memset(&ws, 0, sizeof ws);
+			ws.chain_last = snap_lsn;
+			printf("checking again:\n");
+			r = mf_wal_walk(io, dir, snap_lsn, NULL, NULL, report_file, &ws, &v, &last);
+			status = v.action == MF_WAL_CUT ? 1 : v.action == MF_WAL_REFUSE ? 2 : 0;
 		}
+	}
+	if (fix && status > 0 && !ws.io_error) {
+		int fr = fix_wal(io, dir, &ws, yes, prefix);
 		if (fr == 0)
-			fr = io->fsync_dir(io, dir);
-		status = fr == 0 ? 0 : 2;
+			status = 0;
+		else if (fr < 0)
+			status = 2;
+		/* fr > 0: declined at the prompt, the status stands */
 	}
 
-	if (status == 1)
-		printf("torn tail: recovery will cut it (or run memflux-check --fix %s)\n", dir);
+	if (status == 1 && !fix)
+		printf("damaged unsynced tail: recovery cuts it by itself (or run memflux-check "
+		       "--fix %s)\n", dir);
 	else if (status == 2 && !fix)
-		printf("WAL corruption found: the daemon will refuse to mount %s; "
-		       "run memflux-check --fix %s to keep the consistent prefix\n", dir, dir);
+		printf("WAL corruption or missing data: the daemon will refuse to mount %s; "
+		       "memflux-check --fix %s salvages every intact record (--prefix keeps only "
+		       "the consistent prefix)\n", dir, dir);
+	if (snap_bad && fix && snap_r == -EBADMSG) {
+		if (salvage_snapshot(io, dir, &si, &items, yes) == 0)
+			snap_bad = false;
+	}
+	mf_store_items_free(items.v, items.n);
 	if (snap_bad) {
-		printf("snapshot damaged: the daemon will refuse to mount %s; memflux-check "
-		       "does not repair snapshots (the WAL segments it covered are gone)\n", dir);
+		printf("snapshot damaged: the daemon will refuse to mount %s%s\n", dir,
+		       fix ? "" : "; memflux-check --fix salvages the keys before the damage");
 		status = 2;
 	}
-	mf_wal_segs_free(segs, n);
-	free(active);
-	free(files);
-	if (io_error)
+	if (ws.io_error)
 		return 3;
 	return status;
 }

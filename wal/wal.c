@@ -248,7 +248,7 @@ static int rd_copy(rd *r, uint64_t off, uint8_t *dst, size_t n)
 
 /* Is there a complete record with a good checksum at off?  MF_REC_* or
  * -errno. */
-static int rd_check(rd *r, uint64_t off, mf_wal_rec_hdr *h, const char **why)
+static int rd_check(rd *r, uint64_t off, uint64_t salt, mf_wal_rec_hdr *h, const char **why)
 {
 	uint64_t avail = r->size - off;
 	size_t hn = avail < MF_WAL_REC_HEADER ? (size_t)avail : MF_WAL_REC_HEADER;
@@ -256,14 +256,15 @@ static int rd_check(rd *r, uint64_t off, mf_wal_rec_hdr *h, const char **why)
 	int e = rd_need(r, off, hn, &p);
 	if (e < 0)
 		return e;
-	int st = mf_wal_rec_hdr_parse(p, avail, h, why);
+	mf_wal_rec_place at = {.salt = salt, .off = off};
+	int st = mf_wal_rec_hdr_parse(p, avail, &at, h, why);
 	if (st != MF_REC_OK)
 		return st;
-	uint32_t crc = 0;
+	uint32_t crc = mf_wal_rec_seed(salt, off);
 	e = rd_crc(r, off + 8, h->len, &crc);
 	if (e < 0)
 		return e;
-	if (crc != mf_crc32c_unmask(h->crc)) {
+	if (!mf_wal_rec_body_ok(h, crc)) {
 		*why = "record checksum mismatch";
 		return MF_REC_BAD;
 	}
@@ -312,35 +313,68 @@ static int rd_decode(rd *r, uint64_t off, const mf_wal_rec_hdr *h, mf_op *op)
 	return 0;
 }
 
-/* After a bad record at bad_off: the first offset > bad_off holding a
- * record with a good checksum and lsn > prev, or 0 if none.  Only cheap
- * header checks run at most offsets; a checksum is computed only when a
- * header is fully consistent, which random bytes almost never are. */
-static int rd_find_valid_after(rd *r, uint64_t bad_off, uint64_t prev, uint64_t *found)
+/*
+ * One forward pass over (bad_off, EOF) after damage: find the valid records
+ * there (for the durable horizon they carry, and for the report).  Linear:
+ * every offset costs a few comparisons, and the header checksum is computed
+ * only where the cheap checks pass; a body checksum only where the salted,
+ * offset-bound header checksum matches, which outside genuine records of
+ * this very file happens with probability 2^-32.  A found record is followed
+ * to its successor without looking inside it.  The body checksums and the
+ * buffer refills they cause are bounded by `budget` (a crafted file with
+ * overlapping valid headers could otherwise cost O(n^2)); past it the pass
+ * stops and says so.
+ */
+static int rd_resync(rd *r, uint64_t salt, mf_wal_scan *sc)
 {
-	*found = 0;
-	for (uint64_t p = bad_off + 1; p + MF_WAL_REC_HEADER <= r->size; p++) {
+	uint64_t budget = 4 * r->size + (64u << 20);
+	uint64_t p = sc->bad_off + 1;
+	while (p + MF_WAL_REC_HEADER <= r->size) {
 		const uint8_t *hp;
 		int e = rd_need(r, p, MF_WAL_REC_HEADER, &hp);
 		if (e < 0)
 			return e;
 		mf_wal_rec_hdr h;
 		const char *why;
-		if (mf_wal_rec_hdr_parse(hp, r->size - p, &h, &why) != MF_REC_OK || h.lsn <= prev)
+		mf_wal_rec_place at = {.salt = salt, .off = p};
+		if (mf_wal_rec_hdr_parse(hp, r->size - p, &at, &h, &why) != MF_REC_OK) {
+			p++;
 			continue;
-		int st = rd_check(r, p, &h, &why);
-		if (st < 0)
-			return st;
-		if (st == MF_REC_OK) {
-			*found = p;
+		}
+		/* Charged: the bytes checksummed, plus a buffer refill when the
+		 * record runs past the buffer (the next offset then re-reads). */
+		uint64_t cost = (uint64_t)h.len;
+		if (p + 8 + h.len > r->boff + r->blen)
+			cost += RD_BUF;
+		if (cost > budget) {
+			sc->resync_capped = true;
 			return 0;
 		}
+		budget -= cost;
+		uint32_t crc = mf_wal_rec_seed(salt, p);
+		e = rd_crc(r, p + 8, h.len, &crc);
+		if (e < 0)
+			return e;
+		if (!mf_wal_rec_body_ok(&h, crc)) {
+			p++;
+			continue;
+		}
+		if (!sc->after_records) {
+			sc->after_first_lsn = h.lsn;
+			sc->after_first_off = p;
+		}
+		sc->after_records++;
+		if (h.lsn > sc->after_last_lsn)
+			sc->after_last_lsn = h.lsn;
+		if (h.durable > sc->durable_max)
+			sc->durable_max = h.durable;
+		p += 8 + (uint64_t)h.len;
 	}
 	return 0;
 }
 
-int mf_wal_scan_file(mf_io *io, const char *path, uint64_t prev_lsn,
-                     mf_wal_record_fn fn, void *ctx, mf_wal_scan *out)
+int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx,
+                     mf_wal_scan *out)
 {
 	memset(out, 0, sizeof *out);
 	int fd = io->open(io, path, O_RDONLY, 0);
@@ -364,37 +398,50 @@ int mf_wal_scan_file(mf_io *io, const char *path, uint64_t prev_lsn,
 	ret = rd_need(&r, 0, MF_WAL_FILE_HEADER, &hp);
 	if (ret < 0)
 		goto done;
-	if (mf_wal_file_header_check(hp, &out->why) < 0) {
+	if (mf_wal_file_header_check(hp, &out->hdr, &out->why) < 0) {
 		out->status = MF_SCAN_BAD_HEADER;
 		out->bad_off = 0;
 		goto done;
 	}
+	uint64_t salt = out->hdr.salt;
 	uint64_t off = MF_WAL_FILE_HEADER;
-	uint64_t prev = prev_lsn;
+	uint64_t prev = out->hdr.prev_lsn;
 	out->good_end = off;
 	while (off < r.size) {
 		mf_wal_rec_hdr h;
 		const char *why = NULL;
-		int st = rd_check(&r, off, &h, &why);
+		int st = rd_check(&r, off, salt, &h, &why);
 		if (st < 0) {
 			ret = st;
 			goto done;
 		}
-		if (st == MF_REC_OK && h.lsn <= prev) {
+		if (st == MF_REC_OK && h.type == MF_WAL_REC_SYNC && h.lsn == prev &&
+		    h.durable <= h.lsn) {
+			/* A sync marker: everything before it is durable. */
+			if (h.durable > out->durable_max)
+				out->durable_max = h.durable;
+			off += 8 + (uint64_t)h.len;
+			out->good_end = off;
+			continue;
+		}
+		if (st == MF_REC_OK && h.lsn != prev + 1) {
+			/* Salted and bound to its offset, so written here by this
+			 * segment's writer, which numbers records consecutively:
+			 * never a torn write. */
 			out->status = MF_SCAN_BAD_LSN;
-			out->why = "LSN not greater than the previous record's";
+			out->why = "valid record with an unexpected LSN";
 			out->bad_off = off;
+			out->expected_lsn = prev + 1;
+			if (h.durable > out->durable_max)
+				out->durable_max = h.durable;
 			goto done;
 		}
 		if (st != MF_REC_OK) {
+			out->status = MF_SCAN_DAMAGED;
 			out->why = why;
 			out->bad_off = off;
-			uint64_t next;
-			ret = rd_find_valid_after(&r, off, prev, &next);
-			if (ret < 0)
-				goto done;
-			out->status = next ? MF_SCAN_CORRUPT : MF_SCAN_TORN;
-			out->next_off = next;
+			out->expected_lsn = prev + 1;
+			ret = rd_resync(&r, salt, out);
 			goto done;
 		}
 		if (fn) {
@@ -411,6 +458,8 @@ int mf_wal_scan_file(mf_io *io, const char *path, uint64_t prev_lsn,
 			out->first_lsn = h.lsn;
 		out->records++;
 		out->last_lsn = h.lsn;
+		if (h.durable > out->durable_max)
+			out->durable_max = h.durable;
 		prev = h.lsn;
 		off += 8 + (uint64_t)h.len;
 		out->good_end = off;
@@ -422,6 +471,318 @@ done:
 	return ret;
 }
 
+int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx,
+                        uint64_t *bad_bytes, bool *capped)
+{
+	*bad_bytes = 0;
+	*capped = false;
+	int fd = io->open(io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	rd r = {.io = io, .fd = fd, .buf = NULL, .boff = 0, .blen = 0};
+	off_t sz;
+	int ret = io->fstat_size(io, fd, &sz);
+	if (ret < 0)
+		goto done;
+	r.size = (uint64_t)sz;
+	if (r.size < MF_WAL_FILE_HEADER) {
+		*bad_bytes = r.size;
+		goto done;
+	}
+	r.buf = mf_xmalloc(RD_BUF);
+	const uint8_t *hp;
+	ret = rd_need(&r, 0, MF_WAL_FILE_HEADER, &hp);
+	if (ret < 0)
+		goto done;
+	/* The salt as written, even if the rest of the header is damaged:
+	 * the records will tell whether it survived. */
+	uint64_t salt = 0;
+	for (int i = 7; i >= 0; i--)
+		salt = salt << 8 | hp[12 + i];
+	uint64_t budget = 4 * r.size + (64u << 20);
+	uint64_t p = MF_WAL_FILE_HEADER;
+	while (p + MF_WAL_REC_HEADER <= r.size) {
+		ret = rd_need(&r, p, MF_WAL_REC_HEADER, &hp);
+		if (ret < 0)
+			goto done;
+		mf_wal_rec_hdr h;
+		const char *why;
+		mf_wal_rec_place at = {.salt = salt, .off = p};
+		if (mf_wal_rec_hdr_parse(hp, r.size - p, &at, &h, &why) != MF_REC_OK) {
+			p++;
+			(*bad_bytes)++;
+			continue;
+		}
+		uint64_t cost = (uint64_t)h.len;
+		if (p + 8 + h.len > r.boff + r.blen)
+			cost += RD_BUF;
+		if (cost > budget) {
+			*capped = true;
+			break;
+		}
+		budget -= cost;
+		uint32_t crc = mf_wal_rec_seed(salt, p);
+		ret = rd_crc(&r, p + 8, h.len, &crc);
+		if (ret < 0)
+			goto done;
+		if (!mf_wal_rec_body_ok(&h, crc)) {
+			p++;
+			(*bad_bytes)++;
+			continue;
+		}
+		if (h.type != MF_WAL_REC_SYNC && fn) {
+			mf_op op;
+			ret = rd_decode(&r, p, &h, &op);
+			if (ret < 0)
+				goto done;
+			ret = fn(ctx, &op, p);
+			mf_op_clear(&op);
+			if (ret != 0)
+				goto done;
+		}
+		p += 8 + (uint64_t)h.len;
+	}
+	if (p < r.size)
+		*bad_bytes += r.size - p;
+done:
+	free(r.buf);
+	io->close(io, fd);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* the verdict                                                         */
+
+void mf_wal_judge(const char *path, const mf_wal_scan *sc, bool active, uint64_t horizon,
+                  mf_wal_verdict *v)
+{
+	memset(v, 0, sizeof *v);
+	uint64_t h = horizon > sc->durable_max ? horizon : sc->durable_max;
+	v->horizon = h;
+	switch (sc->status) {
+	case MF_SCAN_OK:
+		v->action = MF_WAL_KEEP;
+		return;
+	case MF_SCAN_SHORT_HEADER:
+		if (active) {
+			/* Creation writes and fsyncs the header before any record:
+			 * a file this short never held one. */
+			v->action = MF_WAL_CUT;
+			v->cut_off = 0;
+			v->cut_bytes = sc->file_size;
+			snprintf(v->msg, sizeof v->msg,
+			         "WAL %s: segment creation cut short (%" PRIu64
+			         " bytes, no record): emptied", path, sc->file_size);
+			return;
+		}
+		v->action = MF_WAL_REFUSE;
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: sealed segment shorter than its header (%" PRIu64 " bytes)",
+		         path, sc->file_size);
+		return;
+	case MF_SCAN_BAD_HEADER:
+		if (active && sc->file_size == MF_WAL_FILE_HEADER) {
+			/* Exactly a header's worth, not valid: the header write was
+			 * torn before its fsync, and no record follows it. */
+			v->action = MF_WAL_CUT;
+			v->cut_off = 0;
+			v->cut_bytes = sc->file_size;
+			snprintf(v->msg, sizeof v->msg,
+			         "WAL %s: segment header torn at creation (no record): emptied", path);
+			return;
+		}
+		v->action = MF_WAL_REFUSE;
+		snprintf(v->msg, sizeof v->msg, "WAL %s: %s", path, sc->why);
+		return;
+	case MF_SCAN_BAD_LSN:
+		v->action = MF_WAL_REFUSE;
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: record at offset %" PRIu64 " is valid but does not carry LSN %" PRIu64
+		         " (corruption or a foreign record)", path, sc->bad_off, sc->expected_lsn);
+		return;
+	default:
+		break;
+	}
+	/* MF_SCAN_DAMAGED: no valid record at bad_off, where LSN E is due. */
+	uint64_t e = sc->expected_lsn;
+	if (!active) {
+		v->action = MF_WAL_REFUSE;
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: sealed segment damaged at offset %" PRIu64 " (%s), LSN %" PRIu64
+		         ": sealed segments are fsynced before sealing, so this is corruption of "
+		         "durable data", path, sc->bad_off, sc->why, e);
+		return;
+	}
+	if (sc->resync_capped) {
+		v->action = MF_WAL_REFUSE;
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: damaged at offset %" PRIu64 " (%s), LSN %" PRIu64
+		         "; the bytes after it are too inconsistent to tell a torn write "
+		         "from corruption", path, sc->bad_off, sc->why, e);
+		return;
+	}
+	if (e <= h) {
+		v->action = MF_WAL_REFUSE;
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: corrupt record at offset %" PRIu64 " (%s), LSN %" PRIu64
+		         ", which was durable (fsynced through LSN %" PRIu64 ")%s",
+		         path, sc->bad_off, sc->why, e, h,
+		         sc->after_records ? "; valid records follow it" : "");
+		return;
+	}
+	/* Everything from bad_off on was written after the last completed
+	 * fsync: a power cut may legitimately have torn, dropped or reordered
+	 * it.  Records after the hole cannot be applied without LSN e. */
+	v->action = MF_WAL_CUT;
+	v->cut_off = sc->bad_off;
+	v->cut_bytes = sc->file_size - sc->bad_off;
+	v->lost_first = e;
+	v->lost_last = sc->after_last_lsn > e ? sc->after_last_lsn : e;
+	v->dropped_intact = sc->after_records;
+	if (sc->after_records)
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: unsynced tail damaged at offset %" PRIu64 " (%s): cut %" PRIu64
+		         " bytes, LSNs %" PRIu64 "..%" PRIu64 " (%" PRIu64
+		         " intact records after the hole dropped: LSN %" PRIu64
+		         " is missing); durable through LSN %" PRIu64,
+		         path, sc->bad_off, sc->why, v->cut_bytes, v->lost_first, v->lost_last,
+		         sc->after_records, e, h);
+	else
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: torn tail at offset %" PRIu64 " (%s): cut %" PRIu64
+		         " bytes from LSN %" PRIu64 " on; durable through LSN %" PRIu64,
+		         path, sc->bad_off, sc->why, v->cut_bytes, e, h);
+}
+
+/* ------------------------------------------------------------------ */
+/* walking the whole WAL                                               */
+
+typedef struct walk_ctx {
+	mf_wal_record_fn fn;
+	void *ctx;
+	uint64_t snap;
+	uint64_t last;         /* last LSN above snap passed to fn, or snap */
+	uint64_t chain_lsn;    /* WALK_CHAIN: the LSN found */
+	uint64_t chain_off;
+} walk_ctx;
+
+#define WALK_CHAIN 0x7fff0001  /* fn return: LSN not contiguous with the last */
+
+static int walk_record(void *arg, mf_op *op, uint64_t off)
+{
+	walk_ctx *wc = arg;
+	if (op->lsn > wc->snap) {
+		if (op->lsn != wc->last + 1) {
+			wc->chain_lsn = op->lsn;
+			wc->chain_off = off;
+			return WALK_CHAIN;
+		}
+		wc->last = op->lsn;
+	}
+	return wc->fn ? wc->fn(wc->ctx, op, off) : 0;
+}
+
+static void chain_refusal(mf_wal_verdict *v, const char *path, uint64_t want, uint64_t got,
+                          uint64_t off)
+{
+	v->action = MF_WAL_REFUSE;
+	if (got > want)
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: LSNs %" PRIu64 "..%" PRIu64 " are missing before offset %" PRIu64
+		         " (a deleted or renamed segment, or a lost snapshot): data lost",
+		         path, want, got - 1, off);
+	else
+		snprintf(v->msg, sizeof v->msg,
+		         "WAL %s: LSN %" PRIu64 " at offset %" PRIu64 " overlaps LSNs already "
+		         "read (expected %" PRIu64 ")", path, got, off, want);
+}
+
+int mf_wal_walk(mf_io *io, const char *dir, uint64_t snap_lsn, mf_wal_record_fn fn,
+                void *ctx, mf_wal_report_fn report, void *rctx, mf_wal_verdict *out,
+                uint64_t *last_lsn)
+{
+	memset(out, 0, sizeof *out);
+	walk_ctx wc = {.fn = fn, .ctx = ctx, .snap = snap_lsn, .last = snap_lsn};
+	if (last_lsn)
+		*last_lsn = snap_lsn;
+	mf_wal_seg *segs = NULL;
+	int n = mf_wal_list_sealed(io, dir, &segs);
+	if (n < 0)
+		return n;
+	char *active = mf_wal_path(dir, MF_WAL_ACTIVE_NAME);
+	/* Everything sealed, and the snapshot, is durable. */
+	uint64_t horizon = snap_lsn;
+	int ret = 0;
+	for (int i = 0; i <= n; i++) {
+		bool is_active = i == n;
+		if (!is_active && segs[i].lsn <= snap_lsn)
+			continue;  /* covered by the snapshot: never read */
+		mf_wal_file_report rep = {
+			.path = is_active ? active : segs[i].path,
+			.sealed = !is_active,
+			.name_lsn = is_active ? 0 : segs[i].lsn,
+		};
+		int r = mf_wal_scan_file(io, rep.path, walk_record, &wc, &rep.sc);
+		if (r == -ENOENT && is_active)
+			break;  /* no active segment: nothing more */
+		mf_wal_verdict *v = &rep.v;
+		if (r == WALK_CHAIN) {
+			chain_refusal(v, rep.path, wc.last + 1, wc.chain_lsn, wc.chain_off);
+		} else if (r < 0) {
+			rep.err = r;
+			if (report)
+				report(rctx, &rep);
+			ret = r;
+			break;
+		} else if (r != 0) {
+			ret = r;  /* the caller's fn stopped the walk */
+			break;
+		} else {
+			bool hdr_ok = rep.sc.status != MF_SCAN_BAD_HEADER &&
+			              rep.sc.status != MF_SCAN_SHORT_HEADER;
+			uint64_t prev = rep.sc.hdr.prev_lsn;
+			/* The active segment's header is fsynced at creation, after
+			 * everything before prev_lsn was (see create_segment). */
+			uint64_t hz = hdr_ok && prev > horizon && prev <= wc.last ? prev : horizon;
+			mf_wal_judge(rep.path, &rep.sc, is_active, hz, v);
+			uint64_t end = rep.sc.records ? rep.sc.last_lsn : prev;
+			if (v->action != MF_WAL_REFUSE && hdr_ok && !rep.sc.records &&
+			    prev > wc.last)
+				/* Empty, but it says records up to prev came before it. */
+				chain_refusal(v, rep.path, wc.last + 1, prev + 1, MF_WAL_FILE_HEADER);
+			else if (v->action != MF_WAL_REFUSE && !is_active && end != segs[i].lsn) {
+				v->action = MF_WAL_REFUSE;
+				if (end < segs[i].lsn)
+					snprintf(v->msg, sizeof v->msg,
+					         "WAL %s: sealed segment ends at LSN %" PRIu64
+					         " but its name says %" PRIu64 ": LSNs %" PRIu64 "..%" PRIu64
+					         " are missing (cut at a record boundary?)",
+					         rep.path, end, segs[i].lsn, end + 1, segs[i].lsn);
+				else
+					snprintf(v->msg, sizeof v->msg,
+					         "WAL %s: sealed segment holds LSN %" PRIu64
+					         " above the LSN in its name (%" PRIu64 ")",
+					         rep.path, end, segs[i].lsn);
+			}
+			if (!is_active && end > horizon && v->action != MF_WAL_REFUSE)
+				horizon = end;
+		}
+		if (report)
+			report(rctx, &rep);
+		if (v->action != MF_WAL_KEEP)
+			*out = *v;
+		else if (v->horizon > out->horizon)
+			out->horizon = v->horizon;
+		if (v->action == MF_WAL_REFUSE)
+			break;
+	}
+	if (last_lsn)
+		*last_lsn = wc.last;
+	free(active);
+	mf_wal_segs_free(segs, n);
+	return ret;
+}
+
 /* ------------------------------------------------------------------ */
 /* replay                                                              */
 
@@ -429,21 +790,13 @@ typedef struct replay_ctx {
 	mf_apply_fn apply;
 	void *ctx;
 	uint64_t after_lsn;
-	uint64_t limit;        /* a sealed segment holds no lsn above its name */
-	uint64_t bad_lsn, bad_off;
 	mf_wal_replay_info *info;
 } replay_ctx;
 
-#define REPLAY_OVER_LIMIT 1
-
 static int replay_record(void *arg, mf_op *op, uint64_t off)
 {
+	(void)off;
 	replay_ctx *rc = arg;
-	if (op->lsn > rc->limit) {
-		rc->bad_lsn = op->lsn;
-		rc->bad_off = off;
-		return REPLAY_OVER_LIMIT;
-	}
 	if (op->lsn <= rc->after_lsn) {
 		rc->info->skipped++;
 		return 0;
@@ -523,83 +876,37 @@ int mf_wal_replay(const char *dir, mf_io *io, uint64_t after_lsn,
 		}
 	}
 
-	uint64_t prev = 0;
-	for (int i = first; i <= n; i++) {
-		bool is_active = i == n;
-		const char *path = is_active ? active : segs[i].path;
-		replay_ctx rc = {
-			.apply = apply, .ctx = ctx, .after_lsn = after_lsn,
-			.limit = is_active ? UINT64_MAX : segs[i].lsn, .info = info,
-		};
-		mf_wal_scan sc;
-		int r = mf_wal_scan_file(io, path, prev, replay_record, &rc, &sc);
-		if (r == -ENOENT && is_active)
-			break;  /* no active segment: nothing more */
-		if (r == REPLAY_OVER_LIMIT) {
-			snprintf(err, errlen,
-			         "WAL %s: record at offset %" PRIu64 " has LSN %" PRIu64
-			         " above the segment's name; run memflux-check DATADIR",
-			         path, rc.bad_off, rc.bad_lsn);
-			ret = -EBADMSG;
-			goto out;
-		}
+	replay_ctx rc = {.apply = apply, .ctx = ctx, .after_lsn = after_lsn, .info = info};
+	mf_wal_verdict v;
+	uint64_t last = after_lsn;
+	int r = mf_wal_walk(io, dir, after_lsn, replay_record, &rc, NULL, NULL, &v, &last);
+	info->last_lsn = last;
+	info->horizon = v.horizon;
+	if (r < 0) {
+		snprintf(err, errlen, "WAL %s: read error: %s", dir, strerror(-r));
+		ret = r;
+		goto out;
+	}
+	if (v.action == MF_WAL_REFUSE) {
+		snprintf(err, errlen, "%s; refusing to mount (memflux-check DATADIR explains, "
+		         "--fix repairs)", v.msg);
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (v.action == MF_WAL_CUT) {
+		r = truncate_file(io, active, v.cut_off);
 		if (r < 0) {
-			snprintf(err, errlen, "WAL %s: read error: %s", path, strerror(-r));
+			snprintf(err, errlen, "WAL %s: cannot cut damaged unsynced tail: %s", active,
+			         strerror(-r));
 			ret = r;
 			goto out;
 		}
-		if (sc.records) {
-			prev = sc.last_lsn;
-			if (sc.last_lsn > info->last_lsn)
-				info->last_lsn = sc.last_lsn;
-		}
-		switch (sc.status) {
-		case MF_SCAN_OK:
-			continue;
-		case MF_SCAN_TORN:
-		case MF_SCAN_SHORT_HEADER:
-			if (is_active) {
-				uint64_t cut = sc.status == MF_SCAN_TORN ? sc.bad_off : 0;
-				r = truncate_file(io, path, cut);
-				if (r < 0) {
-					snprintf(err, errlen, "WAL %s: cannot truncate torn tail: %s",
-					         path, strerror(-r));
-					ret = r;
-					goto out;
-				}
-				fprintf(stderr,
-				        "memfluxfs: WAL %s: torn tail at offset %" PRIu64
-				        ", dropped %" PRIu64 " bytes\n",
-				        path, cut, sc.file_size - cut);
-				info->truncated_bytes += sc.file_size - cut;
-				continue;
-			}
-			snprintf(err, errlen,
-			         "WAL %s: sealed segment cut short at offset %" PRIu64
-			         " (%s); run memflux-check --fix DATADIR",
-			         path, sc.bad_off, sc.why);
-			ret = -EBADMSG;
-			goto out;
-		case MF_SCAN_CORRUPT:
-			snprintf(err, errlen,
-			         "WAL %s: corrupt record at offset %" PRIu64
-			         " followed by valid records (first at offset %" PRIu64
-			         "); run memflux-check --fix DATADIR",
-			         path, sc.bad_off, sc.next_off);
-			ret = -EBADMSG;
-			goto out;
-		case MF_SCAN_BAD_LSN:
-			snprintf(err, errlen,
-			         "WAL %s: record at offset %" PRIu64
-			         " does not have an increasing LSN; run memflux-check DATADIR",
-			         path, sc.bad_off);
-			ret = -EBADMSG;
-			goto out;
-		default: /* MF_SCAN_BAD_HEADER */
-			snprintf(err, errlen, "WAL %s: %s", path, sc.why);
-			ret = -EBADMSG;
-			goto out;
-		}
+		fprintf(stderr, "memfluxfs: %s\n", v.msg);
+		info->truncated_bytes = v.cut_bytes;
+		info->cut_off = v.cut_off;
+		info->lost_first = v.lost_first;
+		info->lost_last = v.lost_last;
+		info->dropped_intact = v.dropped_intact;
 	}
 out:
 	free(active);
@@ -654,6 +961,7 @@ struct mf_wal {
 
 	/* writer thread (fd changes only under fsync_mu as well) */
 	int fd;                  /* -1 after a failed segment creation */
+	uint64_t salt;           /* of the active segment (FORMAT.md) */
 	uint64_t end;            /* size of the active segment */
 	bool seg_has_records;
 	uint64_t seg_last_lsn;   /* last LSN in the active segment */
@@ -726,8 +1034,14 @@ static int create_segment(mf_wal *w)
 	int fd = io->open(io, w->path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return fd;
+	/* A new salt per incarnation: records of an earlier file at this path,
+	 * or of any other segment, can never validate in this one. */
+	pthread_mutex_lock(&w->mu);
+	uint64_t prev = w->written_lsn;
+	pthread_mutex_unlock(&w->mu);
+	uint64_t salt = mf_wal_new_salt();
 	uint8_t hdr[MF_WAL_FILE_HEADER];
-	mf_wal_file_header_encode(hdr);
+	mf_wal_file_header_encode(hdr, salt, prev);
 	int r = mf_io_pwrite_all(io, fd, hdr, sizeof hdr, 0);
 	if (r == 0)
 		r = io->fsync(io, fd);
@@ -739,6 +1053,7 @@ static int create_segment(mf_wal *w)
 		return r;
 	}
 	w->fd = fd;
+	w->salt = salt;
 	w->end = MF_WAL_FILE_HEADER;
 	w->seg_has_records = false;
 	return 0;
@@ -764,6 +1079,22 @@ static void ensure_bbuf(mf_wal *w, size_t n)
  * 0, or -errno with the segment cut back to its pre-batch size. */
 static int write_batch(mf_wal *w, wal_entry *first, uint64_t lsn0)
 {
+	int r = 0;
+	if (w->fd < 0) {
+		pthread_mutex_lock(&w->fsync_mu);
+		r = create_segment(w);
+		pthread_mutex_unlock(&w->fsync_mu);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&w->mu);
+		w->bytes = w->end;
+		pthread_mutex_unlock(&w->mu);
+	}
+	/* Every record says how far the log was durable when it was written:
+	 * recovery's horizon (FORMAT.md, "Recovery"). */
+	pthread_mutex_lock(&w->mu);
+	mf_wal_rec_place at = {.salt = w->salt, .off = w->end, .durable = w->synced_lsn};
+	pthread_mutex_unlock(&w->mu);
 	size_t need = 0, niov = 0, n = 0;
 	for (wal_entry *e = first; e; e = e->next) {
 		e->op->lsn = lsn0 + n++;
@@ -783,7 +1114,8 @@ static int write_batch(mf_wal *w, wal_entry *first, uint64_t lsn0)
 	size_t pos = 0, run = 0, cnt = 0, total = 0;
 	for (wal_entry *e = first; e; e = e->next) {
 		mf_op *op = e->op;
-		mf_wal_record_encode_head(op, w->bbuf + pos);
+		mf_wal_record_encode_head(op, &at, w->bbuf + pos);
+		at.off += e->size;
 		pos += mf_wal_record_head_size(op);
 		if (op->val.len <= INLINE_VAL) {
 			if (op->val.len)
@@ -799,17 +1131,6 @@ static int write_batch(mf_wal *w, wal_entry *first, uint64_t lsn0)
 	if (pos > run)
 		w->iov[cnt++] = (struct iovec){w->bbuf + run, pos - run};
 
-	int r = 0;
-	if (w->fd < 0) {
-		pthread_mutex_lock(&w->fsync_mu);
-		r = create_segment(w);
-		pthread_mutex_unlock(&w->fsync_mu);
-		if (r < 0)
-			return r;
-		pthread_mutex_lock(&w->mu);
-		w->bytes = w->end;
-		pthread_mutex_unlock(&w->mu);
-	}
 	r = mf_io_pwritev_all(w->io, w->fd, w->iov, (int)cnt, (off_t)w->end);
 	if (r < 0) {
 		/* Leave nothing torn (and no complete-but-refused record) behind:
@@ -1016,10 +1337,18 @@ static void *writer_main(void *arg)
 		bool ro = w->read_only;
 		uint64_t lsn0 = w->next_lsn;
 		if (!ro)
-			w->next_lsn += n;  /* never reused, even if the write fails */
+			w->next_lsn += n;  /* given back if the write fails */
 		pthread_mutex_unlock(&w->mu);
 
 		int r = ro ? -EIO : write_batch(w, first, lsn0);
+		if (r < 0 && !ro) {
+			/* The batch was cut off the file (or the WAL went read-only):
+			 * its LSNs are free again, so the log stays contiguous, which
+			 * recovery checks to detect lost records. */
+			pthread_mutex_lock(&w->mu);
+			w->next_lsn = lsn0;
+			pthread_mutex_unlock(&w->mu);
+		}
 		for (wal_entry *e = first; e; e = e->next)
 			e->result = r == 0 ? w->apply(w->ctx, e->op) : r;
 
@@ -1110,13 +1439,20 @@ static int open_active(mf_wal *w)
 	}
 	uint8_t hdr[MF_WAL_FILE_HEADER];
 	const char *why;
+	mf_wal_file_hdr fh;
 	r = mf_io_pread_all(io, fd, hdr, sizeof hdr, 0);
-	if (r == 0 && mf_wal_file_header_check(hdr, &why) < 0) {
+	if (r == 0 && mf_wal_file_header_check(hdr, &fh, &why) < 0) {
 		fprintf(stderr, "memfluxfs: WAL %s: %s\n", w->path, why);
 		r = -EBADMSG;
 	}
+	/* What replay read may still be only in the page cache (the previous
+	 * process was killed before its fsync): make it durable before the
+	 * first record claims it is (synced_lsn starts at next_lsn - 1). */
+	if (r == 0)
+		r = io->fsync(io, fd);
 	if (r < 0)
 		goto fail;
+	w->salt = fh.salt;
 	w->fd = fd;
 	w->end = (uint64_t)sz;
 	w->seg_has_records = w->end > MF_WAL_FILE_HEADER;
@@ -1199,6 +1535,35 @@ fail:
 	*err = r;
 	wal_free(w);
 	return NULL;
+}
+
+/*
+ * After the final fsync of a clean close: append a sync marker saying every
+ * record of the file is durable, and fsync it.  Without it the last batches
+ * are "written after the last known fsync" to recovery, and damage to them
+ * (bit rot after a clean shutdown) would be cut instead of refused.  Best
+ * effort: if it fails, or is torn by a crash, recovery knows less, nothing
+ * more.  The writer thread has exited: this thread owns the file.
+ */
+static void write_sync_marker(mf_wal *w)
+{
+	if (w->fd < 0 || !w->seg_has_records)
+		return;
+	pthread_mutex_lock(&w->mu);
+	uint64_t lsn = w->written_lsn, synced = w->synced_lsn;
+	pthread_mutex_unlock(&w->mu);
+	if (synced < lsn)
+		return;
+	mf_op op;
+	memset(&op, 0, sizeof op);
+	op.type = MF_WAL_REC_SYNC;
+	op.lsn = lsn;
+	uint8_t rec[MF_WAL_REC_HEADER];
+	mf_wal_rec_place at = {.salt = w->salt, .off = w->end, .durable = lsn};
+	mf_wal_record_encode_head(&op, &at, rec);
+	if (mf_io_pwrite_all(w->io, w->fd, rec, sizeof rec, (off_t)w->end) == 0 &&
+	    w->io->fsync(w->io, w->fd) == 0)
+		w->end += sizeof rec;
 }
 
 /* Queue an entry and wait for the writer to finish it. */
@@ -1332,8 +1697,10 @@ int mf_wal_close(mf_wal *w)
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(w->syncer, NULL);
 	}
-	/* Clean close syncs whatever the mode. */
+	/* Clean close syncs whatever the mode, then says so in the file. */
 	int r = wal_fsync(w);
+	if (r == 0)
+		write_sync_marker(w);
 	if (w->fd >= 0) {
 		int c = w->io->close(w->io, w->fd);
 		if (r == 0)

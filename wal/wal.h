@@ -20,7 +20,8 @@
  * most interval_ms after a write.
  *
  * Errors: if the batch write fails, the file is cut back to the batch start,
- * none of its ops are applied, and each submitter gets the -errno.  If an
+ * none of its ops are applied, each submitter gets the -errno, and the
+ * batch's LSNs are given out again (the log stays contiguous).  If an
  * fsync fails, the WAL turns read-only: that batch and every later submit get
  * -EIO (retrying fsync is unsafe).  Logged to stderr.
  *
@@ -75,17 +76,26 @@ typedef struct mf_wal_replay_info {
 	uint64_t records;          /* records applied (lsn > after_lsn) */
 	uint64_t skipped;          /* records <= after_lsn (already in snapshot) */
 	uint64_t last_lsn;         /* highest LSN seen, or after_lsn */
-	uint64_t truncated_bytes;  /* torn tail cut from the last segment */
+	uint64_t truncated_bytes;  /* damaged unsynced tail cut from memflux.wal */
+	uint64_t cut_off;          /* where (when truncated_bytes > 0) */
+	uint64_t lost_first, lost_last; /* LSNs cut (0 when nothing was cut) */
+	uint64_t dropped_intact;   /* intact records after the hole, dropped */
+	uint64_t horizon;          /* highest LSN known durable */
 	double seconds;
 	uint64_t apply_errors;     /* of `records`, how many apply() refused (not
 	                              corruption: the live op failed the same way) */
 } mf_wal_replay_info;
 
 /* Replay sealed segments then the active one, calling apply for every
- * record with lsn > after_lsn.  A torn/corrupt tail of the last file is
- * truncated (warning on stderr naming offset and bytes).  Corruption with a
- * valid record after it: -EBADMSG and err says file and offset.  A missing
- * WAL is an empty one.  Also deletes sealed segments wholly <= after_lsn. */
+ * record with lsn > after_lsn, in LSN order, contiguous from after_lsn + 1.
+ * Damage in memflux.wal lying wholly after the durable horizon (a torn,
+ * dropped or reordered unsynced write) is cut off, with one line on stderr
+ * naming offset, bytes and LSN range.  Damage reaching durable data, LSNs
+ * missing between segments or after the snapshot, a sealed segment that
+ * does not end at its name: -EBADMSG, nothing modified, and err names file,
+ * offset and LSN.  Policy: mf_wal_judge / mf_wal_walk (record.h),
+ * wal/FORMAT.md.  A missing WAL is an empty one.  Also deletes sealed
+ * segments wholly <= after_lsn. */
 int mf_wal_replay(const char *dir, mf_io *io, uint64_t after_lsn,
                   mf_apply_fn apply, void *ctx, mf_wal_replay_info *info,
                   char *err, size_t errlen);
@@ -99,6 +109,8 @@ typedef struct mf_wal mf_wal;
  * writer (and fsync) threads.  NULL and *err = -errno. */
 mf_wal *mf_wal_open(const mf_wal_opts *opts, uint64_t next_lsn,
                     mf_apply_fn apply, void *ctx, int *err);
+/* (open fsyncs the existing active segment first: what replay read may have
+ * been only in the page cache, and new records will say it is durable.) */
 
 /* Log then apply one op; returns when the record is written (fsynced in
  * ALWAYS mode) and applied: apply's result, or the I/O -errno.  op->lsn is

@@ -616,6 +616,35 @@ static int load_raw(const char *dir, const rawbuf *b, bool content_size, bool ch
 	return load(dir, c, info, err, errlen);
 }
 
+/* A tiny frame declaring a huge value (issue 10: 56 bytes, one record of
+ * 1.5 GiB, no content size) is refused before anything is allocated: the
+ * file's size bounds what it can decompress to. */
+static void test_huge_value_tiny_file(void **state)
+{
+	const char *dir = *state;
+	char err[512];
+	coll c = {0};
+	mf_snapshot_info li;
+	rawbuf b = {0};
+	for (int cs = 0; cs < 2; cs++) {
+		rb_header(&b, 1, 1, 1);
+		rb_record(&b, 1, "a", 1, (uint64_t)3 << 29, NULL);
+		size_t before = mf_buf_bytes();
+		assert_int_equal(load_raw(dir, &b, cs, true, &c, &li, err, sizeof err), -EBADMSG);
+		if (!strstr(err, cs ? "too large" : "exceeds the stream"))
+			fail_msg("unexpected: %s", err);
+		assert_int_equal(mf_buf_bytes(), before);
+		coll_free(&c);
+		b.n = 0;
+	}
+	/* A key count no file of this size could hold. */
+	rb_header(&b, 1, 1, (uint64_t)1 << 40);
+	assert_int_equal(load_raw(dir, &b, false, true, &c, &li, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "key count"));
+	coll_free(&c);
+	free(b.p);
+}
+
 static void test_malformed_streams(void **state)
 {
 	const char *dir = *state;
@@ -1010,6 +1039,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_truncated, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_bitflips, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_malformed_streams, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_huge_value_tiny_file, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_write_faults, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_read_fault, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_remove_tmp, setup_dir, teardown_dir),

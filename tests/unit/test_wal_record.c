@@ -124,16 +124,19 @@ static void test_crc_mask(void **state)
 
 /* ---- records ---- */
 
+/* Where the records of these tests live: some segment's salt, some offset. */
+static const mf_wal_rec_place AT = {.salt = 0x1234567890abcdefULL, .off = 4096, .durable = 7};
+
 static void roundtrip(const mf_op *op)
 {
 	assert_int_equal(mf_wal_record_validate(op), 0);
 	size_t n;
-	uint8_t *rec = mf_wal_record_encode(op, &n);
+	uint8_t *rec = mf_wal_record_encode(op, &AT, &n);
 	assert_int_equal(n, mf_wal_record_size(op));
 	mf_op out;
 	size_t used = 0;
 	const char *why = NULL;
-	assert_int_equal(mf_wal_record_decode(rec, n, &out, &used, &why), MF_REC_OK);
+	assert_int_equal(mf_wal_record_decode(rec, n, &AT, &out, &used, NULL, &why), MF_REC_OK);
 	assert_int_equal(used, n);
 	assert_op_eq(op, &out);
 	/* Fresh buffers, not pointers into the record. */
@@ -145,7 +148,7 @@ static void roundtrip(const mf_op *op)
 	uint8_t *big = malloc(n + 7);
 	memcpy(big, rec, n);
 	memset(big + n, 0xab, 7);
-	assert_int_equal(mf_wal_record_decode(big, n + 7, &out, &used, &why), MF_REC_OK);
+	assert_int_equal(mf_wal_record_decode(big, n + 7, &AT, &out, &used, NULL, &why), MF_REC_OK);
 	assert_int_equal(used, n);
 	mf_op_clear(&out);
 	free(big);
@@ -191,8 +194,8 @@ static void test_roundtrip_large(void **state)
 	size_t hs = mf_wal_record_head_size(&op), total;
 	assert_int_equal(hs, MF_WAL_REC_HEADER + 3);
 	uint8_t *head = malloc(hs);
-	mf_wal_record_encode_head(&op, head);
-	uint8_t *whole = mf_wal_record_encode(&op, &total);
+	mf_wal_record_encode_head(&op, &AT, head);
+	uint8_t *whole = mf_wal_record_encode(&op, &AT, &total);
 	assert_memory_equal(head, whole, hs);
 	assert_memory_equal(whole + hs, v, n);
 	/* A flip deep inside the value is caught. */
@@ -200,7 +203,7 @@ static void test_roundtrip_large(void **state)
 	mf_op out;
 	size_t used;
 	const char *why;
-	assert_int_equal(mf_wal_record_decode(whole, total, &out, &used, &why), MF_REC_BAD);
+	assert_int_equal(mf_wal_record_decode(whole, total, &AT, &out, &used, NULL, &why), MF_REC_BAD);
 	free(whole);
 	free(head);
 	free(v);
@@ -213,7 +216,7 @@ static void test_truncation_detected(void **state)
 	mf_op op = make_op(MF_OP_JSON_SETPATH, MF_T_JSON, "doc", 3, "a.b", 3, "{\"x\":1}", 7,
 	                   5, 6, 77);
 	size_t n;
-	uint8_t *rec = mf_wal_record_encode(&op, &n);
+	uint8_t *rec = mf_wal_record_encode(&op, &AT, &n);
 	size_t before = mf_buf_bytes();
 	for (size_t k = 0; k < n; k++) {
 		/* Copy to an exactly-sized buffer so ASan catches any overread. */
@@ -222,7 +225,7 @@ static void test_truncation_detected(void **state)
 		mf_op out;
 		size_t used = 0;
 		const char *why = NULL;
-		int r = mf_wal_record_decode(cut, k, &out, &used, &why);
+		int r = mf_wal_record_decode(cut, k, &AT, &out, &used, NULL, &why);
 		assert_int_equal(r, MF_REC_SHORT);
 		assert_non_null(why);
 		free(cut);
@@ -242,7 +245,7 @@ static void test_bit_flips_detected(void **state)
 	mf_op op = make_op(MF_OP_APPEND, MF_T_STRING, "key", 3, NULL, 0, val, sizeof val, 9,
 	                   0, 12345);
 	size_t n;
-	uint8_t *rec = mf_wal_record_encode(&op, &n);
+	uint8_t *rec = mf_wal_record_encode(&op, &AT, &n);
 	uint8_t *buf = malloc(n);
 	size_t before = mf_buf_bytes();
 	int detected = 0;
@@ -258,7 +261,7 @@ static void test_bit_flips_detected(void **state)
 		mf_op out;
 		size_t used;
 		const char *why;
-		int r = mf_wal_record_decode(buf, n, &out, &used, &why);
+		int r = mf_wal_record_decode(buf, n, &AT, &out, &used, NULL, &why);
 		assert_int_not_equal(r, MF_REC_OK);
 		detected++;
 	}
@@ -270,7 +273,7 @@ static void test_bit_flips_detected(void **state)
 		mf_op out;
 		size_t used;
 		const char *why;
-		assert_int_not_equal(mf_wal_record_decode(buf, n, &out, &used, &why), MF_REC_OK);
+		assert_int_not_equal(mf_wal_record_decode(buf, n, &AT, &out, &used, NULL, &why), MF_REC_OK);
 	}
 	assert_int_equal(mf_buf_bytes(), before);
 	free(buf);
@@ -289,62 +292,65 @@ static void test_absurd_lengths(void **state)
 	(void)state;
 	mf_op op = make_op(MF_OP_SET, MF_T_STRING, "k", 1, NULL, 0, "v", 1, 0, 0, 1);
 	size_t n;
-	uint8_t *rec = mf_wal_record_encode(&op, &n);
+	uint8_t *rec = mf_wal_record_encode(&op, &AT, &n);
 	size_t before = mf_buf_bytes();
-	static const uint32_t lens[] = {0, 1, 39, 0xffffffffu, 0x80000000u,
+	static const uint32_t lens[] = {0, 1, 55, 0xffffffffu, 0x80000000u,
 	                                MF_WAL_REC_MAX_LEN + 1};
 	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-		uint8_t b[64];
+		uint8_t b[80];
 		memcpy(b, rec, n);
 		put32le(b, lens[i]);
 		mf_op out;
 		size_t used;
 		const char *why = NULL;
-		int r = mf_wal_record_decode(b, n, &out, &used, &why);
+		int r = mf_wal_record_decode(b, n, &AT, &out, &used, NULL, &why);
 		assert_int_equal(r, MF_REC_BAD);
 		/* Even claiming a huge buffer: out of range is BAD, not SHORT. */
 		mf_wal_rec_hdr h;
-		assert_int_equal(mf_wal_rec_hdr_parse(b, UINT64_MAX, &h, &why), MF_REC_BAD);
+		assert_int_equal(mf_wal_rec_hdr_parse(b, UINT64_MAX, &AT, &h, &why), MF_REC_BAD);
 	}
-	/* Plausible but longer than the bytes there: SHORT (torn), no alloc. */
+	/* Plausible and consistent, but not what was written: the header
+	 * checksum catches it before the length is used (BAD, no alloc). */
 	{
-		uint8_t b[64];
+		uint8_t b[80];
 		memcpy(b, rec, n);
-		put32le(b, 1u << 30);
+		put32le(b, (1u << 30) + 57);
+		put32le(b + 36, 1u << 30);
 		mf_op out;
 		size_t used;
 		const char *why;
-		assert_int_equal(mf_wal_record_decode(b, n, &out, &used, &why), MF_REC_SHORT);
+		assert_int_equal(mf_wal_record_decode(b, n, &AT, &out, &used, NULL, &why), MF_REC_BAD);
+		assert_non_null(strstr(why, "header checksum"));
 	}
 	/* Field lengths that do not add up to len. */
 	{
-		uint8_t b[64];
+		uint8_t b[80];
 		memcpy(b, rec, n);
-		put32le(b + 28, 1u << 30);  /* vlen */
+		put32le(b + 36, 1u << 30);  /* vlen */
 		mf_wal_rec_hdr h;
 		const char *why;
-		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &h, &why), MF_REC_BAD);
-		put32le(b + 28, 0xffffffffu);
-		put32le(b + 20, 0xffffffffu);  /* klen: sums must not wrap */
-		put32le(b + 24, 0xffffffffu);
-		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &h, &why), MF_REC_BAD);
+		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &AT, &h, &why), MF_REC_BAD);
+		put32le(b + 36, 0xffffffffu);
+		put32le(b + 28, 0xffffffffu);  /* klen: sums must not wrap */
+		put32le(b + 32, 0xffffffffu);
+		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &AT, &h, &why), MF_REC_BAD);
 	}
 	/* Bad type, ktype, flags (checked even before the crc). */
 	{
-		uint8_t b[64];
+		uint8_t b[80];
 		mf_wal_rec_hdr h;
 		const char *why;
 		memcpy(b, rec, n);
-		b[16] = 0;
-		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &h, &why), MF_REC_BAD);
-		b[16] = MF_OP_MAX_ + 1;
-		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &h, &why), MF_REC_BAD);
+		b[24] = 0;
+		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &AT, &h, &why), MF_REC_BAD);
+		b[24] = MF_OP_MAX_ + 1;
+		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &AT, &h, &why), MF_REC_BAD);
 		memcpy(b, rec, n);
-		b[17] = MF_T_LIST + 1;
-		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &h, &why), MF_REC_BAD);
+		b[25] = MF_T_LIST + 1;
+		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &AT, &h, &why), MF_REC_BAD);
 		memcpy(b, rec, n);
-		b[19] = 1;
-		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &h, &why), MF_REC_BAD);
+		b[27] = 1;
+		assert_int_equal(mf_wal_rec_hdr_parse(b, n, &AT, &h, &why), MF_REC_BAD);
 	}
 	assert_int_equal(mf_buf_bytes(), before);
 	free(rec);
@@ -379,27 +385,69 @@ static void test_file_header(void **state)
 	(void)state;
 	uint8_t h[MF_WAL_FILE_HEADER];
 	const char *why = NULL;
-	mf_wal_file_header_encode(h);
+	mf_wal_file_header_encode(h, 0xfeedULL, 41);
 	assert_memory_equal(h, "MFWAL", 5);
 	assert_int_equal(h[5], MF_WAL_VERSION);
-	assert_int_equal(mf_wal_file_header_check(h, &why), 0);
+	mf_wal_file_hdr fh;
+	assert_int_equal(mf_wal_file_header_check(h, &fh, &why), 0);
+	assert_int_equal(fh.salt, 0xfeedULL);
+	assert_int_equal(fh.prev_lsn, 41);
 	for (int i = 0; i < MF_WAL_FILE_HEADER; i++) {
 		uint8_t b[MF_WAL_FILE_HEADER];
 		memcpy(b, h, sizeof b);
 		b[i] ^= 0x04;
 		why = NULL;
-		assert_int_equal(mf_wal_file_header_check(b, &why), -EBADMSG);
+		assert_int_equal(mf_wal_file_header_check(b, &fh, &why), -EBADMSG);
 		assert_non_null(why);
 	}
 	uint8_t b[MF_WAL_FILE_HEADER];
 	memcpy(b, h, sizeof b);
 	b[0] = 'X';
-	mf_wal_file_header_check(b, &why);
+	mf_wal_file_header_check(b, &fh, &why);
 	assert_non_null(strstr(why, "magic"));
 	memcpy(b, h, sizeof b);
-	b[5] = 2;
-	mf_wal_file_header_check(b, &why);
+	b[5] = 3;
+	mf_wal_file_header_check(b, &fh, &why);
 	assert_non_null(strstr(why, "version"));
+	b[5] = 1;
+	mf_wal_file_header_check(b, &fh, &why);
+	assert_non_null(strstr(why, "version 1"));
+	/* Salts differ between calls and are never 0. */
+	uint64_t s1 = mf_wal_new_salt(), s2 = mf_wal_new_salt();
+	assert_true(s1 != 0 && s2 != 0 && s1 != s2);
+}
+
+/* A record validates only in the segment (salt) and at the offset it was
+ * written for: copies elsewhere — another segment, a value holding a WAL,
+ * an older incarnation of the file — never pass. */
+static void test_salt_and_offset_bind(void **state)
+{
+	(void)state;
+	mf_op op = make_op(MF_OP_SET, MF_T_STRING, "k", 1, NULL, 0, "value", 5, 3, 4, 99);
+	size_t n;
+	uint8_t *rec = mf_wal_record_encode(&op, &AT, &n);
+	mf_op out;
+	size_t used;
+	const char *why;
+	mf_wal_rec_hdr h;
+	assert_int_equal(mf_wal_record_decode(rec, n, &AT, &out, &used, &h, &why), MF_REC_OK);
+	assert_int_equal(h.durable, 7);
+	assert_int_equal(h.lsn, 99);
+	mf_op_clear(&out);
+	mf_wal_rec_place other = AT;
+	other.salt ^= 1;
+	assert_int_equal(mf_wal_record_decode(rec, n, &other, &out, &used, NULL, &why), MF_REC_BAD);
+	assert_non_null(strstr(why, "header checksum"));
+	other = AT;
+	other.off += 1;
+	assert_int_equal(mf_wal_record_decode(rec, n, &other, &out, &used, NULL, &why), MF_REC_BAD);
+	other.off = AT.off + n;
+	assert_int_equal(mf_wal_record_decode(rec, n, &other, &out, &used, NULL, &why), MF_REC_BAD);
+	/* `durable` is covered by the header checksum. */
+	rec[16] ^= 1;
+	assert_int_equal(mf_wal_record_decode(rec, n, &AT, &out, &used, NULL, &why), MF_REC_BAD);
+	free(rec);
+	mf_op_clear(&op);
 }
 
 int main(void)
@@ -415,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_absurd_lengths),
 		cmocka_unit_test(test_validate),
 		cmocka_unit_test(test_file_header),
+		cmocka_unit_test(test_salt_and_offset_bind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,781 @@
+/*
+ * test_powercut.c — power cuts at thousands of seeded points of the WAL
+ * writer, rotation, snapshot and compaction paths (through mf_db, the
+ * daemon's own wiring), with the power-loss simulator of powercut.h.
+ *
+ * One run: a fresh data dir; a seeded workload of SET / APPEND / DEL / RPUSH
+ * commits, fsyncs (mf_db_sync) and snapshots (rotation + snapshot + drop of
+ * sealed segments); the power goes at the n-th mutating I/O call; the disk
+ * then holds what powercut.h allows (any subset, tear or reordering of
+ * unsynced writes, a prefix of unsynced directory operations).  Recovery
+ * must then, by itself:
+ *   - open (a refusal is a failure: the simulator never damages durable
+ *     data);
+ *   - hold exactly the state after the first m operations, for one m with
+ *       promised <= m <= acknowledged (+1 if an operation was in flight),
+ *     where "promised" is every acknowledged operation in ALWAYS mode, and
+ *     in INTERVAL mode those acknowledged before the last successful
+ *     mf_db_sync / mf_db_snapshot — so nothing durable is lost, nothing is
+ *     applied twice, nothing unacknowledged appears but the one in flight;
+ *   - accept new writes that survive a further restart (every 4th run).
+ *
+ * The workload is single-threaded and the interval syncer never fires (a
+ * one-hour interval; mf_db_sync is the explicit fsync), so a seed replays
+ * the same I/O call sequence.  MEMFLUX_POWERCUT_SEED=<n> picks the base
+ * seed, MEMFLUX_POWERCUT_CUTS=<n> the number of cuts per mode (a fifth as
+ * many again run with four concurrent writers: multi-record batches, a
+ * snapshot racing commits; their I/O order depends on scheduling, so a seed
+ * fixes their workloads and cut call number, not the exact cut);
+ * MEMFLUX_POWERCUT_CUT_AT=<n> forces the cut call number.  The figures are
+ * printed.  Rerun a failing seed s: MEMFLUX_POWERCUT_SEED=s
+ * MEMFLUX_POWERCUT_CUTS=1 MEMFLUX_POWERCUT_CUT_AT=<cut printed>.
+ *
+ * Also: genuine corruption of synced data is still refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "powercut.h"
+
+#include "db.h"
+#include "record.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define NKEYS 6       /* k0..k3 strings, L0..L1 lists */
+#define MAXOPS 96
+
+typedef struct wl_op {
+	int kind;          /* 0 commit, 1 sync, 2 snapshot */
+	int type, key;
+	int thread;        /* whose keys */
+	char *val;
+	size_t vlen;
+} wl_op;
+
+typedef struct model {
+	char *v[NKEYS];
+	size_t len[NKEYS];
+	bool exists[NKEYS];
+} model;
+
+/* Key k of workload thread t (thread 0: the single-threaded runs). */
+static const char *key_name_t(int t, int k, char buf[16])
+{
+	snprintf(buf, 16, "t%d%s%d", t, k >= 4 ? "L" : "k", k);
+	return buf;
+}
+
+static void model_apply(model *m, const wl_op *o)
+{
+	int k = o->key;
+	if (o->type == MF_OP_DEL) {
+		free(m->v[k]);
+		m->v[k] = NULL;
+		m->len[k] = 0;
+		m->exists[k] = false;
+		return;
+	}
+	if (o->type == MF_OP_SET) {
+		free(m->v[k]);
+		m->v[k] = NULL;
+		m->len[k] = 0;
+	}
+	m->v[k] = realloc(m->v[k], m->len[k] + o->vlen + 1);
+	memcpy(m->v[k] + m->len[k], o->val, o->vlen);
+	m->len[k] += o->vlen;
+	m->exists[k] = true;
+}
+
+static void model_free(model *m)
+{
+	for (int k = 0; k < NKEYS; k++)
+		free(m->v[k]);
+	memset(m, 0, sizeof *m);
+}
+
+/* A seeded workload.  Values carry the op number, so a record applied twice
+ * or out of order shows. */
+static int make_workload(pc_rng *rng, wl_op *ops)
+{
+	int n = 24 + (int)pc_below(rng, MAXOPS - 24);
+	model m = {0};
+	for (int i = 0; i < n; i++) {
+		wl_op *o = &ops[i];
+		memset(o, 0, sizeof *o);
+		uint64_t r = pc_below(rng, 100);
+		if (r < 6) {
+			o->kind = 1;
+			continue;
+		}
+		if (r < 11) {
+			o->kind = 2;
+			continue;
+		}
+		o->key = (int)pc_below(rng, NKEYS);
+		bool list = o->key >= 4;
+		r = pc_below(rng, 100);
+		if (r < 8 && m.exists[o->key])
+			o->type = MF_OP_DEL;
+		else if (list)
+			o->type = MF_OP_RPUSH;
+		else
+			o->type = r < 25 ? MF_OP_SET : MF_OP_APPEND;
+		if (o->type != MF_OP_DEL) {
+			/* Mostly small; sometimes several sectors; rarely past the
+			 * writer's inline limit (its own iovec). */
+			size_t pad = 0;
+			uint64_t s = pc_below(rng, 100);
+			if (s >= 97)
+				pad = 33000 + pc_below(rng, 20000);
+			else if (s >= 80)
+				pad = 300 + pc_below(rng, 3000);
+			char head[32];
+			int h = snprintf(head, sizeof head, "<%d:", i);
+			o->vlen = (size_t)h + pad + 2;
+			o->val = malloc(o->vlen);
+			memcpy(o->val, head, (size_t)h);
+			for (size_t j = 0; j < pad; j++)
+				o->val[h + j] = (char)('a' + (i + j) % 26);
+			o->val[o->vlen - 2] = '>';
+			o->val[o->vlen - 1] = '\n';  /* a list element per op */
+		}
+		model_apply(&m, o);
+	}
+	model_free(&m);
+	return n;
+}
+
+static void free_workload(wl_op *ops, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(ops[i].val);
+}
+
+static char *mktmp(void)
+{
+	/* /dev/shm when there is one: nothing here needs a real disk. */
+	char t[] = "/dev/shm/mfpc-XXXXXX";
+	char *d = mkdtemp(t);
+	if (!d) {
+		char t2[] = "/tmp/mfpc-XXXXXX";
+		d = mkdtemp(t2);
+		assert_non_null(d);
+		return strdup(d);
+	}
+	return strdup(d);
+}
+
+static void rm_rf(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			char p[1024];
+			snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+			unlink(p);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
+static int quiet_begin(void)
+{
+	fflush(stderr);
+	int saved = dup(2);
+	int dn = open("/dev/null", O_WRONLY);
+	dup2(dn, 2);
+	close(dn);
+	return saved;
+}
+
+static void quiet_end(int saved)
+{
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+}
+
+static mf_db *open_db(const char *dir, mf_fsync_mode mode, mf_io *io, char *err, size_t errlen)
+{
+	mf_db_opts o = {
+		.dir = dir,
+		.fsync_mode = mode,
+		.fsync_interval_ms = 3600 * 1000,  /* never by itself: mf_db_sync */
+		.wal_threshold = 0,                /* snapshots only when asked */
+		.io = io,
+	};
+	return mf_db_open(&o, err, errlen);
+}
+
+static int commit(mf_db *db, const wl_op *o)
+{
+	mf_op op;
+	memset(&op, 0, sizeof op);
+	op.type = (uint8_t)o->type;
+	op.ktype = o->key >= 4 ? MF_T_LIST : MF_T_STRING;
+	char kb[16];
+	const char *k = key_name_t(o->thread, o->key, kb);
+	op.key = mf_slice_from(k, strlen(k), strlen(k));
+	if (o->vlen)
+		op.val = mf_slice_from(o->val, o->vlen, o->vlen);
+	op.time_ns = 1700000000000000000LL;
+	int r = mf_db_commit(db, &op);
+	mf_op_clear(&op);
+	return r;
+}
+
+/* Does the store hold exactly the model's state after the first m ops? */
+static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *why,
+                          size_t whylen)
+{
+	model md = {0};
+	for (int i = 0; i < m; i++)
+		if (ops[i].kind == 0)
+			model_apply(&md, &ops[i]);
+	bool ok = true;
+	for (int k = 0; k < NKEYS && ok; k++) {
+		mf_entry_info ei;
+		char kb[16];
+		const char *name = key_name_t(thread, k, kb);
+		int r = mf_store_get(mf_db_store(db), name, strlen(name), true, &ei);
+		if ((r == 0) != md.exists[k]) {
+			snprintf(why, whylen, "key %s %s", name, r == 0 ? "present, expected absent"
+			                                                : "absent, expected present");
+			ok = false;
+		} else if (r == 0) {
+			if (ei.val.len != md.len[k] ||
+			    (md.len[k] && memcmp(mf_slice_ptr(ei.val), md.v[k], md.len[k]) != 0)) {
+				snprintf(why, whylen, "key %s: %zu bytes, expected %zu", name, ei.val.len,
+				         md.len[k]);
+				ok = false;
+			}
+			mf_slice_unref(&ei.val);
+		}
+	}
+	model_free(&md);
+	return ok;
+}
+
+typedef struct figures {
+	unsigned long cuts, acked, promised, lost, inflight_kept, refused, mismatched;
+	unsigned long cut_bytes_runs, clean;
+} figures;
+
+/* One run; returns false on a violation (with the reason printed). */
+static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *ratio, figures *fg)
+{
+	pc_rng rng = {seed * 0x9E3779B97F4A7C15ULL + 1};
+	wl_op ops[MAXOPS];
+	int n = make_workload(&rng, ops);
+	/* The cut: a fraction of the mutating calls this workload is expected
+	 * to make (the most calls per operation seen so far, plus the final
+	 * close); beyond the last call it is a crash after a clean close. */
+	unsigned long cut_at = frac < 0 ? 0 : 1 + (unsigned long)(frac * (*ratio * n + 4));
+	if (frac >= 0 && getenv("MEMFLUX_POWERCUT_CUT_AT"))
+		cut_at = strtoul(getenv("MEMFLUX_POWERCUT_CUT_AT"), NULL, 0);
+	char *dir = mktmp();
+	powercut pc;
+	pc_init(&pc, dir);
+	pc_cut_at(&pc, cut_at);
+	char err[1024] = "";
+	bool ok = true;
+	int saved = quiet_begin();
+
+	/* op index -> LSN: ops that succeeded are numbered 1, 2, ... in order
+	 * (a failed batch gives its LSNs back). */
+	int acked = 0, promised = 0, inflight = -1;
+	int done_ops = 0;  /* commits issued, acked or in flight */
+	int *commit_idx = malloc(sizeof(int) * (size_t)n);
+	mf_db *db = open_db(dir, mode, &pc.io, err, sizeof err);
+	if (db) {
+		for (int i = 0; i < n; i++) {
+			wl_op *o = &ops[i];
+			int r;
+			if (o->kind == 1) {
+				r = mf_db_sync(db);
+				if (r == 0)
+					promised = acked;
+			} else if (o->kind == 2) {
+				r = mf_db_snapshot(db);
+				if (r == 0)
+					promised = acked;
+			} else {
+				commit_idx[done_ops++] = i;
+				r = commit(db, o);
+				if (r == 0) {
+					acked++;
+					if (mode == MF_FSYNC_ALWAYS)
+						promised = acked;
+				} else {
+					inflight = i;
+				}
+			}
+			if (r != 0)
+				break;
+		}
+		mf_db_close(db);
+	}
+	bool cut = pc_dead(&pc);
+	if (!cut && db)
+		promised = acked;  /* a clean close fsyncs everything */
+	if ((double)pc_calls(&pc) / n > *ratio)
+		*ratio = (double)pc_calls(&pc) / n;
+	pc_crash(&pc, &rng);
+	quiet_end(saved);
+	if (!db && !cut) {
+		print_message("seed %" PRIu64 ": first open failed without a cut: %s\n", seed, err);
+		ok = false;
+		goto out;
+	}
+	fg->cuts++;
+	if (!cut)
+		fg->clean++;
+	fg->acked += (unsigned long)acked;
+	fg->promised += (unsigned long)promised;
+
+	/* Recovery, by itself, with the real I/O. */
+	saved = quiet_begin();
+	db = open_db(dir, mode, NULL, err, sizeof err);
+	quiet_end(saved);
+	if (!db) {
+		fg->refused++;
+		print_message("seed %" PRIu64 " mode %s cut %lu: recovery REFUSED: %s\n", seed,
+		              mf_fsync_mode_name(mode), cut_at, err);
+		ok = false;
+		goto out;
+	}
+	mf_store_stats ss;
+	mf_store_stats_get(mf_db_store(db), &ss);
+	uint64_t m = ss.applied_lsn;  /* = number of ops applied */
+	int hi = acked + (inflight >= 0 ? 1 : 0);
+	char why[256] = "";
+	if (m < (uint64_t)promised || m > (uint64_t)hi) {
+		snprintf(why, sizeof why, "recovered %" PRIu64 " ops; promised %d, acknowledged %d%s",
+		         m, promised, acked, inflight >= 0 ? " +1 in flight" : "");
+		ok = false;
+	} else {
+		int upto = m ? commit_idx[m - 1] + 1 : 0;
+		ok = store_matches(db, 0, ops, upto, why, sizeof why);
+	}
+	if (!ok) {
+		fg->mismatched++;
+		print_message("seed %" PRIu64 " mode %s cut %lu: %s\n", seed, mf_fsync_mode_name(mode),
+		              cut_at, why);
+	} else {
+		fg->lost += (unsigned long)acked - (m > (uint64_t)acked ? (unsigned long)acked
+		                                                       : (unsigned long)m);
+		if (m > (uint64_t)acked)
+			fg->inflight_kept++;
+	}
+	/* The recovered log takes new writes that survive a restart. */
+	if (ok && seed % 4 == 0) {
+		wl_op post = {.kind = 0, .type = MF_OP_APPEND, .key = 0, .val = "<post>\n", .vlen = 7};
+		int r = commit(db, &post);
+		saved = quiet_begin();
+		mf_db_close(db);
+		db = open_db(dir, mode, NULL, err, sizeof err);
+		quiet_end(saved);
+		if (r != 0 || !db) {
+			print_message("seed %" PRIu64 ": write after recovery: %d, reopen: %s\n", seed, r,
+			              db ? "ok" : err);
+			ok = false;
+		} else {
+			mf_store_stats_get(mf_db_store(db), &ss);
+			if (ss.applied_lsn != m + 1) {
+				print_message("seed %" PRIu64 ": after recovery+1 write: lsn %" PRIu64
+				              ", expected %" PRIu64 "\n", seed, ss.applied_lsn, m + 1);
+				ok = false;
+			}
+		}
+	}
+	if (db) {
+		saved = quiet_begin();
+		mf_db_close(db);
+		quiet_end(saved);
+	}
+out:
+	free(commit_idx);
+	free_workload(ops, n);
+	pc_destroy(&pc);
+	rm_rf(dir);
+	free(dir);
+	return ok;
+}
+
+/* ---- concurrent writers: multi-record batches, snapshots racing commits */
+
+#define NTHREADS 4
+
+typedef struct cthread {
+	mf_db *db;
+	mf_fsync_mode mode;
+	wl_op ops[MAXOPS];
+	int n, acked, promised, inflight, ncommits;
+	int commit_idx[MAXOPS];
+	pthread_t th;
+} cthread;
+
+/* One thread's workload on its own keys; promises only its own. */
+static void *cthread_main(void *arg)
+{
+	cthread *c = arg;
+	for (int i = 0; i < c->n; i++) {
+		wl_op *o = &c->ops[i];
+		int r;
+		if (o->kind == 1) {
+			r = mf_db_sync(c->db);
+			if (r == 0)
+				c->promised = c->acked;
+		} else if (o->kind == 2) {
+			r = mf_db_snapshot(c->db);
+			if (r == 0)
+				c->promised = c->acked;
+		} else {
+			c->commit_idx[c->ncommits++] = i;
+			r = commit(c->db, o);
+			if (r == 0) {
+				c->acked++;
+				if (c->mode == MF_FSYNC_ALWAYS)
+					c->promised = c->acked;
+			} else {
+				c->inflight = i;
+			}
+		}
+		if (r != 0)
+			break;
+	}
+	return NULL;
+}
+
+/* As run_one, with NTHREADS writers at once (the I/O order, so the exact
+ * cut, then depends on scheduling: the seed fixes the workloads and the cut
+ * call number).  Each thread's keys must hold the state after m_t of its
+ * operations, promised_t <= m_t <= acknowledged_t (+1 in flight), and the
+ * applied LSN must be the sum of the m_t (each record applied once). */
+static bool run_concurrent(uint64_t seed, mf_fsync_mode mode, double frac, double *ratio,
+                           figures *fg)
+{
+	pc_rng rng = {seed * 0x9E3779B97F4A7C15ULL + 7};
+	cthread *ct = calloc(NTHREADS, sizeof *ct);
+	int total = 0;
+	for (int t = 0; t < NTHREADS; t++) {
+		ct[t].n = make_workload(&rng, ct[t].ops);
+		ct[t].mode = mode;
+		ct[t].inflight = -1;
+		for (int i = 0; i < ct[t].n; i++) {
+			ct[t].ops[i].thread = t;
+			/* No DEL here: "deleted again" would look like "not yet
+			 * created", and each thread's count must be unambiguous for
+			 * the sum check below. */
+			if (ct[t].ops[i].type == MF_OP_DEL) {
+				ct[t].ops[i].type = ct[t].ops[i].key >= 4 ? MF_OP_RPUSH : MF_OP_SET;
+				char v[32];
+				int l = snprintf(v, sizeof v, "<was-del %d>\n", i);
+				ct[t].ops[i].val = strdup(v);
+				ct[t].ops[i].vlen = (size_t)l;
+			}
+			if (t > 0 && ct[t].ops[i].kind == 2)
+				ct[t].ops[i].kind = 1;  /* one snapshotter is enough */
+		}
+		total += ct[t].n;
+	}
+	unsigned long cut_at = frac < 0 ? 0 : 1 + (unsigned long)(frac * (*ratio * total + 4));
+	if (frac >= 0 && getenv("MEMFLUX_POWERCUT_CUT_AT"))
+		cut_at = strtoul(getenv("MEMFLUX_POWERCUT_CUT_AT"), NULL, 0);
+	char *dir = mktmp();
+	powercut pc;
+	pc_init(&pc, dir);
+	pc_cut_at(&pc, cut_at);
+	char err[1024] = "";
+	bool ok = true;
+	int saved = quiet_begin();
+	mf_db *db = open_db(dir, mode, &pc.io, err, sizeof err);
+	if (db) {
+		for (int t = 0; t < NTHREADS; t++) {
+			ct[t].db = db;
+			pthread_create(&ct[t].th, NULL, cthread_main, &ct[t]);
+		}
+		for (int t = 0; t < NTHREADS; t++)
+			pthread_join(ct[t].th, NULL);
+		mf_db_close(db);
+	}
+	bool cut = pc_dead(&pc);
+	if ((double)pc_calls(&pc) / total > *ratio)
+		*ratio = (double)pc_calls(&pc) / total;
+	pc_crash(&pc, &rng);
+	quiet_end(saved);
+	if (!db && !cut) {
+		print_message("concurrent seed %" PRIu64 ": first open failed without a cut: %s\n",
+		              seed, err);
+		ok = false;
+		goto out;
+	}
+	fg->cuts++;
+	if (!cut) {
+		fg->clean++;
+		for (int t = 0; t < NTHREADS; t++)
+			ct[t].promised = ct[t].acked;
+	}
+	saved = quiet_begin();
+	db = open_db(dir, mode, NULL, err, sizeof err);
+	quiet_end(saved);
+	if (!db) {
+		fg->refused++;
+		print_message("concurrent seed %" PRIu64 " mode %s cut %lu: recovery REFUSED: %s\n",
+		              seed, mf_fsync_mode_name(mode), cut_at, err);
+		ok = false;
+		goto out;
+	}
+	mf_store_stats ss;
+	mf_store_stats_get(mf_db_store(db), &ss);
+	uint64_t sum = 0;
+	for (int t = 0; t < NTHREADS && ok; t++) {
+		cthread *c = &ct[t];
+		int hi = c->acked + (c->inflight >= 0 ? 1 : 0), found = -1;
+		char why[256] = "";
+		for (int m = hi; m >= c->promised && found < 0; m--) {
+			int upto = m ? c->commit_idx[m - 1] + 1 : 0;
+			if (store_matches(db, t, c->ops, upto, why, sizeof why))
+				found = m;
+		}
+		fg->acked += (unsigned long)c->acked;
+		fg->promised += (unsigned long)c->promised;
+		if (found < 0) {
+			print_message("concurrent seed %" PRIu64 " mode %s cut %lu: thread %d matches no "
+			              "state between %d (promised) and %d ops: %s\n", seed,
+			              mf_fsync_mode_name(mode), cut_at, t, c->promised, hi, why);
+			fg->mismatched++;
+			ok = false;
+			break;
+		}
+		sum += (uint64_t)found;
+		fg->lost += (unsigned long)(c->acked - (found > c->acked ? c->acked : found));
+		if (found > c->acked)
+			fg->inflight_kept++;
+	}
+	if (ok && sum != ss.applied_lsn) {
+		print_message("concurrent seed %" PRIu64 " mode %s cut %lu: %" PRIu64 " records "
+		              "applied, threads account for %" PRIu64 "\n", seed,
+		              mf_fsync_mode_name(mode), cut_at, ss.applied_lsn, sum);
+		fg->mismatched++;
+		ok = false;
+	}
+	saved = quiet_begin();
+	mf_db_close(db);
+	quiet_end(saved);
+out:
+	for (int t = 0; t < NTHREADS; t++)
+		free_workload(ct[t].ops, ct[t].n);
+	free(ct);
+	pc_destroy(&pc);
+	rm_rf(dir);
+	free(dir);
+	return ok;
+}
+
+/* Cuts per mode (plus a fifth as many with concurrent writers): CI runs
+ * the units in a normal and an ASan build, ~60 s for both on 2 shared
+ * cores. */
+#if defined(__SANITIZE_ADDRESS__)
+#define DEFAULT_CUTS 400
+#else
+#define DEFAULT_CUTS 1000
+#endif
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+	const char *s = getenv(name);
+	return s && *s ? strtoull(s, NULL, 0) : dflt;
+}
+
+static void run_mode(mf_fsync_mode mode)
+{
+	uint64_t base = env_u64("MEMFLUX_POWERCUT_SEED", 20261127);
+	figures scratch = {0};
+	unsigned long cuts = (unsigned long)env_u64("MEMFLUX_POWERCUT_CUTS", DEFAULT_CUTS);
+	figures fg = {0};
+	unsigned long failures = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* The first run (no cut) measures calls per operation. */
+	double ratio = 0;
+	if (!run_one(base, mode, -1, &ratio, &scratch))
+		failures++;
+	for (unsigned long i = 0; i < cuts; i++) {
+		uint64_t seed = base + i;
+		pc_rng r = {seed ^ 0xC0FFEEULL};
+		double frac = (double)pc_below(&r, 1u << 20) / (double)(1u << 20);
+		if (!run_one(seed, mode, frac, &ratio, &fg))
+			failures++;
+	}
+	/* A fifth of the cuts again with four concurrent writers. */
+	figures cf = {0};
+	double cratio = 0;
+	if (!run_concurrent(base, mode, -1, &cratio, &scratch))
+		failures++;
+	for (unsigned long i = 0; i < cuts / 5; i++) {
+		uint64_t seed = base + i;
+		pc_rng r = {seed ^ 0xBADC0DEULL};
+		double frac = (double)pc_below(&r, 1u << 20) / (double)(1u << 20);
+		if (!run_concurrent(seed, mode, frac, &cratio, &cf))
+			failures++;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	print_message("powercut %s, %d writers: seeds %" PRIu64 "..%" PRIu64 ": %lu cuts (%lu "
+	              "after a clean close), %lu acknowledged, %lu promised durable, %lu "
+	              "acknowledged-but-unsynced lost, %lu in-flight kept, %lu refused mounts, "
+	              "%lu wrong states\n", mf_fsync_mode_name(mode), NTHREADS, base,
+	              base + cuts / 5 - 1, cf.cuts, cf.clean, cf.acked, cf.promised, cf.lost,
+	              cf.inflight_kept, cf.refused, cf.mismatched);
+	if (mode == MF_FSYNC_ALWAYS)
+		assert_int_equal(cf.lost, 0);
+	print_message("powercut %s: seeds %" PRIu64 "..%" PRIu64 ": %lu cuts (%lu after a clean "
+	              "close), %lu acknowledged, %lu promised durable, %lu acknowledged-but-unsynced "
+	              "lost, %lu in-flight kept, %lu refused mounts, %lu wrong states, %.1f s\n",
+	              mf_fsync_mode_name(mode), base, base + cuts - 1, fg.cuts, fg.clean, fg.acked,
+	              fg.promised, fg.lost, fg.inflight_kept, fg.refused, fg.mismatched, s);
+	if (mode == MF_FSYNC_ALWAYS)
+		assert_int_equal(fg.lost, 0);
+	assert_int_equal(failures, 0);
+}
+
+static void test_powercut_always(void **state)
+{
+	(void)state;
+	run_mode(MF_FSYNC_ALWAYS);
+}
+
+static void test_powercut_interval(void **state)
+{
+	(void)state;
+	run_mode(MF_FSYNC_INTERVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* genuine corruption of durable data is refused                       */
+
+static void flip(const char *dir, const char *name, uint64_t off)
+{
+	char p[1024];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	int fd = open(p, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0x20;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static off_t size_of(const char *dir, const char *name)
+{
+	char p[1024];
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	struct stat st;
+	return stat(p, &st) == 0 ? st.st_size : -1;
+}
+
+/* Build a data dir: n ops; sync (interval) or not; optionally a sealed
+ * segment kept (a rotation without a snapshot: the callback-free path). */
+static char *build_dir(mf_fsync_mode mode, int n, bool sync_at_end)
+{
+	char *dir = mktmp();
+	char err[512];
+	mf_db *db = open_db(dir, mode, NULL, err, sizeof err);
+	assert_non_null(db);
+	for (int i = 0; i < n; i++) {
+		char v[64];
+		int l = snprintf(v, sizeof v, "value number %d, long enough", i);
+		wl_op o = {.kind = 0, .type = MF_OP_APPEND, .key = i % 4, .val = v, .vlen = (size_t)l};
+		assert_int_equal(commit(db, &o), 0);
+		if (mode == MF_FSYNC_INTERVAL && i == n / 2 && sync_at_end)
+			assert_int_equal(mf_db_sync(db), 0);
+	}
+	if (sync_at_end)
+		assert_int_equal(mf_db_sync(db), 0);
+	int saved = quiet_begin();
+	mf_db_close(db);
+	quiet_end(saved);
+	return dir;
+}
+
+static void expect_refused(const char *dir, const char *what)
+{
+	char err[1024] = "";
+	int saved = quiet_begin();
+	mf_db *db = open_db(dir, MF_FSYNC_ALWAYS, NULL, err, sizeof err);
+	quiet_end(saved);
+	if (db) {
+		mf_db_close(db);
+		fail_msg("%s: mounted", what);
+	}
+	assert_non_null(strstr(err, what));
+}
+
+static void test_corruption_of_durable_data_refused(void **state)
+{
+	(void)state;
+	/* ALWAYS: a flipped byte in any record but the last is durable data
+	 * (the next record says so). */
+	char *dir = build_dir(MF_FSYNC_ALWAYS, 20, false);
+	off_t sz = size_of(dir, "memflux.wal");
+	flip(dir, "memflux.wal", MF_WAL_FILE_HEADER + 70);
+	expect_refused(dir, "which was durable");
+	flip(dir, "memflux.wal", MF_WAL_FILE_HEADER + 70);  /* undo */
+	flip(dir, "memflux.wal", (uint64_t)sz / 2);
+	expect_refused(dir, "which was durable");
+	rm_rf(dir);
+	free(dir);
+
+	/* INTERVAL: before the last sync, corruption; after it, a torn tail. */
+	dir = build_dir(MF_FSYNC_INTERVAL, 20, true);
+	flip(dir, "memflux.wal", MF_WAL_FILE_HEADER + 70);
+	expect_refused(dir, "which was durable");
+	rm_rf(dir);
+	free(dir);
+
+	/* A sealed segment, and the snapshot. */
+	dir = mktmp();
+	char err[512];
+	mf_db *db = open_db(dir, MF_FSYNC_INTERVAL, NULL, err, sizeof err);
+	assert_non_null(db);
+	for (int i = 0; i < 10; i++) {
+		wl_op o = {.kind = 0, .type = MF_OP_APPEND, .key = 1, .val = "abcdef", .vlen = 6};
+		assert_int_equal(commit(db, &o), 0);
+	}
+	assert_int_equal(mf_db_snapshot(db), 0);
+	for (int i = 0; i < 10; i++) {
+		wl_op o = {.kind = 0, .type = MF_OP_APPEND, .key = 2, .val = "ghijkl", .vlen = 6};
+		assert_int_equal(commit(db, &o), 0);
+	}
+	int saved = quiet_begin();
+	mf_db_close(db);
+	quiet_end(saved);
+	flip(dir, "memflux.snapshot", (uint64_t)size_of(dir, "memflux.snapshot") / 2);
+	expect_refused(dir, "snapshot");
+	rm_rf(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_corruption_of_durable_data_refused),
+		cmocka_unit_test(test_powercut_always),
+		cmocka_unit_test(test_powercut_interval),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
