@@ -801,6 +801,16 @@ static int node_value(node *n, mf_slice *out)
 	return r;
 }
 
+/* Re-pin the handle's view to the latest committed value.  Caller holds h->mu. */
+static void view_refresh_latest(handle *h)
+{
+	mf_slice cur = MF_SLICE_EMPTY;
+	if (node_value(h->n, &cur) == 0) {
+		mf_slice_unref(&h->view);
+		h->view = cur;
+	}
+}
+
 /* Make room for `len` bytes in the handle's private buffer. */
 static void handle_reserve(handle *h, uint64_t len)
 {
@@ -811,12 +821,15 @@ static void handle_reserve(handle *h, uint64_t len)
 	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
 }
 
-/* Switch to full mode: private copy of the handle's view (plus what it
- * appended so far). */
+/* Switch to full mode: private copy of the latest committed value (what a
+ * write on a local filesystem would land on: a truncate or commit by others
+ * since this handle's open counts), plus what it appended so far. */
 static void handle_make_full(handle *h)
 {
 	if (h->full)
 		return;
+	if (!h->append)
+		view_refresh_latest(h);
 	mf_slice cur = h->view;
 	uint64_t len = cur.len + (h->append ? h->data.len : 0);
 	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
@@ -1107,8 +1120,8 @@ static int handle_commit_inner(handle *h, bool final)
 	if (r == 0 && op.type == MF_OP_CREATE) {
 		if (!h->wrote)
 			clear_dirty(h); /* a full handle keeps building its (empty) value */
-		if (!h->full) /* O_APPEND creator: nothing of its own yet */
-			handle_reset(h, MF_SLICE_EMPTY);
+		if (!h->full) /* nothing of its own yet */
+			handle_reset(h, mf_slice_ref(h->view));
 	} else if (r == 0 && op.type == MF_OP_SET) {
 		handle_reset(h, mf_slice_ref(op.val));
 	} else if (r == 0) {
@@ -1418,10 +1431,14 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (h && !exists) {
 		n->pending = true;
 		n->orphan_mtime = mf_now_ns();
-		/* O_APPEND creators commit APPEND/RPUSH (or CREATE), so two of
-		 * them racing on a new key both land; others build a SET. */
-		h->full = !(fi->flags & O_APPEND) || type == MF_T_JSON;
-		h->trunc = h->full && (fi->flags & O_TRUNC);
+		/* Only an O_TRUNC creator owns a private (empty) value from the
+		 * start (the O_TRUNC rule, as for opens).  Others read the key
+		 * like any clean handle until they write: O_APPEND creators then
+		 * commit APPEND/RPUSH (so two of them racing on a new key both
+		 * land), the rest build a SET.  Until then their close logs the
+		 * CREATE (touch). */
+		h->full = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
+		h->trunc = h->full;
 		h->dirty = true;
 		n->ndirty++;
 		n->dirty_size = 0;
