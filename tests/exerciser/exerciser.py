@@ -1150,7 +1150,7 @@ class Run:
     def classify(self, data, versions):
         vs = [v for v in versions if v]
         if b"\0" in data:
-            return f"contains NUL bytes nobody wrote at +{data.index(b'\0')}"
+            return "contains NUL bytes nobody wrote at +%d" % data.index(b"\0")
         for v in vs:
             if v.startswith(data):
                 return f"the first {len(data)} B of the {len(v)} B version {short(v, 8)} (cut)"
