@@ -554,7 +554,7 @@ SEQ_OPS = [  # (kind, weight)
     ("truncate", 3), ("touch", 1), ("pop", 5), ("push", 5), ("jget", 3), ("jset", 4),
     ("snapshot", 1),
 ]
-READ_ONLY_KINDS = {"fresh-read", "read", "size", "readdir", "burst-read", "burst-size",
+READ_ONLY_KINDS = {"exists", "fresh-read", "read", "size", "readdir", "burst-read", "burst-size",
                    "list-read", "unlinked-open", "jget"}
 BURSTS = ["b_overwrite", "b_create_race", "b_append_race", "b_pop_race", "b_unlink_race"]
 
@@ -574,7 +574,9 @@ class Run:
         self.workers = [WorkerProc(i) for i in range(nworkers)]
         self.stopfile = os.path.join(self.mount.base, "stop")
 
-    def close(self):
+    def close(self, hung=False):
+        if hung:   # kill the daemon first so no worker stays blocked in it
+            self.mount.kill9()
         for w in self.workers:
             w.stop()
         self.mount.cleanup()
@@ -595,16 +597,16 @@ class Run:
             return
         raise Failure(kind, msg)
 
-    def expect_ok(self, res, what):
+    def expect_ok(self, res, what, kind="errno"):
         if res[0] != "ok":
-            self.fail("errno", f"{what}: got {errno.errorcode.get(res[1], res[1])}, expected success")
+            self.fail(kind, f"{what}: got {errno.errorcode.get(res[1], res[1])}, expected success")
         return res[1]
 
-    def expect_err(self, res, code, what):
+    def expect_err(self, res, code, what, kind="errno"):
         if res[0] == "ok":
-            self.fail("errno", f"{what}: succeeded, expected {errno.errorcode[code]}")
+            return self.fail(kind, f"{what}: succeeded, expected {errno.errorcode[code]}")
         if res[1] != code:
-            self.fail("errno", f"{what}: got {errno.errorcode.get(res[1], res[1])}, "
+            self.fail(kind, f"{what}: got {errno.errorcode.get(res[1], res[1])}, "
                                f"expected {errno.errorcode[code]}")
 
     def lookup(self, typ, name):
@@ -880,8 +882,10 @@ class Run:
         what = f"readfile({typ}/{name})"
         res = self.call(w, "readfile", self.path(typ, name))
         if self.lookup(typ, name) is None:
-            return self.expect_err(res, errno.ENOENT, what)
-        got = self.expect_ok(res, what)
+            return self.expect_err(res, errno.ENOENT, what, "exists")
+        got = self.expect_ok(res, what, "exists")
+        if res[0] != "ok":
+            return
         self.check_fresh(typ, name, got, what)
 
     def op_stat(self, op):
@@ -890,9 +894,9 @@ class Run:
         res = self.call(w, "stat", self.path(typ, name))
         ino = self.lookup(typ, name)
         if ino is None:
-            return self.expect_err(res, errno.ENOENT, what)
-        got = self.expect_ok(res, what)
-        if ino.typ == "json" and ino.jval is not None:
+            return self.expect_err(res, errno.ENOENT, what, "exists")
+        got = self.expect_ok(res, what, "exists")
+        if res[0] != "ok" or ino.typ == "json" and ino.jval is not None:
             return
         ok = self.allowed_sizes(ino)
         if got not in ok:
@@ -970,6 +974,8 @@ class Run:
             return self.expect_err(res, errno.ENOENT, what)
         elems = list_elems(ino.value)
         if not elems:
+            if ino.pending and res[0] == "err" and res[1] == errno.ENOENT:
+                return   # created, not yet committed: either answer is fine
             return self.expect_err(res, errno.ENODATA, what)
         got = self.expect_ok(res, what)
         if got != elems[0] + b"\n":
@@ -1034,8 +1040,11 @@ class Run:
                     if crash and ino.pending:
                         self.detach(ino)   # created, never closed: may be gone
                         continue
-                    self.fail("lost", f"{what}: {typ}/{name} is gone "
-                                      f"(expected {short(self.committed_view(ino))})")
+                    res = self.call(w, "stat", self.path(typ, name))
+                    self.fail("lost" if res[0] != "ok" else "readdir",
+                              f"{what}: {typ}/{name} is not listed"
+                              + (" (but stat finds it)" if res[0] == "ok" else "")
+                              + f" (expected {short(self.committed_view(ino))})")
             extra = names - set(self.names[typ])
             if extra:
                 self.fail("readdir", f"{what}: {typ} lists unexpected keys {sorted(extra)}")
@@ -1047,7 +1056,8 @@ class Run:
                         self.fail("lost", f"{what}: json/{name} = {short(got)}")
                     continue
                 if got != ino.value:
-                    self.fail("lost", f"{what}: {typ}/{name} = {short(got, 40)}, expected "
+                    busy = any(h.ino is ino for h in self.handles.values())
+                    self.fail("fresh-read" if busy else "lost", f"{what}: {typ}/{name} = {short(got, 40)}, expected "
                                       f"{short(ino.value, 40)}")
                 if crash:
                     ino.pending = False
@@ -1693,6 +1703,7 @@ def run_ops(args, ops, verbose=False, gen=None, nops=0):
     Returns (failure or None, executed ops, index of failing op)."""
     run = Run(args, args.workers)
     executed = []
+    hung = False
     try:
         if gen is not None:
             gen.run = run
@@ -1726,9 +1737,10 @@ def run_ops(args, ops, verbose=False, gen=None, nops=0):
                 print(f"    op {i}: [{k}] {m}")
         return None, executed
     except Failure as f:
+        hung = f.kind in ("hang", "worker")
         return f, executed
     finally:
-        run.close()
+        run.close(hung)
 
 
 def shrink(args, ops, failure, deadline):
@@ -1776,6 +1788,18 @@ def shrink(args, ops, failure, deadline):
     return best, last_fail, runs
 
 
+def dump_ops(path, ops):
+    with open(path, "w") as f:
+        for op in ops:
+            f.write(repr(op) + "\n")
+
+
+def load_ops(path):
+    import ast
+    with open(path) as f:
+        return [ast.literal_eval(line) for line in f if line.strip() and not line.startswith("#")]
+
+
 def one_seed(args, seed):
     rng = random.Random(seed)
     gen = Gen(rng, None, args)
@@ -1796,6 +1820,10 @@ def one_seed(args, seed):
         print(f"--- smallest failing sequence ({len(best)} ops, {runs} re-runs): {f2}")
         for i, op in enumerate(best):
             print(f"  {i:4d} {fmt(op)}")
+        if args.save:
+            p = f"{args.save}/seed{seed}.ops"
+            dump_ops(p, best)
+            print(f"--- saved to {p} (re-run: --replay {p})")
     else:
         best, f2 = executed, failure
     print(f"--- reproduce: {sys.argv[0]} --bin {args.bin} --seed {seed} --ops {args.ops} "
@@ -1823,10 +1851,13 @@ def parse(argv=None):
     ap.add_argument("--shrink-seconds", type=float, default=60)
     ap.add_argument("--time-budget", type=float, default=0,
                     help="start no new seed after this many seconds (0: no limit)")
+    ap.add_argument("--replay", help="re-run the ops saved in this file (see --save)")
+    ap.add_argument("--save", help="directory: save each smallest failing sequence there")
     ap.add_argument("--keep-going", action="store_true", help="run every seed even after a failure")
     ap.add_argument("--log-tail", type=int, default=60)
-    ap.add_argument("--tolerate", default="", type=lambda s: set(s.split(",")) - {""},
-                    help="comma-separated read-only check kinds to note and go on: "
+    ap.add_argument("--tolerate", default="",
+                    type=lambda s: READ_ONLY_KINDS if s == "all" else set(s.split(",")) - {""},
+                    help="comma-separated read-only check kinds (or 'all') to note and go on: "
                          + ",".join(sorted(READ_ONLY_KINDS)))
     ap.add_argument("-v", "--verbose", action="store_true")
     return ap.parse_args(argv)
@@ -1836,6 +1867,14 @@ def main(argv=None):
     args = parse(argv)
     if not os.path.exists(args.bin):
         sys.exit(f"no binary {args.bin}: build first (cmake --build build)")
+    if args.replay:
+        ops = load_ops(args.replay)
+        print(f"replaying {len(ops)} ops from {args.replay}")
+        for i, op in enumerate(ops):
+            print(f"  {i:4d} {fmt(op)}")
+        f, _ = run_ops(args, ops)
+        print(f"FAIL: {f}" if f else "passed")
+        return 1 if f else 0
     if args.seed is not None:
         seeds = [args.seed]
     else:
