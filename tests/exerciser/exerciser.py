@@ -872,8 +872,9 @@ class Run:
             elif any(got == o.buf[:len(got)] for o in dirty if not o.append) or \
                     any(got.endswith(o.buf) for o in dirty if o.append and o.buf):
                 note = " (another handle's UNCOMMITTED bytes)"
-            elif b"\0" in got and b"\0" not in exp:
-                note = " (NUL bytes nobody wrote)"
+            else:
+                known = list(ino.history) + [o.buf for o in dirty if not o.append]
+                note = " (" + self.classify(got, known) + ")"
             self.fail("fresh-read", f"{what}: new open read {short(got, 40)}, expected committed "
                                     f"{short(exp, 40)}{note}")
 
@@ -1140,6 +1141,7 @@ class Run:
                 if idx < 0:
                     self.fail("burst-read", f"reader w{r}: fresh open/read failed "
                                             f"{errno.errorcode.get(-idx)}")
+                    break
                 data = table[idx]
                 if data == b"" and dup:
                     continue
@@ -1147,9 +1149,11 @@ class Run:
                 if vi is None:
                     self.fail("burst-read", f"reader w{r} read {short(data, 40)}: not one committed "
                                             f"version ({self.classify(data, list(versions))})")
+                    break
                 if vi < last:
                     self.fail("burst-read", f"reader w{r}: version {vi} read after version {last} "
                                             "(went back in time)")
+                    break
                 last = vi
             ok = {len(v) for v in versions} | ({0} if dup else set())
             bad = [s for s in sizes if s not in ok]
@@ -1302,6 +1306,7 @@ class Run:
             popped[w] = self.expect_ok(self.workers[w].recv(), f"popper w{w}")
         open(self.stopfile, "w").close()
         rres = self.gather(readers)
+        ino.commit(b"")
         index = {e + b"\n": i for i, e in enumerate(elems)}
         allp = []
         for w, got in popped.items():
@@ -1325,9 +1330,8 @@ class Run:
                 ok = d == b"" or (d.endswith(b"\n") and d in data and
                                   data.endswith(d) and (len(d) == len(data) or data[-len(d) - 1:-len(d)] == b"\n"))
                 if not ok:
-                    self.fail("list-read", f"reader w{r}: list read of {len(d)} B is not the list "
-                                           f"as of one moment: {self.list_diag(d, elems)}")
-        ino.commit(b"")
+                    return self.fail("list-read", f"reader w{r}: list read of {len(d)} B is not "
+                                                  f"the list as of one moment: {self.list_diag(d, elems)}")
 
     def list_diag(self, d, elems):
         lines = d.split(b"\n")
@@ -1360,19 +1364,6 @@ class Run:
         self.workers[0].send("script", "churn", d, name, values, modes)
         final = self.expect_ok(self.workers[0].recv(), "churn")
         open(self.stopfile, "w").close()
-        legal = set(values) | {op["base"]}
-        for w, res in zip(holders, self.gather(holders)):
-            table, bad = self.expect_ok(res, f"holder w{w}")
-            if bad:
-                r = bad[0]
-                desc = [("errno " + errno.errorcode.get(-x, str(x))) if isinstance(x, int)
-                        else short(x) for x in r]
-                self.fail("unlinked-open", f"holder w{w}: one handle's reads disagree after its "
-                                           f"name was unlinked/renamed over: {desc} "
-                                           f"({len(bad)} handles)")
-            for t in table:
-                if t not in legal:
-                    self.fail("unlinked-open", f"holder w{w} read {short(t)}: no version")
         ino = self.lookup(typ, name)
         if ino is not None:
             self.detach(ino)
@@ -1382,6 +1373,20 @@ class Run:
         ino = Inode(typ)
         ino.commit(final)
         self.attach(ino, name)
+        legal = set(values) | {op["base"]}
+        for w, res in zip(holders, self.gather(holders)):
+            table, bad = self.expect_ok(res, f"holder w{w}")
+            if bad:
+                r = bad[0]
+                desc = [("errno " + errno.errorcode.get(-x, str(x))) if isinstance(x, int)
+                        else short(x) for x in r]
+                return self.fail("unlinked-open", f"holder w{w}: one handle's reads disagree after its "
+                                           f"name was unlinked/renamed over: {desc} "
+                                           f"({len(bad)} handles)")
+            for t in table:
+                if t not in legal:
+                    return self.fail("unlinked-open", f"holder w{w} read {short(t)}: not one version "
+                                               f"({self.classify(t, list(legal))})")
 
 
 # ================================================================== generator
@@ -1724,7 +1729,8 @@ def run_ops(args, ops, verbose=False, gen=None, nops=0):
                 break
             op = ops[i]
             executed.append(op)
-            run.execute(op)
+            if run.execute(op) == "skip":
+                executed.pop()
             run.ops_done += 1
             i += 1
         run.op_restart({"k": "restart"}) if args.final_restart else run.verify_all("final check")
@@ -1744,27 +1750,34 @@ def run_ops(args, ops, verbose=False, gen=None, nops=0):
 
 
 def shrink(args, ops, failure, deadline):
-    """Delete chunks of ops (then single ops) while the same kind of failure
-    still happens on a fresh mount.  Bursts are nondeterministic: each
-    candidate is tried up to `tries` times."""
-    best = list(ops)
+    """Delete ops while the same kind of failure still happens on a fresh
+    mount: first all bursts / restarts at once, then chunks (halving down to
+    single ops); ops a replay skips (their handle is gone) are dropped.
+    Bursts are nondeterministic: such candidates are tried up to 3 times."""
     kind = failure.kind
-    bursty = any(o["k"].startswith("b_") for o in ops)
-    tries = 3 if bursty else 1
     runs = 0
 
     def fails(cand):
         nonlocal runs
-        for _ in range(tries):
+        bursty = any(o["k"].startswith("b_") for o in cand)
+        for _ in range(3 if bursty else 1):
             if time.monotonic() > deadline:
                 return None
             runs += 1
-            f, _ = run_ops(args, cand)
+            f, executed = run_ops(args, cand)
             if f is not None and f.kind == kind:
-                return f
-        return False
+                return f, executed
+        return None
 
-    last_fail = failure
+    best, last_fail = list(ops), failure
+    for drop in (lambda o: o["k"].startswith("b_") or o["k"] in ("restart", "crash"),
+                 lambda o: o["k"] in ("restart", "crash"),
+                 lambda o: o["k"].startswith("b_")):
+        cand = [o for o in best if not drop(o)]
+        if cand and len(cand) < len(best):
+            r = fails(cand)
+            if r:
+                last_fail, best = r
     n = 2
     while len(best) > 1 and time.monotonic() < deadline:
         chunk = max(1, len(best) // n)
@@ -1772,15 +1785,12 @@ def shrink(args, ops, failure, deadline):
         i = len(best) - chunk
         while i >= 0 and time.monotonic() < deadline:
             cand = best[:i] + best[i + chunk:]
-            if cand:
-                f = fails(cand)
-                if f:
-                    best = cand
-                    last_fail = f
-                    removed = True
+            r = fails(cand) if cand else None
+            if r:
+                last_fail, best = r   # the ops that really ran (no skipped ones)
+                removed = True
+                i = min(i, len(best))
             i -= chunk
-        if time.monotonic() > deadline:
-            break
         if not removed:
             if chunk == 1:
                 break
