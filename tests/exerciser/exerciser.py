@@ -265,6 +265,41 @@ class Worker:
                 os.close(fd)
         return table, bad
 
+    def s_crashwriter(self, mnt, w, n, fifo, pad):
+        """Until the daemon dies: overwrite kv/c<w>a with "<w>:<j>", append a
+        line j to kv/c<w>l and push j to lists/c<w>q; after each returned
+        close, tell the driver (one byte on a FIFO).  Returns what was
+        attempted and acknowledged."""
+        tell = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        notes = {"sa": -1, "sk": -1, "aa": -1, "ak": -1, "pa": -1, "pk": -1}
+        err = None
+
+        def do(path, data, flags):
+            fd = os.open(path, flags, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        try:
+            for j in range(n):
+                notes["sa"] = j
+                do(f"{mnt}/kv/c{w}a", b"%d:%d:" % (w, j) + pad, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                notes["sk"] = j
+                os.write(tell, b"s")
+                notes["aa"] = j
+                do(f"{mnt}/kv/c{w}l", b"%d\n" % j, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                notes["ak"] = j
+                os.write(tell, b"a")
+                notes["pa"] = j
+                do(f"{mnt}/lists/c{w}q", b"%d\n" % j, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                notes["pk"] = j
+                os.write(tell, b"p")
+        except OSError as e:
+            err = e.errno
+        finally:
+            os.close(tell)
+        return notes, err
+
     def s_churn(self, d, name, values, modes):
         final = None
         for v, m in zip(values, modes):
@@ -1087,6 +1122,95 @@ class Run:
         self.verify_all("after kill -9 + remount", crash=True)
 
     # ------------------------------------------------------------------ bursts
+    def op_b_crash(self, op):
+        """kill -9 while every process writes (close-acknowledged) values,
+        appends and pushes; after the remount every acknowledged close is
+        there, nothing half-written or never written is, and the rest of
+        the model survived too."""
+        k, n, pad = op["after"], op["n"], op["pad"]
+        fifo = os.path.join(self.mount.base, "progress")
+        if os.path.exists(fifo):
+            os.unlink(fifo)
+        os.mkfifo(fifo)
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        ws = list(range(len(self.workers)))
+        try:
+            before = {}
+            for w in ws:
+                for typ, key in (("kv", f"c{w}a"), ("kv", f"c{w}l"), ("lists", f"c{w}q")):
+                    ino = self.lookup(typ, key)
+                    before[(typ, key)] = ino.value if ino is not None else None
+                self.workers[w].send("script", "crashwriter", self.mount.mnt, w, n, fifo, pad)
+            got = 0
+            deadline = time.monotonic() + 60
+            while got < k and time.monotonic() < deadline:
+                r, _, _ = select.select([rfd], [], [], 5)
+                if r:
+                    b = os.read(rfd, k - got)
+                    if not b:
+                        break   # every writer finished (n too small)
+                    got += len(b)
+            self.mount.kill9()
+            notes = {}
+            for w in ws:
+                notes[w] = self.expect_ok(self.workers[w].recv(), f"crash writer w{w}")[0]
+        finally:
+            os.close(rfd)
+        for wk in self.workers:
+            wk.call("dropall")
+        self.handles.clear()
+        self.mount.start()
+        for w in ws:
+            nt = notes[w]
+            # the overwritten key: the last acknowledged value or a later attempt
+            typ, key = "kv", f"c{w}a"
+            res = self.call(0, "readfile", self.path(typ, key))
+            if res[0] != "ok":
+                if nt["sk"] >= 0 or before[(typ, key)] is not None:
+                    self.fail("lost", f"after kill -9: kv/{key} is gone; close of value {nt['sk']} "
+                                      "had returned")
+            else:
+                v = res[1]
+                ww, _, rest = v.partition(b":")
+                j, _, p = rest.partition(b":")
+                ok = ww == b"%d" % w and j.isdigit() and p == pad and \
+                    max(nt["sk"], 0) <= int(j) <= nt["sa"]
+                if not ok and not (nt["sk"] < 0 and v == before[(typ, key)]):
+                    self.fail("lost", f"after kill -9: kv/{key} = {short(v)}; acknowledged "
+                                      f"{nt['sk']}, attempted up to {nt['sa']}")
+                self.set_model(typ, key, v)
+            for typ, key, a, kk in (("kv", f"c{w}l", "aa", "ak"), ("lists", f"c{w}q", "pa", "pk")):
+                res = self.call(0, "readfile", self.path(typ, key))
+                base = before[(typ, key)] or b""
+                if res[0] != "ok":
+                    if nt[kk] >= 0 or before[(typ, key)] is not None:
+                        self.fail("lost", f"after kill -9: {typ}/{key} is gone; {nt[kk] + 1} "
+                                          "appends had returned")
+                    continue
+                v = res[1]
+                if not v.startswith(base):
+                    self.fail("lost", f"after kill -9: {typ}/{key} lost what it had before")
+                lines = v[len(base):].split(b"\n")
+                if lines[-1] != b"":
+                    self.fail("lost", f"after kill -9: {typ}/{key} ends in a cut line {short(lines[-1])}")
+                got_js = lines[:-1]
+                exp = [b"%d" % j for j in range(len(got_js))]
+                if got_js != exp:
+                    self.fail("lost", f"after kill -9: {typ}/{key} appends are not 0..{len(got_js) - 1} "
+                                      f"in order: {short(v[len(base):], 40)}")
+                if not (nt[kk] + 1 <= len(got_js) <= nt[a] + 1):
+                    self.fail("lost", f"after kill -9: {typ}/{key} has {len(got_js)} appends; "
+                                      f"{nt[kk] + 1} acknowledged, {nt[a] + 1} attempted")
+                self.set_model(typ, key, v)
+        self.verify_all("after kill -9 during writes + remount", crash=True)
+
+    def set_model(self, typ, key, v):
+        ino = self.lookup(typ, key)
+        if ino is None:
+            ino = Inode(typ)
+            self.attach(ino, key)
+        ino.commit(v)
+
     def pick_free(self, typ, rng_name):
         return rng_name
 
@@ -1409,9 +1533,10 @@ class Gen:
             kinds.append("burst")
             weights.append(args.burst_weight)
         if args.restarts:
-            kinds += ["restart", "crash"]
-            weights += [0.4, 0.4]
+            kinds += ["restart", "crash", "crashburst"]
+            weights += [0.4, 0.4, 0.3]
         self.kinds, self.weights = kinds, weights
+        self.valid_only = "invalid-json" in args.avoid
 
     def name(self, typ):
         return self.rng.choice(NAMES[typ])
@@ -1482,7 +1607,8 @@ class Gen:
                 return None
             h.writes_since_open += 1
             if not h.dirty or h.buf == b"":
-                d = self.tags.doc(self.rng) if self.rng.random() < 0.8 else self.tags.bad_doc(self.rng)
+                d = self.tags.doc(self.rng) if self.rng.random() < 0.8 or self.valid_only \
+                    else self.tags.bad_doc(self.rng)
                 # split a document over two writes sometimes
                 if len(d) > 4 and self.rng.random() < 0.3:
                     cut = self.rng.randrange(1, len(d))
@@ -1535,7 +1661,8 @@ class Gen:
         return h and {"k": "flushdup", "h": h.hid}
 
     def g_close(self):
-        h = self.handle(lambda h: True)
+        h = self.handle(lambda h: not (self.valid_only and h.ino.typ == "json" and h.writable
+                                       and not valid_json(h.buf)))
         return h and {"k": "close", "h": h.hid}
 
     def g_put(self):
@@ -1545,7 +1672,8 @@ class Gen:
         if typ == "json":
             if ino is not None and any(h.ino is ino for h in self.run.handles.values()):
                 return None
-            d = self.tags.doc(self.rng) if self.rng.random() < 0.75 else self.tags.bad_doc(self.rng)
+            d = self.tags.doc(self.rng) if self.rng.random() < 0.75 or self.valid_only \
+                else self.tags.bad_doc(self.rng)
             return {"k": "put", "t": typ, "n": name, "f": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                     "c": [d], "w": self.w()}
         if typ == "lists":
@@ -1611,8 +1739,8 @@ class Gen:
         ino = self.run.lookup("json", name)
         if ino is not None and any(h.ino is ino and h.dirty for h in self.run.handles.values()):
             return None
-        v = self.rng.choice([b"1", b'"x%d"' % self.tags.n, b"[1, 2]", b'{"z": null}', b" 7 ",
-                             b"01", b"tru", b"'q'", b"[1,]"])
+        v = self.rng.choice([b"1", b'"x%d"' % self.tags.n, b"[1, 2]", b'{"z": null}', b" 7 "]
+                            + ([] if self.valid_only else [b"01", b"tru", b"'q'", b"[1,]"]))
         return {"k": "jset", "n": name, "m": self.rng.choice(["a", "b", "c"]), "v": v, "w": self.w()}
 
     def g_snapshot(self):
@@ -1623,6 +1751,12 @@ class Gen:
 
     def g_crash(self):
         return {"k": "crash"}
+
+    def g_crashburst(self):
+        if len(self.run.workers) < 1:
+            return None
+        return {"k": "b_crash", "after": self.rng.randrange(1, 60), "n": 400,
+                "pad": b"x" * self.rng.choice([0, 10, 5000])}
 
     def g_burst(self):
         if len(self.run.workers) < 2:
@@ -1861,6 +1995,8 @@ def parse(argv=None):
     ap.add_argument("--shrink-seconds", type=float, default=60)
     ap.add_argument("--time-budget", type=float, default=0,
                     help="start no new seed after this many seconds (0: no limit)")
+    ap.add_argument("--avoid", default="", type=lambda s: set(s.split(",")) - {""},
+                    help="generator: 'invalid-json' = no refused documents (explore past them)")
     ap.add_argument("--replay", help="re-run the ops saved in this file (see --save)")
     ap.add_argument("--save", help="directory: save each smallest failing sequence there")
     ap.add_argument("--keep-going", action="store_true", help="run every seed even after a failure")
