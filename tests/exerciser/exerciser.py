@@ -481,7 +481,8 @@ class Inode:
         self.jval = None
         self.pending = False
         self.history.append(v)
-        del self.history[:-8]
+        if self.typ != "lists":   # list readers may see any version since their open
+            del self.history[:-8]
 
 
 class Handle:
@@ -730,6 +731,7 @@ class Run:
             created = True
         h = Handle(hid, w, ino, flags)
         h.created = created
+        h.hist = len(ino.history) - 1
         if flags & os.O_TRUNC and h.writable:
             h.dirty = True
             h.buf = b""
@@ -793,7 +795,7 @@ class Run:
                     return
             except ValueError:
                 pass
-        if ino.typ == "lists" and any(v[off:off + size] == got for v in ino.history):
+        if ino.typ == "lists" and any(v[off:off + size] == got for v in ino.history[h.hist:]):
             return
         others = self.dirty_others(ino, h)
         if others:
@@ -1279,7 +1281,9 @@ class Run:
                                             "(went back in time)")
                     break
                 last = vi
-            ok = {len(v) for v in versions} | ({0} if dup else set())
+            # a writer's size while it writes (0 after its O_TRUNC) is allowed,
+            # as in the sequential model (allowed_sizes)
+            ok = {len(v) for v in versions} | {0}
             bad = [s for s in sizes if s not in ok]
             if bad:
                 self.fail("burst-size", f"reader w{r}: stat sizes {bad} are no committed size")
