@@ -1841,7 +1841,7 @@ def fixup_write(op):
 
 # ===================================================================== runner
 
-def run_ops(args, ops, verbose=False, gen=None, nops=0):
+def run_ops(args, ops, verbose=False, gen=None, nops=0, quiet=False):
     """Run recorded ops (or generate nops with gen) on a fresh mount.
     Returns (failure or None, executed ops, index of failing op)."""
     run = Run(args, args.workers)
@@ -1875,7 +1875,7 @@ def run_ops(args, ops, verbose=False, gen=None, nops=0):
         rep = run.mount.sanitizer_report()
         if rep:
             raise Failure("sanitizer", rep)
-        if run.tolerated:
+        if run.tolerated and not quiet:
             print("  tolerated checks that failed (first of each kind):")
             for k, (i, m) in run.tolerated.items():
                 print(f"    op {i}: [{k}] {m}")
@@ -1902,7 +1902,7 @@ def shrink(args, ops, failure, deadline):
             if time.monotonic() > deadline:
                 return None
             runs += 1
-            f, executed = run_ops(args, cand)
+            f, executed = run_ops(args, cand, quiet=True)
             if f is not None and f.kind == kind:
                 return f, executed
         return None
@@ -2004,7 +2004,7 @@ def parse(argv=None):
     ap.add_argument("--replay", help="re-run the ops saved in this file (see --save)")
     ap.add_argument("--save", help="directory: save each smallest failing sequence there")
     ap.add_argument("--keep-going", action="store_true", help="run every seed even after a failure")
-    ap.add_argument("--log-tail", type=int, default=60)
+    ap.add_argument("--log-tail", type=int, default=40)
     ap.add_argument("--tolerate", default="",
                     type=lambda s: READ_ONLY_KINDS if s == "all" else set(s.split(",")) - {""},
                     help="comma-separated read-only check kinds (or 'all') to note and go on: "
