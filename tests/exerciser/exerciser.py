@@ -1095,8 +1095,14 @@ class Run:
                     continue
                 if got != ino.value:
                     busy = any(h.ino is ino for h in self.handles.values())
-                    self.fail("fresh-read" if busy else "lost", f"{what}: {typ}/{name} = {short(got, 40)}, expected "
-                                      f"{short(ino.value, 40)}")
+                    st = self.call(w, "stat", self.path(typ, name))
+                    again = self.call(w, "readfile", self.path(typ, name))
+                    stale = again == ("ok", ino.value)
+                    note = (f" (a stale view: stat then said {st[1]} B and the next open "
+                            "read the right value)") if stale else ""
+                    self.fail("fresh-read" if busy or stale else "lost",
+                              f"{what}: {typ}/{name} = {short(got, 40)}, expected "
+                              f"{short(ino.value, 40)}{note}")
                 if crash:
                     ino.pending = False
 
