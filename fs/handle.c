@@ -52,24 +52,38 @@ void handle_put(handle *h)
 /* Current committed value of a node (named: the store; orphan: its copy). */
 int node_value(node *n, mf_slice *out)
 {
-	pthread_mutex_lock(&fsg.mu);
-	bool named = n->named && !n->transit;
-	mf_slice key = mf_slice_ref(n->key);
-	if (!named)
-		*out = mf_slice_ref(n->orphan);
-	pthread_mutex_unlock(&fsg.mu);
-	int r = 0;
-	if (named) {
+	for (;;) {
+		pthread_mutex_lock(&fsg.mu);
+		bool named = n->named && !n->transit;
+		mf_slice key = mf_slice_ref(n->key);
+		if (!named)
+			*out = mf_slice_ref(n->orphan);
+		pthread_mutex_unlock(&fsg.mu);
+		if (!named) {
+			mf_slice_unref(&key);
+			return 0;
+		}
 		mf_entry_info info;
-		r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
+		int r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
 		}
-		*out = r == 0 ? info.val : MF_SLICE_EMPTY;
+		/* The get ran without fsg.mu: an unlink or rename of this name may
+		 * have begun (transit) or ended meanwhile, and then the store
+		 * answered for a name that is no longer this node's.  Look again. */
+		pthread_mutex_lock(&fsg.mu);
+		bool same = n->named && !n->transit && n->key.len == key.len &&
+		            memcmp(mf_slice_ptr(n->key), mf_slice_ptr(key), key.len) == 0;
+		pthread_mutex_unlock(&fsg.mu);
+		mf_slice_unref(&key);
+		if (same) {
+			*out = r == 0 ? info.val : MF_SLICE_EMPTY;
+			return r;
+		}
+		if (r == 0)
+			mf_slice_unref(&info.val);
 	}
-	mf_slice_unref(&key);
-	return r;
 }
 
 /* Re-pin the handle's view to the latest committed value.  Caller holds h->mu. */
