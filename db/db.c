@@ -2,7 +2,6 @@
  * db.c — store + WAL + snapshots (see db.h for the contract).
  */
 #include "db.h"
-#include "../store/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -429,21 +428,18 @@ static void request_snapshot(mf_db *db, uint64_t *ticket)
 
 int mf_db_commit(mf_db *db, mf_op *op)
 {
-	size_t off;
-	const char *why;
-	if (op->ktype == MF_T_JSON && op->type == MF_OP_SET &&
-	    mf_json_validate(mf_slice_ptr(op->val), op->val.len, &off, &why) != 0) {
-		log_key("rejected JSON", op, "%s at byte %zu", why, off);
-		return -EINVAL;
-	}
-	if (op->type == MF_OP_JSON_SETPATH &&
-	    mf_json_validate(mf_slice_ptr(op->val), op->val.len, &off, &why) != 0) {
-		log_key("rejected JSON value for path", op, "%s at byte %zu", why, off);
-		return -EINVAL;
-	}
 	/* Refuse what would fail anyway before it is logged (type conflicts,
-	 * missing keys); apply re-checks deterministically. */
+	 * missing keys, values their type refuses); apply re-checks
+	 * deterministically.  The rules are the store's. */
 	int r = mf_store_check(db->store, op);
+	if (r == -EINVAL && (op->type == MF_OP_SET || op->type == MF_OP_JSON_SETPATH) &&
+	    op->ktype == MF_T_JSON) {
+		size_t off = 0;
+		const char *why = "invalid";
+		mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, &off, &why);
+		log_key(op->type == MF_OP_SET ? "rejected JSON" : "rejected JSON value for path", op,
+		        "%s at byte %zu", why, off);
+	}
 	if (r)
 		return r;
 	if (!op->time_ns)

@@ -76,7 +76,7 @@ int commit_orphan(handle *h)
 	if (n->type == MF_T_JSON && h->full) {
 		size_t off = 0;
 		const char *why = "";
-		if (mf_json_validate(mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
+		if (mf_value_check(n->type, mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
 			fprintf(stderr, "memfluxfs: invalid JSON written to unlinked document %.*s "
 			        "(byte %zu: %s): refused\n", (int)(n->key.len > 255 ? 255 : n->key.len),
 			        mf_slice_ptr(n->key), off, why);
@@ -177,11 +177,8 @@ int handle_commit_inner(handle *h, bool final)
 		op.val = mf_slice_ref(h->data);
 		op.val.len = h->size;
 	} else if (n->type == MF_T_LIST) {
-		/* Every commit point (close, fsync) pushes whole elements; an
-		 * unterminated last line is completed here, so it is visible
-		 * when close() returns rather than at the later RELEASE. */
-		if (mf_slice_ptr(h->data)[h->data.len - 1] != '\n')
-			mf_slice_append(&h->data, "\n", 1);
+		/* Every commit point (close, fsync) pushes whole elements: the
+		 * store completes an unterminated last line (its list rule). */
 		op.type = MF_OP_RPUSH;
 		op.val = mf_slice_ref(h->data);
 	} else {

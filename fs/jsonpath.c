@@ -152,7 +152,7 @@ int jpath_commit(handle *h, bool final)
 	 * line names the document, the path and the reason. */
 	size_t off;
 	const char *why;
-	int r = mf_json_validate(mf_slice_ptr(h->data), h->size, &off, &why);
+	int r = mf_value_check(MF_T_JSON, mf_slice_ptr(h->data), h->size, &off, &why);
 	if (r) {
 		fprintf(stderr, "memfluxfs: rejected JSON value for path json/%.*s %.*s: %s at byte %zu\n",
 		        (int)klen, k, (int)plen, path, why, off);
