@@ -205,10 +205,18 @@ int handle_commit_inner(handle *h, bool final)
 		 * the data for a retry by fsync/close. */
 		handle_reset(h, mf_slice_ref(h->view));
 	}
+	bool refused = r && r != -ENOSPC && r != -EIO && r != -ENOMEM;
 	pthread_mutex_lock(&fsg.mu);
 	bool others = n->nopen > 1;
-	if (r == 0)
+	if (r == 0) {
 		n->pending = false;
+	} else if (refused && n->pending && !others) {
+		/* A created key whose only handle's value was refused (an invalid
+		 * first JSON document) never came into being: gone before this
+		 * close returns, not only at the later RELEASE. */
+		n->pending = false;
+		name_unlink(n);
+	}
 	pthread_mutex_unlock(&fsg.mu);
 	if (r)
 		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);

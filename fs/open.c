@@ -238,9 +238,15 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		h->full = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
 		h->trunc = h->full;
 		h->dirty = true;
-		n->ndirty++;
-		n->dirty_size = 0;
-		n->dirty_mtime = n->orphan_mtime;
+		/* Only a handle whose size means something (O_TRUNC: empty) shows
+		 * it to getattr; a creator that has not written is dirty only for
+		 * the CREATE its close owes, and hidden from sizes. */
+		h->hidden = !h->full;
+		if (h->full) {
+			n->ndirty++;
+			n->dirty_size = 0;
+			n->dirty_mtime = n->orphan_mtime;
+		}
 	}
 	if (h)
 		cache_open(fi);
@@ -250,7 +256,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		n->nlookup++;
 		n->nopen++;
 	} else if (n) {
-		if (h && h->dirty)
+		if (h && h->dirty && !h->hidden)
 			n->ndirty--;
 		n->pending = false;
 		handle_free(h);
