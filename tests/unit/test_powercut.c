@@ -587,9 +587,11 @@ out:
 
 /* Cuts per mode (plus a fifth as many with concurrent writers): CI runs
  * the units in a normal and an ASan build, ~60 s for both on 2 shared
- * cores. */
+ * cores (and in release and TSan builds). */
 #if defined(__SANITIZE_ADDRESS__)
 #define DEFAULT_CUTS 400
+#elif defined(__SANITIZE_THREAD__)
+#define DEFAULT_CUTS 150   /* TSan: the concurrent runs are what it is for */
 #else
 #define DEFAULT_CUTS 1000
 #endif
