@@ -1,7 +1,9 @@
 /*
  * wal.c — the write-ahead log: group-commit writer, interval fsync thread,
- * segment rotation, replay, and the segment scanner shared with
- * memflux-check.  Format and recovery rules: wal/FORMAT.md.
+ * segment rotation, replay, and what replay shares with memflux-check: the
+ * segment scanner, the torn-vs-corrupt verdict (mf_wal_judge), the walk
+ * over all segments with its LSN-chain checks (mf_wal_walk) and the salvage
+ * scan.  Format and recovery rules: wal/FORMAT.md.
  *
  * Locks (in this order when nested):
  *   seg_mu    rotate's seal/rename vs mf_wal_drop_sealed listing/unlinking
