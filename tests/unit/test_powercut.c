@@ -4,8 +4,9 @@
  * daemon's own wiring), with the power-loss simulator of powercut.h.
  *
  * One run: a fresh data dir; a seeded workload of SET / APPEND / DEL / RPUSH
- * commits, fsyncs (mf_db_sync) and snapshots (rotation + snapshot + drop of
- * sealed segments); the power goes at the n-th mutating I/O call; the disk
+ * commits (some values are a copy of the live memflux.wal, salt included:
+ * such bytes, torn, must never pass for records), fsyncs (mf_db_sync) and
+ * snapshots (rotation + snapshot + drop of sealed segments); the power goes at the n-th mutating I/O call; the disk
  * then holds what powercut.h allows (any subset, tear or reordering of
  * unsynced writes, a prefix of unsynced directory operations).  Recovery
  * must then, by itself:
@@ -56,6 +57,9 @@ typedef struct wl_op {
 	int kind;          /* 0 commit, 1 sync, 2 snapshot */
 	int type, key;
 	int thread;        /* whose keys */
+	bool walcopy;      /* value: the live memflux.wal's bytes, read at commit
+	                      time (a user storing a copy of the WAL: records
+	                      with this very segment's salt, at other offsets) */
 	char *val;
 	size_t vlen;
 } wl_op;
@@ -135,6 +139,8 @@ static int make_workload(pc_rng *rng, wl_op *ops)
 			uint64_t s = pc_below(rng, 100);
 			if (s >= 97)
 				pad = 33000 + pc_below(rng, 20000);
+			else if (s >= 94)
+				o->walcopy = true;
 			else if (s >= 80)
 				pad = 300 + pc_below(rng, 3000);
 			char head[32];
@@ -236,6 +242,31 @@ static int commit(mf_db *db, const wl_op *o)
 	return r;
 }
 
+/* o's value becomes "<i:" + the first 48 KiB of the live memflux.wal + ">\n". */
+static void fill_walcopy(const char *dir, wl_op *o, int i)
+{
+	char p[1024];
+	snprintf(p, sizeof p, "%s/memflux.wal", dir);
+	uint8_t buf[48 * 1024];
+	size_t got = 0;
+	int fd = open(p, O_RDONLY);
+	if (fd >= 0) {
+		ssize_t r = pread(fd, buf, sizeof buf, 0);
+		got = r > 0 ? (size_t)r : 0;
+		close(fd);
+	}
+	char head[32];
+	int h = snprintf(head, sizeof head, "<%d:", i);
+	free(o->val);
+	o->vlen = (size_t)h + got + 2;
+	o->val = malloc(o->vlen);
+	memcpy(o->val, head, (size_t)h);
+	if (got)
+		memcpy(o->val + h, buf, got);
+	o->val[o->vlen - 2] = '>';
+	o->val[o->vlen - 1] = '\n';
+}
+
 /* Does the store hold exactly the model's state after the first m ops? */
 static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *why,
                           size_t whylen)
@@ -313,6 +344,8 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 					promised = acked;
 			} else {
 				commit_idx[done_ops++] = i;
+				if (o->walcopy)
+					fill_walcopy(dir, o, i);
 				r = commit(db, o);
 				if (r == 0) {
 					acked++;
