@@ -18,7 +18,10 @@
  *     in INTERVAL mode those acknowledged before the last successful
  *     mf_db_sync / mf_db_snapshot — so nothing durable is lost, nothing is
  *     applied twice, nothing unacknowledged appears but the one in flight;
- *   - accept new writes that survive a further restart (every 4th run).
+ *   - accept new writes that survive a further restart (every 4th run);
+ *   - survive a second power cut during the recovery itself (every 3rd run:
+ *     the files it finds are durable, its own cut / delete / create may be
+ *     lost or torn).
  *
  * The workload is single-threaded and the interval syncer never fires (a
  * one-hour interval; mf_db_sync is the explicit fsync), so a seed replays
@@ -301,7 +304,7 @@ static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *
 
 typedef struct figures {
 	unsigned long cuts, acked, promised, lost, inflight_kept, refused, mismatched;
-	unsigned long cut_bytes_runs, clean;
+	unsigned long cut_bytes_runs, clean, recovery_cuts;
 } figures;
 
 /* One run; returns false on a violation (with the reason printed). */
@@ -378,6 +381,24 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 	fg->acked += (unsigned long)acked;
 	fg->promised += (unsigned long)promised;
 
+	/* Every third run, the power fails again during recovery (cutting the
+	 * torn tail, deleting covered segments, creating memflux.wal): the next
+	 * recovery must not be worse off. */
+	if (seed % 3 == 1) {
+		powercut pc2;
+		pc_init(&pc2, dir);
+		pc_adopt_dir(&pc2);
+		pc_cut_at(&pc2, 1 + pc_below(&rng, 8));
+		saved = quiet_begin();
+		db = open_db(dir, mode, &pc2.io, err, sizeof err);
+		if (db)
+			mf_db_close(db);
+		pc_crash(&pc2, &rng);
+		quiet_end(saved);
+		if (pc_dead(&pc2))
+			fg->recovery_cuts++;
+		pc_destroy(&pc2);
+	}
 	/* Recovery, by itself, with the real I/O. */
 	saved = quiet_begin();
 	db = open_db(dir, mode, NULL, err, sizeof err);
@@ -678,10 +699,12 @@ static void run_mode(mf_fsync_mode mode)
 	if (mode == MF_FSYNC_ALWAYS)
 		assert_int_equal(cf.lost, 0);
 	print_message("powercut %s: seeds %" PRIu64 "..%" PRIu64 ": %lu cuts (%lu after a clean "
-	              "close), %lu acknowledged, %lu promised durable, %lu acknowledged-but-unsynced "
-	              "lost, %lu in-flight kept, %lu refused mounts, %lu wrong states, %.1f s\n",
-	              mf_fsync_mode_name(mode), base, base + cuts - 1, fg.cuts, fg.clean, fg.acked,
-	              fg.promised, fg.lost, fg.inflight_kept, fg.refused, fg.mismatched, s);
+	              "close, %lu more during recovery), %lu acknowledged, %lu promised durable, "
+	              "%lu acknowledged-but-unsynced lost, %lu in-flight kept, %lu refused mounts, "
+	              "%lu wrong states, %.1f s\n",
+	              mf_fsync_mode_name(mode), base, base + cuts - 1, fg.cuts, fg.clean,
+	              fg.recovery_cuts, fg.acked, fg.promised, fg.lost, fg.inflight_kept,
+	              fg.refused, fg.mismatched, s);
 	if (mode == MF_FSYNC_ALWAYS)
 		assert_int_equal(fg.lost, 0);
 	assert_int_equal(failures, 0);
