@@ -78,11 +78,6 @@ typedef struct node {
 	/* orphan state: the value when the name went away */
 	mf_slice orphan;
 	int64_t orphan_mtime;
-	/* kernel cache policy (see "cache policy" below) */
-	uint64_t cached_version; /* version the kernel's pages hold */
-	unsigned nwriters;       /* open writable handles */
-	unsigned ncached;        /* open read-only handles using the page cache */
-	int64_t hot_until;       /* monotonic ns: recently written, read direct */
 	/* dirty handles: getattr reports the most recent writer's size */
 	unsigned ndirty;
 	uint64_t dirty_size;
@@ -111,8 +106,6 @@ typedef struct handle {
 	fuse_ino_t inval_ino;
 	bool inval_attr_only;
 	bool trunc;     /* opened with O_TRUNC: its value starts empty */
-	bool writer;    /* opened for writing (counted in n->nwriters) */
-	bool cached;    /* reads through the page cache (counted in n->ncached) */
 	bool has_read;  /* a later read at offset 0 is a rewind (see view_refresh) */
 	/* The committed value this handle sees: pinned at open (an immutable
 	 * slice), re-pinned to what the handle itself committed.  So a handle
@@ -382,7 +375,9 @@ static int node_attr(node *n, struct stat *st)
 	if (n->pending) {
 		size = 0;
 		mtime = ctime = n->orphan_mtime;
-	} else if (n->named) {
+	} else if (n->named && !n->transit) {
+		/* (In transit, the store may already have applied the unlink or
+		 * rename: the node's copy is its value, as for node_value.) */
 		if (mf_store_get(g.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != n->type)
 			return -ENOENT;
@@ -502,67 +497,23 @@ static void invalidate(fuse_ino_t ino)
 /* ---------- kernel cache policy ----------
  *
  * The kernel keeps ONE page cache and ONE cached size per inode, shared by
- * every handle, while a handle here sees a private view (the value pinned
- * at open, then its own writes until it commits).  A page filled for one
- * handle, or a size raised by one writer, would show another handle bytes
- * that were never committed, zeros past the committed end (the kernel
- * zero-fills a short page read), or a cut value.  So the page cache is used
- * only where every handle on the inode agrees on what it holds:
- *  - writable handles are direct_io: uncommitted bytes never enter it;
- *  - a read-only open uses it only if no writable handle is open, the key
- *    was not written within the attribute timeout ("hot": a direct write
- *    may have raised the cached size), and every other cached reader pinned
- *    the same version; otherwise it reads direct, exactly its view;
- *  - lists are always read direct: a list reader sees the list as of its
- *    open (see view_refresh), which shared pages cannot give while pops
- *    shift every offset;
- *  - keep_cache only when the pages hold the version this open pinned.
- * Cold, read-mostly keys (the common case) keep the page cache; keys being
- * written read direct.  All counters below are guarded by g.mu.
+ * every handle, while a handle here sees a private view (a committed version
+ * it pinned, then its own writes until it commits).  A page filled for one
+ * handle, or a size raised by one writer's write, shows another handle
+ * bytes that were never committed, zeros past the committed end (the kernel
+ * zero-fills a short page read), or a mix of two versions; a reader that
+ * opened before a writer cannot be protected from that writer's size.  So
+ * every open of a key file is direct_io: each read returns exactly the
+ * handle's view.  The price is read speed (no keep_cache: every read is a
+ * request) and MAP_SHARED mmap (ENODEV: libfuse 3.14 cannot ask the kernel
+ * for direct-I/O mmap); MAP_PRIVATE works.  Attributes are still cached
+ * for the entry/attr timeout and invalidated on commit.  Found by testing:
+ * with a cold-key page cache, a reader racing a writer's commit read NULs
+ * from offset 0 and mixed versions (test_integrity.py).
  */
-static int64_t mono_ns(void)
+static void cache_open(struct fuse_file_info *fi)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void cache_mark_hot(node *n)
-{
-	n->hot_until = mono_ns() + (int64_t)(g.timeout * 1e9);
-}
-
-/* version: the committed version the handle pinned, 0 if none. */
-static void cache_open(node *n, handle *h, struct fuse_file_info *fi, bool writer,
-                       uint64_t version)
-{
-	if (writer) {
-		fi->direct_io = 1; /* also for lists: they are read direct, below */
-		h->writer = true;
-		n->nwriters++;
-		cache_mark_hot(n);
-		return;
-	}
-	if (!version || n->type == MF_T_LIST || n->nwriters || mono_ns() < n->hot_until ||
-	    (n->ncached && n->cached_version != version)) {
-		fi->direct_io = 1;
-		return;
-	}
-	fi->keep_cache = n->cached_version == version;
-	n->cached_version = version;
-	n->ncached++;
-	h->cached = true;
-}
-
-static void cache_close(node *n, handle *h)
-{
-	if (h->writer) {
-		n->nwriters--;
-		cache_mark_hot(n);
-	}
-	if (h->cached)
-		n->ncached--;
-	h->writer = h->cached = false;
+	fi->direct_io = 1;
 }
 
 /* Commit a handle (see handle_commit) and then, outside h->mu, send the
@@ -850,6 +801,16 @@ static int node_value(node *n, mf_slice *out)
 	return r;
 }
 
+/* Re-pin the handle's view to the latest committed value.  Caller holds h->mu. */
+static void view_refresh_latest(handle *h)
+{
+	mf_slice cur = MF_SLICE_EMPTY;
+	if (node_value(h->n, &cur) == 0) {
+		mf_slice_unref(&h->view);
+		h->view = cur;
+	}
+}
+
 /* Make room for `len` bytes in the handle's private buffer. */
 static void handle_reserve(handle *h, uint64_t len)
 {
@@ -860,12 +821,15 @@ static void handle_reserve(handle *h, uint64_t len)
 	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
 }
 
-/* Switch to full mode: private copy of the handle's view (plus what it
- * appended so far). */
+/* Switch to full mode: private copy of the latest committed value (what a
+ * write on a local filesystem would land on: a truncate or commit by others
+ * since this handle's open counts), plus what it appended so far. */
 static void handle_make_full(handle *h)
 {
 	if (h->full)
 		return;
+	if (!h->append)
+		view_refresh_latest(h);
 	mf_slice cur = h->view;
 	uint64_t len = cur.len + (h->append ? h->data.len : 0);
 	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
@@ -1111,21 +1075,22 @@ static int handle_commit_inner(handle *h, bool final)
 		return commit_orphan(h);
 	}
 
-	if (!h->full && h->data.len == 0 && !pending) {
-		/* An O_APPEND creator that wrote nothing, whose key another
-		 * handle's commit brought into being: nothing left to do. */
-		mf_slice_unref(&key);
-		handle_reset(h, mf_slice_ref(h->view));
-		return 0;
-	}
 	mf_op op = {0};
 	op.ktype = n->type;
 	op.key = key;
-	if (pending && (!h->wrote || (!h->full && h->data.len == 0)) && n->type != MF_T_JSON) {
+	if (pending && !h->wrote && n->type != MF_T_JSON) {
 		/* Created, nothing written yet: this close must leave the key
 		 * durable (touch, `: > k`) without clobbering what other handles
 		 * append; the handle goes on building its value. */
 		op.type = MF_OP_CREATE;
+	} else if (!h->wrote && !h->trunc && !pending) {
+		/* Dirty only from its open(O_CREAT), nothing written, and the key
+		 * exists now (another handle committed it): nothing of its own to
+		 * log.  A SET of its empty value would wipe that commit, and an
+		 * empty RPUSH is refused. */
+		mf_op_clear(&op);
+		handle_reset(h, mf_slice_ref(h->view));
+		return 0;
 	} else if (h->full) {
 		if (!h->wrote && h->trunc && committed_empty(n, key)) {
 			/* `> k` on an empty key: nothing changes, nothing to log. */
@@ -1155,8 +1120,8 @@ static int handle_commit_inner(handle *h, bool final)
 	if (r == 0 && op.type == MF_OP_CREATE) {
 		if (!h->wrote)
 			clear_dirty(h); /* a full handle keeps building its (empty) value */
-		if (!h->full) /* O_APPEND creator: nothing of its own yet */
-			handle_reset(h, MF_SLICE_EMPTY);
+		if (!h->full) /* nothing of its own yet */
+			handle_reset(h, mf_slice_ref(h->view));
 	} else if (r == 0 && op.type == MF_OP_SET) {
 		handle_reset(h, mf_slice_ref(op.val));
 	} else if (r == 0) {
@@ -1172,10 +1137,8 @@ static int handle_commit_inner(handle *h, bool final)
 	}
 	pthread_mutex_lock(&g.mu);
 	bool others = n->nopen > 1;
-	if (r == 0) {
+	if (r == 0)
 		n->pending = false;
-		cache_mark_hot(n);
-	}
 	pthread_mutex_unlock(&g.mu);
 	if (r)
 		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
@@ -1207,8 +1170,6 @@ static void undo_open(node *n, handle *h, uint64_t lookups)
 	pthread_mutex_lock(&g.mu);
 	if (h && h->dirty && !h->hidden)
 		n->ndirty--;
-	if (h)
-		cache_close(n, h);
 	n->nopen--;
 	n->nlookup -= lookups;
 	if (n->pending && !n->ndirty) {
@@ -1253,11 +1214,8 @@ static int open_key(node *n, handle *h, struct fuse_file_info *fi)
 		if (r == 0)
 			h->view = info.val;
 	}
-	if (r == 0) {
-		pthread_mutex_lock(&g.mu);
-		cache_open(n, h, fi, writer, m && !pending ? info.version : 0);
-		pthread_mutex_unlock(&g.mu);
-	}
+	if (r == 0)
+		cache_open(fi);
 	if (m)
 		pthread_mutex_unlock(m);
 	mf_slice_unref(&key);
@@ -1473,14 +1431,21 @@ static void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (h && !exists) {
 		n->pending = true;
 		n->orphan_mtime = mf_now_ns();
-		/* O_APPEND creators commit APPEND/RPUSH (or CREATE), so two of
-		 * them racing on a new key both land; others build a SET. */
-		h->full = !(fi->flags & O_APPEND) || type == MF_T_JSON;
+		/* Only an O_TRUNC creator owns a private (empty) value from the
+		 * start (the O_TRUNC rule, as for opens).  Others read the key
+		 * like any clean handle until they write: O_APPEND creators then
+		 * commit APPEND/RPUSH (so two of them racing on a new key both
+		 * land), the rest build a SET.  Until then their close logs the
+		 * CREATE (touch). */
+		h->full = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
+		h->trunc = h->full;
 		h->dirty = true;
 		n->ndirty++;
 		n->dirty_size = 0;
 		n->dirty_mtime = n->orphan_mtime;
 	}
+	if (h)
+		cache_open(fi);
 	fill_entry(&e, n ? n->ino : 0);
 	r = h && n ? node_attr(n, &e.attr) : -ENOMEM;
 	if (r == 0) {
@@ -1567,15 +1532,8 @@ static void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	} else {
-		if (h->cached) {
-			/* Page cache reads: the pages are shared by every cached
-			 * handle and invalidated at each commit, so fill them from the
-			 * latest committed value (see cache policy). */
-			node_value(h->n, &v);
-		} else {
-			view_refresh(h, (uint64_t)off);
-			v = mf_slice_ref(h->view);
-		}
+		view_refresh(h, (uint64_t)off);
+		v = mf_slice_ref(h->view);
 		h->has_read = true;
 		vlen = v.len;
 		if (h->append && h->n->type != MF_T_LIST)
@@ -1730,7 +1688,6 @@ static void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		clear_dirty(h);
 		node *n = h->n;
 		pthread_mutex_lock(&g.mu);
-		cache_close(n, h);
 		n->nopen--;
 		if (n->pending && !n->nopen) {
 			/* A created key whose every handle is gone without a valid
@@ -1858,11 +1815,6 @@ static void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		if (!defer)
 			r = commit(&op);
 		mf_op_clear(&op);
-	}
-	if (r == 0 && by_name && named) {
-		pthread_mutex_lock(&g.mu);
-		cache_mark_hot(n);
-		pthread_mutex_unlock(&g.mu);
 	}
 	if (m)
 		pthread_mutex_unlock(m);
@@ -2033,7 +1985,6 @@ static void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			s->name_next = *pp;
 			*pp = s;
 			s->named = true;
-			cache_mark_hot(s);
 		}
 	}
 	if (s0 && s0->named)

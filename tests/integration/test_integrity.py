@@ -372,3 +372,122 @@ def test_append_creator_that_wrote_nothing_closes_cleanly(mf):
         f.write(b"e1\n")
     os.close(h)  # nothing of its own to commit: no EINVAL
     assert get(q) == b"e1\n"
+# Review of the handle views / cache policy (33af195, aacc5e4) --------------
+
+def test_creator_that_wrote_nothing_commits_nothing(mf):
+    """open(O_CREAT) without O_TRUNC that writes nothing changes nothing at
+    its close, even when another handle committed the key meanwhile: no
+    SET of its empty value over that handle's data, no empty RPUSH refused
+    with EINVAL."""
+    k = mf.kv("c")
+    a = os.open(k, os.O_WRONLY | os.O_CREAT, 0o644)  # touch: pending key
+    b = os.open(k, os.O_WRONLY | os.O_TRUNC)
+    os.write(b, b"data")
+    os.close(b)
+    os.close(a)
+    assert get(k) == b"data"
+    for flags in (os.O_WRONLY | os.O_APPEND, os.O_WRONLY):
+        q = mf.lists(f"q{flags}")
+        a = os.open(q, flags | os.O_CREAT, 0o644)
+        b = os.open(q, os.O_WRONLY | os.O_APPEND)
+        os.write(b, b"x\n")
+        os.close(b)
+        os.close(a)  # EINVAL ("commit failed") before the fix
+        assert get(q) == b"x\n"
+    a = os.open(mf.kv("ap"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    b = os.open(mf.kv("ap"), os.O_WRONLY | os.O_APPEND)
+    os.write(b, b"data")
+    os.close(b)
+    os.close(a)
+    assert get(mf.kv("ap")) == b"data"
+    assert "commit failed" not in mf.log()
+
+
+def test_fstat_of_open_file_during_rename(mkmount):
+    """An open file's attributes come from its own value while a rename of
+    its name is in flight: fstat never fails with ENOENT (the store may
+    already have applied the rename while the node still has the old name)."""
+    m = mkmount("--cache-timeout=0")  # every fstat is a GETATTR
+    a, b = m.kv("ra"), m.kv("rb")
+    put(a, b"hello")
+    fd = os.open(a, os.O_RDONLY)
+    stop = threading.Event()
+    errs, sizes, n = [], set(), [0]
+
+    def stat_loop():
+        while not stop.is_set():
+            try:
+                sizes.add(os.fstat(fd).st_size)
+            except OSError as e:
+                errs.append(e.errno)
+            n[0] += 1
+
+    t = threading.Thread(target=stat_loop)
+    t.start()
+    try:
+        for _ in range(1500):
+            os.rename(a, b)
+            os.rename(b, a)
+    finally:
+        stop.set()
+        t.join()
+        os.close(fd)
+    assert n[0] > 100
+    assert not errs, f"{len(errs)} of {n[0]} fstat calls failed: {sorted(set(errs))}"
+    assert sizes == {5}
+
+
+def test_created_handle_is_direct_like_any_writer(mkmount):
+    """A handle from open(O_CREAT) is a writer like any other: direct I/O
+    (a writable MAP_SHARED mmap is ENODEV, README), and counted as a writer,
+    so a reader never sees its uncommitted bytes through shared pages."""
+    import mmap
+    m = mkmount("--cache-timeout=0")  # keys are cold at once: readers may cache
+    k = m.kv("mm")
+    a = os.open(k, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(a, b"v1" * 2048)
+        os.fsync(a)
+        r = os.open(k, os.O_RDONLY)
+        try:
+            assert os.pread(r, 4, 0) == b"v1v1"
+            try:
+                mm = mmap.mmap(a, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError as e:
+                assert e.errno == errno.ENODEV
+            else:
+                mm[0:2] = b"XX"  # uncommitted
+                seen = os.pread(r, 4, 0)
+                mm.close()
+                pytest.fail(f"writable shared mmap of a created file worked; "
+                            f"a reader saw {seen!r}")
+        finally:
+            os.close(r)
+    finally:
+        os.close(a)
+    assert get(k) == b"v1" * 2048
+
+
+def test_reader_reads_one_version_when_a_later_writer_commits(mkmount):
+    """README: a handle reads one committed version at a time, 'so a value
+    read in chunks is never a mix of two versions'.  A reader opened on a
+    cold key uses the page cache; a writer that opens after it and commits
+    invalidates the pages, and the reader's next chunks are the new value."""
+    m = mkmount("--cache-timeout=0")  # no "hot" window: the reader caches
+    k = m.kv("big")
+    n = 4 << 20
+    put(k, b"a" * n)
+    r = os.open(k, os.O_RDONLY)
+    try:
+        got = [os.read(r, 4096)]
+        put(k, b"b" * n)
+        while True:
+            c = os.read(r, 1 << 16)
+            if not c:
+                break
+            got.append(c)
+    finally:
+        os.close(r)
+    got = b"".join(got)
+    one = got in (b"a" * n, b"b" * n)
+    assert one, f"mix of versions: {got.count(b'a')} bytes of the old, {got.count(b'b')} of the new"
