@@ -25,7 +25,9 @@
  *
  * The workload is single-threaded and the interval syncer never fires (a
  * one-hour interval; mf_db_sync is the explicit fsync), so a seed replays
- * the same I/O call sequence.  MEMFLUX_POWERCUT_SEED=<n> picks the base
+ * the same I/O call sequence — up to the sync marker the WAL writer appends
+ * on its own once idle after an fsync, which may come before or after the
+ * next record.  MEMFLUX_POWERCUT_SEED=<n> picks the base
  * seed, MEMFLUX_POWERCUT_CUTS=<n> the number of cuts per mode (a fifth as
  * many again run with four concurrent writers: multi-record batches, a
  * snapshot racing commits; their I/O order depends on scheduling, so a seed
