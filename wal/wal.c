@@ -1208,6 +1208,21 @@ static int do_rotate(mf_wal *w, wal_entry *e)
 		if (r < 0)
 			goto out;
 		pthread_mutex_lock(&w->fsync_mu);
+		if (w->marked_lsn == w->seg_last_lsn) {
+			/* An idle sync marker is written after the fsync it reports,
+			 * and not fsynced itself (wal_fsync sees no new LSN): make it
+			 * durable too, or a crash could leave a torn marker in a
+			 * sealed segment, which recovery must call corruption. */
+			r = io->fsync(io, w->fd);
+			if (r < 0) {
+				pthread_mutex_lock(&w->mu);
+				go_read_only(w, w->path, r);
+				pthread_mutex_unlock(&w->mu);
+				pthread_mutex_unlock(&w->fsync_mu);
+				r = -EIO;
+				goto out;
+			}
+		}
 		char *sp = sealed_path(w->dir, w->seg_last_lsn);
 		r = io->rename(io, w->path, sp);
 		free(sp);
@@ -1341,8 +1356,16 @@ static void append_marker(mf_wal *w, bool sync)
 		uint8_t rec[MF_WAL_REC_HEADER];
 		mf_wal_rec_place at = {.salt = w->salt, .off = w->end, .durable = lsn};
 		mf_wal_record_encode_head(&op, &at, rec);
-		if (mf_io_pwrite_all(w->io, w->fd, rec, sizeof rec, (off_t)w->end) != 0)
+		if (mf_io_pwrite_all(w->io, w->fd, rec, sizeof rec, (off_t)w->end) != 0) {
+			/* Leave no partial marker behind: a rotation could seal it.
+			 * If even the cut fails, the file's end is unknown. */
+			if (w->io->ftruncate(w->io, w->fd, (off_t)w->end) != 0) {
+				pthread_mutex_lock(&w->mu);
+				go_read_only(w, "truncate after failed sync marker", -EIO);
+				pthread_mutex_unlock(&w->mu);
+			}
 			return;
+		}
 		w->end += sizeof rec;
 		w->marked_lsn = lsn;
 		pthread_mutex_lock(&w->mu);
