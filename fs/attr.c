@@ -88,7 +88,7 @@ int node_attr(node *n, struct stat *st)
 		size = n->orphan.len;
 		mtime = ctime = n->orphan_mtime;
 	}
-	if (n->ndirty) {
+	if (n->ndirty && !n->dirty_stale) {
 		size = n->dirty_size;
 		mtime = ctime = n->dirty_mtime;
 	}

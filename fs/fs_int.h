@@ -95,8 +95,11 @@ typedef struct node {
 	/* orphan state: the value when the name went away */
 	mf_slice orphan;
 	int64_t orphan_mtime;
-	/* dirty handles: getattr reports the most recent writer's size */
+	/* dirty handles: getattr reports the most recent writer's size, unless
+	 * that writer committed while others stayed dirty (then: unknown, and
+	 * getattr reports the committed size until one of them writes again) */
 	unsigned ndirty;
+	bool dirty_stale;
 	uint64_t dirty_size;
 	int64_t dirty_mtime;
 	/* utimens while handles were dirty (cp -p, tar x: write, futimens,

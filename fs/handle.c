@@ -135,6 +135,7 @@ void set_dirty(handle *h)
 	if (!h->dirty || h->hidden)
 		h->n->ndirty++;
 	h->hidden = false;
+	h->n->dirty_stale = false;
 	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
 	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
@@ -147,8 +148,8 @@ void clear_dirty(handle *h)
 	if (!h->dirty)
 		return;
 	pthread_mutex_lock(&fsg.mu);
-	if (!h->hidden)
-		h->n->ndirty--;
+	if (!h->hidden && --h->n->ndirty)
+		h->n->dirty_stale = true;
 	h->hidden = false;
 	pthread_mutex_unlock(&fsg.mu);
 	h->dirty = false;

@@ -244,6 +244,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		h->hidden = !h->full;
 		if (h->full) {
 			n->ndirty++;
+			n->dirty_stale = false;
 			n->dirty_size = 0;
 			n->dirty_mtime = n->orphan_mtime;
 		}
