@@ -43,7 +43,7 @@ void settime_deferred(node *n)
 int handle_commit(handle *h, bool final)
 {
 	node *n = h->n;
-	if (!h->dirty || n->type == NODE_JPATH)
+	if (h->dstate == D_CLEAN || n->type == NODE_JPATH)
 		return handle_commit_inner(h, final);
 	pthread_mutex_t *m = name_lock(n);
 	int r = handle_commit_inner(h, final);
@@ -62,7 +62,8 @@ void handle_reset(handle *h, mf_slice view)
 	mf_slice_unref(&h->view);
 	h->view = view;
 	mf_slice_unref(&h->data);
-	h->full = h->append = h->wrote = h->trunc = false;
+	h->mode = H_VIEW;
+	h->wrote = h->trunc = false;
 	h->size = 0;
 	clear_dirty(h);
 }
@@ -73,7 +74,7 @@ void handle_reset(handle *h, mf_slice view)
 int commit_orphan(handle *h)
 {
 	node *n = h->n;
-	if (n->type == MF_T_JSON && h->full) {
+	if (n->type == MF_T_JSON && h->mode == H_FULL) {
 		size_t off = 0;
 		const char *why = "";
 		if (mf_value_check(n->type, mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
@@ -85,7 +86,7 @@ int commit_orphan(handle *h)
 		}
 	}
 	pthread_mutex_lock(&fsg.mu);
-	if (h->full) {
+	if (h->mode == H_FULL) {
 		/* The buffer moves to the node: from now on it is published
 		 * (other handles read it), so this handle must not grow it in
 		 * place; its next write starts a new private copy. */
@@ -119,7 +120,7 @@ bool committed_empty(node *n, mf_slice key)
  */
 int handle_commit_inner(handle *h, bool final)
 {
-	if (!h->dirty)
+	if (h->dstate == D_CLEAN)
 		return 0;
 	node *n = h->n;
 	if (n->type == NODE_JPATH)
@@ -132,9 +133,9 @@ int handle_commit_inner(handle *h, bool final)
 		 * dirty: a write may still follow (bash closes a duplicate before
 		 * writing), and the release commits (and logs) whatever it holds. */
 		pthread_mutex_lock(&fsg.mu);
-		if (!h->hidden)
+		if (h->dstate == D_SIZED)
 			n->ndirty--;
-		h->hidden = true;
+		h->dstate = D_HIDDEN;
 		pthread_mutex_unlock(&fsg.mu);
 		h->inval_ino = n->ino;
 		return -EINVAL;
@@ -164,7 +165,7 @@ int handle_commit_inner(handle *h, bool final)
 		mf_op_clear(&op);
 		handle_reset(h, mf_slice_ref(h->view));
 		return 0;
-	} else if (h->full) {
+	} else if (h->mode == H_FULL) {
 		if (!h->wrote && h->trunc && committed_empty(n, key)) {
 			/* `> k` on an empty key: nothing changes, nothing to log. */
 			mf_op_clear(&op);
@@ -186,11 +187,11 @@ int handle_commit_inner(handle *h, bool final)
 		op.val = mf_slice_ref(h->data);
 	}
 	int r = commit(&op);
-	bool was_full = h->full;
+	bool was_full = h->mode == H_FULL;
 	if (r == 0 && op.type == MF_OP_CREATE) {
 		if (!h->wrote)
 			clear_dirty(h); /* a full handle keeps building its (empty) value */
-		if (!h->full) /* nothing of its own yet */
+		if (h->mode != H_FULL) /* nothing of its own yet */
 			handle_reset(h, mf_slice_ref(h->view));
 	} else if (r == 0 && op.type == MF_OP_SET) {
 		handle_reset(h, mf_slice_ref(op.val));

@@ -110,17 +110,32 @@ typedef struct node {
 } node;
 
 
+/* What a handle's `data` holds: its uncommitted value, if any. */
+typedef enum hmode {
+	H_VIEW,   /* nothing of its own: reads its view */
+	H_FULL,   /* data[0..size) is the whole new value (O_TRUNC, or a write
+	           * that copied the latest committed value first) */
+	H_APPEND, /* data holds bytes to append at commit (O_APPEND) */
+} hmode;
+
+/* Whether a handle owes a commit, and whether getattr shows its size. */
+typedef enum hdirty {
+	D_CLEAN,  /* nothing to commit */
+	D_SIZED,  /* owes a commit; counted in n->ndirty: getattr shows its size */
+	D_HIDDEN, /* owes a commit, size not shown: a creator that has not written
+	           * (its close owes the CREATE), a JSON O_TRUNC handle between
+	           * bash's two closes (see handle_commit_inner) */
+} hdirty;
+
 typedef struct handle {
 	struct handle *prev, *next; /* all live handles (fsg.hmu), for shutdown */
 	atomic_int refs;  /* 1 for the kernel's handle + 1 per read in flight */
 	pthread_mutex_t mu;
 	node *n;
 	int flags;
-	bool dirty;
-	bool full;      /* data is the whole new value */
-	bool append;    /* data holds bytes to append */
+	hmode mode;
+	hdirty dstate;
 	bool wrote;     /* any write/ftruncate since the last commit */
-	bool hidden;    /* dirty, but not counted in n->ndirty (see handle_commit) */
 	/* Invalidation a commit asked for, sent once h->mu is released: the
 	 * kernel locks page cache pages for it, and a READ holding such a page
 	 * may be waiting for h->mu (deadlock otherwise). */

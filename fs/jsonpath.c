@@ -128,7 +128,7 @@ int jpath_refuse_append(node *n)
 }
 
 /* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
- * h->mu; h->dirty is set.  final: the handle is going away (or fsync). */
+ * h->mu; h owes a commit.  final: the handle is going away (or fsync). */
 int jpath_commit(handle *h, bool final)
 {
 	node *n = h->n;
@@ -208,8 +208,8 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		n = node_get(NODE_JPATH, nk, klen + 1 + plen);
 		h = n ? handle_new(n, fi->flags) : NULL;
 		if (h) {
-			h->full = true;
-			h->dirty = true;
+			h->mode = H_FULL;
+			h->dstate = D_SIZED;
 			n->ndirty++;
 			n->nlookup++;
 			n->nopen++;

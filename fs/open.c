@@ -16,7 +16,7 @@ char *ctl_text(fuse_ino_t ino)
 void undo_open(node *n, handle *h, uint64_t lookups)
 {
 	pthread_mutex_lock(&fsg.mu);
-	if (h && h->dirty && !h->hidden)
+	if (h && h->dstate == D_SIZED)
 		n->ndirty--;
 	n->nopen--;
 	n->nlookup -= lookups;
@@ -70,7 +70,7 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	if (r)
 		return r;
 	if (writer && (fi->flags & O_TRUNC)) {
-		h->full = true;
+		h->mode = H_FULL;
 		h->trunc = true;
 		h->size = 0;
 		set_dirty(h);
@@ -136,7 +136,7 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		} else if (fi->flags & O_APPEND) {
 			r = jpath_refuse_append(n);
 		} else {
-			h->full = true; /* the new member text starts empty */
+			h->mode = H_FULL; /* the new member text starts empty */
 			if (fi->flags & O_TRUNC)
 				set_dirty(h); /* a value is due: closing without one is EINVAL */
 		}
@@ -235,14 +235,14 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		 * commit APPEND/RPUSH (so two of them racing on a new key both
 		 * land), the rest build a SET.  Until then their close logs the
 		 * CREATE (touch). */
-		h->full = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
-		h->trunc = h->full;
-		h->dirty = true;
+		bool own = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
+		h->mode = own ? H_FULL : H_VIEW;
+		h->trunc = own;
 		/* Only a handle whose size means something (O_TRUNC: empty) shows
-		 * it to getattr; a creator that has not written is dirty only for
-		 * the CREATE its close owes, and hidden from sizes. */
-		h->hidden = !h->full;
-		if (h->full) {
+		 * it to getattr; a creator that has not written owes only the
+		 * CREATE of its close, and is hidden from sizes. */
+		h->dstate = own ? D_SIZED : D_HIDDEN;
+		if (own) {
 			n->ndirty++;
 			n->dirty_stale = false;
 			n->dirty_size = 0;
@@ -257,7 +257,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		n->nlookup++;
 		n->nopen++;
 	} else if (n) {
-		if (h && h->dirty && !h->hidden)
+		if (h && h->dstate == D_SIZED)
 			n->ndirty--;
 		n->pending = false;
 		handle_free(h);
