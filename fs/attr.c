@@ -6,18 +6,6 @@
 
 /* ---------- helpers ---------- */
 
-uint8_t dir_type(fuse_ino_t dir)
-{
-	switch (dir) {
-	case INO_KV: return MF_T_STRING;
-	case INO_JSON: return MF_T_JSON;
-	case INO_LISTS: return MF_T_LIST;
-	case INO_POPDIR: return NODE_POP;
-	case INO_JPATHDIR: return NODE_JDIR;
-	default: return MF_T_NONE;
-	}
-}
-
 struct timespec ns_to_ts(int64_t ns)
 {
 	return (struct timespec){ns / 1000000000, ns % 1000000000};
@@ -101,14 +89,10 @@ int node_attr(node *n, struct stat *st)
 int ino_attr(fuse_ino_t ino, struct stat *st)
 {
 	if (ino < INO_FIRST_KEY) {
-		if (ino == INO_STATS || ino == INO_SNAPSHOT) {
-			int64_t now = mf_now_ns();
-			file_attr(ino, ino == INO_SNAPSHOT ? 0644 : 0444, 0, now, now, st);
-			return 0;
-		}
-		if (ino > INO_JPATHDIR)
+		const layout_entry *f = layout_find(ino);
+		if (!f)
 			return -ENOENT;
-		dir_attr(ino, st);
+		layout_attr(f, st);
 		return 0;
 	}
 	pthread_mutex_lock(&fsg.mu);
@@ -126,7 +110,8 @@ void mf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, ino == INO_STATS || ino == INO_SNAPSHOT ? 0 : fsg.timeout);
+		fuse_reply_attr(req, &st, ino < INO_FIRST_KEY ? layout_attr_timeout(layout_find(ino))
+		                                               : fsg.timeout);
 }
 
 void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,

@@ -2,6 +2,7 @@
  * fs_int.h — the FUSE adapter's internals, shared by the files of fs/.
  *
  * Files (one job each):
+ *   layout.c    the fixed tree (/, /kv, ..., the /.ctl files) as one table
  *   nodes.c     the inode table: (type, key) <-> node, lookup counts, node lifetime
  *   attr.c      attributes: getattr, setattr (truncate/utimens by name or handle), statfs
  *   names.c     name ordering (stripes) and the namespace ops: unlink, rename, refusals
@@ -110,6 +111,15 @@ typedef struct node {
 } node;
 
 
+/* One inode of the fixed tree (layout.c). */
+typedef struct layout_entry {
+	fuse_ino_t ino, parent;
+	const char *name;
+	mode_t mode;
+	uint8_t keys; /* what it lists and resolves below it: a key type,
+	               * NODE_POP, NODE_JDIR, or MF_T_NONE */
+} layout_entry;
+
 /* What a handle's `data` holds: its uncommitted value, if any. */
 typedef enum hmode {
 	H_VIEW,   /* nothing of its own: reads its view */
@@ -176,6 +186,13 @@ typedef struct fs_state {
 
 /* The one adapter state (session.c). */
 extern fs_state fsg;
+
+/* layout.c: the fixed tree as one table */
+const layout_entry *layout_find(fuse_ino_t ino);
+const layout_entry *layout_child(fuse_ino_t parent, const char *name);
+size_t layout_children(fuse_ino_t parent, const layout_entry **out, size_t max);
+void layout_attr(const layout_entry *f, struct stat *st);
+double layout_attr_timeout(const layout_entry *f);
 
 /* nodes.c: the inode table: (type, key) <-> node, lookup counts, node lifetime */
 uint64_t name_hash(uint8_t type, const char *k, size_t n);

@@ -38,26 +38,13 @@ void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
 void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	static const struct { fuse_ino_t parent; const char *name; fuse_ino_t ino; } fixed[] = {
-		{INO_ROOT, "kv", INO_KV}, {INO_ROOT, "json", INO_JSON},
-		{INO_ROOT, "lists", INO_LISTS}, {INO_ROOT, ".ctl", INO_CTL},
-		{INO_CTL, "stats", INO_STATS}, {INO_CTL, "snapshot", INO_SNAPSHOT},
-		{INO_CTL, "pop", INO_POPDIR}, {INO_CTL, "json", INO_JPATHDIR},
-	};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
-		if (fixed[i].parent == parent && strcmp(fixed[i].name, name) == 0) {
-			fill_entry(&e, fixed[i].ino);
-			if (fixed[i].ino == INO_STATS || fixed[i].ino == INO_SNAPSHOT) {
-				/* Content changes constantly: no attr caching. */
-				e.attr_timeout = 0;
-				file_attr(fixed[i].ino, fixed[i].ino == INO_SNAPSHOT ? 0644 : 0444, 0,
-				          mf_now_ns(), mf_now_ns(), &e.attr);
-			} else {
-				dir_attr(fixed[i].ino, &e.attr);
-			}
-			fuse_reply_entry(req, &e);
-			return;
-		}
+	const layout_entry *f = layout_child(parent, name);
+	if (f) {
+		fill_entry(&e, f->ino);
+		e.attr_timeout = layout_attr_timeout(f);
+		layout_attr(f, &e.attr);
+		fuse_reply_entry(req, &e);
+		return;
 	}
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
