@@ -53,6 +53,7 @@ static void usage(void)
 	        "  --prefix  repair by keeping only the WAL's consistent prefix (point in time)\n"
 	        "  --yes     do not ask before changing anything (asked only on a tty)\n"
 	        "  --dump    print every WAL record\n"
+	        "  --version print the version and exit\n"
 	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
 	        "      missing data, 3 usage/I-O error\n");
 }
@@ -670,6 +671,10 @@ int main(int argc, char **argv)
 			fix = prefix = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
+			return 0;
+		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			/* ops (issue 13): same version as memfluxfs (CMake's MF_VERSION) */
+			printf("memflux-check %s (WAL format %d)\n", MF_VERSION, MF_WAL_VERSION);
 			return 0;
 		} else if (argv[i][0] == '-' || dir) {
 			usage();
