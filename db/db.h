@@ -38,6 +38,10 @@
 
 #define MF_DB_FSNAME_PREFIX "memfluxfs:"
 
+/* Per-key estimate for the memory limit: hash entry (104 B), buffer header
+ * (32 B) and a short key, as measured for the README's RSS figures. */
+#define MF_DB_KEY_OVERHEAD 160
+
 typedef struct mf_db_opts {
 	const char *dir;
 	mf_fsync_mode fsync_mode;
@@ -56,9 +60,11 @@ typedef struct mf_db_opts {
 	 * line just logged (main.c shows it live and tells systemd); NULL: log
 	 * only. */
 	void (*progress)(const char *line);
-	/* Bytes of value buffers past which a mutation that would grow the
-	 * store fails with -ENOSPC before it is logged (reads, deletes, pops,
-	 * renames and shrinking truncates keep working).  0: no limit. */
+	/* Store memory (value bytes + MF_DB_KEY_OVERHEAD per key, stats'
+	 * store_memory_bytes) past which a mutation that would grow the store
+	 * fails with -ENOSPC before it is logged, with one log line naming the
+	 * key (reads, deletes, pops, renames, shrinking truncates keep
+	 * working).  0: no limit. */
 	uint64_t max_memory;
 } mf_db_opts;
 
