@@ -73,6 +73,7 @@ struct mf_db {
 	int64_t open_ns;
 	atomic_uint_fast64_t writes, writes_failed, refused_memory;
 	atomic_uint_fast64_t reads, read_hits, read_misses;
+	atomic_int_fast64_t handles;
 	pthread_mutex_t rate_mu;   /* per-second write/read counters */
 	int64_t rate_sec;
 	uint64_t w_cur, w_prev, r_cur, r_prev;
@@ -298,6 +299,11 @@ static void rate_get(mf_db *db, uint64_t *w, uint64_t *r)
 	*w = sec == db->rate_sec ? db->w_prev : sec == db->rate_sec + 1 ? db->w_cur : 0;
 	*r = sec == db->rate_sec ? db->r_prev : sec == db->rate_sec + 1 ? db->r_cur : 0;
 	pthread_mutex_unlock(&db->rate_mu);
+}
+
+void mf_db_handles_add(mf_db *db, int delta)
+{
+	atomic_fetch_add(&db->handles, delta);
 }
 
 void mf_db_count_read(mf_db *db, bool hit)
@@ -654,6 +660,13 @@ static uint64_t store_memory(mf_db *db)
 	return ss.value_bytes + ss.keys[0] * MF_DB_KEY_OVERHEAD;
 }
 
+uint64_t mf_db_memory(mf_db *db, uint64_t *limit)
+{
+	if (limit)
+		*limit = db->opts.max_memory;
+	return store_memory(db);
+}
+
 int mf_db_commit(mf_db *db, mf_op *op)
 {
 	size_t off;
@@ -895,7 +908,7 @@ char *mf_db_stats_text(mf_db *db)
 		"\nmem_fragmentation_ratio %.2f"
 		"\nwrites_total %" PRIu64 "\nwrites_per_sec %" PRIu64 "\nwrites_failed %" PRIu64
 		"\nwrites_refused_max_memory %" PRIu64
-		"\nreads_total %" PRIu64 "\nreads_per_sec %" PRIu64 "\nread_hits %" PRIu64
+		"\nopen_handles %" PRId64 "\nreads_total %" PRIu64 "\nreads_per_sec %" PRIu64 "\nread_hits %" PRIu64
 		"\nread_misses %" PRIu64
 		"\nlast_snapshot_time %s\nlast_snapshot_time_ns %" PRId64
 		"\nlast_snapshot_age_seconds %.3f\nlast_snapshot_status %s\nlast_snapshot_lsn %" PRIu64
@@ -905,7 +918,7 @@ char *mf_db_stats_text(mf_db *db)
 		rss, peak, db->opts.max_memory, mem ? (double)rss / (double)mem : 0.0,
 		(uint64_t)atomic_load(&db->writes), wps, (uint64_t)atomic_load(&db->writes_failed),
 		(uint64_t)atomic_load(&db->refused_memory),
-		(uint64_t)atomic_load(&db->reads), rps, (uint64_t)atomic_load(&db->read_hits),
+		(int64_t)atomic_load(&db->handles), (uint64_t)atomic_load(&db->reads), rps, (uint64_t)atomic_load(&db->read_hits),
 		(uint64_t)atomic_load(&db->read_misses),
 		last_iso, last_t, last_t ? (now - last_t) / 1e9 : -1.0, last_status, snap_lsn,
 		ws.lsn > snap_lsn ? ws.lsn - snap_lsn : 0,

@@ -95,6 +95,12 @@ char *mf_db_snapshot_text(mf_db *db);
 /* For /.ctl/stats: the FUSE layer counts key reads (one per open for
  * reading; hit = the key existed).  Cheap (atomics), any thread. */
 void mf_db_count_read(mf_db *db, bool hit);
+/* Open file handles (+1 at open/create, -1 at release), for stats'
+ * open_handles. */
+void mf_db_handles_add(mf_db *db, int delta);
+/* The memory limit (0: none) and what it counts now (store_memory_bytes),
+ * for statfs: df shows the limit as the size. */
+uint64_t mf_db_memory(mf_db *db, uint64_t *limit);
 
 /* Current time in ns (CLOCK_REALTIME), for op->time_ns. */
 int64_t mf_now_ns(void);

@@ -9,6 +9,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -174,6 +175,46 @@ def test_recovery_logs_progress(mkmount):
     snap = [l for l in m.log().splitlines() if "recovery progress: snapshot" in l]
     assert snap and "1024 of 2500 keys" in snap[0], m.log()
     m.stop()
+
+
+# ---- 2. service: systemd readiness ----
+
+def test_sd_notify_ready_only_after_recovery_and_mount(mkmount, tmp_path):
+    """Type=notify: READY=1 arrives when the mount is up with the data in it;
+    a long recovery sends STATUS + EXTEND_TIMEOUT_USEC before that."""
+    m = mkmount()
+    for i in range(1500):
+        with open(m.kv(f"k{i}"), "wb") as f:
+            f.write(b"v")
+    m.stop()
+    sock_path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, MEMFLUX_TEST_PROGRESS_MS="0")
+    p = subprocess.Popen([BIN, "-f", f"--data-dir={m.data}", str(m.mnt)],
+                         stderr=subprocess.DEVNULL, env=env)
+    try:
+        msgs = []
+        while not any("READY=1" in x for x in msgs):
+            r, _, _ = select.select([sock], [], [], 60)
+            assert r, f"no READY=1: {msgs}"
+            msgs.append(sock.recv(4096).decode())
+            if "READY=1" in msgs[-1]:
+                # at READY, the mount serves every recovered key
+                assert os.path.ismount(m.mnt)
+                assert len(os.listdir(m.kv())) == 1500
+        assert any("EXTEND_TIMEOUT_USEC=" in x and "STATUS=recovery progress" in x
+                   for x in msgs), msgs
+        subprocess.run(["fusermount3", "-u", str(m.mnt)], check=True, timeout=60)
+        r, _, _ = select.select([sock], [], [], 60)
+        assert r and "STOPPING=1" in sock.recv(4096).decode()
+        assert p.wait(60) == 0
+    finally:
+        if p.poll() is None:
+            subprocess.run(["fusermount3", "-u", "-z", str(m.mnt)], capture_output=True)
+            p.kill()
+            p.wait()
+        sock.close()
 
 
 # ---- 5. stats ----
