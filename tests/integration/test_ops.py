@@ -163,9 +163,12 @@ def test_recovery_logs_progress(mkmount):
             f.write(b"v" * 10)
     m.stop()
     # progress every 1024 records (test period 0 ms instead of 1 s)
-    m.start(env={"MEMFLUX_TEST_PROGRESS_MS": "0"})
+    p = m.start(env={"MEMFLUX_TEST_PROGRESS_MS": "0"})
     prog = [l for l in m.log().splitlines() if "recovery progress: WAL" in l]
     assert prog, m.log()
+    # shown live on the terminal of the waiting command, once each
+    shown = [l for l in p.stderr.splitlines() if "recovery progress: WAL" in l]
+    assert len(shown) == len(prog) and shown[0].startswith("memfluxfs: recovery progress"), p.stderr
     assert re.search(r"WAL 1024 records replayed \(\d+% of [\d.]+ MiB\), \d+ records/s, "
                      r"about \d+ s left", prog[0]), prog
     assert all(LOG_LINE.match(l) for l in prog)
