@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -658,6 +659,9 @@ static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *
 
 int main(int argc, char **argv)
 {
+	/* ops (issue 13): what --fix writes (WAL, snapshot) holds the user's
+	 * keys: 0600 like the daemon's files, whatever the umask. */
+	umask(077);
 	const char *dir = NULL;
 	bool fix = false, dump = false, yes = false, prefix = false;
 	for (int i = 1; i < argc; i++) {
