@@ -2,7 +2,7 @@
  * db.c — store + WAL + snapshots (see db.h for the contract).
  */
 #include "db.h"
-#include "log.h"
+#include "../io/log.h"
 #include "../store/json.h"
 #include "../wal/record.h"
 

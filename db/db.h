@@ -34,7 +34,7 @@
 #include "../snapshot/snapshot.h"
 #include "../store/store.h"
 #include "../wal/wal.h"
-#include "log.h"
+#include "../io/log.h"
 
 #define MF_DB_FSNAME_PREFIX "memfluxfs:"
 

@@ -9,7 +9,7 @@
  * never a half-mounted state.  (libfuse's fuse_daemonize forks after the
  * mount, which would kill the WAL threads already running.)
  *
- * Logging (db/log.h): in daemon mode fd 2 is DATA_DIR/memflux.log, with -f
+ * Logging (io/log.h): in daemon mode fd 2 is DATA_DIR/memflux.log, with -f
  * the terminal (or the journal); every line carries an ISO-8601 time and a
  * level.  Command-line errors, before anything starts, are plain
  * "memfluxfs: ..." lines.  SIGHUP reopens the log file (logrotate): it is

@@ -1,5 +1,5 @@
 /*
- * test_log.c — the daemon's log lines (db/log.c): format, one line per
+ * test_log.c — the daemon's log lines (io/log.c): format, one line per
  * call, key escaping, and reopen onto fd 2 (what SIGHUP does).
  *
  * fd 2 is pointed at temp files for the checks and restored afterwards, so

@@ -13,6 +13,9 @@
  * Before the daemon starts (option errors), mf_log_set_plain(true) makes
  * lines read "memfluxfs: message" like any command's error, without a time.
  *
+ * Lives in io/ (linked by every module): wal/, snapshot/, db/ and fs/ can
+ * all log through it.
+ *
  * Thread-safety: every function may be called from any thread; a line is
  * formatted on the caller's stack and written with one write(2) (O_APPEND
  * keeps concurrent lines whole).  Nothing here allocates.
