@@ -11,10 +11,21 @@ struct timespec ns_to_ts(int64_t ns)
 	return (struct timespec){ns / 1000000000, ns % 1000000000};
 }
 
+const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen)
+{
+	static const char *const dirs[] = {[MF_T_STRING] = "kv", [MF_T_JSON] = "json",
+	                                   [MF_T_LIST] = "lists", [NODE_POP] = ".ctl/pop",
+	                                   [NODE_JDIR] = ".ctl/json", [NODE_JPATH] = ".ctl/json"};
+	char esc[3 * MF_KEY_MAX + 8];
+	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
+	         mf_log_key(esc, sizeof esc, key, klen));
+	return buf;
+}
+
 void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err)
 {
-	fprintf(stderr, "memfluxfs: %s %s/%.*s: %s\n", what, mf_type_name(type),
-	        (int)(klen > 255 ? 255 : klen), key, strerror(err));
+	char kn[KEY_NAME_MAX];
+	mf_log_error("%s %s: %s", what, key_name(kn, sizeof kn, type, key, klen), strerror(err));
 }
 
 void dir_attr(fuse_ino_t ino, struct stat *st)
@@ -50,7 +61,9 @@ void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_
 int node_attr(node *n, struct stat *st)
 {
 	if (n->type == NODE_POP) {
-		file_attr(n->ino, 0444, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
+		/* 0400: with allow_other (default_permissions), only the owner
+		 * may pop. */
+		file_attr(n->ino, 0400, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
@@ -128,8 +141,13 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (cur.st_mode & 07777)) ||
 	    ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur.st_uid) ||
 	    ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur.st_gid)) {
-		fprintf(stderr, "memfluxfs: chmod/chown on inode %lu refused: permissions are fixed\n",
-		        (unsigned long)ino);
+		char kn[KEY_NAME_MAX] = "(fixed tree)";
+		pthread_mutex_lock(&fsg.mu);
+		node *pn = ino >= INO_FIRST_KEY ? by_ino(ino) : NULL;
+		if (pn)
+			key_name(kn, sizeof kn, pn->type, mf_slice_ptr(pn->key), pn->key.len);
+		pthread_mutex_unlock(&fsg.mu);
+		mf_log_warn("chmod/chown of %s refused: permissions are fixed", kn);
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -251,6 +269,10 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 	 * runs.  Available is bounded by the RAM actually free as well.
 	 * Inodes: keys in use, no fixed limit. */
 	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
+	uint64_t limit = 0;
+	mf_db_memory(fsg.db, &limit);
+	if (limit) /* --max-memory: the limit is the size */
+		sv.f_blocks = limit / 4096;
 	fsblkcnt_t used = (ss.value_bytes + 4095) / 4096;
 	if (used > sv.f_blocks)
 		used = sv.f_blocks;

@@ -78,9 +78,10 @@ int commit_orphan(handle *h)
 		size_t off = 0;
 		const char *why = "";
 		if (mf_value_check(n->type, mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
-			fprintf(stderr, "memfluxfs: invalid JSON written to unlinked document %.*s "
-			        "(byte %zu: %s): refused\n", (int)(n->key.len > 255 ? 255 : n->key.len),
-			        mf_slice_ptr(n->key), off, why);
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("invalid JSON written to unlinked document %s (%s at byte %zu): refused",
+			            key_name(kn, sizeof kn, n->type, mf_slice_ptr(n->key), n->key.len), why,
+			            off);
 			handle_reset(h, mf_slice_ref(h->view));
 			return -EINVAL;
 		}

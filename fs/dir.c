@@ -201,6 +201,5 @@ void dir_free_all(void)
 		ndirs++;
 	}
 	if (ndirs)
-		fprintf(stderr, "memfluxfs: unmount: freed %zu directory handle(s) never released\n",
-		        ndirs);
+		mf_log_info("unmount: freed %zu directory handle(s) never released", ndirs);
 }

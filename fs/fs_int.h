@@ -47,6 +47,7 @@
 
 #include "fs.h"
 #include "../store/json.h"
+#include "../io/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -209,6 +210,10 @@ void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f);
 /* attr.c: attributes: getattr, setattr (truncate/utimens by name or handle), statfs */
 uint8_t dir_type(fuse_ino_t dir);
 struct timespec ns_to_ts(int64_t ns);
+/* "<dir>/<key>" for a log line, escaped (mf_log_key): never inode numbers,
+ * never raw control bytes.  buf holds KEY_NAME_MAX. */
+#define KEY_NAME_MAX (3 * MF_KEY_MAX + 32)
+const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen);
 void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err);
 void dir_attr(fuse_ino_t ino, struct stat *st);
 void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,

@@ -21,6 +21,7 @@ handle *handle_new(node *n, int flags)
 		fsg.handles->prev = h;
 	fsg.handles = h;
 	pthread_mutex_unlock(&fsg.hmu);
+	mf_db_handles_add(fsg.db, 1); /* stats: open_handles */
 	return h;
 }
 
@@ -36,6 +37,7 @@ void handle_free(handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&fsg.hmu);
+	mf_db_handles_add(fsg.db, -1);
 	mf_slice_unref(&h->view);
 	mf_slice_unref(&h->data);
 	free(h->text);
@@ -285,8 +287,11 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 		mf_slice_unref(&cur);
 		if ((uint64_t)off != end) {
 			r = -ESPIPE;
-			fprintf(stderr, "memfluxfs: write at offset %lld inside list (inode %lu) refused: "
-			        "lists take appends only\n", (long long)off, (unsigned long)h->n->ino);
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("write at offset %lld inside %s refused: lists take appends only",
+			            (long long)off,
+			            key_name(kn, sizeof kn, h->n->type, mf_slice_ptr(h->n->key),
+			                     h->n->key.len));
 		} else {
 			h->mode = H_APPEND;
 			mf_slice_append(&h->data, buf, size);

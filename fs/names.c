@@ -181,8 +181,10 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		return;
 	}
 	if (type != ntype) {
-		fprintf(stderr, "memfluxfs: rename %s/%s -> %s/%s: across types is not supported\n",
-		        mf_type_name(type), name, mf_type_name(ntype), newname);
+		char a[KEY_NAME_MAX], b[KEY_NAME_MAX];
+		mf_log_warn("rename %s -> %s refused: across types is not supported (EXDEV)",
+		            key_name(a, sizeof a, type, name, strlen(name)),
+		            key_name(b, sizeof b, ntype, newname, strlen(newname)));
 		fuse_reply_err(req, EXDEV);
 		return;
 	}
@@ -275,8 +277,9 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 void mf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	(void)mode;
-	fprintf(stderr, "memfluxfs: mkdir %s in inode %lu refused: no subdirectories (yet)\n",
-	        name, (unsigned long)parent);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("mkdir %s refused: no subdirectories (yet)",
+	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)));
 	fuse_reply_err(req, EPERM);
 }
 
@@ -284,7 +287,9 @@ void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 {
 	(void)parent;
 	(void)rdev;
-	fprintf(stderr, "memfluxfs: mknod %s (mode %o) refused: only regular files\n", name, mode);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("mknod %s (mode %o) refused: only regular files",
+	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), mode);
 	fuse_reply_err(req, EPERM);
 }
 
@@ -292,15 +297,18 @@ void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
  * second name for a value has nowhere to live. */
 void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	fprintf(stderr, "memfluxfs: symlink %s -> %s in inode %lu refused: only regular files\n",
-	        name, link, (unsigned long)parent);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("symlink %s -> %s refused: only regular files",
+	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), link);
 	fuse_reply_err(req, EPERM);
 }
 
 void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	fprintf(stderr, "memfluxfs: link %s (inode %lu) in inode %lu refused: a key has one name\n",
-	        newname, (unsigned long)ino, (unsigned long)newparent);
+	(void)ino;
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("link %s refused: a key has one name",
+	            key_name(kn, sizeof kn, dir_type(newparent), newname, strlen(newname)));
 	fuse_reply_err(req, EPERM);
 }
 

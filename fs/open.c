@@ -64,6 +64,8 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	}
 	if (r == 0)
 		cache_open(fi);
+	if (!writer) /* stats: reads, hits and misses */
+		mf_db_count_read(fsg.db, r == 0);
 	if (m)
 		pthread_mutex_unlock(m);
 	mf_slice_unref(&key);
@@ -146,8 +148,9 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
 		 * and throw it away: a pop is for a reader only.  EACCES, as for
 		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
-		fprintf(stderr, "memfluxfs: write-open of .ctl/pop/%.*s refused: pop files are read-only\n",
-		        (int)n->key.len, mf_slice_ptr(n->key));
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("write-open of %s refused: pop files are read-only",
+		            key_name(kn, sizeof kn, NODE_POP, mf_slice_ptr(n->key), n->key.len));
 		r = -EACCES;
 	} else if (r == 0 && n->type == NODE_POP && fsg.readonly) {
 		/* -o ro: the kernel refuses writes itself, but a pop is a
@@ -212,11 +215,12 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	int r = mf_store_check(fsg.st, &op);
 	mf_op_clear(&op);
 	if (r) {
+		char kn[KEY_NAME_MAX];
 		if (r != -EEXIST)
 			log_err("create failed for", type, name, len, -r);
 		else
-			fprintf(stderr, "memfluxfs: create %s/%s: key exists with another type\n",
-			        mf_type_name(type), name);
+			mf_log_warn("create %s refused: the key exists with another type (EEXIST)",
+			            key_name(kn, sizeof kn, type, name, len));
 		fuse_reply_err(req, -r);
 		return;
 	}

@@ -307,8 +307,6 @@ def test_allow_other_implies_default_permissions():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-@pytest.mark.xfail(strict=True, reason="pop files are 0444 (fs/fs.c): others can pop; "
-                   "the lead makes them 0400, then this xfail goes")
 def test_allow_other_others_cannot_pop():
     base = tempfile.mkdtemp(prefix="mf-ops-")
     os.chmod(base, 0o755)
