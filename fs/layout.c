@@ -57,8 +57,12 @@ void layout_attr(const layout_entry *f, struct stat *st)
 	if (S_ISDIR(f->mode)) {
 		dir_attr(f->ino, st);
 	} else {
+		/* A control file's size is that of its text now (ls -l, tar and
+		 * cp read that many bytes); it changes, hence no attr caching. */
+		char *text = ctl_text(f->ino);
 		int64_t now = mf_now_ns();
-		file_attr(f->ino, f->mode & 07777, 0, now, now, st);
+		file_attr(f->ino, f->mode & 07777, text ? strlen(text) : 0, now, now, st);
+		free(text);
 	}
 }
 
