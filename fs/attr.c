@@ -177,17 +177,20 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		/* ftruncate on a writable handle: part of that handle's value
 		 * (private until it commits, like its writes). */
 		pthread_mutex_lock(&h->mu);
-		handle_make_full(h);
-		handle_reserve(h, size);
-		if (size > h->size)
-			memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
-		h->size = size;
-		h->data.len = h->data.buf->used = size;
-		h->wrote = true;
-		set_dirty(h);
-		pthread_mutex_lock(&fsg.mu);
-		n->dirty_size = size;
-		pthread_mutex_unlock(&fsg.mu);
+		r = handle_make_full(h);
+		if (r == 0)
+			r = handle_reserve(h, size);
+		if (r == 0) {
+			if (size > h->size)
+				memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
+			h->size = size;
+			h->data.len = h->data.buf->used = size;
+			h->wrote = true;
+			set_dirty(h);
+			pthread_mutex_lock(&fsg.mu);
+			n->dirty_size = size;
+			pthread_mutex_unlock(&fsg.mu);
+		}
 		pthread_mutex_unlock(&h->mu);
 	}
 	bool by_name = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ||

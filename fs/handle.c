@@ -99,27 +99,32 @@ void view_refresh_latest(handle *h)
 }
 
 /* Make room for `len` bytes in the handle's private buffer. */
-void handle_reserve(handle *h, uint64_t len)
+int handle_reserve(handle *h, uint64_t len)
 {
 	if (h->data.buf && h->data.buf->cap >= len)
-		return;
+		return 0;
 	/* Private and unpublished: realloc in place is safe, and for big
-	 * buffers glibc uses mremap, so growing a 256 MiB file is cheap. */
-	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
+	 * buffers glibc uses mremap, so growing a 256 MiB file is cheap.
+	 * Nothing is logged yet: out of memory fails this request only. */
+	if (mf_slice_try_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2) == 0)
+		return 0;
+	return mf_slice_try_reserve_private(&h->data, len); /* without the slack */
 }
 
 /* Switch to full mode: private copy of the latest committed value (what a
  * write on a local filesystem would land on: a truncate or commit by others
  * since this handle's open counts), plus what it appended so far. */
-void handle_make_full(handle *h)
+int handle_make_full(handle *h)
 {
 	if (h->mode == H_FULL)
-		return;
+		return 0;
 	if (h->mode != H_APPEND)
 		view_refresh_latest(h);
 	mf_slice cur = h->view;
 	uint64_t len = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
-	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
+	mf_slice d;
+	if (mf_slice_try_alloc(&d, 0, len < 4096 ? 4096 : len) != 0)
+		return -ENOMEM;
 	memcpy(d.buf->data, mf_slice_ptr(cur), cur.len);
 	if (h->mode == H_APPEND)
 		memcpy(d.buf->data + cur.len, mf_slice_ptr(h->data), h->data.len);
@@ -128,6 +133,7 @@ void handle_make_full(handle *h)
 	h->data = d;
 	h->size = len;
 	h->mode = H_FULL;
+	return 0;
 }
 
 void set_dirty(handle *h)
@@ -297,12 +303,13 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			mf_slice_append(&h->data, buf, size);
 		}
 	} else {
-		handle_make_full(h);
-		if (h->flags & O_APPEND)
+		r = handle_make_full(h);
+		if (r == 0 && (h->flags & O_APPEND))
 			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
+		if (r == 0)
+			r = handle_reserve(h, (uint64_t)off + size);
 		if (r == 0) {
 			uint64_t end = (uint64_t)off + size;
-			handle_reserve(h, end);
 			if ((uint64_t)off > h->size) /* hole: zeros */
 				memset(h->data.buf->data + h->size, 0, (size_t)((uint64_t)off - h->size));
 			memcpy(h->data.buf->data + off, buf, size);
