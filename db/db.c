@@ -943,3 +943,54 @@ char *mf_db_snapshot_text(mf_db *db)
 	                   n, t / 1000000000, t % 1000000000, i.lsn, i.keys, i.file_bytes,
 	                   i.raw_bytes, i.seconds, cap * 1e3, err ? strerror(-err) : "none");
 }
+
+/* ---------- the keyspace interface (kv.h) ---------- */
+
+static int kv_get(void *impl, const void *key, size_t klen, bool want_value, mf_entry_info *out)
+{
+	return mf_store_get(((mf_db *)impl)->store, key, klen, want_value, out);
+}
+
+static size_t kv_keys(void *impl, mf_type type, mf_slice **keys)
+{
+	return mf_store_keys(((mf_db *)impl)->store, type, keys);
+}
+
+static int kv_check(void *impl, const mf_op *op)
+{
+	return mf_store_check(((mf_db *)impl)->store, op);
+}
+
+static void kv_stats(void *impl, mf_store_stats *out)
+{
+	mf_store_stats_get(((mf_db *)impl)->store, out);
+}
+
+static int kv_commit(void *impl, mf_op *op) { return mf_db_commit(impl, op); }
+static int kv_sync(void *impl) { return mf_db_sync(impl); }
+static int kv_snapshot(void *impl) { return mf_db_snapshot(impl); }
+static char *kv_stats_text(void *impl) { return mf_db_stats_text(impl); }
+static char *kv_snapshot_text(void *impl) { return mf_db_snapshot_text(impl); }
+static uint64_t kv_memory(void *impl, uint64_t *limit) { return mf_db_memory(impl, limit); }
+static void kv_count_read(void *impl, bool hit) { mf_db_count_read(impl, hit); }
+static void kv_handles_add(void *impl, int delta) { mf_db_handles_add(impl, delta); }
+
+static const mf_kv_ops db_kv_ops = {
+	.get = kv_get,
+	.keys = kv_keys,
+	.check = kv_check,
+	.commit = kv_commit,
+	.sync = kv_sync,
+	.snapshot = kv_snapshot,
+	.stats_text = kv_stats_text,
+	.snapshot_text = kv_snapshot_text,
+	.stats = kv_stats,
+	.memory = kv_memory,
+	.count_read = kv_count_read,
+	.handles_add = kv_handles_add,
+};
+
+mf_kv mf_db_kv(mf_db *db)
+{
+	return (mf_kv){&db_kv_ops, db};
+}

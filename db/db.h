@@ -35,6 +35,7 @@
 #include "../store/store.h"
 #include "../wal/wal.h"
 #include "../io/log.h"
+#include "kv.h"
 
 #define MF_DB_FSNAME_PREFIX "memfluxfs:"
 
@@ -102,8 +103,8 @@ void mf_db_handles_add(mf_db *db, int delta);
  * for statfs: df shows the limit as the size. */
 uint64_t mf_db_memory(mf_db *db, uint64_t *limit);
 
-/* Current time in ns (CLOCK_REALTIME), for op->time_ns. */
-int64_t mf_now_ns(void);
+/* The database as the keyspace interface fs/ talks to (kv.h). */
+mf_kv mf_db_kv(mf_db *db);
 
 /* Parse "128M", "64K", "1G", "4096" into bytes.  0 / -EINVAL. */
 int mf_parse_size(const char *s, uint64_t *out);

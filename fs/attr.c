@@ -79,7 +79,7 @@ int node_attr(node *n, struct stat *st)
 	} else if (n->named && !n->transit) {
 		/* (In transit, the store may already have applied the unlink or
 		 * rename: the node's copy is its value, as for node_value.) */
-		if (mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		if (mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != n->type)
 			return -ENOENT;
 		size = info.size;
@@ -213,7 +213,7 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			/* A cut or padded document is not JSON; truncating to the size
 			 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
 			mf_entry_info info;
-			uint64_t have = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, false, &info) == 0
+			uint64_t have = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, false, &info) == 0
 			                    ? info.size : 0; /* pending: empty so far */
 			r = size == have ? 0 : -EINVAL;
 		} else {
@@ -261,7 +261,7 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
 	mf_store_stats ss;
-	mf_store_stats_get(fsg.st, &ss);
+	mf_kv_stats(&fsg.kv, &ss);
 	struct statvfs sv = {0};
 	long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	long psz = sysconf(_SC_PAGESIZE);
@@ -273,7 +273,7 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 	 * Inodes: keys in use, no fixed limit. */
 	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
 	uint64_t limit = 0;
-	mf_db_memory(fsg.db, &limit);
+	mf_kv_memory(&fsg.kv, &limit);
 	if (limit) /* --max-memory: the limit is the size */
 		sv.f_blocks = limit / 4096;
 	fsblkcnt_t used = (ss.value_bytes + 4095) / 4096;

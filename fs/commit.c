@@ -110,7 +110,7 @@ int commit_orphan(handle *h)
 bool committed_empty(node *n, mf_slice key)
 {
 	mf_entry_info info;
-	return mf_store_get(fsg.st, mf_slice_ptr(key), key.len, false, &info) == 0 &&
+	return mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, false, &info) == 0 &&
 	       info.type == n->type && info.size == 0;
 }
 
@@ -178,7 +178,7 @@ static void commit_outcome(handle *h, const mf_op *op, int r)
 	} else if (r == 0) {
 		/* An append landed after whatever the value was: see that. */
 		mf_entry_info info = {0};
-		mf_slice view = mf_store_get(fsg.st, mf_slice_ptr(op->key), op->key.len, true,
+		mf_slice view = mf_kv_get(&fsg.kv, mf_slice_ptr(op->key), op->key.len, true,
 		                             &info) == 0 ? info.val : MF_SLICE_EMPTY;
 		handle_reset(h, view);
 	} else if (r != -ENOSPC && r != -EIO && r != -ENOMEM) {
@@ -287,7 +287,7 @@ void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 	if (h->n) /* fsync is a commit point like a last close */
 		r = commit_handle_locked_then_inval(h, true);
 	if (r == 0)
-		r = mf_db_sync(fsg.db);
+		r = mf_kv_sync(&fsg.kv);
 	fuse_reply_err(req, -r);
 }
 
@@ -299,7 +299,7 @@ void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -mf_db_sync(fsg.db));
+	fuse_reply_err(req, -mf_kv_sync(&fsg.kv));
 }
 
 void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

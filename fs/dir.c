@@ -52,7 +52,7 @@ size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
 		for (node *n = fsg.inos[b]; n; n = n->ino_next) {
 			mf_entry_info info;
 			if (n->type != type || !n->pending || !n->named ||
-			    mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+			    mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
 				continue;
 			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
 			if (!nk)
@@ -102,7 +102,7 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
 	 * would drain.  Its names still resolve on lookup. */
 	if (type != MF_T_NONE && type != NODE_POP)
-		nkeys = mf_store_keys(fsg.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
+		nkeys = mf_kv_keys(&fsg.kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
 		nkeys = add_pending_names(type, &keys, nkeys);
 	size_t cap = 4096;

@@ -167,8 +167,7 @@ typedef struct handle {
 
 
 typedef struct fs_state {
-	mf_db *db;
-	mf_store *st;
+	mf_kv kv;               /* the keyspace (db/kv.h): all data goes through it */
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	pthread_mutex_t hmu;    /* guards the handle list */

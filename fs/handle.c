@@ -21,7 +21,7 @@ handle *handle_new(node *n, int flags)
 		fsg.handles->prev = h;
 	fsg.handles = h;
 	pthread_mutex_unlock(&fsg.hmu);
-	mf_db_handles_add(fsg.db, 1); /* stats: open_handles */
+	mf_kv_handles_add(&fsg.kv, 1); /* stats: open_handles */
 	return h;
 }
 
@@ -37,7 +37,7 @@ void handle_free(handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&fsg.hmu);
-	mf_db_handles_add(fsg.db, -1);
+	mf_kv_handles_add(&fsg.kv, -1);
 	mf_slice_unref(&h->view);
 	mf_slice_unref(&h->data);
 	free(h->text);
@@ -66,7 +66,7 @@ int node_value(node *n, mf_slice *out)
 			return 0;
 		}
 		mf_entry_info info;
-		int r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
+		int r = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
@@ -260,7 +260,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	(void)ino;
 	handle *h = fh(fi);
 	if (!h->n) { /* /.ctl/snapshot: any write takes a snapshot */
-		int r = mf_db_snapshot(fsg.db);
+		int r = mf_kv_snapshot(&fsg.kv);
 		if (r)
 			fuse_reply_err(req, -r);
 		else

@@ -20,7 +20,7 @@ int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char
                       size_t *outlen, int64_t *mtime)
 {
 	mf_entry_info info = {0};
-	int r = mf_store_get(fsg.st, key, klen, true, &info);
+	int r = mf_kv_get(&fsg.kv, key, klen, true, &info);
 	if (r == 0 && info.type != MF_T_JSON)
 		r = -ENOENT;
 	size_t off = 0, len = 0;
@@ -44,7 +44,7 @@ int jpath_attr(node *n, struct stat *st)
 	int64_t now = mf_now_ns(), mtime = now;
 	if (n->type == NODE_JDIR) {
 		mf_entry_info info;
-		if (mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		if (mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != MF_T_JSON)
 			return -ENOENT;
 		dir_attr(n->ino, st);

@@ -22,6 +22,7 @@
  * recovery reports progress.
  */
 #include "fs.h"
+#include "../db/db.h" /* main is the composition root: it opens the database */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -652,7 +653,8 @@ int main(int argc, char *argv[])
 		rc = 1;
 		goto out;
 	}
-	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
+	mf_kv kv = mf_db_kv(db);
+	struct fuse_session *se = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
 	if (!se) {
 		replay_early(early, 2, -1);
 		mf_log_set_plain(true);

@@ -8,7 +8,7 @@ int commit(mf_op *op)
 {
 	if (!op->time_ns)
 		op->time_ns = mf_now_ns();
-	return mf_db_commit(fsg.db, op);
+	return mf_kv_commit(&fsg.kv, op);
 }
 
 mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen)
@@ -133,7 +133,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(m);
 	int r = materialize(type, name, len);
 	if (r == 0)
-		r = mf_store_get(fsg.st, name, len, true, &info);
+		r = mf_kv_get(&fsg.kv, name, len, true, &info);
 	if (r == 0 && info.type != type)
 		r = -ENOENT;
 	if (r == -ENOENT) {
@@ -207,7 +207,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	if (m2 != m1)
 		pthread_mutex_lock(m2);
 	mf_entry_info tinfo = {0};
-	bool had_target = mf_store_get(fsg.st, newname, nlen, true, &tinfo) == 0;
+	bool had_target = mf_kv_get(&fsg.kv, newname, nlen, true, &tinfo) == 0;
 	if (had_target && (flags & RENAME_NOREPLACE)) {
 		mf_slice_unref(&tinfo.val);
 		if (m2 != m1)
@@ -220,7 +220,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	bool same = len == nlen && memcmp(name, newname, len) == 0;
 	mf_entry_info sinfo = {0};
 	node *t0 = NULL, *s0 = NULL;
-	if (r == 0 && !same && mf_store_get(fsg.st, name, len, true, &sinfo) == 0) {
+	if (r == 0 && !same && mf_kv_get(&fsg.kv, name, len, true, &sinfo) == 0) {
 		/* Both names' readers switch to copies before the RENAME applies:
 		 * the target's handles keep the old target, the source's handles
 		 * their value, with no read in between seeing either name's new

@@ -6,7 +6,7 @@
 
 char *ctl_text(fuse_ino_t ino)
 {
-	return ino == INO_STATS ? mf_db_stats_text(fsg.db) : mf_db_snapshot_text(fsg.db);
+	return ino == INO_STATS ? mf_kv_stats_text(&fsg.kv) : mf_kv_snapshot_text(&fsg.kv);
 }
 
 /* Undo an open (or create) the kernel will never release: failed, or the
@@ -54,7 +54,7 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	mf_entry_info info = {0};
 	int r = 0;
 	if (m && !pending) {
-		r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
+		r = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
@@ -65,7 +65,7 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	if (r == 0)
 		cache_open(fi);
 	if (!writer) /* stats: reads, hits and misses */
-		mf_db_count_read(fsg.db, r == 0);
+		mf_kv_count_read(&fsg.kv, r == 0);
 	if (m)
 		pthread_mutex_unlock(m);
 	mf_slice_unref(&key);
@@ -212,7 +212,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * untouched (issue #5).  Only the checks run now (EEXIST etc). */
 	mf_op op = key_op(MF_OP_CREATE, type, name, len);
 	op.time_ns = mf_now_ns();
-	int r = mf_store_check(fsg.st, &op);
+	int r = mf_kv_check(&fsg.kv, &op);
 	mf_op_clear(&op);
 	if (r) {
 		char kn[KEY_NAME_MAX];
@@ -225,7 +225,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	mf_entry_info cur;
-	bool exists = mf_store_get(fsg.st, name, len, false, &cur) == 0;
+	bool exists = mf_kv_get(&fsg.kv, name, len, false, &cur) == 0;
 	struct fuse_entry_param e;
 	pthread_mutex_lock(&fsg.mu);
 	node *n = node_get(type, name, len);
