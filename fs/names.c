@@ -136,6 +136,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = mf_kv_get(&fsg.kv, name, len, true, &info);
 	if (r == 0 && info.type != type)
 		r = -ENOENT;
+	bool pending_only = false;
 	if (r == -ENOENT) {
 		/* A JSON file created but never given a valid document exists
 		 * only as a pending node: removing it just drops the name. */
@@ -144,11 +145,12 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (pn && pn->pending) {
 			pn->pending = false;
 			name_unlink(pn);
-			r = 1;
+			pending_only = true;
+			r = 0;
 		}
 		pthread_mutex_unlock(&fsg.mu);
 	}
-	if (r == 0) {
+	if (r == 0 && !pending_only) {
 		/* Open handles keep the value: readers switch to the node's copy
 		 * before the DEL applies, so no read falls between the two. */
 		pthread_mutex_lock(&fsg.mu);
@@ -169,7 +171,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	pthread_mutex_unlock(m);
 	mf_slice_unref(&info.val);
-	fuse_reply_err(req, r == 1 ? 0 : -r);
+	fuse_reply_err(req, -r);
 }
 
 void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
