@@ -209,7 +209,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * through this mount's lookups as an empty file) and the key comes into
 	 * being with the handle's first commit — one WAL record per `echo v >
 	 * new`, and for JSON an invalid first document leaves absence
-	 * untouched (issue #5).  Only the checks run now (EEXIST etc). */
+	 * untouched.  Only the checks run now (EEXIST etc). */
 	mf_op op = key_op(MF_OP_CREATE, type, name, len);
 	op.time_ns = mf_now_ns();
 	int r = mf_kv_check(&fsg.kv, &op);
