@@ -2024,7 +2024,8 @@ def parse(argv=None):
                     help="start no new seed after this many seconds (0: no limit)")
     ap.add_argument("--avoid", default="", type=lambda s: set(s.split(",")) - {""},
                     help="generator: 'invalid-json' = no refused documents (explore past them)")
-    ap.add_argument("--replay", help="re-run the ops saved in this file (see --save)")
+    ap.add_argument("--replay", nargs="+", help="re-run the ops saved in these files (see --save)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --replay: run each file this often")
     ap.add_argument("--save", help="directory: save each smallest failing sequence there")
     ap.add_argument("--keep-going", action="store_true", help="run every seed even after a failure")
     ap.add_argument("--log-tail", type=int, default=40)
@@ -2041,13 +2042,23 @@ def main(argv=None):
     if not os.path.exists(args.bin):
         sys.exit(f"no binary {args.bin}: build first (cmake --build build)")
     if args.replay:
-        ops = load_ops(args.replay)
-        print(f"replaying {len(ops)} ops from {args.replay}")
-        for i, op in enumerate(ops):
-            print(f"  {i:4d} {fmt(op)}")
-        f, _ = run_ops(args, ops)
-        print(f"FAIL: {f}" if f else "passed")
-        return 1 if f else 0
+        rc = 0
+        for path in args.replay:
+            ops = load_ops(path)
+            with open(path) as fh:
+                head = [ln.strip() for ln in fh if ln.startswith("#")]
+            print(f"replaying {path} ({len(ops)} ops, {args.repeat}x) {' '.join(head)}")
+            for i, op in enumerate(ops):
+                print(f"  {i:4d} {fmt(op)}")
+            for _ in range(args.repeat):
+                f, _ = run_ops(args, ops)
+                if f:
+                    print(f"FAIL: {f}")
+                    rc = 1
+                    break
+            else:
+                print("passed")
+        return rc
     if args.seed is not None:
         seeds = [args.seed]
     else:
