@@ -1033,11 +1033,24 @@ class Run:
             return ino.jval
         return json.loads(ino.value)
 
+    def long_path(self, res, what):
+        """A /.ctl/json path name longer than NAME_MAX: refused, nothing
+        changes, and the mount lives on (issue 9 item 4 crashed it)."""
+        if res[0] == "ok" or res[1] not in (errno.ENAMETOOLONG, errno.ENOENT, errno.EINVAL):
+            self.fail("errno", f"{what}: {('errno ' + errno.errorcode.get(res[1], str(res[1]))) if res[0] != 'ok' else 'succeeded'}"
+                               ", expected ENAMETOOLONG (or ENOENT)")
+        alive = self.call(0, "stat", os.path.join(self.mount.mnt, "kv"))
+        if alive[0] != "ok":
+            self.fail("crash", f"{what}: the mount is gone afterwards "
+                               f"({errno.errorcode.get(alive[1], alive[1])})")
+
     def op_jget(self, op):
         name, member, w = op["n"], op["m"], op["w"]
         p = os.path.join(self.mount.mnt, ".ctl/json", name, "$." + member)
         res = self.call(w, "readfile", p)
-        what = f"jget(json/{name}, $.{member})"
+        what = f"jget(json/{name}, $.{short(member.encode(), 8)})"
+        if len(member) > 250:
+            return self.long_path(res, what)
         ino = self.lookup("json", name)
         if ino is None or ino.pending:
             return self.expect_err(res, errno.ENOENT, what)
@@ -1056,7 +1069,9 @@ class Run:
         name, member, val, w = op["n"], op["m"], op["v"], op["w"]
         p = os.path.join(self.mount.mnt, ".ctl/json", name, "$." + member)
         res = self.call(w, "put", p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, [val])
-        what = f"jset(json/{name}, $.{member}, {short(val)})"
+        what = f"jset(json/{name}, $.{short(member.encode(), 8)}, {short(val)})"
+        if len(member) > 250:
+            return self.long_path(res, what)
         ino = self.lookup("json", name)
         if ino is None or ino.pending:
             return self.expect_err(res, errno.ENOENT, what)
@@ -1755,8 +1770,13 @@ class Gen:
         return {"k": "pop", "n": self.name("lists"), "w": self.w()}
 
     def g_jget(self):
-        return {"k": "jget", "n": self.name("json"), "m": self.rng.choice(["t", "a", "b", "c"]),
+        return {"k": "jget", "n": self.name("json"), "m": self.member(["t", "a", "b", "c"]),
                 "w": self.w()}
+
+    def member(self, names):
+        if self.rng.random() < 0.03:   # a path file name longer than NAME_MAX
+            return "m" * self.rng.choice([300, 600, 1000])
+        return self.rng.choice(names)
 
     def g_jset(self):
         name = self.name("json")
@@ -1765,7 +1785,7 @@ class Gen:
             return None
         v = self.rng.choice([b"1", b'"x%d"' % self.tags.n, b"[1, 2]", b'{"z": null}', b" 7 "]
                             + ([] if self.valid_only else [b"01", b"tru", b"'q'", b"[1,]"]))
-        return {"k": "jset", "n": name, "m": self.rng.choice(["a", "b", "c"]), "v": v, "w": self.w()}
+        return {"k": "jset", "n": name, "m": self.member(["a", "b", "c"]), "v": v, "w": self.w()}
 
     def g_snapshot(self):
         return {"k": "snapshot", "w": self.w()}
@@ -1864,7 +1884,11 @@ def fixup_write(op):
 def run_ops(args, ops, verbose=False, gen=None, nops=0, quiet=False):
     """Run recorded ops (or generate nops with gen) on a fresh mount.
     Returns (failure or None, executed ops, index of failing op)."""
-    run = Run(args, args.workers)
+    nworkers = args.workers
+    for op in ops or []:   # a replay needs every worker its ops name
+        ws = [op.get("w", 0)] + [w for w, _ in op.get("plan", [])]
+        nworkers = max(nworkers, 1 + max(ws))
+    run = Run(args, nworkers)
     executed = []
     hung = False
     try:
