@@ -474,29 +474,60 @@ class Inode:
         self.jval = None            # json: semantic value when text is unknown
         self.pending = pending      # created, not yet committed (not durable)
         self.name = None
-        self.history = [value]      # committed versions (lists: lenient reads)
+        self.history = [value]      # recent committed versions (diagnostics)
 
     def commit(self, v):
         self.value = v
         self.jval = None
         self.pending = False
         self.history.append(v)
-        if self.typ != "lists":   # list readers may see any version since their open
-            del self.history[:-8]
+        del self.history[:-8]
 
 
 class Handle:
+    """A handle's view (README "What a reader sees"), as the model tracks it:
+
+    view      the committed version it pinned (at open; re-pinned by a read
+              at offset 0, by a read at/after its end when the latest
+              version extends it, by its first write, by its own commit)
+    has_read  a list handle re-pins at offset 0 only once it has read
+    mode      None: it reads its view; "full": buf is its whole private
+              value; "append": buf holds the bytes it appended (O_APPEND)
+    dirty     it has something to commit (writes, O_TRUNC, or its create)
+    """
+
     def __init__(self, hid, w, ino, flags):
         self.hid, self.w, self.ino, self.flags = hid, w, ino, flags
         acc = flags & os.O_ACCMODE
         self.readable = acc != os.O_WRONLY
         self.writable = acc != os.O_RDONLY
-        self.append = bool(flags & os.O_APPEND)
+        self.append = bool(flags & os.O_APPEND)   # the open flag
+        self.mode = None
         self.dirty = False
-        self.buf = b""      # full mode: whole value; append mode: appended bytes
+        self.wrote = False
+        self.trunc = False
+        self.buf = b""
+        self.append_size = 0    # append mode: committed size + own bytes at its last write
+        self.view = ino.value
+        self.has_read = False
         self.pos = 0
         self.created = False
         self.writes_since_open = 0
+
+    def reset(self, view):
+        """Clean again after a commit (or a refusal): its view is `view`."""
+        self.view = view
+        self.mode = None
+        self.dirty = self.wrote = self.trunc = False
+        self.buf = b""
+
+    def own_size(self):
+        """The size this handle's writes would make (full or append mode)."""
+        if self.mode == "full":
+            return len(self.buf)
+        if self.mode == "append":
+            return self.append_size
+        return None
 
 
 def list_bytes(elems):
@@ -525,19 +556,6 @@ def jeq(text, value):
         return json.loads(text) == value
     except (ValueError, RecursionError):
         return False
-
-
-def pages_ok(got, cands):
-    """A clean reader concurrent with a dirty writer of the same inode may see
-    the writer's pages (README nuance): each page of what was read must be
-    that page of one candidate, and the length one candidate's."""
-    if not any(len(got) == len(c) for c in cands):
-        return False
-    for off in range(0, len(got), PAGE):
-        p = got[off:off + PAGE]
-        if not any(c[off:off + PAGE] == p for c in cands):
-            return False
-    return True
 
 
 # ========================================================== data generation
@@ -677,34 +695,44 @@ class Run:
         ino = h.ino
         if not h.dirty:
             return 0
-        if ino.typ == "json":
-            if not valid_json(h.buf):
-                h.dirty = False
-                h.buf = b""
-                return errno.EINVAL
+        if ino.typ == "json" and h.mode == "full" and not valid_json(h.buf):
+            h.reset(h.view)     # refused: the old document (or absence) stays
+            return errno.EINVAL
+        if ino.pending and not h.wrote and ino.typ != "json":
+            # nothing written yet on a created key: the commit logs its
+            # CREATE (the key now exists, empty); an O_TRUNC handle has
+            # committed its empty value
+            ino.pending = False
+            h.reset(b"" if h.trunc else h.view)
+            return 0
+        if not h.wrote and not h.trunc:
+            # dirty only from its open(O_CREAT); another handle committed
+            # the key meanwhile: nothing of its own to commit
+            h.reset(h.view)
+            return 0
+        if h.mode == "full":
+            if not h.wrote and h.trunc and ino.value == b"":
+                h.reset(b"")   # `> k` on an empty key: nothing changes
+                return 0
             ino.commit(h.buf)
-        elif ino.typ == "lists":
-            if h.append:
-                b = h.buf
-                if b and not b.endswith(b"\n"):
-                    b += b"\n"
-                ino.commit(ino.value + b)
-            else:
-                ino.commit(h.buf)
-        else:
-            if h.append:
-                ino.commit(ino.value + h.buf)
-            else:
-                ino.commit(h.buf)
-        h.dirty = False
-        h.buf = b""
+            h.reset(h.buf)
+            return 0
+        assert h.mode == "append", h.mode
+        b = h.buf
+        if ino.typ == "lists" and b and not b.endswith(b"\n"):
+            b += b"\n"
+        ino.commit(ino.value + b)
+        h.reset(ino.value)   # an append sees the value it landed on
         return 0
 
-    def handle_base(self, h):
-        """First write of a clean full-mode handle copies the committed value."""
-        if not h.dirty:
-            h.dirty = True
-            h.buf = b"" if h.append else self.committed_view(h.ino)
+    def make_full(self, h):
+        """A first write (not O_APPEND, not O_TRUNC) lands on the LATEST
+        committed value: a private copy of it."""
+        if h.mode is None:
+            h.view = h.ino.value
+            h.buf = h.ino.value
+            h.mode = "full"
+        assert h.mode == "full", h.mode
 
     # ------------------------------------------------------------ op execution
     def execute(self, op):
@@ -738,9 +766,12 @@ class Run:
             created = True
         h = Handle(hid, w, ino, flags)
         h.created = created
-        h.hist = len(ino.history) - 1
-        if flags & os.O_TRUNC and h.writable:
-            h.dirty = True
+        if created:
+            h.dirty = True   # its close logs the CREATE (or its value)
+        if flags & os.O_TRUNC and h.writable and \
+                not (created and flags & os.O_APPEND and typ != "json"):
+            h.dirty = h.trunc = True   # a private empty value from the start
+            h.mode = "full"
             h.buf = b""
         self.handles[hid] = h
 
@@ -754,65 +785,97 @@ class Run:
         data = op["d"]
         res = self.call(h.w, "write", h.hid, data)
         what = f"h{h.hid}.write({short(data)})"
+        ino = h.ino
+        if h.mode != "full" and ino.typ == "lists" and not h.append:
+            # a list takes appends only: a write not at its end is ESPIPE
+            end = len(ino.value) + (len(h.buf) if h.mode == "append" else 0)
+            if h.pos != end:
+                return self.expect_err(res, errno.ESPIPE, what + f" at {h.pos}, list end {end}")
+            self.expect_ok(res, what)
+            h.mode = "append"
+            h.buf += data
+            h.append_size = len(ino.value) + len(h.buf)
+            h.pos += len(data)
+            h.dirty = h.wrote = True
+            return
         self.expect_ok(res, what)
         if res[1] != len(data):
             self.fail("short", f"{what}: wrote {res[1]} of {len(data)}")
-        self.handle_base(h)
-        if h.append:
+        if h.mode is None and h.append and ino.typ != "json":
+            h.mode = "append"
+            h.buf = b""
+        if h.mode == "append":
             h.buf += data
+            h.append_size = len(ino.value) + len(h.buf)
         else:
+            self.make_full(h)
+            pos = len(h.buf) if h.append else h.pos
             b = h.buf
-            if h.pos > len(b):
-                b += b"\0" * (h.pos - len(b))
-            h.buf = b[:h.pos] + data + b[h.pos + len(data):]
-            h.pos += len(data)
+            if pos > len(b):
+                b += b"\0" * (pos - len(b))
+            h.buf = b[:pos] + data + b[pos + len(data):]
+            h.pos = pos + len(data)
+        h.dirty = h.wrote = True
 
     def op_pwrite(self, op, h):
         data, off = op["d"], op["o"]
         res = self.call(h.w, "pwrite", h.hid, data, off)
         self.expect_ok(res, f"h{h.hid}.pwrite({short(data)}, off={off})")
-        self.handle_base(h)
+        self.make_full(h)
         b = h.buf
         if off > len(b):
             b += b"\0" * (off - len(b))
         h.buf = b[:off] + data + b[off + len(data):]
+        h.dirty = h.wrote = True
 
     def op_ftruncate(self, op, h):
         size = op["s"]
         res = self.call(h.w, "ftruncate", h.hid, size)
         self.expect_ok(res, f"h{h.hid}.ftruncate({size})")
-        self.handle_base(h)
+        self.make_full(h)
         h.buf = h.buf[:size] + b"\0" * max(0, size - len(h.buf))
+        h.dirty = h.wrote = True
+
+    def handle_read(self, h, off, size):
+        """What a read of `size` bytes at `off` must return (README "What a
+        reader sees"), updating the handle's pinned view.  Returns (expected
+        bytes, the rule that applied)."""
+        ino = h.ino
+        if h.mode == "full":
+            return h.buf[off:off + size], "its own private value"
+        if h.mode == "append":
+            h.has_read = True
+            tail = h.buf if ino.typ != "lists" else b""
+            return (h.view + tail)[off:off + size], "its pinned version + its own appended bytes"
+        latest = ino.value
+        rule = "its pinned version"
+        if off == 0 and (h.has_read or ino.typ != "lists"):
+            h.view = latest
+            rule = "the latest version (a read at offset 0)"
+        elif off >= len(h.view) and ino.typ != "lists" and len(latest) > len(h.view) \
+                and latest.startswith(h.view):
+            h.view = latest
+            rule = "the latest version (it extends the pinned one read at its end)"
+        h.has_read = True
+        return h.view[off:off + size], rule
 
     def check_handle_read(self, h, got, off, size, what):
         ino = h.ino
-        if h.dirty and not h.append:
-            exp = h.buf[off:off + size]
-            if got != exp:
-                self.fail("read", f"{what}: dirty handle read {short(got)}, expected its own "
-                                  f"bytes {short(exp)}")
-            return
-        cur = self.committed_view(ino)
-        exp = cur[off:off + size]
+        old_view = h.view
+        exp, rule = self.handle_read(h, off, size)
         if got == exp:
             return
-        if ino.typ == "json" and ino.jval is not None:
-            # after a path write the document's exact text is the mount's
-            # choice: check whole reads by meaning, skip partial ones
-            if off != 0 or size < (1 << 40):
-                return
-            if jeq(got, ino.jval):
-                return
-        if ino.typ == "lists" and any(v[off:off + size] == got for v in ino.history[h.hist:]):
-            return
-        others = self.dirty_others(ino, h)
-        if others:
-            cands = [cur[off:off + size]] + [o.buf[off:off + size] for o in others if not o.append]
-            if pages_ok(got, cands):
-                return
-        nul = b"\0" in got and b"\0" not in cur
-        self.fail("read", f"{what}: read {short(got)}, expected committed {short(exp)}"
-                          + (" (NUL bytes nobody wrote)" if nul else "")
+        note = ""
+        cands = [("the pinned version", old_view), ("the latest version", ino.value)]
+        if h.mode == "full":
+            cands.append(("its private value", h.buf))
+        for name, v in cands:
+            if v[off:off + size] == got and v[off:off + size] != exp:
+                note = f" (got {name} {short(v, 16)}, {len(v)} B)"
+                break
+        if not note and b"\0" in got and b"\0" not in exp:
+            note = " (NUL bytes nobody wrote)"
+        self.fail("read", f"{what}: read {short(got)}, expected {rule} {short(exp)}{note}"
                           + (" (inode unlinked/renamed over)" if ino.name is None else ""))
 
     def op_read(self, op, h):
@@ -831,8 +894,8 @@ class Run:
     def allowed_sizes(self, ino, h=None):
         s = {len(self.committed_view(ino))}
         for o in self.handles.values():
-            if o.ino is ino and o.dirty:
-                s.add(len(o.buf) if not o.append else len(ino.value) + len(o.buf))
+            if o.ino is ino and o.dirty and o.mode is not None:
+                s.add(o.own_size())
         return s
 
     def op_fstat(self, op, h):
@@ -870,8 +933,6 @@ class Run:
                 self.detach(h.ino)   # a refused first document leaves no key
         else:
             self.expect_ok(res, what)
-            if h.ino.pending and h.ino.typ != "json" and h.created:
-                h.ino.pending = False   # CREATE logged at the creator's close
 
     def op_put(self, op):
         typ, name, flags, chunks, w = op["t"], op["n"], op["f"], op["c"], op["w"]
@@ -912,13 +973,13 @@ class Run:
         if got != exp:
             dirty = self.dirty_others(ino)
             note = ""
-            if got == b"" and any(o.dirty and o.buf == b"" and not o.append for o in dirty):
+            if got == b"" and any(o.mode == "full" and o.buf == b"" for o in dirty):
                 note = " (the empty view of another handle's uncommitted O_TRUNC)"
-            elif any(got == o.buf[:len(got)] for o in dirty if not o.append) or \
-                    any(got.endswith(o.buf) for o in dirty if o.append and o.buf):
+            elif any(got == o.buf[:len(got)] for o in dirty if o.mode == "full") or \
+                    any(got.endswith(o.buf) for o in dirty if o.mode == "append" and o.buf):
                 note = " (another handle's UNCOMMITTED bytes)"
             else:
-                known = list(ino.history) + [o.buf for o in dirty if not o.append]
+                known = list(ino.history) + [o.buf for o in dirty if o.mode == "full"]
                 note = " (" + self.classify(got, known) + ")"
             self.fail("fresh-read", f"{what}: new open read {short(got, 40)}, expected committed "
                                     f"{short(exp, 40)}{note}")
@@ -1081,8 +1142,15 @@ class Run:
         self.expect_ok(res, what)
         doc = dict(doc)
         doc[member] = json.loads(val)
-        ino.commit(b"")
-        ino.jval = doc
+        # The text after a path write is the mount's to choose: learn it
+        # from a fresh read (checked by meaning), so that handle views of
+        # the document stay exact.
+        what2 = f"readfile(json/{name}) after {what}"
+        got = self.expect_ok(self.call(w, "readfile", self.path("json", name)), what2)
+        if not jeq(got, doc):
+            self.fail("fresh-read", f"{what2}: {short(got, 40)} is not the document "
+                                    f"{short(json.dumps(doc).encode(), 40)}")
+        ino.commit(got)
 
     def op_snapshot(self, op):
         res = self.call(op["w"], "put", os.path.join(self.mount.mnt, ".ctl/snapshot"),
@@ -1665,7 +1733,7 @@ class Gen:
         h = self.handle(lambda h: h.writable and not h.append and h.ino.typ == "kv")
         if h is None:
             return None
-        size = len(h.buf) if h.dirty else len(h.ino.value)
+        size = len(h.buf) if h.mode == "full" else len(h.ino.value)
         off = self.rng.choice([0, self.rng.randrange(size + 1), size,
                                size + self.rng.randrange(1, 9000)])
         return {"k": "pwrite", "h": h.hid, "d": self.value(), "o": off}
@@ -1674,7 +1742,7 @@ class Gen:
         h = self.handle(lambda h: h.writable and not h.append and h.ino.typ == "kv")
         if h is None:
             return None
-        size = len(h.buf) if h.dirty else len(h.ino.value)
+        size = len(h.buf) if h.mode == "full" else len(h.ino.value)
         return {"k": "ftruncate", "h": h.hid, "s": self.rng.choice([0, size // 2, size + 3000])}
 
     def g_read(self):
@@ -1683,7 +1751,7 @@ class Gen:
             return None
         if self.rng.random() < 0.5:
             return {"k": "read", "h": h.hid, "o": None}
-        size = len(h.buf) if h.dirty else len(h.ino.value)
+        size = len(h.buf) if h.mode == "full" else len(h.ino.value)
         return {"k": "read", "h": h.hid, "o": self.rng.randrange(size + 2),
                 "s": self.rng.choice([1, 100, PAGE, 70000])}
 
