@@ -195,6 +195,49 @@ class Worker:
             seq.append(_intern(table, index, data))
         return table, seq, sorted(sizes)
 
+    def s_viewreader(self, path, stopfile, maxn, chunk, seed):
+        """Hold ONE handle while another process commits: read it whole from
+        offset 0 (in chunks), then once at a random offset >= 1; again and
+        again.  Returns the reads (interned)."""
+        rng = random.Random(seed)
+        table, index, seq, n = [], {}, [], 0
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while n < maxn and not os.path.exists(stopfile):
+                n += 1
+                data = _read_all(fd, chunk)
+                off = rng.randrange(1, len(data) + 2)
+                size = rng.choice([1, 100, 5000])
+                p = os.pread(fd, size, off)
+                seq.append((_intern(table, index, data), off, size, _intern(table, index, p)))
+        finally:
+            os.close(fd)
+        return table, seq
+
+    def s_committer(self, path, poppath, plan):
+        """Commit plan's (kind, data) in order: "set" (O_TRUNC), "append"
+        (O_APPEND) or "pop".  Returns what the pops read."""
+        popped = []
+        for kind, data in plan:
+            if kind == "pop":
+                try:
+                    fd = os.open(poppath, os.O_RDONLY)
+                except OSError as e:
+                    popped.append(-e.errno)
+                    continue
+                try:
+                    popped.append(_read_all(fd))
+                finally:
+                    os.close(fd)
+                continue
+            flags = os.O_WRONLY | (os.O_TRUNC if kind == "set" else os.O_APPEND)
+            fd = os.open(path, flags)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        return popped
+
     def s_writeclose(self, hids, chunks):
         """Write chunks[i] (a list) to handle hids[i] in turns, then close
         them all, timing each close (monotonic ns)."""
@@ -617,7 +660,7 @@ SEQ_OPS = [  # (kind, weight)
 ]
 READ_ONLY_KINDS = {"exists", "fresh-read", "read", "size", "readdir", "burst-read", "burst-size",
                    "list-read", "unlinked-open", "jget"}
-BURSTS = ["b_overwrite", "b_create_race", "b_append_race", "b_pop_race", "b_unlink_race"]
+BURSTS = ["b_overwrite", "b_create_race", "b_append_race", "b_pop_race", "b_unlink_race", "b_view"]
 
 
 class Run:
@@ -1411,6 +1454,88 @@ class Run:
                     + (f" from version {short(other[0], 8)} (a mix)" if other else ""))
         return "unknown bytes"
 
+    def op_b_view(self, op):
+        """Readers each hold ONE handle while a process commits overwrites,
+        appends (and for lists pushes and pops): every whole read from
+        offset 0 is exactly one committed version, never older than the
+        handle's previous one; a read at an offset inside that version
+        returns its bytes; a read at/after its end returns nothing or the
+        bytes of a later version that extends it (kv only: a list reader
+        stays on its version)."""
+        typ, name, plan, base = op["t"], op["n"], op["steps"], op["base"]
+        self.burst_prep(typ, name)
+        p = self.path(typ, name)
+        self.expect_ok(self.call(0, "put", p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, [base]),
+                       "burst setup")
+        ino = self.lookup(typ, name)
+        if ino is None:
+            ino = Inode(typ)
+            self.attach(ino, name)
+        ino.commit(base)
+        versions, heads = [base], []
+        for kind, data in plan:
+            cur = versions[-1]
+            if kind == "set":
+                versions.append(data)
+            elif kind == "append":
+                versions.append(cur + data)
+            else:
+                el = list_elems(cur)
+                heads.append(el[0] + b"\n" if el else None)
+                if el:
+                    versions.append(list_bytes(el[1:]))
+        readers = list(range(1, len(self.workers)))
+        for r in readers:
+            self.workers[r].send("script", "viewreader", p, self.stopfile, 100000, op["chunk"],
+                                 op["seed"] + r)
+        pp = os.path.join(self.mount.mnt, ".ctl/pop", name)
+        self.workers[0].send("script", "committer", p, pp, plan)
+        popped = self.expect_ok(self.workers[0].recv(), "committer")
+        open(self.stopfile, "w").close()
+        rres = self.gather(readers)
+        ino.commit(versions[-1])
+        for got, exp in zip(popped, heads):
+            if exp is None and got != -errno.ENODATA or exp is not None and got != exp:
+                self.fail("pop", f"burst pop read {got if isinstance(got, int) else short(got)}, "
+                                 f"expected {short(exp) if exp else 'ENODATA'}")
+        where = {}
+        for i, v in enumerate(versions):
+            where.setdefault(v, []).append(i)
+        for r, res in zip(readers, rres):
+            table, seq = self.expect_ok(res, f"view reader w{r}")
+            last = 0
+            for n, (di, off, size, pi) in enumerate(seq):
+                data, got = table[di], table[pi]
+                idx = where.get(data)
+                if idx is None:
+                    return self.fail("burst-read", f"view reader w{r}, read {n} from offset 0: "
+                                     f"{short(data, 40)} is not one committed version "
+                                     f"({self.classify(data, versions)})")
+                later = [i for i in idx if i >= last]
+                if not later:
+                    return self.fail("burst-read", f"view reader w{r}, read {n}: version {idx[-1]} "
+                                     f"after version {last} (went back in time)")
+                last = later[0]
+                v = versions[last]
+                if off < len(v):
+                    ok = got == v[off:off + size]
+                else:
+                    ext = [j for j in range(last + 1, len(versions)) if typ != "lists" and
+                           len(versions[j]) > len(v) and versions[j].startswith(v) and
+                           versions[j][off:off + size] == got]
+                    ok = got == b"" or bool(ext)
+                    if ext and got:
+                        last = ext[0]
+                if not ok:
+                    return self.fail("burst-read", f"view reader w{r}: pread({size}, {off}) after "
+                                     f"reading version {last} ({len(v)} B) read {short(got)}, "
+                                     f"expected {short(v[off:off + size]) if off < len(v) else 'nothing or a later version that extends it'}")
+            if self.args.verbose:
+                seen = sorted({where[table[di]][0] for di, _, _, _ in seq})
+                print(f"    view reader w{r}: {len(seq)} reads, {len(seen)} of {len(versions)} "
+                      f"versions seen")
+        self.op_readfile({"t": typ, "n": name, "w": 0})
+
     def op_b_create_race(self, op):
         """Several handles (across processes) open one key with O_TRUNC while
         it is absent / pending / existing, then write and close concurrently:
@@ -1914,6 +2039,24 @@ class Gen:
             n = rng.choice([50, 400, 2000])
             return {"k": b, "n": self.name("lists"),
                     "elems": [self.tags.line(rng.randrange(0, 60)) for _ in range(n)]}
+        if b == "b_view":
+            typ = rng.choice(["kv", "kv", "lists"])
+            plan = []
+            for _ in range(self.args.burst_len):
+                if typ == "kv":
+                    if rng.random() < 0.3:
+                        plan.append(("set", self.tags.pattern(rng.choice([3, 50, 3000, 9000]),
+                                                              unique=True)))
+                    else:
+                        plan.append(("append", self.tags.pattern(rng.randrange(1, 300), "a",
+                                                                 unique=True)))
+                else:
+                    k = rng.choices(["set", "append", "pop"], [0.15, 0.55, 0.3])[0]
+                    plan.append((k, self.lines(rng.randrange(1, 4)) if k != "pop" else None))
+            base = self.tags.pattern(rng.choice([3, 100, 6000]), unique=True) if typ == "kv" \
+                else self.lines(rng.randrange(1, 6))
+            return {"k": b, "t": typ, "n": self.name(typ), "steps": plan, "base": base,
+                    "chunk": rng.choice([7, 512, 4096, 65536]), "seed": rng.randrange(1 << 20)}
         if b == "b_unlink_race":
             n = self.args.burst_len
             return {"k": b, "n": self.name("kv"), "base": self.tags.pattern(50, "u"),
@@ -1934,7 +2077,7 @@ def fmt(op):
             v = short(v)
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
             v = "[" + ", ".join(short(x, 12) for x in v[:4]) + (", ..%d" % len(v) if len(v) > 4 else "") + "]"
-        elif key in ("plan", "elems"):
+        elif key in ("plan", "elems", "steps"):
             v = f"<{len(v)} items>"
         parts.append(f"{key}={v}")
     return f"{k}(" + ", ".join(parts) + ")"
