@@ -11,8 +11,10 @@
  * lost its name.
  *
  * Layout: 1 "/", 2 "/kv", 3 "/json", 4 "/lists", 5 "/.ctl", 6
- * "/.ctl/stats", 7 "/.ctl/snapshot", 8 "/.ctl/pop"; key files get inode
- * numbers from 64 up, never reused while the daemon runs.
+ * "/.ctl/stats", 7 "/.ctl/snapshot", 8 "/.ctl/pop", 9 "/.ctl/json"; key
+ * files (and JSON view nodes) get inode numbers from 64 up, never reused
+ * while the daemon runs.  The adapter's files, their jobs and its one lock
+ * order: fs_int.h.
  */
 #ifndef MF_FS_H
 #define MF_FS_H

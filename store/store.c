@@ -172,6 +172,18 @@ static bool valid_key(mf_slice k)
 	       !memchr(mf_slice_ptr(k), '\0', k.len);
 }
 
+int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const char **why)
+{
+	if (n > MF_VALUE_MAX) {
+		if (why)
+			*why = "value too large";
+		return -EFBIG;
+	}
+	if (type == MF_T_JSON)
+		return mf_json_validate(p, n, err_off, why);
+	return 0;
+}
+
 /* Everything that can make an op fail, checked before anything changes. */
 static int validate(mf_store *st, const mf_op *op, entry *e)
 {
@@ -187,14 +199,16 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_CREATE:
 		return e && !same ? -EEXIST : 0;
 	case MF_OP_SET:
-		return e && !same ? -EEXIST : 0;
+		if (e && !same)
+			return -EEXIST;
+		return mf_value_check(op->ktype, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
 	case MF_OP_APPEND:
 		if (op->ktype != MF_T_STRING)
 			return -EINVAL;
 		return e && !same ? -EEXIST : 0;
 	case MF_OP_RPUSH:
-		if (op->ktype != MF_T_LIST || op->val.len == 0 ||
-		    mf_slice_ptr(op->val)[op->val.len - 1] != '\n')
+		/* An unterminated last line is completed by apply. */
+		if (op->ktype != MF_T_LIST || op->val.len == 0)
 			return -EINVAL;
 		return e && !same ? -EEXIST : 0;
 	case MF_OP_TRUNCATE:
@@ -202,6 +216,8 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 			return -ENOENT;
 		if (op->ktype == MF_T_STRING)
 			return op->arg > MF_VALUE_MAX ? -EFBIG : 0;
+		if (op->ktype == MF_T_JSON) /* a cut or padded document is not JSON */
+			return op->arg == e->val.len ? 0 : -EINVAL;
 		return op->arg == 0 ? 0 : -EINVAL;
 	case MF_OP_DEL:
 	case MF_OP_SETTIME:
@@ -225,7 +241,9 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_JSON_SETPATH:
 		if (op->ktype != MF_T_JSON)
 			return -EINVAL;
-		return same ? 0 : -ENOENT;
+		if (!same)
+			return -ENOENT;
+		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
 	default:
 		return -EINVAL;
 	}
@@ -322,8 +340,14 @@ static int do_apply(mf_store *st, mf_op *op)
 		detach_key(e); /* the append may move the value */
 		st->value_bytes += op->val.len;
 		mf_slice_append(&e->val, mf_slice_ptr(op->val), op->val.len);
-		if (op->type == MF_OP_RPUSH)
+		if (op->type == MF_OP_RPUSH) {
 			e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
+			if (mf_slice_ptr(op->val)[op->val.len - 1] != '\n') {
+				mf_slice_append(&e->val, "\n", 1); /* whole lines only */
+				st->value_bytes++;
+				e->count++;
+			}
+		}
 		break;
 	case MF_OP_TRUNCATE:
 		if (op->arg <= e->val.len) {
@@ -493,7 +517,11 @@ void mf_store_items_free(mf_item *items, size_t n)
 
 int mf_store_load_item(mf_store *st, mf_item *item)
 {
-	if (item->type < MF_T_STRING || item->type > MF_T_LIST || !valid_key(item->key))
+	/* The type rules SET enforces (an empty JSON value is the "created, no
+	 * document yet" state CREATE makes). */
+	if (item->type < MF_T_STRING || item->type > MF_T_LIST || !valid_key(item->key) ||
+	    (item->val.len &&
+	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&st->lock);
 	int r = 0;

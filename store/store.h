@@ -15,8 +15,18 @@
  * at a time (the WAL writer, or replay before the mount exists): in-place
  * appends rely on a single applier.
  *
+ * Value-type rules live here and nowhere else, enforced by check and apply
+ * alike (so replay enforces exactly what live writes do) and by the snapshot
+ * loader: a JSON value is one strict RFC 8259 document (SET, a path value of
+ * JSON_SETPATH), and a document is never truncated except to its own size
+ * (CREATE of a JSON key makes the store's "no document yet" state, which
+ * only "$" paths and SET can fill; the mount never logs it); a list value is lines, each '\n'-terminated (SET and
+ * RPUSH complete an unterminated last line; a list truncates only to 0);
+ * values are at most MF_VALUE_MAX bytes.
+ *
  * Errors: negative errno.  ENOENT (no such key), EEXIST (key exists with
- * another type), EINVAL (malformed op), EISDIR never (no directories here).
+ * another type), EINVAL (malformed op or a value its type refuses), EFBIG
+ * (over MF_VALUE_MAX).
  */
 #ifndef MF_STORE_H
 #define MF_STORE_H
@@ -62,6 +72,11 @@ int mf_store_apply(mf_store *st, mf_op *op);
  * refuse an op before it is logged.  Advisory (another op may intervene
  * before apply); apply re-checks and is deterministic. */
 int mf_store_check(mf_store *st, const mf_op *op);
+
+/* The whole-value rule of a type: 0, or -EINVAL with the byte offset and a
+ * static reason (either may be NULL) — for log lines, and for values that
+ * live outside the store (an unlinked file's data). */
+int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const char **why);
 
 /* Look a key up.  want_value: also take a reference to its value. */
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,

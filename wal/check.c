@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +54,7 @@ static void usage(void)
 	        "  --prefix  repair by keeping only the WAL's consistent prefix (point in time)\n"
 	        "  --yes     do not ask before changing anything (asked only on a tty)\n"
 	        "  --dump    print every WAL record\n"
+	        "  --version print the version and exit\n"
 	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
 	        "      missing data, 3 usage/I-O error\n");
 }
@@ -657,6 +659,9 @@ static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *
 
 int main(int argc, char **argv)
 {
+	/* ops (issue 13): what --fix writes (WAL, snapshot) holds the user's
+	 * keys: 0600 like the daemon's files, whatever the umask. */
+	umask(077);
 	const char *dir = NULL;
 	bool fix = false, dump = false, yes = false, prefix = false;
 	for (int i = 1; i < argc; i++) {
@@ -670,6 +675,10 @@ int main(int argc, char **argv)
 			fix = prefix = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
+			return 0;
+		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			/* ops (issue 13): same version as memfluxfs (CMake's MF_VERSION) */
+			printf("memflux-check %s (WAL format %d)\n", MF_VERSION, MF_WAL_VERSION);
 			return 0;
 		} else if (argv[i][0] == '-' || dir) {
 			usage();

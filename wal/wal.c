@@ -1,7 +1,9 @@
 /*
  * wal.c — the write-ahead log: group-commit writer, interval fsync thread,
- * segment rotation, replay, and the segment scanner shared with
- * memflux-check.  Format and recovery rules: wal/FORMAT.md.
+ * segment rotation, replay, and what replay shares with memflux-check: the
+ * segment scanner, the torn-vs-corrupt verdict (mf_wal_judge), the walk
+ * over all segments with its LSN-chain checks (mf_wal_walk) and the salvage
+ * scan.  Format and recovery rules: wal/FORMAT.md.
  *
  * Locks (in this order when nested):
  *   seg_mu    rotate's seal/rename vs mf_wal_drop_sealed listing/unlinking
@@ -949,6 +951,8 @@ struct mf_wal {
 	/* under mu */
 	wal_entry *head, *tail;
 	bool closing, stop_syncer, read_only;
+	bool mark_wanted;        /* an fsync completed (INTERVAL/NONE): the
+	                            writer appends a sync marker once idle */
 	uint64_t next_lsn;       /* next LSN to give out */
 	uint64_t written_lsn;    /* last LSN in a successfully written batch */
 	uint64_t synced_lsn;
@@ -965,6 +969,8 @@ struct mf_wal {
 	uint64_t end;            /* size of the active segment */
 	bool seg_has_records;
 	uint64_t seg_last_lsn;   /* last LSN in the active segment */
+	uint64_t marked_lsn;     /* LSN the active segment's last sync marker
+	                            vouches for (0: none) */
 	uint8_t *bbuf;
 	size_t bcap;
 	struct iovec *iov;
@@ -1014,6 +1020,16 @@ static int wal_fsync(mf_wal *w)
 			w->synced_lsn = target;
 			/* Writes that raced with this fsync are at most this old. */
 			w->dirty_since = start;
+			/* Until a later record says so, nothing in the file tells
+			 * recovery that these records are durable: if the log stays
+			 * idle, the writer appends a sync marker (INTERVAL, NONE;
+			 * in ALWAYS every batch is fsynced and the next one says
+			 * so, and a marker per idle batch would double the writes of
+			 * a lone writer). */
+			if (w->mode != MF_FSYNC_ALWAYS) {
+				w->mark_wanted = true;
+				pthread_cond_signal(&w->work_cv);
+			}
 		}
 		pthread_mutex_unlock(&w->mu);
 	} else if (need) {
@@ -1056,6 +1072,7 @@ static int create_segment(mf_wal *w)
 	w->salt = salt;
 	w->end = MF_WAL_FILE_HEADER;
 	w->seg_has_records = false;
+	w->marked_lsn = 0;
 	return 0;
 }
 
@@ -1191,6 +1208,21 @@ static int do_rotate(mf_wal *w, wal_entry *e)
 		if (r < 0)
 			goto out;
 		pthread_mutex_lock(&w->fsync_mu);
+		if (w->marked_lsn == w->seg_last_lsn) {
+			/* An idle sync marker is written after the fsync it reports,
+			 * and not fsynced itself (wal_fsync sees no new LSN): make it
+			 * durable too, or a crash could leave a torn marker in a
+			 * sealed segment, which recovery must call corruption. */
+			r = io->fsync(io, w->fd);
+			if (r < 0) {
+				pthread_mutex_lock(&w->mu);
+				go_read_only(w, w->path, r);
+				pthread_mutex_unlock(&w->mu);
+				pthread_mutex_unlock(&w->fsync_mu);
+				r = -EIO;
+				goto out;
+			}
+		}
 		char *sp = sealed_path(w->dir, w->seg_last_lsn);
 		r = io->rename(io, w->path, sp);
 		free(sp);
@@ -1294,15 +1326,72 @@ static void commit_delay(mf_wal *w)
 			break;
 }
 
+/*
+ * Append a sync marker saying every record of the active segment is durable
+ * (FORMAT.md): the writer does it when the log goes idle after an fsync, and
+ * close after its final fsync (then `sync`: the marker itself is fsynced).
+ * Without one, the last records are "written after the last known fsync" to
+ * recovery, and damage to them (bit rot after a clean shutdown, or after an
+ * fsync(2) on an idle log) would be cut instead of refused.  Best effort: a
+ * failed or torn marker leaves recovery knowing less, nothing more; a failed
+ * write does not advance `end`, so the next record overwrites it (a record
+ * is at least as long as a marker).  Writer thread, or close once the
+ * writer has exited.
+ */
+static void append_marker(mf_wal *w, bool sync)
+{
+	if (w->fd < 0 || !w->seg_has_records)
+		return;
+	pthread_mutex_lock(&w->mu);
+	uint64_t lsn = w->written_lsn, synced = w->synced_lsn;
+	bool ro = w->read_only;
+	pthread_mutex_unlock(&w->mu);
+	if (ro || synced < lsn || lsn != w->seg_last_lsn)
+		return;
+	if (w->marked_lsn != lsn) {
+		mf_op op;
+		memset(&op, 0, sizeof op);
+		op.type = MF_WAL_REC_SYNC;
+		op.lsn = lsn;
+		uint8_t rec[MF_WAL_REC_HEADER];
+		mf_wal_rec_place at = {.salt = w->salt, .off = w->end, .durable = lsn};
+		mf_wal_record_encode_head(&op, &at, rec);
+		if (mf_io_pwrite_all(w->io, w->fd, rec, sizeof rec, (off_t)w->end) != 0) {
+			/* Leave no partial marker behind: a rotation could seal it.
+			 * If even the cut fails, the file's end is unknown. */
+			if (w->io->ftruncate(w->io, w->fd, (off_t)w->end) != 0) {
+				pthread_mutex_lock(&w->mu);
+				go_read_only(w, "truncate after failed sync marker", -EIO);
+				pthread_mutex_unlock(&w->mu);
+			}
+			return;
+		}
+		w->end += sizeof rec;
+		w->marked_lsn = lsn;
+		pthread_mutex_lock(&w->mu);
+		w->bytes = w->end;
+		pthread_mutex_unlock(&w->mu);
+	}
+	if (sync)
+		w->io->fsync(w->io, w->fd);
+}
+
 static void *writer_main(void *arg)
 {
 	mf_wal *w = arg;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (!w->head && !w->closing)
+		while (!w->head && !w->closing && !w->mark_wanted)
 			pthread_cond_wait(&w->work_cv, &w->mu);
-		if (!w->head)
-			break;
+		if (!w->head) {
+			if (w->closing)
+				break;  /* close writes its own marker */
+			w->mark_wanted = false;
+			pthread_mutex_unlock(&w->mu);
+			append_marker(w, false);
+			pthread_mutex_lock(&w->mu);
+			continue;
+		}
 		wal_entry *first = w->head;
 		if (first->kind == E_ROTATE) {
 			w->head = first->next;
@@ -1537,35 +1626,6 @@ fail:
 	return NULL;
 }
 
-/*
- * After the final fsync of a clean close: append a sync marker saying every
- * record of the file is durable, and fsync it.  Without it the last batches
- * are "written after the last known fsync" to recovery, and damage to them
- * (bit rot after a clean shutdown) would be cut instead of refused.  Best
- * effort: if it fails, or is torn by a crash, recovery knows less, nothing
- * more.  The writer thread has exited: this thread owns the file.
- */
-static void write_sync_marker(mf_wal *w)
-{
-	if (w->fd < 0 || !w->seg_has_records)
-		return;
-	pthread_mutex_lock(&w->mu);
-	uint64_t lsn = w->written_lsn, synced = w->synced_lsn;
-	pthread_mutex_unlock(&w->mu);
-	if (synced < lsn)
-		return;
-	mf_op op;
-	memset(&op, 0, sizeof op);
-	op.type = MF_WAL_REC_SYNC;
-	op.lsn = lsn;
-	uint8_t rec[MF_WAL_REC_HEADER];
-	mf_wal_rec_place at = {.salt = w->salt, .off = w->end, .durable = lsn};
-	mf_wal_record_encode_head(&op, &at, rec);
-	if (mf_io_pwrite_all(w->io, w->fd, rec, sizeof rec, (off_t)w->end) == 0 &&
-	    w->io->fsync(w->io, w->fd) == 0)
-		w->end += sizeof rec;
-}
-
 /* Queue an entry and wait for the writer to finish it. */
 static void enqueue_locked(mf_wal *w, wal_entry *e)
 {
@@ -1700,7 +1760,7 @@ int mf_wal_close(mf_wal *w)
 	/* Clean close syncs whatever the mode, then says so in the file. */
 	int r = wal_fsync(w);
 	if (r == 0)
-		write_sync_marker(w);
+		append_marker(w, true);
 	if (w->fd >= 0) {
 		int c = w->io->close(w->io, w->fd);
 		if (r == 0)

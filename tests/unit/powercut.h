@@ -12,6 +12,7 @@
  *
  *   powercut pc;
  *   pc_init(&pc, dir);
+ *   pc_adopt_dir(&pc);       // optional: files already there are durable
  *   pc_cut_at(&pc, n);       // the n-th mutating call (1-based) and every
  *                            // later one fail with -EIO and do nothing:
  *                            // the machine lost power there
@@ -37,6 +38,7 @@
 
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -475,6 +477,40 @@ static inline void pc_init(powercut *pc, const char *dir)
 		.rename = pc_rename, .unlink = pc_unlink,
 		.fsync_dir = pc_fsync_dir, .ctx = pc,
 	};
+}
+
+/* Take the files already in the directory as durable, so that what the
+ * code does to them (unlink, rename, truncate) can be lost at a cut too.
+ * The lock file is left alone (opened without the seam). */
+static inline void pc_adopt_dir(powercut *pc)
+{
+	DIR *d = opendir(pc->dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	pthread_mutex_lock(&pc->mu);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "memflux.lock") == 0 ||
+		    strlen(de->d_name) >= PC_NAME)
+			continue;
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s", pc->dir, de->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		int ino = pc_new_inode(pc);
+		off_t sz = lseek(fd, 0, SEEK_END);
+		pc_bytes_set_len(&pc->ino[ino].cur, sz > 0 ? (size_t)sz : 0);
+		if (sz > 0 && pread(fd, pc->ino[ino].cur.p, (size_t)sz, 0) != sz)
+			pc->ino[ino].cur.len = 0;
+		close(fd);
+		pc_bytes_copy(&pc->ino[ino].dur, &pc->ino[ino].cur);
+		pc_names_set(&pc->cur, de->d_name, ino);
+		pc_names_set(&pc->dur, de->d_name, ino);
+		pc_names_set(&pc->seen, de->d_name, -1);
+	}
+	pthread_mutex_unlock(&pc->mu);
+	closedir(d);
 }
 
 static inline void pc_cut_at(powercut *pc, unsigned long n)

@@ -4,8 +4,9 @@
  * daemon's own wiring), with the power-loss simulator of powercut.h.
  *
  * One run: a fresh data dir; a seeded workload of SET / APPEND / DEL / RPUSH
- * commits, fsyncs (mf_db_sync) and snapshots (rotation + snapshot + drop of
- * sealed segments); the power goes at the n-th mutating I/O call; the disk
+ * commits (some values are a copy of the live memflux.wal, salt included:
+ * such bytes, torn, must never pass for records), fsyncs (mf_db_sync) and
+ * snapshots (rotation + snapshot + drop of sealed segments); the power goes at the n-th mutating I/O call; the disk
  * then holds what powercut.h allows (any subset, tear or reordering of
  * unsynced writes, a prefix of unsynced directory operations).  Recovery
  * must then, by itself:
@@ -17,11 +18,16 @@
  *     in INTERVAL mode those acknowledged before the last successful
  *     mf_db_sync / mf_db_snapshot — so nothing durable is lost, nothing is
  *     applied twice, nothing unacknowledged appears but the one in flight;
- *   - accept new writes that survive a further restart (every 4th run).
+ *   - accept new writes that survive a further restart (every 4th run);
+ *   - survive a second power cut during the recovery itself (every 3rd run:
+ *     the files it finds are durable, its own cut / delete / create may be
+ *     lost or torn).
  *
  * The workload is single-threaded and the interval syncer never fires (a
  * one-hour interval; mf_db_sync is the explicit fsync), so a seed replays
- * the same I/O call sequence.  MEMFLUX_POWERCUT_SEED=<n> picks the base
+ * the same I/O call sequence — up to the sync marker the WAL writer appends
+ * on its own once idle after an fsync, which may come before or after the
+ * next record.  MEMFLUX_POWERCUT_SEED=<n> picks the base
  * seed, MEMFLUX_POWERCUT_CUTS=<n> the number of cuts per mode (a fifth as
  * many again run with four concurrent writers: multi-record batches, a
  * snapshot racing commits; their I/O order depends on scheduling, so a seed
@@ -56,6 +62,9 @@ typedef struct wl_op {
 	int kind;          /* 0 commit, 1 sync, 2 snapshot */
 	int type, key;
 	int thread;        /* whose keys */
+	bool walcopy;      /* value: the live memflux.wal's bytes, read at commit
+	                      time (a user storing a copy of the WAL: records
+	                      with this very segment's salt, at other offsets) */
 	char *val;
 	size_t vlen;
 } wl_op;
@@ -135,6 +144,8 @@ static int make_workload(pc_rng *rng, wl_op *ops)
 			uint64_t s = pc_below(rng, 100);
 			if (s >= 97)
 				pad = 33000 + pc_below(rng, 20000);
+			else if (s >= 94)
+				o->walcopy = true;
 			else if (s >= 80)
 				pad = 300 + pc_below(rng, 3000);
 			char head[32];
@@ -236,6 +247,31 @@ static int commit(mf_db *db, const wl_op *o)
 	return r;
 }
 
+/* o's value becomes "<i:" + the first 48 KiB of the live memflux.wal + ">\n". */
+static void fill_walcopy(const char *dir, wl_op *o, int i)
+{
+	char p[1024];
+	snprintf(p, sizeof p, "%s/memflux.wal", dir);
+	uint8_t buf[48 * 1024];
+	size_t got = 0;
+	int fd = open(p, O_RDONLY);
+	if (fd >= 0) {
+		ssize_t r = pread(fd, buf, sizeof buf, 0);
+		got = r > 0 ? (size_t)r : 0;
+		close(fd);
+	}
+	char head[32];
+	int h = snprintf(head, sizeof head, "<%d:", i);
+	free(o->val);
+	o->vlen = (size_t)h + got + 2;
+	o->val = malloc(o->vlen);
+	memcpy(o->val, head, (size_t)h);
+	if (got)
+		memcpy(o->val + h, buf, got);
+	o->val[o->vlen - 2] = '>';
+	o->val[o->vlen - 1] = '\n';
+}
+
 /* Does the store hold exactly the model's state after the first m ops? */
 static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *why,
                           size_t whylen)
@@ -270,7 +306,7 @@ static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *
 
 typedef struct figures {
 	unsigned long cuts, acked, promised, lost, inflight_kept, refused, mismatched;
-	unsigned long cut_bytes_runs, clean;
+	unsigned long cut_bytes_runs, clean, recovery_cuts;
 } figures;
 
 /* One run; returns false on a violation (with the reason printed). */
@@ -313,6 +349,8 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 					promised = acked;
 			} else {
 				commit_idx[done_ops++] = i;
+				if (o->walcopy)
+					fill_walcopy(dir, o, i);
 				r = commit(db, o);
 				if (r == 0) {
 					acked++;
@@ -345,6 +383,24 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 	fg->acked += (unsigned long)acked;
 	fg->promised += (unsigned long)promised;
 
+	/* Every third run, the power fails again during recovery (cutting the
+	 * torn tail, deleting covered segments, creating memflux.wal): the next
+	 * recovery must not be worse off. */
+	if (seed % 3 == 1) {
+		powercut pc2;
+		pc_init(&pc2, dir);
+		pc_adopt_dir(&pc2);
+		pc_cut_at(&pc2, 1 + pc_below(&rng, 8));
+		saved = quiet_begin();
+		db = open_db(dir, mode, &pc2.io, err, sizeof err);
+		if (db)
+			mf_db_close(db);
+		pc_crash(&pc2, &rng);
+		quiet_end(saved);
+		if (pc_dead(&pc2))
+			fg->recovery_cuts++;
+		pc_destroy(&pc2);
+	}
 	/* Recovery, by itself, with the real I/O. */
 	saved = quiet_begin();
 	db = open_db(dir, mode, NULL, err, sizeof err);
@@ -587,9 +643,11 @@ out:
 
 /* Cuts per mode (plus a fifth as many with concurrent writers): CI runs
  * the units in a normal and an ASan build, ~60 s for both on 2 shared
- * cores. */
+ * cores (and in release and TSan builds). */
 #if defined(__SANITIZE_ADDRESS__)
 #define DEFAULT_CUTS 400
+#elif defined(__SANITIZE_THREAD__)
+#define DEFAULT_CUTS 150   /* TSan: the concurrent runs are what it is for */
 #else
 #define DEFAULT_CUTS 1000
 #endif
@@ -643,10 +701,12 @@ static void run_mode(mf_fsync_mode mode)
 	if (mode == MF_FSYNC_ALWAYS)
 		assert_int_equal(cf.lost, 0);
 	print_message("powercut %s: seeds %" PRIu64 "..%" PRIu64 ": %lu cuts (%lu after a clean "
-	              "close), %lu acknowledged, %lu promised durable, %lu acknowledged-but-unsynced "
-	              "lost, %lu in-flight kept, %lu refused mounts, %lu wrong states, %.1f s\n",
-	              mf_fsync_mode_name(mode), base, base + cuts - 1, fg.cuts, fg.clean, fg.acked,
-	              fg.promised, fg.lost, fg.inflight_kept, fg.refused, fg.mismatched, s);
+	              "close, %lu more during recovery), %lu acknowledged, %lu promised durable, "
+	              "%lu acknowledged-but-unsynced lost, %lu in-flight kept, %lu refused mounts, "
+	              "%lu wrong states, %.1f s\n",
+	              mf_fsync_mode_name(mode), base, base + cuts - 1, fg.cuts, fg.clean,
+	              fg.recovery_cuts, fg.acked, fg.promised, fg.lost, fg.inflight_kept,
+	              fg.refused, fg.mismatched, s);
 	if (mode == MF_FSYNC_ALWAYS)
 		assert_int_equal(fg.lost, 0);
 	assert_int_equal(failures, 0);

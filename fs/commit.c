@@ -1,0 +1,329 @@
+/*
+ * commit.c — the commit state machine: flush, fsync, release -> one mf_op.
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+
+int commit_handle_locked_then_inval(handle *h, bool final)
+{
+	pthread_mutex_lock(&h->mu);
+	int r = handle_commit(h, final);
+	fuse_ino_t ino = h->inval_ino;
+	bool attr_only = h->inval_attr_only;
+	h->inval_ino = 0;
+	h->inval_attr_only = false;
+	pthread_mutex_unlock(&h->mu);
+	if (ino && fsg.se)
+		fuse_lowlevel_notify_inval_inode(fsg.se, ino, attr_only ? -1 : 0, 0);
+	return r;
+}
+
+/* Log the time a utimens asked for while handles were dirty, once none is
+ * (their commits are in).  Caller holds the name's stripe, so it lands
+ * right after those commits and before any rm/mv of the name.  A key that
+ * never came to be (a refused first JSON document) has no time to keep. */
+void settime_deferred(node *n)
+{
+	pthread_mutex_lock(&fsg.mu);
+	bool due = n->has_set_mtime && !n->ndirty && n->named && !n->pending;
+	if (due)
+		n->has_set_mtime = false;
+	int64_t t = n->set_mtime;
+	mf_op op = due ? key_op(MF_OP_SETTIME, n->type, mf_slice_ptr(n->key), n->key.len) : (mf_op){0};
+	pthread_mutex_unlock(&fsg.mu);
+	if (!due)
+		return;
+	op.arg = (uint64_t)t;
+	int r = commit(&op);
+	if (r && r != -ENOENT)
+		log_err("setting the time failed for", op.ktype, mf_slice_ptr(op.key), op.key.len, -r);
+	mf_op_clear(&op);
+}
+
+int handle_commit(handle *h, bool final)
+{
+	node *n = h->n;
+	if (h->dstate == D_CLEAN || n->type == NODE_JPATH)
+		return handle_commit_inner(h, final);
+	pthread_mutex_t *m = name_lock(n);
+	int r = handle_commit_inner(h, final);
+	if (m) {
+		settime_deferred(n);
+		pthread_mutex_unlock(m);
+	}
+	return r;
+}
+
+/* Back to a clean handle after its commit (or a refusal, which is final
+ * too: the release must not retry and log twice).  Its view becomes
+ * `view` (consumed): what it committed, or what it saw before. */
+void handle_reset(handle *h, mf_slice view)
+{
+	mf_slice_unref(&h->view);
+	h->view = view;
+	mf_slice_unref(&h->data);
+	h->mode = H_VIEW;
+	h->wrote = h->trunc = false;
+	h->size = 0;
+	clear_dirty(h);
+}
+
+/* Commit of a handle whose key is gone (unlinked or renamed over while
+ * open): its data lives on only in the node, for the handles still open.
+ * The type's rules still hold (a JSON document must be one). */
+int commit_orphan(handle *h)
+{
+	node *n = h->n;
+	if (n->type == MF_T_JSON && h->mode == H_FULL) {
+		size_t off = 0;
+		const char *why = "";
+		if (mf_value_check(n->type, mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("invalid JSON written to unlinked document %s (%s at byte %zu): refused",
+			            key_name(kn, sizeof kn, n->type, mf_slice_ptr(n->key), n->key.len), why,
+			            off);
+			handle_reset(h, mf_slice_ref(h->view));
+			return -EINVAL;
+		}
+	}
+	pthread_mutex_lock(&fsg.mu);
+	if (h->mode == H_FULL) {
+		/* The buffer moves to the node: from now on it is published
+		 * (other handles read it), so this handle must not grow it in
+		 * place; its next write starts a new private copy. */
+		mf_slice_unref(&n->orphan);
+		h->data.len = h->size;
+		n->orphan = h->data;
+		h->data = MF_SLICE_EMPTY;
+	} else {
+		mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
+	}
+	n->orphan_mtime = mf_now_ns();
+	mf_slice view = mf_slice_ref(n->orphan);
+	pthread_mutex_unlock(&fsg.mu);
+	handle_reset(h, view);
+	return 0;
+}
+
+/* True if the committed value of the handle's key is empty now: then an
+ * O_TRUNC handle that wrote nothing has nothing to log. */
+bool committed_empty(node *n, mf_slice key)
+{
+	mf_entry_info info;
+	return mf_store_get(fsg.st, mf_slice_ptr(key), key.len, false, &info) == 0 &&
+	       info.type == n->type && info.size == 0;
+}
+
+/*
+ * Commit what a handle wrote as one whole-value op.  Caller holds h->mu and
+ * the name's stripe (handle_commit).  final: the handle is going away, so a
+ * list's unterminated last line is pushed now (with its newline completed).
+ */
+/* The op a named handle's commit logs, by mode; 1 if there is nothing to
+ * log (the handle is reset), else 0 with op filled. */
+static int commit_op(handle *h, node *n, bool pending, mf_slice key, mf_op *op)
+{
+	op->ktype = n->type;
+	op->key = mf_slice_ref(key);
+	if (pending && !h->wrote && n->type != MF_T_JSON) {
+		/* Created, nothing written yet: this close must leave the key
+		 * durable (touch, `: > k`) without clobbering what other handles
+		 * append; the handle goes on building its value. */
+		op->type = MF_OP_CREATE;
+		return 0;
+	}
+	if (!h->wrote && (h->trunc ? committed_empty(n, key) : !pending)) {
+		/* Nothing of its own to log: a creator that wrote nothing, whose
+		 * key another handle's commit brought into being (a SET of its
+		 * empty value would wipe that commit); or `> k` on an empty key. */
+		handle_reset(h, mf_slice_ref(h->view));
+		return 1;
+	}
+	switch (h->mode) {
+	case H_VIEW:
+		if (!pending)
+			break;
+		/* A JSON creator that wrote nothing: an empty document, which
+		 * the store refuses (EINVAL, logged) and the key never exists. */
+		op->type = MF_OP_SET;
+		return 0;
+	case H_FULL:
+		op->type = MF_OP_SET;
+		h->data.len = h->size;
+		mf_slice_shrink_private(&h->data);
+		op->val = mf_slice_ref(h->data);
+		op->val.len = h->size;
+		return 0;
+	case H_APPEND:
+		/* Every commit point (close, fsync) pushes whole elements: the
+		 * store completes an unterminated last line (its list rule). */
+		op->type = n->type == MF_T_LIST ? MF_OP_RPUSH : MF_OP_APPEND;
+		op->val = mf_slice_ref(h->data);
+		return 0;
+	}
+	handle_reset(h, mf_slice_ref(h->view));
+	return 1;
+}
+
+/* The handle after its op's verdict r: what it sees and owes next. */
+static void commit_outcome(handle *h, const mf_op *op, int r)
+{
+	if (r == 0 && op->type == MF_OP_CREATE) {
+		if (!h->wrote)
+			clear_dirty(h); /* a full handle keeps building its (empty) value */
+		if (h->mode != H_FULL) /* nothing of its own yet */
+			handle_reset(h, mf_slice_ref(h->view));
+	} else if (r == 0 && op->type == MF_OP_SET) {
+		handle_reset(h, mf_slice_ref(op->val));
+	} else if (r == 0) {
+		/* An append landed after whatever the value was: see that. */
+		mf_entry_info info = {0};
+		mf_slice view = mf_store_get(fsg.st, mf_slice_ptr(op->key), op->key.len, true,
+		                             &info) == 0 ? info.val : MF_SLICE_EMPTY;
+		handle_reset(h, view);
+	} else if (r != -ENOSPC && r != -EIO && r != -ENOMEM) {
+		/* Refused for good (EINVAL, EEXIST...).  Transient I/O errors keep
+		 * the data for a retry by fsync/close. */
+		handle_reset(h, mf_slice_ref(h->view));
+	}
+}
+
+/* The node and the kernel's caches after a commit's verdict r. */
+static void commit_publish(handle *h, int r, bool was_full)
+{
+	node *n = h->n;
+	bool refused = r && r != -ENOSPC && r != -EIO && r != -ENOMEM;
+	pthread_mutex_lock(&fsg.mu);
+	bool others = n->nopen > 1;
+	if (r == 0) {
+		n->pending = false;
+	} else if (refused && n->pending && !others) {
+		/* A created key whose only handle's value was refused (an invalid
+		 * first JSON document) never came into being: gone before this
+		 * close returns, not only at the later RELEASE. */
+		n->pending = false;
+		name_unlink(n);
+	}
+	pthread_mutex_unlock(&fsg.mu);
+	/* Others may cache what is now stale; after a refused commit, the
+	 * kernel's own view (truncated by O_TRUNC, extended by writes) is. */
+	if (others || r) {
+		h->inval_ino = n->ino;
+	} else if (!was_full) {
+		/* An append lands after whatever the value is at commit time, which
+		 * may differ from the size this inode's kernel cache computed. */
+		h->inval_ino = n->ino;
+		h->inval_attr_only = true;
+	}
+}
+
+/* The JSON O_TRUNC handle bash closes (a duplicate) before writing: a
+ * document truncated by open(O_TRUNC) but not yet written is not a
+ * document.  The kernel truncated its view at open; the document is
+ * unchanged, so stop showing this handle's (empty) size and make the kernel
+ * look again before close returns.  The handle still owes a commit: a
+ * write may follow, and the release commits (and logs) whatever it holds. */
+static int commit_json_unwritten(handle *h)
+{
+	pthread_mutex_lock(&fsg.mu);
+	if (h->dstate == D_SIZED)
+		h->n->ndirty--;
+	h->dstate = D_HIDDEN;
+	pthread_mutex_unlock(&fsg.mu);
+	h->inval_ino = h->n->ino;
+	return -EINVAL;
+}
+
+int handle_commit_inner(handle *h, bool final)
+{
+	if (h->dstate == D_CLEAN)
+		return 0;
+	node *n = h->n;
+	if (n->type == NODE_JPATH)
+		return jpath_commit(h, final);
+	if (n->type == MF_T_JSON && !h->wrote && !final)
+		return commit_json_unwritten(h);
+	pthread_mutex_lock(&fsg.mu);
+	bool named = n->named, pending = n->pending;
+	mf_slice key = mf_slice_ref(n->key);
+	pthread_mutex_unlock(&fsg.mu);
+	if (!named) {
+		mf_slice_unref(&key);
+		return commit_orphan(h);
+	}
+	mf_op op = {0};
+	int none = commit_op(h, n, pending, key, &op);
+	mf_slice_unref(&key);
+	if (none) {
+		mf_op_clear(&op);
+		return 0;
+	}
+	bool was_full = h->mode == H_FULL;
+	int r = commit(&op);
+	commit_outcome(h, &op, r);
+	if (r)
+		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
+	commit_publish(h, r, was_full);
+	mf_op_clear(&op);
+	return r;
+}
+
+void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	int r = 0;
+	if (h->n)
+		r = commit_handle_locked_then_inval(h, false);
+	fuse_reply_err(req, -r);
+}
+
+void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	handle *h = fh(fi);
+	int r = 0;
+	if (h->n) /* fsync is a commit point like a last close */
+		r = commit_handle_locked_then_inval(h, true);
+	if (r == 0)
+		r = mf_db_sync(fsg.db);
+	fuse_reply_err(req, -r);
+}
+
+/* fsync(dirfd): renames, unlinks and creates in a directory are WAL records
+ * like any other; make everything acknowledged durable.  (Without this the
+ * kernel would answer every later fsyncdir itself after one ENOSYS.) */
+void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -mf_db_sync(fsg.db));
+}
+
+void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	if (h->n) {
+		commit_handle_locked_then_inval(h, true); /* errors logged; release can't report */
+		clear_dirty(h);
+		node *n = h->n;
+		pthread_mutex_lock(&fsg.mu);
+		n->nopen--;
+		if (n->pending && !n->nopen) {
+			/* A created key whose every handle is gone without a valid
+			 * commit (a refused first JSON document, a failed write) never
+			 * came into being: drop its name, so stat, ls and open agree
+			 * that it does not exist.  The kernel may still hold the inode;
+			 * getattr and open on it answer ENOENT (see mf_open). */
+			n->pending = false;
+			name_unlink(n);
+		}
+		node_maybe_free(n);
+		pthread_mutex_unlock(&fsg.mu);
+	}
+	fuse_reply_err(req, 0);
+	handle_put(h);
+}

@@ -1,0 +1,205 @@
+/*
+ * dir.c — directory handles: listings built at opendir, paged by readdir.
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+
+/* ---------- directories ---------- */
+
+typedef struct dirh {
+	atomic_int refs; /* as for handles: readdir replies in flight */
+	char *buf; /* readdir buffer for all entries, built at opendir */
+	size_t len;
+	struct dirh *prev, *next; /* on dirhs.list until freed */
+} dirh;
+
+/* Every live dir handle, so unmount can free those whose RELEASEDIR never
+ * comes: the kernel sends it in the background after close() returns and
+ * drops it if the unmount aborts the connection first. */
+static struct {
+	pthread_mutex_t mu;
+	dirh *list;
+} dirhs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void dirh_free(dirh *d)
+{
+	pthread_mutex_lock(&dirhs.mu);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		dirhs.list = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&dirhs.mu);
+	free(d->buf);
+	free(d);
+}
+
+static void dirh_put(dirh *d)
+{
+	if (atomic_fetch_sub(&d->refs, 1) == 1)
+		dirh_free(d);
+}
+
+/* Keys created through this mount whose first commit is still to come
+ * exist for its users (open(O_CREAT) makes a file visible at once), so a
+ * listing shows them too.  A scan of the node table: the same order as the
+ * listing itself.  Returns the new count; keys grows. */
+size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
+{
+	pthread_mutex_lock(&fsg.mu);
+	for (size_t b = 0; b < fsg.nbuckets; b++) {
+		for (node *n = fsg.inos[b]; n; n = n->ino_next) {
+			mf_entry_info info;
+			if (n->type != type || !n->pending || !n->named ||
+			    mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+				continue;
+			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
+			if (!nk)
+				break;
+			*keys = nk;
+			nk[nkeys++] = mf_slice_ref(n->key);
+		}
+	}
+	pthread_mutex_unlock(&fsg.mu);
+	return nkeys;
+}
+
+void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int r = ino_attr(ino, &st);
+	if (r || !S_ISDIR(st.st_mode)) {
+		fuse_reply_err(req, r ? -r : ENOTDIR);
+		return;
+	}
+	dirh *d = calloc(1, sizeof *d);
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	atomic_init(&d->refs, 1);
+	/* Build the whole listing now: readdir then pages through one stable
+	 * view, whatever keys come and go meanwhile. */
+	/* ".", "..", then the fixed children (layout.c), then the keys. */
+	const char *names[2 + 8];
+	fuse_ino_t inos[2 + 8];
+	mode_t modes[2 + 8];
+	const layout_entry *self = layout_find(ino), *kids[8];
+	names[0] = ".", inos[0] = ino, modes[0] = S_IFDIR;
+	names[1] = "..", modes[1] = S_IFDIR;
+	inos[1] = self ? self->parent : INO_JPATHDIR; /* a /.ctl/json/<doc> dir */
+	size_t nfixed = 2, nkids = layout_children(ino, kids, 8);
+	for (size_t i = 0; i < nkids; i++, nfixed++) {
+		names[nfixed] = kids[i]->name;
+		inos[nfixed] = kids[i]->ino;
+		modes[nfixed] = kids[i]->mode & S_IFMT;
+	}
+	mf_slice *keys = NULL;
+	size_t nkeys = 0;
+	uint8_t type = dir_type(ino);
+	/* /.ctl/pop lists nothing: opening a pop file pops, so a listed pop
+	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
+	 * would drain.  Its names still resolve on lookup. */
+	if (type != MF_T_NONE && type != NODE_POP)
+		nkeys = mf_store_keys(fsg.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
+	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
+		nkeys = add_pending_names(type, &keys, nkeys);
+	size_t cap = 4096;
+	d->buf = malloc(cap);
+	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
+		char name[MF_KEY_MAX + 1];
+		struct stat est = {0};
+		if (i < nfixed) {
+			snprintf(name, sizeof name, "%s", names[i]);
+			est.st_ino = inos[i];
+			est.st_mode = modes[i];
+		} else {
+			mf_slice k = keys[i - nfixed];
+			if (k.len > MF_KEY_MAX)
+				continue; /* the store refuses such keys (apply, snapshot load) */
+			memcpy(name, mf_slice_ptr(k), k.len);
+			name[k.len] = '\0';
+			/* d_ino is informational here; lookup gives the real one. */
+			est.st_ino = INO_FIRST_KEY + (name_hash(type, name, k.len) >> 8);
+			est.st_mode = type == NODE_JDIR ? S_IFDIR : S_IFREG;
+		}
+		size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+		if (d->len + need > cap) {
+			cap = (d->len + need) * 2;
+			char *nb = realloc(d->buf, cap);
+			if (!nb) {
+				free(d->buf);
+				d->buf = NULL;
+				break;
+			}
+			d->buf = nb;
+		}
+		fuse_add_direntry(req, d->buf + d->len, need, name, &est, (off_t)(d->len + need));
+		d->len += need;
+	}
+	for (size_t i = 0; i < nkeys; i++)
+		mf_slice_unref(&keys[i]);
+	free(keys);
+	if (!d->buf) {
+		free(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&dirhs.mu);
+	d->next = dirhs.list;
+	if (dirhs.list)
+		dirhs.list->prev = d;
+	dirhs.list = d;
+	pthread_mutex_unlock(&dirhs.mu);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	/* -ENOENT: the opener was interrupted and the kernel discarded the
+	 * reply, so no RELEASEDIR will ever name this handle. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_put(d);
+}
+
+void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirh *d = (dirh *)(uintptr_t)fi->fh;
+	if ((size_t)off >= d->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* Entries are packed back to back; each one's offset field is the
+	 * end of it, so cut at an entry boundary no larger than size. */
+	size_t start = (size_t)off, end = start;
+	while (end < d->len) {
+		const struct { uint64_t ino, off; uint32_t namelen, type; } *de =
+			(const void *)(d->buf + end);
+		size_t next = (size_t)de->off;
+		if (next - start > size)
+			break;
+		end = next;
+	}
+	atomic_fetch_add(&d->refs, 1);
+	fuse_reply_buf(req, d->buf + start, end - start);
+	dirh_put(d);
+}
+
+void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fuse_reply_err(req, 0);
+	dirh_put((dirh *)(uintptr_t)fi->fh);
+}
+
+/* At unmount: free the dir handles whose RELEASEDIR the unmount dropped
+ * (the kernel sends it in the background after close() returns). */
+void dir_free_all(void)
+{
+	size_t ndirs = 0;
+	while (dirhs.list) {
+		dirh_free(dirhs.list);
+		ndirs++;
+	}
+	if (ndirs)
+		mf_log_info("unmount: freed %zu directory handle(s) never released", ndirs);
+}

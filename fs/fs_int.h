@@ -1,0 +1,322 @@
+/*
+ * fs_int.h — the FUSE adapter's internals, shared by the files of fs/.
+ *
+ * Files (one job each):
+ *   layout.c    the fixed tree (/, /kv, ..., the /.ctl files) as one table
+ *   nodes.c     the inode table: (type, key) <-> node, lookup counts, node lifetime
+ *   attr.c      attributes: getattr, setattr (truncate/utimens by name or handle), statfs
+ *   names.c     name ordering (stripes) and the namespace ops: unlink, rename, refusals
+ *   cache.c     the kernel cache policy: how opens use the page cache, invalidation
+ *   lookup.c    lookup: the fixed tree and key names to nodes
+ *   jsonpath.c  the /.ctl/json/<doc>/<path> member view
+ *   handle.c    file handles: views, private buffers, read and write
+ *   commit.c    the commit state machine: flush, fsync, release -> one mf_op
+ *   open.c      open and create: pinning a view, O_TRUNC, /.ctl files and pops
+ *   dir.c       directory handles: listings built at opendir, paged by readdir
+ *   session.c   the session: ops table, init, mount, loop, unmount
+ *
+ * Nodes.  Each key file the kernel knows about is a node: (type, key) ->
+ * inode number, with the kernel's lookup count and our open count.  A node
+ * lives while either is non-zero.  unlink and rename-over detach the node
+ * from its name ("orphan") and keep the value it had, so open handles go on
+ * reading and writing it while the key is gone for everyone else (POSIX).
+ *
+ * Handles.  A handle reads a committed version it pinned (see view_refresh)
+ * until it writes.  Its first write makes a private copy ("full" mode), or,
+ * for O_APPEND opens, collects the appended bytes ("append" mode).
+ * flush/fsync/release commit one whole-value op: SET for full mode, APPEND
+ * (kv) or RPUSH (lists) for append mode.  So concurrent writers to one key
+ * are serialised by the WAL: last close wins for overwrites, and appends all
+ * land (O_APPEND semantics).  No torn mix.
+ *
+ * Caching.  Entry and attr timeouts (opts.timeout) cut the requests per
+ * operation; which opens may use the kernel's page cache, and when it is
+ * invalidated, is decided in one place: cache.c.
+ *
+ * Locking (order: h->mu, then a name stripe, then fsg.mu):
+ *  - h->mu: one handle's state (the kernel may send concurrent requests on
+ *    one handle); held across that handle's commit.
+ *  - name stripes (names.c): held across a commit addressed by
+ *    name and the node update that goes with it.
+ *  - fsg.mu: the node tables and every node field; never held across a
+ *    commit (which waits for the WAL).
+ *  - fsg.hmu: the list of live handles only; taken alone.
+ */
+#ifndef MF_FS_INT_H
+#define MF_FS_INT_H
+
+#include "fs.h"
+#include "../store/json.h"
+#include "../io/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+enum {
+	INO_ROOT = 1,
+	INO_KV = 2,
+	INO_JSON = 3,
+	INO_LISTS = 4,
+	INO_CTL = 5,
+	INO_STATS = 6,
+	INO_SNAPSHOT = 7,
+	INO_POPDIR = 8,
+	INO_JPATHDIR = 9,
+	INO_FIRST_KEY = 64,
+};
+
+
+/* A node is a key file (type 1..3) or a pop file (type POP, key = list). */
+#define NODE_POP 4
+/* JSON path view: /.ctl/json/<key>/ is a NODE_JDIR, /.ctl/json/<key>/<path>
+ * a NODE_JPATH whose node key is "<key>/<path>" ('/' is in no key). */
+#define NODE_JDIR 5
+#define NODE_JPATH 6
+
+typedef struct node {
+	fuse_ino_t ino;
+	uint8_t type;
+	bool named;             /* false once unlinked / renamed over */
+	bool pending;           /* created, first commit still to come */
+	bool transit;           /* unlink/rename of its name in flight: readers use
+	                         * `orphan`, set to the value before the commit */
+	unsigned busy;          /* held across such a commit: not freed meanwhile */
+	mf_slice key;
+	uint64_t nlookup;
+	unsigned nopen;
+	struct node *name_next; /* chain in name table */
+	struct node *ino_next;  /* chain in inode table */
+	/* orphan state: the value when the name went away */
+	mf_slice orphan;
+	int64_t orphan_mtime;
+	/* dirty handles: getattr reports the most recent writer's size, unless
+	 * that writer committed while others stayed dirty (then: unknown, and
+	 * getattr reports the committed size until one of them writes again) */
+	unsigned ndirty;
+	bool dirty_stale;
+	uint64_t dirty_size;
+	int64_t dirty_mtime;
+	/* utimens while handles were dirty (cp -p, tar x: write, futimens,
+	 * close): the time to log once they have committed, since each commit
+	 * stamps its own time. */
+	bool has_set_mtime;
+	int64_t set_mtime;
+} node;
+
+
+/* One inode of the fixed tree (layout.c). */
+typedef struct layout_entry {
+	fuse_ino_t ino, parent;
+	const char *name;
+	mode_t mode;
+	uint8_t keys; /* what it lists and resolves below it: a key type,
+	               * NODE_POP, NODE_JDIR, or MF_T_NONE */
+} layout_entry;
+
+/* What a handle's `data` holds: its uncommitted value, if any. */
+typedef enum hmode {
+	H_VIEW,   /* nothing of its own: reads its view */
+	H_FULL,   /* data[0..size) is the whole new value (O_TRUNC, or a write
+	           * that copied the latest committed value first) */
+	H_APPEND, /* data holds bytes to append at commit (O_APPEND) */
+} hmode;
+
+/* Whether a handle owes a commit, and whether getattr shows its size. */
+typedef enum hdirty {
+	D_CLEAN,  /* nothing to commit */
+	D_SIZED,  /* owes a commit; counted in n->ndirty: getattr shows its size */
+	D_HIDDEN, /* owes a commit, size not shown: a creator that has not written
+	           * (its close owes the CREATE), a JSON O_TRUNC handle between
+	           * bash's two closes (see handle_commit_inner) */
+} hdirty;
+
+typedef struct handle {
+	struct handle *prev, *next; /* all live handles (fsg.hmu), for shutdown */
+	atomic_int refs;  /* 1 for the kernel's handle + 1 per read in flight */
+	pthread_mutex_t mu;
+	node *n;
+	int flags;
+	hmode mode;
+	hdirty dstate;
+	bool wrote;     /* any write/ftruncate since the last commit */
+	/* Invalidation a commit asked for, sent once h->mu is released: the
+	 * kernel locks page cache pages for it, and a READ holding such a page
+	 * may be waiting for h->mu (deadlock otherwise). */
+	fuse_ino_t inval_ino;
+	bool inval_attr_only;
+	bool trunc;     /* opened with O_TRUNC: its value starts empty */
+	bool has_read;  /* a later read at offset 0 is a rewind (see view_refresh) */
+	/* The committed value this handle sees: pinned at open (an immutable
+	 * slice), re-pinned to what the handle itself committed.  So a handle
+	 * keeps the file it opened across unlink/rename-over, and a reader
+	 * sees one consistent version however it chunks its reads. */
+	mf_slice view;
+	mf_slice data;  /* private buffer (refs == 1 while unpublished) */
+	uint64_t size;  /* logical size in full mode */
+	char *text;     /* /.ctl files: content fixed at open */
+	size_t textlen;
+} handle;
+
+
+typedef struct fs_state {
+	mf_db *db;
+	mf_store *st;
+	struct fuse_session *se;
+	pthread_mutex_t mu;
+	pthread_mutex_t hmu;    /* guards the handle list */
+	handle *handles;
+	node **names;
+	node **inos;
+	size_t nbuckets;
+	size_t nnodes;
+	fuse_ino_t next_ino;
+	uid_t uid;
+	gid_t gid;
+	double timeout;
+	bool readonly;          /* mounted with -o ro: pops are refused too */
+	struct timespec start;
+} fs_state;
+
+/* The one adapter state (session.c). */
+extern fs_state fsg;
+
+/* layout.c: the fixed tree as one table */
+const layout_entry *layout_find(fuse_ino_t ino);
+const layout_entry *layout_child(fuse_ino_t parent, const char *name);
+size_t layout_children(fuse_ino_t parent, const layout_entry **out, size_t max);
+void layout_attr(const layout_entry *f, struct stat *st);
+double layout_attr_timeout(const layout_entry *f);
+
+/* nodes.c: the inode table: (type, key) <-> node, lookup counts, node lifetime */
+uint64_t name_hash(uint8_t type, const char *k, size_t n);
+void tables_grow(void);
+node *by_ino(fuse_ino_t ino);
+node **name_slot(uint8_t type, const char *k, size_t len);
+void name_unlink(node *n);
+node *node_get(uint8_t type, const char *k, size_t len);
+void node_maybe_free(node *n);
+void forget_one(fuse_ino_t ino, uint64_t nlookup);
+void mf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f);
+
+/* attr.c: attributes: getattr, setattr (truncate/utimens by name or handle), statfs */
+uint8_t dir_type(fuse_ino_t dir);
+struct timespec ns_to_ts(int64_t ns);
+/* "<dir>/<key>" for a log line, escaped (mf_log_key): never inode numbers,
+ * never raw control bytes.  buf holds KEY_NAME_MAX. */
+#define KEY_NAME_MAX (3 * MF_KEY_MAX + 32)
+const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen);
+void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err);
+void dir_attr(fuse_ino_t ino, struct stat *st);
+void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
+                      struct stat *st);
+int node_attr(node *n, struct stat *st);
+int ino_attr(fuse_ino_t ino, struct stat *st);
+void mf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi);
+void mf_statfs(fuse_req_t req, fuse_ino_t ino);
+
+/* names.c: name ordering (stripes) and the namespace ops: unlink, rename, refusals */
+int commit(mf_op *op);
+mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen);
+void names_init(void);
+pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len);
+pthread_mutex_t *name_lock(node *n);
+int materialize(uint8_t type, const char *k, size_t klen);
+void node_transit(node *n, mf_slice val, int64_t mtime);
+void node_transit_end(node *n);
+void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags);
+void mf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+
+/* cache.c: the kernel cache policy: how opens use the page cache, invalidation */
+void invalidate(fuse_ino_t ino);
+void cache_open(struct fuse_file_info *fi);
+
+/* lookup.c: lookup: the fixed tree and key names to nodes */
+void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino);
+void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
+                             struct fuse_entry_param *e);
+void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+
+/* Longest JSON view node key: "<doc>/<path>" (jsonpath.c). */
+#define JPATH_NK_MAX (2 * MF_KEY_MAX + 1)
+
+/* jsonpath.c: the /.ctl/json/<doc>/<path> member view */
+void jpath_split(node *n, size_t *klen, const char **path, size_t *plen);
+int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char **out,
+                      size_t *outlen, int64_t *mtime);
+int jpath_attr(node *n, struct stat *st);
+int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
+                         char nk[JPATH_NK_MAX], size_t *klen);
+void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+int jpath_refuse_append(node *n);
+int jpath_commit(handle *h, bool final);
+void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         struct fuse_file_info *fi);
+
+/* handle.c: file handles: views, private buffers, read and write */
+handle *handle_new(node *n, int flags);
+void handle_free(handle *h);
+void handle_put(handle *h);
+int node_value(node *n, mf_slice *out);
+void view_refresh_latest(handle *h);
+void handle_reserve(handle *h, uint64_t len);
+void handle_make_full(handle *h);
+void set_dirty(handle *h);
+void clear_dirty(handle *h);
+handle *fh(struct fuse_file_info *fi);
+void view_refresh(handle *h, uint64_t off);
+void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi);
+void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi);
+
+/* commit.c: the commit state machine: flush, fsync, release -> one mf_op */
+int commit_handle_locked_then_inval(handle *h, bool final);
+void settime_deferred(node *n);
+int handle_commit(handle *h, bool final);
+void handle_reset(handle *h, mf_slice view);
+int commit_orphan(handle *h);
+bool committed_empty(node *n, mf_slice key);
+int handle_commit_inner(handle *h, bool final);
+void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* open.c: open and create: pinning a view, O_TRUNC, /.ctl files and pops */
+char *ctl_text(fuse_ino_t ino);
+void undo_open(node *n, handle *h, uint64_t lookups);
+void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi);
+int open_key(node *n, handle *h, struct fuse_file_info *fi);
+void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi);
+
+/* dir.c: directory handles: listings built at opendir, paged by readdir */
+void dir_free_all(void);
+size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys);
+void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi);
+void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* session.c: the session: ops table, init, mount, loop, unmount */
+void mf_init(void *userdata, struct fuse_conn_info *conn);
+
+#endif

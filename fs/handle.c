@@ -1,0 +1,335 @@
+/*
+ * handle.c — file handles: views, private buffers, read and write.
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+
+/* ---------- handles ---------- */
+
+handle *handle_new(node *n, int flags)
+{
+	handle *h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	pthread_mutex_init(&h->mu, NULL);
+	atomic_init(&h->refs, 1);
+	h->n = n;
+	h->flags = flags;
+	pthread_mutex_lock(&fsg.hmu);
+	h->next = fsg.handles;
+	if (fsg.handles)
+		fsg.handles->prev = h;
+	fsg.handles = h;
+	pthread_mutex_unlock(&fsg.hmu);
+	mf_db_handles_add(fsg.db, 1); /* stats: open_handles */
+	return h;
+}
+
+void handle_free(handle *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&fsg.hmu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fsg.handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fsg.hmu);
+	mf_db_handles_add(fsg.db, -1);
+	mf_slice_unref(&h->view);
+	mf_slice_unref(&h->data);
+	free(h->text);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
+void handle_put(handle *h)
+{
+	if (atomic_fetch_sub(&h->refs, 1) == 1)
+		handle_free(h);
+}
+
+/* Current committed value of a node (named: the store; orphan: its copy). */
+int node_value(node *n, mf_slice *out)
+{
+	for (;;) {
+		pthread_mutex_lock(&fsg.mu);
+		bool named = n->named && !n->transit;
+		mf_slice key = mf_slice_ref(n->key);
+		if (!named)
+			*out = mf_slice_ref(n->orphan);
+		pthread_mutex_unlock(&fsg.mu);
+		if (!named) {
+			mf_slice_unref(&key);
+			return 0;
+		}
+		mf_entry_info info;
+		int r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
+		if (r == 0 && info.type != n->type) {
+			mf_slice_unref(&info.val);
+			r = -ENOENT;
+		}
+		/* The get ran without fsg.mu: an unlink or rename of this name may
+		 * have begun (transit) or ended meanwhile, and then the store
+		 * answered for a name that is no longer this node's.  Look again. */
+		pthread_mutex_lock(&fsg.mu);
+		bool same = n->named && !n->transit && n->key.len == key.len &&
+		            memcmp(mf_slice_ptr(n->key), mf_slice_ptr(key), key.len) == 0;
+		pthread_mutex_unlock(&fsg.mu);
+		mf_slice_unref(&key);
+		if (same) {
+			*out = r == 0 ? info.val : MF_SLICE_EMPTY;
+			return r;
+		}
+		if (r == 0)
+			mf_slice_unref(&info.val);
+	}
+}
+
+/* Re-pin the handle's view to the latest committed value.  Caller holds h->mu. */
+void view_refresh_latest(handle *h)
+{
+	mf_slice cur = MF_SLICE_EMPTY;
+	if (node_value(h->n, &cur) == 0) {
+		mf_slice_unref(&h->view);
+		h->view = cur;
+	}
+}
+
+/* Make room for `len` bytes in the handle's private buffer. */
+void handle_reserve(handle *h, uint64_t len)
+{
+	if (h->data.buf && h->data.buf->cap >= len)
+		return;
+	/* Private and unpublished: realloc in place is safe, and for big
+	 * buffers glibc uses mremap, so growing a 256 MiB file is cheap. */
+	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
+}
+
+/* Switch to full mode: private copy of the latest committed value (what a
+ * write on a local filesystem would land on: a truncate or commit by others
+ * since this handle's open counts), plus what it appended so far. */
+void handle_make_full(handle *h)
+{
+	if (h->mode == H_FULL)
+		return;
+	if (h->mode != H_APPEND)
+		view_refresh_latest(h);
+	mf_slice cur = h->view;
+	uint64_t len = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
+	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
+	memcpy(d.buf->data, mf_slice_ptr(cur), cur.len);
+	if (h->mode == H_APPEND)
+		memcpy(d.buf->data + cur.len, mf_slice_ptr(h->data), h->data.len);
+	d.len = d.buf->used = len;
+	mf_slice_unref(&h->data);
+	h->data = d;
+	h->size = len;
+	h->mode = H_FULL;
+}
+
+void set_dirty(handle *h)
+{
+	pthread_mutex_lock(&fsg.mu);
+	if (h->dstate != D_SIZED)
+		h->n->ndirty++;
+	h->dstate = D_SIZED;
+	h->n->dirty_stale = false;
+	h->n->dirty_size = h->mode == H_FULL ? h->size : h->n->dirty_size;
+	h->n->dirty_mtime = mf_now_ns();
+	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
+	pthread_mutex_unlock(&fsg.mu);
+}
+
+void clear_dirty(handle *h)
+{
+	if (h->dstate == D_CLEAN)
+		return;
+	pthread_mutex_lock(&fsg.mu);
+	if (h->dstate == D_SIZED && --h->n->ndirty)
+		h->n->dirty_stale = true;
+	h->dstate = D_CLEAN;
+	pthread_mutex_unlock(&fsg.mu);
+}
+
+handle *fh(struct fuse_file_info *fi)
+{
+	return (handle *)(uintptr_t)fi->fh;
+}
+
+/* A direct handle reads one committed version at a time: the one it pinned
+ * at open, so a reader going through a value in chunks never sees a mix of
+ * versions (nor cut lines of a list being popped).  It moves to the latest
+ * committed version whenever it reads offset 0 (a list: only when it reads
+ * offset 0 again, so a list reader sees the list as of its open), and, for
+ * strings and documents, when it reads at the end of its version and the
+ * latest one extends it (so `tail -f` sees appends).  Caller holds h->mu. */
+void view_refresh(handle *h, uint64_t off)
+{
+	if (h->mode == H_APPEND)
+		return; /* its tail is relative to the pinned view */
+	/* A list reader's first read keeps the list as of its open. */
+	bool rewind = off == 0 && (h->has_read || h->n->type != MF_T_LIST);
+	if (!rewind && (off < h->view.len || h->n->type == MF_T_LIST))
+		return;
+	mf_slice cur = MF_SLICE_EMPTY;
+	if (node_value(h->n, &cur) != 0)
+		return;
+	bool extends = cur.len > h->view.len &&
+	               memcmp(mf_slice_ptr(cur), mf_slice_ptr(h->view), h->view.len) == 0;
+	if (rewind || extends) {
+		mf_slice_unref(&h->view);
+		h->view = cur;
+	} else {
+		mf_slice_unref(&cur);
+	}
+}
+
+void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	if (h->text || !h->n) {
+		/* The kernel may release the handle as soon as it has the reply,
+		 * before fuse_reply_buf returns here: hold a reference. */
+		atomic_fetch_add(&h->refs, 1);
+		size_t o = (size_t)off < h->textlen ? (size_t)off : h->textlen;
+		size_t n = h->textlen - o < size ? h->textlen - o : size;
+		fuse_reply_buf(req, h->text + o, n);
+		handle_put(h);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	mf_slice v = MF_SLICE_EMPTY, tail = MF_SLICE_EMPTY;
+	uint64_t vlen;
+	if (h->mode == H_FULL) {
+		/* The private buffer may be reallocated by a concurrent write on
+		 * this handle as soon as h->mu is released: reply from a copy. */
+		uint64_t o = (uint64_t)off;
+		size_t n = o < h->size ? (size_t)(h->size - o < size ? h->size - o : size) : 0;
+		char *copy = n ? mf_xmalloc(n) : NULL;
+		if (n)
+			memcpy(copy, h->data.buf->data + o, n);
+		pthread_mutex_unlock(&h->mu);
+		fuse_reply_buf(req, copy, n);
+		free(copy);
+		return;
+	} else {
+		view_refresh(h, (uint64_t)off);
+		v = mf_slice_ref(h->view);
+		h->has_read = true;
+		vlen = v.len;
+		if (h->mode == H_APPEND && h->n->type != MF_T_LIST)
+			tail = mf_slice_ref(h->data);
+	}
+	pthread_mutex_unlock(&h->mu);
+	/* The value bytes are immutable (buf.h), so the reply is built from
+	 * them without holding any lock.  A full-mode buffer beyond v.len
+	 * (grown by truncate) is zero by construction. */
+	struct iovec iov[2];
+	int cnt = 0;
+	uint64_t o = (uint64_t)off, total = vlen + tail.len;
+	if (o < total) {
+		uint64_t want = total - o < size ? total - o : size;
+		if (o < vlen) {
+			uint64_t n1 = vlen - o < want ? vlen - o : want;
+			iov[cnt++] = (struct iovec){(char *)mf_slice_ptr(v) + o, n1};
+			want -= n1;
+			o = vlen;
+		}
+		if (want)
+			iov[cnt++] = (struct iovec){(char *)mf_slice_ptr(tail) + (o - vlen), want};
+	}
+	fuse_reply_iov(req, iov, cnt);
+	mf_slice_unref(&v);
+	mf_slice_unref(&tail);
+}
+
+void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle *h = fh(fi);
+	if (!h->n) { /* /.ctl/snapshot: any write takes a snapshot */
+		int r = mf_db_snapshot(fsg.db);
+		if (r)
+			fuse_reply_err(req, -r);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	if (h->n->type == NODE_POP) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if ((uint64_t)off > MF_VALUE_MAX || size > MF_VALUE_MAX - (uint64_t)off) {
+		fuse_reply_err(req, EFBIG); /* before any buffer grows */
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	int r = 0;
+	if (h->mode != H_FULL && (h->flags & O_APPEND) && h->n->type != MF_T_JSON) {
+		/* Without writeback cache the filesystem implements O_APPEND:
+		 * the bytes go after whatever the value is at commit time. */
+		if (h->mode != H_APPEND) {
+			mf_slice_unref(&h->data);
+			h->mode = H_APPEND;
+		}
+		mf_slice_append(&h->data, buf, size);
+	} else if (h->n->type == MF_T_LIST && h->mode != H_FULL) {
+		/* A list takes appends only; a write at its end is one too. */
+		mf_slice cur = MF_SLICE_EMPTY;
+		node_value(h->n, &cur);
+		uint64_t end = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
+		mf_slice_unref(&cur);
+		if ((uint64_t)off != end) {
+			r = -ESPIPE;
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("write at offset %lld inside %s refused: lists take appends only",
+			            (long long)off,
+			            key_name(kn, sizeof kn, h->n->type, mf_slice_ptr(h->n->key),
+			                     h->n->key.len));
+		} else {
+			h->mode = H_APPEND;
+			mf_slice_append(&h->data, buf, size);
+		}
+	} else {
+		handle_make_full(h);
+		if (h->flags & O_APPEND)
+			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
+		if (r == 0) {
+			uint64_t end = (uint64_t)off + size;
+			handle_reserve(h, end);
+			if ((uint64_t)off > h->size) /* hole: zeros */
+				memset(h->data.buf->data + h->size, 0, (size_t)((uint64_t)off - h->size));
+			memcpy(h->data.buf->data + off, buf, size);
+			if (end > h->size)
+				h->size = end;
+			h->data.len = h->data.buf->used = h->size;
+		}
+	}
+	if (r == 0) {
+		h->wrote = true;
+		set_dirty(h);
+		if (h->mode != H_FULL) {
+			mf_slice cur = MF_SLICE_EMPTY;
+			node_value(h->n, &cur);
+			pthread_mutex_lock(&fsg.mu);
+			h->n->dirty_size = cur.len + h->data.len;
+			pthread_mutex_unlock(&fsg.mu);
+			mf_slice_unref(&cur);
+		} else {
+			pthread_mutex_lock(&fsg.mu);
+			h->n->dirty_size = h->size;
+			pthread_mutex_unlock(&fsg.mu);
+		}
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}

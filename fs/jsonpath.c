@@ -1,0 +1,241 @@
+/*
+ * jsonpath.c — the /.ctl/json/<doc>/<path> member view.
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+
+/* Split a JPATH node key "<key>/<path>". */
+void jpath_split(node *n, size_t *klen, const char **path, size_t *plen)
+{
+	const char *k = mf_slice_ptr(n->key);
+	const char *slash = memchr(k, '/', n->key.len);
+	*klen = slash ? (size_t)(slash - k) : n->key.len;
+	*path = slash ? slash + 1 : "";
+	*plen = slash ? n->key.len - *klen - 1 : 0;
+}
+
+/* The member a path names in a JSON document, as text + '\n' (malloc'd).
+ * 0, -ENOENT (no such key or member), -EINVAL (bad path). */
+int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char **out,
+                      size_t *outlen, int64_t *mtime)
+{
+	mf_entry_info info = {0};
+	int r = mf_store_get(fsg.st, key, klen, true, &info);
+	if (r == 0 && info.type != MF_T_JSON)
+		r = -ENOENT;
+	size_t off = 0, len = 0;
+	if (r == 0)
+		r = mf_json_get_path(mf_slice_ptr(info.val), info.val.len, path, plen, &off, &len);
+	if (r == 0 && out) {
+		*out = mf_xmalloc(len + 1);
+		memcpy(*out, mf_slice_ptr(info.val) + off, len);
+		(*out)[len] = '\n';
+	}
+	if (outlen)
+		*outlen = len + 1;
+	if (mtime)
+		*mtime = info.mtime_ns;
+	mf_slice_unref(&info.val);
+	return r;
+}
+
+int jpath_attr(node *n, struct stat *st)
+{
+	int64_t now = mf_now_ns(), mtime = now;
+	if (n->type == NODE_JDIR) {
+		mf_entry_info info;
+		if (mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		    info.type != MF_T_JSON)
+			return -ENOENT;
+		dir_attr(n->ino, st);
+		st->st_mtim = st->st_ctim = ns_to_ts(info.mtime_ns);
+		return 0;
+	}
+	size_t klen, plen, len = 0;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	int r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, NULL, &len, &mtime);
+	if (r == -ENOENT && n->ndirty)
+		r = 0, len = 0; /* being created through this mount */
+	if (r)
+		return r;
+	file_attr(n->ino, 0644, len, mtime, mtime, st);
+	return 0;
+}
+
+/* The node key "<doc>/<path>" for a name inside the JDIR node `parent`.
+ * A path file name is a file name like any other: at most MF_KEY_MAX bytes
+ * (NAME_MAX, what statfs reports as f_namemax), although FUSE passes names
+ * up to 1024 bytes.  Checking that before copying is what keeps the node key
+ * inside its fixed buffer: doc (a store key, <= MF_KEY_MAX) + '/' + name. */
+int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
+                         char nk[JPATH_NK_MAX], size_t *klen)
+{
+	pthread_mutex_lock(&fsg.mu);
+	node *d = by_ino(parent);
+	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
+	pthread_mutex_unlock(&fsg.mu);
+	*klen = key.len;
+	int r = 0;
+	if (!key.len)
+		r = -ENOTDIR; /* parent is not a /.ctl/json/<doc> directory */
+	else if (plen > MF_KEY_MAX || key.len > MF_KEY_MAX)
+		r = -ENAMETOOLONG;
+	if (r == 0) {
+		memcpy(nk, mf_slice_ptr(key), key.len);
+		nk[key.len] = '/';
+		memcpy(nk + key.len + 1, name, plen);
+	}
+	mf_slice_unref(&key);
+	return r;
+}
+
+/* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
+void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	size_t plen = strlen(name), klen;
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
+	if (r == 0)
+		r = jpath_read(nk, klen, name, plen, NULL, NULL, NULL);
+	fill_entry(&e, 0);
+	e.attr_timeout = e.entry_timeout = 0; /* the document may change any time */
+	if (r) {
+		fuse_reply_entry(req, &e); /* negative, not cached */
+		return;
+	}
+	reply_node_entry(req, NODE_JPATH, nk, klen + 1 + plen, &e);
+}
+
+/* `>>` on a path file: appending to a member's text would splice two
+ * values, and replacing it would silently drop the append's meaning.
+ * EOPNOTSUPP ("Operation not supported"); nothing changes. */
+int jpath_refuse_append(node *n)
+{
+	size_t klen, plen;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("JSON path %s %.*s: O_APPEND (>>) refused: a member is replaced whole, "
+	            "not appended to", key_name(kn, sizeof kn, MF_T_JSON, mf_slice_ptr(n->key), klen),
+	            (int)plen, path);
+	return -EOPNOTSUPP;
+}
+
+/* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
+ * h->mu; h owes a commit.  final: the handle is going away (or fsync). */
+int jpath_commit(handle *h, bool final)
+{
+	node *n = h->n;
+	size_t klen, plen;
+	const char *path;
+	jpath_split(n, &klen, &path, &plen);
+	const char *k = mf_slice_ptr(n->key);
+	if (!h->wrote) {
+		/* Created or opened with O_TRUNC and nothing written: an empty
+		 * value is not JSON.  A non-final close stays dirty, since bash
+		 * closes a duplicate of the descriptor before it writes; the
+		 * last one gives up, once, and logs it. */
+		if (final) {
+			clear_dirty(h);
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("JSON path %s %.*s: empty value refused, document unchanged",
+			            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path);
+		}
+		return -EINVAL;
+	}
+	/* Validated here too (the commit checks again) so that the one log
+	 * line names the document, the path and the reason. */
+	size_t off;
+	const char *why;
+	int r = mf_value_check(MF_T_JSON, mf_slice_ptr(h->data), h->size, &off, &why);
+	if (r) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("rejected JSON value for path %s %.*s: %s at byte %zu",
+		            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path, why, off);
+	} else {
+		mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_ref(h->data);
+		op.val.len = h->size;
+		r = commit(&op);
+		if (r) {
+			char kn[KEY_NAME_MAX];
+			mf_log_error("JSON path %s %.*s: update failed: %s",
+			             key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path,
+			             strerror(-r));
+		}
+		mf_op_clear(&op);
+	}
+	/* Success or a refusal (EINVAL, ENOENT): either way this text is done. */
+	mf_slice_unref(&h->data);
+	h->size = 0;
+	h->wrote = false;
+	clear_dirty(h);
+	if (r == 0) {
+		pthread_mutex_lock(&fsg.mu);
+		node *doc = *name_slot(MF_T_JSON, k, klen);
+		fuse_ino_t ino = doc ? doc->ino : 0;
+		pthread_mutex_unlock(&fsg.mu);
+		h->inval_ino = ino; /* the document changed under its inode */
+	}
+	return r;
+}
+
+/* Create /.ctl/json/<key>/<path>: adding a member (`echo 1 > '$.new'`). */
+void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         struct fuse_file_info *fi)
+{
+	size_t plen = strlen(name), klen;
+	char nk[JPATH_NK_MAX];
+	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	if (r == 0 && mf_json_path_check(name, plen) != 0) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("bad JSON path '%s' for %s", name, key_name(kn, sizeof kn, MF_T_JSON, nk, klen));
+		r = -EINVAL;
+	}
+	if (r == 0 && (fi->flags & O_APPEND)) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("JSON path %s %s: O_APPEND (>>) refused: a member is replaced whole, "
+		            "not appended to", key_name(kn, sizeof kn, MF_T_JSON, nk, klen), name);
+		r = -EOPNOTSUPP;
+	}
+	struct fuse_entry_param e;
+	fill_entry(&e, 0);
+	e.attr_timeout = e.entry_timeout = 0;
+	handle *h = NULL;
+	node *n = NULL;
+	if (r == 0) {
+		pthread_mutex_lock(&fsg.mu);
+		n = node_get(NODE_JPATH, nk, klen + 1 + plen);
+		h = n ? handle_new(n, fi->flags) : NULL;
+		if (h) {
+			h->mode = H_FULL;
+			h->dstate = D_SIZED;
+			n->ndirty++;
+			n->nlookup++;
+			n->nopen++;
+			e.ino = n->ino;
+			r = node_attr(n, &e.attr);
+		} else {
+			r = -ENOMEM;
+		}
+		pthread_mutex_unlock(&fsg.mu);
+	}
+	if (r) {
+		if (h)
+			undo_open(n, h, 1);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		undo_open(n, h, 1);
+}

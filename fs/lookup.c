@@ -1,0 +1,84 @@
+/*
+ * lookup.c — lookup: the fixed tree and key names to nodes.
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+
+/* ---------- lookup / attrs ---------- */
+
+void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino)
+{
+	memset(e, 0, sizeof *e);
+	e->ino = ino;
+	e->attr_timeout = fsg.timeout;
+	e->entry_timeout = fsg.timeout;
+}
+
+/* Reply to a lookup with the node for (type, key), taking a lookup
+ * reference on it; e carries the timeouts to use. */
+void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
+                             struct fuse_entry_param *e)
+{
+	pthread_mutex_lock(&fsg.mu);
+	node *n = node_get(type, k, len);
+	int r = n ? node_attr(n, &e->attr) : -ENOMEM;
+	if (r == 0) {
+		n->nlookup++;
+		e->ino = n->ino;
+	} else if (n) {
+		node_maybe_free(n);
+	}
+	pthread_mutex_unlock(&fsg.mu);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, e);
+}
+
+void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	const layout_entry *f = layout_child(parent, name);
+	if (f) {
+		fill_entry(&e, f->ino);
+		e.attr_timeout = layout_attr_timeout(f);
+		layout_attr(f, &e.attr);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	uint8_t type = dir_type(parent);
+	size_t len = strlen(name);
+	if (parent >= INO_FIRST_KEY) {
+		jpath_lookup(req, parent, name);
+		return;
+	}
+	if (type == MF_T_NONE || len > MF_KEY_MAX) {
+		fuse_reply_err(req, type == MF_T_NONE ? ENOENT : ENAMETOOLONG);
+		return;
+	}
+	/* Pop files exist for every list key; other keys must exist with the
+	 * directory's type (one keyspace: a key shows only in its type's dir). */
+	mf_entry_info info;
+	uint8_t want = type == NODE_POP ? MF_T_LIST : type == NODE_JDIR ? MF_T_JSON : type;
+	bool found = mf_store_get(fsg.st, name, len, false, &info) == 0 && info.type == want;
+	if (!found && type != NODE_POP && type != NODE_JDIR) {
+		/* Created through this mount, first commit still to come. */
+		pthread_mutex_lock(&fsg.mu);
+		node *pn = *name_slot(type, name, len);
+		found = pn && pn->pending;
+		pthread_mutex_unlock(&fsg.mu);
+	}
+	if (!found) {
+		/* Negative entry cached for the same timeout: creates through this
+		 * mount invalidate it themselves, and nothing else adds keys. */
+		fill_entry(&e, 0);
+		if (type == NODE_POP || type == NODE_JDIR)
+			e.entry_timeout = 0; /* created through another directory */
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	fill_entry(&e, 0);
+	if (type == NODE_POP || type == NODE_JDIR)
+		e.attr_timeout = e.entry_timeout = 0; /* they come and go with their key */
+	reply_node_entry(req, type, name, len, &e);
+}

@@ -1,0 +1,139 @@
+/*
+ * nodes.c — the inode table: (type, key) <-> node, lookup counts, node lifetime.
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+
+/* ---------- node table ---------- */
+
+uint64_t name_hash(uint8_t type, const char *k, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL ^ type;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+	return h;
+}
+
+void tables_grow(void)
+{
+	size_t nb = fsg.nbuckets * 2;
+	node **names = calloc(nb, sizeof *names), **inos = calloc(nb, sizeof *inos);
+	if (!names || !inos) {
+		free(names);
+		free(inos);
+		return;
+	}
+	for (size_t b = 0; b < fsg.nbuckets; b++) {
+		for (node *n = fsg.inos[b], *next; n; n = next) {
+			next = n->ino_next;
+			n->ino_next = inos[n->ino & (nb - 1)];
+			inos[n->ino & (nb - 1)] = n;
+		}
+		for (node *n = fsg.names[b], *next; n; n = next) {
+			next = n->name_next;
+			size_t i = name_hash(n->type, mf_slice_ptr(n->key), n->key.len) & (nb - 1);
+			n->name_next = names[i];
+			names[i] = n;
+		}
+	}
+	free(fsg.names);
+	free(fsg.inos);
+	fsg.names = names;
+	fsg.inos = inos;
+	fsg.nbuckets = nb;
+}
+
+node *by_ino(fuse_ino_t ino)
+{
+	for (node *n = fsg.inos[ino & (fsg.nbuckets - 1)]; n; n = n->ino_next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+node **name_slot(uint8_t type, const char *k, size_t len)
+{
+	node **pp = &fsg.names[name_hash(type, k, len) & (fsg.nbuckets - 1)];
+	for (; *pp; pp = &(*pp)->name_next)
+		if ((*pp)->type == type && (*pp)->key.len == len &&
+		    memcmp(mf_slice_ptr((*pp)->key), k, len) == 0)
+			break;
+	return pp;
+}
+
+void name_unlink(node *n)
+{
+	if (!n->named)
+		return;
+	node **pp = name_slot(n->type, mf_slice_ptr(n->key), n->key.len);
+	if (*pp == n)
+		*pp = n->name_next;
+	n->named = false;
+}
+
+/* Find or create the node for a named key.  Caller holds fsg.mu. */
+node *node_get(uint8_t type, const char *k, size_t len)
+{
+	node **pp = name_slot(type, k, len);
+	if (*pp)
+		return *pp;
+	if (fsg.nnodes >= fsg.nbuckets)
+		tables_grow();
+	node *n = calloc(1, sizeof *n);
+	if (!n)
+		return NULL;
+	n->ino = fsg.next_ino++;
+	n->type = type;
+	n->named = true;
+	n->key = mf_slice_from(k, len, len);
+	pp = name_slot(type, k, len);
+	n->name_next = *pp;
+	*pp = n;
+	node **ip = &fsg.inos[n->ino & (fsg.nbuckets - 1)];
+	n->ino_next = *ip;
+	*ip = n;
+	fsg.nnodes++;
+	return n;
+}
+
+/* Free a node nobody references any more.  Caller holds fsg.mu. */
+void node_maybe_free(node *n)
+{
+	if (n->nlookup || n->nopen || n->busy)
+		return;
+	name_unlink(n);
+	node **ip = &fsg.inos[n->ino & (fsg.nbuckets - 1)];
+	while (*ip != n)
+		ip = &(*ip)->ino_next;
+	*ip = n->ino_next;
+	mf_slice_unref(&n->key);
+	mf_slice_unref(&n->orphan);
+	free(n);
+	fsg.nnodes--;
+}
+
+void forget_one(fuse_ino_t ino, uint64_t nlookup)
+{
+	node *n = by_ino(ino);
+	if (!n)
+		return;
+	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	node_maybe_free(n);
+}
+
+void mf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&fsg.mu);
+	forget_one(ino, nlookup);
+	pthread_mutex_unlock(&fsg.mu);
+	fuse_reply_none(req);
+}
+
+void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	pthread_mutex_lock(&fsg.mu);
+	for (size_t i = 0; i < count; i++)
+		forget_one(f[i].ino, f[i].nlookup);
+	pthread_mutex_unlock(&fsg.mu);
+	fuse_reply_none(req);
+}
