@@ -68,8 +68,8 @@ int node_attr(node *n, struct stat *st)
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
 		return jpath_attr(n, st);
-	if (!n->named && !n->nopen)
-		return -ESTALE; /* see mf_open: gone; the kernel looks the name up again */
+	if (!n->named && !n->nopen && n->stillborn)
+		return -ESTALE; /* see mf_open: the kernel looks the name up again */
 	mf_entry_info info;
 	uint64_t size;
 	int64_t mtime, ctime;

@@ -97,6 +97,8 @@ int commit_orphan(handle *h)
 		h->data = MF_SLICE_EMPTY;
 	} else {
 		mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
+		if (n->type == MF_T_LIST)
+			mf_list_terminate(&n->orphan); /* the store's list rule, as RPUSH */
 	}
 	n->orphan_mtime = mf_now_ns();
 	mf_slice view = mf_slice_ref(n->orphan);
@@ -169,10 +171,11 @@ static int commit_op(handle *h, node *n, bool pending, mf_slice key, mf_op *op)
 static void commit_outcome(handle *h, const mf_op *op, int r)
 {
 	if (r == 0 && op->type == MF_OP_CREATE) {
-		if (!h->wrote)
-			clear_dirty(h); /* a full handle keeps building its (empty) value */
-		if (h->mode != H_FULL) /* nothing of its own yet */
-			handle_reset(h, mf_slice_ref(h->view));
+		/* The create (and an O_TRUNC's truncation) is committed: like any
+		 * handle after a commit point, it reads the latest value from now
+		 * on, and a later write lands on that (bash closes a duplicate,
+		 * logging the CREATE, before it writes). */
+		handle_reset(h, mf_slice_ref(h->view));
 	} else if (r == 0 && op->type == MF_OP_SET) {
 		handle_reset(h, mf_slice_ref(op->val));
 	} else if (r == 0) {
@@ -201,8 +204,7 @@ static void commit_publish(handle *h, int r, bool was_full)
 		/* A created key whose only handle's value was refused (an invalid
 		 * first JSON document) never came into being: gone before this
 		 * close returns, not only at the later RELEASE. */
-		n->pending = false;
-		name_unlink(n);
+		node_stillborn(n);
 	}
 	pthread_mutex_unlock(&fsg.mu);
 	/* Others may cache what is now stale; after a refused commit, the
@@ -318,8 +320,7 @@ void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 * came into being: drop its name, so stat, ls and open agree
 			 * that it does not exist.  The kernel may still hold the inode;
 			 * getattr and open on it answer ENOENT (see mf_open). */
-			n->pending = false;
-			name_unlink(n);
+			node_stillborn(n);
 		}
 		node_maybe_free(n);
 		pthread_mutex_unlock(&fsg.mu);

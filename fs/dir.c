@@ -51,7 +51,7 @@ size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
 	for (size_t b = 0; b < fsg.nbuckets; b++) {
 		for (node *n = fsg.inos[b]; n; n = n->ino_next) {
 			mf_entry_info info;
-			if (n->type != type || !n->pending || !n->named ||
+			if (n->type != type || !n->named || !pending_visible(n) ||
 			    mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
 				continue;
 			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);

@@ -89,6 +89,8 @@ typedef struct node {
 	bool transit;           /* unlink/rename of its name in flight: readers use
 	                         * `orphan`, set to the value before the commit */
 	unsigned busy;          /* held across such a commit: not freed meanwhile */
+	bool stillborn;         /* created, never committed, name dropped: the
+	                         * kernel's cached name for it is stale (ESTALE) */
 	mf_slice key;
 	uint64_t nlookup;
 	unsigned nopen;
@@ -202,6 +204,8 @@ node **name_slot(uint8_t type, const char *k, size_t len);
 void name_unlink(node *n);
 node *node_get(uint8_t type, const char *k, size_t len);
 void node_maybe_free(node *n);
+void node_stillborn(node *n);
+bool pending_visible(const node *n);
 void forget_one(fuse_ino_t ino, uint64_t nlookup);
 void mf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f);

@@ -65,7 +65,7 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Created through this mount, first commit still to come. */
 		pthread_mutex_lock(&fsg.mu);
 		node *pn = *name_slot(type, name, len);
-		found = pn && pn->pending;
+		found = pn && pending_visible(pn);
 		pthread_mutex_unlock(&fsg.mu);
 	}
 	if (!found) {

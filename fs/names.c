@@ -143,8 +143,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_mutex_lock(&fsg.mu);
 		node *pn = *name_slot(type, name, len);
 		if (pn && pn->pending) {
-			pn->pending = false;
-			name_unlink(pn);
+			node_stillborn(pn);
 			pending_only = true;
 			r = 0;
 		}
@@ -246,6 +245,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		node *t = *name_slot(type, newname, nlen);
 		if (t) { /* renamed over: the old target's handles keep its value */
 			name_unlink(t);
+			t->pending = false; /* a created target's handles keep theirs */
 			mf_slice_unref(&t->orphan);
 			t->orphan = mf_slice_ref(tinfo.val);
 			t->orphan_mtime = tinfo.mtime_ns;

@@ -137,3 +137,24 @@ void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 	pthread_mutex_unlock(&fsg.mu);
 	fuse_reply_none(req);
 }
+
+/* A created key that never came into being (no valid commit, last handle
+ * gone or refused): drop its name.  The kernel may still cache that name;
+ * open and getattr answer ESTALE for it, so the kernel looks it up again.
+ * Caller holds fsg.mu. */
+void node_stillborn(node *n)
+{
+	n->pending = false;
+	n->stillborn = true;
+	name_unlink(n);
+}
+
+/* Whether a created, uncommitted key shows through the mount (lookup,
+ * listings).  A string or list: yes, its creator's close will create it.
+ * A JSON document only while some handle holds text for it: after its
+ * creator's data-less close (EINVAL) it is not a document, and it must not
+ * show while the kernel's delayed release is pending.  Caller holds fsg.mu. */
+bool pending_visible(const node *n)
+{
+	return n->pending && (n->type != MF_T_JSON || n->ndirty > 0);
+}

@@ -21,8 +21,7 @@ void undo_open(node *n, handle *h, uint64_t lookups)
 	n->nopen--;
 	n->nlookup -= lookups;
 	if (n->pending && !n->ndirty) {
-		n->pending = false;
-		name_unlink(n);
+		node_stillborn(n);
 	}
 	node_maybe_free(n);
 	pthread_mutex_unlock(&fsg.mu);
@@ -115,7 +114,7 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A nameless key node can be reopened (/proc/self/fd) only while some
 	 * handle keeps it alive; otherwise it is gone (unlinked, or a create
 	 * that was never committed) even if the kernel still caches its name. */
-	bool gone = n && !n->named && !n->nopen && n->type <= MF_T_LIST;
+	bool gone = n && !n->named && !n->nopen && n->stillborn;
 	if (n && !gone)
 		n->nopen++;
 	pthread_mutex_unlock(&fsg.mu);

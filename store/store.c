@@ -298,6 +298,12 @@ static void set_val(mf_store *st, entry *e, mf_slice v)
 	st->value_bytes += v.len;
 }
 
+void mf_list_terminate(mf_slice *s)
+{
+	if (s->len && mf_slice_ptr(*s)[s->len - 1] != '\n')
+		mf_slice_append(s, "\n", 1);
+}
+
 /* A list value always ends in '\n' (each element is a line); a final line
  * without one is completed (README: an unterminated last line is pushed). */
 static mf_slice list_value(mf_slice v)

@@ -78,6 +78,10 @@ int mf_store_check(mf_store *st, const mf_op *op);
  * live outside the store (an unlinked file's data). */
 int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const char **why);
 
+/* The list rule for a value kept outside the store (an unlinked list's
+ * data): complete an unterminated last line. */
+void mf_list_terminate(mf_slice *s);
+
 /* Look a key up.  want_value: also take a reference to its value. */
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
                  mf_entry_info *out);
