@@ -50,6 +50,10 @@ struct mf_db {
 	mf_item *cap_items;
 	size_t cap_n;
 	double cap_seconds;
+
+	/* change hook (mf_db_set_change_hook): fixed before committers start */
+	mf_db_change_fn change_fn;
+	void *change_ctx;
 };
 
 int64_t mf_now_ns(void)
@@ -461,6 +465,29 @@ int mf_db_commit(mf_db *db, mf_op *op)
 		}
 	}
 	return r;
+}
+
+/* ---------- change notification (RESP -> kernel caches) ---------- */
+
+void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx)
+{
+	db->change_fn = fn;
+	db->change_ctx = ctx;
+}
+
+int mf_db_commit_notify(mf_db *db, mf_op *op)
+{
+	int r = mf_db_commit(db, op);
+	if (r || !db->change_fn)
+		return r;
+	if (op->type == MF_OP_FLUSH) {
+		db->change_fn(db->change_ctx, MF_T_NONE, NULL, 0);
+		return 0;
+	}
+	db->change_fn(db->change_ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
+	if (op->type == MF_OP_RENAME)
+		db->change_fn(db->change_ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
+	return 0;
 }
 
 int mf_db_sync(mf_db *db)
