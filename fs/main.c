@@ -12,6 +12,7 @@
  * In daemon mode stderr goes to DATA_DIR/memflux.log.
  */
 #include "fs.h"
+#include "../resp/resp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@ struct cli {
 	char *fsync_interval;
 	char *wal_threshold;
 	char *cache_timeout;
+	char *resp, *resp_password_file;   /* RESP face (resp/resp.h) */
 	int help, version;
 	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
 	char *pos[2];
@@ -70,6 +72,10 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("wal_threshold=%s", wal_threshold),
 	OPT("--cache-timeout=%s", cache_timeout),
 	OPT("cache_timeout=%s", cache_timeout),
+	OPT("--resp=%s", resp),
+	OPT("resp=%s", resp),
+	OPT("--resp-password-file=%s", resp_password_file),
+	OPT("resp_password_file=%s", resp_password_file),
 	FUSE_OPT_END,
 };
 
@@ -160,6 +166,13 @@ static int check_fuse_options(const struct fuse_args *args)
 	return -1;
 }
 
+/* db change hook -> kernel cache invalidation (RESP writes). */
+static void key_changed(void *ctx, int ktype, const void *key, size_t klen)
+{
+	(void)ctx;
+	mf_fs_key_changed(ktype, key, klen);
+}
+
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] [DATA_DIR] MOUNTPOINT\n\n"
@@ -172,7 +185,11 @@ static void usage(const char *prog)
 	       "    --fsync=MODE, -o fsync=MODE       interval (default), always or none\n"
 	       "    --fsync-interval-ms=N             background fsync period (default 1000)\n"
 	       "    --wal-threshold=SIZE              snapshot when the WAL passes SIZE (default 128M)\n"
-	       "    --cache-timeout=SECONDS           kernel entry/attr cache (default 1.0)\n\n",
+	       "    --cache-timeout=SECONDS           kernel entry/attr cache (default 1.0)\n"
+	       "    --resp=ADDR, -o resp=ADDR         serve Redis clients on 127.0.0.1:PORT,\n"
+	       "                                      [::1]:PORT or unix:PATH (default: off)\n"
+	       "    --resp-password-file=FILE         AUTH password (first line); needed for\n"
+	       "                                      a non-loopback ADDR\n\n",
 	       prog);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -401,6 +418,18 @@ int main(int argc, char *argv[])
 		        cli.wal_threshold);
 		goto out;
 	}
+	mf_resp_opts rso = {.addr = cli.resp, .password_file = cli.resp_password_file};
+	if (cli.resp_password_file && !cli.resp) {
+		fprintf(stderr, "memfluxfs: --resp-password-file needs --resp=ADDR\n");
+		goto out;
+	}
+	if (cli.resp) {
+		char rerr[512];
+		if (mf_resp_check_opts(&rso, rerr, sizeof rerr) != 0) {
+			fprintf(stderr, "memfluxfs: %s\n", rerr);
+			goto out;
+		}
+	}
 	mf_fs_opts fso = {.foreground = fo.foreground, .singlethread = fo.singlethread,
 	                  .clone_fd = fo.clone_fd, .max_threads = fo.max_threads, .timeout = 1.0};
 	if (cli.cache_timeout) {
@@ -480,10 +509,30 @@ int main(int argc, char *argv[])
 		rc = 1;
 		goto out;
 	}
+	/* RESP before the mount, so a busy port fails the start like any
+	 * other error; its changes reach the kernel through the hook once
+	 * the mount exists (a no-op before). */
+	mf_resp *resp = NULL;
+	if (cli.resp) {
+		mf_db_set_change_hook(db, key_changed, NULL);
+		resp = mf_resp_start(db, &rso, err, sizeof err);
+		if (!resp) {
+			replay_early(early, 2, -1);
+			fprintf(stderr, "memfluxfs: %s\n", err);
+			mf_db_close(db);
+			if (pipefd[1] >= 0) {
+				char st = 1;
+				(void)!write(pipefd[1], &st, 1);
+			}
+			rc = 1;
+			goto out;
+		}
+	}
 	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
 	if (!se) {
 		replay_early(early, 2, -1);
 		fprintf(stderr, "memfluxfs: cannot mount on %s\n", fo.mountpoint);
+		mf_resp_stop(resp);
 		mf_db_close(db);
 		if (pipefd[1] >= 0) {
 			char st = 1;
@@ -520,6 +569,8 @@ int main(int argc, char *argv[])
 	fprintf(stderr, "memfluxfs: mounted %s (data dir %s, fsync %s)\n", fo.mountpoint, dbo.dir,
 	        mf_fsync_mode_name(dbo.fsync_mode));
 	int r = mf_fs_loop(se, &fso);
+	/* RESP first: its threads notify the session mf_fs_unmount destroys. */
+	mf_resp_stop(resp);
 	mf_fs_unmount(se);
 	hold_after_unmount();
 	mf_db_close(db);
@@ -537,6 +588,8 @@ out:
 	free(cli.fsync_interval);
 	free(cli.wal_threshold);
 	free(cli.cache_timeout);
+	free(cli.resp);
+	free(cli.resp_password_file);
 	free(dir);
 	free((char *)dbo.dir);
 	return rc;
