@@ -353,7 +353,7 @@ static void c_hello(resp_ctx *x, client *c, req *r)
 	}
 	if (!c->authed) {
 		r_err(c, "NOAUTH HELLO must be called with the client already authenticated, otherwise "
-		         "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
+		         "the HELLO AUTH <user> <pass> option can be used to authenticate the "
 		         "client and select the RESP protocol version at the same time");
 		return;
 	}
@@ -1001,12 +1001,31 @@ static void c_rpush(resp_ctx *x, client *c, req *r)
 	do_push(x, c, r, false);
 }
 
+static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left);
+
+/* Under the key's lock: LPUSH's reply (length after) and the empty-list
+ * delete below stay exact among RESP clients. */
 static void do_pop(resp_ctx *x, client *c, req *r, bool left)
+{
+	if (r->argc > 3) {
+		r_err(c, left ? "ERR wrong number of arguments for 'lpop' command"
+		               : "ERR wrong number of arguments for 'rpop' command");
+		return;
+	}
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_args(x, r, 1, 1, 1);
+	do_pop_locked(x, c, r, left);
+	unlock_set(x, m);
+}
+
+static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
 {
 	long long count = 1;
 	bool with_count = r->argc == 3;
 	if (r->argc > 3) {
-		r_err(c, E_SYNTAX);
+		r_err(c, left ? "ERR wrong number of arguments for 'lpop' command"
+		               : "ERR wrong number of arguments for 'rpop' command");
 		return;
 	}
 	if (with_count) {
@@ -1049,6 +1068,15 @@ static void do_pop(resp_ctx *x, client *c, req *r, bool left)
 		r_errno(c, rc);
 		mf_op_clear(&op);
 		return;
+	}
+	/* Redis has no empty lists: a pop that empties one deletes it.  A
+	 * conditional DEL (arg 1), so a push through the mount in between
+	 * wins. */
+	mf_entry_info after;
+	if (kget(x, r, 1, false, &after) == 0 && after.type == MF_T_LIST && after.size == 0) {
+		mf_op d = kop(MF_OP_DEL, MF_T_LIST, r->argv[1], r->argl[1]);
+		d.arg = 1;
+		commit(x, &d); /* ENOTEMPTY/ENOENT: someone else was first */
 	}
 	/* op.out: the popped lines in list order. */
 	const char *p = mf_slice_ptr(op.out);
@@ -1183,7 +1211,8 @@ static void c_lindex(resp_ctx *x, client *c, req *r)
  * the value itself, not an array of matches). */
 static char *json_path(const req *r, int i, size_t *len, bool *legacy)
 {
-	const char *p = i < r->argc ? r->argv[i] : "$";
+	/* No path: the root, answered the legacy way (the value itself). */
+	const char *p = i < r->argc ? r->argv[i] : ".";
 	size_t n = i < r->argc ? r->argl[i] : 1;
 	char *out = mf_xmalloc(n + 3);
 	*legacy = !(n > 0 && p[0] == '$');

@@ -9,11 +9,16 @@
  * order and writes the replies to its bufferevent (thread-safe mode).
  *
  * Lifetime: a conn is referenced by the loop (until its socket is closed)
- * and by the run queue / its worker (while scheduled).  A worker takes a
- * reference on the bufferevent too (bufferevent_incref), so the loop may
- * close a client whose worker is still committing: that worker's replies
- * then go nowhere, its commits still happen (they were acknowledged to no
- * one, like any request whose client went away).
+ * and by the run queue / its worker (while scheduled).  The conn holds its
+ * own reference on its bufferevent (bufferevent_incref at accept, dropped
+ * when the conn is freed), so the loop may close a client whose worker is
+ * still committing: that worker's replies then go nowhere (the socket's
+ * events are cancelled), its commits still happen (acknowledged to no one,
+ * like any request whose client went away).
+ *
+ * Lock order: a bufferevent's lock (held by libevent around our callbacks)
+ * before c->mu before srv->mu.  So a worker never calls into a bufferevent
+ * while holding c->mu.
  */
 #include "resp_int.h"
 
@@ -210,7 +215,8 @@ int mf_resp_check_opts(const mf_resp_opts *o, char *err, size_t errlen)
 
 typedef struct conn {
 	struct mf_resp *srv;
-	struct bufferevent *bev;  /* NULL once closed (mu) */
+	struct bufferevent *bev;  /* fixed from accept until the conn is freed */
+	bool closed;              /* socket closed (loop thread) */
 	redisReader *rd;          /* loop thread only */
 	pthread_mutex_t mu;
 	req *qhead, *qtail;       /* queued requests (mu) */
@@ -258,6 +264,7 @@ static void conn_unref(conn *c)
 		req_free(r);
 	}
 	pthread_mutex_destroy(&c->mu);
+	bufferevent_decref(c->bev); /* the conn's own reference */
 	free(c->cl.name);
 	free(c->cl.out.p);
 	free(c);
@@ -267,13 +274,10 @@ static void conn_unref(conn *c)
 static void conn_close(conn *c)
 {
 	mf_resp *s = c->srv;
-	pthread_mutex_lock(&c->mu);
-	struct bufferevent *bev = c->bev;
-	c->bev = NULL;
-	pthread_mutex_unlock(&c->mu);
-	if (!bev)
+	if (c->closed)
 		return;
-	bufferevent_free(bev);
+	c->closed = true;
+	bufferevent_free(c->bev); /* callbacks off, events cancelled */
 	redisReaderFree(c->rd);
 	c->rd = NULL;
 	atomic_fetch_sub(&s->x.nclients, 1);
@@ -443,6 +447,7 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 	/* Requests may carry values up to MF_VALUE_MAX: no reader cap on the
 	 * buffer it keeps (0 = never shrink below what it holds). */
 	c->rd->maxbuf = 0;
+	bufferevent_incref(c->bev); /* the conn's own: see "Lifetime" */
 	pthread_mutex_init(&c->mu, NULL);
 	atomic_init(&c->refs, 1);
 	c->cl.id = atomic_fetch_add(&s->next_id, 1) + 1;
@@ -461,17 +466,13 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 
 static void run_conn(mf_resp *s, conn *c)
 {
-	pthread_mutex_lock(&c->mu);
 	struct bufferevent *bev = c->bev;
-	if (bev)
-		bufferevent_incref(bev);
-	pthread_mutex_unlock(&c->mu);
 	for (;;) {
 		pthread_mutex_lock(&c->mu);
 		req *list = c->qhead;
 		c->qhead = c->qtail = NULL;
 		c->qlen = 0;
-		bool resume = c->paused && c->bev;
+		bool resume = c->paused;
 		c->paused = false;
 		if (!list) {
 			c->scheduled = false;
@@ -479,7 +480,7 @@ static void run_conn(mf_resp *s, conn *c)
 			pthread_mutex_unlock(&c->mu);
 			/* QUIT: the loop closes once the output is flushed; poke
 			 * its write callback in case that already happened. */
-			if (closing && bev)
+			if (closing)
 				bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 			break;
 		}
@@ -499,15 +500,12 @@ static void run_conn(mf_resp *s, conn *c)
 			}
 			/* Flush per request: a pipelined client's replies flow while
 			 * later requests wait for the WAL. */
-			if (bev && c->cl.out.len && (!list || c->cl.out.len > 65536)) {
+			if (c->cl.out.len && (!list || c->cl.out.len > 65536))
 				bufferevent_write(bev, c->cl.out.p, c->cl.out.len);
-			}
 			if (!list || c->cl.out.len > 65536)
 				c->cl.out.len = 0;
 		}
 	}
-	if (bev)
-		bufferevent_decref(bev);
 	conn_unref(c);
 }
 

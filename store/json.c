@@ -959,7 +959,10 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 		while (k < n && is_ws((unsigned char)doc[k]))
 			k++;
 		if (k < n && doc[k] == ',') {
+			/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
 			b = k + 1;
+			while (b < n && is_ws((unsigned char)doc[b]))
+				b++;
 		} else {
 			k = a;
 			while (k > 0 && is_ws((unsigned char)doc[k - 1]))

@@ -119,8 +119,9 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 
 /*
  * Delete: build a new document in *out (malloc'd as for set) without the
- * member or array element at path; the comma that separated it goes too,
- * every other byte stays.  "$" is -EINVAL (deleting the whole document is
+ * member or array element at path; the comma that separated it goes too
+ * (with the blanks after it when it followed the member), every other byte
+ * stays: {"a": 1, "b": 2} minus $.a is {"b": 2}.  "$" is -EINVAL (deleting the whole document is
  * deleting the key: the caller's business).  -ENOENT if absent.
  */
 int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,

@@ -15,7 +15,8 @@
  *   SET         ktype key val             replace whole value (create if absent)
  *   APPEND      ktype key val             string append (create if absent)
  *   TRUNCATE    ktype key arg=size        resize string, zero-filled growth
- *   DEL         ktype key                 remove key
+ *   DEL         ktype key [arg=1]         remove key (arg 1: only if its value
+ *                                         is empty, else ENOTEMPTY)
  *   RENAME      ktype key key2            move key over key2 (replaces it)
  *   SETTIME     ktype key arg=mtime_ns    set mtime (utimens)
  *   RPUSH       LIST  key val             val = one or more '\n'-terminated lines

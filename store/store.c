@@ -210,6 +210,11 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 			return op->arg > MF_VALUE_MAX ? -EFBIG : 0;
 		return op->arg == 0 ? 0 : -EINVAL;
 	case MF_OP_DEL:
+		if (!same)
+			return -ENOENT;
+		/* arg 1: only an empty value (RESP deletes a list its pop
+		 * emptied, as Redis does, without racing a concurrent push). */
+		return op->arg == 0 ? 0 : op->arg == 1 && e->val.len == 0 ? 0 : -ENOTEMPTY;
 	case MF_OP_SETTIME:
 		return same ? 0 : -ENOENT;
 	case MF_OP_SETRANGE:

@@ -1746,6 +1746,14 @@ static void test_resp_ops(void **state)
 	assert_int_equal(out.len, 1);
 	mf_slice_unref(&out);
 
+	/* DEL arg 1: only an empty value. */
+	assert_int_equal(opx(st, MF_OP_RPUSH, MF_T_LIST, K("e"), NULL, 0, K("z\n"), 0, 8, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_DEL, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 1, 8, NULL), -ENOTEMPTY);
+	assert_int_equal(opx(st, MF_OP_LPOP, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 1, 8, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_DEL, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 2, 8, NULL), -ENOTEMPTY);
+	assert_int_equal(opx(st, MF_OP_DEL, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 1, 8, NULL), 0);
+	expect_absent(st, "e");
+
 	/* SETRANGE: overwrite, extend, zero-fill a gap, create. */
 	assert_int_equal(opx(st, MF_OP_SETRANGE, MF_T_STRING, K("s"), NULL, 0, K("X"), 1, 9, NULL), 0);
 	EXPECT_STR(st, MF_T_STRING, "s", "aXc");
@@ -1761,17 +1769,17 @@ static void test_resp_ops(void **state)
 	const char *doc = "{\"a\": 1, \"b\": [1, 2, 3], \"c\": {}}";
 	assert_int_equal(opx(st, MF_OP_SET, MF_T_JSON, K("j"), NULL, 0, K(doc), 0, 10, NULL), 0);
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.a"), NULL, 0, 0, 11, NULL), 0);
-	EXPECT_STR(st, MF_T_JSON, "j", "{ \"b\": [1, 2, 3], \"c\": {}}");
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2, 3], \"c\": {}}");
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.b[2]"), NULL, 0, 0, 11, NULL), 0);
-	EXPECT_STR(st, MF_T_JSON, "j", "{ \"b\": [1, 2], \"c\": {}}");
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2], \"c\": {}}");
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.c"), NULL, 0, 0, 11, NULL), 0);
-	EXPECT_STR(st, MF_T_JSON, "j", "{ \"b\": [1, 2]}");
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2]}");
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.zz"), NULL, 0, 0, 11, NULL),
 	                 -ENOENT);
-	EXPECT_STR(st, MF_T_JSON, "j", "{ \"b\": [1, 2]}");
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2]}");
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.b[0]"), NULL, 0, 0, 11, NULL), 0);
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.b[0]"), NULL, 0, 0, 11, NULL), 0);
-	EXPECT_STR(st, MF_T_JSON, "j", "{ \"b\": [ ]}"); /* whitespace outside the cuts stays */
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": []}");
 	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$"), NULL, 0, 0, 12, NULL), 0);
 	expect_absent(st, "j");
 
