@@ -186,7 +186,11 @@ static unsigned stripe_of(const char *k, size_t n)
 
 typedef uint64_t lockset;
 
-static lockset lock_args(resp_ctx *x, const req *r, int first, int last, int step)
+/* Exclusive for commands that read, decide, then write (SET NX/XX/GET, a
+ * type change, RENAME...); shared for blind writes, whose replies come
+ * from apply itself (op.res), so many clients may commit to one key at
+ * once and share a WAL batch (redis-benchmark hits a single key). */
+static lockset lock_args_mode(resp_ctx *x, const req *r, int first, int last, int step, bool excl)
 {
 	lockset m = 0;
 	if (last < 0)
@@ -194,15 +198,29 @@ static lockset lock_args(resp_ctx *x, const req *r, int first, int last, int ste
 	for (int i = first; i <= last && i < r->argc; i += step)
 		m |= (lockset)1 << stripe_of(r->argv[i], r->argl[i]);
 	for (unsigned i = 0; i < 64; i++)
-		if (m >> i & 1)
-			pthread_mutex_lock(&x->stripes[i]);
+		if (m >> i & 1) {
+			if (excl)
+				pthread_rwlock_wrlock(&x->stripes[i]);
+			else
+				pthread_rwlock_rdlock(&x->stripes[i]);
+		}
 	return m;
+}
+
+static lockset lock_args(resp_ctx *x, const req *r, int first, int last, int step)
+{
+	return lock_args_mode(x, r, first, last, step, true);
+}
+
+static lockset lock_shared(resp_ctx *x, const req *r, int first, int last, int step)
+{
+	return lock_args_mode(x, r, first, last, step, false);
 }
 
 static lockset lock_all(resp_ctx *x)
 {
 	for (unsigned i = 0; i < 64; i++)
-		pthread_mutex_lock(&x->stripes[i]);
+		pthread_rwlock_wrlock(&x->stripes[i]);
 	return ~(lockset)0;
 }
 
@@ -210,7 +228,7 @@ static void unlock_set(resp_ctx *x, lockset m)
 {
 	for (unsigned i = 0; i < 64; i++)
 		if (m >> i & 1)
-			pthread_mutex_unlock(&x->stripes[i]);
+			pthread_rwlock_unlock(&x->stripes[i]);
 }
 
 /* Empty keys: the store (and its snapshot format) holds keys of 1 byte or
@@ -508,6 +526,21 @@ static void c_set(resp_ctx *x, client *c, req *r)
 	}
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
+	if (!nx && !xx && !get) {
+		/* Blind: one SET op, unless the key has another type. */
+		lockset m = lock_shared(x, r, 1, 1, 1);
+		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
+		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		int rc = commit(x, &op);
+		unlock_set(x, m);
+		if (rc != -EEXIST) {
+			if (rc)
+				r_errno(c, rc);
+			else
+				r_ok(c);
+			return;
+		}
+	}
 	lockset m = lock_args(x, r, 1, 1, 1);
 	mf_entry_info e;
 	bool exists = kget(x, r, 1, get, &e) == 0;
@@ -586,7 +619,7 @@ static void c_mset(resp_ctx *x, client *c, req *r)
 
 static void c_del(resp_ctx *x, client *c, req *r)
 {
-	lockset m = lock_args(x, r, 1, -1, 1);
+	lockset m = lock_shared(x, r, 1, -1, 1);
 	long long n = 0;
 	int rc = 0;
 	for (int i = 1; i < r->argc; i++) {
@@ -635,26 +668,26 @@ static void c_append(resp_ctx *x, client *c, req *r)
 {
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
-	lockset m = lock_args(x, r, 1, 1, 1);
+	lockset m = lock_shared(x, r, 1, 1, 1);
 	mf_entry_info e;
 	uint64_t cur = 0;
-	if (kget(x, r, 1, false, &e) == 0) {
-		if (e.type != MF_T_STRING) {
-			r_err(c, E_WRONGTYPE);
-			goto out;
-		}
-		cur = e.size;
+	bool exists = kget(x, r, 1, false, &e) == 0;
+	if (exists && e.type != MF_T_STRING) {
+		r_err(c, E_WRONGTYPE);
+		goto out;
 	}
-	int rc = 0;
-	if (r->argl[2] || cur == 0) {
-		mf_op op = kop(r->argl[2] ? MF_OP_APPEND : MF_OP_CREATE, MF_T_STRING, r->argv[1], r->argl[1]);
-		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
-		rc = commit(x, &op);
-	}
-	if (rc)
+	cur = exists ? e.size : 0;
+	/* APPEND k "" creates an empty string, changes nothing else. */
+	mf_op op = kop(r->argl[2] ? MF_OP_APPEND : MF_OP_CREATE, MF_T_STRING, r->argv[1], r->argl[1]);
+	op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	int rc = exists && !r->argl[2] ? 0 : commit(x, &op);
+	mf_op_clear(&op);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE); /* its type changed meanwhile */
+	else if (rc)
 		r_errno(c, rc);
 	else
-		r_int(c, (long long)(cur + r->argl[2]));
+		r_int(c, (long long)(r->argl[2] ? op.res : cur));
 out:
 	unlock_set(x, m);
 }
@@ -721,7 +754,7 @@ static void c_setrange(resp_ctx *x, client *c, req *r)
 	}
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
-	lockset m = lock_args(x, r, 1, 1, 1);
+	lockset m = lock_shared(x, r, 1, 1, 1);
 	mf_entry_info e;
 	bool exists = kget(x, r, 1, false, &e) == 0;
 	if (exists && e.type != MF_T_STRING) {
@@ -742,11 +775,12 @@ static void c_setrange(resp_ctx *x, client *c, req *r)
 	op.arg = (uint64_t)off;
 	op.val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
 	int rc = commit(x, &op);
-	uint64_t end = (uint64_t)off + r->argl[3];
-	if (rc)
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc)
 		r_errno(c, rc);
 	else
-		r_int(c, (long long)(end > cur ? end : cur));
+		r_int(c, (long long)op.res);
 out:
 	unlock_set(x, m);
 }
@@ -969,26 +1003,17 @@ static void do_push(resp_ctx *x, client *c, req *r, bool left)
 		mf_slice_append(&v, r->argv[i], r->argl[i]);
 		mf_slice_append(&v, "\n", 1);
 	}
-	lockset m = lock_args(x, r, 1, 1, 1);
-	mf_entry_info e;
-	uint64_t cur = 0;
-	if (kget(x, r, 1, false, &e) == 0) {
-		if (e.type != MF_T_LIST) {
-			r_err(c, E_WRONGTYPE);
-			mf_slice_unref(&v);
-			goto out;
-		}
-		cur = e.count;
-	}
+	lockset m = lock_shared(x, r, 1, 1, 1);
 	mf_op op = kop(left ? MF_OP_LPUSH : MF_OP_RPUSH, MF_T_LIST, r->argv[1], r->argl[1]);
 	op.val = v;
 	int rc = commit(x, &op);
-	if (rc)
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE); /* the key holds another type */
+	else if (rc)
 		r_errno(c, rc);
 	else
-		r_int(c, (long long)(cur + (uint64_t)(r->argc - 2)));
-out:
-	unlock_set(x, m);
+		r_int(c, (long long)op.res); /* the length apply left */
 }
 
 static void c_lpush(resp_ctx *x, client *c, req *r)
@@ -1003,8 +1028,9 @@ static void c_rpush(resp_ctx *x, client *c, req *r)
 
 static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left);
 
-/* Under the key's lock: LPUSH's reply (length after) and the empty-list
- * delete below stay exact among RESP clients. */
+/* Under the key's shared lock: excludes read-modify-write commands; the
+ * empty-list delete is conditional (DEL arg 1), so pops and pushes on one
+ * list may run at once. */
 static void do_pop(resp_ctx *x, client *c, req *r, bool left)
 {
 	if (r->argc > 3) {
@@ -1014,7 +1040,7 @@ static void do_pop(resp_ctx *x, client *c, req *r, bool left)
 	}
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
-	lockset m = lock_args(x, r, 1, 1, 1);
+	lockset m = lock_shared(x, r, 1, 1, 1);
 	do_pop_locked(x, c, r, left);
 	unlock_set(x, m);
 }

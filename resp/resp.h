@@ -34,7 +34,7 @@
 
 #include <stddef.h>
 
-#define MF_RESP_WORKERS 16
+#define MF_RESP_WORKERS 64
 
 typedef struct mf_resp_opts {
 	const char *addr;           /* "127.0.0.1:6380", "[::1]:6380", "unix:/path" */

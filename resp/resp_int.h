@@ -45,7 +45,8 @@ typedef struct resp_ctx {
 	mf_store *st;
 	char *password;       /* NULL: none configured */
 	int64_t start_ns;
-	pthread_mutex_t stripes[64];
+	pthread_rwlock_t stripes[64]; /* per-key: shared for blind writes,
+	                                 exclusive for read-modify-write */
 	pthread_mutex_t save_mu;  /* guards bgsave_running */
 	pthread_cond_t save_cv;   /* bgsave_running went false */
 	bool bgsave_running;

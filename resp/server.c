@@ -559,7 +559,7 @@ mf_resp *mf_resp_start(mf_db *db, const mf_resp_opts *o, char *err, size_t errle
 	s->x.st = mf_db_store(db);
 	s->x.start_ns = mf_now_ns();
 	for (int i = 0; i < 64; i++)
-		pthread_mutex_init(&s->x.stripes[i], NULL);
+		pthread_rwlock_init(&s->x.stripes[i], NULL);
 	pthread_mutex_init(&s->x.save_mu, NULL);
 	pthread_cond_init(&s->x.save_cv, NULL);
 	if (o->password_file && !(s->x.password = read_password(o->password_file, err, errlen)))

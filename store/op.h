@@ -76,7 +76,10 @@ typedef struct mf_op {
 	mf_slice key;
 	mf_slice key2;
 	mf_slice val;
-	mf_slice out;      /* result of LPOP, filled by apply; caller unrefs */
+	mf_slice out;      /* result of LPOP/RPOP, filled by apply; caller unrefs */
+	uint64_t res;      /* filled by apply, not logged: the list length after
+	                      LPUSH/RPUSH, the value length after APPEND/SETRANGE
+	                      (exact replies for RESP without locking the key) */
 } mf_op;
 
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows

@@ -385,6 +385,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		mf_slice_append(&e->val, mf_slice_ptr(op->val), op->val.len);
 		if (op->type == MF_OP_RPUSH)
 			e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
+		op->res = op->type == MF_OP_RPUSH ? e->count : e->val.len;
 		break;
 	case MF_OP_TRUNCATE:
 		if (op->arg <= e->val.len) {
@@ -469,6 +470,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		st->value_bytes += op->val.len;
 		mf_slice_prepend(&e->val, mf_slice_ptr(op->val), op->val.len);
 		e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
+		op->res = e->count;
 		break;
 	case MF_OP_RPOP: {
 		/* Walk back over up to arg lines; the value ends in '\n'. */
@@ -505,6 +507,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			memcpy(v.buf->data + op->arg, mf_slice_ptr(op->val), op->val.len);
 		}
 		set_val(st, e, v);
+		op->res = len;
 		break;
 	}
 	case MF_OP_JSON_DELPATH:
