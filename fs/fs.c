@@ -2451,6 +2451,8 @@ void mf_fs_key_changed(int type, const void *key, size_t len)
 	pthread_mutex_unlock(&g.mu);
 	if (ino)
 		fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+	/* Even without a node: a failed lookup leaves a negative dentry (the
+	 * entry timeout), which would hide a key RESP just created. */
 	char name[MF_KEY_MAX + 1];
 	memcpy(name, key, len);
 	name[len] = '\0';
