@@ -2430,9 +2430,13 @@ void mf_fs_key_changed(int type, const void *key, size_t len)
 				}
 		pthread_mutex_unlock(&g.mu);
 		for (size_t i = 0; i < n; i++) {
+			/* libfuse sends the name with its NUL: copy it out. */
+			char nm[MF_KEY_MAX + 1];
+			size_t l = all[i]->key.len > MF_KEY_MAX ? MF_KEY_MAX : all[i]->key.len;
+			memcpy(nm, mf_slice_ptr(all[i]->key), l);
+			nm[l] = '\0';
 			fuse_lowlevel_notify_inval_inode(se, all[i]->ino, 0, 0);
-			fuse_lowlevel_notify_inval_entry(se, parent[all[i]->type],
-			                                 mf_slice_ptr(all[i]->key), all[i]->key.len);
+			fuse_lowlevel_notify_inval_entry(se, parent[all[i]->type], nm, l);
 		}
 		pthread_mutex_lock(&g.mu);
 		for (size_t i = 0; i < n; i++) {
