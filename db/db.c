@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +52,11 @@ struct mf_db {
 	size_t cap_n;
 	double cap_seconds;
 
-	/* change hook (mf_db_set_change_hook): fixed before committers start */
-	mf_db_change_fn change_fn;
-	void *change_ctx;
+	/* change hook (mf_db_set_change_hook): may be installed while RESP
+	 * workers commit (the daemon installs it once the mount exists), so
+	 * published with release/acquire: ctx is stored before fn. */
+	_Atomic(mf_db_change_fn) change_fn;
+	void *_Atomic change_ctx;
 };
 
 int64_t mf_now_ns(void)
@@ -471,22 +474,24 @@ int mf_db_commit(mf_db *db, mf_op *op)
 
 void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx)
 {
-	db->change_fn = fn;
-	db->change_ctx = ctx;
+	atomic_store_explicit(&db->change_ctx, ctx, memory_order_relaxed);
+	atomic_store_explicit(&db->change_fn, fn, memory_order_release);
 }
 
 int mf_db_commit_notify(mf_db *db, mf_op *op)
 {
 	int r = mf_db_commit(db, op);
-	if (r || !db->change_fn)
+	mf_db_change_fn fn = atomic_load_explicit(&db->change_fn, memory_order_acquire);
+	if (r || !fn)
 		return r;
+	void *ctx = atomic_load_explicit(&db->change_ctx, memory_order_relaxed);
 	if (op->type == MF_OP_FLUSH) {
-		db->change_fn(db->change_ctx, MF_T_NONE, NULL, 0);
+		fn(ctx, MF_T_NONE, NULL, 0);
 		return 0;
 	}
-	db->change_fn(db->change_ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
+	fn(ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
 	if (op->type == MF_OP_RENAME)
-		db->change_fn(db->change_ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
+		fn(ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
 	return 0;
 }
 

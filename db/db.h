@@ -71,7 +71,8 @@ int mf_db_commit(mf_db *db, mf_op *op);
  * drop cached entries/attributes (mf_fs_key_changed).  The FUSE layer keeps
  * using plain mf_db_commit: it invalidates its own inodes, and a kernel
  * notification sent from inside a request handler can deadlock.
- * Set the hook before any thread commits; it is not changed afterwards. */
+ * The hook may be set (once) while other threads commit: commits before
+ * it is visible call no hook. */
 typedef void (*mf_db_change_fn)(void *ctx, int ktype, const void *key, size_t klen);
 void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx);
 int mf_db_commit_notify(mf_db *db, mf_op *op);

@@ -510,11 +510,11 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	/* RESP before the mount, so a busy port fails the start like any
-	 * other error; its changes reach the kernel through the hook once
-	 * the mount exists (a no-op before). */
+	 * other error; its changes reach the kernel through the hook, which
+	 * is installed once the mount exists (before, there is no kernel
+	 * cache to drop, and the mount's tables are still being built). */
 	mf_resp *resp = NULL;
 	if (cli.resp) {
-		mf_db_set_change_hook(db, key_changed, NULL);
 		resp = mf_resp_start(db, &rso, err, sizeof err);
 		if (!resp) {
 			replay_early(early, 2, -1);
@@ -529,6 +529,8 @@ int main(int argc, char *argv[])
 		}
 	}
 	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
+	if (se && resp)
+		mf_db_set_change_hook(db, key_changed, NULL);
 	if (!se) {
 		replay_early(early, 2, -1);
 		fprintf(stderr, "memfluxfs: cannot mount on %s\n", fo.mountpoint);

@@ -181,7 +181,7 @@ static unsigned stripe_of(const char *k, size_t n)
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ (unsigned char)k[i]) * 16777619u;
-	return h & 63;
+	return h % MF_RESP_STRIPES;
 }
 
 typedef uint64_t lockset;
@@ -197,7 +197,7 @@ static lockset lock_args_mode(resp_ctx *x, const req *r, int first, int last, in
 		last = r->argc + last;
 	for (int i = first; i <= last && i < r->argc; i += step)
 		m |= (lockset)1 << stripe_of(r->argv[i], r->argl[i]);
-	for (unsigned i = 0; i < 64; i++)
+	for (unsigned i = 0; i < MF_RESP_STRIPES; i++)
 		if (m >> i & 1) {
 			if (excl)
 				pthread_rwlock_wrlock(&x->stripes[i]);
@@ -219,14 +219,14 @@ static lockset lock_shared(resp_ctx *x, const req *r, int first, int last, int s
 
 static lockset lock_all(resp_ctx *x)
 {
-	for (unsigned i = 0; i < 64; i++)
+	for (unsigned i = 0; i < MF_RESP_STRIPES; i++)
 		pthread_rwlock_wrlock(&x->stripes[i]);
-	return ~(lockset)0;
+	return ((lockset)1 << MF_RESP_STRIPES) - 1;
 }
 
 static void unlock_set(resp_ctx *x, lockset m)
 {
-	for (unsigned i = 0; i < 64; i++)
+	for (unsigned i = 0; i < MF_RESP_STRIPES; i++)
 		if (m >> i & 1)
 			pthread_rwlock_unlock(&x->stripes[i]);
 }

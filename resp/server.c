@@ -558,7 +558,7 @@ mf_resp *mf_resp_start(mf_db *db, const mf_resp_opts *o, char *err, size_t errle
 	s->x.db = db;
 	s->x.st = mf_db_store(db);
 	s->x.start_ns = mf_now_ns();
-	for (int i = 0; i < 64; i++)
+	for (int i = 0; i < MF_RESP_STRIPES; i++)
 		pthread_rwlock_init(&s->x.stripes[i], NULL);
 	pthread_mutex_init(&s->x.save_mu, NULL);
 	pthread_cond_init(&s->x.save_cv, NULL);
