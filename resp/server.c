@@ -444,9 +444,9 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 		free(c);
 		return;
 	}
-	/* Requests may carry values up to MF_VALUE_MAX: no reader cap on the
-	 * buffer it keeps (0 = never shrink below what it holds). */
-	c->rd->maxbuf = 0;
+	/* (The reader's maxbuf, 16 KiB by default, is only the size above
+	 * which an emptied buffer is freed: a client that once sent a big
+	 * value does not keep that much memory.  Requests are not capped.) */
 	bufferevent_incref(c->bev); /* the conn's own: see "Lifetime" */
 	pthread_mutex_init(&c->mu, NULL);
 	atomic_init(&c->refs, 1);

@@ -657,3 +657,27 @@ def test_redis_benchmark_smoke(mfr):
     r = redis.Redis(port=port)
     assert len(r.get("key:__rand_int__")) == 3
     r.close()
+
+
+def test_big_values_bad_clients_server_survives(mfr):
+    """10 MiB values; clients that vanish mid-pipeline or send garbage."""
+    m, port = mfr
+    r = redis.Redis(port=port)
+    big = os.urandom(10 << 20)
+    assert r.set("big", big)
+    assert r.get("big") == big
+    assert m.kv("big").read_bytes() == big
+    for _ in range(10):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$2\r\nzz\r\n$1\r\n1\r\n" * 200 +
+                  b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 3)
+        s.close()
+    for junk in (b"*1\r\n$-5\r\n", b"PING\r\n", b"*1\r\n:1\r\n"):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(junk)
+        reply = s.recv(200)
+        assert reply.startswith(b"-ERR Protocol error"), reply
+        assert s.recv(200) == b""  # and the server hung up
+        s.close()
+    assert r.ping() and r.get("zz") == b"1"
+    r.close()
