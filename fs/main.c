@@ -418,7 +418,8 @@ int main(int argc, char *argv[])
 		        cli.wal_threshold);
 		goto out;
 	}
-	mf_resp_opts rso = {.addr = cli.resp, .password_file = cli.resp_password_file};
+	mf_resp_opts rso = {.addr = cli.resp, .password_file = cli.resp_password_file,
+	                    .inline_writes = dbo.fsync_mode != MF_FSYNC_ALWAYS};
 	if (cli.resp_password_file && !cli.resp) {
 		fprintf(stderr, "memfluxfs: --resp-password-file needs --resp=ADDR\n");
 		goto out;

@@ -1721,6 +1721,12 @@ static bool arity_ok(const cmd *k, int argc)
 	return k->arity > 0 ? argc == k->arity : argc >= -k->arity;
 }
 
+bool cmd_is_keyed(req *r)
+{
+	const cmd *k = cmd_find(r->argv[0], r->argl[0]);
+	return k && (k->flags & (CMD_READONLY | CMD_WRITE));
+}
+
 bool cmd_is_readonly(req *r)
 {
 	const cmd *k = cmd_find(r->argv[0], r->argl[0]);

@@ -9,7 +9,8 @@
  * Threads:
  *   - the loop thread (libevent) accepts, reads, parses requests with
  *     hiredis's reader and writes replies; it also runs read-only commands
- *     itself when the client has nothing queued (GET needs no hand-off);
+ *     itself when the client has nothing queued (GET needs no hand-off),
+ *     and with inline_writes the writes too (Redis's model: one thread);
  *   - MF_RESP_WORKERS worker threads run everything else, one client at a
  *     time per worker and a client's commands in order.  A mutation blocks
  *     its worker in mf_db_commit_notify until the WAL acknowledges it (in
@@ -39,6 +40,12 @@
 typedef struct mf_resp_opts {
 	const char *addr;           /* "127.0.0.1:6380", "[::1]:6380", "unix:/path" */
 	const char *password_file;  /* NULL: no AUTH; then the address must be local */
+	/* Run writes on the loop thread too when the client has nothing
+	 * queued (as reads always are): for --fsync=interval/none, where a
+	 * commit is a short WAL round trip and hand-offs to a worker cost
+	 * more than the commit.  Not for always: a commit then waits for an
+	 * fsync, and the workers' concurrent commits share it. */
+	bool inline_writes;
 } mf_resp_opts;
 
 typedef struct mf_resp mf_resp;

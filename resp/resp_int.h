@@ -77,6 +77,8 @@ const cmd *cmd_find(const char *name, size_t len);
 void cmd_run(resp_ctx *x, client *c, req *r);
 /* Would this request run read-only (loop thread)? */
 bool cmd_is_readonly(req *r);
+/* Is it a plain key read or write (no client state, no snapshot)? */
+bool cmd_is_keyed(req *r);
 
 /* glob.c: Redis-style pattern (* ? [a-z] [^x] \x) against a byte string. */
 bool mf_glob_match(const char *pat, size_t plen, const char *s, size_t slen);

@@ -243,6 +243,7 @@ struct mf_resp {
 	conn *rq_head, *rq_tail;
 	bool stop;
 	conn *conns;              /* loop thread */
+	bool inline_writes;       /* mf_resp_opts.inline_writes */
 	atomic_uint_fast64_t next_id;
 };
 
@@ -371,7 +372,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		pthread_mutex_lock(&c->mu);
 		bool idle = !c->scheduled && !c->qhead;
 		pthread_mutex_unlock(&c->mu);
-		if (idle && cmd_is_readonly(r)) {
+		if (idle && (cmd_is_readonly(r) || (s->inline_writes && cmd_is_keyed(r)))) {
 			/* Nothing of this client is queued or running: run it here,
 			 * in order, without waking a worker. */
 			cmd_run(&s->x, &c->cl, r);
@@ -556,6 +557,7 @@ mf_resp *mf_resp_start(mf_db *db, const mf_resp_opts *o, char *err, size_t errle
 		return NULL;
 	}
 	s->x.db = db;
+	s->inline_writes = o->inline_writes;
 	s->x.st = mf_db_store(db);
 	s->x.start_ns = mf_now_ns();
 	for (int i = 0; i < MF_RESP_STRIPES; i++)
