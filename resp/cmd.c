@@ -502,7 +502,8 @@ static void c_get(resp_ctx *x, client *c, req *r)
 	mf_slice_unref(&e.val);
 }
 
-/* SET's work, under the key's lock.  Returns false if it replied an error. */
+/* SET: a blind SET under the key's shared lock; with NX/XX/GET, or over
+ * a key of another type, read-decide-write under its exclusive lock. */
 static void c_set(resp_ctx *x, client *c, req *r)
 {
 	bool nx = false, xx = false, get = false;
