@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,12 @@ struct mf_db {
 	pthread_mutex_t rate_mu;   /* per-second write/read counters */
 	int64_t rate_sec;
 	uint64_t w_cur, w_prev, r_cur, r_prev;
+
+	/* change hook (mf_db_set_change_hook): may be installed while RESP
+	 * workers commit (the daemon installs it once the mount exists), so
+	 * published with release/acquire: ctx is stored before fn. */
+	_Atomic(mf_db_change_fn) change_fn;
+	void *_Atomic change_ctx;
 };
 
 int64_t mf_now_ns(void)
@@ -721,6 +728,31 @@ int mf_db_commit(mf_db *db, mf_op *op)
 		}
 	}
 	return r;
+}
+
+/* ---------- change notification (RESP -> kernel caches) ---------- */
+
+void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx)
+{
+	atomic_store_explicit(&db->change_ctx, ctx, memory_order_relaxed);
+	atomic_store_explicit(&db->change_fn, fn, memory_order_release);
+}
+
+int mf_db_commit_notify(mf_db *db, mf_op *op)
+{
+	int r = mf_db_commit(db, op);
+	mf_db_change_fn fn = atomic_load_explicit(&db->change_fn, memory_order_acquire);
+	if (r || !fn)
+		return r;
+	void *ctx = atomic_load_explicit(&db->change_ctx, memory_order_relaxed);
+	if (op->type == MF_OP_FLUSH) {
+		fn(ctx, MF_T_NONE, NULL, 0);
+		return 0;
+	}
+	fn(ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
+	if (op->type == MF_OP_RENAME)
+		fn(ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
+	return 0;
 }
 
 int mf_db_sync(mf_db *db)

@@ -83,6 +83,20 @@ const char *mf_db_recovery_line(mf_db *db);
 /* Validate (JSON documents strictly), log, apply.  0 or -errno. */
 int mf_db_commit(mf_db *db, mf_op *op);
 
+/* ---- change notification (for committers outside the FUSE layer) ----
+ * The RESP server (resp/) commits through mf_db_commit_notify: after a
+ * successful commit it calls the hook once per key the op touched (RENAME:
+ * source and target; FLUSH: once with key NULL, meaning every key), on the
+ * caller's thread, holding no db lock, so the hook may ask the kernel to
+ * drop cached entries/attributes (mf_fs_key_changed).  The FUSE layer keeps
+ * using plain mf_db_commit: it invalidates its own inodes, and a kernel
+ * notification sent from inside a request handler can deadlock.
+ * The hook may be set (once) while other threads commit: commits before
+ * it is visible call no hook. */
+typedef void (*mf_db_change_fn)(void *ctx, int ktype, const void *key, size_t klen);
+void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx);
+int mf_db_commit_notify(mf_db *db, mf_op *op);
+
 /* fsync everything acknowledged so far. */
 int mf_db_sync(mf_db *db);
 

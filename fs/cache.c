@@ -34,3 +34,65 @@ void cache_open(struct fuse_file_info *fi)
 {
 	fi->direct_io = 1;
 }
+
+/* ---------- changes made outside the mount (RESP) ----------
+ *
+ * Called by the RESP server's threads after a commit (db change hook), never
+ * from a FUSE request handler: the kernel's notify handling takes the
+ * directory's and inode's locks, which a handler of that same directory or
+ * inode may hold while it waits for us.  No lock of ours is held while
+ * notifying.  Drops the kernel's cached dentry (so `ls`/lookup see a new or
+ * deleted key at once) and the inode's cached attributes and pages (so
+ * `cat`/`stat` see the new value). */
+void mf_fs_key_changed(int type, const void *key, size_t len)
+{
+	struct fuse_session *se = fsg.se;
+	if (!se)
+		return;
+	static const fuse_ino_t parent[] = {
+		[MF_T_STRING] = INO_KV, [MF_T_JSON] = INO_JSON, [MF_T_LIST] = INO_LISTS};
+	if (type == MF_T_NONE) {
+		/* FLUSHDB: every name the kernel may have cached. */
+		pthread_mutex_lock(&fsg.mu);
+		size_t n = 0, cap = fsg.nnodes + 1;
+		node **all = malloc(cap * sizeof *all);
+		for (size_t b = 0; all && b < fsg.nbuckets; b++)
+			for (node *x = fsg.names[b]; x; x = x->name_next)
+				if (x->type >= MF_T_STRING && x->type <= MF_T_LIST && n < cap) {
+					x->busy++; /* keep it (and its key) until we are done */
+					all[n++] = x;
+				}
+		pthread_mutex_unlock(&fsg.mu);
+		for (size_t i = 0; i < n; i++) {
+			/* libfuse sends the name with its NUL: copy it out. */
+			char nm[MF_KEY_MAX + 1];
+			size_t l = all[i]->key.len > MF_KEY_MAX ? MF_KEY_MAX : all[i]->key.len;
+			memcpy(nm, mf_slice_ptr(all[i]->key), l);
+			nm[l] = '\0';
+			fuse_lowlevel_notify_inval_inode(se, all[i]->ino, 0, 0);
+			fuse_lowlevel_notify_inval_entry(se, parent[all[i]->type], nm, l);
+		}
+		pthread_mutex_lock(&fsg.mu);
+		for (size_t i = 0; i < n; i++) {
+			all[i]->busy--;
+			node_maybe_free(all[i]);
+		}
+		pthread_mutex_unlock(&fsg.mu);
+		free(all);
+		return;
+	}
+	if (type < MF_T_STRING || type > MF_T_LIST || !mf_key_is_filename(key, len))
+		return; /* no file name can hold it: the mount never showed it */
+	pthread_mutex_lock(&fsg.mu);
+	node *n = *name_slot((uint8_t)type, key, len);
+	fuse_ino_t ino = n ? n->ino : 0;
+	pthread_mutex_unlock(&fsg.mu);
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+	/* Even without a node: a failed lookup leaves a negative dentry (the
+	 * entry timeout), which would hide a key RESP just created. */
+	char name[MF_KEY_MAX + 1];
+	memcpy(name, key, len);
+	name[len] = '\0';
+	fuse_lowlevel_notify_inval_entry(se, parent[type], name, len);
+}

@@ -116,8 +116,8 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			est.st_mode = modes[i];
 		} else {
 			mf_slice k = keys[i - nfixed];
-			if (k.len > MF_KEY_MAX)
-				continue; /* the store refuses such keys (apply, snapshot load) */
+			if (!mf_key_is_filename(mf_slice_ptr(k), k.len))
+				continue; /* a RESP key no file name can hold: not listed */
 			memcpy(name, mf_slice_ptr(k), k.len);
 			name[k.len] = '\0';
 			/* d_ino is informational here; lookup gives the real one. */

@@ -40,4 +40,10 @@ struct fuse_session *mf_fs_mount(const mf_kv *kv, struct fuse_args *args, const 
 int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts);
 void mf_fs_unmount(struct fuse_session *se);
 
+/* A key was changed by a committer outside the mount (RESP): drop the
+ * kernel's cached entry and attributes for it (type MF_T_NONE: every key).
+ * Call from a thread that serves no FUSE request, holding no fs lock; a
+ * no-op before mount and after unmount. */
+void mf_fs_key_changed(int type, const void *key, size_t len);
+
 #endif

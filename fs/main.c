@@ -23,6 +23,7 @@
  */
 #include "fs.h"
 #include "../db/db.h" /* main is the composition root: it opens the database */
+#include "../resp/resp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +53,7 @@ struct cli {
 	char *cache_timeout;
 	char *max_memory;
 	int allow_other;
+	char *resp, *resp_password_file;   /* RESP face (resp/resp.h) */
 	int help, version;
 	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
 	char *pos[2];
@@ -94,6 +96,10 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("cache_timeout=%s", cache_timeout),
 	OPT("--max-memory=%s", max_memory),
 	OPT("max_memory=%s", max_memory),
+	OPT("--resp=%s", resp),
+	OPT("resp=%s", resp),
+	OPT("--resp-password-file=%s", resp_password_file),
+	OPT("resp_password_file=%s", resp_password_file),
 	FUSE_OPT_END,
 };
 
@@ -187,6 +193,13 @@ static int check_fuse_options(const struct fuse_args *args)
 	return -1;
 }
 
+/* db change hook -> kernel cache invalidation (RESP writes). */
+static void key_changed(void *ctx, int ktype, const void *key, size_t klen)
+{
+	(void)ctx;
+	mf_fs_key_changed(ktype, key, klen);
+}
+
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] [DATA_DIR] MOUNTPOINT\n"
@@ -207,6 +220,11 @@ static void usage(const char *prog)
 	       "    --max-memory=SIZE, -o max_memory=SIZE\n"
 	       "                     refuse growing the store past SIZE with ENOSPC\n"
 	       "                     (default 0: no limit but the machine's memory)\n"
+	       "    --resp=ADDR, -o resp=ADDR\n"
+	       "                     serve Redis clients on 127.0.0.1:PORT, [::1]:PORT or\n"
+	       "                     unix:PATH (default: off)\n"
+	       "    --resp-password-file=FILE, -o resp_password_file=FILE\n"
+	       "                     AUTH password (first line); needed for a non-loopback ADDR\n"
 	       "    -o allow_other   let other users in; implies -o default_permissions\n"
 	       "                     (others get what the mode bits allow: read only)\n"
 	       "    -o ro            read-only mount\n"
@@ -567,6 +585,19 @@ int main(int argc, char *argv[])
 		mf_log_error("--max-memory=%s: expected a size like 512M (0: no limit)", cli.max_memory);
 		goto out;
 	}
+	mf_resp_opts rso = {.addr = cli.resp, .password_file = cli.resp_password_file,
+	                    .inline_writes = dbo.fsync_mode != MF_FSYNC_ALWAYS};
+	if (cli.resp_password_file && !cli.resp) {
+		mf_log_error("--resp-password-file needs --resp=ADDR");
+		goto out;
+	}
+	if (cli.resp) {
+		char rerr[512];
+		if (mf_resp_check_opts(&rso, rerr, sizeof rerr) != 0) {
+			mf_log_error("%s", rerr);
+			goto out;
+		}
+	}
 	mf_fs_opts fso = {.foreground = fo.foreground, .singlethread = fo.singlethread,
 	                  .clone_fd = fo.clone_fd, .max_threads = fo.max_threads, .timeout = 1.0};
 	if (cli.cache_timeout) {
@@ -653,12 +684,35 @@ int main(int argc, char *argv[])
 		rc = 1;
 		goto out;
 	}
+	/* RESP before the mount, so a busy port fails the start like any
+	 * other error; its changes reach the kernel through the hook, which
+	 * is installed once the mount exists (before, there is no kernel
+	 * cache to drop, and the mount's tables are still being built). */
+	mf_resp *resp = NULL;
+	if (cli.resp) {
+		resp = mf_resp_start(db, &rso, err, sizeof err);
+		if (!resp) {
+			replay_early(early, 2, -1);
+			mf_log_set_plain(true);
+			mf_log_error("%s", err);
+			mf_db_close(db);
+			if (pipefd[1] >= 0) {
+				char st = 1;
+				(void)!write(pipefd[1], &st, 1);
+			}
+			rc = 1;
+			goto out;
+		}
+	}
 	mf_kv kv = mf_db_kv(db);
 	struct fuse_session *se = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
+	if (se && resp)
+		mf_db_set_change_hook(db, key_changed, NULL);
 	if (!se) {
 		replay_early(early, 2, -1);
 		mf_log_set_plain(true);
 		mf_log_error("cannot mount on %s", fo.mountpoint);
+		mf_resp_stop(resp);
 		mf_db_close(db);
 		if (pipefd[1] >= 0) {
 			char st = 1;
@@ -701,6 +755,8 @@ int main(int argc, char *argv[])
 	sighup_start();
 	sd_notify_send("READY=1\nSTATUS=mounted");
 	int r = mf_fs_loop(se, &fso);
+	/* RESP first: its threads notify the session mf_fs_unmount destroys. */
+	mf_resp_stop(resp);
 	sd_notify_send("STOPPING=1\nSTATUS=unmounting, closing the WAL");
 	mf_fs_unmount(se);
 	hold_after_unmount();
@@ -720,6 +776,8 @@ out:
 	free(cli.wal_threshold);
 	free(cli.cache_timeout);
 	free(cli.max_memory);
+	free(cli.resp);
+	free(cli.resp_password_file);
 	free(dir);
 	free((char *)dbo.dir);
 	return rc;

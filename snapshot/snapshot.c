@@ -476,7 +476,7 @@ static int p_field(snap_parser *p)
 		if (type < MF_T_STRING || type > MF_T_LIST)
 			return p_fail(p, p->field_off, "bad key type %u", type);
 		uint16_t klen = get_u16(a + 17);
-		if (klen == 0 || klen > MF_SNAPSHOT_MAX_KEY)
+		if (klen == 0) /* any u16 is <= MF_SNAPSHOT_MAX_KEY (65535) */
 			return p_fail(p, p->field_off + 17, "bad key length %u", klen);
 		p->cur.type = type;
 		p->cur.mtime_ns = (int64_t)get_u64(a + 1);

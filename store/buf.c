@@ -75,6 +75,7 @@ static mf_buf *buf_try_new(size_t cap)
 	atomic_init(&b->refs, 1);
 	b->cap = cap;
 	b->used = 0;
+	b->lo = 0;
 	atomic_fetch_add(&live_bytes, cap);
 	return b;
 }
@@ -172,6 +173,32 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n)
 	nb->used = len;
 	mf_slice_unref(s);
 	*s = (mf_slice){nb, 0, len};
+}
+
+void mf_slice_prepend(mf_slice *s, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	mf_buf *b = s->buf;
+	if (b && s->off == b->lo && b->lo >= n) {
+		/* In place: bytes below `lo` are visible to no slice. */
+		b->lo -= n;
+		memcpy(b->data + b->lo, p, n);
+		s->off = b->lo;
+		s->len += n;
+		return;
+	}
+	size_t len = s->len + n;
+	size_t head = len < 64 ? 64 : len; /* room for as much again in front */
+	size_t tail = len / 4;             /* and a little for RPUSH */
+	mf_buf *nb = buf_new(head + len + tail);
+	memcpy(nb->data + head, p, n);
+	if (s->len)
+		memcpy(nb->data + head + n, mf_slice_ptr(*s), s->len);
+	nb->lo = head;
+	nb->used = head + len;
+	mf_slice_unref(s);
+	*s = (mf_slice){nb, head, len};
 }
 
 int mf_slice_try_reserve_private(mf_slice *s, size_t cap)

@@ -32,6 +32,8 @@ typedef struct mf_buf {
 	size_t maplen; /* 0: malloc'd; else the length of its own mmap */
 	size_t cap;   /* bytes allocated in data[] */
 	size_t used;  /* bytes of data[] ever handed out (high-water mark) */
+	size_t lo;    /* lowest byte ever handed out (low-water mark): bytes
+	                 below it are free for an in-place prepend */
 	char data[];
 } mf_buf;
 
@@ -69,6 +71,12 @@ void mf_slice_unref(mf_slice *s);
  * them); otherwise a new buffer (doubling capacity) is made and *s moves to
  * it.  *s must own a reference; it still owns exactly one afterwards. */
 void mf_slice_append(mf_slice *s, const void *p, size_t n);
+
+/* Prepend [p, p+n) to *s: the mirror of mf_slice_append, for LPUSH.  In
+ * place when s starts exactly at its buffer's `lo` mark with room below it
+ * (no slice can see those bytes); otherwise a new buffer with headroom
+ * (doubling) is made and *s moves to it.  Same ownership rules. */
+void mf_slice_prepend(mf_slice *s, const void *p, size_t n);
 
 /* Grow a private, unpublished buffer (refs == 1, no other slice of it)
  * to at least cap bytes with realloc: for file handles building a value.

@@ -680,6 +680,7 @@ static int skip_value(const jsmntok_t *t, int ntok, int v)
 
 typedef struct walk_res {
 	size_t off, len;  /* found: span of the value */
+	size_t elem_off;  /* found: where its member (key) or element starts */
 	int add;          /* not found, but may be added as a member */
 	size_t ins_off;   /* where to insert the new member */
 	int empty;        /* the object had no members */
@@ -700,7 +701,7 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 		int j = cur + 1, k;
 
 		if (st.kind == STEP_MEMBER) {
-			int found = -1;
+			int found = -1, found_key = -1;
 			size_t last_end = (size_t)t[cur].start + 1;
 
 			if (t[cur].type != JSMN_OBJECT)
@@ -713,7 +714,7 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 				 * reader of the whole document sees it). */
 				if (name_matches(&st, doc + t[j].start,
 						 (size_t)(t[j].end - t[j].start)))
-					found = j + 1;
+					found = j + 1, found_key = j;
 				last_end = tok_end(&t[j + 1]);
 				j = skip_value(t, ntok, j + 1);
 			}
@@ -727,6 +728,7 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 				return 0;
 			}
 			cur = found;
+			res->elem_off = tok_off(&t[found_key]);
 		} else {
 			if (t[cur].type != JSMN_ARRAY)
 				return -ENOENT;
@@ -740,6 +742,7 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 			if (j >= ntok)
 				return -EINVAL;
 			cur = j;
+			res->elem_off = tok_off(&t[j]);
 		}
 	}
 	if (rc < 0)
@@ -913,6 +916,73 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 	/* Both inputs were valid, so only the combined nesting depth can
 	 * make the result invalid; checking the whole result also guards
 	 * against any splicing mistake ever reaching storage. */
+	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
+		free(buf);
+		return -EINVAL;
+	}
+	*out = buf;
+	*outlen = total;
+	return 0;
+}
+
+int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     char **out, size_t *outlen)
+{
+	size_t a, b, total;
+	jsmntok_t *t;
+	walk_res res;
+	char *buf;
+	int ntok, rc;
+
+	rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen == 1)
+		return -EINVAL; /* the root is not a member: the caller deletes the key */
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (mf_json_validate(doc, n, NULL, NULL) < 0)
+		return -EINVAL;
+	rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	memset(&res, 0, sizeof(res));
+	rc = walk(doc, t, ntok, path, pathlen, 0, &res);
+	free(t);
+	if (rc < 0)
+		return rc;
+	/* Cut [a, b): the member (key through value) or element, with the
+	 * comma that follows it, or else the one before it (last of several);
+	 * an only member leaves its container empty.  Whitespace outside the
+	 * cut stays where it was. */
+	a = res.elem_off;
+	b = res.off + res.len;
+	{
+		size_t k = b;
+
+		while (k < n && is_ws((unsigned char)doc[k]))
+			k++;
+		if (k < n && doc[k] == ',') {
+			/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
+			b = k + 1;
+			while (b < n && is_ws((unsigned char)doc[b]))
+				b++;
+		} else {
+			k = a;
+			while (k > 0 && is_ws((unsigned char)doc[k - 1]))
+				k--;
+			if (k > 0 && doc[k - 1] == ',')
+				a = k - 1;
+		}
+	}
+	total = n - (b - a);
+	buf = malloc(total + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	memcpy(buf, doc, a);
+	memcpy(buf + a, doc + b, n - b);
+	buf[total] = '\0';
+	/* As in set: never let a splicing mistake reach storage. */
 	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
 		free(buf);
 		return -EINVAL;

@@ -118,6 +118,16 @@ int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen
 int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     const char *val, size_t vallen, char **out, size_t *outlen);
 
+/*
+ * Delete: build a new document in *out (malloc'd as for set) without the
+ * member or array element at path; the comma that separated it goes too
+ * (with the blanks after it when it followed the member), every other byte
+ * stays: {"a": 1, "b": 2} minus $.a is {"b": 2}.  "$" is -EINVAL (deleting the whole document is
+ * deleting the key: the caller's business).  -ENOENT if absent.
+ */
+int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     char **out, size_t *outlen);
+
 /* Check path syntax only: 0 or -EINVAL.  Lets callers reject a bad path
  * before they fetch a document. */
 int mf_json_path_check(const char *path, size_t pathlen);

@@ -11,6 +11,8 @@ const char *mf_optype_name(int type)
 		[MF_OP_DEL] = "DEL", [MF_OP_RENAME] = "RENAME",
 		[MF_OP_SETTIME] = "SETTIME", [MF_OP_RPUSH] = "RPUSH",
 		[MF_OP_LPOP] = "LPOP", [MF_OP_JSON_SETPATH] = "JSON.SETPATH",
+		[MF_OP_LPUSH] = "LPUSH", [MF_OP_RPOP] = "RPOP", [MF_OP_SETRANGE] = "SETRANGE",
+		[MF_OP_FLUSH] = "FLUSH", [MF_OP_JSON_DELPATH] = "JSON.DELPATH",
 	};
 	if (type <= 0 || type > MF_OP_MAX_)
 		return "?";

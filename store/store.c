@@ -166,10 +166,11 @@ uint64_t mf_count_lines(const char *p, size_t n)
 	return c;
 }
 
+/* Any bytes: RESP clients use keys no file name can hold ('/', NUL,
+ * longer than NAME_MAX); the mount simply does not list those. */
 static bool valid_key(mf_slice k)
 {
-	return k.len > 0 && k.len <= MF_KEY_MAX && !memchr(mf_slice_ptr(k), '/', k.len) &&
-	       !memchr(mf_slice_ptr(k), '\0', k.len);
+	return k.len > 0 && k.len <= MF_KEY_BYTES_MAX;
 }
 
 int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const char **why)
@@ -187,13 +188,17 @@ int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const
 /* Everything that can make an op fail, checked before anything changes. */
 static int validate(mf_store *st, const mf_op *op, entry *e)
 {
+	if (op->type == MF_OP_FLUSH)
+		return op->ktype == MF_T_NONE && op->key.len == 0 ? 0 : -EINVAL;
 	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
 	uint64_t cur = same ? e->val.len : 0;
 	if (op->val.len > MF_VALUE_MAX ||
-	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH) &&
-	     cur + op->val.len > MF_VALUE_MAX))
+	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
+	     cur + op->val.len > MF_VALUE_MAX) ||
+	    (op->type == MF_OP_SETRANGE &&
+	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)))
 		return -EFBIG;
 	switch (op->type) {
 	case MF_OP_CREATE:
@@ -211,6 +216,11 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (op->ktype != MF_T_LIST || op->val.len == 0)
 			return -EINVAL;
 		return e && !same ? -EEXIST : 0;
+	case MF_OP_LPUSH:
+		if (op->ktype != MF_T_LIST || op->val.len == 0 ||
+		    mf_slice_ptr(op->val)[op->val.len - 1] != '\n')
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
 	case MF_OP_TRUNCATE:
 		if (!same)
 			return -ENOENT;
@@ -220,9 +230,23 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 			return op->arg == e->val.len ? 0 : -EINVAL;
 		return op->arg == 0 ? 0 : -EINVAL;
 	case MF_OP_DEL:
+		if (!same)
+			return -ENOENT;
+		/* arg 1: only an empty value (RESP deletes a list its pop
+		 * emptied, as Redis does, without racing a concurrent push). */
+		return op->arg == 0 ? 0 : op->arg == 1 && e->val.len == 0 ? 0 : -ENOTEMPTY;
 	case MF_OP_SETTIME:
 		return same ? 0 : -ENOENT;
+	case MF_OP_SETRANGE:
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_JSON_DELPATH:
+		if (op->ktype != MF_T_JSON)
+			return -EINVAL;
+		return same ? 0 : -ENOENT;
 	case MF_OP_LPOP:
+	case MF_OP_RPOP:
 		if (op->ktype != MF_T_LIST)
 			return -EINVAL;
 		if (!same)
@@ -249,18 +273,36 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	}
 }
 
+/* Edit a JSON document for JSON_SETPATH / JSON_DELPATH: the new text in
+ * *doc (malloc'd), or -errno.  Shared by check and apply. */
+static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen)
+{
+	if (op->type == MF_OP_JSON_DELPATH)
+		return mf_json_del_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+		                        op->key2.len, doc, dlen);
+	return mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+	                        op->key2.len, mf_slice_ptr(op->val), op->val.len, doc, dlen);
+}
+
+/* A JSON_DELPATH of "$" deletes the whole document. */
+static bool json_del_root(const mf_op *op)
+{
+	return op->type == MF_OP_JSON_DELPATH && op->key2.len == 1 && mf_slice_ptr(op->key2)[0] == '$';
+}
+
 int mf_store_check(mf_store *st, const mf_op *op)
 {
 	pthread_rwlock_rdlock(&st->lock);
-	entry *e = op->key.len <= MF_KEY_MAX ? find(st, op->key) : NULL;
-	int r = op->key.len <= MF_KEY_MAX ? validate(st, op, e) : -EINVAL;
-	if (r == 0 && op->type == MF_OP_JSON_SETPATH) {
+	bool keyed = mf_op_has_key(op->type);
+	entry *e = keyed && op->key.len <= MF_KEY_BYTES_MAX ? find(st, op->key) : NULL;
+	int r = !keyed || op->key.len <= MF_KEY_BYTES_MAX ? validate(st, op, e) : -EINVAL;
+	if (r == 0 && (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH) &&
+	    !json_del_root(op)) {
 		/* Whether the path resolves depends on the document: try it, so
 		 * a missing path is refused before it is logged. */
 		char *doc = NULL;
 		size_t dlen;
-		r = mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-		                     op->key2.len, mf_slice_ptr(op->val), op->val.len, &doc, &dlen);
+		r = json_edit(e, op, &doc, &dlen);
 		free(doc);
 	}
 	pthread_rwlock_unlock(&st->lock);
@@ -315,9 +357,32 @@ static mf_slice list_value(mf_slice v)
 	return n;
 }
 
+/* FLUSH: drop every key (readers keep their slice references). */
+static void flush_all(mf_store *st)
+{
+	for (size_t i = 0; i < st->nbuckets; i++) {
+		entry *e = st->tab[i];
+		while (e) {
+			entry *n = e->next;
+			entry_free(e);
+			e = n;
+		}
+		st->tab[i] = NULL;
+	}
+	st->nkeys = 0;
+	memset(st->ntype, 0, sizeof st->ntype);
+	st->value_bytes = 0;
+}
+
 static int do_apply(mf_store *st, mf_op *op)
 {
-	if (op->key.len > MF_KEY_MAX)
+	if (op->type == MF_OP_FLUSH) {
+		int r = validate(st, op, NULL);
+		if (r == 0)
+			flush_all(st);
+		return r;
+	}
+	if (op->key.len > MF_KEY_BYTES_MAX)
 		return -EINVAL;
 	entry *e = find(st, op->key);
 	int r = validate(st, op, e);
@@ -354,6 +419,7 @@ static int do_apply(mf_store *st, mf_op *op)
 				e->count++;
 			}
 		}
+		op->res = op->type == MF_OP_RPUSH ? e->count : e->val.len;
 		break;
 	case MF_OP_TRUNCATE:
 		if (op->arg <= e->val.len) {
@@ -431,11 +497,64 @@ static int do_apply(mf_store *st, mf_op *op)
 		set_val(st, e, v);
 		break;
 	}
+	case MF_OP_LPUSH:
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		detach_key(e); /* the prepend may move the value */
+		st->value_bytes += op->val.len;
+		mf_slice_prepend(&e->val, mf_slice_ptr(op->val), op->val.len);
+		e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
+		op->res = e->count;
+		break;
+	case MF_OP_RPOP: {
+		/* Walk back over up to arg lines; the value ends in '\n'. */
+		const char *p = mf_slice_ptr(e->val);
+		size_t keep = e->val.len;
+		uint64_t k = 0;
+		while (k < op->arg && keep > 0) {
+			const char *nl = keep >= 2 ? memrchr(p, '\n', keep - 1) : NULL;
+			keep = nl ? (size_t)(nl - p) + 1 : 0;
+			k++;
+		}
+		mf_slice_unref(&op->out);
+		op->out = mf_slice_ref(e->val);
+		op->out.off += keep;
+		op->out.len -= keep;
+		mf_slice v = mf_slice_ref(e->val);
+		v.len = keep;
+		if (v.len == 0)
+			mf_slice_unref(&v);
+		e->count -= k;
+		set_val(st, e, v);
+		break;
+	}
+	case MF_OP_SETRANGE: {
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		size_t end = (size_t)op->arg + op->val.len;
+		size_t len = end > e->val.len ? end : e->val.len;
+		/* A new buffer: bytes of the old value are immutable (readers
+		 * hold slices of them). */
+		mf_slice v = mf_slice_alloc(len, len);
+		if (v.buf) {
+			memcpy(v.buf->data, mf_slice_ptr(e->val), e->val.len);
+			memcpy(v.buf->data + op->arg, mf_slice_ptr(op->val), op->val.len);
+		}
+		set_val(st, e, v);
+		op->res = len;
+		break;
+	}
+	case MF_OP_JSON_DELPATH:
+		if (json_del_root(op)) {
+			unlink_entry(st, e);
+			entry_free(e);
+			return 0;
+		}
+		/* fall through */
 	case MF_OP_JSON_SETPATH: {
 		char *doc;
 		size_t dlen;
-		r = mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-		                     op->key2.len, mf_slice_ptr(op->val), op->val.len, &doc, &dlen);
+		r = json_edit(e, op, &doc, &dlen);
 		if (r)
 			return r;
 		mf_slice v = mf_slice_from(doc, dlen, dlen);

@@ -1020,6 +1020,56 @@ static void test_fuzz_generated(void **state)
 	(void)mutants_ok;
 }
 
+
+/* mf_json_del_path (JSON.DEL over RESP): a member or element and its comma
+ * go, every other byte stays. */
+static void del_ok(const char *doc, const char *path, const char *want)
+{
+	char *out = NULL;
+	size_t n = 0;
+	int r = mf_json_del_path(doc, strlen(doc), path, strlen(path), &out, &n);
+	if (r != 0)
+		fail_msg("del %s from %s: %d", path, doc, r);
+	if (n != strlen(want) || memcmp(out, want, n) != 0)
+		fail_msg("del %s from %s: got '%.*s' want '%s'", path, doc, (int)n, out, want);
+	assert_int_equal(mf_json_validate(out, n, NULL, NULL), 0);
+	free(out);
+}
+
+static void del_err(const char *doc, const char *path, int want)
+{
+	char *out = (char *)"untouched";
+	size_t n = 0;
+	assert_int_equal(mf_json_del_path(doc, strlen(doc), path, strlen(path), &out, &n), want);
+	assert_string_equal(out, "untouched");
+}
+
+static void test_del(void **state)
+{
+	(void)state;
+	del_ok("{\"a\":1,\"b\":2,\"c\":3}", "$.a", "{\"b\":2,\"c\":3}");
+	del_ok("{\"a\":1,\"b\":2,\"c\":3}", "$.b", "{\"a\":1,\"c\":3}");
+	del_ok("{\"a\":1,\"b\":2,\"c\":3}", "$.c", "{\"a\":1,\"b\":2}");
+	del_ok("{\"a\":1}", "$.a", "{}");
+	del_ok("{ \"a\" : 1 , \"b\" : 2 }", "$.b", "{ \"a\" : 1  }"); /* blanks around the cut stay */
+	del_ok("{ \"a\" : 1 , \"b\" : 2 }", "$.a", "{ \"b\" : 2 }");
+	del_ok("[1, [2, 3], 4]", "$[1][0]", "[1, [3], 4]");
+	del_ok("[1, [2, 3], 4]", "$[1]", "[1, 4]");
+	del_ok("[1]", "$[0]", "[]");
+	del_ok("{\"x\":{\"y\":[{\"z\":1,\"w\":2}]}}", "$.x.y[0].z", "{\"x\":{\"y\":[{\"w\":2}]}}");
+	del_ok("{\"odd key\":1,\"k\":2}", "$['odd key']", "{\"k\":2}");
+	/* Duplicates: the last one (what get and set address). */
+	del_ok("{\"a\":1,\"a\":2}", "$.a", "{\"a\":1}");
+	/* A comma inside a string is not a separator. */
+	del_ok("{\"a\":\",\",\"b\":\",\"}", "$.b", "{\"a\":\",\"}");
+	del_err("{\"a\":1}", "$.b", -ENOENT);
+	del_err("[1]", "$[1]", -ENOENT);
+	del_err("{\"a\":1}", "$[0]", -ENOENT);
+	del_err("{\"a\":1}", "$", -EINVAL);
+	del_err("{\"a\":1}", "$.", -EINVAL);
+	del_err("{\"a\":1,}", "$.a", -EINVAL); /* the document is checked */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1039,6 +1089,7 @@ int main(void)
 		cmocka_unit_test(test_set_preserves_format),
 		cmocka_unit_test(test_fuzz_random),
 		cmocka_unit_test(test_fuzz_generated),
+		cmocka_unit_test(test_del),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -613,10 +613,13 @@ static void test_json_setpath(void **state)
 /* ------------------------------------------------------------------ */
 
 static char key256[256], key255[255];
+/* One byte over the store's key limit (MF_KEY_BYTES_MAX). */
+static char keybig[MF_KEY_BYTES_MAX + 1];
 
 static void init_keys(void)
 {
 	memset(key256, 'k', sizeof key256);
+	memset(keybig, 'b', sizeof keybig);
 	memset(key255, 'K', sizeof key255);
 }
 
@@ -714,10 +717,7 @@ static const ecase ecases[] = {
 	ER(MF_T_LIST, "l", "j", -EEXIST),
 	/* rename to a bad name */
 	ER(MF_T_STRING, "s", "", -EINVAL),
-	ER(MF_T_STRING, "s", "a/b", -EINVAL),
-	ER(MF_T_STRING, "s", "/", -EINVAL),
-	ER(MF_T_STRING, "s", "a\0b", -EINVAL),
-	ER(MF_T_LIST, "l", "\0", -EINVAL),
+	/* ('/' and NUL are fine since RESP: test_key_lengths) */
 	/* the JSON document itself rejects (apply only: check says 0) */
 	EJ("j", "$.a.b", "1", -ENOENT),
 	EJ("j", "$[0]", "1", -ENOENT),
@@ -782,7 +782,7 @@ static void test_errors_leave_store_unchanged(void **state)
 	struct {
 		const char *k;
 		size_t n;
-	} bad[] = {{"", 0}, {key256, 256}, {"a/b", 3}, {"/", 1}, {"ab/", 3}, {"a\0b", 3}, {"\0", 1}};
+	} bad[] = {{"", 0}, {keybig, sizeof keybig}};
 	for (int t = MF_OP_CREATE; t <= MF_OP_MAX_; t++) {
 		int kt = t == MF_OP_RPUSH || t == MF_OP_LPOP ? MF_T_LIST
 		         : t == MF_OP_JSON_SETPATH       ? MF_T_JSON
@@ -799,12 +799,13 @@ static void test_errors_leave_store_unchanged(void **state)
 			expect_unchanged_after(st, &base, t, kts[b], K("new"), K(k2), K(v), 0, -EINVAL);
 		}
 	}
-	/* A key that only differs after a NUL is still bad; prefix "s" exists. */
+	/* Keys are any bytes (RESP): one that only differs after a NUL is
+	 * another key; prefix "s" exists. */
 	expect_unchanged_after(st, &base, MF_OP_DEL, MF_T_STRING, "s\0", 2, NULL, 0, NULL, 0, 0,
-	                       -EINVAL);
-	/* 256 bytes, even when it would be a rename target. */
-	expect_unchanged_after(st, &base, MF_OP_RENAME, MF_T_STRING, K("s"), key256, 256, NULL, 0,
-	                       0, -EINVAL);
+	                       -ENOENT);
+	/* Too long, even when it would be a rename target. */
+	expect_unchanged_after(st, &base, MF_OP_RENAME, MF_T_STRING, K("s"), keybig, sizeof keybig,
+	                       NULL, 0, 0, -EINVAL);
 	/* Unknown op types. */
 	int bad_types[] = {0, MF_OP_MAX_ + 1, 200, 255};
 	for (size_t b = 0; b < 4; b++)
@@ -831,9 +832,22 @@ static void test_key_lengths(void **state)
 	                 0);
 	expect_val(st, MF_T_STRING, key256, 255, "v", 1);
 	assert_int_equal(mf_store_get(st, key255, 255, false, &(mf_entry_info){0}), -ENOENT);
+	/* Longer than a file name: fine for the store (RESP keys), up to
+	 * MF_KEY_BYTES_MAX; '/' and NUL too. */
 	assert_int_equal(opx(st, MF_OP_SET, MF_T_STRING, key256, 256, NULL, 0, "v", 1, 0, 1, NULL),
+	                 0);
+	assert_int_equal(mf_store_get(st, key256, 256, false, &(mf_entry_info){0}), 0);
+	assert_int_equal(opx(st, MF_OP_SET, MF_T_STRING, keybig, MF_KEY_BYTES_MAX, NULL, 0, "v", 1,
+	                     0, 1, NULL),
+	                 0);
+	assert_int_equal(opx(st, MF_OP_SET, MF_T_STRING, keybig, sizeof keybig, NULL, 0, "v", 1, 0,
+	                     1, NULL),
 	                 -EINVAL);
-	assert_int_equal(mf_store_get(st, key256, 256, false, &(mf_entry_info){0}), -ENOENT);
+	assert_int_equal(mf_store_get(st, keybig, sizeof keybig, false, &(mf_entry_info){0}),
+	                 -ENOENT);
+	assert_int_equal(opx(st, MF_OP_SET, MF_T_STRING, "a/b\0c", 5, NULL, 0, "w", 1, 0, 1, NULL),
+	                 0);
+	expect_val(st, MF_T_STRING, "a/b\0c", 5, "w", 1);
 	/* Keys that are prefixes of one another, and high bytes. */
 	assert_int_equal(o_set(st, MF_T_STRING, "a", "1", 1, 1), 0);
 	assert_int_equal(o_set(st, MF_T_STRING, "ab", "2", 1, 1), 0);
@@ -1191,10 +1205,7 @@ static void test_export_load_roundtrip(void **state)
 	bad.type = 4;
 	assert_int_equal(mf_store_load_item(b, &bad), -EINVAL);
 	mf_slice_unref(&bad.key);
-	bad = (mf_item){.key = sl("a/b", 3), .type = MF_T_STRING};
-	assert_int_equal(mf_store_load_item(b, &bad), -EINVAL);
-	mf_slice_unref(&bad.key);
-	bad = (mf_item){.key = sl(key256, 256), .type = MF_T_STRING};
+	bad = (mf_item){.key = sl(keybig, sizeof keybig), .type = MF_T_STRING};
 	assert_int_equal(mf_store_load_item(b, &bad), -EINVAL);
 	mf_slice_unref(&bad.key);
 	mf_store_items_free(items, n);
@@ -1332,12 +1343,8 @@ static uint64_t lines(const char *p, size_t n)
 
 static bool model_key_ok(const char *k, size_t n)
 {
-	if (n == 0 || n > 255)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (k[i] == '/' || k[i] == '\0')
-			return false;
-	return true;
+	(void)k; /* any bytes (RESP keys); only the length matters */
+	return n > 0 && n <= MF_KEY_BYTES_MAX;
 }
 
 static void model_compare_key(mf_store *st, int i)
@@ -1604,10 +1611,10 @@ static void gen_key(mf_slice *key, int *idx)
 		static const struct {
 			const char *k;
 			size_t n;
-		} bad[] = {{"", 0}, {"a/b", 3}, {"k\0y", 3}, {"/", 1}};
-		x = rndn(5);
-		if (x == 4)
-			*key = sl(key256, 256);
+		} bad[] = {{"", 0}};
+		x = rndn(2);
+		if (x == 1)
+			*key = sl(keybig, sizeof keybig);
 		else
 			*key = sl(bad[x].k, bad[x].n);
 		return;
@@ -1619,7 +1626,9 @@ static void gen_key(mf_slice *key, int *idx)
 static void gen_op(mf_op *op, int64_t t)
 {
 	memset(op, 0, sizeof *op);
-	op->type = (uint8_t)(1 + rndn(MF_OP_MAX_));
+	/* The model covers the mount's ops (1..JSON_SETPATH); the RESP ops
+	 * have their own tests (test_resp_ops). */
+	op->type = (uint8_t)(1 + rndn(MF_OP_JSON_SETPATH));
 	if (rndn(200) == 0)
 		op->type = rndn(2) ? 0 : MF_OP_MAX_ + 1;
 	op->ktype = (uint8_t)(1 + rndn(3));
@@ -1698,6 +1707,113 @@ static void gen_op(mf_op *op, int64_t t)
 	default:
 		break;
 	}
+}
+
+
+/* The ops the RESP face added (issue 15): LPUSH, RPOP, SETRANGE, FLUSH,
+ * JSON_DELPATH — through check + apply like every other op. */
+static void test_resp_ops(void **state)
+{
+	(void)state;
+	size_t live0 = mf_buf_bytes();
+	mf_store *st = mf_store_new();
+	mf_slice out;
+
+	/* LPUSH prepends a block; repeated prepends go in place (headroom)
+	 * and never change what an older reference sees. */
+	assert_int_equal(opx(st, MF_OP_LPUSH, MF_T_LIST, K("l"), NULL, 0, K("b\na\n"), 0, 1, NULL), 0);
+	EXPECT_STR(st, MF_T_LIST, "l", "b\na\n");
+	mf_entry_info old;
+	assert_int_equal(mf_store_get(st, K("l"), true, &old), 0);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(opx(st, MF_OP_LPUSH, MF_T_LIST, K("l"), NULL, 0, K("x\n"), 0, 2, NULL), 0);
+	assert_int_equal(old.val.len, 4);
+	assert_true(memcmp(mf_slice_ptr(old.val), "b\na\n", 4) == 0);
+	mf_slice_unref(&old.val);
+	assert_int_equal(info(st, "l").count, 202);
+	/* Unterminated or empty blocks and other types are refused. */
+	assert_int_equal(opx(st, MF_OP_LPUSH, MF_T_LIST, K("l"), NULL, 0, K("z"), 0, 3, NULL), -EINVAL);
+	assert_int_equal(opx(st, MF_OP_LPUSH, MF_T_STRING, K("l"), NULL, 0, K("z\n"), 0, 3, NULL), -EINVAL);
+	assert_int_equal(o_set(st, MF_T_STRING, "s", "abc", 3, 3), 0);
+	assert_int_equal(opx(st, MF_OP_LPUSH, MF_T_LIST, K("s"), NULL, 0, K("z\n"), 0, 3, NULL), -EEXIST);
+
+	/* RPOP: up to arg tail elements, out in list order. */
+	assert_int_equal(opx(st, MF_OP_RPOP, MF_T_LIST, K("l"), NULL, 0, NULL, 0, 2, 4, &out), 0);
+	assert_int_equal(out.len, 4);
+	assert_true(memcmp(mf_slice_ptr(out), "b\na\n", 4) == 0);
+	mf_slice_unref(&out);
+	assert_int_equal(info(st, "l").count, 200);
+	assert_int_equal(opx(st, MF_OP_RPOP, MF_T_LIST, K("l"), NULL, 0, NULL, 0, 1000, 5, &out), 0);
+	assert_int_equal(out.len, 400);
+	mf_slice_unref(&out);
+	assert_int_equal(info(st, "l").count, 0);
+	assert_int_equal(info(st, "l").size, 0);
+	assert_int_equal(opx(st, MF_OP_RPOP, MF_T_LIST, K("l"), NULL, 0, NULL, 0, 1, 6, NULL), -ENODATA);
+	assert_int_equal(opx(st, MF_OP_RPOP, MF_T_LIST, K("nol"), NULL, 0, NULL, 0, 1, 6, NULL), -ENOENT);
+	/* An empty element is an empty line. */
+	assert_int_equal(opx(st, MF_OP_RPUSH, MF_T_LIST, K("l"), NULL, 0, K("\nq\n"), 0, 7, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_RPOP, MF_T_LIST, K("l"), NULL, 0, NULL, 0, 1, 8, &out), 0);
+	assert_int_equal(out.len, 2);
+	mf_slice_unref(&out);
+	assert_int_equal(opx(st, MF_OP_RPOP, MF_T_LIST, K("l"), NULL, 0, NULL, 0, 1, 8, &out), 0);
+	assert_int_equal(out.len, 1);
+	mf_slice_unref(&out);
+
+	/* DEL arg 1: only an empty value. */
+	assert_int_equal(opx(st, MF_OP_RPUSH, MF_T_LIST, K("e"), NULL, 0, K("z\n"), 0, 8, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_DEL, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 1, 8, NULL), -ENOTEMPTY);
+	assert_int_equal(opx(st, MF_OP_LPOP, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 1, 8, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_DEL, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 2, 8, NULL), -ENOTEMPTY);
+	assert_int_equal(opx(st, MF_OP_DEL, MF_T_LIST, K("e"), NULL, 0, NULL, 0, 1, 8, NULL), 0);
+	expect_absent(st, "e");
+
+	/* SETRANGE: overwrite, extend, zero-fill a gap, create. */
+	assert_int_equal(opx(st, MF_OP_SETRANGE, MF_T_STRING, K("s"), NULL, 0, K("X"), 1, 9, NULL), 0);
+	EXPECT_STR(st, MF_T_STRING, "s", "aXc");
+	assert_int_equal(opx(st, MF_OP_SETRANGE, MF_T_STRING, K("s"), NULL, 0, K("YZ"), 5, 9, NULL), 0);
+	expect_val(st, MF_T_STRING, K("s"), "aXc\0\0YZ", 7);
+	assert_int_equal(opx(st, MF_OP_SETRANGE, MF_T_STRING, K("n"), NULL, 0, K("v"), 2, 9, NULL), 0);
+	expect_val(st, MF_T_STRING, K("n"), "\0\0v", 3);
+	assert_int_equal(opx(st, MF_OP_SETRANGE, MF_T_STRING, K("n"), NULL, 0, K("v"), MF_VALUE_MAX, 9,
+	                     NULL), -EFBIG);
+	assert_int_equal(opx(st, MF_OP_SETRANGE, MF_T_LIST, K("l"), NULL, 0, K("v"), 0, 9, NULL), -EINVAL);
+
+	/* JSON_DELPATH: a member, an element, the whole document. */
+	const char *doc = "{\"a\": 1, \"b\": [1, 2, 3], \"c\": {}}";
+	assert_int_equal(opx(st, MF_OP_SET, MF_T_JSON, K("j"), NULL, 0, K(doc), 0, 10, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.a"), NULL, 0, 0, 11, NULL), 0);
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2, 3], \"c\": {}}");
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.b[2]"), NULL, 0, 0, 11, NULL), 0);
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2], \"c\": {}}");
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.c"), NULL, 0, 0, 11, NULL), 0);
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2]}");
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.zz"), NULL, 0, 0, 11, NULL),
+	                 -ENOENT);
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": [1, 2]}");
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.b[0]"), NULL, 0, 0, 11, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$.b[0]"), NULL, 0, 0, 11, NULL), 0);
+	EXPECT_STR(st, MF_T_JSON, "j", "{\"b\": []}");
+	assert_int_equal(opx(st, MF_OP_JSON_DELPATH, MF_T_JSON, K("j"), K("$"), NULL, 0, 0, 12, NULL), 0);
+	expect_absent(st, "j");
+
+	/* FLUSH: every key gone; a reader's reference stays valid. */
+	mf_entry_info keep;
+	assert_int_equal(mf_store_get(st, K("s"), true, &keep), 0);
+	mf_op f = {.type = MF_OP_FLUSH, .time_ns = 13};
+	assert_int_equal(run_op(st, &f, NULL), 0);
+	assert_int_equal(stats(st).keys[0], 0);
+	assert_int_equal(stats(st).value_bytes, 0);
+	expect_absent(st, "s");
+	expect_absent(st, "l");
+	assert_true(memcmp(mf_slice_ptr(keep.val), "aXc\0\0YZ", 7) == 0);
+	mf_slice_unref(&keep.val);
+	mf_op fk = {.type = MF_OP_FLUSH, .key = sl("k", 1)};
+	assert_int_equal(run_op(st, &fk, NULL), -EINVAL);
+	assert_int_equal(o_set(st, MF_T_STRING, "after", "1", 1, 14), 0);
+	EXPECT_STR(st, MF_T_STRING, "after", "1");
+
+	mf_store_free(st);
+	assert_int_equal(mf_buf_bytes(), live0);
 }
 
 static void test_model_random(void **state)
@@ -1794,7 +1910,7 @@ static void test_model_random(void **state)
 			free(held[h].copy);
 		}
 	/* The generator must actually reach every op and every error. */
-	for (int t = 1; t <= MF_OP_MAX_; t++)
+	for (int t = 1; t <= MF_OP_JSON_SETPATH; t++)
 		if (per_type_ok[t] < 20)
 			fail_msg("only %d successful %s", per_type_ok[t], mf_optype_name(t));
 	assert_true(nok > 5000);
@@ -1989,6 +2105,7 @@ int main(void)
 		cmocka_unit_test(test_load_unterminated_list),
 		cmocka_unit_test(test_model_random),
 		cmocka_unit_test(test_concurrent_readers),
+		cmocka_unit_test(test_resp_ops),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
