@@ -1,7 +1,7 @@
 /*
  * record.h — WAL segment header and record encoding (format: wal/FORMAT.md,
  * version 2), the one record decoder, the file scanner and the one
- * torn-vs-corrupt verdict shared by replay (wal.c) and memflux-check.
+ * torn-vs-corrupt verdict shared by replay (replay.c) and memflux-check (tools/check.c).
  *
  * Segment header (32 bytes): "MFWAL", u8 version 2, u16 header size 32,
  * u32 flags 0, u64 salt, u64 prev_lsn, u32 masked crc of bytes 0..27.
@@ -139,7 +139,7 @@ bool mf_wal_rec_body_ok(const mf_wal_rec_hdr *h, uint32_t body_crc);
 int mf_wal_record_decode(const uint8_t *p, size_t avail, const mf_wal_rec_place *at,
                          mf_op *op, size_t *reclen, mf_wal_rec_hdr *h, const char **why);
 
-/* ---- files (internal API for replay and memflux-check, in wal.c) ---- */
+/* ---- files (internal API for replay and memflux-check: scan.c, verdict.c, segment.c) ---- */
 
 enum {
 	MF_SCAN_OK = 0,           /* a header and valid, contiguous records */
