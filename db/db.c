@@ -3,6 +3,8 @@
  */
 #include "db.h"
 
+#include "../io/clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -56,13 +58,6 @@ int64_t mf_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int mf_parse_size(const char *s, uint64_t *out)
@@ -222,7 +217,7 @@ static long lock_holder_pid(int fd)
  */
 static int lock_data_dir(mf_db *db, const char *path, char *err, size_t errlen)
 {
-	double deadline = mono() + db->opts.lock_wait_ms / 1000.0;
+	double deadline = mf_mono_sec() + db->opts.lock_wait_ms / 1000.0;
 	bool told = false;
 	for (;;) {
 		if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0)
@@ -239,7 +234,7 @@ static int lock_data_dir(mf_db *db, const char *path, char *err, size_t errlen)
 			         db->dir, pid, mnt);
 			return -1;
 		}
-		if (mono() >= deadline) {
+		if (mf_mono_sec() >= deadline) {
 			if (told)
 				snprintf(err, errlen, "data dir %s is still locked by pid %ld after %.0f s "
 				         "(lock %s held; no mount of it is left)", db->dir, pid,
@@ -280,7 +275,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->snap_mu, NULL);
 	pthread_cond_init(&db->snap_cv, NULL);
-	double t0 = mono();
+	double t0 = mf_mono_sec();
 
 	int r = mkdirs(db->dir);
 	struct stat sb;
@@ -301,7 +296,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	}
 	if (lock_data_dir(db, path, err, errlen) != 0)
 		goto fail;
-	t0 = mono(); /* recovery time excludes waiting for the lock */
+	t0 = mf_mono_sec(); /* recovery time excludes waiting for the lock */
 	/* Our pid, as soon as the lock is ours: tests and operators find the
 	 * daemon through it (kill -9 tests), and a second memfluxfs checks
 	 * whether this pid serves a mount. */
@@ -348,7 +343,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot open WAL in %s: %s", db->dir, strerror(-r));
 		goto fail;
 	}
-	db->recovery_seconds = mono() - t0;
+	db->recovery_seconds = mf_mono_sec() - t0;
 	snprintf(db->recovery_line, sizeof db->recovery_line,
 	         "memfluxfs: %s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
 	         " keys), replayed %" PRIu64 " WAL records (%" PRIu64 " bytes of torn tail cut) in %.3f s",
@@ -470,9 +465,9 @@ static void capture_cb(void *ctx, uint64_t last_lsn)
 {
 	mf_db *db = ctx;
 	uint64_t lsn;
-	double t0 = mono();
+	double t0 = mf_mono_sec();
 	db->cap_n = mf_store_export(db->store, &db->cap_items, &lsn);
-	db->cap_seconds = mono() - t0;
+	db->cap_seconds = mf_mono_sec() - t0;
 	(void)last_lsn;
 }
 

@@ -27,6 +27,7 @@
  *     and the last key kept are printed).
  * --dump: one line per record, in LSN order.
  */
+#include "../io/le.h"
 #include "crc32c.h"
 #include "record.h"
 #include "snapshot.h"
@@ -185,18 +186,6 @@ static char *broken_name(const char *path, time_t now)
 	return p;
 }
 
-static int cut_file(mf_io *io, const char *path, uint64_t off)
-{
-	int fd = io->open(io, path, O_RDWR, 0);
-	if (fd < 0)
-		return fd;
-	int r = io->ftruncate(io, fd, (off_t)off);
-	if (r == 0)
-		r = io->fsync(io, fd);
-	int c = io->close(io, fd);
-	return r < 0 ? r : c;
-}
-
 typedef struct wal_file {
 	char *path;
 	bool sealed;
@@ -283,14 +272,6 @@ static bool confirm(bool yes)
 	return line[0] == 'y' || line[0] == 'Y';
 }
 
-static uint64_t le64_at(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* Write a copy of path with its first 32 bytes replaced by hdr. */
 static int copy_with_header(mf_io *io, const char *path, const char *dst,
                             const uint8_t hdr[MF_WAL_FILE_HEADER])
@@ -330,8 +311,8 @@ static int repair_header(mf_io *io, const char *path, bool yes)
 	io->close(io, fd);
 	if (r != 0)
 		return r < 0 ? r : 0;
-	uint64_t salt = le64_at(old + 12);
-	uint64_t prevs[2] = {le64_at(old + 20), le64_at(old + MF_WAL_FILE_HEADER + 8) - 1};
+	uint64_t salt = mf_le_get64(old + 12);
+	uint64_t prevs[2] = {mf_le_get64(old + 20), mf_le_get64(old + MF_WAL_FILE_HEADER + 8) - 1};
 	size_t tn = strlen(path) + 16;
 	char *tmp = mf_xmalloc(tn);
 	snprintf(tmp, tn, "%s.hdrfix", path);
@@ -578,7 +559,7 @@ static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes, bool pr
 		if (i == bad && keep_prefix) {
 			fr = copy_file(io, f->path, aside);
 			if (fr == 0)
-				fr = cut_file(io, f->path, cut);
+				fr = mf_io_cut_file(io, f->path, cut);
 			if (fr == 0)
 				printf("fixed: %s cut at offset %" PRIu64 " (original kept as %s)\n",
 				       f->path, cut, aside);

@@ -45,9 +45,8 @@
 #define MF_WAL_FILE_HEADER 32          /* bytes at offset 0 of a segment */
 #define MF_WAL_REC_HEADER 64           /* fixed part of a record */
 #define MF_WAL_REC_FIXED_BODY 56       /* fixed part counted by len */
-/* Largest len accepted (1.5 GiB): a 1 GiB value fits with room to spare;
- * anything larger in a file is corruption and is never allocated. */
-#define MF_WAL_REC_MAX_LEN ((uint32_t)1536 << 20)
+/* Largest len accepted: the on-disk bound of store/op.h. */
+#define MF_WAL_REC_MAX_LEN ((uint32_t)MF_FILE_LEN_MAX)
 
 #define MF_WAL_ACTIVE_NAME "memflux.wal"
 

@@ -8,6 +8,8 @@
 
 #include "record.h"
 
+#include "../io/clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -38,33 +40,13 @@ static int replay_record(void *arg, mf_op *op, uint64_t off)
 	return 0;
 }
 
-static double now_sec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Cut the active segment at off (torn tail) and make that durable. */
-static int truncate_file(mf_io *io, const char *path, uint64_t off)
-{
-	int fd = io->open(io, path, O_RDWR, 0);
-	if (fd < 0)
-		return fd;
-	int r = io->ftruncate(io, fd, (off_t)off);
-	if (r == 0)
-		r = io->fsync(io, fd);
-	int c = io->close(io, fd);
-	return r < 0 ? r : c;
-}
-
 int mf_wal_replay(const char *dir, mf_io *io, uint64_t after_lsn,
                   mf_apply_fn apply, void *ctx, mf_wal_replay_info *info,
                   char *err, size_t errlen)
 {
 	if (!io)
 		io = mf_io_posix();
-	double t0 = now_sec();
+	double t0 = mf_mono_sec();
 	memset(info, 0, sizeof *info);
 	info->last_lsn = after_lsn;
 	if (err && errlen)
@@ -123,7 +105,7 @@ int mf_wal_replay(const char *dir, mf_io *io, uint64_t after_lsn,
 		goto out;
 	}
 	if (v.action == MF_WAL_CUT) {
-		r = truncate_file(io, active, v.cut_off);
+		r = mf_io_cut_file(io, active, (off_t)v.cut_off);
 		if (r < 0) {
 			snprintf(err, errlen, "WAL %s: cannot cut damaged unsynced tail: %s", active,
 			         strerror(-r));
@@ -140,6 +122,6 @@ int mf_wal_replay(const char *dir, mf_io *io, uint64_t after_lsn,
 out:
 	free(active);
 	mf_wal_segs_free(segs, n);
-	info->seconds = now_sec() - t0;
+	info->seconds = mf_mono_sec() - t0;
 	return ret;
 }

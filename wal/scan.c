@@ -8,6 +8,7 @@
 #include "record.h"
 
 #include "crc32c.h"
+#include "../io/le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,31 @@ typedef struct rd {
 	uint64_t boff;  /* file offset of buf[0] */
 	size_t blen;    /* valid bytes in buf */
 } rd;
+
+/* Open path for reading and learn its size; no buffer yet.  0 or -errno
+ * (nothing left open). */
+static int rd_open(rd *r, mf_io *io, const char *path)
+{
+	*r = (rd){.io = io, .fd = -1};
+	int fd = io->open(io, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	off_t sz;
+	int ret = io->fstat_size(io, fd, &sz);
+	if (ret < 0) {
+		io->close(io, fd);
+		return ret;
+	}
+	r->fd = fd;
+	r->size = (uint64_t)sz;
+	return 0;
+}
+
+static void rd_close(rd *r)
+{
+	free(r->buf);
+	r->io->close(r->io, r->fd);
+}
 
 /* Make [off, off+n) (n <= RD_BUF, off+n <= size) available contiguously. */
 static int rd_need(rd *r, uint64_t off, size_t n, const uint8_t **out)
@@ -218,15 +244,10 @@ int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx
                      mf_wal_scan *out)
 {
 	memset(out, 0, sizeof *out);
-	int fd = io->open(io, path, O_RDONLY, 0);
-	if (fd < 0)
-		return fd;
-	rd r = {.io = io, .fd = fd, .buf = NULL, .boff = 0, .blen = 0};
-	off_t sz;
-	int ret = io->fstat_size(io, fd, &sz);
+	rd r;
+	int ret = rd_open(&r, io, path);
 	if (ret < 0)
-		goto done;
-	r.size = (uint64_t)sz;
+		return ret;
 	out->file_size = r.size;
 	if (r.size < MF_WAL_FILE_HEADER) {
 		out->status = MF_SCAN_SHORT_HEADER;
@@ -307,8 +328,7 @@ int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx
 	}
 	out->status = MF_SCAN_OK;
 done:
-	free(r.buf);
-	io->close(io, fd);
+	rd_close(&r);
 	return ret;
 }
 
@@ -317,15 +337,10 @@ int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *
 {
 	*bad_bytes = 0;
 	*capped = false;
-	int fd = io->open(io, path, O_RDONLY, 0);
-	if (fd < 0)
-		return fd;
-	rd r = {.io = io, .fd = fd, .buf = NULL, .boff = 0, .blen = 0};
-	off_t sz;
-	int ret = io->fstat_size(io, fd, &sz);
+	rd r;
+	int ret = rd_open(&r, io, path);
 	if (ret < 0)
-		goto done;
-	r.size = (uint64_t)sz;
+		return ret;
 	if (r.size < MF_WAL_FILE_HEADER) {
 		*bad_bytes = r.size;
 		goto done;
@@ -337,9 +352,7 @@ int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *
 		goto done;
 	/* The salt as written, even if the rest of the header is damaged:
 	 * the records will tell whether it survived. */
-	uint64_t salt = 0;
-	for (int i = 7; i >= 0; i--)
-		salt = salt << 8 | hp[12 + i];
+	uint64_t salt = mf_le_get64(hp + 12);
 	uint64_t budget = 4 * r.size + (64u << 20);
 	uint64_t p = MF_WAL_FILE_HEADER;
 	while (p + MF_WAL_REC_HEADER <= r.size) {
@@ -386,7 +399,6 @@ int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *
 	if (p < r.size)
 		*bad_bytes += r.size - p;
 done:
-	free(r.buf);
-	io->close(io, fd);
+	rd_close(&r);
 	return ret;
 }

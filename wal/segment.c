@@ -18,11 +18,9 @@
 
 char *mf_wal_path(const char *dir, const char *name)
 {
-	size_t a = strlen(dir), b = strlen(name);
-	char *p = mf_xmalloc(a + b + 2);
-	memcpy(p, dir, a);
-	p[a] = '/';
-	memcpy(p + a + 1, name, b + 1);
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = mf_xmalloc(n);
+	mf_path_join(p, n, dir, name); /* cannot fail: sized to fit */
 	return p;
 }
 

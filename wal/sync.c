@@ -9,6 +9,8 @@
 
 #include "record.h"
 
+#include "../io/clock.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -153,16 +155,6 @@ void wal_append_marker(mf_wal *w, bool sync)
 		w->io->fsync(w->io, w->fd);
 }
 
-static void ts_add_ms(struct timespec *t, unsigned ms)
-{
-	t->tv_sec += ms / 1000;
-	t->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (t->tv_nsec >= 1000000000L) {
-		t->tv_sec++;
-		t->tv_nsec -= 1000000000L;
-	}
-}
-
 static bool ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
@@ -178,7 +170,7 @@ void *wal_syncer_main(void *arg)
 			continue;
 		}
 		struct timespec deadline = w->dirty_since, now;
-		ts_add_ms(&deadline, w->interval_ms);
+		mf_ts_add_ns(&deadline, (uint64_t)w->interval_ms * 1000000u);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (ts_before(&now, &deadline)) {
 			pthread_cond_timedwait(&w->sync_cv, &w->mu, &deadline);

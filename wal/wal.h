@@ -115,7 +115,7 @@ mf_wal *mf_wal_open(const mf_wal_opts *opts, uint64_t next_lsn,
 /* Log then apply one op; returns when the record is written (fsynced in
  * ALWAYS mode) and applied: apply's result, or the I/O -errno.  op->lsn is
  * set.  The op's slices stay owned by the caller.  Also -EINVAL (type or
- * ktype out of range), -E2BIG (record > 1.5 GiB), -EIO once read-only,
+ * ktype out of range), -E2BIG (record > MF_WAL_REC_MAX_LEN: never for a value the store accepts), -EIO once read-only,
  * -ESHUTDOWN after mf_wal_close started. */
 int mf_wal_submit(mf_wal *w, mf_op *op);
 

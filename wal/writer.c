@@ -9,6 +9,8 @@
 
 #include "record.h"
 
+#include "../io/clock.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +93,7 @@ static int write_batch(mf_wal *w, wal_entry *first, uint64_t lsn0)
 		/* Leave nothing torn (and no complete-but-refused record) behind:
 		 * cut back and make the cut durable.  If even that fails, the file
 		 * can no longer be trusted to end where we think: stop writing. */
-		int t = w->io->ftruncate(w->io, w->fd, (off_t)w->end);
-		if (t == 0)
-			t = w->io->fsync(w->io, w->fd);
+		int t = mf_io_cut(w->io, w->fd, (off_t)w->end);
 		if (t < 0) {
 			pthread_mutex_lock(&w->mu);
 			wal_go_read_only(w, "truncate after failed write", t);
@@ -129,13 +129,6 @@ static int write_batch(mf_wal *w, wal_entry *first, uint64_t lsn0)
 
 #define SUBMIT_SPIN_NS 100000  /* 100 us */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -145,10 +138,10 @@ static inline void cpu_relax(void)
 
 static void spin_until(atomic_bool *flag, uint64_t ns)
 {
-	uint64_t end = mono_ns() + ns;
+	uint64_t end = mf_mono_ns() + ns;
 	for (unsigned i = 0; !atomic_load_explicit(flag, memory_order_acquire); i++) {
 		cpu_relax();
-		if ((i & 63) == 63 && mono_ns() > end)
+		if ((i & 63) == 63 && mf_mono_ns() > end)
 			return;
 	}
 }
@@ -168,11 +161,7 @@ static void commit_delay(mf_wal *w)
 		delay = 2000000;
 	struct timespec dl;
 	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_nsec += (long)delay;
-	while (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	mf_ts_add_ns(&dl, delay);
 	/* Active writers: those the last batch served plus those that queued
 	 * while it was being fsynced. */
 	uint64_t want = w->prev_batch + w->queued_after;

@@ -1093,8 +1093,8 @@ static void test_sync_marker(void **state)
 	rmdir_all(dir);
 }
 
-/* Mutation fuzz (issue 10 item 3: deleted, renamed or boundary-cut sealed
- * segments used to mount with records missing).  A WAL of 4 sealed
+/* Mutation fuzz (deleted, renamed or boundary-cut sealed segments once
+ * mounted with records missing).  A WAL of 4 sealed
  * segments and an active one, closed cleanly; one seeded mutation; replay
  * must either refuse or return every record — except after cutting
  * memflux.wal at a record boundary, which no later record can vouch against
@@ -1362,8 +1362,8 @@ static void test_absurd_length_in_file(void **state)
 	rmdir_all(dir);
 }
 
-/* A crafted segment must cost linear time (issue 10: headers every 48 bytes
- * with bad checksums made the old scan quadratic).  16 MiB of record headers
+/* A crafted segment must cost linear time (headers every 48 bytes with bad
+ * checksums once made the scan quadratic).  16 MiB of record headers
  * at every 64 bytes, each claiming to run to the end of the file: first with
  * wrong header checksums, then forged with the segment's salt (right header
  * checksum, wrong body checksum: the worst case, bounded by the resync's
