@@ -26,7 +26,7 @@ typedef struct rd {
 	size_t blen;    /* valid bytes in buf */
 } rd;
 
-/* Open path for reading and learn its size; no buffer yet.  0 or -errno
+/* Open path for reading, learn its size, allocate the buffer.  0 or -errno
  * (nothing left open). */
 static int rd_open(rd *r, mf_io *io, const char *path)
 {
@@ -42,6 +42,7 @@ static int rd_open(rd *r, mf_io *io, const char *path)
 	}
 	r->fd = fd;
 	r->size = (uint64_t)sz;
+	r->buf = mf_xmalloc(RD_BUF);
 	return 0;
 }
 
@@ -240,6 +241,20 @@ static int rd_resync(rd *r, uint64_t salt, mf_wal_scan *sc)
 	return 0;
 }
 
+/* Decode the record at off and hand it to fn: rd_decode's -errno, or fn's
+ * result (non-zero stops the scan). */
+static int rd_deliver(rd *r, uint64_t off, const mf_wal_rec_hdr *h, mf_wal_record_fn fn,
+                      void *ctx)
+{
+	mf_op op;
+	int ret = rd_decode(r, off, h, &op);
+	if (ret < 0)
+		return ret;
+	ret = fn(ctx, &op, off);
+	mf_op_clear(&op);
+	return ret;
+}
+
 int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx,
                      mf_wal_scan *out)
 {
@@ -255,7 +270,6 @@ int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx
 		out->bad_off = 0;
 		goto done;
 	}
-	r.buf = mf_xmalloc(RD_BUF);
 	const uint8_t *hp;
 	ret = rd_need(&r, 0, MF_WAL_FILE_HEADER, &hp);
 	if (ret < 0)
@@ -307,12 +321,7 @@ int mf_wal_scan_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *ctx
 			goto done;
 		}
 		if (fn) {
-			mf_op op;
-			ret = rd_decode(&r, off, &h, &op);
-			if (ret < 0)
-				goto done;
-			ret = fn(ctx, &op, off);
-			mf_op_clear(&op);
+			ret = rd_deliver(&r, off, &h, fn, ctx);
 			if (ret != 0)
 				goto done;
 		}
@@ -345,7 +354,6 @@ int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *
 		*bad_bytes = r.size;
 		goto done;
 	}
-	r.buf = mf_xmalloc(RD_BUF);
 	const uint8_t *hp;
 	ret = rd_need(&r, 0, MF_WAL_FILE_HEADER, &hp);
 	if (ret < 0)
@@ -385,12 +393,7 @@ int mf_wal_salvage_file(mf_io *io, const char *path, mf_wal_record_fn fn, void *
 			continue;
 		}
 		if (h.type != MF_WAL_REC_SYNC && fn) {
-			mf_op op;
-			ret = rd_decode(&r, p, &h, &op);
-			if (ret < 0)
-				goto done;
-			ret = fn(ctx, &op, p);
-			mf_op_clear(&op);
+			ret = rd_deliver(&r, p, &h, fn, ctx);
 			if (ret != 0)
 				goto done;
 		}
