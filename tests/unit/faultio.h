@@ -14,6 +14,8 @@
  *                                                 // bytes and returns 10
  *   faultio_short_nth(&f, 4, 10);                 // same, for the 4th one
  *   faultio_calls(&f, FIO_FSYNC);                 // fsyncs so far
+ *   faultio_fail_any_nth(&f, 7, -EIO, 1);         // the 7th I/O call of any
+ *                                                 // kind fails (fault loops)
  *   faultio_clear(&f);                            // drop all rules
  *
  * Call numbers are 1-based and count every call of that kind since
@@ -49,7 +51,8 @@ typedef enum fio_kind {
 	FIO_RENAME,
 	FIO_UNLINK,
 	FIO_FSYNC_DIR,
-	FIO_NKINDS
+	FIO_NKINDS,
+	FIO_ANY = FIO_NKINDS  /* rules only: counts every call, whatever its kind */
 } fio_kind;
 
 #define FIO_MAX_RULES 16
@@ -62,13 +65,14 @@ typedef struct fio_rule {
 	size_t short_bytes;    /* pwritev only, when err == 0: a short write */
 	char path_has[64];     /* "" = any path */
 	unsigned long fired;   /* how many times it fired */
+	fio_kind fired_kind;   /* kind of the first call it failed (FIO_ANY rules) */
 } fio_rule;
 
 typedef struct faultio {
 	mf_io io;              /* hand &f->io to the code under test */
 	mf_io *real;
 	pthread_mutex_t mu;
-	unsigned long calls[FIO_NKINDS];
+	unsigned long calls[FIO_NKINDS + 1];  /* [FIO_ANY]: all calls */
 	fio_rule rules[FIO_MAX_RULES];
 	int nrules;
 } faultio;
@@ -86,13 +90,17 @@ static inline fio_rule *fio_hit(mf_io *io, fio_kind k, const char *path)
 	fio_rule *hit = NULL;
 	pthread_mutex_lock(&f->mu);
 	unsigned long n = ++f->calls[k];
+	unsigned long all = ++f->calls[FIO_ANY];
 	for (int i = 0; i < f->nrules && !hit; i++) {
 		fio_rule *r = &f->rules[i];
-		if (r->kind != k || n < r->nth || (r->times && r->fired >= r->times))
+		unsigned long cn = r->kind == FIO_ANY ? all : n;
+		if ((r->kind != k && r->kind != FIO_ANY) || cn < r->nth ||
+		    (r->times && r->fired >= r->times))
 			continue;
 		if (r->path_has[0] && (!path || !strstr(path, r->path_has)))
 			continue;
-		r->fired++;
+		if (r->fired++ == 0)
+			r->fired_kind = k;
 		hit = r;
 	}
 	pthread_mutex_unlock(&f->mu);
@@ -250,6 +258,15 @@ static inline fio_rule *faultio_fail_nth(faultio *f, fio_kind k, unsigned long n
                                          int err, unsigned long times)
 {
 	return fio_add(f, k, nth, times, err, 0, NULL);
+}
+
+/* I/O call number nth counted over every kind (faultio_calls(f, FIO_ANY)
+ * so far) fails with err, and the `times - 1` calls after it (0: every call
+ * from nth on).  err must be nonzero: this is for fault loops. */
+static inline fio_rule *faultio_fail_any_nth(faultio *f, unsigned long nth, int err,
+                                             unsigned long times)
+{
+	return fio_add(f, FIO_ANY, nth, times, err, 0, NULL);
 }
 
 /* The next call of kind k fails with err. */
