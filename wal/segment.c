@@ -123,7 +123,7 @@ void mf_wal_segs_free(mf_wal_seg *segs, int n)
 }
 
 /* Create the active segment: header, fsync, dir fsync.  Caller holds
- * fsync_mu (writer thread or open). */
+ * fsync_mu (the leader, or open). */
 int wal_create_segment(mf_wal *w)
 {
 	mf_io *io = w->io;
@@ -200,7 +200,7 @@ fail:
 	return r;
 }
 
-/* Seal the active segment and start a new one; on the writer thread. */
+/* Seal the active segment and start a new one; by the leader. */
 int wal_do_rotate(mf_wal *w, wal_entry *e)
 {
 	mf_io *io = w->io;

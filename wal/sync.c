@@ -85,13 +85,17 @@ int wal_fsync(mf_wal *w)
 			w->dirty_since = start;
 			/* Until a later record says so, nothing in the file tells
 			 * recovery that these records are durable: if the log stays
-			 * idle, the writer appends a sync marker (INTERVAL, NONE;
-			 * in ALWAYS every batch is fsynced and the next one says
-			 * so, and a marker per idle batch would double the writes of
-			 * a lone writer). */
+			 * idle, a sync marker is appended (INTERVAL, NONE; in
+			 * ALWAYS every batch is fsynced and the next one says so,
+			 * and a marker per idle batch would double the writes of a
+			 * lone writer).  If the log is idle, this thread leads just
+			 * long enough to write it; else the current (or next)
+			 * leader does when it steps down. */
 			if (w->mode != MF_FSYNC_ALWAYS) {
 				w->mark_wanted = true;
-				pthread_cond_signal(&w->work_cv);
+				if (!atomic_load_explicit(&w->leading, memory_order_relaxed) &&
+				    !w->head && !w->closing)
+					wal_lead(w, NULL);
 			}
 		}
 		pthread_mutex_unlock(&w->mu);
@@ -107,15 +111,15 @@ int wal_fsync(mf_wal *w)
 
 /*
  * Append a sync marker saying every record of the active segment is durable
- * (FORMAT.md): the writer does it when the log goes idle after an fsync, and
+ * (FORMAT.md): the leader does it when the log goes idle after an fsync, and
  * close after its final fsync (then `sync`: the marker itself is fsynced).
  * Without one, the last records are "written after the last known fsync" to
  * recovery, and damage to them (bit rot after a clean shutdown, or after an
  * fsync(2) on an idle log) would be cut instead of refused.  Best effort: a
  * failed or torn marker leaves recovery knowing less, nothing more; a failed
  * write does not advance `end`, so the next record overwrites it (a record
- * is at least as long as a marker).  Writer thread, or close once the
- * writer has exited.
+ * is at least as long as a marker).  The leader only (close is the last
+ * one).
  */
 void wal_append_marker(mf_wal *w, bool sync)
 {

@@ -1,7 +1,7 @@
 /*
  * wal.c — the live WAL's lifecycle: mf_wal_open (reopen or create the
- * active segment, start the writer and syncer threads), mf_wal_close
- * (drain, final fsync and sync marker) and stats.  The rest of wal/ is
+ * active segment, start the INTERVAL syncer thread), mf_wal_close (drain
+ * the queue, final fsync and sync marker) and stats.  The rest of wal/ is
  * listed in wal_int.h; format and recovery rules: wal/FORMAT.md.
  */
 #include "wal_int.h"
@@ -78,19 +78,10 @@ mf_wal *mf_wal_open(const mf_wal_opts *opts, uint64_t next_lsn,
 			w->sealed_bytes += segs[i].size;
 		mf_wal_segs_free(segs, n);
 	}
-	r = -pthread_create(&w->writer, NULL, wal_writer_main, w);
-	if (r < 0)
-		goto fail_fd;
 	if (w->mode == MF_FSYNC_INTERVAL) {
 		r = -pthread_create(&w->syncer, NULL, wal_syncer_main, w);
-		if (r < 0) {
-			pthread_mutex_lock(&w->mu);
-			w->closing = true;
-			pthread_cond_broadcast(&w->work_cv);
-			pthread_mutex_unlock(&w->mu);
-			pthread_join(w->writer, NULL);
+		if (r < 0)
 			goto fail_fd;
-		}
 		w->has_syncer = true;
 	}
 	return w;
@@ -122,10 +113,20 @@ int mf_wal_close(mf_wal *w)
 	if (!w)
 		return 0;
 	pthread_mutex_lock(&w->mu);
-	w->closing = true;
+	w->closing = true;  /* new submits fail; commit_delay stops waiting */
 	pthread_cond_broadcast(&w->work_cv);
+	/* Drain: lead whatever is queued (entries whose submitters have not
+	 * called mf_wal_wait yet included), or wait for the current leader. */
+	while (w->head || atomic_load_explicit(&w->leading, memory_order_relaxed)) {
+		if (atomic_load_explicit(&w->leading, memory_order_relaxed))
+			pthread_cond_wait(&w->done_cv, &w->mu);
+		else
+			wal_lead(w, NULL);
+	}
+	/* From here on close is the writer: no one else may lead (the syncer
+	 * or an fsync(2) could otherwise start a sync marker). */
+	atomic_store_explicit(&w->leading, true, memory_order_relaxed);
 	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->writer, NULL);
 	if (w->has_syncer) {
 		pthread_mutex_lock(&w->mu);
 		w->stop_syncer = true;

@@ -5,7 +5,8 @@
  *
  * Where things live (wal/):
  *   wal.c      lifecycle: mf_wal_open, mf_wal_close, stats
- *   writer.c   the writer queue and group commit: submit, batches, apply
+ *   writer.c   the writer queue and leader/follower group commit: enqueue,
+ *              wait, batches, apply
  *   sync.c     fsync modes, the one fsync path, the interval syncer, sync
  *              markers, read-only on fsync failure
  *   segment.c  segment files: names, listing, creation, reopening, rotation
@@ -30,19 +31,10 @@
 
 enum { E_OP, E_ROTATE };
 
-/* One queued request.  Lives on the submitter's stack; the writer touches it
- * only until it sets `done`. */
-typedef struct wal_entry {
-	struct wal_entry *next;
-	int kind;
-	mf_op *op;
-	size_t size;       /* encoded record size */
-	int result;
-	atomic_bool done;  /* set (release) by the writer; submitters may spin on it */
-	mf_rotate_cb cb;   /* E_ROTATE */
-	void *cbctx;
-	uint64_t last_lsn;
-} wal_entry;
+/* One queued request: the ticket of wal.h.  Lives on the submitter's stack
+ * (or wherever its ticket is); the leader touches it only until it sets
+ * `done`. */
+typedef mf_wal_ticket wal_entry;
 
 /*
  * LOCKING (the only statement of it; every lock of wal/ is here).
@@ -57,10 +49,14 @@ typedef struct wal_entry {
  *   mu        the queue, counters and flags marked "under mu"; never held
  *             across I/O or apply().  Condition variables work_cv, done_cv
  *             and sync_cv all wait on mu.
- * Not locked: the fields marked "writer thread" belong to the writer thread
- * alone (and to open before it starts, close after it has exited); apply()
- * runs only on the writer thread (and during replay, before any writer
- * exists), so it needs no lock of ours.
+ * Leadership (not a lock, a role): `leading` is set and cleared under mu by
+ * the one thread that writes — a waiting submitter that found no leader
+ * (writer.c), an fsync that writes an idle sync marker (sync.c), or close.
+ * The fields marked "leader" belong to the leader alone: the next leader
+ * sees them through mu (set/clear of `leading` happens under it).  apply()
+ * and rotation callbacks run only on the leader, one at a time, in LSN
+ * order (and during replay, before the WAL is open), so they need no lock
+ * of ours.
  */
 struct mf_wal {
 	char *dir, *path;
@@ -72,11 +68,14 @@ struct mf_wal {
 	void *ctx;
 
 	pthread_mutex_t seg_mu, fsync_mu, mu;
-	pthread_cond_t work_cv;  /* writer: queue non-empty or closing */
-	pthread_cond_t done_cv;  /* submitters: an entry finished */
+	pthread_cond_t work_cv;  /* leader in commit_delay: more writers queued */
+	pthread_cond_t done_cv;  /* waiters: an entry finished, or the leader
+	                            stepped down */
 	pthread_cond_t sync_cv;  /* interval thread (CLOCK_MONOTONIC) */
 
-	/* under mu */
+	/* under mu (leading: written under mu, read without it only as a
+	 * spin hint) */
+	atomic_bool leading;     /* a thread is leading (writer.c) */
 	wal_entry *head, *tail;
 	bool closing, stop_syncer, read_only;
 	bool mark_wanted;        /* an fsync completed (INTERVAL/NONE): the
@@ -91,7 +90,7 @@ struct mf_wal {
 	uint64_t fsync_ns;       /* smoothed duration of one fsync */
 	struct timespec dirty_since;  /* oldest unsynced write (monotonic) */
 
-	/* writer thread (fd changes only under fsync_mu as well) */
+	/* leader (fd changes only under fsync_mu as well) */
 	int fd;                  /* -1 after a failed segment creation */
 	uint64_t salt;           /* of the active segment (FORMAT.md) */
 	uint64_t end;            /* size of the active segment */
@@ -104,7 +103,7 @@ struct mf_wal {
 	struct iovec *iov;
 	size_t iovcap;
 
-	pthread_t writer, syncer;
+	pthread_t syncer;
 	bool has_syncer;
 };
 
@@ -115,23 +114,26 @@ void wal_go_read_only(mf_wal *w, const char *what, int err);
  * fsync_mu then mu.  0 or -EIO (read-only: before, or because of, this call). */
 int wal_fsync(mf_wal *w);
 /* Append a sync marker for the active segment if it is wholly synced;
- * `sync`: fsync the marker too.  Writer thread, or close once it exited. */
+ * `sync`: fsync the marker too.  The leader only (close is the last one). */
 void wal_append_marker(mf_wal *w, bool sync);
 /* The INTERVAL mode thread. */
 void *wal_syncer_main(void *arg);
 
 /* ---- segment.c ---- */
 /* Create the active segment: header, fsync, dir fsync.  Caller holds
- * fsync_mu (writer thread or open).  0 or -errno (nothing left behind). */
+ * fsync_mu (the leader, or open).  0 or -errno (nothing left behind). */
 int wal_create_segment(mf_wal *w);
 /* Open the existing active segment (replay has cut any torn tail), or
  * create it.  open only. */
 int wal_open_active(mf_wal *w);
-/* Seal the active segment, start a new one, run e->cb; writer thread, takes
+/* Seal the active segment, start a new one, run e->cb; the leader, takes
  * seg_mu then fsync_mu. */
 int wal_do_rotate(mf_wal *w, wal_entry *e);
 
 /* ---- writer.c ---- */
-void *wal_writer_main(void *arg);
+/* Lead: caller holds mu and `leading` is false.  Works through the queue
+ * until mine is done (NULL: until it is empty), writes a wanted idle sync
+ * marker, steps down and wakes the waiters.  Returns with mu held. */
+void wal_lead(mf_wal *w, wal_entry *mine);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * writer.c — the writer queue and group commit: submitters queue entries,
- * the writer thread takes everything queued, assigns LSNs in queue order,
- * writes the batch with one pwritev, applies each op in LSN order and
- * wakes the submitters.  Rotation requests ride the same queue, so they
- * happen between batches.  Locking: wal_int.h.
+ * writer.c — the writer queue and group commit, leader/follower style:
+ * submitters queue entries (mf_wal_enqueue: the queue position is the LSN
+ * order); a waiting submitter that finds no leader becomes the leader,
+ * takes everything queued, assigns LSNs in queue order, writes the batch
+ * with one pwritev, applies each op in LSN order and wakes the others.
+ * Rotation requests ride the same queue, so they happen between batches.
+ * Locking: wal_int.h.
  */
 #include "wal_int.h"
 
@@ -136,10 +138,13 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void spin_until(atomic_bool *flag, uint64_t ns)
+/* Spin up to ns while e is not done and another thread leads. */
+static void spin_while_led(mf_wal *w, wal_entry *e, uint64_t ns)
 {
 	uint64_t end = mf_mono_ns() + ns;
-	for (unsigned i = 0; !atomic_load_explicit(flag, memory_order_acquire); i++) {
+	for (unsigned i = 0; !atomic_load_explicit(&e->done, memory_order_acquire) &&
+	                     atomic_load_explicit(&w->leading, memory_order_relaxed);
+	     i++) {
 		cpu_relax();
 		if ((i & 63) == 63 && mf_mono_ns() > end)
 			return;
@@ -152,7 +157,7 @@ static void spin_until(atomic_bool *flag, uint64_t ns)
  * just after the next (small) batch has started its fsync.  So when the last
  * batch showed concurrency, wait a little (at most half an fsync, as
  * PostgreSQL's commit_delay does) for every writer seen active then: one
- * fsync serves them all.  Caller holds w->mu.
+ * fsync serves them all.  Caller holds w->mu and leads.
  */
 static void commit_delay(mf_wal *w)
 {
@@ -170,130 +175,167 @@ static void commit_delay(mf_wal *w)
 			break;
 }
 
-void *wal_writer_main(void *arg)
+/* Take the rotation at the head of the queue and do it.  mu held (dropped
+ * around the I/O); caller leads. */
+static void lead_rotation(mf_wal *w)
 {
-	mf_wal *w = arg;
+	wal_entry *e = w->head;
+	w->head = e->next;
+	if (!w->head)
+		w->tail = NULL;
+	pthread_mutex_unlock(&w->mu);
+	int r = wal_do_rotate(w, e);
 	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->head && !w->closing && !w->mark_wanted)
-			pthread_cond_wait(&w->work_cv, &w->mu);
-		if (!w->head) {
-			if (w->closing)
-				break;  /* close writes its own marker */
-			w->mark_wanted = false;
-			pthread_mutex_unlock(&w->mu);
-			wal_append_marker(w, false);
-			pthread_mutex_lock(&w->mu);
-			continue;
-		}
-		wal_entry *first = w->head;
-		if (first->kind == E_ROTATE) {
-			w->head = first->next;
-			if (!w->head)
-				w->tail = NULL;
-			pthread_mutex_unlock(&w->mu);
-			int r = wal_do_rotate(w, first);
-			pthread_mutex_lock(&w->mu);
-			first->result = r;
-			atomic_store_explicit(&first->done, true, memory_order_release);
-			pthread_cond_broadcast(&w->done_cv);
-			continue;
-		}
-		if (w->mode == MF_FSYNC_ALWAYS && w->prev_batch > 1)
-			commit_delay(w);
-		first = w->head;
-		/* Everything queued up to max_batch bytes, at least one op. */
-		wal_entry *last = first;
-		size_t total = first->size, n = 1;
-		while (last->next && last->next->kind == E_OP &&
-		       total + last->next->size <= w->max_batch) {
-			last = last->next;
-			total += last->size;
-			n++;
-		}
-		w->head = last->next;
-		if (!w->head)
-			w->tail = NULL;
-		last->next = NULL;
-		w->queued -= n;
-		w->prev_batch = n;
-		bool ro = w->read_only;
-		uint64_t lsn0 = w->next_lsn;
-		if (!ro)
-			w->next_lsn += n;  /* given back if the write fails */
-		pthread_mutex_unlock(&w->mu);
+	e->result = r;
+	atomic_store_explicit(&e->done, true, memory_order_release);
+	pthread_cond_broadcast(&w->done_cv);
+}
 
-		int r = ro ? -EIO : write_batch(w, first, lsn0);
-		if (r < 0 && !ro) {
-			/* The batch was cut off the file (or the WAL went read-only):
-			 * its LSNs are free again, so the log stays contiguous, which
-			 * recovery checks to detect lost records. */
-			pthread_mutex_lock(&w->mu);
-			w->next_lsn = lsn0;
-			pthread_mutex_unlock(&w->mu);
-		}
-		for (wal_entry *e = first; e; e = e->next)
-			e->result = r == 0 ? w->apply(w->ctx, e->op) : r;
+/* Take one batch from the head of the queue (ops up to max_batch bytes, at
+ * least one), write it, apply it in LSN order, wake its submitters.  mu
+ * held (dropped around the I/O and apply); caller leads. */
+static void lead_batch(mf_wal *w)
+{
+	if (w->mode == MF_FSYNC_ALWAYS && w->prev_batch > 1)
+		commit_delay(w);
+	wal_entry *first = w->head, *last = first;
+	size_t total = first->size, n = 1;
+	while (last->next && last->next->kind == E_OP &&
+	       total + last->next->size <= w->max_batch) {
+		last = last->next;
+		total += last->size;
+		n++;
+	}
+	w->head = last->next;
+	if (!w->head)
+		w->tail = NULL;
+	last->next = NULL;
+	w->queued -= n;
+	w->prev_batch = n;
+	bool ro = w->read_only;
+	uint64_t lsn0 = w->next_lsn;
+	if (!ro)
+		w->next_lsn += n;  /* given back if the write fails */
+	pthread_mutex_unlock(&w->mu);
 
+	int r = ro ? -EIO : write_batch(w, first, lsn0);
+	if (r < 0 && !ro) {
+		/* The batch was cut off the file (or the WAL went read-only):
+		 * its LSNs are free again, so the log stays contiguous, which
+		 * recovery checks to detect lost records. */
 		pthread_mutex_lock(&w->mu);
-		w->queued_after = w->queued;
-		for (wal_entry *e = first, *nx; e; e = nx) {
-			nx = e->next;  /* e lives on a submitter's stack */
-			atomic_store_explicit(&e->done, true, memory_order_release);
-		}
-		pthread_cond_broadcast(&w->done_cv);
+		w->next_lsn = lsn0;
+		pthread_mutex_unlock(&w->mu);
+	}
+	for (wal_entry *e = first; e; e = e->next)
+		e->result = r == 0 ? w->apply(w->ctx, e->op) : r;
+
+	pthread_mutex_lock(&w->mu);
+	w->queued_after = w->queued;
+	for (wal_entry *e = first, *nx; e; e = nx) {
+		nx = e->next;  /* e lives on its submitter's stack */
+		atomic_store_explicit(&e->done, true, memory_order_release);
+	}
+	pthread_cond_broadcast(&w->done_cv);
+}
+
+/*
+ * Lead: the caller holds mu, no one else leads, and the queue is not empty.
+ * Work through the queue in order until `mine` is done (mine NULL: until
+ * the queue is empty), then write a sync marker if one is wanted and the
+ * log is idle, and step down.  If entries remain, the waiters are woken and
+ * one of them leads next (LevelDB's DBImpl::Write: the writer at the front
+ * writes for the group; there is no hand-off to a dedicated thread).
+ */
+void wal_lead(mf_wal *w, wal_entry *mine)
+{
+	atomic_store_explicit(&w->leading, true, memory_order_relaxed);
+	while (mine ? !atomic_load_explicit(&mine->done, memory_order_relaxed) : w->head != NULL) {
+		if (w->head->kind == E_ROTATE)
+			lead_rotation(w);
+		else
+			lead_batch(w);
+	}
+	if (w->mark_wanted && !w->head) {
+		w->mark_wanted = false;
+		pthread_mutex_unlock(&w->mu);
+		wal_append_marker(w, false);
+		pthread_mutex_lock(&w->mu);
+	}
+	atomic_store_explicit(&w->leading, false, memory_order_relaxed);
+	/* Whoever waits now either leads next (entries remain) or is close,
+	 * waiting for the leader to be gone. */
+	pthread_cond_broadcast(&w->done_cv);
+}
+
+/* Queue e; its position, and so its LSN order, is fixed on return. */
+static int enqueue(mf_wal *w, wal_entry *e)
+{
+	pthread_mutex_lock(&w->mu);
+	int r = w->read_only ? -EIO : w->closing ? -ESHUTDOWN : 0;
+	if (r == 0) {
+		if (w->tail)
+			w->tail->next = e;
+		else
+			w->head = e;
+		w->tail = e;
+		if (e->kind == E_OP)
+			w->queued++;
+		/* A leader in commit_delay waits for more writers. */
+		pthread_cond_signal(&w->work_cv);
 	}
 	pthread_mutex_unlock(&w->mu);
-	return NULL;
+	return r;
 }
 
-/* Queue an entry and wait for the writer to finish it. */
-static void enqueue_locked(mf_wal *w, wal_entry *e)
-{
-	if (w->tail)
-		w->tail->next = e;
-	else
-		w->head = e;
-	w->tail = e;
-	if (e->kind == E_OP)
-		w->queued++;
-	pthread_cond_signal(&w->work_cv);
-}
-
-static int enqueue_wait(mf_wal *w, wal_entry *e)
+/* Until e is done: lead whenever no one does, else wait for the leader. */
+static int wait_done(mf_wal *w, wal_entry *e)
 {
 	pthread_mutex_lock(&w->mu);
-	if (w->read_only) {
+	for (;;) {
+		if (atomic_load_explicit(&e->done, memory_order_acquire))
+			break;
+		if (!atomic_load_explicit(&w->leading, memory_order_relaxed)) {
+			wal_lead(w, e);
+			continue;
+		}
+		/* A leader usually finishes a record in a few microseconds, less
+		 * than it takes to put this thread to sleep and wake it again on
+		 * these machines (~10-15 us each way): spin briefly first. */
 		pthread_mutex_unlock(&w->mu);
-		return -EIO;
-	}
-	if (w->closing) {
-		pthread_mutex_unlock(&w->mu);
-		return -ESHUTDOWN;
-	}
-	enqueue_locked(w, e);
-	/* The writer usually finishes a record in a few microseconds, less than
-	 * it takes to put this thread to sleep and wake it again on these
-	 * machines (~10-15 us each way): spin briefly before sleeping. */
-	if (e->kind == E_OP && !atomic_load_explicit(&e->done, memory_order_acquire)) {
-		pthread_mutex_unlock(&w->mu);
-		spin_until(&e->done, SUBMIT_SPIN_NS);
+		spin_while_led(w, e, SUBMIT_SPIN_NS);
 		pthread_mutex_lock(&w->mu);
+		while (!atomic_load_explicit(&e->done, memory_order_acquire) &&
+		       atomic_load_explicit(&w->leading, memory_order_relaxed))
+			pthread_cond_wait(&w->done_cv, &w->mu);
 	}
-	while (!atomic_load_explicit(&e->done, memory_order_acquire))
-		pthread_cond_wait(&w->done_cv, &w->mu);
 	int r = e->result;
 	pthread_mutex_unlock(&w->mu);
 	return r;
 }
 
-int mf_wal_submit(mf_wal *w, mf_op *op)
+int mf_wal_enqueue(mf_wal *w, mf_op *op, mf_wal_ticket *t)
 {
+	memset(t, 0, sizeof *t);
 	int r = mf_wal_record_validate(op);
 	if (r < 0)
 		return r;
-	wal_entry e = {.kind = E_OP, .op = op, .size = mf_wal_record_size(op)};
-	return enqueue_wait(w, &e);
+	t->kind = E_OP;
+	t->op = op;
+	t->size = mf_wal_record_size(op);
+	return enqueue(w, t);
+}
+
+int mf_wal_wait(mf_wal *w, mf_wal_ticket *t)
+{
+	return wait_done(w, t);
+}
+
+int mf_wal_submit(mf_wal *w, mf_op *op)
+{
+	mf_wal_ticket t;
+	int r = mf_wal_enqueue(w, op, &t);
+	return r < 0 ? r : mf_wal_wait(w, &t);
 }
 
 int mf_wal_sync(mf_wal *w)
@@ -304,7 +346,9 @@ int mf_wal_sync(mf_wal *w)
 int mf_wal_rotate(mf_wal *w, mf_rotate_cb cb, void *ctx, uint64_t *last_lsn)
 {
 	wal_entry e = {.kind = E_ROTATE, .cb = cb, .cbctx = ctx};
-	int r = enqueue_wait(w, &e);
+	int r = enqueue(w, &e);
+	if (r == 0)
+		r = wait_done(w, &e);
 	if (r == 0 && last_lsn)
 		*last_lsn = e.last_lsn;
 	return r;
