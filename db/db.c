@@ -421,7 +421,7 @@ static void request_snapshot(mf_db *db, uint64_t *ticket)
 	pthread_mutex_unlock(&db->snap_mu);
 }
 
-int mf_db_commit(mf_db *db, mf_op *op)
+int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 {
 	/* Refuse what would fail anyway before it is logged (type conflicts,
 	 * missing keys, values their type refuses); apply re-checks
@@ -439,7 +439,12 @@ int mf_db_commit(mf_db *db, mf_op *op)
 		return r;
 	if (!op->time_ns)
 		op->time_ns = mf_now_ns();
-	r = mf_wal_submit(db->wal, op);
+	return mf_wal_enqueue(db->wal, op, &t->wal);
+}
+
+int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
+{
+	int r = mf_wal_wait(db->wal, &t->wal);
 	if (r == 0 && db->opts.wal_threshold) {
 		mf_wal_stats ws;
 		mf_wal_stats_get(db->wal, &ws);
@@ -452,6 +457,13 @@ int mf_db_commit(mf_db *db, mf_op *op)
 		}
 	}
 	return r;
+}
+
+int mf_db_commit(mf_db *db, mf_op *op)
+{
+	mf_db_ticket t;
+	int r = mf_db_commit_enqueue(db, op, &t);
+	return r < 0 ? r : mf_db_commit_wait(db, &t);
 }
 
 int mf_db_sync(mf_db *db)

@@ -60,8 +60,38 @@ mf_store *mf_db_store(mf_db *db);
 /* One line describing what start-up recovered (for the daemon's log). */
 const char *mf_db_recovery_line(mf_db *db);
 
-/* Validate (JSON documents strictly), log, apply.  0 or -errno. */
+/* Validate (JSON documents strictly), log, apply.  0 or -errno.
+ * = mf_db_commit_enqueue + mf_db_commit_wait. */
 int mf_db_commit(mf_db *db, mf_op *op);
+
+/*
+ * Commit in two steps, so a caller can release its own ordering lock (the
+ * FUSE layer's per-name lock) once the op's place is fixed instead of
+ * holding it across the log write:
+ *
+ *   mf_db_ticket t;
+ *   int r = mf_db_commit_enqueue(db, op, &t);   // under the caller's lock
+ *   unlock(...);
+ *   if (r == 0)
+ *           r = mf_db_commit_wait(db, &t);      // 0 or -errno, as commit
+ *
+ * Contract: WAL order = apply order = enqueue order.  When enqueue returns
+ * 0 the op's position is fixed: every op enqueued before it (by any thread)
+ * is logged and applied before it, every op enqueued after it, after.  The
+ * up-front checks (type conflicts, missing keys, JSON) see the store as of
+ * the ops applied so far, not those still queued; apply re-checks against
+ * the store it runs on, and that result is what wait returns (the op is
+ * then logged but changes nothing, as a refused op always has on replay).
+ * A nonzero enqueue result means nothing was queued: do not wait.  After a
+ * 0, wait exactly once (any thread may); until some thread waits, nothing
+ * queued is written.  t and op (its slices too) must stay alive and
+ * untouched until wait returns; op->lsn is set then.
+ */
+typedef struct mf_db_ticket {
+	mf_wal_ticket wal;
+} mf_db_ticket;
+int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t);
+int mf_db_commit_wait(mf_db *db, mf_db_ticket *t);
 
 /* fsync everything acknowledged so far. */
 int mf_db_sync(mf_db *db);

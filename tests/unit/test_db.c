@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +275,128 @@ static void test_locked(void **state)
 	assert_null(db2);
 	assert_true(err[0] != 0);
 	mf_db_close(db);
+	rmdir_all(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* enqueue / wait                                                      */
+
+static void mkop(mf_op *op, int type, const char *key, const char *val)
+{
+	memset(op, 0, sizeof *op);
+	op->type = (uint8_t)type;
+	op->ktype = MF_T_STRING;
+	op->key = mf_slice_from(key, strlen(key), strlen(key));
+	if (val)
+		op->val = mf_slice_from(val, strlen(val), strlen(val));
+}
+
+/* Waiting for a later ticket first writes the earlier ones too, in
+ * enqueue order; the earlier ticket's wait then returns at once. */
+static void test_enqueue_wait_order(void **state)
+{
+	(void)state;
+	char *dir = tmpdir();
+	mf_db *db = open_db(dir, NULL);
+	mf_op a, b;
+	mkop(&a, MF_OP_SET, "k", "a");
+	mkop(&b, MF_OP_APPEND, "k", "b");
+	mf_db_ticket ta, tb;
+	assert_int_equal(mf_db_commit_enqueue(db, &a, &ta), 0);
+	assert_int_equal(mf_db_commit_enqueue(db, &b, &tb), 0);
+	assert_int_equal(mf_db_commit_wait(db, &tb), 0);
+	assert_int_equal(mf_db_commit_wait(db, &ta), 0);
+	assert_true(a.lsn == 1 && b.lsn == 2);
+	char *v = get(db, "k");
+	assert_string_equal(v, "ab");
+	free(v);
+	mf_op_clear(&a);
+	mf_op_clear(&b);
+	/* A refused op is not queued: nothing to wait for. */
+	mf_op d;
+	mkop(&d, MF_OP_DEL, "nope", NULL);
+	mf_db_ticket td;
+	assert_int_equal(mf_db_commit_enqueue(db, &d, &td), -ENOENT);
+	mf_op_clear(&d);
+	mf_db_close(db);
+	rmdir_all(dir);
+}
+
+/* The contract the FUSE layer relies on: ops enqueued under a caller's
+ * lock, waited for after releasing it, get LSNs in the lock's order. */
+#define OT_THREADS 4
+#define OT_OPS 400
+
+typedef struct ot_shared {
+	mf_db *db;
+	pthread_mutex_t mu;          /* the caller's ordering lock */
+	uint64_t seq;                /* enqueue order under mu */
+	uint64_t lsn_of[OT_THREADS * OT_OPS];
+} ot_shared;
+
+typedef struct ot_arg {
+	ot_shared *sh;
+	int id;
+} ot_arg;
+
+static void *ot_main(void *p)
+{
+	ot_arg *a = p;
+	ot_shared *sh = a->sh;
+	for (int i = 0; i < OT_OPS; i++) {
+		char key[32], val[32];
+		snprintf(key, sizeof key, "t%d", a->id);
+		snprintf(val, sizeof val, "%d,", i);
+		mf_op op;
+		mkop(&op, MF_OP_APPEND, key, val);
+		mf_db_ticket t;
+		pthread_mutex_lock(&sh->mu);
+		uint64_t seq = sh->seq++;
+		int r = mf_db_commit_enqueue(sh->db, &op, &t);
+		pthread_mutex_unlock(&sh->mu);
+		if (r == 0)
+			r = mf_db_commit_wait(sh->db, &t);
+		if (r != 0)
+			fail_msg("commit: %s", strerror(-r));
+		sh->lsn_of[seq] = op.lsn;  /* each seq is written by one thread */
+		mf_op_clear(&op);
+	}
+	return NULL;
+}
+
+static void test_enqueue_order_threads(void **state)
+{
+	(void)state;
+	char *dir = tmpdir();
+	ot_shared sh = {.db = open_db(dir, NULL)};
+	pthread_mutex_init(&sh.mu, NULL);
+	pthread_t th[OT_THREADS];
+	ot_arg args[OT_THREADS];
+	for (int i = 0; i < OT_THREADS; i++) {
+		args[i] = (ot_arg){&sh, i};
+		pthread_create(&th[i], NULL, ot_main, &args[i]);
+	}
+	for (int i = 0; i < OT_THREADS; i++)
+		pthread_join(th[i], NULL);
+	/* LSN order = enqueue order, contiguous from 1. */
+	for (uint64_t s = 0; s < sh.seq; s++)
+		assert_int_equal(sh.lsn_of[s], s + 1);
+	/* Apply order = enqueue order: each key's appends are in order. */
+	for (int i = 0; i < OT_THREADS; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "t%d", i);
+		char *v = get(sh.db, key);
+		char *p = v;
+		for (int j = 0; j < OT_OPS; j++) {
+			char *end;
+			assert_int_equal(strtol(p, &end, 10), j);
+			assert_int_equal(*end, ',');
+			p = end + 1;
+		}
+		free(v);
+	}
+	mf_db_close(sh.db);
+	pthread_mutex_destroy(&sh.mu);
 	rmdir_all(dir);
 }
 
@@ -519,6 +642,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_life),
 		cmocka_unit_test(test_locked),
+		cmocka_unit_test(test_enqueue_wait_order),
+		cmocka_unit_test(test_enqueue_order_threads),
 		cmocka_unit_test(test_faults_transient),
 		cmocka_unit_test(test_faults_double),
 		cmocka_unit_test(test_faults_persistent),
