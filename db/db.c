@@ -45,7 +45,7 @@ struct mf_db {
 	int64_t snap_last_time_ns;
 	double capture_seconds;   /* how long writers were held for the capture
 	                             (under snap_mu) */
-	/* Written by the rotate callback on the WAL writer thread, read by the
+	/* Written by the rotate callback (on the WAL's leader), read by the
 	 * snapshot thread once mf_wal_rotate has returned (the WAL's queue
 	 * hand-off orders the two); nobody else touches them. */
 	mf_item *cap_items;
@@ -471,7 +471,7 @@ int mf_db_sync(mf_db *db)
 	return mf_wal_sync(db->wal);
 }
 
-/* Runs on the WAL writer thread with nothing else being applied: capture
+/* Runs on the WAL's leader with nothing else being applied: capture
  * the store as references.  This is the only time writers wait. */
 static void capture_cb(void *ctx, uint64_t last_lsn)
 {

@@ -14,8 +14,8 @@
  * mf_store_apply (the same function live writes use), then start the WAL.
  * Any corruption: the open fails with a message and nothing is mounted.
  *
- * Snapshots: one at a time on a dedicated thread.  The WAL writer seals its
- * segment and, on its own thread (so nothing is applied meanwhile), the store
+ * Snapshots: one at a time on a dedicated thread.  The WAL seals its
+ * segment and, as its writer of the moment (so nothing is applied meanwhile), the store
  * is captured as references (O(keys) pointer copies, no value copies); the
  * snapshot thread then serialises and compresses while writers go on.  When
  * the snapshot is durable, sealed segments it covers are deleted.

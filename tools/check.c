@@ -636,43 +636,86 @@ static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *
 	return r;
 }
 
-int main(int argc, char **argv)
+typedef struct check_args {
+	const char *dir;
+	bool fix, dump, yes, prefix;
+} check_args;
+
+/* -1: go on; else the exit status. */
+static int parse_args(int argc, char **argv, check_args *a)
 {
-	const char *dir = NULL;
-	bool fix = false, dump = false, yes = false, prefix = false;
+	memset(a, 0, sizeof *a);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fix") == 0)
-			fix = true;
+			a->fix = true;
 		else if (strcmp(argv[i], "--dump") == 0)
-			dump = true;
+			a->dump = true;
 		else if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
-			yes = true;
+			a->yes = true;
 		else if (strcmp(argv[i], "--prefix") == 0)
-			fix = prefix = true;
+			a->fix = a->prefix = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
-		} else if (argv[i][0] == '-' || dir) {
+		} else if (argv[i][0] == '-' || a->dir) {
 			usage();
 			return 3;
 		} else
-			dir = argv[i];
+			a->dir = argv[i];
 	}
-	if (!dir) {
+	if (!a->dir) {
 		usage();
 		return 3;
 	}
+	return -1;
+}
+
+/* Load memflux.snapshot (keeping its items for --fix) and print one line.
+ * Returns the LSN recovery would start after (read from the header even
+ * when the rest is damaged); *bad: the snapshot is damaged or unreadable. */
+static uint64_t check_snapshot(mf_io *io, const char *dir, mf_snapshot_info *si,
+                               snap_items *items, int *load_r, bool *bad)
+{
+	memset(si, 0, sizeof *si);
+	char err[1024] = "";
+	int r = mf_snapshot_load(io, dir, snapshot_item, items, si, err, sizeof err);
+	*load_r = r;
+	*bad = false;
+	if (r == -ENOENT) {
+		printf("%s/" MF_SNAPSHOT_NAME ": none\n", dir);
+		return 0;
+	}
+	if (r == 0) {
+		printf("%s/" MF_SNAPSHOT_NAME ": ok, lsn %" PRIu64 ", %" PRIu64 " keys, %" PRIu64
+		       " bytes (%" PRIu64 " uncompressed)\n",
+		       dir, si->lsn, si->keys, si->file_bytes, si->raw_bytes);
+		return si->lsn;
+	}
+	printf("%s/" MF_SNAPSHOT_NAME ": %s: %s\n", dir,
+	       r == -EBADMSG ? "CORRUPT" : "cannot load", err[0] ? err : strerror(-r));
+	*bad = true;
+	return si->lsn;
+}
+
+int main(int argc, char **argv)
+{
+	check_args a;
+	int pr = parse_args(argc, argv, &a);
+	if (pr >= 0)
+		return pr;
+	const char *dir = a.dir;
+	bool fix = a.fix, dump = a.dump, yes = a.yes, prefix = a.prefix;
 	if (access(dir, R_OK | X_OK) < 0) {
 		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(errno));
 		return 3;
 	}
 	mf_io *io = mf_io_posix();
 	int status = 0;  /* of the WAL: 0, 1 cut by recovery, 2 corrupt */
-	bool snap_bad = false;
+	bool snap_bad;
 
 	if (fix) {
 		/* Never repair under a running daemon. */
-		char *lp = mf_wal_path(dir, "memflux.lock");
+		char *lp = mf_wal_path(dir, "memflux.lock");  /* the daemon's lock (db.c) */
 		int lfd = open(lp, O_RDWR | O_CLOEXEC);
 		if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) < 0) {
 			fprintf(stderr, "memflux-check: %s is in use by a running memfluxfs; "
@@ -686,27 +729,9 @@ int main(int argc, char **argv)
 
 	/* ---- snapshot ---- */
 	mf_snapshot_info si;
-	memset(&si, 0, sizeof si);
-	char err[1024] = "";
 	snap_items items = {.keep = fix};
-	int r = mf_snapshot_load(io, dir, snapshot_item, &items, &si, err, sizeof err);
-	int snap_r = r;
-	uint64_t snap_lsn = 0;
-	if (r == -ENOENT) {
-		printf("%s/" MF_SNAPSHOT_NAME ": none\n", dir);
-	} else if (r == 0) {
-		snap_lsn = si.lsn;
-		printf("%s/" MF_SNAPSHOT_NAME ": ok, lsn %" PRIu64 ", %" PRIu64 " keys, %" PRIu64
-		       " bytes (%" PRIu64 " uncompressed)\n",
-		       dir, si.lsn, si.keys, si.file_bytes, si.raw_bytes);
-	} else {
-		printf("%s/" MF_SNAPSHOT_NAME ": %s: %s\n", dir,
-		       r == -EBADMSG ? "CORRUPT" : "cannot load", err[0] ? err : strerror(-r));
-		snap_bad = true;
-		/* Its LSN (read from the header) still says which segments
-		 * recovery would skip. */
-		snap_lsn = si.lsn;
-	}
+	int snap_r;
+	uint64_t snap_lsn = check_snapshot(io, dir, &si, &items, &snap_r, &snap_bad);
 
 	/* ---- WAL segments, in replay order, judged as recovery judges ---- */
 	mf_wal_seg *segs = NULL;
@@ -723,7 +748,7 @@ int main(int argc, char **argv)
 	ws.chain_last = snap_lsn;
 	mf_wal_verdict v;
 	uint64_t last = 0;
-	r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
+	int r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
 	                &last);
 	if (r < 0 && !ws.io_error) {
 		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(-r));
