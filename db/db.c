@@ -283,12 +283,13 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		r = -ENOTDIR;
 	if (r == 0 && access(db->dir, W_OK | X_OK) < 0)
 		r = -errno;
+	char path[4096];
+	if (r == 0)
+		r = mf_path_join(path, sizeof path, db->dir, "memflux.lock");
 	if (r) {
 		snprintf(err, errlen, "data dir %s: %s", db->dir, strerror(-r));
 		goto fail;
 	}
-	char path[4096];
-	snprintf(path, sizeof path, "%s/memflux.lock", db->dir);
 	db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (db->lock_fd < 0) {
 		snprintf(err, errlen, "data dir %s: cannot open lock file: %s", db->dir, strerror(errno));
