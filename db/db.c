@@ -2,6 +2,8 @@
  * db.c — store + WAL + snapshots (see db.h for the contract).
  */
 #include "db.h"
+#include "../io/log.h"
+#include "../wal/record.h"
 
 #include "../io/clock.h"
 
@@ -14,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +55,29 @@ struct mf_db {
 	mf_item *cap_items;
 	size_t cap_n;
 	double cap_seconds;
+	/* last snapshot as persisted in memflux.state (survives restarts);
+	 * under snap_mu */
+	int64_t state_snap_time_ns;
+	uint64_t state_snap_lsn;
+	char state_snap_status[128];
+
+	/* recovery progress (mf_db_open's thread only) */
+	uint64_t prog_total_bytes, prog_done_bytes, prog_records;
+	uint64_t prog_keys_total, prog_keys;
+	const mf_snapshot_info *prog_si;  /* its header's key count */
+	double prog_t0, prog_next;
+	double prog_period;        /* 1 s; MEMFLUX_TEST_PROGRESS_MS for tests */
+	int prog_phase;            /* 1 snapshot, 2 WAL */
+
+	/* figures for /.ctl/stats */
+	double open_mono;
+	int64_t open_ns;
+	atomic_uint_fast64_t writes, writes_failed, refused_memory;
+	atomic_uint_fast64_t reads, read_hits, read_misses;
+	atomic_int_fast64_t handles;
+	pthread_mutex_t rate_mu;   /* per-second write/read counters */
+	int64_t rate_sec;
+	uint64_t w_cur, w_prev, r_cur, r_prev;
 };
 
 int64_t mf_now_ns(void)
@@ -83,9 +110,96 @@ int mf_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+#ifndef MF_VERSION
+#define MF_VERSION "0.0.0-dev"
+#endif
+
+/* ---------- recovery progress ---------- */
+
+/*
+ * A long recovery (millions of records: seconds) logs where it is about once
+ * a second, so that an operator watching an empty mountpoint sees it move.
+ * The WAL's size is known up front and each replayed record's size follows
+ * from its op (MF_WAL_REC_HEADER + key + key2 + value, wal/record.h), so
+ * the percentage needs no hook inside the WAL code; the snapshot's key
+ * count comes from its header.
+ */
+static void progress_start(mf_db *db, int phase)
+{
+	/* Test hook: a shorter period, so that a small store (a few thousand
+	 * records, recovered in milliseconds) shows progress lines too. */
+	const char *t = getenv("MEMFLUX_TEST_PROGRESS_MS");
+	db->prog_period = t ? atoi(t) / 1000.0 : 1.0;
+	db->prog_phase = phase;
+	db->prog_t0 = mf_mono_sec();
+	db->prog_next = db->prog_t0 + db->prog_period;
+}
+
+static void progress_tick(mf_db *db)
+{
+	double now = mf_mono_sec();
+	if (now < db->prog_next)
+		return;
+	db->prog_next = now + db->prog_period;
+	double el = now - db->prog_t0;
+	if (el <= 0)
+		el = 1e-9;
+	double frac;
+	char line[256];
+	if (db->prog_phase == 1) {
+		frac = db->prog_keys_total ? (double)db->prog_keys / (double)db->prog_keys_total : 0;
+		if (frac > 1)
+			frac = 1;
+		snprintf(line, sizeof line,
+		         "recovery progress: snapshot %" PRIu64 " of %" PRIu64 " keys (%.0f%%), "
+		         "%.0f keys/s, about %.0f s left",
+		         db->prog_keys, db->prog_keys_total, frac * 100, db->prog_keys / el,
+		         frac > 0 ? el * (1 - frac) / frac : 0.0);
+	} else {
+		frac = db->prog_total_bytes ? (double)db->prog_done_bytes / (double)db->prog_total_bytes : 0;
+		if (frac > 1)
+			frac = 1;
+		snprintf(line, sizeof line,
+		         "recovery progress: WAL %" PRIu64 " records replayed (%.0f%% of %.1f MiB), "
+		         "%.0f records/s, about %.0f s left",
+		         db->prog_records, frac * 100, db->prog_total_bytes / 1048576.0,
+		         db->prog_records / el, frac > 0 ? el * (1 - frac) / frac : 0.0);
+	}
+	mf_log_info("%s", line);
+	if (db->opts.progress)
+		db->opts.progress(line);
+}
+
+/* Bytes of WAL segments (memflux.wal, memflux.wal.*) in dir. */
+static uint64_t wal_bytes_on_disk(const char *dir)
+{
+	uint64_t total = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	struct stat sb;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, MF_WAL_ACTIVE_NAME, strlen(MF_WAL_ACTIVE_NAME)) != 0 ||
+		    strstr(e->d_name, ".tmp") || strstr(e->d_name, ".broken"))
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode))
+			total += (uint64_t)sb.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
 static int apply_cb(void *ctx, mf_op *op)
 {
-	return mf_store_apply(((mf_db *)ctx)->store, op);
+	mf_db *db = ctx;
+	if (db->prog_phase == 2) {
+		db->prog_records++;
+		db->prog_done_bytes += MF_WAL_REC_HEADER + op->key.len + op->key2.len + op->val.len;
+		if ((db->prog_records & 1023) == 0)
+			progress_tick(db);
+	}
+	return mf_store_apply(db->store, op);
 }
 
 static int load_cb(void *ctx, mf_item *item)
@@ -94,7 +208,103 @@ static int load_cb(void *ctx, mf_item *item)
 	int r = mf_store_load_item(db->store, item);
 	mf_slice_unref(&item->key);
 	mf_slice_unref(&item->val);
+	if ((++db->prog_keys & 1023) == 0) {
+		db->prog_keys_total = db->prog_si ? db->prog_si->declared_keys : 0;
+		progress_tick(db);
+	}
 	return r;
+}
+
+/* ---------- memflux.state: the last snapshot across restarts ---------- */
+
+#define STATE_NAME "memflux.state"
+
+/* Best effort: these figures are for humans and monitoring, never for
+ * recovery, so the file is replaced (tmp + rename) but not fsynced, and a
+ * missing or garbled one just means "unknown". */
+static void state_save(mf_db *db)
+{
+	char path[4096], tmp[4200];
+	snprintf(path, sizeof path, "%s/" STATE_NAME, db->dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&db->snap_mu);
+	dprintf(fd, "last_snapshot_time_ns %" PRId64 "\nlast_snapshot_lsn %" PRIu64
+	        "\nlast_snapshot_status %s\n", db->state_snap_time_ns, db->state_snap_lsn,
+	        db->state_snap_status);
+	pthread_mutex_unlock(&db->snap_mu);
+	if (close(fd) == 0 && rename(tmp, path) == 0)
+		return;
+	unlink(tmp);
+}
+
+static void state_load(mf_db *db)
+{
+	snprintf(db->state_snap_status, sizeof db->state_snap_status, "none");
+	char path[4096];
+	snprintf(path, sizeof path, "%s/" STATE_NAME, db->dir);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	char line[256];
+	while (fgets(line, sizeof line, f)) {
+		char val[128];
+		int64_t t;
+		uint64_t l;
+		if (sscanf(line, "last_snapshot_time_ns %" SCNd64, &t) == 1)
+			db->state_snap_time_ns = t;
+		else if (sscanf(line, "last_snapshot_lsn %" SCNu64, &l) == 1)
+			db->state_snap_lsn = l;
+		else if (sscanf(line, "last_snapshot_status %127[^\n]", val) == 1)
+			snprintf(db->state_snap_status, sizeof db->state_snap_status, "%s", val);
+	}
+	fclose(f);
+}
+
+/* ---------- per-second rates ---------- */
+
+/* Counts of the current and the previous whole second (wall clock seconds
+ * as the boundary, like a Redis INFO sample): "per second" is the last
+ * complete second. */
+static void rate_note(mf_db *db, bool write)
+{
+	int64_t sec = mf_now_ns() / 1000000000LL;
+	pthread_mutex_lock(&db->rate_mu);
+	if (sec != db->rate_sec) {
+		bool next = sec == db->rate_sec + 1;
+		db->w_prev = next ? db->w_cur : 0;
+		db->r_prev = next ? db->r_cur : 0;
+		db->w_cur = db->r_cur = 0;
+		db->rate_sec = sec;
+	}
+	if (write)
+		db->w_cur++;
+	else
+		db->r_cur++;
+	pthread_mutex_unlock(&db->rate_mu);
+}
+
+static void rate_get(mf_db *db, uint64_t *w, uint64_t *r)
+{
+	int64_t sec = mf_now_ns() / 1000000000LL;
+	pthread_mutex_lock(&db->rate_mu);
+	*w = sec == db->rate_sec ? db->w_prev : sec == db->rate_sec + 1 ? db->w_cur : 0;
+	*r = sec == db->rate_sec ? db->r_prev : sec == db->rate_sec + 1 ? db->r_cur : 0;
+	pthread_mutex_unlock(&db->rate_mu);
+}
+
+void mf_db_handles_add(mf_db *db, int delta)
+{
+	atomic_fetch_add(&db->handles, delta);
+}
+
+void mf_db_count_read(mf_db *db, bool hit)
+{
+	atomic_fetch_add(&db->reads, 1);
+	atomic_fetch_add(hit ? &db->read_hits : &db->read_misses, 1);
+	rate_note(db, false);
 }
 
 static void *snap_main(void *arg);
@@ -252,7 +462,7 @@ static int lock_data_dir(mf_db *db, const char *path, char *err, size_t errlen)
 			if (db->opts.notice)
 				db->opts.notice(line);
 			else
-				fprintf(stderr, "memfluxfs: %s\n", line);
+				mf_log_warn("%s", line);
 			told = true;
 		}
 		/* Polling: flock has no timed wait, and the holder's mount
@@ -275,7 +485,10 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->snap_mu, NULL);
 	pthread_cond_init(&db->snap_cv, NULL);
+	pthread_mutex_init(&db->rate_mu, NULL);
 	double t0 = mf_mono_sec();
+	db->open_mono = t0;
+	db->open_ns = mf_now_ns();
 
 	int r = mkdirs(db->dir);
 	struct stat sb;
@@ -304,12 +517,16 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	char pid[32];
 	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
 	if (ftruncate(db->lock_fd, 0) == 0 && pwrite(db->lock_fd, pid, (size_t)n, 0) < 0)
-		fprintf(stderr, "memfluxfs: cannot record pid in lock file: %s\n", strerror(errno));
+		mf_log_warn("cannot record pid in lock file: %s", strerror(errno));
 
 	mf_snapshot_remove_tmp(db->io, db->dir);
 	db->store = mf_store_new();
+	state_load(db);
 	mf_snapshot_info si = {0};
+	db->prog_si = &si;
+	progress_start(db, 1);
 	r = mf_snapshot_load(db->io, db->dir, load_cb, db, &si, err, errlen);
+	db->prog_si = NULL;
 	if (r && r != -ENOENT) {
 		if (!err[0])
 			snprintf(err, errlen, "snapshot in %s: %s", db->dir, strerror(-r));
@@ -323,12 +540,15 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		mf_store_set_applied_lsn(db->store, si.lsn);
 	}
 	mf_wal_replay_info ri = {0};
+	db->prog_total_bytes = wal_bytes_on_disk(db->dir);
+	progress_start(db, 2);
 	r = mf_wal_replay(db->dir, db->io, db->snapshot_lsn_loaded, apply_cb, db, &ri, err, errlen);
 	if (r) {
 		if (!err[0])
 			snprintf(err, errlen, "WAL in %s: %s", db->dir, strerror(-r));
 		goto fail;
 	}
+	db->prog_phase = 0; /* from here apply_cb serves live writes */
 	db->replayed = ri.records;
 	uint64_t last = ri.last_lsn > db->snapshot_lsn_loaded ? ri.last_lsn : db->snapshot_lsn_loaded;
 	mf_store_set_applied_lsn(db->store, last);
@@ -346,11 +566,11 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	}
 	db->recovery_seconds = mf_mono_sec() - t0;
 	snprintf(db->recovery_line, sizeof db->recovery_line,
-	         "memfluxfs: %s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
+	         "%s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
 	         " keys), replayed %" PRIu64 " WAL records (%" PRIu64 " bytes of torn tail cut) in %.3f s",
 	         db->dir, db->snapshot_lsn_loaded, db->snapshot_keys_loaded, db->replayed,
 	         ri.truncated_bytes, db->recovery_seconds);
-	fprintf(stderr, "%s\n", db->recovery_line);
+	mf_log_info("%s", db->recovery_line);
 	if (pthread_create(&db->snap_thread, NULL, snap_main, db) != 0) {
 		snprintf(err, errlen, "cannot start snapshot thread");
 		mf_wal_close(db->wal);
@@ -378,7 +598,7 @@ void mf_db_close(mf_db *db)
 	pthread_join(db->snap_thread, NULL);
 	int r = mf_wal_close(db->wal);
 	if (r)
-		fprintf(stderr, "memfluxfs: closing WAL: %s\n", strerror(-r));
+		mf_log_error("closing WAL: %s", strerror(-r));
 	/* Everything is durable: let a restart waiting for the lock in now,
 	 * before the slow part (freeing millions of keys). */
 	close(db->lock_fd);
@@ -399,13 +619,13 @@ mf_store *mf_db_store(mf_db *db)
 
 static void log_key(const char *what, const mf_op *op, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[256], key[4 * MF_KEY_MAX + 8];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "memfluxfs: %s %s/%.*s: %s\n", what, mf_type_name(op->ktype),
-	        (int)(op->key.len > 255 ? 255 : op->key.len), mf_slice_ptr(op->key), msg);
+	mf_log_warn("%s %s/%s: %s", what, mf_type_name(op->ktype),
+	            mf_log_key(key, sizeof key, mf_slice_ptr(op->key), op->key.len), msg);
 }
 
 static void request_snapshot(mf_db *db, uint64_t *ticket)
@@ -420,6 +640,26 @@ static void request_snapshot(mf_db *db, uint64_t *ticket)
 		*ticket = want;
 	pthread_cond_broadcast(&db->snap_cv);
 	pthread_mutex_unlock(&db->snap_mu);
+}
+
+/*
+ * What --max-memory counts: committed values plus a flat per-key estimate
+ * of the entry, key and buffer header (MF_DB_KEY_OVERHEAD).  Not the buffer
+ * total (mf_buf_bytes): that includes data open handles hold before their
+ * close, and the very value being committed.
+ */
+static uint64_t store_memory(mf_db *db)
+{
+	mf_store_stats ss;
+	mf_store_stats_get(db->store, &ss);
+	return ss.value_bytes + ss.keys[0] * MF_DB_KEY_OVERHEAD;
+}
+
+uint64_t mf_db_memory(mf_db *db, uint64_t *limit)
+{
+	if (limit)
+		*limit = db->opts.max_memory;
+	return store_memory(db);
 }
 
 int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
@@ -438,14 +678,41 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 	}
 	if (r)
 		return r;
+	/* The memory limit, checked here, the one path every mutation takes,
+	 * and before the WAL: a logged op that replay could not apply would
+	 * fail again at every restart. */
+	if (db->opts.max_memory) {
+		uint64_t grow = op->val.len;
+		if (op->type == MF_OP_CREATE)
+			grow += op->key.len;
+		if (op->type == MF_OP_TRUNCATE)
+			grow += op->arg;
+		uint64_t used = store_memory(db);
+		if (grow && used + grow > db->opts.max_memory) {
+			atomic_fetch_add(&db->refused_memory, 1);
+			log_key("refused (max-memory reached)", op, "%s of %" PRIu64
+			        " bytes: the store holds %" PRIu64 " of %" PRIu64 " bytes allowed (ENOSPC)",
+			        mf_optype_name(op->type), grow, used, db->opts.max_memory);
+			return -ENOSPC;
+		}
+	}
 	if (!op->time_ns)
 		op->time_ns = mf_now_ns();
-	return mf_wal_enqueue(db->wal, op, &t->wal);
+	r = mf_wal_enqueue(db->wal, op, &t->wal);
+	if (r < 0)
+		atomic_fetch_add(&db->writes_failed, 1);
+	return r;
 }
 
 int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
 {
 	int r = mf_wal_wait(db->wal, &t->wal);
+	if (r == 0) {
+		atomic_fetch_add(&db->writes, 1);
+		rate_note(db, true);
+	} else {
+		atomic_fetch_add(&db->writes_failed, 1);
+	}
 	if (r == 0 && db->opts.wal_threshold) {
 		mf_wal_stats ws;
 		mf_wal_stats_get(db->wal, &ws);
@@ -489,7 +756,7 @@ static int take_snapshot(mf_db *db)
 	uint64_t lsn = 0;
 	int r = mf_wal_rotate(db->wal, capture_cb, db, &lsn);
 	if (r) {
-		fprintf(stderr, "memfluxfs: snapshot: sealing WAL segment failed: %s\n", strerror(-r));
+		mf_log_error("snapshot: sealing WAL segment failed: %s", strerror(-r));
 		return r;
 	}
 	double held = db->cap_seconds;
@@ -501,21 +768,21 @@ static int take_snapshot(mf_db *db)
 	mf_store_items_free(db->cap_items, db->cap_n);
 	db->cap_items = NULL;
 	if (r) {
-		fprintf(stderr, "memfluxfs: snapshot at lsn %" PRIu64 " failed: %s\n", lsn, strerror(-r));
+		mf_log_error("snapshot at lsn %" PRIu64 " failed: %s", lsn, strerror(-r));
 		return r;
 	}
 	mf_crash_point("db-before-drop-sealed");
 	r = mf_wal_drop_sealed(db->wal, lsn);
 	if (r)
-		fprintf(stderr, "memfluxfs: dropping WAL segments after snapshot: %s\n", strerror(-r));
+		mf_log_error("dropping WAL segments after snapshot: %s", strerror(-r));
 	pthread_mutex_lock(&db->snap_mu);
 	db->snap_last = info;
 	db->snap_last_time_ns = mf_now_ns();
 	db->snap_count++;
 	pthread_mutex_unlock(&db->snap_mu);
-	fprintf(stderr, "memfluxfs: snapshot lsn %" PRIu64 ": %" PRIu64 " keys, %" PRIu64
-	        " bytes in %.3f s (writers held %.1f ms)\n",
-	        lsn, info.keys, info.file_bytes, info.seconds, held * 1e3);
+	mf_log_info("snapshot lsn %" PRIu64 ": %" PRIu64 " keys, %" PRIu64
+	            " bytes in %.3f s (writers held %.1f ms)",
+	            lsn, info.keys, info.file_bytes, info.seconds, held * 1e3);
 	return 0;
 }
 
@@ -532,6 +799,17 @@ static void *snap_main(void *arg)
 		db->snap_started = target;
 		pthread_mutex_unlock(&db->snap_mu);
 		int r = take_snapshot(db);
+		pthread_mutex_lock(&db->snap_mu);
+		db->state_snap_time_ns = mf_now_ns();
+		if (r == 0) {
+			db->state_snap_lsn = db->snap_last.lsn;
+			snprintf(db->state_snap_status, sizeof db->state_snap_status, "ok");
+		} else {
+			snprintf(db->state_snap_status, sizeof db->state_snap_status, "error: %s",
+			         strerror(-r));
+		}
+		pthread_mutex_unlock(&db->snap_mu);
+		state_save(db);
 		pthread_mutex_lock(&db->snap_mu);
 		db->snap_last_err = r;
 		db->snap_done = target;
@@ -568,6 +846,24 @@ static char *text_printf(const char *fmt, ...)
 	return s;
 }
 
+/* VmRSS and VmHWM (peak) from /proc/self/status, in bytes; 0 if unknown. */
+static void proc_rss(uint64_t *rss, uint64_t *peak)
+{
+	*rss = *peak = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+	if (!f)
+		return;
+	char line[128];
+	unsigned long long kb;
+	while (fgets(line, sizeof line, f)) {
+		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+			*rss = kb << 10;
+		else if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
+			*peak = kb << 10;
+	}
+	fclose(f);
+}
+
 char *mf_db_stats_text(mf_db *db)
 {
 	mf_store_stats ss;
@@ -577,8 +873,24 @@ char *mf_db_stats_text(mf_db *db)
 	pthread_mutex_lock(&db->snap_mu);
 	uint64_t snaps = db->snap_count;
 	bool running = db->snap_done < db->snap_requested;
+	int64_t last_t = db->state_snap_time_ns;
+	char last_status[sizeof db->state_snap_status];
+	memcpy(last_status, db->state_snap_status, sizeof last_status);
+	uint64_t snap_lsn = db->snap_count ? db->snap_last.lsn : db->snapshot_lsn_loaded;
 	pthread_mutex_unlock(&db->snap_mu);
-	return text_printf(
+	uint64_t rss, peak, wps, rps;
+	proc_rss(&rss, &peak);
+	rate_get(db, &wps, &rps);
+	size_t mem = mf_buf_bytes();
+	int64_t now = mf_now_ns();
+	char last_iso[40] = "-";
+	if (last_t)
+		mf_log_time(last_iso, sizeof last_iso, last_t);
+	/* Snapshot status is one token per value: "ok", "none", "error:..." */
+	for (char *p = last_status; *p; p++)
+		if (*p == ' ')
+			*p = '_';
+	char *a = text_printf(
 		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
 		"\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
 		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
@@ -588,12 +900,42 @@ char *mf_db_stats_text(mf_db *db)
 		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
 		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
 		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST],
-		ss.value_bytes, mf_buf_bytes(), ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
+		ss.value_bytes, mem, ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
 		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
 		mf_fsync_mode_name(db->opts.fsync_mode),
 		db->opts.fsync_interval_ms ? db->opts.fsync_interval_ms : 1000,
 		db->opts.wal_threshold, snaps, running ? 1 : 0, db->recovery_seconds,
 		db->replayed, db->snapshot_lsn_loaded, db->snapshot_keys_loaded);
+	/* Redis INFO's server / memory / stats / persistence figures, as the
+	 * same "name value" lines (appended: scripts reading the lines above
+	 * keep working). */
+	char *b = text_printf(
+		"store_memory_bytes %" PRIu64 "\nversion %s\npid %ld\nuptime_seconds %.3f\nstarted_at %" PRId64
+		"\nrss_bytes %" PRIu64 "\npeak_rss_bytes %" PRIu64 "\nmax_memory %" PRIu64
+		"\nmem_fragmentation_ratio %.2f"
+		"\nwrites_total %" PRIu64 "\nwrites_per_sec %" PRIu64 "\nwrites_failed %" PRIu64
+		"\nwrites_refused_max_memory %" PRIu64
+		"\nopen_handles %" PRId64 "\nreads_total %" PRIu64 "\nreads_per_sec %" PRIu64 "\nread_hits %" PRIu64
+		"\nread_misses %" PRIu64
+		"\nlast_snapshot_time %s\nlast_snapshot_time_ns %" PRId64
+		"\nlast_snapshot_age_seconds %.3f\nlast_snapshot_status %s\nlast_snapshot_lsn %" PRIu64
+		"\nchanges_since_last_snapshot %" PRIu64
+		"\nwal_fsync_lag_records %" PRIu64 "\nwal_queued %" PRIu64 "\n",
+		ss.value_bytes + ss.keys[0] * MF_DB_KEY_OVERHEAD, MF_VERSION, (long)getpid(), mf_mono_sec() - db->open_mono, db->open_ns / 1000000000,
+		rss, peak, db->opts.max_memory, mem ? (double)rss / (double)mem : 0.0,
+		(uint64_t)atomic_load(&db->writes), wps, (uint64_t)atomic_load(&db->writes_failed),
+		(uint64_t)atomic_load(&db->refused_memory),
+		(int64_t)atomic_load(&db->handles), (uint64_t)atomic_load(&db->reads), rps, (uint64_t)atomic_load(&db->read_hits),
+		(uint64_t)atomic_load(&db->read_misses),
+		last_iso, last_t, last_t ? (now - last_t) / 1e9 : -1.0, last_status, snap_lsn,
+		ws.lsn > snap_lsn ? ws.lsn - snap_lsn : 0,
+		ws.lsn > ws.synced_lsn ? ws.lsn - ws.synced_lsn : 0, ws.queued);
+	char *out = NULL;
+	if (a && b && asprintf(&out, "%s%s", a, b) < 0)
+		out = NULL;
+	free(a);
+	free(b);
+	return out;
 }
 
 char *mf_db_snapshot_text(mf_db *db)
@@ -611,4 +953,55 @@ char *mf_db_snapshot_text(mf_db *db)
 	                   "\nlast_error %s\n",
 	                   n, t / 1000000000, t % 1000000000, i.lsn, i.keys, i.file_bytes,
 	                   i.raw_bytes, i.seconds, cap * 1e3, err ? strerror(-err) : "none");
+}
+
+/* ---------- the keyspace interface (kv.h) ---------- */
+
+static int kv_get(void *impl, const void *key, size_t klen, bool want_value, mf_entry_info *out)
+{
+	return mf_store_get(((mf_db *)impl)->store, key, klen, want_value, out);
+}
+
+static size_t kv_keys(void *impl, mf_type type, mf_slice **keys)
+{
+	return mf_store_keys(((mf_db *)impl)->store, type, keys);
+}
+
+static int kv_check(void *impl, const mf_op *op)
+{
+	return mf_store_check(((mf_db *)impl)->store, op);
+}
+
+static void kv_stats(void *impl, mf_store_stats *out)
+{
+	mf_store_stats_get(((mf_db *)impl)->store, out);
+}
+
+static int kv_commit(void *impl, mf_op *op) { return mf_db_commit(impl, op); }
+static int kv_sync(void *impl) { return mf_db_sync(impl); }
+static int kv_snapshot(void *impl) { return mf_db_snapshot(impl); }
+static char *kv_stats_text(void *impl) { return mf_db_stats_text(impl); }
+static char *kv_snapshot_text(void *impl) { return mf_db_snapshot_text(impl); }
+static uint64_t kv_memory(void *impl, uint64_t *limit) { return mf_db_memory(impl, limit); }
+static void kv_count_read(void *impl, bool hit) { mf_db_count_read(impl, hit); }
+static void kv_handles_add(void *impl, int delta) { mf_db_handles_add(impl, delta); }
+
+static const mf_kv_ops db_kv_ops = {
+	.get = kv_get,
+	.keys = kv_keys,
+	.check = kv_check,
+	.commit = kv_commit,
+	.sync = kv_sync,
+	.snapshot = kv_snapshot,
+	.stats_text = kv_stats_text,
+	.snapshot_text = kv_snapshot_text,
+	.stats = kv_stats,
+	.memory = kv_memory,
+	.count_read = kv_count_read,
+	.handles_add = kv_handles_add,
+};
+
+mf_kv mf_db_kv(mf_db *db)
+{
+	return (mf_kv){&db_kv_ops, db};
 }

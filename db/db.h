@@ -21,7 +21,11 @@
  * the snapshot is durable, sealed segments it covers are deleted.
  *
  * Thread-safety: every function may be called from any thread.
- * Errors: negative errno; messages go to stderr prefixed "memfluxfs: ".
+ * Errors: negative errno; messages go to the log (log.h: fd 2, timestamped).
+ *
+ * Files in the data dir are created 0600 (main.c also sets umask 077);
+ * memflux.state holds the last snapshot's time and status so that
+ * /.ctl/stats reports them across restarts.
  */
 #ifndef MF_DB_H
 #define MF_DB_H
@@ -30,8 +34,14 @@
 #include "../snapshot/snapshot.h"
 #include "../store/store.h"
 #include "../wal/wal.h"
+#include "../io/log.h"
+#include "kv.h"
 
 #define MF_DB_FSNAME_PREFIX "memfluxfs:"
+
+/* Per-key estimate for the memory limit: hash entry (104 B), buffer header
+ * (32 B) and a short key, as measured for the README's RSS figures. */
+#define MF_DB_KEY_OVERHEAD 160
 
 typedef struct mf_db_opts {
 	const char *dir;
@@ -47,6 +57,16 @@ typedef struct mf_db_opts {
 	/* Called with a line (no "memfluxfs: " prefix, no newline) the user
 	 * should see now, e.g. that we are waiting for the lock; NULL: stderr. */
 	void (*notice)(const char *line);
+	/* Called about once a second during a long recovery with the progress
+	 * line just logged (main.c shows it live and tells systemd); NULL: log
+	 * only. */
+	void (*progress)(const char *line);
+	/* Store memory (value bytes + MF_DB_KEY_OVERHEAD per key, stats'
+	 * store_memory_bytes) past which a mutation that would grow the store
+	 * fails with -ENOSPC before it is logged, with one log line naming the
+	 * key (reads, deletes, pops, renames, shrinking truncates keep
+	 * working).  0: no limit. */
+	uint64_t max_memory;
 } mf_db_opts;
 
 typedef struct mf_db mf_db;
@@ -103,8 +123,18 @@ int mf_db_snapshot(mf_db *db);
 char *mf_db_stats_text(mf_db *db);
 char *mf_db_snapshot_text(mf_db *db);
 
-/* Current time in ns (CLOCK_REALTIME), for op->time_ns. */
-int64_t mf_now_ns(void);
+/* For /.ctl/stats: the FUSE layer counts key reads (one per open for
+ * reading; hit = the key existed).  Cheap (atomics), any thread. */
+void mf_db_count_read(mf_db *db, bool hit);
+/* Open file handles (+1 at open/create, -1 at release), for stats'
+ * open_handles. */
+void mf_db_handles_add(mf_db *db, int delta);
+/* The memory limit (0: none) and what it counts now (store_memory_bytes),
+ * for statfs: df shows the limit as the size. */
+uint64_t mf_db_memory(mf_db *db, uint64_t *limit);
+
+/* The database as the keyspace interface fs/ talks to (kv.h). */
+mf_kv mf_db_kv(mf_db *db);
 
 /* Parse "128M", "64K", "1G", "4096" into bytes.  0 / -EINVAL. */
 int mf_parse_size(const char *s, uint64_t *out);

@@ -6,27 +6,26 @@
 
 /* ---------- helpers ---------- */
 
-uint8_t dir_type(fuse_ino_t dir)
-{
-	switch (dir) {
-	case INO_KV: return MF_T_STRING;
-	case INO_JSON: return MF_T_JSON;
-	case INO_LISTS: return MF_T_LIST;
-	case INO_POPDIR: return NODE_POP;
-	case INO_JPATHDIR: return NODE_JDIR;
-	default: return MF_T_NONE;
-	}
-}
-
 struct timespec ns_to_ts(int64_t ns)
 {
 	return (struct timespec){ns / 1000000000, ns % 1000000000};
 }
 
+const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen)
+{
+	static const char *const dirs[] = {[MF_T_STRING] = "kv", [MF_T_JSON] = "json",
+	                                   [MF_T_LIST] = "lists", [NODE_POP] = ".ctl/pop",
+	                                   [NODE_JDIR] = ".ctl/json", [NODE_JPATH] = ".ctl/json"};
+	char esc[3 * MF_KEY_MAX + 8];
+	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
+	         mf_log_key(esc, sizeof esc, key, klen));
+	return buf;
+}
+
 void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err)
 {
-	fprintf(stderr, "memfluxfs: %s %s/%.*s: %s\n", what, mf_type_name(type),
-	        (int)(klen > 255 ? 255 : klen), key, strerror(err));
+	char kn[KEY_NAME_MAX];
+	mf_log_error("%s %s: %s", what, key_name(kn, sizeof kn, type, key, klen), strerror(err));
 }
 
 void dir_attr(fuse_ino_t ino, struct stat *st)
@@ -62,7 +61,9 @@ void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_
 int node_attr(node *n, struct stat *st)
 {
 	if (n->type == NODE_POP) {
-		file_attr(n->ino, 0444, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
+		/* 0400: with allow_other (default_permissions), only the owner
+		 * may pop. */
+		file_attr(n->ino, 0400, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
@@ -78,7 +79,7 @@ int node_attr(node *n, struct stat *st)
 	} else if (n->named && !n->transit) {
 		/* (In transit, the store may already have applied the unlink or
 		 * rename: the node's copy is its value, as for node_value.) */
-		if (mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		if (mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != n->type)
 			return -ENOENT;
 		size = info.size;
@@ -101,14 +102,10 @@ int node_attr(node *n, struct stat *st)
 int ino_attr(fuse_ino_t ino, struct stat *st)
 {
 	if (ino < INO_FIRST_KEY) {
-		if (ino == INO_STATS || ino == INO_SNAPSHOT) {
-			int64_t now = mf_now_ns();
-			file_attr(ino, ino == INO_SNAPSHOT ? 0644 : 0444, 0, now, now, st);
-			return 0;
-		}
-		if (ino > INO_JPATHDIR)
+		const layout_entry *f = layout_find(ino);
+		if (!f)
 			return -ENOENT;
-		dir_attr(ino, st);
+		layout_attr(f, st);
 		return 0;
 	}
 	pthread_mutex_lock(&fsg.mu);
@@ -126,7 +123,8 @@ void mf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, ino == INO_STATS || ino == INO_SNAPSHOT ? 0 : fsg.timeout);
+		fuse_reply_attr(req, &st, ino < INO_FIRST_KEY ? layout_attr_timeout(layout_find(ino))
+		                                               : fsg.timeout);
 }
 
 void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -143,8 +141,13 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (cur.st_mode & 07777)) ||
 	    ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur.st_uid) ||
 	    ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur.st_gid)) {
-		fprintf(stderr, "memfluxfs: chmod/chown on inode %lu refused: permissions are fixed\n",
-		        (unsigned long)ino);
+		char kn[KEY_NAME_MAX] = "(fixed tree)";
+		pthread_mutex_lock(&fsg.mu);
+		node *pn = ino >= INO_FIRST_KEY ? by_ino(ino) : NULL;
+		if (pn)
+			key_name(kn, sizeof kn, pn->type, mf_slice_ptr(pn->key), pn->key.len);
+		pthread_mutex_unlock(&fsg.mu);
+		mf_log_warn("chmod/chown of %s refused: permissions are fixed", kn);
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -174,17 +177,20 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		/* ftruncate on a writable handle: part of that handle's value
 		 * (private until it commits, like its writes). */
 		pthread_mutex_lock(&h->mu);
-		handle_make_full(h);
-		handle_reserve(h, size);
-		if (size > h->size)
-			memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
-		h->size = size;
-		h->data.len = h->data.buf->used = size;
-		h->wrote = true;
-		set_dirty(h);
-		pthread_mutex_lock(&fsg.mu);
-		n->dirty_size = size;
-		pthread_mutex_unlock(&fsg.mu);
+		r = handle_make_full(h);
+		if (r == 0)
+			r = handle_reserve(h, size);
+		if (r == 0) {
+			if (size > h->size)
+				memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
+			h->size = size;
+			h->data.len = h->data.buf->used = size;
+			h->wrote = true;
+			set_dirty(h);
+			pthread_mutex_lock(&fsg.mu);
+			n->dirty_size = size;
+			pthread_mutex_unlock(&fsg.mu);
+		}
 		pthread_mutex_unlock(&h->mu);
 	}
 	bool by_name = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ||
@@ -207,7 +213,7 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			/* A cut or padded document is not JSON; truncating to the size
 			 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
 			mf_entry_info info;
-			uint64_t have = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, false, &info) == 0
+			uint64_t have = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, false, &info) == 0
 			                    ? info.size : 0; /* pending: empty so far */
 			r = size == have ? 0 : -EINVAL;
 		} else {
@@ -255,7 +261,7 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
 	mf_store_stats ss;
-	mf_store_stats_get(fsg.st, &ss);
+	mf_kv_stats(&fsg.kv, &ss);
 	struct statvfs sv = {0};
 	long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	long psz = sysconf(_SC_PAGESIZE);
@@ -266,6 +272,10 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 	 * runs.  Available is bounded by the RAM actually free as well.
 	 * Inodes: keys in use, no fixed limit. */
 	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
+	uint64_t limit = 0;
+	mf_kv_memory(&fsg.kv, &limit);
+	if (limit) /* --max-memory: the limit is the size */
+		sv.f_blocks = limit / 4096;
 	fsblkcnt_t used = (ss.value_bytes + 4095) / 4096;
 	if (used > sv.f_blocks)
 		used = sv.f_blocks;

@@ -43,7 +43,7 @@ void settime_deferred(node *n)
 int handle_commit(handle *h, bool final)
 {
 	node *n = h->n;
-	if (!h->dirty || n->type == NODE_JPATH)
+	if (h->dstate == D_CLEAN || n->type == NODE_JPATH)
 		return handle_commit_inner(h, final);
 	pthread_mutex_t *m = name_lock(n);
 	int r = handle_commit_inner(h, final);
@@ -62,7 +62,8 @@ void handle_reset(handle *h, mf_slice view)
 	mf_slice_unref(&h->view);
 	h->view = view;
 	mf_slice_unref(&h->data);
-	h->full = h->append = h->wrote = h->trunc = false;
+	h->mode = H_VIEW;
+	h->wrote = h->trunc = false;
 	h->size = 0;
 	clear_dirty(h);
 }
@@ -73,19 +74,20 @@ void handle_reset(handle *h, mf_slice view)
 int commit_orphan(handle *h)
 {
 	node *n = h->n;
-	if (n->type == MF_T_JSON && h->full) {
+	if (n->type == MF_T_JSON && h->mode == H_FULL) {
 		size_t off = 0;
 		const char *why = "";
 		if (mf_value_check(n->type, mf_slice_ptr(h->data), h->size, &off, &why) != 0) {
-			fprintf(stderr, "memfluxfs: invalid JSON written to unlinked document %.*s "
-			        "(byte %zu: %s): refused\n", (int)(n->key.len > 255 ? 255 : n->key.len),
-			        mf_slice_ptr(n->key), off, why);
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("invalid JSON written to unlinked document %s (%s at byte %zu): refused",
+			            key_name(kn, sizeof kn, n->type, mf_slice_ptr(n->key), n->key.len), why,
+			            off);
 			handle_reset(h, mf_slice_ref(h->view));
 			return -EINVAL;
 		}
 	}
 	pthread_mutex_lock(&fsg.mu);
-	if (h->full) {
+	if (h->mode == H_FULL) {
 		/* The buffer moves to the node: from now on it is published
 		 * (other handles read it), so this handle must not grow it in
 		 * place; its next write starts a new private copy. */
@@ -108,7 +110,7 @@ int commit_orphan(handle *h)
 bool committed_empty(node *n, mf_slice key)
 {
 	mf_entry_info info;
-	return mf_store_get(fsg.st, mf_slice_ptr(key), key.len, false, &info) == 0 &&
+	return mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, false, &info) == 0 &&
 	       info.type == n->type && info.size == 0;
 }
 
@@ -117,94 +119,79 @@ bool committed_empty(node *n, mf_slice key)
  * the name's stripe (handle_commit).  final: the handle is going away, so a
  * list's unterminated last line is pushed now (with its newline completed).
  */
-int handle_commit_inner(handle *h, bool final)
+/* The op a named handle's commit logs, by mode; 1 if there is nothing to
+ * log (the handle is reset), else 0 with op filled. */
+static int commit_op(handle *h, node *n, bool pending, mf_slice key, mf_op *op)
 {
-	if (!h->dirty)
-		return 0;
-	node *n = h->n;
-	if (n->type == NODE_JPATH)
-		return jpath_commit(h, final);
-	if (n->type == MF_T_JSON && !h->wrote && !final) {
-		/* A document truncated by open(O_TRUNC) but not yet written is not
-		 * a document.  The kernel truncated its view at open; the document
-		 * is unchanged, so stop showing this handle's (empty) size and make
-		 * the kernel look again before close returns.  The handle stays
-		 * dirty: a write may still follow (bash closes a duplicate before
-		 * writing), and the release commits (and logs) whatever it holds. */
-		pthread_mutex_lock(&fsg.mu);
-		if (!h->hidden)
-			n->ndirty--;
-		h->hidden = true;
-		pthread_mutex_unlock(&fsg.mu);
-		h->inval_ino = n->ino;
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&fsg.mu);
-	bool named = n->named, pending = n->pending;
-	mf_slice key = mf_slice_ref(n->key);
-	pthread_mutex_unlock(&fsg.mu);
-	if (!named) {
-		mf_slice_unref(&key);
-		return commit_orphan(h);
-	}
-
-	mf_op op = {0};
-	op.ktype = n->type;
-	op.key = key;
+	op->ktype = n->type;
+	op->key = mf_slice_ref(key);
 	if (pending && !h->wrote && n->type != MF_T_JSON) {
 		/* Created, nothing written yet: this close must leave the key
 		 * durable (touch, `: > k`) without clobbering what other handles
 		 * append; the handle goes on building its value. */
-		op.type = MF_OP_CREATE;
-	} else if (!h->wrote && !h->trunc && !pending) {
-		/* Dirty only from its open(O_CREAT), nothing written, and the key
-		 * exists now (another handle committed it): nothing of its own to
-		 * log.  A SET of its empty value would wipe that commit, and an
-		 * empty RPUSH is refused. */
-		mf_op_clear(&op);
-		handle_reset(h, mf_slice_ref(h->view));
+		op->type = MF_OP_CREATE;
 		return 0;
-	} else if (h->full) {
-		if (!h->wrote && h->trunc && committed_empty(n, key)) {
-			/* `> k` on an empty key: nothing changes, nothing to log. */
-			mf_op_clear(&op);
-			handle_reset(h, mf_slice_ref(h->view));
-			return 0;
-		}
-		op.type = MF_OP_SET;
+	}
+	if (!h->wrote && (h->trunc ? committed_empty(n, key) : !pending)) {
+		/* Nothing of its own to log: a creator that wrote nothing, whose
+		 * key another handle's commit brought into being (a SET of its
+		 * empty value would wipe that commit); or `> k` on an empty key. */
+		handle_reset(h, mf_slice_ref(h->view));
+		return 1;
+	}
+	switch (h->mode) {
+	case H_VIEW:
+		if (!pending)
+			break;
+		/* A JSON creator that wrote nothing: an empty document, which
+		 * the store refuses (EINVAL, logged) and the key never exists. */
+		op->type = MF_OP_SET;
+		return 0;
+	case H_FULL:
+		op->type = MF_OP_SET;
 		h->data.len = h->size;
 		mf_slice_shrink_private(&h->data);
-		op.val = mf_slice_ref(h->data);
-		op.val.len = h->size;
-	} else if (n->type == MF_T_LIST) {
+		op->val = mf_slice_ref(h->data);
+		op->val.len = h->size;
+		return 0;
+	case H_APPEND:
 		/* Every commit point (close, fsync) pushes whole elements: the
 		 * store completes an unterminated last line (its list rule). */
-		op.type = MF_OP_RPUSH;
-		op.val = mf_slice_ref(h->data);
-	} else {
-		op.type = MF_OP_APPEND;
-		op.val = mf_slice_ref(h->data);
+		op->type = n->type == MF_T_LIST ? MF_OP_RPUSH : MF_OP_APPEND;
+		op->val = mf_slice_ref(h->data);
+		return 0;
 	}
-	int r = commit(&op);
-	bool was_full = h->full;
-	if (r == 0 && op.type == MF_OP_CREATE) {
+	handle_reset(h, mf_slice_ref(h->view));
+	return 1;
+}
+
+/* The handle after its op's verdict r: what it sees and owes next. */
+static void commit_outcome(handle *h, const mf_op *op, int r)
+{
+	if (r == 0 && op->type == MF_OP_CREATE) {
 		if (!h->wrote)
 			clear_dirty(h); /* a full handle keeps building its (empty) value */
-		if (!h->full) /* nothing of its own yet */
+		if (h->mode != H_FULL) /* nothing of its own yet */
 			handle_reset(h, mf_slice_ref(h->view));
-	} else if (r == 0 && op.type == MF_OP_SET) {
-		handle_reset(h, mf_slice_ref(op.val));
+	} else if (r == 0 && op->type == MF_OP_SET) {
+		handle_reset(h, mf_slice_ref(op->val));
 	} else if (r == 0) {
 		/* An append landed after whatever the value was: see that. */
 		mf_entry_info info = {0};
-		mf_slice view = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info) == 0
-		                    ? info.val : MF_SLICE_EMPTY;
+		mf_slice view = mf_kv_get(&fsg.kv, mf_slice_ptr(op->key), op->key.len, true,
+		                             &info) == 0 ? info.val : MF_SLICE_EMPTY;
 		handle_reset(h, view);
 	} else if (r != -ENOSPC && r != -EIO && r != -ENOMEM) {
 		/* Refused for good (EINVAL, EEXIST...).  Transient I/O errors keep
 		 * the data for a retry by fsync/close. */
 		handle_reset(h, mf_slice_ref(h->view));
 	}
+}
+
+/* The node and the kernel's caches after a commit's verdict r. */
+static void commit_publish(handle *h, int r, bool was_full)
+{
+	node *n = h->n;
 	bool refused = r && r != -ENOSPC && r != -EIO && r != -ENOMEM;
 	pthread_mutex_lock(&fsg.mu);
 	bool others = n->nopen > 1;
@@ -218,9 +205,6 @@ int handle_commit_inner(handle *h, bool final)
 		name_unlink(n);
 	}
 	pthread_mutex_unlock(&fsg.mu);
-	if (r)
-		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
-	mf_op_clear(&op);
 	/* Others may cache what is now stale; after a refused commit, the
 	 * kernel's own view (truncated by O_TRUNC, extended by writes) is. */
 	if (others || r) {
@@ -231,6 +215,56 @@ int handle_commit_inner(handle *h, bool final)
 		h->inval_ino = n->ino;
 		h->inval_attr_only = true;
 	}
+}
+
+/* The JSON O_TRUNC handle bash closes (a duplicate) before writing: a
+ * document truncated by open(O_TRUNC) but not yet written is not a
+ * document.  The kernel truncated its view at open; the document is
+ * unchanged, so stop showing this handle's (empty) size and make the kernel
+ * look again before close returns.  The handle still owes a commit: a
+ * write may follow, and the release commits (and logs) whatever it holds. */
+static int commit_json_unwritten(handle *h)
+{
+	pthread_mutex_lock(&fsg.mu);
+	if (h->dstate == D_SIZED)
+		h->n->ndirty--;
+	h->dstate = D_HIDDEN;
+	pthread_mutex_unlock(&fsg.mu);
+	h->inval_ino = h->n->ino;
+	return -EINVAL;
+}
+
+int handle_commit_inner(handle *h, bool final)
+{
+	if (h->dstate == D_CLEAN)
+		return 0;
+	node *n = h->n;
+	if (n->type == NODE_JPATH)
+		return jpath_commit(h, final);
+	if (n->type == MF_T_JSON && !h->wrote && !final)
+		return commit_json_unwritten(h);
+	pthread_mutex_lock(&fsg.mu);
+	bool named = n->named, pending = n->pending;
+	mf_slice key = mf_slice_ref(n->key);
+	pthread_mutex_unlock(&fsg.mu);
+	if (!named) {
+		mf_slice_unref(&key);
+		return commit_orphan(h);
+	}
+	mf_op op = {0};
+	int none = commit_op(h, n, pending, key, &op);
+	mf_slice_unref(&key);
+	if (none) {
+		mf_op_clear(&op);
+		return 0;
+	}
+	bool was_full = h->mode == H_FULL;
+	int r = commit(&op);
+	commit_outcome(h, &op, r);
+	if (r)
+		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
+	commit_publish(h, r, was_full);
+	mf_op_clear(&op);
 	return r;
 }
 
@@ -253,7 +287,7 @@ void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 	if (h->n) /* fsync is a commit point like a last close */
 		r = commit_handle_locked_then_inval(h, true);
 	if (r == 0)
-		r = mf_db_sync(fsg.db);
+		r = mf_kv_sync(&fsg.kv);
 	fuse_reply_err(req, -r);
 }
 
@@ -265,7 +299,7 @@ void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -mf_db_sync(fsg.db));
+	fuse_reply_err(req, -mf_kv_sync(&fsg.kv));
 }
 
 void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -52,7 +52,7 @@ size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
 		for (node *n = fsg.inos[b]; n; n = n->ino_next) {
 			mf_entry_info info;
 			if (n->type != type || !n->pending || !n->named ||
-			    mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+			    mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
 				continue;
 			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
 			if (!nk)
@@ -81,25 +81,19 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	atomic_init(&d->refs, 1);
 	/* Build the whole listing now: readdir then pages through one stable
 	 * view, whatever keys come and go meanwhile. */
-	const char *names[8];
-	fuse_ino_t inos[8];
-	size_t nfixed = 0;
-	names[nfixed] = ".", inos[nfixed++] = ino;
-	names[nfixed] = "..", inos[nfixed++] = ino == INO_ROOT || ino < INO_CTL ? INO_ROOT : INO_CTL;
-	if (ino == INO_POPDIR || ino == INO_JPATHDIR)
-		inos[1] = INO_CTL;
-	else if (ino >= INO_FIRST_KEY)
-		inos[1] = INO_JPATHDIR;
-	if (ino == INO_ROOT) {
-		names[nfixed] = "kv", inos[nfixed++] = INO_KV;
-		names[nfixed] = "json", inos[nfixed++] = INO_JSON;
-		names[nfixed] = "lists", inos[nfixed++] = INO_LISTS;
-		names[nfixed] = ".ctl", inos[nfixed++] = INO_CTL;
-	} else if (ino == INO_CTL) {
-		names[nfixed] = "stats", inos[nfixed++] = INO_STATS;
-		names[nfixed] = "snapshot", inos[nfixed++] = INO_SNAPSHOT;
-		names[nfixed] = "pop", inos[nfixed++] = INO_POPDIR;
-		names[nfixed] = "json", inos[nfixed++] = INO_JPATHDIR;
+	/* ".", "..", then the fixed children (layout.c), then the keys. */
+	const char *names[2 + 8];
+	fuse_ino_t inos[2 + 8];
+	mode_t modes[2 + 8];
+	const layout_entry *self = layout_find(ino), *kids[8];
+	names[0] = ".", inos[0] = ino, modes[0] = S_IFDIR;
+	names[1] = "..", modes[1] = S_IFDIR;
+	inos[1] = self ? self->parent : INO_JPATHDIR; /* a /.ctl/json/<doc> dir */
+	size_t nfixed = 2, nkids = layout_children(ino, kids, 8);
+	for (size_t i = 0; i < nkids; i++, nfixed++) {
+		names[nfixed] = kids[i]->name;
+		inos[nfixed] = kids[i]->ino;
+		modes[nfixed] = kids[i]->mode & S_IFMT;
 	}
 	mf_slice *keys = NULL;
 	size_t nkeys = 0;
@@ -108,7 +102,7 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
 	 * would drain.  Its names still resolve on lookup. */
 	if (type != MF_T_NONE && type != NODE_POP)
-		nkeys = mf_store_keys(fsg.st, type == NODE_JDIR ? MF_T_JSON : type, &keys);
+		nkeys = mf_kv_keys(&fsg.kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
 		nkeys = add_pending_names(type, &keys, nkeys);
 	size_t cap = 4096;
@@ -119,7 +113,7 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (i < nfixed) {
 			snprintf(name, sizeof name, "%s", names[i]);
 			est.st_ino = inos[i];
-			est.st_mode = (inos[i] == INO_STATS || inos[i] == INO_SNAPSHOT) ? S_IFREG : S_IFDIR;
+			est.st_mode = modes[i];
 		} else {
 			mf_slice k = keys[i - nfixed];
 			if (k.len > MF_KEY_MAX)
@@ -207,6 +201,5 @@ void dir_free_all(void)
 		ndirs++;
 	}
 	if (ndirs)
-		fprintf(stderr, "memfluxfs: unmount: freed %zu directory handle(s) never released\n",
-		        ndirs);
+		mf_log_info("unmount: freed %zu directory handle(s) never released", ndirs);
 }

@@ -19,7 +19,7 @@
 #ifndef MF_FS_H
 #define MF_FS_H
 
-#include "../db/db.h"
+#include "../db/kv.h"
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -35,7 +35,7 @@ typedef struct mf_fs_opts {
 /* Create the session and mount; then mf_fs_loop runs it until unmount or a
  * signal.  Split so that the daemon can report a failed mount to its
  * parent before detaching. */
-struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
+struct fuse_session *mf_fs_mount(const mf_kv *kv, struct fuse_args *args, const char *mountpoint,
                                  const mf_fs_opts *opts);
 int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts);
 void mf_fs_unmount(struct fuse_session *se);

@@ -2,6 +2,7 @@
  * fs_int.h — the FUSE adapter's internals, shared by the files of fs/.
  *
  * Files (one job each):
+ *   layout.c    the fixed tree (/, /kv, ..., the /.ctl files) as one table
  *   nodes.c     the inode table: (type, key) <-> node, lookup counts, node lifetime
  *   attr.c      attributes: getattr, setattr (truncate/utimens by name or handle), statfs
  *   names.c     name ordering (stripes) and the namespace ops: unlink, rename, refusals
@@ -46,6 +47,7 @@
 
 #include "fs.h"
 #include "../store/json.h"
+#include "../io/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -110,17 +112,41 @@ typedef struct node {
 } node;
 
 
+/* One inode of the fixed tree (layout.c). */
+typedef struct layout_entry {
+	fuse_ino_t ino, parent;
+	const char *name;
+	mode_t mode;
+	uint8_t keys; /* what it lists and resolves below it: a key type,
+	               * NODE_POP, NODE_JDIR, or MF_T_NONE */
+} layout_entry;
+
+/* What a handle's `data` holds: its uncommitted value, if any. */
+typedef enum hmode {
+	H_VIEW,   /* nothing of its own: reads its view */
+	H_FULL,   /* data[0..size) is the whole new value (O_TRUNC, or a write
+	           * that copied the latest committed value first) */
+	H_APPEND, /* data holds bytes to append at commit (O_APPEND) */
+} hmode;
+
+/* Whether a handle owes a commit, and whether getattr shows its size. */
+typedef enum hdirty {
+	D_CLEAN,  /* nothing to commit */
+	D_SIZED,  /* owes a commit; counted in n->ndirty: getattr shows its size */
+	D_HIDDEN, /* owes a commit, size not shown: a creator that has not written
+	           * (its close owes the CREATE), a JSON O_TRUNC handle between
+	           * bash's two closes (see handle_commit_inner) */
+} hdirty;
+
 typedef struct handle {
 	struct handle *prev, *next; /* all live handles (fsg.hmu), for shutdown */
 	atomic_int refs;  /* 1 for the kernel's handle + 1 per read in flight */
 	pthread_mutex_t mu;
 	node *n;
 	int flags;
-	bool dirty;
-	bool full;      /* data is the whole new value */
-	bool append;    /* data holds bytes to append */
+	hmode mode;
+	hdirty dstate;
 	bool wrote;     /* any write/ftruncate since the last commit */
-	bool hidden;    /* dirty, but not counted in n->ndirty (see handle_commit) */
 	/* Invalidation a commit asked for, sent once h->mu is released: the
 	 * kernel locks page cache pages for it, and a READ holding such a page
 	 * may be waiting for h->mu (deadlock otherwise). */
@@ -141,8 +167,7 @@ typedef struct handle {
 
 
 typedef struct fs_state {
-	mf_db *db;
-	mf_store *st;
+	mf_kv kv;               /* the keyspace (db/kv.h): all data goes through it */
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	pthread_mutex_t hmu;    /* guards the handle list */
@@ -162,6 +187,13 @@ typedef struct fs_state {
 /* The one adapter state (session.c). */
 extern fs_state fsg;
 
+/* layout.c: the fixed tree as one table */
+const layout_entry *layout_find(fuse_ino_t ino);
+const layout_entry *layout_child(fuse_ino_t parent, const char *name);
+size_t layout_children(fuse_ino_t parent, const layout_entry **out, size_t max);
+void layout_attr(const layout_entry *f, struct stat *st);
+double layout_attr_timeout(const layout_entry *f);
+
 /* nodes.c: the inode table: (type, key) <-> node, lookup counts, node lifetime */
 uint64_t name_hash(uint8_t type, const char *k, size_t n);
 void tables_grow(void);
@@ -177,6 +209,10 @@ void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f);
 /* attr.c: attributes: getattr, setattr (truncate/utimens by name or handle), statfs */
 uint8_t dir_type(fuse_ino_t dir);
 struct timespec ns_to_ts(int64_t ns);
+/* "<dir>/<key>" for a log line, escaped (mf_log_key): never inode numbers,
+ * never raw control bytes.  buf holds KEY_NAME_MAX. */
+#define KEY_NAME_MAX (3 * MF_KEY_MAX + 32)
+const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen);
 void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err);
 void dir_attr(fuse_ino_t ino, struct stat *st);
 void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
@@ -238,8 +274,8 @@ void handle_free(handle *h);
 void handle_put(handle *h);
 int node_value(node *n, mf_slice *out);
 void view_refresh_latest(handle *h);
-void handle_reserve(handle *h, uint64_t len);
-void handle_make_full(handle *h);
+int handle_reserve(handle *h, uint64_t len);
+int handle_make_full(handle *h);
 void set_dirty(handle *h);
 void clear_dirty(handle *h);
 handle *fh(struct fuse_file_info *fi);

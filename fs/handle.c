@@ -21,6 +21,7 @@ handle *handle_new(node *n, int flags)
 		fsg.handles->prev = h;
 	fsg.handles = h;
 	pthread_mutex_unlock(&fsg.hmu);
+	mf_kv_handles_add(&fsg.kv, 1); /* stats: open_handles */
 	return h;
 }
 
@@ -36,6 +37,7 @@ void handle_free(handle *h)
 	if (h->next)
 		h->next->prev = h->prev;
 	pthread_mutex_unlock(&fsg.hmu);
+	mf_kv_handles_add(&fsg.kv, -1);
 	mf_slice_unref(&h->view);
 	mf_slice_unref(&h->data);
 	free(h->text);
@@ -64,7 +66,7 @@ int node_value(node *n, mf_slice *out)
 			return 0;
 		}
 		mf_entry_info info;
-		int r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
+		int r = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
@@ -97,62 +99,65 @@ void view_refresh_latest(handle *h)
 }
 
 /* Make room for `len` bytes in the handle's private buffer. */
-void handle_reserve(handle *h, uint64_t len)
+int handle_reserve(handle *h, uint64_t len)
 {
 	if (h->data.buf && h->data.buf->cap >= len)
-		return;
+		return 0;
 	/* Private and unpublished: realloc in place is safe, and for big
-	 * buffers glibc uses mremap, so growing a 256 MiB file is cheap. */
-	mf_slice_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2);
+	 * buffers glibc uses mremap, so growing a 256 MiB file is cheap.
+	 * Nothing is logged yet: out of memory fails this request only. */
+	if (mf_slice_try_reserve_private(&h->data, len < 4096 ? 4096 : len + len / 2) == 0)
+		return 0;
+	return mf_slice_try_reserve_private(&h->data, len); /* without the slack */
 }
 
 /* Switch to full mode: private copy of the latest committed value (what a
  * write on a local filesystem would land on: a truncate or commit by others
  * since this handle's open counts), plus what it appended so far. */
-void handle_make_full(handle *h)
+int handle_make_full(handle *h)
 {
-	if (h->full)
-		return;
-	if (!h->append)
+	if (h->mode == H_FULL)
+		return 0;
+	if (h->mode != H_APPEND)
 		view_refresh_latest(h);
 	mf_slice cur = h->view;
-	uint64_t len = cur.len + (h->append ? h->data.len : 0);
-	mf_slice d = mf_slice_alloc(0, len < 4096 ? 4096 : len);
+	uint64_t len = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
+	mf_slice d;
+	if (mf_slice_try_alloc(&d, 0, len < 4096 ? 4096 : len) != 0)
+		return -ENOMEM;
 	memcpy(d.buf->data, mf_slice_ptr(cur), cur.len);
-	if (h->append)
+	if (h->mode == H_APPEND)
 		memcpy(d.buf->data + cur.len, mf_slice_ptr(h->data), h->data.len);
 	d.len = d.buf->used = len;
 	mf_slice_unref(&h->data);
 	h->data = d;
 	h->size = len;
-	h->full = true;
-	h->append = false;
+	h->mode = H_FULL;
+	return 0;
 }
 
 void set_dirty(handle *h)
 {
 	pthread_mutex_lock(&fsg.mu);
-	if (!h->dirty || h->hidden)
+	if (h->dstate != D_SIZED)
 		h->n->ndirty++;
-	h->hidden = false;
+	h->dstate = D_SIZED;
 	h->n->dirty_stale = false;
-	h->n->dirty_size = h->full ? h->size : h->n->dirty_size;
+	h->n->dirty_size = h->mode == H_FULL ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
 	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
 	pthread_mutex_unlock(&fsg.mu);
-	h->dirty = true;
 }
 
 void clear_dirty(handle *h)
 {
-	if (!h->dirty)
+	if (h->dstate == D_CLEAN)
 		return;
 	pthread_mutex_lock(&fsg.mu);
-	if (!h->hidden && --h->n->ndirty)
+	if (h->dstate == D_SIZED && --h->n->ndirty)
 		h->n->dirty_stale = true;
-	h->hidden = false;
+	h->dstate = D_CLEAN;
 	pthread_mutex_unlock(&fsg.mu);
-	h->dirty = false;
 }
 
 handle *fh(struct fuse_file_info *fi)
@@ -169,7 +174,7 @@ handle *fh(struct fuse_file_info *fi)
  * latest one extends it (so `tail -f` sees appends).  Caller holds h->mu. */
 void view_refresh(handle *h, uint64_t off)
 {
-	if (h->append)
+	if (h->mode == H_APPEND)
 		return; /* its tail is relative to the pinned view */
 	/* A list reader's first read keeps the list as of its open. */
 	bool rewind = off == 0 && (h->has_read || h->n->type != MF_T_LIST);
@@ -206,7 +211,7 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_lock(&h->mu);
 	mf_slice v = MF_SLICE_EMPTY, tail = MF_SLICE_EMPTY;
 	uint64_t vlen;
-	if (h->full) {
+	if (h->mode == H_FULL) {
 		/* The private buffer may be reallocated by a concurrent write on
 		 * this handle as soon as h->mu is released: reply from a copy. */
 		uint64_t o = (uint64_t)off;
@@ -223,7 +228,7 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		v = mf_slice_ref(h->view);
 		h->has_read = true;
 		vlen = v.len;
-		if (h->append && h->n->type != MF_T_LIST)
+		if (h->mode == H_APPEND && h->n->type != MF_T_LIST)
 			tail = mf_slice_ref(h->data);
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -255,7 +260,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	(void)ino;
 	handle *h = fh(fi);
 	if (!h->n) { /* /.ctl/snapshot: any write takes a snapshot */
-		int r = mf_db_snapshot(fsg.db);
+		int r = mf_kv_snapshot(&fsg.kv);
 		if (r)
 			fuse_reply_err(req, -r);
 		else
@@ -272,35 +277,39 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	}
 	pthread_mutex_lock(&h->mu);
 	int r = 0;
-	if (!h->full && (h->flags & O_APPEND) && h->n->type != MF_T_JSON) {
+	if (h->mode != H_FULL && (h->flags & O_APPEND) && h->n->type != MF_T_JSON) {
 		/* Without writeback cache the filesystem implements O_APPEND:
 		 * the bytes go after whatever the value is at commit time. */
-		if (!h->append) {
+		if (h->mode != H_APPEND) {
 			mf_slice_unref(&h->data);
-			h->append = true;
+			h->mode = H_APPEND;
 		}
 		mf_slice_append(&h->data, buf, size);
-	} else if (h->n->type == MF_T_LIST && !h->full) {
+	} else if (h->n->type == MF_T_LIST && h->mode != H_FULL) {
 		/* A list takes appends only; a write at its end is one too. */
 		mf_slice cur = MF_SLICE_EMPTY;
 		node_value(h->n, &cur);
-		uint64_t end = cur.len + (h->append ? h->data.len : 0);
+		uint64_t end = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
 		mf_slice_unref(&cur);
 		if ((uint64_t)off != end) {
 			r = -ESPIPE;
-			fprintf(stderr, "memfluxfs: write at offset %lld inside list (inode %lu) refused: "
-			        "lists take appends only\n", (long long)off, (unsigned long)h->n->ino);
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("write at offset %lld inside %s refused: lists take appends only",
+			            (long long)off,
+			            key_name(kn, sizeof kn, h->n->type, mf_slice_ptr(h->n->key),
+			                     h->n->key.len));
 		} else {
-			h->append = true;
+			h->mode = H_APPEND;
 			mf_slice_append(&h->data, buf, size);
 		}
 	} else {
-		handle_make_full(h);
-		if (h->flags & O_APPEND)
+		r = handle_make_full(h);
+		if (r == 0 && (h->flags & O_APPEND))
 			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
+		if (r == 0)
+			r = handle_reserve(h, (uint64_t)off + size);
 		if (r == 0) {
 			uint64_t end = (uint64_t)off + size;
-			handle_reserve(h, end);
 			if ((uint64_t)off > h->size) /* hole: zeros */
 				memset(h->data.buf->data + h->size, 0, (size_t)((uint64_t)off - h->size));
 			memcpy(h->data.buf->data + off, buf, size);
@@ -312,7 +321,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	if (r == 0) {
 		h->wrote = true;
 		set_dirty(h);
-		if (!h->full) {
+		if (h->mode != H_FULL) {
 			mf_slice cur = MF_SLICE_EMPTY;
 			node_value(h->n, &cur);
 			pthread_mutex_lock(&fsg.mu);

@@ -20,7 +20,7 @@ int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char
                       size_t *outlen, int64_t *mtime)
 {
 	mf_entry_info info = {0};
-	int r = mf_store_get(fsg.st, key, klen, true, &info);
+	int r = mf_kv_get(&fsg.kv, key, klen, true, &info);
 	if (r == 0 && info.type != MF_T_JSON)
 		r = -ENOENT;
 	size_t off = 0, len = 0;
@@ -44,7 +44,7 @@ int jpath_attr(node *n, struct stat *st)
 	int64_t now = mf_now_ns(), mtime = now;
 	if (n->type == NODE_JDIR) {
 		mf_entry_info info;
-		if (mf_store_get(fsg.st, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		if (mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != MF_T_JSON)
 			return -ENOENT;
 		dir_attr(n->ino, st);
@@ -121,14 +121,15 @@ int jpath_refuse_append(node *n)
 	size_t klen, plen;
 	const char *path;
 	jpath_split(n, &klen, &path, &plen);
-	fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: O_APPEND (>>) refused: "
-	        "a member is replaced whole, not appended to\n",
-	        (int)klen, mf_slice_ptr(n->key), (int)plen, path);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("JSON path %s %.*s: O_APPEND (>>) refused: a member is replaced whole, "
+	            "not appended to", key_name(kn, sizeof kn, MF_T_JSON, mf_slice_ptr(n->key), klen),
+	            (int)plen, path);
 	return -EOPNOTSUPP;
 }
 
 /* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
- * h->mu; h->dirty is set.  final: the handle is going away (or fsync). */
+ * h->mu; h owes a commit.  final: the handle is going away (or fsync). */
 int jpath_commit(handle *h, bool final)
 {
 	node *n = h->n;
@@ -143,8 +144,9 @@ int jpath_commit(handle *h, bool final)
 		 * last one gives up, once, and logs it. */
 		if (final) {
 			clear_dirty(h);
-			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: empty value refused, "
-			        "document unchanged\n", (int)klen, k, (int)plen, path);
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("JSON path %s %.*s: empty value refused, document unchanged",
+			            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path);
 		}
 		return -EINVAL;
 	}
@@ -154,17 +156,21 @@ int jpath_commit(handle *h, bool final)
 	const char *why;
 	int r = mf_value_check(MF_T_JSON, mf_slice_ptr(h->data), h->size, &off, &why);
 	if (r) {
-		fprintf(stderr, "memfluxfs: rejected JSON value for path json/%.*s %.*s: %s at byte %zu\n",
-		        (int)klen, k, (int)plen, path, why, off);
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("rejected JSON value for path %s %.*s: %s at byte %zu",
+		            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path, why, off);
 	} else {
 		mf_op op = key_op(MF_OP_JSON_SETPATH, MF_T_JSON, k, klen);
 		op.key2 = mf_slice_from(path, plen, plen);
 		op.val = mf_slice_ref(h->data);
 		op.val.len = h->size;
 		r = commit(&op);
-		if (r)
-			fprintf(stderr, "memfluxfs: JSON path json/%.*s %.*s: update failed: %s\n",
-			        (int)klen, k, (int)plen, path, strerror(-r));
+		if (r) {
+			char kn[KEY_NAME_MAX];
+			mf_log_error("JSON path %s %.*s: update failed: %s",
+			             key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path,
+			             strerror(-r));
+		}
 		mf_op_clear(&op);
 	}
 	/* Success or a refusal (EINVAL, ENOENT): either way this text is done. */
@@ -190,12 +196,14 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	char nk[JPATH_NK_MAX];
 	int r = jpath_nodekey(parent, name, plen, nk, &klen);
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
-		fprintf(stderr, "memfluxfs: bad JSON path '%s' for json/%.*s\n", name, (int)klen, nk);
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("bad JSON path '%s' for %s", name, key_name(kn, sizeof kn, MF_T_JSON, nk, klen));
 		r = -EINVAL;
 	}
 	if (r == 0 && (fi->flags & O_APPEND)) {
-		fprintf(stderr, "memfluxfs: JSON path json/%.*s %s: O_APPEND (>>) refused: "
-		        "a member is replaced whole, not appended to\n", (int)klen, nk, name);
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("JSON path %s %s: O_APPEND (>>) refused: a member is replaced whole, "
+		            "not appended to", key_name(kn, sizeof kn, MF_T_JSON, nk, klen), name);
 		r = -EOPNOTSUPP;
 	}
 	struct fuse_entry_param e;
@@ -208,8 +216,8 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		n = node_get(NODE_JPATH, nk, klen + 1 + plen);
 		h = n ? handle_new(n, fi->flags) : NULL;
 		if (h) {
-			h->full = true;
-			h->dirty = true;
+			h->mode = H_FULL;
+			h->dstate = D_SIZED;
 			n->ndirty++;
 			n->nlookup++;
 			n->nopen++;

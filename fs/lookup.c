@@ -38,26 +38,13 @@ void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
 void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	static const struct { fuse_ino_t parent; const char *name; fuse_ino_t ino; } fixed[] = {
-		{INO_ROOT, "kv", INO_KV}, {INO_ROOT, "json", INO_JSON},
-		{INO_ROOT, "lists", INO_LISTS}, {INO_ROOT, ".ctl", INO_CTL},
-		{INO_CTL, "stats", INO_STATS}, {INO_CTL, "snapshot", INO_SNAPSHOT},
-		{INO_CTL, "pop", INO_POPDIR}, {INO_CTL, "json", INO_JPATHDIR},
-	};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
-		if (fixed[i].parent == parent && strcmp(fixed[i].name, name) == 0) {
-			fill_entry(&e, fixed[i].ino);
-			if (fixed[i].ino == INO_STATS || fixed[i].ino == INO_SNAPSHOT) {
-				/* Content changes constantly: no attr caching. */
-				e.attr_timeout = 0;
-				file_attr(fixed[i].ino, fixed[i].ino == INO_SNAPSHOT ? 0644 : 0444, 0,
-				          mf_now_ns(), mf_now_ns(), &e.attr);
-			} else {
-				dir_attr(fixed[i].ino, &e.attr);
-			}
-			fuse_reply_entry(req, &e);
-			return;
-		}
+	const layout_entry *f = layout_child(parent, name);
+	if (f) {
+		fill_entry(&e, f->ino);
+		e.attr_timeout = layout_attr_timeout(f);
+		layout_attr(f, &e.attr);
+		fuse_reply_entry(req, &e);
+		return;
 	}
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
@@ -73,7 +60,7 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * directory's type (one keyspace: a key shows only in its type's dir). */
 	mf_entry_info info;
 	uint8_t want = type == NODE_POP ? MF_T_LIST : type == NODE_JDIR ? MF_T_JSON : type;
-	bool found = mf_store_get(fsg.st, name, len, false, &info) == 0 && info.type == want;
+	bool found = mf_kv_get(&fsg.kv, name, len, false, &info) == 0 && info.type == want;
 	if (!found && type != NODE_POP && type != NODE_JDIR) {
 		/* Created through this mount, first commit still to come. */
 		pthread_mutex_lock(&fsg.mu);

@@ -9,13 +9,29 @@
  * never a half-mounted state.  (libfuse's fuse_daemonize forks after the
  * mount, which would kill the WAL threads already running.)
  *
- * In daemon mode stderr goes to DATA_DIR/memflux.log.
+ * Logging (io/log.h): in daemon mode fd 2 is DATA_DIR/memflux.log, with -f
+ * the terminal (or the journal); every line carries an ISO-8601 time and a
+ * level.  Command-line errors, before anything starts, are plain
+ * "memfluxfs: ..." lines.  SIGHUP reopens the log file (logrotate): it is
+ * blocked in every thread and taken by one sigwait thread, and a handler of
+ * ours is installed first so that libfuse (which only replaces default
+ * dispositions) does not make it unmount.
+ *
+ * Under systemd (Type=notify, $NOTIFY_SOCKET) the daemon reports READY=1
+ * once recovered and mounted, and extends the start timeout while a long
+ * recovery reports progress.
  */
 #include "fs.h"
+#include "../db/db.h" /* main is the composition root: it opens the database */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <limits.h>
+#include <lz4.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -24,7 +40,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MF_VERSION "0.1.0"
+#ifndef MF_VERSION
+#define MF_VERSION "0.0.0-dev" /* CMake passes the project version */
+#endif
 
 struct cli {
 	char *data_dir;
@@ -32,6 +50,8 @@ struct cli {
 	char *fsync_interval;
 	char *wal_threshold;
 	char *cache_timeout;
+	char *max_memory;
+	int allow_other;
 	int help, version;
 	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
 	char *pos[2];
@@ -39,7 +59,7 @@ struct cli {
 	char *error; /* first command-line error, reported once parsing is done */
 };
 
-enum { KEY_IGNORE, KEY_FSNAME };
+enum { KEY_IGNORE, KEY_FSNAME, KEY_ALLOW_OTHER };
 
 #define OPT(t, p) {t, offsetof(struct cli, p), 1}
 static const struct fuse_opt cli_opts[] = {
@@ -60,6 +80,8 @@ static const struct fuse_opt cli_opts[] = {
 	FUSE_OPT_KEY("comment=", KEY_IGNORE),
 	/* The mount's source always names the data dir (see main). */
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	/* kept for libfuse, noted to add default_permissions (see main) */
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--data-dir=%s", data_dir),
 	OPT("data_dir=%s", data_dir),
 	OPT("--fsync=%s", fsync),
@@ -70,6 +92,8 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("wal_threshold=%s", wal_threshold),
 	OPT("--cache-timeout=%s", cache_timeout),
 	OPT("cache_timeout=%s", cache_timeout),
+	OPT("--max-memory=%s", max_memory),
+	OPT("max_memory=%s", max_memory),
 	FUSE_OPT_END,
 };
 
@@ -96,6 +120,9 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0;
 	case KEY_IGNORE:
 		return 0;
+	case KEY_ALLOW_OTHER:
+		c->allow_other = 1;
+		return 1;
 	case KEY_FSNAME:
 		cli_error(c, "-o %s: the mount's source is memfluxfs:DATA_DIR; give the data dir instead", arg);
 		return 0;
@@ -131,7 +158,7 @@ static void report_fuse_error(const char *fallback)
 	for (char *q = m; *q; q++)
 		if (*q == '\n')
 			*q = q[1] ? ' ' : '\0';
-	fprintf(stderr, "memfluxfs: %s (see --help)\n", *m ? m : fallback);
+	mf_log_error("%s (see --help)", *m ? m : fallback);
 }
 
 /*
@@ -162,17 +189,38 @@ static int check_fuse_options(const struct fuse_args *args)
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] [DATA_DIR] MOUNTPOINT\n\n"
-	       "memfluxfs options:\n"
+	printf("usage: %s [options] [DATA_DIR] MOUNTPOINT\n"
+	       "       mount -t fuse.memfluxfs DATA_DIR MOUNTPOINT [-o opt,...]\n\n"
+	       "Every memfluxfs option has an -o form (for mount(8) and fstab):\n"
 	       "    DATA_DIR, --data-dir=DIR, -o data_dir=DIR\n"
-	       "                     where memflux.wal and memflux.snapshot live\n"
-	       "                     (default $MEMFLUX_DATA_DIR, $XDG_DATA_HOME/memflux,\n"
-	       "                      ~/.local/share/memflux); as mount(8)'s source:\n"
-	       "                      mount -t fuse.memfluxfs DATA_DIR MOUNTPOINT\n"
-	       "    --fsync=MODE, -o fsync=MODE       interval (default), always or none\n"
-	       "    --fsync-interval-ms=N             background fsync period (default 1000)\n"
-	       "    --wal-threshold=SIZE              snapshot when the WAL passes SIZE (default 128M)\n"
-	       "    --cache-timeout=SECONDS           kernel entry/attr cache (default 1.0)\n\n",
+	       "                     where memflux.wal, memflux.snapshot and memflux.log live\n"
+	       "                     (default $MEMFLUX_DATA_DIR, else $XDG_DATA_HOME/memflux,\n"
+	       "                     else ~/.local/share/memflux; created 0700)\n"
+	       "    --fsync=MODE, -o fsync=MODE\n"
+	       "                     interval (default), always or none\n"
+	       "    --fsync-interval-ms=N, -o fsync_interval_ms=N\n"
+	       "                     background fsync period in interval mode (default 1000)\n"
+	       "    --wal-threshold=SIZE, -o wal_threshold=SIZE\n"
+	       "                     snapshot when the WAL passes SIZE (K/M/G, default 128M)\n"
+	       "    --cache-timeout=SECONDS, -o cache_timeout=SECONDS\n"
+	       "                     kernel entry/attr cache lifetime (default 1.0)\n"
+	       "    --max-memory=SIZE, -o max_memory=SIZE\n"
+	       "                     refuse growing the store past SIZE with ENOSPC\n"
+	       "                     (default 0: no limit but the machine's memory)\n"
+	       "    -o allow_other   let other users in; implies -o default_permissions\n"
+	       "                     (others get what the mode bits allow: read only)\n"
+	       "    -o ro            read-only mount\n"
+	       "    -f               stay in the foreground\n"
+	       "    -d               foreground with FUSE debug output (and debug log lines)\n"
+	       "    -s               single-threaded\n"
+	       "    -h, --help       this text\n"
+	       "    -V, --version    print the version\n\n"
+	       "Log: DATA_DIR/memflux.log when running as a daemon (the default); stderr with\n"
+	       "-f or -d.  Lines start with an ISO-8601 UTC time and a level.  SIGHUP reopens\n"
+	       "the log file (logrotate); SIGTERM and SIGINT unmount cleanly.\n"
+	       "Mount options added by mount(8)/fstab (defaults, auto, noauto, user, nofail,\n"
+	       "_netdev, comment=, x-*) are accepted and ignored.\n\n"
+	       "libfuse options (also accepted):\n",
 	       prog);
 	fuse_cmdline_help();
 	fuse_lowlevel_help();
@@ -241,12 +289,107 @@ static char notice_copy[512];
 
 static void notice_now(const char *line)
 {
+	if (notice_fd == 2) {
+		mf_log_warn("%s", line);
+		return;
+	}
 	char buf[600];
 	int n = snprintf(buf, sizeof buf, "memfluxfs: %s\n", line);
 	if (n > 0)
 		(void)!write(notice_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-	if (notice_fd != 2)
-		snprintf(notice_copy, sizeof notice_copy, "memfluxfs: %s", line);
+	snprintf(notice_copy, sizeof notice_copy, "%s", line);
+}
+
+/* ---- systemd readiness (sd_notify's protocol, a datagram to
+ * $NOTIFY_SOCKET; too small to need libsystemd) ---- */
+static void sd_notify_send(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t len = strlen(path);
+	if (len >= sizeof sa.sun_path)
+		return;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0'; /* abstract socket */
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)!sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	              (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	close(fd);
+}
+
+/* Recovery progress (about once a second): shown live on the terminal of a
+ * starting daemon (its log lines are collected until the log opens), and
+ * told to systemd, whose start timeout it pushes back. */
+static void progress_now(const char *line)
+{
+	if (notice_fd != 2) {
+		char buf[400];
+		int n = snprintf(buf, sizeof buf, "memfluxfs: %s\n", line);
+		if (n > 0)
+			(void)!write(notice_fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+	}
+	char msg[400];
+	snprintf(msg, sizeof msg, "STATUS=%s\nEXTEND_TIMEOUT_USEC=10000000", line);
+	sd_notify_send(msg);
+}
+
+/* ---- SIGHUP: reopen the log ---- */
+static void sighup_placeholder(int sig)
+{
+	/* Never runs (SIGHUP is blocked in every thread and taken by
+	 * sigwait); it exists so libfuse's fuse_set_signal_handlers, which
+	 * replaces only default dispositions, leaves SIGHUP to us. */
+	(void)sig;
+}
+
+static void *sighup_main(void *arg)
+{
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		int sig;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		int r = mf_log_reopen();
+		if (r == 0)
+			mf_log_info("SIGHUP: log file reopened");
+		else if (r == 1)
+			mf_log_info("SIGHUP: logging to stderr, no log file to reopen");
+		else
+			mf_log_error("SIGHUP: cannot reopen the log file: %s (still writing the old one)",
+			             strerror(-r));
+	}
+	return NULL;
+}
+
+/* Block SIGHUP before any thread exists (all inherit the mask). */
+static void sighup_block(void)
+{
+	struct sigaction sa = {.sa_handler = sighup_placeholder};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static void sighup_start(void)
+{
+	pthread_t t;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, sighup_main, NULL) != 0)
+		mf_log_warn("cannot start the SIGHUP thread: SIGHUP will be ignored");
+	pthread_attr_destroy(&at);
 }
 
 /*
@@ -268,20 +411,24 @@ static void hold_after_unmount(void)
 	}
 }
 
-/* Copy what was written to `early` to fd a and (if >= 0) fd b; close it. */
+/* Copy what was written to `early` to fd a and (if >= 0) fd b; close it.
+ * Progress lines already went to the terminal live (progress_now): only
+ * the log (b) gets them. */
 static void replay_early(FILE *early, int a, int b)
 {
 	if (!early)
 		return;
-	char buf[4096];
-	size_t n;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	rewind(early);
-	while ((n = fread(buf, 1, sizeof buf, early)) > 0) {
-		if (write(a, buf, n) < 0)
-			break;
-		if (b >= 0 && write(b, buf, n) < 0)
+	while ((n = getline(&line, &cap, early)) > 0) {
+		if (a >= 0 && !strstr(line, " recovery progress: ") && write(a, line, (size_t)n) < 0)
+			a = -1;
+		if (b >= 0 && write(b, line, (size_t)n) < 0)
 			b = -1;
 	}
+	free(line);
 	fclose(early);
 }
 
@@ -313,11 +460,16 @@ static void reexec_with_hugepage_heap(char *argv[])
 int main(int argc, char *argv[])
 {
 	reexec_with_hugepage_heap(argv);
+	/* Data files (WAL, snapshot, lock, log, state) are the user's keys:
+	 * nobody else's business, whatever umask we were started with. */
+	umask(077);
+	/* Until the daemon starts, messages are a command's errors. */
+	mf_log_set_plain(true);
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct cli cli = {0};
 	struct fuse_cmdline_opts fo = {0};
 	mf_db_opts dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
-	                  .wal_threshold = 128ull << 20};
+	                  .wal_threshold = 128ull << 20, .progress = progress_now};
 	char *dir = NULL;
 	int rc = 2;
 	/* While parsing, libfuse's complaints are collected and reported as
@@ -328,7 +480,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (cli.error) {
-		fprintf(stderr, "memfluxfs: %s\n", cli.error);
+		mf_log_error("%s", cli.error);
 		goto out;
 	}
 	fuse_msg[0] = '\0';
@@ -342,8 +494,17 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	if (fo.show_version) {
-		printf("memfluxfs %s (libfuse %s)\n", MF_VERSION, fuse_pkgversion());
+		printf("memfluxfs %s (libfuse %s, liblz4 %s)\n", MF_VERSION, fuse_pkgversion(),
+		       LZ4_versionString());
 		rc = 0;
+		goto out;
+	}
+	/* allow_other without default_permissions would let every local user
+	 * write and delete the owner's keys while ls shows 0644: the kernel
+	 * checks mode bits only with default_permissions. */
+	if (cli.allow_other &&
+	    (fuse_opt_add_arg(&args, "-o") != 0 || fuse_opt_add_arg(&args, "default_permissions") != 0)) {
+		mf_log_error("out of memory");
 		goto out;
 	}
 	if (check_fuse_options(&args) != 0)
@@ -354,7 +515,7 @@ int main(int argc, char *argv[])
 	const char *source = cli.npos == 2 ? cli.pos[0] : NULL;
 	const char *mnt_arg = cli.npos ? cli.pos[cli.npos - 1] : NULL;
 	if (!mnt_arg) {
-		fprintf(stderr, "memfluxfs: no mountpoint given (usage: memfluxfs [options] [DATA_DIR] MOUNTPOINT)\n");
+		mf_log_error("no mountpoint given (usage: memfluxfs [options] [DATA_DIR] MOUNTPOINT)");
 		goto out;
 	}
 	char mnt[PATH_MAX];
@@ -365,40 +526,45 @@ int main(int argc, char *argv[])
 	else if (!S_ISDIR(sb.st_mode))
 		why = "not a directory";
 	if (why) {
-		fprintf(stderr, "memfluxfs: mountpoint %s: %s\n", mnt_arg, why);
+		mf_log_error("mountpoint %s: %s", mnt_arg, why);
 		goto out;
 	}
 	fo.mountpoint = strdup(mnt);
 	if ((cli.data_dir && !*cli.data_dir) || (source && !*source)) {
-		fprintf(stderr, "memfluxfs: the data dir is empty (give a directory)\n");
+		mf_log_error("the data dir is empty (give a directory)");
 		goto out;
 	}
 	/* Both a source and -o data_dir (an fstab line can have both): the
 	 * option names the data dir; the source may then be a label without
 	 * '/' (like tmpfs's "none"), or the same dir, but not another dir. */
 	if (source && cli.data_dir && strchr(source, '/') && !same_dir(source, cli.data_dir)) {
-		fprintf(stderr, "memfluxfs: source %s and data_dir=%s name different data dirs\n",
+		mf_log_error("source %s and data_dir=%s name different data dirs",
 		        source, cli.data_dir);
 		goto out;
 	}
 
 	if (cli.fsync && mf_fsync_mode_parse(cli.fsync, &dbo.fsync_mode) != 0) {
-		fprintf(stderr, "memfluxfs: --fsync=%s: expected interval, always or none\n", cli.fsync);
+		mf_log_error("--fsync=%s: expected interval, always or none", cli.fsync);
 		goto out;
 	}
 	if (cli.fsync_interval) {
 		char *end;
 		long v = strtol(cli.fsync_interval, &end, 10);
 		if (*end || v <= 0 || v > 3600000) {
-			fprintf(stderr, "memfluxfs: --fsync-interval-ms=%s: expected 1..3600000\n",
+			mf_log_error("--fsync-interval-ms=%s: expected 1..3600000",
 			        cli.fsync_interval);
 			goto out;
 		}
 		dbo.fsync_interval_ms = (unsigned)v;
 	}
 	if (cli.wal_threshold && mf_parse_size(cli.wal_threshold, &dbo.wal_threshold) != 0) {
-		fprintf(stderr, "memfluxfs: --wal-threshold=%s: expected a size like 128M\n",
+		mf_log_error("--wal-threshold=%s: expected a size like 128M",
 		        cli.wal_threshold);
+		goto out;
+	}
+	if (cli.max_memory && strcmp(cli.max_memory, "0") != 0 &&
+	    mf_parse_size(cli.max_memory, &dbo.max_memory) != 0) {
+		mf_log_error("--max-memory=%s: expected a size like 512M (0: no limit)", cli.max_memory);
 		goto out;
 	}
 	mf_fs_opts fso = {.foreground = fo.foreground, .singlethread = fo.singlethread,
@@ -407,7 +573,7 @@ int main(int argc, char *argv[])
 		char *end;
 		fso.timeout = strtod(cli.cache_timeout, &end);
 		if (*end || fso.timeout < 0) {
-			fprintf(stderr, "memfluxfs: --cache-timeout=%s: expected seconds\n", cli.cache_timeout);
+			mf_log_error("--cache-timeout=%s: expected seconds", cli.cache_timeout);
 			goto out;
 		}
 	}
@@ -421,22 +587,26 @@ int main(int argc, char *argv[])
 	if (fuse_opt_add_opt_escaped(&esc, dbo.dir) == 0 &&
 	    asprintf(&fsname, "fsname=" MF_DB_FSNAME_PREFIX "%s", esc) > 0)
 		if (fuse_opt_add_arg(&args, "-o") != 0 || fuse_opt_add_arg(&args, fsname) != 0)
-			fprintf(stderr, "memfluxfs: out of memory\n");
+			mf_log_error("out of memory");
 	free(esc);
 	free(fsname);
 	dbo.lock_wait_ms = 30000;
 	dbo.notice = notice_now;
 
+	if (fo.debug)
+		mf_log_set_level(MF_LOG_DEBUG);
+	/* Before any thread exists, so that every thread inherits the mask. */
+	sighup_block();
 	int pipefd[2] = {-1, -1};
 	if (!fo.foreground) {
 		if (pipe(pipefd) != 0) {
-			perror("memfluxfs: pipe");
+			mf_log_error("pipe: %s", strerror(errno));
 			rc = 1;
 			goto out;
 		}
 		pid_t pid = fork();
 		if (pid < 0) {
-			perror("memfluxfs: fork");
+			mf_log_error("fork: %s", strerror(errno));
 			rc = 1;
 			goto out;
 		}
@@ -452,6 +622,8 @@ int main(int argc, char *argv[])
 		close(pipefd[0]);
 		setsid();
 	}
+	/* From here on, the daemon's log lines. */
+	mf_log_set_plain(false);
 
 	/* In daemon mode, what recovery prints (torn tails cut, counts) must
 	 * reach the log too, which cannot be opened before the data dir exists:
@@ -472,7 +644,8 @@ int main(int argc, char *argv[])
 	}
 	if (!db) {
 		replay_early(early, 2, -1);
-		fprintf(stderr, "memfluxfs: %s\n", err);
+		mf_log_set_plain(true); /* the command's verdict, one line */
+		mf_log_error("%s", err);
 		if (pipefd[1] >= 0) {
 			char st = 1;
 			(void)!write(pipefd[1], &st, 1);
@@ -480,10 +653,12 @@ int main(int argc, char *argv[])
 		rc = 1;
 		goto out;
 	}
-	struct fuse_session *se = mf_fs_mount(db, &args, fo.mountpoint, &fso);
+	mf_kv kv = mf_db_kv(db);
+	struct fuse_session *se = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
 	if (!se) {
 		replay_early(early, 2, -1);
-		fprintf(stderr, "memfluxfs: cannot mount on %s\n", fo.mountpoint);
+		mf_log_set_plain(true);
+		mf_log_error("cannot mount on %s", fo.mountpoint);
 		mf_db_close(db);
 		if (pipefd[1] >= 0) {
 			char st = 1;
@@ -496,6 +671,8 @@ int main(int argc, char *argv[])
 		/* Detach: logs to the data dir, stdio away from the terminal. */
 		char *logpath = join(dbo.dir, "memflux.log");
 		int lfd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+		if (lfd >= 0)
+			mf_log_set_file(logpath); /* for SIGHUP */
 		free(logpath);
 		int nfd = open("/dev/null", O_RDWR);
 		if (nfd >= 0) {
@@ -503,8 +680,10 @@ int main(int argc, char *argv[])
 			dup2(nfd, 1);
 			close(nfd);
 		}
-		if (lfd >= 0 && notice_copy[0])
-			dprintf(lfd, "%s\n", notice_copy);
+		if (lfd >= 0 && notice_copy[0]) {
+			char t[40];
+			dprintf(lfd, "%s WARN %s\n", mf_log_time(t, sizeof t, mf_now_ns()), notice_copy);
+		}
 		replay_early(early, 2, lfd);
 		early = NULL;
 		if (lfd >= 0) {
@@ -512,18 +691,21 @@ int main(int argc, char *argv[])
 			close(lfd);
 		}
 		if (chdir("/") != 0)
-			perror("memfluxfs: chdir");
+			mf_log_error("chdir /: %s", strerror(errno));
 		char st = 0;
 		(void)!write(pipefd[1], &st, 1);
 		close(pipefd[1]);
 	}
-	fprintf(stderr, "memfluxfs: mounted %s (data dir %s, fsync %s)\n", fo.mountpoint, dbo.dir,
-	        mf_fsync_mode_name(dbo.fsync_mode));
+	mf_log_info("memfluxfs %s (pid %ld) mounted %s (data dir %s, fsync %s)", MF_VERSION,
+	            (long)getpid(), fo.mountpoint, dbo.dir, mf_fsync_mode_name(dbo.fsync_mode));
+	sighup_start();
+	sd_notify_send("READY=1\nSTATUS=mounted");
 	int r = mf_fs_loop(se, &fso);
+	sd_notify_send("STOPPING=1\nSTATUS=unmounting, closing the WAL");
 	mf_fs_unmount(se);
 	hold_after_unmount();
 	mf_db_close(db);
-	fprintf(stderr, "memfluxfs: unmounted %s\n", fo.mountpoint);
+	mf_log_info("unmounted %s", fo.mountpoint);
 	rc = r ? 1 : 0;
 out:
 	fuse_set_log_func(NULL);
@@ -537,6 +719,7 @@ out:
 	free(cli.fsync_interval);
 	free(cli.wal_threshold);
 	free(cli.cache_timeout);
+	free(cli.max_memory);
 	free(dir);
 	free((char *)dbo.dir);
 	return rc;

@@ -8,7 +8,7 @@ int commit(mf_op *op)
 {
 	if (!op->time_ns)
 		op->time_ns = mf_now_ns();
-	return mf_db_commit(fsg.db, op);
+	return mf_kv_commit(&fsg.kv, op);
 }
 
 mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen)
@@ -133,9 +133,10 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	pthread_mutex_lock(m);
 	int r = materialize(type, name, len);
 	if (r == 0)
-		r = mf_store_get(fsg.st, name, len, true, &info);
+		r = mf_kv_get(&fsg.kv, name, len, true, &info);
 	if (r == 0 && info.type != type)
 		r = -ENOENT;
+	bool pending_only = false;
 	if (r == -ENOENT) {
 		/* A JSON file created but never given a valid document exists
 		 * only as a pending node: removing it just drops the name. */
@@ -144,11 +145,12 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (pn && pn->pending) {
 			pn->pending = false;
 			name_unlink(pn);
-			r = 1;
+			pending_only = true;
+			r = 0;
 		}
 		pthread_mutex_unlock(&fsg.mu);
 	}
-	if (r == 0) {
+	if (r == 0 && !pending_only) {
 		/* Open handles keep the value: readers switch to the node's copy
 		 * before the DEL applies, so no read falls between the two. */
 		pthread_mutex_lock(&fsg.mu);
@@ -169,7 +171,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	pthread_mutex_unlock(m);
 	mf_slice_unref(&info.val);
-	fuse_reply_err(req, r == 1 ? 0 : -r);
+	fuse_reply_err(req, -r);
 }
 
 void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -181,8 +183,10 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		return;
 	}
 	if (type != ntype) {
-		fprintf(stderr, "memfluxfs: rename %s/%s -> %s/%s: across types is not supported\n",
-		        mf_type_name(type), name, mf_type_name(ntype), newname);
+		char a[KEY_NAME_MAX], b[KEY_NAME_MAX];
+		mf_log_warn("rename %s -> %s refused: across types is not supported (EXDEV)",
+		            key_name(a, sizeof a, type, name, strlen(name)),
+		            key_name(b, sizeof b, ntype, newname, strlen(newname)));
 		fuse_reply_err(req, EXDEV);
 		return;
 	}
@@ -205,7 +209,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	if (m2 != m1)
 		pthread_mutex_lock(m2);
 	mf_entry_info tinfo = {0};
-	bool had_target = mf_store_get(fsg.st, newname, nlen, true, &tinfo) == 0;
+	bool had_target = mf_kv_get(&fsg.kv, newname, nlen, true, &tinfo) == 0;
 	if (had_target && (flags & RENAME_NOREPLACE)) {
 		mf_slice_unref(&tinfo.val);
 		if (m2 != m1)
@@ -218,7 +222,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	bool same = len == nlen && memcmp(name, newname, len) == 0;
 	mf_entry_info sinfo = {0};
 	node *t0 = NULL, *s0 = NULL;
-	if (r == 0 && !same && mf_store_get(fsg.st, name, len, true, &sinfo) == 0) {
+	if (r == 0 && !same && mf_kv_get(&fsg.kv, name, len, true, &sinfo) == 0) {
 		/* Both names' readers switch to copies before the RENAME applies:
 		 * the target's handles keep the old target, the source's handles
 		 * their value, with no read in between seeing either name's new
@@ -275,8 +279,9 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 void mf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	(void)mode;
-	fprintf(stderr, "memfluxfs: mkdir %s in inode %lu refused: no subdirectories (yet)\n",
-	        name, (unsigned long)parent);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("mkdir %s refused: no subdirectories (yet)",
+	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)));
 	fuse_reply_err(req, EPERM);
 }
 
@@ -284,7 +289,9 @@ void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 {
 	(void)parent;
 	(void)rdev;
-	fprintf(stderr, "memfluxfs: mknod %s (mode %o) refused: only regular files\n", name, mode);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("mknod %s (mode %o) refused: only regular files",
+	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), mode);
 	fuse_reply_err(req, EPERM);
 }
 
@@ -292,15 +299,18 @@ void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
  * second name for a value has nowhere to live. */
 void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	fprintf(stderr, "memfluxfs: symlink %s -> %s in inode %lu refused: only regular files\n",
-	        name, link, (unsigned long)parent);
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("symlink %s -> %s refused: only regular files",
+	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), link);
 	fuse_reply_err(req, EPERM);
 }
 
 void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	fprintf(stderr, "memfluxfs: link %s (inode %lu) in inode %lu refused: a key has one name\n",
-	        newname, (unsigned long)ino, (unsigned long)newparent);
+	(void)ino;
+	char kn[KEY_NAME_MAX];
+	mf_log_warn("link %s refused: a key has one name",
+	            key_name(kn, sizeof kn, dir_type(newparent), newname, strlen(newname)));
 	fuse_reply_err(req, EPERM);
 }
 

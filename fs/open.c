@@ -6,7 +6,7 @@
 
 char *ctl_text(fuse_ino_t ino)
 {
-	return ino == INO_STATS ? mf_db_stats_text(fsg.db) : mf_db_snapshot_text(fsg.db);
+	return ino == INO_STATS ? mf_kv_stats_text(&fsg.kv) : mf_kv_snapshot_text(&fsg.kv);
 }
 
 /* Undo an open (or create) the kernel will never release: failed, or the
@@ -16,7 +16,7 @@ char *ctl_text(fuse_ino_t ino)
 void undo_open(node *n, handle *h, uint64_t lookups)
 {
 	pthread_mutex_lock(&fsg.mu);
-	if (h && h->dirty && !h->hidden)
+	if (h && h->dstate == D_SIZED)
 		n->ndirty--;
 	n->nopen--;
 	n->nlookup -= lookups;
@@ -54,7 +54,7 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	mf_entry_info info = {0};
 	int r = 0;
 	if (m && !pending) {
-		r = mf_store_get(fsg.st, mf_slice_ptr(key), key.len, true, &info);
+		r = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
@@ -64,13 +64,15 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	}
 	if (r == 0)
 		cache_open(fi);
+	if (!writer) /* stats: reads, hits and misses */
+		mf_kv_count_read(&fsg.kv, r == 0);
 	if (m)
 		pthread_mutex_unlock(m);
 	mf_slice_unref(&key);
 	if (r)
 		return r;
 	if (writer && (fi->flags & O_TRUNC)) {
-		h->full = true;
+		h->mode = H_FULL;
 		h->trunc = true;
 		h->size = 0;
 		set_dirty(h);
@@ -136,7 +138,7 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		} else if (fi->flags & O_APPEND) {
 			r = jpath_refuse_append(n);
 		} else {
-			h->full = true; /* the new member text starts empty */
+			h->mode = H_FULL; /* the new member text starts empty */
 			if (fi->flags & O_TRUNC)
 				set_dirty(h); /* a value is due: closing without one is EINVAL */
 		}
@@ -146,8 +148,9 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
 		 * and throw it away: a pop is for a reader only.  EACCES, as for
 		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
-		fprintf(stderr, "memfluxfs: write-open of .ctl/pop/%.*s refused: pop files are read-only\n",
-		        (int)n->key.len, mf_slice_ptr(n->key));
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("write-open of %s refused: pop files are read-only",
+		            key_name(kn, sizeof kn, NODE_POP, mf_slice_ptr(n->key), n->key.len));
 		r = -EACCES;
 	} else if (r == 0 && n->type == NODE_POP && fsg.readonly) {
 		/* -o ro: the kernel refuses writes itself, but a pop is a
@@ -206,22 +209,23 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * through this mount's lookups as an empty file) and the key comes into
 	 * being with the handle's first commit — one WAL record per `echo v >
 	 * new`, and for JSON an invalid first document leaves absence
-	 * untouched (issue #5).  Only the checks run now (EEXIST etc). */
+	 * untouched.  Only the checks run now (EEXIST etc). */
 	mf_op op = key_op(MF_OP_CREATE, type, name, len);
 	op.time_ns = mf_now_ns();
-	int r = mf_store_check(fsg.st, &op);
+	int r = mf_kv_check(&fsg.kv, &op);
 	mf_op_clear(&op);
 	if (r) {
+		char kn[KEY_NAME_MAX];
 		if (r != -EEXIST)
 			log_err("create failed for", type, name, len, -r);
 		else
-			fprintf(stderr, "memfluxfs: create %s/%s: key exists with another type\n",
-			        mf_type_name(type), name);
+			mf_log_warn("create %s refused: the key exists with another type (EEXIST)",
+			            key_name(kn, sizeof kn, type, name, len));
 		fuse_reply_err(req, -r);
 		return;
 	}
 	mf_entry_info cur;
-	bool exists = mf_store_get(fsg.st, name, len, false, &cur) == 0;
+	bool exists = mf_kv_get(&fsg.kv, name, len, false, &cur) == 0;
 	struct fuse_entry_param e;
 	pthread_mutex_lock(&fsg.mu);
 	node *n = node_get(type, name, len);
@@ -235,14 +239,14 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		 * commit APPEND/RPUSH (so two of them racing on a new key both
 		 * land), the rest build a SET.  Until then their close logs the
 		 * CREATE (touch). */
-		h->full = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
-		h->trunc = h->full;
-		h->dirty = true;
+		bool own = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
+		h->mode = own ? H_FULL : H_VIEW;
+		h->trunc = own;
 		/* Only a handle whose size means something (O_TRUNC: empty) shows
-		 * it to getattr; a creator that has not written is dirty only for
-		 * the CREATE its close owes, and hidden from sizes. */
-		h->hidden = !h->full;
-		if (h->full) {
+		 * it to getattr; a creator that has not written owes only the
+		 * CREATE of its close, and is hidden from sizes. */
+		h->dstate = own ? D_SIZED : D_HIDDEN;
+		if (own) {
 			n->ndirty++;
 			n->dirty_stale = false;
 			n->dirty_size = 0;
@@ -257,7 +261,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		n->nlookup++;
 		n->nopen++;
 	} else if (n) {
-		if (h && h->dirty && !h->hidden)
+		if (h && h->dstate == D_SIZED)
 			n->ndirty--;
 		n->pending = false;
 		handle_free(h);

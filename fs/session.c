@@ -61,7 +61,7 @@ static int ro_opt(void *data, const char *arg, int key, struct fuse_args *outarg
 	return 1;
 }
 
-struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *mountpoint,
+struct fuse_session *mf_fs_mount(const mf_kv *kv, struct fuse_args *args, const char *mountpoint,
                                  const mf_fs_opts *opts)
 {
 	static const struct fuse_opt ro_opts[] = {
@@ -69,8 +69,7 @@ struct fuse_session *mf_fs_mount(mf_db *db, struct fuse_args *args, const char *
 	};
 	if (fuse_opt_parse(args, &fsg.readonly, ro_opts, ro_opt) != 0)
 		return NULL;
-	fsg.db = db;
-	fsg.st = mf_db_store(db);
+	fsg.kv = *kv;
 	names_init();
 	fsg.uid = getuid();
 	fsg.gid = getgid();

@@ -3,6 +3,7 @@
  */
 #include "buf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,38 +44,62 @@ static size_t map_round(size_t n)
 	return (n + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
 }
 
-static mf_buf *map_new(size_t total)
+static mf_buf *map_try_new(size_t total)
 {
 	size_t len = map_round(total);
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
-		fprintf(stderr, "memfluxfs: out of memory mapping %zu bytes\n", len);
-		abort();
-	}
+	if (p == MAP_FAILED)
+		return NULL;
 	madvise(p, len, MADV_HUGEPAGE); /* best effort */
 	mf_buf *b = p;
 	b->maplen = len;
 	return b;
 }
 
-static mf_buf *buf_new(size_t cap)
+/* NULL if the memory is not there (the fallible paths: buffers a request
+ * fills before anything is logged). */
+static mf_buf *buf_try_new(size_t cap)
 {
-	if (cap > SIZE_MAX / 2 - sizeof(mf_buf)) {
-		fprintf(stderr, "memfluxfs: buffer size overflow\n");
-		abort();
-	}
+	if (cap > SIZE_MAX / 2 - sizeof(mf_buf))
+		return NULL;
 	mf_buf *b;
 	if (cap >= MAP_MIN) {
-		b = map_new(sizeof(mf_buf) + cap);
+		b = map_try_new(sizeof(mf_buf) + cap);
 	} else {
-		b = mf_xmalloc(sizeof(mf_buf) + cap);
-		b->maplen = 0;
+		b = malloc(sizeof(mf_buf) + cap);
+		if (b)
+			b->maplen = 0;
 	}
+	if (!b)
+		return NULL;
 	atomic_init(&b->refs, 1);
 	b->cap = cap;
 	b->used = 0;
 	atomic_fetch_add(&live_bytes, cap);
 	return b;
+}
+
+static mf_buf *buf_new(size_t cap)
+{
+	mf_buf *b = buf_try_new(cap);
+	if (!b) {
+		fprintf(stderr, "memfluxfs: out of memory allocating %zu bytes\n", cap);
+		abort();
+	}
+	return b;
+}
+
+int mf_slice_try_alloc(mf_slice *out, size_t len, size_t cap)
+{
+	if (cap < len)
+		cap = len;
+	mf_buf *b = buf_try_new(cap ? cap : 1);
+	if (!b)
+		return -ENOMEM;
+	memset(b->data, 0, len);
+	b->used = len;
+	*out = (mf_slice){b, 0, len};
+	return 0;
 }
 
 static void buf_free(mf_buf *b)
@@ -149,42 +174,56 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n)
 	*s = (mf_slice){nb, 0, len};
 }
 
-void mf_slice_reserve_private(mf_slice *s, size_t cap)
+int mf_slice_try_reserve_private(mf_slice *s, size_t cap)
 {
 	if (!s->buf) {
-		mf_buf *b = buf_new(cap);
+		mf_buf *b = buf_try_new(cap);
+		if (!b)
+			return -ENOMEM;
 		*s = (mf_slice){b, 0, 0};
-		return;
+		return 0;
 	}
 	if (s->buf->cap >= cap)
-		return;
+		return 0;
 	if (cap > SIZE_MAX / 2 - sizeof(mf_buf))
-		abort();
+		return -ENOMEM;
 	size_t old = s->buf->cap;
 	mf_buf *b = s->buf;
 	if (b->maplen) {
 		/* mremap keeps the mapping's huge-page advice. */
 		size_t len = map_round(sizeof(mf_buf) + cap);
 		void *p = mremap(b, b->maplen, len, MREMAP_MAYMOVE);
-		if (p == MAP_FAILED) {
-			fprintf(stderr, "memfluxfs: out of memory growing to %zu bytes\n", len);
-			abort();
-		}
+		if (p == MAP_FAILED)
+			return -ENOMEM; /* the old mapping is untouched */
 		b = p;
 		b->maplen = len;
 		cap = len - sizeof(mf_buf);
 	} else if (cap >= MAP_MIN) {
-		mf_buf *nb = map_new(sizeof(mf_buf) + cap);
+		mf_buf *nb = map_try_new(sizeof(mf_buf) + cap);
+		if (!nb)
+			return -ENOMEM;
 		memcpy(nb, b, sizeof(mf_buf) + b->used);
 		nb->maplen = map_round(sizeof(mf_buf) + cap);
 		free(b);
 		b = nb;
 	} else {
-		b = mf_xrealloc(b, sizeof(mf_buf) + cap);
+		mf_buf *nb = realloc(b, sizeof(mf_buf) + cap);
+		if (!nb)
+			return -ENOMEM;
+		b = nb;
 	}
 	b->cap = cap;
 	atomic_fetch_add(&live_bytes, cap - old);
 	s->buf = b;
+	return 0;
+}
+
+void mf_slice_reserve_private(mf_slice *s, size_t cap)
+{
+	if (mf_slice_try_reserve_private(s, cap) != 0) {
+		fprintf(stderr, "memfluxfs: out of memory growing to %zu bytes\n", cap);
+		abort();
+	}
 }
 
 void mf_slice_shrink_private(mf_slice *s)

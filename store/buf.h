@@ -14,9 +14,11 @@
  *   O(1) amortised APPEND/RPUSH (the same trick as Go's slices).  Callers
  *   must serialise appends to one buffer (the store does: one applier).
  * - Reference counts are atomic; mf_buf_ref/unref are safe from any thread.
- * - Allocation failure aborts the process (mf_xmalloc): an in-memory store
- *   that cannot allocate cannot keep its promises, and a half-applied
- *   mutation is worse than a crash that the WAL recovers from.
+ * - Allocation failure aborts the process (mf_xmalloc) on paths that run
+ *   after a mutation is logged (apply, replay): a half-applied mutation is
+ *   worse than a crash that the WAL recovers from.  Buffers a request fills
+ *   before anything is logged (a handle's private value) use the try_
+ *   variants, so running out of memory fails that one request (ENOMEM).
  */
 #ifndef MF_BUF_H
 #define MF_BUF_H
@@ -50,6 +52,8 @@ mf_slice mf_slice_from(const void *p, size_t n, size_t cap);
 /* A new private buffer of capacity cap (>= len) whose first len bytes are
  * zero; for handles that build a value before committing it. */
 mf_slice mf_slice_alloc(size_t len, size_t cap);
+/* The same, failing with -ENOMEM instead of aborting. */
+int mf_slice_try_alloc(mf_slice *out, size_t len, size_t cap);
 
 static inline const char *mf_slice_ptr(mf_slice s)
 {
@@ -70,6 +74,8 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n);
  * to at least cap bytes with realloc: for file handles building a value.
  * An empty slice gets a new buffer. */
 void mf_slice_reserve_private(mf_slice *s, size_t cap);
+/* The same, failing with -ENOMEM (s unchanged) instead of aborting. */
+int mf_slice_try_reserve_private(mf_slice *s, size_t cap);
 
 /* Give back a private buffer's unused capacity before publishing it as a
  * value (a handle grows its buffer with slack; a stored 100-byte value

@@ -763,12 +763,27 @@ static void trim(const char *p, size_t n, size_t *off, size_t *len)
 	*len = b - a;
 }
 
+/* Tokenize doc and walk path through it (allow_add: a missing last member
+ * may be added, for set).  0 with *res filled, or -errno. */
+static int resolve(const char *doc, size_t n, const char *path, size_t pathlen, int allow_add,
+                   walk_res *res)
+{
+	jsmntok_t *t;
+	int ntok;
+	int rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	memset(res, 0, sizeof(*res));
+	rc = walk(doc, t, ntok, path, pathlen, allow_add, res);
+	free(t);
+	return rc;
+}
+
 int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     size_t *out_off, size_t *out_len)
 {
-	jsmntok_t *t;
 	walk_res res;
-	int ntok, rc;
+	int rc;
 
 	rc = mf_json_path_check(path, pathlen);
 	if (rc < 0)
@@ -781,12 +796,7 @@ int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen
 		trim(doc, n, out_off, out_len);
 		return 0;
 	}
-	rc = tokenize(doc, n, &t, &ntok);
-	if (rc < 0)
-		return rc;
-	memset(&res, 0, sizeof(res));
-	rc = walk(doc, t, ntok, path, pathlen, 0, &res);
-	free(t);
+	rc = resolve(doc, n, path, pathlen, 0, &res);
 	if (rc < 0)
 		return rc;
 	*out_off = res.off;
@@ -830,10 +840,9 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 		     const char *val, size_t vallen, char **out, size_t *outlen)
 {
 	size_t voff, vlen, total, pre, post_off;
-	jsmntok_t *t;
 	walk_res res;
 	char *buf, *w;
-	int ntok, rc;
+	int rc;
 
 	rc = mf_json_path_check(path, pathlen);
 	if (rc < 0)
@@ -859,12 +868,7 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 	if (mf_json_validate(doc, n, NULL, NULL) < 0)
 		return -EINVAL;
 	trim(val, vallen, &voff, &vlen);
-	rc = tokenize(doc, n, &t, &ntok);
-	if (rc < 0)
-		return rc;
-	memset(&res, 0, sizeof(res));
-	rc = walk(doc, t, ntok, path, pathlen, 1, &res);
-	free(t);
+	rc = resolve(doc, n, path, pathlen, 1, &res);
 	if (rc < 0)
 		return rc;
 

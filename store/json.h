@@ -8,7 +8,8 @@
  *
  * Why this exists: /json/<key> files must only ever hold valid JSON, and the
  * tokenizer we use (jsmn) is not a validator — it accepts `tru`, `01`,
- * `{"a":1,}`, several top-level values and more (see NOTES.md).  So every
+ * `{"a":1,}`, several top-level values and more (measured against
+ * JSONTestSuite: it is a tokenizer, not a validator).  So every
  * document is checked by mf_json_validate() (our own strict checker); jsmn is
  * only ever run over text that has already passed it, where its token spans
  * are trustworthy and give us byte offsets for splicing.

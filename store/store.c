@@ -299,7 +299,7 @@ static void set_val(mf_store *st, entry *e, mf_slice v)
 }
 
 /* A list value always ends in '\n' (each element is a line); a final line
- * without one is completed, as the list semantics in issue #5 require. */
+ * without one is completed (README: an unterminated last line is pushed). */
 static mf_slice list_value(mf_slice v)
 {
 	if (v.len == 0 || mf_slice_ptr(v)[v.len - 1] == '\n')

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +55,7 @@ static void usage(void)
 	        "  --prefix  repair by keeping only the WAL's consistent prefix (point in time)\n"
 	        "  --yes     do not ask before changing anything (asked only on a tty)\n"
 	        "  --dump    print every WAL record\n"
+	        "  --version print the version and exit\n"
 	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
 	        "      missing data, 3 usage/I-O error\n");
 }
@@ -657,6 +659,10 @@ static int parse_args(int argc, char **argv, check_args *a)
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
+		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			/* ops (issue 13): same version as memfluxfs (CMake's MF_VERSION) */
+			printf("memflux-check %s (WAL format %d)\n", MF_VERSION, MF_WAL_VERSION);
+			return 0;
 		} else if (argv[i][0] == '-' || a->dir) {
 			usage();
 			return 3;
@@ -699,6 +705,9 @@ static uint64_t check_snapshot(mf_io *io, const char *dir, mf_snapshot_info *si,
 
 int main(int argc, char **argv)
 {
+	/* ops (issue 13): what --fix writes (WAL, snapshot) holds the user's
+	 * keys: 0600 like the daemon's files, whatever the umask. */
+	umask(077);
 	check_args a;
 	int pr = parse_args(argc, argv, &a);
 	if (pr >= 0)

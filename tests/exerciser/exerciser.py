@@ -195,6 +195,49 @@ class Worker:
             seq.append(_intern(table, index, data))
         return table, seq, sorted(sizes)
 
+    def s_viewreader(self, path, stopfile, maxn, chunk, seed):
+        """Hold ONE handle while another process commits: read it whole from
+        offset 0 (in chunks), then once at a random offset >= 1; again and
+        again.  Returns the reads (interned)."""
+        rng = random.Random(seed)
+        table, index, seq, n = [], {}, [], 0
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while n < maxn and not os.path.exists(stopfile):
+                n += 1
+                data = _read_all(fd, chunk)
+                off = rng.randrange(1, len(data) + 2)
+                size = rng.choice([1, 100, 5000])
+                p = os.pread(fd, size, off)
+                seq.append((_intern(table, index, data), off, size, _intern(table, index, p)))
+        finally:
+            os.close(fd)
+        return table, seq
+
+    def s_committer(self, path, poppath, plan):
+        """Commit plan's (kind, data) in order: "set" (O_TRUNC), "append"
+        (O_APPEND) or "pop".  Returns what the pops read."""
+        popped = []
+        for kind, data in plan:
+            if kind == "pop":
+                try:
+                    fd = os.open(poppath, os.O_RDONLY)
+                except OSError as e:
+                    popped.append(-e.errno)
+                    continue
+                try:
+                    popped.append(_read_all(fd))
+                finally:
+                    os.close(fd)
+                continue
+            flags = os.O_WRONLY | (os.O_TRUNC if kind == "set" else os.O_APPEND)
+            fd = os.open(path, flags)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        return popped
+
     def s_writeclose(self, hids, chunks):
         """Write chunks[i] (a list) to handle hids[i] in turns, then close
         them all, timing each close (monotonic ns)."""
@@ -474,29 +517,60 @@ class Inode:
         self.jval = None            # json: semantic value when text is unknown
         self.pending = pending      # created, not yet committed (not durable)
         self.name = None
-        self.history = [value]      # committed versions (lists: lenient reads)
+        self.history = [value]      # recent committed versions (diagnostics)
 
     def commit(self, v):
         self.value = v
         self.jval = None
         self.pending = False
         self.history.append(v)
-        if self.typ != "lists":   # list readers may see any version since their open
-            del self.history[:-8]
+        del self.history[:-8]
 
 
 class Handle:
+    """A handle's view (README "What a reader sees"), as the model tracks it:
+
+    view      the committed version it pinned (at open; re-pinned by a read
+              at offset 0, by a read at/after its end when the latest
+              version extends it, by its first write, by its own commit)
+    has_read  a list handle re-pins at offset 0 only once it has read
+    mode      None: it reads its view; "full": buf is its whole private
+              value; "append": buf holds the bytes it appended (O_APPEND)
+    dirty     it has something to commit (writes, O_TRUNC, or its create)
+    """
+
     def __init__(self, hid, w, ino, flags):
         self.hid, self.w, self.ino, self.flags = hid, w, ino, flags
         acc = flags & os.O_ACCMODE
         self.readable = acc != os.O_WRONLY
         self.writable = acc != os.O_RDONLY
-        self.append = bool(flags & os.O_APPEND)
+        self.append = bool(flags & os.O_APPEND)   # the open flag
+        self.mode = None
         self.dirty = False
-        self.buf = b""      # full mode: whole value; append mode: appended bytes
+        self.wrote = False
+        self.trunc = False
+        self.buf = b""
+        self.append_size = 0    # append mode: committed size + own bytes at its last write
+        self.view = ino.value
+        self.has_read = False
         self.pos = 0
         self.created = False
         self.writes_since_open = 0
+
+    def reset(self, view):
+        """Clean again after a commit (or a refusal): its view is `view`."""
+        self.view = view
+        self.mode = None
+        self.dirty = self.wrote = self.trunc = False
+        self.buf = b""
+
+    def own_size(self):
+        """The size this handle's writes would make (full or append mode)."""
+        if self.mode == "full":
+            return len(self.buf)
+        if self.mode == "append":
+            return self.append_size
+        return None
 
 
 def list_bytes(elems):
@@ -520,17 +594,11 @@ def valid_json(b):
     return True
 
 
-def pages_ok(got, cands):
-    """A clean reader concurrent with a dirty writer of the same inode may see
-    the writer's pages (README nuance): each page of what was read must be
-    that page of one candidate, and the length one candidate's."""
-    if not any(len(got) == len(c) for c in cands):
+def jeq(text, value):
+    try:
+        return json.loads(text) == value
+    except (ValueError, RecursionError):
         return False
-    for off in range(0, len(got), PAGE):
-        p = got[off:off + PAGE]
-        if not any(c[off:off + PAGE] == p for c in cands):
-            return False
-    return True
 
 
 # ========================================================== data generation
@@ -592,7 +660,7 @@ SEQ_OPS = [  # (kind, weight)
 ]
 READ_ONLY_KINDS = {"exists", "fresh-read", "read", "size", "readdir", "burst-read", "burst-size",
                    "list-read", "unlinked-open", "jget"}
-BURSTS = ["b_overwrite", "b_create_race", "b_append_race", "b_pop_race", "b_unlink_race"]
+BURSTS = ["b_overwrite", "b_create_race", "b_append_race", "b_pop_race", "b_unlink_race", "b_view"]
 
 
 class Run:
@@ -670,34 +738,44 @@ class Run:
         ino = h.ino
         if not h.dirty:
             return 0
-        if ino.typ == "json":
-            if not valid_json(h.buf):
-                h.dirty = False
-                h.buf = b""
-                return errno.EINVAL
+        if ino.typ == "json" and h.mode == "full" and not valid_json(h.buf):
+            h.reset(h.view)     # refused: the old document (or absence) stays
+            return errno.EINVAL
+        if ino.pending and not h.wrote and ino.typ != "json":
+            # nothing written yet on a created key: the commit logs its
+            # CREATE (the key now exists, empty); an O_TRUNC handle has
+            # committed its empty value
+            ino.pending = False
+            h.reset(b"" if h.trunc else h.view)
+            return 0
+        if not h.wrote and not h.trunc:
+            # dirty only from its open(O_CREAT); another handle committed
+            # the key meanwhile: nothing of its own to commit
+            h.reset(h.view)
+            return 0
+        if h.mode == "full":
+            if not h.wrote and h.trunc and ino.value == b"":
+                h.reset(b"")   # `> k` on an empty key: nothing changes
+                return 0
             ino.commit(h.buf)
-        elif ino.typ == "lists":
-            if h.append:
-                b = h.buf
-                if b and not b.endswith(b"\n"):
-                    b += b"\n"
-                ino.commit(ino.value + b)
-            else:
-                ino.commit(h.buf)
-        else:
-            if h.append:
-                ino.commit(ino.value + h.buf)
-            else:
-                ino.commit(h.buf)
-        h.dirty = False
-        h.buf = b""
+            h.reset(h.buf)
+            return 0
+        assert h.mode == "append", h.mode
+        b = h.buf
+        if ino.typ == "lists" and b and not b.endswith(b"\n"):
+            b += b"\n"
+        ino.commit(ino.value + b)
+        h.reset(ino.value)   # an append sees the value it landed on
         return 0
 
-    def handle_base(self, h):
-        """First write of a clean full-mode handle copies the committed value."""
-        if not h.dirty:
-            h.dirty = True
-            h.buf = b"" if h.append else self.committed_view(h.ino)
+    def make_full(self, h):
+        """A first write (not O_APPEND, not O_TRUNC) lands on the LATEST
+        committed value: a private copy of it."""
+        if h.mode is None:
+            h.view = h.ino.value
+            h.buf = h.ino.value
+            h.mode = "full"
+        assert h.mode == "full", h.mode
 
     # ------------------------------------------------------------ op execution
     def execute(self, op):
@@ -731,9 +809,12 @@ class Run:
             created = True
         h = Handle(hid, w, ino, flags)
         h.created = created
-        h.hist = len(ino.history) - 1
-        if flags & os.O_TRUNC and h.writable:
-            h.dirty = True
+        if created:
+            h.dirty = True   # its close logs the CREATE (or its value)
+        if flags & os.O_TRUNC and h.writable and \
+                not (created and flags & os.O_APPEND and typ != "json"):
+            h.dirty = h.trunc = True   # a private empty value from the start
+            h.mode = "full"
             h.buf = b""
         self.handles[hid] = h
 
@@ -747,64 +828,97 @@ class Run:
         data = op["d"]
         res = self.call(h.w, "write", h.hid, data)
         what = f"h{h.hid}.write({short(data)})"
+        ino = h.ino
+        if h.mode != "full" and ino.typ == "lists" and not h.append:
+            # a list takes appends only: a write not at its end is ESPIPE
+            end = len(ino.value) + (len(h.buf) if h.mode == "append" else 0)
+            if h.pos != end:
+                return self.expect_err(res, errno.ESPIPE, what + f" at {h.pos}, list end {end}")
+            self.expect_ok(res, what)
+            h.mode = "append"
+            h.buf += data
+            h.append_size = len(ino.value) + len(h.buf)
+            h.pos += len(data)
+            h.dirty = h.wrote = True
+            return
         self.expect_ok(res, what)
         if res[1] != len(data):
             self.fail("short", f"{what}: wrote {res[1]} of {len(data)}")
-        self.handle_base(h)
-        if h.append:
+        if h.mode is None and h.append and ino.typ != "json":
+            h.mode = "append"
+            h.buf = b""
+        if h.mode == "append":
             h.buf += data
+            h.append_size = len(ino.value) + len(h.buf)
         else:
+            self.make_full(h)
+            pos = len(h.buf) if h.append else h.pos
             b = h.buf
-            if h.pos > len(b):
-                b += b"\0" * (h.pos - len(b))
-            h.buf = b[:h.pos] + data + b[h.pos + len(data):]
-            h.pos += len(data)
+            if pos > len(b):
+                b += b"\0" * (pos - len(b))
+            h.buf = b[:pos] + data + b[pos + len(data):]
+            h.pos = pos + len(data)
+        h.dirty = h.wrote = True
 
     def op_pwrite(self, op, h):
         data, off = op["d"], op["o"]
         res = self.call(h.w, "pwrite", h.hid, data, off)
         self.expect_ok(res, f"h{h.hid}.pwrite({short(data)}, off={off})")
-        self.handle_base(h)
+        self.make_full(h)
         b = h.buf
         if off > len(b):
             b += b"\0" * (off - len(b))
         h.buf = b[:off] + data + b[off + len(data):]
+        h.dirty = h.wrote = True
 
     def op_ftruncate(self, op, h):
         size = op["s"]
         res = self.call(h.w, "ftruncate", h.hid, size)
         self.expect_ok(res, f"h{h.hid}.ftruncate({size})")
-        self.handle_base(h)
+        self.make_full(h)
         h.buf = h.buf[:size] + b"\0" * max(0, size - len(h.buf))
+        h.dirty = h.wrote = True
+
+    def handle_read(self, h, off, size):
+        """What a read of `size` bytes at `off` must return (README "What a
+        reader sees"), updating the handle's pinned view.  Returns (expected
+        bytes, the rule that applied)."""
+        ino = h.ino
+        if h.mode == "full":
+            return h.buf[off:off + size], "its own private value"
+        if h.mode == "append":
+            h.has_read = True
+            tail = h.buf if ino.typ != "lists" else b""
+            return (h.view + tail)[off:off + size], "its pinned version + its own appended bytes"
+        latest = ino.value
+        rule = "its pinned version"
+        if off == 0 and (h.has_read or ino.typ != "lists"):
+            h.view = latest
+            rule = "the latest version (a read at offset 0)"
+        elif off >= len(h.view) and ino.typ != "lists" and len(latest) > len(h.view) \
+                and latest.startswith(h.view):
+            h.view = latest
+            rule = "the latest version (it extends the pinned one read at its end)"
+        h.has_read = True
+        return h.view[off:off + size], rule
 
     def check_handle_read(self, h, got, off, size, what):
         ino = h.ino
-        if h.dirty and not h.append:
-            exp = h.buf[off:off + size]
-            if got != exp:
-                self.fail("read", f"{what}: dirty handle read {short(got)}, expected its own "
-                                  f"bytes {short(exp)}")
-            return
-        cur = self.committed_view(ino)
-        exp = cur[off:off + size]
+        old_view = h.view
+        exp, rule = self.handle_read(h, off, size)
         if got == exp:
             return
-        if ino.typ == "json" and ino.jval is not None:
-            try:
-                if off == 0 and json.loads(got) == ino.jval:
-                    return
-            except ValueError:
-                pass
-        if ino.typ == "lists" and any(v[off:off + size] == got for v in ino.history[h.hist:]):
-            return
-        others = self.dirty_others(ino, h)
-        if others:
-            cands = [cur[off:off + size]] + [o.buf[off:off + size] for o in others if not o.append]
-            if pages_ok(got, cands):
-                return
-        nul = b"\0" in got and b"\0" not in cur
-        self.fail("read", f"{what}: read {short(got)}, expected committed {short(exp)}"
-                          + (" (NUL bytes nobody wrote)" if nul else "")
+        note = ""
+        cands = [("the pinned version", old_view), ("the latest version", ino.value)]
+        if h.mode == "full":
+            cands.append(("its private value", h.buf))
+        for name, v in cands:
+            if v[off:off + size] == got and v[off:off + size] != exp:
+                note = f" (got {name} {short(v, 16)}, {len(v)} B)"
+                break
+        if not note and b"\0" in got and b"\0" not in exp:
+            note = " (NUL bytes nobody wrote)"
+        self.fail("read", f"{what}: read {short(got)}, expected {rule} {short(exp)}{note}"
                           + (" (inode unlinked/renamed over)" if ino.name is None else ""))
 
     def op_read(self, op, h):
@@ -823,8 +937,8 @@ class Run:
     def allowed_sizes(self, ino, h=None):
         s = {len(self.committed_view(ino))}
         for o in self.handles.values():
-            if o.ino is ino and o.dirty:
-                s.add(len(o.buf) if not o.append else len(ino.value) + len(o.buf))
+            if o.ino is ino and o.dirty and o.mode is not None:
+                s.add(o.own_size())
         return s
 
     def op_fstat(self, op, h):
@@ -862,8 +976,6 @@ class Run:
                 self.detach(h.ino)   # a refused first document leaves no key
         else:
             self.expect_ok(res, what)
-            if h.ino.pending and h.ino.typ != "json" and h.created:
-                h.ino.pending = False   # CREATE logged at the creator's close
 
     def op_put(self, op):
         typ, name, flags, chunks, w = op["t"], op["n"], op["f"], op["c"], op["w"]
@@ -904,13 +1016,13 @@ class Run:
         if got != exp:
             dirty = self.dirty_others(ino)
             note = ""
-            if got == b"" and any(o.dirty and o.buf == b"" and not o.append for o in dirty):
+            if got == b"" and any(o.mode == "full" and o.buf == b"" for o in dirty):
                 note = " (the empty view of another handle's uncommitted O_TRUNC)"
-            elif any(got == o.buf[:len(got)] for o in dirty if not o.append) or \
-                    any(got.endswith(o.buf) for o in dirty if o.append and o.buf):
+            elif any(got == o.buf[:len(got)] for o in dirty if o.mode == "full") or \
+                    any(got.endswith(o.buf) for o in dirty if o.mode == "append" and o.buf):
                 note = " (another handle's UNCOMMITTED bytes)"
             else:
-                known = list(ino.history) + [o.buf for o in dirty if not o.append]
+                known = list(ino.history) + [o.buf for o in dirty if o.mode == "full"]
                 note = " (" + self.classify(got, known) + ")"
             self.fail("fresh-read", f"{what}: new open read {short(got, 40)}, expected committed "
                                     f"{short(exp, 40)}{note}")
@@ -983,7 +1095,8 @@ class Run:
         if ino is None:
             return self.expect_err(res, errno.ENOENT, what)
         if typ == "json":
-            if size == len(ino.value) and ino.jval is None and not ino.pending:
+            # its own size (a created, still empty document: 0) is a no-op
+            if size == len(ino.value) and ino.jval is None:
                 return self.expect_ok(res, what + " (to its current size: a no-op)")
             return self.expect_err(res, errno.EINVAL, what)
         if typ == "lists" and size != 0:
@@ -1025,11 +1138,24 @@ class Run:
             return ino.jval
         return json.loads(ino.value)
 
+    def long_path(self, res, what):
+        """A /.ctl/json path name longer than NAME_MAX: refused, nothing
+        changes, and the mount lives on (issue 9 item 4 crashed it)."""
+        if res[0] == "ok" or res[1] not in (errno.ENAMETOOLONG, errno.ENOENT, errno.EINVAL):
+            self.fail("errno", f"{what}: {('errno ' + errno.errorcode.get(res[1], str(res[1]))) if res[0] != 'ok' else 'succeeded'}"
+                               ", expected ENAMETOOLONG (or ENOENT)")
+        alive = self.call(0, "stat", os.path.join(self.mount.mnt, "kv"))
+        if alive[0] != "ok":
+            self.fail("crash", f"{what}: the mount is gone afterwards "
+                               f"({errno.errorcode.get(alive[1], alive[1])})")
+
     def op_jget(self, op):
         name, member, w = op["n"], op["m"], op["w"]
         p = os.path.join(self.mount.mnt, ".ctl/json", name, "$." + member)
         res = self.call(w, "readfile", p)
-        what = f"jget(json/{name}, $.{member})"
+        what = f"jget(json/{name}, $.{short(member.encode(), 8)})"
+        if len(member) > 250:
+            return self.long_path(res, what)
         ino = self.lookup("json", name)
         if ino is None or ino.pending:
             return self.expect_err(res, errno.ENOENT, what)
@@ -1048,7 +1174,9 @@ class Run:
         name, member, val, w = op["n"], op["m"], op["v"], op["w"]
         p = os.path.join(self.mount.mnt, ".ctl/json", name, "$." + member)
         res = self.call(w, "put", p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, [val])
-        what = f"jset(json/{name}, $.{member}, {short(val)})"
+        what = f"jset(json/{name}, $.{short(member.encode(), 8)}, {short(val)})"
+        if len(member) > 250:
+            return self.long_path(res, what)
         ino = self.lookup("json", name)
         if ino is None or ino.pending:
             return self.expect_err(res, errno.ENOENT, what)
@@ -1058,8 +1186,15 @@ class Run:
         self.expect_ok(res, what)
         doc = dict(doc)
         doc[member] = json.loads(val)
-        ino.commit(b"")
-        ino.jval = doc
+        # The text after a path write is the mount's to choose: learn it
+        # from a fresh read (checked by meaning), so that handle views of
+        # the document stay exact.
+        what2 = f"readfile(json/{name}) after {what}"
+        got = self.expect_ok(self.call(w, "readfile", self.path("json", name)), what2)
+        if not jeq(got, doc):
+            self.fail("fresh-read", f"{what2}: {short(got, 40)} is not the document "
+                                    f"{short(json.dumps(doc).encode(), 40)}")
+        ino.commit(got)
 
     def op_snapshot(self, op):
         res = self.call(op["w"], "put", os.path.join(self.mount.mnt, ".ctl/snapshot"),
@@ -1088,21 +1223,27 @@ class Run:
                 self.fail("readdir", f"{what}: {typ} lists unexpected keys {sorted(extra)}")
             for name, ino in self.names[typ].items():
                 res = self.call(w, "readfile", self.path(typ, name))
-                got = self.expect_ok(res, f"{what}: readfile({typ}/{name})")
-                if ino.typ == "json" and ino.jval is not None:
-                    if json.loads(got) != ino.jval:
-                        self.fail("lost", f"{what}: json/{name} = {short(got)}")
+                if res[0] != "ok":
+                    self.fail("lost", f"{what}: readfile({typ}/{name}) failed: "
+                                      f"{errno.errorcode.get(res[1], res[1])}")
                     continue
-                if got != ino.value:
+
+                def same(data):
+                    if ino.typ == "json" and ino.jval is not None:
+                        return jeq(data, ino.jval)
+                    return data == ino.value
+                got = res[1]
+                if not same(got):
                     busy = any(h.ino is ino for h in self.handles.values())
                     st = self.call(w, "stat", self.path(typ, name))
                     again = self.call(w, "readfile", self.path(typ, name))
-                    stale = again == ("ok", ino.value)
+                    stale = again[0] == "ok" and same(again[1])
                     note = (f" (a stale view: stat then said {st[1]} B and the next open "
                             "read the right value)") if stale else ""
+                    exp = short(json.dumps(ino.jval).encode(), 40) if ino.jval is not None \
+                        else short(ino.value, 40)
                     self.fail("fresh-read" if busy or stale else "lost",
-                              f"{what}: {typ}/{name} = {short(got, 40)}, expected "
-                              f"{short(ino.value, 40)}{note}")
+                              f"{what}: {typ}/{name} = {short(got, 40)}, expected {exp}{note}")
                 if crash:
                     ino.pending = False
 
@@ -1313,6 +1454,88 @@ class Run:
             return (f"{n} B of version {short(best, 8)} then {short(rest, 12)}"
                     + (f" from version {short(other[0], 8)} (a mix)" if other else ""))
         return "unknown bytes"
+
+    def op_b_view(self, op):
+        """Readers each hold ONE handle while a process commits overwrites,
+        appends (and for lists pushes and pops): every whole read from
+        offset 0 is exactly one committed version, never older than the
+        handle's previous one; a read at an offset inside that version
+        returns its bytes; a read at/after its end returns nothing or the
+        bytes of a later version that extends it (kv only: a list reader
+        stays on its version)."""
+        typ, name, plan, base = op["t"], op["n"], op["steps"], op["base"]
+        self.burst_prep(typ, name)
+        p = self.path(typ, name)
+        self.expect_ok(self.call(0, "put", p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, [base]),
+                       "burst setup")
+        ino = self.lookup(typ, name)
+        if ino is None:
+            ino = Inode(typ)
+            self.attach(ino, name)
+        ino.commit(base)
+        versions, heads = [base], []
+        for kind, data in plan:
+            cur = versions[-1]
+            if kind == "set":
+                versions.append(data)
+            elif kind == "append":
+                versions.append(cur + data)
+            else:
+                el = list_elems(cur)
+                heads.append(el[0] + b"\n" if el else None)
+                if el:
+                    versions.append(list_bytes(el[1:]))
+        readers = list(range(1, len(self.workers)))
+        for r in readers:
+            self.workers[r].send("script", "viewreader", p, self.stopfile, 100000, op["chunk"],
+                                 op["seed"] + r)
+        pp = os.path.join(self.mount.mnt, ".ctl/pop", name)
+        self.workers[0].send("script", "committer", p, pp, plan)
+        popped = self.expect_ok(self.workers[0].recv(), "committer")
+        open(self.stopfile, "w").close()
+        rres = self.gather(readers)
+        ino.commit(versions[-1])
+        for got, exp in zip(popped, heads):
+            if exp is None and got != -errno.ENODATA or exp is not None and got != exp:
+                self.fail("pop", f"burst pop read {got if isinstance(got, int) else short(got)}, "
+                                 f"expected {short(exp) if exp else 'ENODATA'}")
+        where = {}
+        for i, v in enumerate(versions):
+            where.setdefault(v, []).append(i)
+        for r, res in zip(readers, rres):
+            table, seq = self.expect_ok(res, f"view reader w{r}")
+            last = 0
+            for n, (di, off, size, pi) in enumerate(seq):
+                data, got = table[di], table[pi]
+                idx = where.get(data)
+                if idx is None:
+                    return self.fail("burst-read", f"view reader w{r}, read {n} from offset 0: "
+                                     f"{short(data, 40)} is not one committed version "
+                                     f"({self.classify(data, versions)})")
+                later = [i for i in idx if i >= last]
+                if not later:
+                    return self.fail("burst-read", f"view reader w{r}, read {n}: version {idx[-1]} "
+                                     f"after version {last} (went back in time)")
+                last = later[0]
+                v = versions[last]
+                if off < len(v):
+                    ok = got == v[off:off + size]
+                else:
+                    ext = [j for j in range(last + 1, len(versions)) if typ != "lists" and
+                           len(versions[j]) > len(v) and versions[j].startswith(v) and
+                           versions[j][off:off + size] == got]
+                    ok = got == b"" or bool(ext)
+                    if ext and got:
+                        last = ext[0]
+                if not ok:
+                    return self.fail("burst-read", f"view reader w{r}: pread({size}, {off}) after "
+                                     f"reading version {last} ({len(v)} B) read {short(got)}, "
+                                     f"expected {short(v[off:off + size]) if off < len(v) else 'nothing or a later version that extends it'}")
+            if self.args.verbose:
+                seen = sorted({where[table[di]][0] for di, _, _, _ in seq})
+                print(f"    view reader w{r}: {len(seq)} reads, {len(seen)} of {len(versions)} "
+                      f"versions seen")
+        self.op_readfile({"t": typ, "n": name, "w": 0})
 
     def op_b_create_race(self, op):
         """Several handles (across processes) open one key with O_TRUNC while
@@ -1636,7 +1859,7 @@ class Gen:
         h = self.handle(lambda h: h.writable and not h.append and h.ino.typ == "kv")
         if h is None:
             return None
-        size = len(h.buf) if h.dirty else len(h.ino.value)
+        size = len(h.buf) if h.mode == "full" else len(h.ino.value)
         off = self.rng.choice([0, self.rng.randrange(size + 1), size,
                                size + self.rng.randrange(1, 9000)])
         return {"k": "pwrite", "h": h.hid, "d": self.value(), "o": off}
@@ -1645,7 +1868,7 @@ class Gen:
         h = self.handle(lambda h: h.writable and not h.append and h.ino.typ == "kv")
         if h is None:
             return None
-        size = len(h.buf) if h.dirty else len(h.ino.value)
+        size = len(h.buf) if h.mode == "full" else len(h.ino.value)
         return {"k": "ftruncate", "h": h.hid, "s": self.rng.choice([0, size // 2, size + 3000])}
 
     def g_read(self):
@@ -1654,7 +1877,7 @@ class Gen:
             return None
         if self.rng.random() < 0.5:
             return {"k": "read", "h": h.hid, "o": None}
-        size = len(h.buf) if h.dirty else len(h.ino.value)
+        size = len(h.buf) if h.mode == "full" else len(h.ino.value)
         return {"k": "read", "h": h.hid, "o": self.rng.randrange(size + 2),
                 "s": self.rng.choice([1, 100, PAGE, 70000])}
 
@@ -1741,8 +1964,13 @@ class Gen:
         return {"k": "pop", "n": self.name("lists"), "w": self.w()}
 
     def g_jget(self):
-        return {"k": "jget", "n": self.name("json"), "m": self.rng.choice(["t", "a", "b", "c"]),
+        return {"k": "jget", "n": self.name("json"), "m": self.member(["t", "a", "b", "c"]),
                 "w": self.w()}
+
+    def member(self, names):
+        if self.rng.random() < 0.03:   # a path file name longer than NAME_MAX
+            return "m" * self.rng.choice([300, 600, 1000])
+        return self.rng.choice(names)
 
     def g_jset(self):
         name = self.name("json")
@@ -1751,7 +1979,7 @@ class Gen:
             return None
         v = self.rng.choice([b"1", b'"x%d"' % self.tags.n, b"[1, 2]", b'{"z": null}', b" 7 "]
                             + ([] if self.valid_only else [b"01", b"tru", b"'q'", b"[1,]"]))
-        return {"k": "jset", "n": name, "m": self.rng.choice(["a", "b", "c"]), "v": v, "w": self.w()}
+        return {"k": "jset", "n": name, "m": self.member(["a", "b", "c"]), "v": v, "w": self.w()}
 
     def g_snapshot(self):
         return {"k": "snapshot", "w": self.w()}
@@ -1812,6 +2040,24 @@ class Gen:
             n = rng.choice([50, 400, 2000])
             return {"k": b, "n": self.name("lists"),
                     "elems": [self.tags.line(rng.randrange(0, 60)) for _ in range(n)]}
+        if b == "b_view":
+            typ = rng.choice(["kv", "kv", "lists"])
+            plan = []
+            for _ in range(self.args.burst_len):
+                if typ == "kv":
+                    if rng.random() < 0.3:
+                        plan.append(("set", self.tags.pattern(rng.choice([3, 50, 3000, 9000]),
+                                                              unique=True)))
+                    else:
+                        plan.append(("append", self.tags.pattern(rng.randrange(1, 300), "a",
+                                                                 unique=True)))
+                else:
+                    k = rng.choices(["set", "append", "pop"], [0.15, 0.55, 0.3])[0]
+                    plan.append((k, self.lines(rng.randrange(1, 4)) if k != "pop" else None))
+            base = self.tags.pattern(rng.choice([3, 100, 6000]), unique=True) if typ == "kv" \
+                else self.lines(rng.randrange(1, 6))
+            return {"k": b, "t": typ, "n": self.name(typ), "steps": plan, "base": base,
+                    "chunk": rng.choice([7, 512, 4096, 65536]), "seed": rng.randrange(1 << 20)}
         if b == "b_unlink_race":
             n = self.args.burst_len
             return {"k": b, "n": self.name("kv"), "base": self.tags.pattern(50, "u"),
@@ -1832,7 +2078,7 @@ def fmt(op):
             v = short(v)
         elif isinstance(v, list) and v and isinstance(v[0], bytes):
             v = "[" + ", ".join(short(x, 12) for x in v[:4]) + (", ..%d" % len(v) if len(v) > 4 else "") + "]"
-        elif key in ("plan", "elems"):
+        elif key in ("plan", "elems", "steps"):
             v = f"<{len(v)} items>"
         parts.append(f"{key}={v}")
     return f"{k}(" + ", ".join(parts) + ")"
@@ -1850,7 +2096,11 @@ def fixup_write(op):
 def run_ops(args, ops, verbose=False, gen=None, nops=0, quiet=False):
     """Run recorded ops (or generate nops with gen) on a fresh mount.
     Returns (failure or None, executed ops, index of failing op)."""
-    run = Run(args, args.workers)
+    nworkers = args.workers
+    for op in ops or []:   # a replay needs every worker its ops name
+        ws = [op.get("w", 0)] + [w for w, _ in op.get("plan", [])]
+        nworkers = max(nworkers, 1 + max(ws))
+    run = Run(args, nworkers)
     executed = []
     hung = False
     try:
@@ -1889,6 +2139,10 @@ def run_ops(args, ops, verbose=False, gen=None, nops=0, quiet=False):
     except Failure as f:
         hung = f.kind in ("hang", "worker")
         return f, executed
+    except Exception:
+        import traceback
+        return Failure("internal", "exerciser error (not a mount defect):\n"
+                       + traceback.format_exc()), executed
     finally:
         run.close(hung)
 
@@ -1969,7 +2223,7 @@ def one_seed(args, seed):
     print(f"--- operation log (last {len(tail)} of {len(executed)}):")
     for i, op in enumerate(tail, len(executed) - len(tail)):
         print(f"  {i:4d} {fmt(op)}")
-    if args.shrink_seconds > 0:
+    if args.shrink_seconds > 0 and failure.kind != "internal":
         best, f2, runs = shrink(args, executed, failure, time.monotonic() + args.shrink_seconds)
         print(f"--- smallest failing sequence ({len(best)} ops, {runs} re-runs): {f2}")
         for i, op in enumerate(best):
@@ -2007,7 +2261,8 @@ def parse(argv=None):
                     help="start no new seed after this many seconds (0: no limit)")
     ap.add_argument("--avoid", default="", type=lambda s: set(s.split(",")) - {""},
                     help="generator: 'invalid-json' = no refused documents (explore past them)")
-    ap.add_argument("--replay", help="re-run the ops saved in this file (see --save)")
+    ap.add_argument("--replay", nargs="+", help="re-run the ops saved in these files (see --save)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --replay: run each file this often")
     ap.add_argument("--save", help="directory: save each smallest failing sequence there")
     ap.add_argument("--keep-going", action="store_true", help="run every seed even after a failure")
     ap.add_argument("--log-tail", type=int, default=40)
@@ -2024,13 +2279,23 @@ def main(argv=None):
     if not os.path.exists(args.bin):
         sys.exit(f"no binary {args.bin}: build first (cmake --build build)")
     if args.replay:
-        ops = load_ops(args.replay)
-        print(f"replaying {len(ops)} ops from {args.replay}")
-        for i, op in enumerate(ops):
-            print(f"  {i:4d} {fmt(op)}")
-        f, _ = run_ops(args, ops)
-        print(f"FAIL: {f}" if f else "passed")
-        return 1 if f else 0
+        rc = 0
+        for path in args.replay:
+            ops = load_ops(path)
+            with open(path) as fh:
+                head = [ln.strip() for ln in fh if ln.startswith("#")]
+            print(f"replaying {path} ({len(ops)} ops, {args.repeat}x) {' '.join(head)}")
+            for i, op in enumerate(ops):
+                print(f"  {i:4d} {fmt(op)}")
+            for _ in range(args.repeat):
+                f, _ = run_ops(args, ops)
+                if f:
+                    print(f"FAIL: {f}")
+                    rc = 1
+                    break
+            else:
+                print("passed")
+        return rc
     if args.seed is not None:
         seeds = [args.seed]
     else:

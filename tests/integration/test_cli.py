@@ -71,7 +71,7 @@ def test_symlink_and_hard_link_are_eperm_and_logged(mf):
     assert sorted(os.listdir(mf.kv())) == ["a"]
     assert mf.kv("a").read_bytes() == b"x"
     log = mf.log()
-    assert "symlink s -> a" in log and "link h" in log
+    assert "symlink kv/s -> a" in log and "link kv/h" in log
 
 
 # ---------- item 19: a dir handle whose RELEASEDIR the unmount drops ----------

@@ -325,6 +325,7 @@ def test_list_reader_sees_list_as_of_open_while_popped(mf):
     put(q, b"\n".join(lines) + b"\n")
     fd = os.open(q, os.O_RDONLY)
     stop = threading.Event()
+    first = threading.Event()
     popped = []
 
     def popper():
@@ -333,6 +334,7 @@ def test_list_reader_sees_list_as_of_open_while_popped(mf):
                 popped.append(get(mf.ctl("pop") / "q"))
             except OSError:
                 return
+            first.set()
 
     t = threading.Thread(target=popper)
     t.start()
@@ -344,6 +346,8 @@ def test_list_reader_sees_list_as_of_open_while_popped(mf):
                 break
             chunks.append(c)
             off += len(c)
+            # Pops really happen between this reader's chunks.
+            assert first.wait(60), "the popper never popped"
     finally:
         stop.set()
         t.join()
@@ -491,3 +495,15 @@ def test_reader_reads_one_version_when_a_later_writer_commits(mkmount):
     got = b"".join(got)
     one = got in (b"a" * n, b"b" * n)
     assert one, f"mix of versions: {got.count(b'a')} bytes of the old, {got.count(b'b')} of the new"
+
+
+def test_touch_of_new_json_document_is_refused_and_leaves_nothing(mf):
+    r = subprocess.run(["touch", str(mf.json("t"))], capture_output=True, text=True)
+    # touch(1) creates with O_CREAT (no O_TRUNC) and writes nothing: an empty
+    # document is not one, so its close fails and the key never exists.
+    fd = os.open(mf.json("t2"), os.O_WRONLY | os.O_CREAT, 0o644)
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == errno.EINVAL
+    assert os.listdir(mf.json()) == []
+    assert "t2" in mf.log()

@@ -1,0 +1,97 @@
+/*
+ * kv.h — the keyspace interface the FUSE layer talks to.
+ *
+ * fs/ reaches the data only through an mf_kv: read a key (value and
+ * attributes), list keys, check and commit an mf_op, sync, snapshot, and
+ * the texts and counters of /.ctl.  The embedded database implements it
+ * (mf_db_kv in db.h: store + WAL + snapshots); another backend (a remote
+ * keyspace) can implement the same table.  No fs/ file includes wal/ or
+ * snapshot/ headers.
+ *
+ * Contract of every implementation: commit is the only mutation; it returns
+ * once the op is applied (visible to get) and acknowledged under the
+ * backend's durability; check is advisory (commit re-checks).  All entries
+ * may be called from any thread.  Errors: negative errno.
+ */
+#ifndef MF_KV_H
+#define MF_KV_H
+
+#include "../store/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct mf_kv_ops {
+	int (*get)(void *impl, const void *key, size_t klen, bool want_value, mf_entry_info *out);
+	size_t (*keys)(void *impl, mf_type type, mf_slice **keys);
+	int (*check)(void *impl, const mf_op *op);
+	int (*commit)(void *impl, mf_op *op);
+	int (*sync)(void *impl);
+	int (*snapshot)(void *impl);
+	char *(*stats_text)(void *impl);    /* malloc'd */
+	char *(*snapshot_text)(void *impl); /* malloc'd */
+	void (*stats)(void *impl, mf_store_stats *out);
+	uint64_t (*memory)(void *impl, uint64_t *limit);
+	void (*count_read)(void *impl, bool hit);
+	void (*handles_add)(void *impl, int delta);
+} mf_kv_ops;
+
+typedef struct mf_kv {
+	const mf_kv_ops *ops;
+	void *impl;
+} mf_kv;
+
+static inline int mf_kv_get(const mf_kv *kv, const void *key, size_t klen, bool want_value,
+                            mf_entry_info *out)
+{
+	return kv->ops->get(kv->impl, key, klen, want_value, out);
+}
+static inline size_t mf_kv_keys(const mf_kv *kv, mf_type type, mf_slice **keys)
+{
+	return kv->ops->keys(kv->impl, type, keys);
+}
+static inline int mf_kv_check(const mf_kv *kv, const mf_op *op)
+{
+	return kv->ops->check(kv->impl, op);
+}
+static inline int mf_kv_commit(const mf_kv *kv, mf_op *op)
+{
+	return kv->ops->commit(kv->impl, op);
+}
+static inline int mf_kv_sync(const mf_kv *kv)
+{
+	return kv->ops->sync(kv->impl);
+}
+static inline int mf_kv_snapshot(const mf_kv *kv)
+{
+	return kv->ops->snapshot(kv->impl);
+}
+static inline char *mf_kv_stats_text(const mf_kv *kv)
+{
+	return kv->ops->stats_text(kv->impl);
+}
+static inline char *mf_kv_snapshot_text(const mf_kv *kv)
+{
+	return kv->ops->snapshot_text(kv->impl);
+}
+static inline void mf_kv_stats(const mf_kv *kv, mf_store_stats *out)
+{
+	kv->ops->stats(kv->impl, out);
+}
+static inline uint64_t mf_kv_memory(const mf_kv *kv, uint64_t *limit)
+{
+	return kv->ops->memory(kv->impl, limit);
+}
+static inline void mf_kv_count_read(const mf_kv *kv, bool hit)
+{
+	kv->ops->count_read(kv->impl, hit);
+}
+static inline void mf_kv_handles_add(const mf_kv *kv, int delta)
+{
+	kv->ops->handles_add(kv->impl, delta);
+}
+
+/* Current time in ns (CLOCK_REALTIME), for op->time_ns. */
+int64_t mf_now_ns(void);
+
+#endif
