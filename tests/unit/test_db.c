@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "db.h"
 #include "faultio.h"
+#include "quiet.h"
 #include "record.h"
 
 #include <dirent.h>
@@ -133,25 +134,6 @@ static bool has_file(const char *dir, const char *name)
 	char p[PATH_MAX];
 	assert_int_equal(mf_path_join(p, sizeof p, dir, name), 0);
 	return access(p, F_OK) == 0;
-}
-
-/* The daemon logs every failure to stderr; a loop of them drowns the
- * test's own output. */
-static int quiet_begin(void)
-{
-	fflush(stderr);
-	int saved = dup(2);
-	int dn = open("/dev/null", O_WRONLY);
-	dup2(dn, 2);
-	close(dn);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
 }
 
 static mf_db *open_db(const char *dir, mf_io *io)

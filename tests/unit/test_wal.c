@@ -13,6 +13,7 @@
 
 #include "crc32c.h"
 #include "faultio.h"
+#include "quiet.h"
 #include "record.h"
 #include "wal.h"
 
@@ -235,23 +236,6 @@ static void write_all(const char *path, const void *p, size_t n)
 }
 
 /* Silence stderr (expected warnings) around noisy loops. */
-static int quiet_begin(void)
-{
-	fflush(stderr);
-	int saved = dup(2);
-	int dn = open("/dev/null", O_WRONLY);
-	dup2(dn, 2);
-	close(dn);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-}
-
 static mf_wal *open_wal(const char *dir, mf_io *io, mf_fsync_mode mode, uint64_t next,
                         recorder *r)
 {
