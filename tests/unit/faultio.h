@@ -66,6 +66,9 @@ typedef struct fio_rule {
 	char path_has[64];     /* "" = any path */
 	unsigned long fired;   /* how many times it fired */
 	fio_kind fired_kind;   /* kind of the first call it failed (FIO_ANY rules) */
+	bool torn;             /* pwritev with err: write the first half for real,
+	                          then fail (data reached the file, the call
+	                          reports an error: what a cut-back must undo) */
 } fio_rule;
 
 typedef struct faultio {
@@ -123,28 +126,37 @@ static inline ssize_t fio_pread(mf_io *io, int fd, void *buf, size_t n, off_t of
 	return fio_of(io)->real->pread(fio_of(io)->real, fd, buf, n, off);
 }
 
+/* Write only the first `bytes` bytes of iov, for real (0 if none). */
+static inline ssize_t fio_write_prefix(mf_io *real, int fd, const struct iovec *iov, int iovcnt,
+                                       off_t off, size_t bytes)
+{
+	struct iovec v[64];
+	int c = 0;
+	for (int i = 0; i < iovcnt && bytes && c < 64; i++) {
+		size_t k = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
+		v[c].iov_base = iov[i].iov_base;
+		v[c].iov_len = k;
+		c++;
+		bytes -= k;
+	}
+	return c ? real->pwritev(real, fd, v, c, off) : 0;
+}
+
 static inline ssize_t fio_pwritev(mf_io *io, int fd, const struct iovec *iov, int iovcnt, off_t off)
 {
 	mf_io *real = fio_of(io)->real;
 	fio_rule *r = fio_hit(io, FIO_PWRITEV, NULL);
+	if (r && r->err && r->torn) {
+		size_t total = 0;
+		for (int i = 0; i < iovcnt; i++)
+			total += iov[i].iov_len;
+		fio_write_prefix(real, fd, iov, iovcnt, off, total / 2);
+		return r->err;
+	}
 	if (r && r->err)
 		return r->err;
-	if (r) {
-		/* Short write: the first short_bytes bytes, for real. */
-		struct iovec v[64];
-		int c = 0;
-		size_t left = r->short_bytes;
-		for (int i = 0; i < iovcnt && left && c < 64; i++) {
-			size_t k = iov[i].iov_len < left ? iov[i].iov_len : left;
-			v[c].iov_base = iov[i].iov_base;
-			v[c].iov_len = k;
-			c++;
-			left -= k;
-		}
-		if (c == 0)
-			return 0;
-		return real->pwritev(real, fd, v, c, off);
-	}
+	if (r)  /* short write: the first short_bytes bytes, for real */
+		return fio_write_prefix(real, fd, iov, iovcnt, off, r->short_bytes);
 	return real->pwritev(real, fd, iov, iovcnt, off);
 }
 

@@ -6,7 +6,8 @@
  * a sealed segment the snapshot covers and WAL records after it; commit;
  * snapshot twice — rotation, snapshot file, dropping sealed segments —
  * commit between; close) runs with I/O call number N failing, for
- * N = 1, 2, ... until a run makes fewer than N calls, once with the fault
+ * N = 1, 2, ... until a run makes fewer than N calls (a transient failing
+ * write has written half its bytes first), once with the fault
  * transient (call N only), once double (N and N+1: a failed write and its
  * cut-back) and once persistent (N and every later call).
  * After each run the data dir is reopened with real I/O and must
@@ -15,7 +16,9 @@
  *     and no value that was never written (an unacknowledged op may or may
  *     not be there — "not acknowledged" is not "absent", wal.h),
  *   - and, after that clean close, walk with verdict KEEP (nothing torn
- *     left) and no snapshot tmp file.
+ *     left) and no snapshot tmp file;
+ *   - after a transient fault, walk with verdict KEEP even before that
+ *     reopen: the writer cut back whatever the failed call left.
  * The loop asserts that directory fsync, pread and unlink failures were
  * among those injected.  Every random choice comes from one seed, printed;
  * MEMFLUX_TEST_SEED=<n> repeats a run.  No sleeps: every step waits for
@@ -415,14 +418,14 @@ static void key_name(char *out, size_t n, int k)
 
 /* One random op (SET of a fresh value, or DEL), committed and recorded.
  * Values are mostly small; a few exceed the writer's inline limit (32 KiB)
- * so the batch takes its separate-iovec path. */
-static void one_op(mf_db *db, model *m, uint64_t *rs)
+ * so the batch takes its separate-iovec path.  set: never a DEL. */
+static void one_op(mf_db *db, model *m, uint64_t *rs, bool set)
 {
 	assert_true(m->n < MAXOPS);
 	attempt *at = &m->a[m->n];
 	memset(at, 0, sizeof *at);
 	at->key = (int)(rnd(rs) % NKEYS);
-	at->del = rnd(rs) % 5 == 0;
+	at->del = !set && rnd(rs) % 5 == 0;
 	char key[16];
 	key_name(key, sizeof key, at->key);
 	if (!at->del) {
@@ -461,12 +464,17 @@ static bool allowed(const model *m, int k, const char *v)
 
 static const char *g_where = "";  /* the iteration, for failure messages */
 
-static void verify(const char *dir, const model *m)
+/* clean: the fault was transient, so the writer could undo whatever it
+ * left (cut back a torn write): the WAL must be whole, not just
+ * recoverable, before any recovery runs. */
+static void verify(const char *dir, const model *m, bool clean)
 {
 	mf_wal_verdict v;
 	int r = wal_verdict(dir, &v);
 	if (r == MF_WAL_REFUSE || r < 0)
 		fail_msg("%s: WAL refused after the fault run: %s", g_where, r < 0 ? strerror(-r) : v.msg);
+	if (clean && r != MF_WAL_KEEP)
+		fail_msg("%s: torn bytes left after a transient fault: %s", g_where, v.msg);
 
 	int q = quiet_begin();
 	mf_db *db = open_db(dir, mf_io_posix());
@@ -504,10 +512,10 @@ static char *make_base(model *m, uint64_t *rs)
 	mf_db *db = open_db(dir, &f.io);
 	assert_non_null(db);
 	for (int i = 0; i < 8; i++)
-		one_op(db, m, rs);
+		one_op(db, m, rs, false);
 	assert_int_equal(mf_db_snapshot(db), 0);
 	for (int i = 0; i < 6; i++)
-		one_op(db, m, rs);
+		one_op(db, m, rs, false);
 	mf_db_close(db);
 	quiet_end(q);
 	faultio_destroy(&f);
@@ -517,20 +525,22 @@ static char *make_base(model *m, uint64_t *rs)
 }
 
 /* The workload under faults: open (recover), commit, snapshot, commit,
- * snapshot, commit, close. */
+ * snapshot, commit, close.  The last op before each snapshot and before
+ * close is a SET, so some N fails the very write a rotation would seal or
+ * close would end the file with. */
 static void workload(const char *dir, mf_io *io, model *m, uint64_t *rs, int ops)
 {
 	mf_db *db = open_db(dir, io);
 	if (!db)
 		return;
 	for (int i = 0; i < ops; i++)
-		one_op(db, m, rs);
+		one_op(db, m, rs, i == ops - 1);
 	mf_db_snapshot(db);
 	for (int i = 0; i < ops; i++)
-		one_op(db, m, rs);
+		one_op(db, m, rs, i == ops - 1);
 	mf_db_snapshot(db);
 	for (int i = 0; i < ops / 2; i++)
-		one_op(db, m, rs);
+		one_op(db, m, rs, i == ops / 2 - 1);
 	mf_db_close(db);
 }
 
@@ -557,6 +567,10 @@ static void fault_loop(unsigned long times)
 		faultio f;
 		faultio_init(&f, NULL);
 		fio_rule *rule = faultio_fail_any_nth(&f, n, errs[rnd(&rs) % 4], times);
+		/* A transient failing write has put half its bytes in the file
+		 * first (the writer must cut them back); a double one none (its
+		 * cut-back is the call that fails next); a persistent one either. */
+		rule->torn = times == 1 || (times == 0 && rnd(&rs) % 2);
 		char where[160];
 		snprintf(where, sizeof where, "seed %" PRIu64 ", %s fault at I/O call %lu", g_seed,
 		         mode, n);
@@ -569,7 +583,7 @@ static void fault_loop(unsigned long times)
 		if (fired)
 			injected[rule->fired_kind]++;
 		faultio_destroy(&f);
-		verify(dir, &m);
+		verify(dir, &m, times == 1);
 		model_free(&m);
 		rmdir_all(dir);
 		runs++;
