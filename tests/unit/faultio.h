@@ -66,6 +66,7 @@ typedef struct fio_rule {
 	char path_has[64];     /* "" = any path */
 	unsigned long fired;   /* how many times it fired */
 	fio_kind fired_kind;   /* kind of the first call it failed (FIO_ANY rules) */
+	unsigned fired_kinds;  /* bit k: it failed a call of kind k */
 	bool torn;             /* pwritev with err: write the first half for real,
 	                          then fail (data reached the file, the call
 	                          reports an error: what a cut-back must undo) */
@@ -104,6 +105,7 @@ static inline fio_rule *fio_hit(mf_io *io, fio_kind k, const char *path)
 			continue;
 		if (r->fired++ == 0)
 			r->fired_kind = k;
+		r->fired_kinds |= 1u << k;
 		hit = r;
 	}
 	pthread_mutex_unlock(&f->mu);
