@@ -5,6 +5,8 @@
 #include "../io/log.h"
 #include "../wal/record.h"
 
+#include "../io/clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -48,7 +50,7 @@ struct mf_db {
 	int64_t snap_last_time_ns;
 	double capture_seconds;   /* how long writers were held for the capture
 	                             (under snap_mu) */
-	/* Written by the rotate callback on the WAL writer thread, read by the
+	/* Written by the rotate callback (on the WAL's leader), read by the
 	 * snapshot thread once mf_wal_rotate has returned (the WAL's queue
 	 * hand-off orders the two); nobody else touches them. */
 	mf_item *cap_items;
@@ -90,13 +92,6 @@ int64_t mf_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 int mf_parse_size(const char *s, uint64_t *out)
@@ -143,13 +138,13 @@ static void progress_start(mf_db *db, int phase)
 	const char *t = getenv("MEMFLUX_TEST_PROGRESS_MS");
 	db->prog_period = t ? atoi(t) / 1000.0 : 1.0;
 	db->prog_phase = phase;
-	db->prog_t0 = mono();
+	db->prog_t0 = mf_mono_sec();
 	db->prog_next = db->prog_t0 + db->prog_period;
 }
 
 static void progress_tick(mf_db *db)
 {
-	double now = mono();
+	double now = mf_mono_sec();
 	if (now < db->prog_next)
 		return;
 	db->prog_next = now + db->prog_period;
@@ -439,7 +434,7 @@ static long lock_holder_pid(int fd)
  */
 static int lock_data_dir(mf_db *db, const char *path, char *err, size_t errlen)
 {
-	double deadline = mono() + db->opts.lock_wait_ms / 1000.0;
+	double deadline = mf_mono_sec() + db->opts.lock_wait_ms / 1000.0;
 	bool told = false;
 	for (;;) {
 		if (flock(db->lock_fd, LOCK_EX | LOCK_NB) == 0)
@@ -456,7 +451,7 @@ static int lock_data_dir(mf_db *db, const char *path, char *err, size_t errlen)
 			         db->dir, pid, mnt);
 			return -1;
 		}
-		if (mono() >= deadline) {
+		if (mf_mono_sec() >= deadline) {
 			if (told)
 				snprintf(err, errlen, "data dir %s is still locked by pid %ld after %.0f s "
 				         "(lock %s held; no mount of it is left)", db->dir, pid,
@@ -498,7 +493,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	pthread_mutex_init(&db->snap_mu, NULL);
 	pthread_cond_init(&db->snap_cv, NULL);
 	pthread_mutex_init(&db->rate_mu, NULL);
-	double t0 = mono();
+	double t0 = mf_mono_sec();
 	db->open_mono = t0;
 	db->open_ns = mf_now_ns();
 
@@ -508,12 +503,13 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		r = -ENOTDIR;
 	if (r == 0 && access(db->dir, W_OK | X_OK) < 0)
 		r = -errno;
+	char path[4096];
+	if (r == 0)
+		r = mf_path_join(path, sizeof path, db->dir, "memflux.lock");
 	if (r) {
 		snprintf(err, errlen, "data dir %s: %s", db->dir, strerror(-r));
 		goto fail;
 	}
-	char path[4096];
-	snprintf(path, sizeof path, "%s/memflux.lock", db->dir);
 	db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (db->lock_fd < 0) {
 		snprintf(err, errlen, "data dir %s: cannot open lock file: %s", db->dir, strerror(errno));
@@ -521,7 +517,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	}
 	if (lock_data_dir(db, path, err, errlen) != 0)
 		goto fail;
-	t0 = mono(); /* recovery time excludes waiting for the lock */
+	t0 = mf_mono_sec(); /* recovery time excludes waiting for the lock */
 	/* Our pid, as soon as the lock is ours: tests and operators find the
 	 * daemon through it (kill -9 tests), and a second memfluxfs checks
 	 * whether this pid serves a mount. */
@@ -575,7 +571,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot open WAL in %s: %s", db->dir, strerror(-r));
 		goto fail;
 	}
-	db->recovery_seconds = mono() - t0;
+	db->recovery_seconds = mf_mono_sec() - t0;
 	snprintf(db->recovery_line, sizeof db->recovery_line,
 	         "%s: loaded snapshot lsn %" PRIu64 " (%" PRIu64
 	         " keys), replayed %" PRIu64 " WAL records (%" PRIu64 " bytes of torn tail cut) in %.3f s",
@@ -673,7 +669,7 @@ uint64_t mf_db_memory(mf_db *db, uint64_t *limit)
 	return store_memory(db);
 }
 
-int mf_db_commit(mf_db *db, mf_op *op)
+int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 {
 	/* Refuse what would fail anyway before it is logged (type conflicts,
 	 * missing keys, values their type refuses); apply re-checks
@@ -709,7 +705,15 @@ int mf_db_commit(mf_db *db, mf_op *op)
 	}
 	if (!op->time_ns)
 		op->time_ns = mf_now_ns();
-	r = mf_wal_submit(db->wal, op);
+	r = mf_wal_enqueue(db->wal, op, &t->wal);
+	if (r < 0)
+		atomic_fetch_add(&db->writes_failed, 1);
+	return r;
+}
+
+int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
+{
+	int r = mf_wal_wait(db->wal, &t->wal);
 	if (r == 0) {
 		atomic_fetch_add(&db->writes, 1);
 		rate_note(db, true);
@@ -755,20 +759,27 @@ int mf_db_commit_notify(mf_db *db, mf_op *op)
 	return 0;
 }
 
+int mf_db_commit(mf_db *db, mf_op *op)
+{
+	mf_db_ticket t;
+	int r = mf_db_commit_enqueue(db, op, &t);
+	return r < 0 ? r : mf_db_commit_wait(db, &t);
+}
+
 int mf_db_sync(mf_db *db)
 {
 	return mf_wal_sync(db->wal);
 }
 
-/* Runs on the WAL writer thread with nothing else being applied: capture
+/* Runs on the WAL's leader with nothing else being applied: capture
  * the store as references.  This is the only time writers wait. */
 static void capture_cb(void *ctx, uint64_t last_lsn)
 {
 	mf_db *db = ctx;
 	uint64_t lsn;
-	double t0 = mono();
+	double t0 = mf_mono_sec();
 	db->cap_n = mf_store_export(db->store, &db->cap_items, &lsn);
-	db->cap_seconds = mono() - t0;
+	db->cap_seconds = mf_mono_sec() - t0;
 	(void)last_lsn;
 }
 
@@ -942,7 +953,7 @@ char *mf_db_stats_text(mf_db *db)
 		"\nlast_snapshot_age_seconds %.3f\nlast_snapshot_status %s\nlast_snapshot_lsn %" PRIu64
 		"\nchanges_since_last_snapshot %" PRIu64
 		"\nwal_fsync_lag_records %" PRIu64 "\nwal_queued %" PRIu64 "\n",
-		ss.value_bytes + ss.keys[0] * MF_DB_KEY_OVERHEAD, MF_VERSION, (long)getpid(), mono() - db->open_mono, db->open_ns / 1000000000,
+		ss.value_bytes + ss.keys[0] * MF_DB_KEY_OVERHEAD, MF_VERSION, (long)getpid(), mf_mono_sec() - db->open_mono, db->open_ns / 1000000000,
 		rss, peak, db->opts.max_memory, mem ? (double)rss / (double)mem : 0.0,
 		(uint64_t)atomic_load(&db->writes), wps, (uint64_t)atomic_load(&db->writes_failed),
 		(uint64_t)atomic_load(&db->refused_memory),

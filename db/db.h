@@ -14,8 +14,8 @@
  * mf_store_apply (the same function live writes use), then start the WAL.
  * Any corruption: the open fails with a message and nothing is mounted.
  *
- * Snapshots: one at a time on a dedicated thread.  The WAL writer seals its
- * segment and, on its own thread (so nothing is applied meanwhile), the store
+ * Snapshots: one at a time on a dedicated thread.  The WAL seals its
+ * segment and, as its writer of the moment (so nothing is applied meanwhile), the store
  * is captured as references (O(keys) pointer copies, no value copies); the
  * snapshot thread then serialises and compresses while writers go on.  When
  * the snapshot is durable, sealed segments it covers are deleted.
@@ -80,7 +80,8 @@ mf_store *mf_db_store(mf_db *db);
 /* One line describing what start-up recovered (for the daemon's log). */
 const char *mf_db_recovery_line(mf_db *db);
 
-/* Validate (JSON documents strictly), log, apply.  0 or -errno. */
+/* Validate (JSON documents strictly), log, apply.  0 or -errno.
+ * = mf_db_commit_enqueue + mf_db_commit_wait. */
 int mf_db_commit(mf_db *db, mf_op *op);
 
 /* ---- change notification (for committers outside the FUSE layer) ----
@@ -96,6 +97,35 @@ int mf_db_commit(mf_db *db, mf_op *op);
 typedef void (*mf_db_change_fn)(void *ctx, int ktype, const void *key, size_t klen);
 void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx);
 int mf_db_commit_notify(mf_db *db, mf_op *op);
+
+/*
+ * Commit in two steps, so a caller can release its own ordering lock (the
+ * FUSE layer's per-name lock) once the op's place is fixed instead of
+ * holding it across the log write:
+ *
+ *   mf_db_ticket t;
+ *   int r = mf_db_commit_enqueue(db, op, &t);   // under the caller's lock
+ *   unlock(...);
+ *   if (r == 0)
+ *           r = mf_db_commit_wait(db, &t);      // 0 or -errno, as commit
+ *
+ * Contract: WAL order = apply order = enqueue order.  When enqueue returns
+ * 0 the op's position is fixed: every op enqueued before it (by any thread)
+ * is logged and applied before it, every op enqueued after it, after.  The
+ * up-front checks (type conflicts, missing keys, JSON) see the store as of
+ * the ops applied so far, not those still queued; apply re-checks against
+ * the store it runs on, and that result is what wait returns (the op is
+ * then logged but changes nothing, as a refused op always has on replay).
+ * A nonzero enqueue result means nothing was queued: do not wait.  After a
+ * 0, wait exactly once (any thread may); until some thread waits, nothing
+ * queued is written.  t and op (its slices too) must stay alive and
+ * untouched until wait returns; op->lsn is set then.
+ */
+typedef struct mf_db_ticket {
+	mf_wal_ticket wal;
+} mf_db_ticket;
+int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t);
+int mf_db_commit_wait(mf_db *db, mf_db_ticket *t);
 
 /* fsync everything acknowledged so far. */
 int mf_db_sync(mf_db *db);

@@ -171,6 +171,28 @@ int mf_io_pread_all(mf_io *io, int fd, void *buf, size_t n, off_t off)
 	return 0;
 }
 
+int mf_io_cut(mf_io *io, int fd, off_t len)
+{
+	int r = io->ftruncate(io, fd, len);
+	return r < 0 ? r : io->fsync(io, fd);
+}
+
+int mf_io_cut_file(mf_io *io, const char *path, off_t len)
+{
+	int fd = io->open(io, path, O_RDWR, 0);
+	if (fd < 0)
+		return fd;
+	int r = mf_io_cut(io, fd, len);
+	int c = io->close(io, fd);
+	return r < 0 ? r : c;
+}
+
+int mf_path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(out, cap, "%s/%s", dir, name);
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
 /* Read once, before any thread can race on it: MEMFLUX_CRASH_AT is fixed
  * for the life of the process. */
 static const char *crash_want;

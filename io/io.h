@@ -43,6 +43,16 @@ int mf_io_pwrite_all(mf_io *io, int fd, const void *buf, size_t n, off_t off);
 /* Read exactly n bytes at off; -EIO on a short read (file shorter). */
 int mf_io_pread_all(mf_io *io, int fd, void *buf, size_t n, off_t off);
 
+/* Cut a file to len bytes and fsync it, so the cut survives a crash (a torn
+ * tail removed by recovery must not come back).  By fd, or by path (opened
+ * and closed here).  0 or -errno. */
+int mf_io_cut(mf_io *io, int fd, off_t len);
+int mf_io_cut_file(mf_io *io, const char *path, off_t len);
+
+/* "dir/name" into out (cap bytes).  0 or -ENAMETOOLONG.  The one path join
+ * of wal/, snapshot/ and memflux-check. */
+int mf_path_join(char *out, size_t cap, const char *dir, const char *name);
+
 /*
  * Named crash points.  mf_crash_point("after-snapshot-rename") calls
  * _exit(77) if the environment variable MEMFLUX_CRASH_AT names that point,

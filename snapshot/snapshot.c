@@ -13,6 +13,9 @@
  */
 #include "snapshot.h"
 
+#include "../io/clock.h"
+#include "../io/le.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -31,60 +34,6 @@
 
 static const char HDR_MAGIC[MF_SNAPSHOT_MAGIC_LEN] = {'M', 'F', 'S', 'N', 'A', 'P'};
 static const char TRL_MAGIC[MF_SNAPSHOT_TRAILER_MAGIC_LEN] = {'M', 'F', 'E', 'N', 'D'};
-
-/* ---- little-endian helpers ---------------------------------------------- */
-
-static void put_u16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-}
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int join_path(char *out, size_t cap, const char *dir, const char *name)
-{
-	int n = snprintf(out, cap, "%s/%s", dir, name);
-	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
-}
 
 /* ---- writing ------------------------------------------------------------ */
 
@@ -204,10 +153,10 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 	clock_gettime(CLOCK_REALTIME, &now);
 	unsigned char hdr[MF_SNAPSHOT_HEADER_LEN];
 	memcpy(hdr, HDR_MAGIC, MF_SNAPSHOT_MAGIC_LEN);
-	put_u32(hdr + 6, MF_SNAPSHOT_VERSION);
-	put_u64(hdr + 10, lsn);
-	put_u64(hdr + 18, (uint64_t)n);
-	put_u64(hdr + 26, (uint64_t)((int64_t)now.tv_sec * 1000000000LL + now.tv_nsec));
+	mf_le_put32(hdr + 6, MF_SNAPSHOT_VERSION);
+	mf_le_put64(hdr + 10, lsn);
+	mf_le_put64(hdr + 18, (uint64_t)n);
+	mf_le_put64(hdr + 26, (uint64_t)((int64_t)now.tv_sec * 1000000000LL + now.tv_nsec));
 	if ((rc = w_emit(w, hdr, sizeof hdr)) < 0)
 		return rc;
 
@@ -216,15 +165,15 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 		unsigned char rec[MF_SNAPSHOT_RECORD_FIXED - 8 + MF_SNAPSHOT_MAX_KEY + 8];
 		size_t k = 0;
 		rec[k++] = it->type;
-		put_u64(rec + k, (uint64_t)it->mtime_ns);
+		mf_le_put64(rec + k, (uint64_t)it->mtime_ns);
 		k += 8;
-		put_u64(rec + k, (uint64_t)it->ctime_ns);
+		mf_le_put64(rec + k, (uint64_t)it->ctime_ns);
 		k += 8;
-		put_u16(rec + k, (uint16_t)it->key.len);
+		mf_le_put16(rec + k, (uint16_t)it->key.len);
 		k += 2;
 		memcpy(rec + k, mf_slice_ptr(it->key), it->key.len);
 		k += it->key.len;
-		put_u64(rec + k, (uint64_t)it->val.len);
+		mf_le_put64(rec + k, (uint64_t)it->val.len);
 		k += 8;
 		if ((rc = w_emit(w, rec, k)) < 0)
 			return rc;
@@ -234,8 +183,8 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 
 	unsigned char trl[MF_SNAPSHOT_TRAILER_LEN];
 	memcpy(trl, TRL_MAGIC, MF_SNAPSHOT_TRAILER_MAGIC_LEN);
-	put_u64(trl + 5, (uint64_t)n);
-	put_u64(trl + 13, w->raw + MF_SNAPSHOT_TRAILER_LEN);
+	mf_le_put64(trl + 5, (uint64_t)n);
+	mf_le_put64(trl + 13, w->raw + MF_SNAPSHOT_TRAILER_LEN);
 	if ((rc = w_emit(w, trl, sizeof trl)) < 0)
 		return rc;
 	if (w->raw != raw_total)
@@ -257,7 +206,7 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 int mf_snapshot_write(mf_io *io, const char *dir, uint64_t lsn,
                       const mf_item *items, size_t n, mf_snapshot_info *info)
 {
-	double t0 = mono_now();
+	double t0 = mf_mono_sec();
 	char tmp[PATH_MAX], final[PATH_MAX];
 	mf_snapshot_info dummy;
 	if (!info)
@@ -266,9 +215,9 @@ int mf_snapshot_write(mf_io *io, const char *dir, uint64_t lsn,
 	info->lsn = lsn;
 	info->keys = n;
 
-	int rc = join_path(tmp, sizeof tmp, dir, MF_SNAPSHOT_TMP_NAME);
+	int rc = mf_path_join(tmp, sizeof tmp, dir, MF_SNAPSHOT_TMP_NAME);
 	if (rc == 0)
-		rc = join_path(final, sizeof final, dir, MF_SNAPSHOT_NAME);
+		rc = mf_path_join(final, sizeof final, dir, MF_SNAPSHOT_NAME);
 	if (rc < 0)
 		return rc;
 	uint64_t raw_total;
@@ -323,7 +272,7 @@ out:
 	free(w.out);
 	info->raw_bytes = w.raw;
 	info->file_bytes = (uint64_t)w.off;
-	info->seconds = mono_now() - t0;
+	info->seconds = mf_mono_sec() - t0;
 	return rc;
 }
 
@@ -452,12 +401,12 @@ static int p_field(snap_parser *p)
 	case P_HEADER: {
 		if (memcmp(a, HDR_MAGIC, MF_SNAPSHOT_MAGIC_LEN) != 0)
 			return p_fail(p, p->field_off, "bad magic");
-		uint32_t ver = get_u32(a + 6);
+		uint32_t ver = mf_le_get32(a + 6);
 		if (ver != MF_SNAPSHOT_VERSION)
 			return p_fail(p, p->field_off + 6, "unsupported format version %" PRIu32, ver);
 		if (p->info)
-			p->info->lsn = get_u64(a + 10);
-		p->count = get_u64(a + 18);
+			p->info->lsn = mf_le_get64(a + 10);
+		p->count = mf_le_get64(a + 18);
 		if (p->info)
 			p->info->declared_keys = p->count;
 		if (p->count > p_room(p) / MF_SNAPSHOT_RECORD_FIXED)
@@ -475,12 +424,12 @@ static int p_field(snap_parser *p)
 		uint8_t type = a[0];
 		if (type < MF_T_STRING || type > MF_T_LIST)
 			return p_fail(p, p->field_off, "bad key type %u", type);
-		uint16_t klen = get_u16(a + 17);
+		uint16_t klen = mf_le_get16(a + 17);
 		if (klen == 0) /* any u16 is <= MF_SNAPSHOT_MAX_KEY (65535) */
 			return p_fail(p, p->field_off + 17, "bad key length %u", klen);
 		p->cur.type = type;
-		p->cur.mtime_ns = (int64_t)get_u64(a + 1);
-		p->cur.ctime_ns = (int64_t)get_u64(a + 9);
+		p->cur.mtime_ns = (int64_t)mf_le_get64(a + 1);
+		p->cur.ctime_ns = (int64_t)mf_le_get64(a + 9);
 		p_expect(p, P_KEY, klen);
 		return 0;
 	}
@@ -492,7 +441,7 @@ static int p_field(snap_parser *p)
 		p_expect(p, P_VLEN, 8);
 		return 0;
 	case P_VLEN: {
-		uint64_t vlen = get_u64(a);
+		uint64_t vlen = mf_le_get64(a);
 		if (vlen > MF_SNAPSHOT_MAX_VALUE)
 			return p_fail(p, p->field_off, "value length %" PRIu64 " too large", vlen);
 		/* Before allocating: the value must fit in what is left of the
@@ -517,7 +466,7 @@ static int p_field(snap_parser *p)
 	case P_TRAILER: {
 		if (memcmp(a, TRL_MAGIC, MF_SNAPSHOT_TRAILER_MAGIC_LEN) != 0)
 			return p_fail(p, p->field_off, "bad trailer magic");
-		uint64_t cnt = get_u64(a + 5), len = get_u64(a + 13);
+		uint64_t cnt = mf_le_get64(a + 5), len = mf_le_get64(a + 13);
 		if (cnt != p->count)
 			return p_fail(p, p->field_off + 5, "trailer key count %" PRIu64
 			              " != header key count %" PRIu64, cnt, p->count);
@@ -589,7 +538,7 @@ int mf_snapshot_load(mf_io *io, const char *dir,
                      int (*cb)(void *ctx, mf_item *item), void *ctx,
                      mf_snapshot_info *info, char *err, size_t errlen)
 {
-	double t0 = mono_now();
+	double t0 = mf_mono_sec();
 	char path[PATH_MAX];
 	mf_snapshot_info dummy;
 	if (!info)
@@ -597,7 +546,7 @@ int mf_snapshot_load(mf_io *io, const char *dir,
 	memset(info, 0, sizeof *info);
 	if (err && errlen)
 		err[0] = '\0';
-	int rc = join_path(path, sizeof path, dir, MF_SNAPSHOT_NAME);
+	int rc = mf_path_join(path, sizeof path, dir, MF_SNAPSHOT_NAME);
 	if (rc < 0)
 		return rc;
 
@@ -751,14 +700,14 @@ out:
 	io->close(io, fd);
 	info->raw_bytes = p.raw;
 	info->file_bytes = (uint64_t)foff;
-	info->seconds = mono_now() - t0;
+	info->seconds = mf_mono_sec() - t0;
 	return rc;
 }
 
 int mf_snapshot_remove_tmp(mf_io *io, const char *dir)
 {
 	char tmp[PATH_MAX];
-	int rc = join_path(tmp, sizeof tmp, dir, MF_SNAPSHOT_TMP_NAME);
+	int rc = mf_path_join(tmp, sizeof tmp, dir, MF_SNAPSHOT_TMP_NAME);
 	if (rc < 0)
 		return rc;
 	rc = io->unlink(io, tmp);

@@ -33,7 +33,7 @@
 #define MF_SNAPSHOT_RECORD_FIXED 27      /* u8 type, i64 mtime, i64 ctime, u16 klen, u64 vlen */
 #define MF_SNAPSHOT_TRAILER_LEN 21       /* magic, u64 count, u64 stream length */
 #define MF_SNAPSHOT_MAX_KEY MF_KEY_BYTES_MAX /* 65535 (u16); empty is corruption */
-#define MF_SNAPSHOT_MAX_VALUE ((uint64_t)3 << 29)  /* 1.5 GiB; larger is corruption */
+#define MF_SNAPSHOT_MAX_VALUE MF_FILE_LEN_MAX  /* store/op.h; larger is corruption */
 
 typedef struct mf_snapshot_info {
 	uint64_t lsn;

@@ -96,11 +96,16 @@ static inline int mf_key_is_filename(const char *k, size_t n)
 	return n > 0 && n <= MF_KEY_MAX && !memchr(k, '/', n) && !memchr(k, '\0', n);
 }
 
-/* Largest value: 1.25 GiB, under the WAL's 1.5 GiB record limit, so any
- * value the store accepts can be logged.  Bigger is EFBIG, checked before
- * anything is logged (a logged op that cannot be applied would fail again
- * at every replay). */
+/* The value limit, stated here only.  Largest value: 1.25 GiB.  Bigger is
+ * EFBIG, checked before anything is logged (a logged op that cannot be
+ * applied would fail again at every replay).  On disk, a length above
+ * MF_FILE_LEN_MAX (1.5 GiB) is corruption and is never allocated: that bound
+ * leaves room above MF_VALUE_MAX for a record's header and keys, so any value
+ * the store accepts can be logged and snapshotted. */
 #define MF_VALUE_MAX (((uint64_t)1 << 30) + ((uint64_t)1 << 28))
+#define MF_FILE_LEN_MAX ((uint64_t)3 << 29)
+_Static_assert(MF_VALUE_MAX + 64 + 2 * MF_KEY_BYTES_MAX <= MF_FILE_LEN_MAX,
+               "a WAL record of the largest value must fit the file bound");
 
 const char *mf_optype_name(int type);
 const char *mf_type_name(int type);

@@ -6,6 +6,8 @@
  */
 #include "record.h"
 
+#include "../io/le.h"
+
 #include "crc32c.h"
 
 #include <errno.h>
@@ -15,45 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* ---- file header ---- */
 
 void mf_wal_file_header_encode(uint8_t out[MF_WAL_FILE_HEADER], uint64_t salt,
@@ -61,11 +24,11 @@ void mf_wal_file_header_encode(uint8_t out[MF_WAL_FILE_HEADER], uint64_t salt,
 {
 	memcpy(out, MF_WAL_MAGIC, 5);
 	out[5] = MF_WAL_VERSION;
-	put16(out + 6, MF_WAL_FILE_HEADER);
-	put32(out + 8, 0);
-	put64(out + 12, salt);
-	put64(out + 20, prev_lsn);
-	put32(out + 28, mf_crc32c_mask(mf_crc32c(out, 28)));
+	mf_le_put16(out + 6, MF_WAL_FILE_HEADER);
+	mf_le_put32(out + 8, 0);
+	mf_le_put64(out + 12, salt);
+	mf_le_put64(out + 20, prev_lsn);
+	mf_le_put32(out + 28, mf_crc32c_mask(mf_crc32c(out, 28)));
 }
 
 int mf_wal_file_header_check(const uint8_t in[MF_WAL_FILE_HEADER], mf_wal_file_hdr *h,
@@ -83,17 +46,17 @@ int mf_wal_file_header_check(const uint8_t in[MF_WAL_FILE_HEADER], mf_wal_file_h
 		                  : "unsupported WAL format version";
 		return -EBADMSG;
 	}
-	if (mf_crc32c_unmask(get32(in + 28)) != mf_crc32c(in, 28)) {
+	if (mf_crc32c_unmask(mf_le_get32(in + 28)) != mf_crc32c(in, 28)) {
 		*why = "segment header checksum mismatch";
 		return -EBADMSG;
 	}
-	if (get16(in + 6) != MF_WAL_FILE_HEADER || get32(in + 8) != 0) {
+	if (mf_le_get16(in + 6) != MF_WAL_FILE_HEADER || mf_le_get32(in + 8) != 0) {
 		*why = "unsupported segment header size or flags";
 		return -EBADMSG;
 	}
 	h->version = in[5];
-	h->salt = get64(in + 12);
-	h->prev_lsn = get64(in + 20);
+	h->salt = mf_le_get64(in + 12);
+	h->prev_lsn = mf_le_get64(in + 20);
 	return 0;
 }
 
@@ -139,8 +102,8 @@ size_t mf_wal_record_size(const mf_op *op)
 uint32_t mf_wal_rec_seed(uint64_t salt, uint64_t off)
 {
 	uint8_t b[16];
-	put64(b, salt);
-	put64(b + 8, off);
+	mf_le_put64(b, salt);
+	mf_le_put64(b + 8, off);
 	return mf_crc32c(b, sizeof b);
 }
 
@@ -155,19 +118,19 @@ void mf_wal_record_encode_head(const mf_op *op, const mf_wal_rec_place *at, uint
 	uint32_t len = (uint32_t)(MF_WAL_REC_FIXED_BODY + op->key.len + op->key2.len +
 	                          op->val.len);
 	uint32_t seed = mf_wal_rec_seed(at->salt, at->off);
-	put32(dst, len);
-	put64(dst + 8, op->lsn);
-	put64(dst + 16, at->durable);
+	mf_le_put32(dst, len);
+	mf_le_put64(dst + 8, op->lsn);
+	mf_le_put64(dst + 16, at->durable);
 	dst[24] = op->type;
 	dst[25] = op->ktype;
-	put16(dst + 26, 0);
-	put32(dst + 28, (uint32_t)op->key.len);
-	put32(dst + 32, (uint32_t)op->key2.len);
-	put32(dst + 36, (uint32_t)op->val.len);
-	put64(dst + 40, (uint64_t)op->time_ns);
-	put64(dst + 48, op->arg);
-	put32(dst + 56, mf_crc32c_mask(hdr_crc(dst, seed)));
-	put32(dst + 60, 0);
+	mf_le_put16(dst + 26, 0);
+	mf_le_put32(dst + 28, (uint32_t)op->key.len);
+	mf_le_put32(dst + 32, (uint32_t)op->key2.len);
+	mf_le_put32(dst + 36, (uint32_t)op->val.len);
+	mf_le_put64(dst + 40, (uint64_t)op->time_ns);
+	mf_le_put64(dst + 48, op->arg);
+	mf_le_put32(dst + 56, mf_crc32c_mask(hdr_crc(dst, seed)));
+	mf_le_put32(dst + 60, 0);
 	uint8_t *p = dst + MF_WAL_REC_HEADER;
 	if (op->key.len)
 		memcpy(p, mf_slice_ptr(op->key), op->key.len);
@@ -180,7 +143,7 @@ void mf_wal_record_encode_head(const mf_op *op, const mf_wal_rec_place *at, uint
 	uint32_t crc = mf_crc32c_extend(seed, dst + 8, (size_t)(p - (dst + 8)));
 	if (op->val.len)
 		crc = mf_crc32c_extend(crc, mf_slice_ptr(op->val), op->val.len);
-	put32(dst + 4, mf_crc32c_mask(crc));
+	mf_le_put32(dst + 4, mf_crc32c_mask(crc));
 }
 
 uint8_t *mf_wal_record_encode(const mf_op *op, const mf_wal_rec_place *at, size_t *len)
@@ -206,23 +169,23 @@ int mf_wal_rec_hdr_parse(const uint8_t *p, uint64_t avail, const mf_wal_rec_plac
 	}
 	/* Cheap range checks first: a resync pass runs this at every byte
 	 * offset of a damaged region, and random bytes fail here. */
-	h->len = get32(p);
+	h->len = mf_le_get32(p);
 	if (h->len < MF_WAL_REC_FIXED_BODY || h->len > MF_WAL_REC_MAX_LEN) {
 		*why = "record length out of range";
 		return MF_REC_BAD;
 	}
 	h->type = p[24];
 	h->ktype = p[25];
-	h->flags = get16(p + 26);
+	h->flags = mf_le_get16(p + 26);
 	bool op_type = h->type >= 1 && h->type <= MF_OP_MAX_;
 	if ((!op_type && h->type != MF_WAL_REC_SYNC) || h->ktype > MF_T_LIST || h->flags != 0 ||
-	    get32(p + 60) != 0) {
+	    mf_le_get32(p + 60) != 0) {
 		*why = "record type/ktype/flags out of range";
 		return MF_REC_BAD;
 	}
-	h->klen = get32(p + 28);
-	h->k2len = get32(p + 32);
-	h->vlen = get32(p + 36);
+	h->klen = mf_le_get32(p + 28);
+	h->k2len = mf_le_get32(p + 32);
+	h->vlen = mf_le_get32(p + 36);
 	if (!op_type && (h->klen | h->k2len | h->vlen) != 0) {
 		*why = "sync marker with a payload";
 		return MF_REC_BAD;
@@ -232,15 +195,15 @@ int mf_wal_rec_hdr_parse(const uint8_t *p, uint64_t avail, const mf_wal_rec_plac
 		*why = "record field lengths inconsistent";
 		return MF_REC_BAD;
 	}
-	if (mf_crc32c_unmask(get32(p + 56)) != hdr_crc(p, mf_wal_rec_seed(at->salt, at->off))) {
+	if (mf_crc32c_unmask(mf_le_get32(p + 56)) != hdr_crc(p, mf_wal_rec_seed(at->salt, at->off))) {
 		*why = "record header checksum mismatch";
 		return MF_REC_BAD;
 	}
-	h->crc = get32(p + 4);
-	h->lsn = get64(p + 8);
-	h->durable = get64(p + 16);
-	h->time_ns = (int64_t)get64(p + 40);
-	h->arg = get64(p + 48);
+	h->crc = mf_le_get32(p + 4);
+	h->lsn = mf_le_get64(p + 8);
+	h->durable = mf_le_get64(p + 16);
+	h->time_ns = (int64_t)mf_le_get64(p + 40);
+	h->arg = mf_le_get64(p + 48);
 	if ((uint64_t)h->len + 8 > avail) {
 		*why = "record extends past end of file";
 		return MF_REC_SHORT;

@@ -1,7 +1,7 @@
 /*
  * record.h — WAL segment header and record encoding (format: wal/FORMAT.md,
  * version 2), the one record decoder, the file scanner and the one
- * torn-vs-corrupt verdict shared by replay (wal.c) and memflux-check.
+ * torn-vs-corrupt verdict shared by replay (replay.c) and memflux-check (tools/check.c).
  *
  * Segment header (32 bytes): "MFWAL", u8 version 2, u16 header size 32,
  * u32 flags 0, u64 salt, u64 prev_lsn, u32 masked crc of bytes 0..27.
@@ -45,9 +45,8 @@
 #define MF_WAL_FILE_HEADER 32          /* bytes at offset 0 of a segment */
 #define MF_WAL_REC_HEADER 64           /* fixed part of a record */
 #define MF_WAL_REC_FIXED_BODY 56       /* fixed part counted by len */
-/* Largest len accepted (1.5 GiB): a 1 GiB value fits with room to spare;
- * anything larger in a file is corruption and is never allocated. */
-#define MF_WAL_REC_MAX_LEN ((uint32_t)1536 << 20)
+/* Largest len accepted: the on-disk bound of store/op.h. */
+#define MF_WAL_REC_MAX_LEN ((uint32_t)MF_FILE_LEN_MAX)
 
 #define MF_WAL_ACTIVE_NAME "memflux.wal"
 
@@ -139,7 +138,7 @@ bool mf_wal_rec_body_ok(const mf_wal_rec_hdr *h, uint32_t body_crc);
 int mf_wal_record_decode(const uint8_t *p, size_t avail, const mf_wal_rec_place *at,
                          mf_op *op, size_t *reclen, mf_wal_rec_hdr *h, const char **why);
 
-/* ---- files (internal API for replay and memflux-check, in wal.c) ---- */
+/* ---- files (internal API for replay and memflux-check: scan.c, verdict.c, segment.c) ---- */
 
 enum {
 	MF_SCAN_OK = 0,           /* a header and valid, contiguous records */

@@ -8,16 +8,19 @@
  *                             deleted by mf_wal_drop_sealed() once a
  *                             snapshot covering them is durable.
  *
- * Threads: one writer thread owns the active segment.  mf_wal_submit() is
- * called from any thread; it queues the op and waits (spinning up to 100 us,
- * then sleeping: a thread wake-up costs more than a record).  The writer
- * takes everything queued, assigns LSNs in queue order, writes the batch
- * with one pwritev (and one fsync in ALWAYS mode, after waiting up to half an
- * fsync for the writers the previous batch showed: commit delay), then calls
- * apply() for each op in LSN order on the writer thread, then wakes the
- * submitters.  So the WAL order is the apply order, and an op is in the file
- * before it is in memory.  In INTERVAL mode a second thread fdatasyncs at
- * most interval_ms after a write.
+ * Threads: no writer thread of its own (LevelDB's DBImpl::Write).  Any
+ * thread queues an op (mf_wal_enqueue: its queue position, and so its LSN
+ * order, is fixed on return) and then waits for it (mf_wal_wait).  A waiter
+ * that finds no thread leading becomes the leader: it takes everything
+ * queued, assigns LSNs in queue order, writes the batch with one pwritev
+ * (and one fsync in ALWAYS mode, after waiting up to half an fsync for the
+ * writers the previous batch showed: commit delay), calls apply() for each
+ * op in LSN order, wakes their waiters, and goes on until its own op is
+ * done; then it steps down and a remaining waiter leads next.  Other
+ * waiters spin up to 100 us, then sleep (a thread wake-up costs more than a
+ * record).  So WAL order = apply order = enqueue order, and an op is in the
+ * file before it is in memory.  In INTERVAL mode a syncer thread fdatasyncs
+ * at most interval_ms after a write.
  *
  * Errors: if the batch write fails, the file is cut back to the batch start,
  * none of its ops are applied, each submitter gets the -errno, and the
@@ -36,7 +39,9 @@
 
 #include "../io/io.h"
 #include "../store/op.h"
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum mf_fsync_mode {
@@ -48,8 +53,12 @@ typedef enum mf_fsync_mode {
 const char *mf_fsync_mode_name(mf_fsync_mode m);
 int mf_fsync_mode_parse(const char *s, mf_fsync_mode *out); /* 0 / -EINVAL */
 
-/* Called on the writer thread (and by replay) for each op in LSN order. */
+/* Called by the leader (and by replay) for each op in LSN order, one call
+ * at a time; on whichever submitter thread leads. */
 typedef int (*mf_apply_fn)(void *ctx, mf_op *op);
+
+/* Rotation callback (mf_wal_rotate). */
+typedef void (*mf_rotate_cb)(void *ctx, uint64_t last_lsn);
 
 typedef struct mf_wal_opts {
 	const char *dir;
@@ -68,7 +77,7 @@ typedef struct mf_wal_stats {
 	uint64_t batches;          /* pwritev calls that carried records */
 	uint64_t fsyncs;
 	bool read_only;            /* after an fsync failure */
-	uint64_t queued;           /* submits waiting for the writer (not yet
+	uint64_t queued;           /* ops enqueued and not yet
 	                              taken into a batch) */
 } mf_wal_stats;
 
@@ -115,22 +124,52 @@ mf_wal *mf_wal_open(const mf_wal_opts *opts, uint64_t next_lsn,
 /* Log then apply one op; returns when the record is written (fsynced in
  * ALWAYS mode) and applied: apply's result, or the I/O -errno.  op->lsn is
  * set.  The op's slices stay owned by the caller.  Also -EINVAL (type or
- * ktype out of range), -E2BIG (record > 1.5 GiB), -EIO once read-only,
- * -ESHUTDOWN after mf_wal_close started. */
+ * ktype out of range), -E2BIG (record > MF_WAL_REC_MAX_LEN: never for a value the store accepts), -EIO once read-only,
+ * -ESHUTDOWN after mf_wal_close started.  = mf_wal_enqueue + mf_wal_wait. */
 int mf_wal_submit(mf_wal *w, mf_op *op);
+
+/* A place in the writer queue.  The caller provides the storage (usually
+ * on its stack) and keeps it, and the op, alive and untouched from a
+ * successful mf_wal_enqueue until mf_wal_wait returns.  Fields are private
+ * to wal/. */
+typedef struct mf_wal_ticket {
+	struct mf_wal_ticket *next;
+	int kind;
+	mf_op *op;
+	size_t size;       /* encoded record size */
+	int result;
+	atomic_bool done;  /* set (release) by the leader; waiters may spin on it */
+	mf_rotate_cb cb;   /* rotation entries */
+	void *cbctx;
+	uint64_t last_lsn;
+} mf_wal_ticket;
+
+/* Queue op.  On 0 its position is fixed: it gets a higher LSN, and is
+ * applied later, than every op enqueued before this call returned, and a
+ * lower one than every op enqueued after (a batch whose write fails is cut
+ * and its LSNs reused, so the file stays contiguous; order is kept).  It is
+ * not written yet: mf_wal_wait must follow, from this thread or any other,
+ * and until some thread waits nothing queued is written (close drains it
+ * too).  -EINVAL / -E2BIG (as submit), -EIO once read-only, -ESHUTDOWN after
+ * close started: then nothing was queued and there is nothing to wait for.
+ * Does no I/O; takes the queue lock briefly. */
+int mf_wal_enqueue(mf_wal *w, mf_op *op, mf_wal_ticket *t);
+/* Wait for a ticket of mf_wal_enqueue, leading the group commit if no one
+ * is: returns what mf_wal_submit would (apply's result or the I/O -errno);
+ * op->lsn is set.  Exactly once per successful enqueue. */
+int mf_wal_wait(mf_wal *w, mf_wal_ticket *t);
 
 /* Return once everything acknowledged so far is fsynced (fsync(2) on the
  * mount).  0 or -errno. */
 int mf_wal_sync(mf_wal *w);
 
-/* On the writer thread, between batches: seal the active segment (rename to
+/* By the leader, between batches: seal the active segment (rename to
  * memflux.wal.<last lsn>, fsync dir), start a new one, then call cb while no
  * op can be applied — the store is exactly at *last_lsn.  Returns 0/-errno. */
 /* An active segment holding no record is not sealed (no file is renamed);
  * cb still runs.  If creating the new segment fails the error is returned
  * and cb is not called; the next batch retries creating it.  Crash points:
  * "wal-after-seal-rename", "wal-after-new-segment". */
-typedef void (*mf_rotate_cb)(void *ctx, uint64_t last_lsn);
 int mf_wal_rotate(mf_wal *w, mf_rotate_cb cb, void *ctx, uint64_t *last_lsn);
 
 /* Delete sealed segments whose last LSN <= upto, then fsync the dir.  Crash

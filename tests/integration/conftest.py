@@ -16,7 +16,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("MEMFLUXFS_BIN", str(ROOT / "build/fs/memfluxfs"))
-CHECK = os.environ.get("MEMFLUX_CHECK_BIN", str(ROOT / "build/wal/memflux-check"))
+CHECK = os.environ.get("MEMFLUX_CHECK_BIN", str(ROOT / "build/tools/memflux-check"))
 
 
 def wait_pid_exit(pid, timeout=60):

@@ -14,6 +14,8 @@
  *                                                 // bytes and returns 10
  *   faultio_short_nth(&f, 4, 10);                 // same, for the 4th one
  *   faultio_calls(&f, FIO_FSYNC);                 // fsyncs so far
+ *   faultio_fail_any_nth(&f, 7, -EIO, 1);         // the 7th I/O call of any
+ *                                                 // kind fails (fault loops)
  *   faultio_clear(&f);                            // drop all rules
  *
  * Call numbers are 1-based and count every call of that kind since
@@ -49,7 +51,8 @@ typedef enum fio_kind {
 	FIO_RENAME,
 	FIO_UNLINK,
 	FIO_FSYNC_DIR,
-	FIO_NKINDS
+	FIO_NKINDS,
+	FIO_ANY = FIO_NKINDS  /* rules only: counts every call, whatever its kind */
 } fio_kind;
 
 #define FIO_MAX_RULES 16
@@ -62,13 +65,18 @@ typedef struct fio_rule {
 	size_t short_bytes;    /* pwritev only, when err == 0: a short write */
 	char path_has[64];     /* "" = any path */
 	unsigned long fired;   /* how many times it fired */
+	fio_kind fired_kind;   /* kind of the first call it failed (FIO_ANY rules) */
+	unsigned fired_kinds;  /* bit k: it failed a call of kind k */
+	bool torn;             /* pwritev with err: write the first half for real,
+	                          then fail (data reached the file, the call
+	                          reports an error: what a cut-back must undo) */
 } fio_rule;
 
 typedef struct faultio {
 	mf_io io;              /* hand &f->io to the code under test */
 	mf_io *real;
 	pthread_mutex_t mu;
-	unsigned long calls[FIO_NKINDS];
+	unsigned long calls[FIO_NKINDS + 1];  /* [FIO_ANY]: all calls */
 	fio_rule rules[FIO_MAX_RULES];
 	int nrules;
 } faultio;
@@ -86,13 +94,18 @@ static inline fio_rule *fio_hit(mf_io *io, fio_kind k, const char *path)
 	fio_rule *hit = NULL;
 	pthread_mutex_lock(&f->mu);
 	unsigned long n = ++f->calls[k];
+	unsigned long all = ++f->calls[FIO_ANY];
 	for (int i = 0; i < f->nrules && !hit; i++) {
 		fio_rule *r = &f->rules[i];
-		if (r->kind != k || n < r->nth || (r->times && r->fired >= r->times))
+		unsigned long cn = r->kind == FIO_ANY ? all : n;
+		if ((r->kind != k && r->kind != FIO_ANY) || cn < r->nth ||
+		    (r->times && r->fired >= r->times))
 			continue;
 		if (r->path_has[0] && (!path || !strstr(path, r->path_has)))
 			continue;
-		r->fired++;
+		if (r->fired++ == 0)
+			r->fired_kind = k;
+		r->fired_kinds |= 1u << k;
 		hit = r;
 	}
 	pthread_mutex_unlock(&f->mu);
@@ -115,28 +128,37 @@ static inline ssize_t fio_pread(mf_io *io, int fd, void *buf, size_t n, off_t of
 	return fio_of(io)->real->pread(fio_of(io)->real, fd, buf, n, off);
 }
 
+/* Write only the first `bytes` bytes of iov, for real (0 if none). */
+static inline ssize_t fio_write_prefix(mf_io *real, int fd, const struct iovec *iov, int iovcnt,
+                                       off_t off, size_t bytes)
+{
+	struct iovec v[64];
+	int c = 0;
+	for (int i = 0; i < iovcnt && bytes && c < 64; i++) {
+		size_t k = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
+		v[c].iov_base = iov[i].iov_base;
+		v[c].iov_len = k;
+		c++;
+		bytes -= k;
+	}
+	return c ? real->pwritev(real, fd, v, c, off) : 0;
+}
+
 static inline ssize_t fio_pwritev(mf_io *io, int fd, const struct iovec *iov, int iovcnt, off_t off)
 {
 	mf_io *real = fio_of(io)->real;
 	fio_rule *r = fio_hit(io, FIO_PWRITEV, NULL);
+	if (r && r->err && r->torn) {
+		size_t total = 0;
+		for (int i = 0; i < iovcnt; i++)
+			total += iov[i].iov_len;
+		fio_write_prefix(real, fd, iov, iovcnt, off, total / 2);
+		return r->err;
+	}
 	if (r && r->err)
 		return r->err;
-	if (r) {
-		/* Short write: the first short_bytes bytes, for real. */
-		struct iovec v[64];
-		int c = 0;
-		size_t left = r->short_bytes;
-		for (int i = 0; i < iovcnt && left && c < 64; i++) {
-			size_t k = iov[i].iov_len < left ? iov[i].iov_len : left;
-			v[c].iov_base = iov[i].iov_base;
-			v[c].iov_len = k;
-			c++;
-			left -= k;
-		}
-		if (c == 0)
-			return 0;
-		return real->pwritev(real, fd, v, c, off);
-	}
+	if (r)  /* short write: the first short_bytes bytes, for real */
+		return fio_write_prefix(real, fd, iov, iovcnt, off, r->short_bytes);
 	return real->pwritev(real, fd, iov, iovcnt, off);
 }
 
@@ -250,6 +272,15 @@ static inline fio_rule *faultio_fail_nth(faultio *f, fio_kind k, unsigned long n
                                          int err, unsigned long times)
 {
 	return fio_add(f, k, nth, times, err, 0, NULL);
+}
+
+/* I/O call number nth counted over every kind (faultio_calls(f, FIO_ANY)
+ * so far) fails with err, and the `times - 1` calls after it (0: every call
+ * from nth on).  err must be nonzero: this is for fault loops. */
+static inline fio_rule *faultio_fail_any_nth(faultio *f, unsigned long nth, int err,
+                                             unsigned long times)
+{
+	return fio_add(f, FIO_ANY, nth, times, err, 0, NULL);
 }
 
 /* The next call of kind k fails with err. */

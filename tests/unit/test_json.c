@@ -131,7 +131,7 @@ static const vcase cases[] = {
 	BADW("\t\n\r ", 4, "empty document"),
 	BADW("\xEF\xBB\xBF{}", 0, "byte order mark not allowed"),
 	BADW("\xEF\xBB\xBF", 0, "byte order mark not allowed"),
-	/* ---- invalid: the jsmn pitfalls from NOTES.md ---- */
+	/* ---- invalid: what jsmn alone would accept (see store/json.h) ---- */
 	BADW("tru", 0, "invalid literal"),
 	BADW("01", 0, "leading zero"),
 	BADW("1.2.3", 3, "invalid number"),

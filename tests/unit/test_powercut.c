@@ -44,6 +44,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "quiet.h"
 #include "powercut.h"
 
 #include "db.h"
@@ -199,23 +200,6 @@ static void rm_rf(const char *dir)
 		closedir(d);
 	}
 	rmdir(dir);
-}
-
-static int quiet_begin(void)
-{
-	fflush(stderr);
-	int saved = dup(2);
-	int dn = open("/dev/null", O_WRONLY);
-	dup2(dn, 2);
-	close(dn);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
 }
 
 static mf_db *open_db(const char *dir, mf_fsync_mode mode, mf_io *io, char *err, size_t errlen)

@@ -616,7 +616,7 @@ static int load_raw(const char *dir, const rawbuf *b, bool content_size, bool ch
 	return load(dir, c, info, err, errlen);
 }
 
-/* A tiny frame declaring a huge value (issue 10: 56 bytes, one record of
+/* A tiny frame declaring a huge value (56 bytes, one record of
  * 1.5 GiB, no content size) is refused before anything is allocated: the
  * file's size bounds what it can decompress to. */
 static void test_huge_value_tiny_file(void **state)

@@ -13,6 +13,7 @@
 
 #include "crc32c.h"
 #include "faultio.h"
+#include "quiet.h"
 #include "record.h"
 #include "wal.h"
 
@@ -235,23 +236,6 @@ static void write_all(const char *path, const void *p, size_t n)
 }
 
 /* Silence stderr (expected warnings) around noisy loops. */
-static int quiet_begin(void)
-{
-	fflush(stderr);
-	int saved = dup(2);
-	int dn = open("/dev/null", O_WRONLY);
-	dup2(dn, 2);
-	close(dn);
-	return saved;
-}
-
-static void quiet_end(int saved)
-{
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-}
-
 static mf_wal *open_wal(const char *dir, mf_io *io, mf_fsync_mode mode, uint64_t next,
                         recorder *r)
 {
@@ -1093,8 +1077,8 @@ static void test_sync_marker(void **state)
 	rmdir_all(dir);
 }
 
-/* Mutation fuzz (issue 10 item 3: deleted, renamed or boundary-cut sealed
- * segments used to mount with records missing).  A WAL of 4 sealed
+/* Mutation fuzz (deleted, renamed or boundary-cut sealed segments once
+ * mounted with records missing).  A WAL of 4 sealed
  * segments and an active one, closed cleanly; one seeded mutation; replay
  * must either refuse or return every record — except after cutting
  * memflux.wal at a record boundary, which no later record can vouch against
@@ -1362,8 +1346,8 @@ static void test_absurd_length_in_file(void **state)
 	rmdir_all(dir);
 }
 
-/* A crafted segment must cost linear time (issue 10: headers every 48 bytes
- * with bad checksums made the old scan quadratic).  16 MiB of record headers
+/* A crafted segment must cost linear time (headers every 48 bytes with bad
+ * checksums once made the scan quadratic).  16 MiB of record headers
  * at every 64 bytes, each claiming to run to the end of the file: first with
  * wrong header checksums, then forged with the segment's salt (right header
  * checksum, wrong body checksum: the worst case, bounded by the resync's

@@ -27,6 +27,7 @@
  *     and the last key kept are printed).
  * --dump: one line per record, in LSN order.
  */
+#include "../io/le.h"
 #include "crc32c.h"
 #include "record.h"
 #include "snapshot.h"
@@ -187,18 +188,6 @@ static char *broken_name(const char *path, time_t now)
 	return p;
 }
 
-static int cut_file(mf_io *io, const char *path, uint64_t off)
-{
-	int fd = io->open(io, path, O_RDWR, 0);
-	if (fd < 0)
-		return fd;
-	int r = io->ftruncate(io, fd, (off_t)off);
-	if (r == 0)
-		r = io->fsync(io, fd);
-	int c = io->close(io, fd);
-	return r < 0 ? r : c;
-}
-
 typedef struct wal_file {
 	char *path;
 	bool sealed;
@@ -285,14 +274,6 @@ static bool confirm(bool yes)
 	return line[0] == 'y' || line[0] == 'Y';
 }
 
-static uint64_t le64_at(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* Write a copy of path with its first 32 bytes replaced by hdr. */
 static int copy_with_header(mf_io *io, const char *path, const char *dst,
                             const uint8_t hdr[MF_WAL_FILE_HEADER])
@@ -332,8 +313,8 @@ static int repair_header(mf_io *io, const char *path, bool yes)
 	io->close(io, fd);
 	if (r != 0)
 		return r < 0 ? r : 0;
-	uint64_t salt = le64_at(old + 12);
-	uint64_t prevs[2] = {le64_at(old + 20), le64_at(old + MF_WAL_FILE_HEADER + 8) - 1};
+	uint64_t salt = mf_le_get64(old + 12);
+	uint64_t prevs[2] = {mf_le_get64(old + 20), mf_le_get64(old + MF_WAL_FILE_HEADER + 8) - 1};
 	size_t tn = strlen(path) + 16;
 	char *tmp = mf_xmalloc(tn);
 	snprintf(tmp, tn, "%s.hdrfix", path);
@@ -580,7 +561,7 @@ static int fix_wal(mf_io *io, const char *dir, walk_state *ws, bool yes, bool pr
 		if (i == bad && keep_prefix) {
 			fr = copy_file(io, f->path, aside);
 			if (fr == 0)
-				fr = cut_file(io, f->path, cut);
+				fr = mf_io_cut_file(io, f->path, cut);
 			if (fr == 0)
 				printf("fixed: %s cut at offset %" PRIu64 " (original kept as %s)\n",
 				       f->path, cut, aside);
@@ -657,22 +638,24 @@ static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *
 	return r;
 }
 
-int main(int argc, char **argv)
+typedef struct check_args {
+	const char *dir;
+	bool fix, dump, yes, prefix;
+} check_args;
+
+/* -1: go on; else the exit status. */
+static int parse_args(int argc, char **argv, check_args *a)
 {
-	/* ops (issue 13): what --fix writes (WAL, snapshot) holds the user's
-	 * keys: 0600 like the daemon's files, whatever the umask. */
-	umask(077);
-	const char *dir = NULL;
-	bool fix = false, dump = false, yes = false, prefix = false;
+	memset(a, 0, sizeof *a);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--fix") == 0)
-			fix = true;
+			a->fix = true;
 		else if (strcmp(argv[i], "--dump") == 0)
-			dump = true;
+			a->dump = true;
 		else if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
-			yes = true;
+			a->yes = true;
 		else if (strcmp(argv[i], "--prefix") == 0)
-			fix = prefix = true;
+			a->fix = a->prefix = true;
 		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage();
 			return 0;
@@ -680,27 +663,68 @@ int main(int argc, char **argv)
 			/* ops (issue 13): same version as memfluxfs (CMake's MF_VERSION) */
 			printf("memflux-check %s (WAL format %d)\n", MF_VERSION, MF_WAL_VERSION);
 			return 0;
-		} else if (argv[i][0] == '-' || dir) {
+		} else if (argv[i][0] == '-' || a->dir) {
 			usage();
 			return 3;
 		} else
-			dir = argv[i];
+			a->dir = argv[i];
 	}
-	if (!dir) {
+	if (!a->dir) {
 		usage();
 		return 3;
 	}
+	return -1;
+}
+
+/* Load memflux.snapshot (keeping its items for --fix) and print one line.
+ * Returns the LSN recovery would start after (read from the header even
+ * when the rest is damaged); *bad: the snapshot is damaged or unreadable. */
+static uint64_t check_snapshot(mf_io *io, const char *dir, mf_snapshot_info *si,
+                               snap_items *items, int *load_r, bool *bad)
+{
+	memset(si, 0, sizeof *si);
+	char err[1024] = "";
+	int r = mf_snapshot_load(io, dir, snapshot_item, items, si, err, sizeof err);
+	*load_r = r;
+	*bad = false;
+	if (r == -ENOENT) {
+		printf("%s/" MF_SNAPSHOT_NAME ": none\n", dir);
+		return 0;
+	}
+	if (r == 0) {
+		printf("%s/" MF_SNAPSHOT_NAME ": ok, lsn %" PRIu64 ", %" PRIu64 " keys, %" PRIu64
+		       " bytes (%" PRIu64 " uncompressed)\n",
+		       dir, si->lsn, si->keys, si->file_bytes, si->raw_bytes);
+		return si->lsn;
+	}
+	printf("%s/" MF_SNAPSHOT_NAME ": %s: %s\n", dir,
+	       r == -EBADMSG ? "CORRUPT" : "cannot load", err[0] ? err : strerror(-r));
+	*bad = true;
+	return si->lsn;
+}
+
+int main(int argc, char **argv)
+{
+	/* ops (issue 13): what --fix writes (WAL, snapshot) holds the user's
+	 * keys: 0600 like the daemon's files, whatever the umask. */
+	umask(077);
+	check_args a;
+	int pr = parse_args(argc, argv, &a);
+	if (pr >= 0)
+		return pr;
+	const char *dir = a.dir;
+	bool fix = a.fix, dump = a.dump, yes = a.yes, prefix = a.prefix;
 	if (access(dir, R_OK | X_OK) < 0) {
 		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(errno));
 		return 3;
 	}
 	mf_io *io = mf_io_posix();
 	int status = 0;  /* of the WAL: 0, 1 cut by recovery, 2 corrupt */
-	bool snap_bad = false;
+	bool snap_bad;
 
 	if (fix) {
 		/* Never repair under a running daemon. */
-		char *lp = mf_wal_path(dir, "memflux.lock");
+		char *lp = mf_wal_path(dir, "memflux.lock");  /* the daemon's lock (db.c) */
 		int lfd = open(lp, O_RDWR | O_CLOEXEC);
 		if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) < 0) {
 			fprintf(stderr, "memflux-check: %s is in use by a running memfluxfs; "
@@ -714,27 +738,9 @@ int main(int argc, char **argv)
 
 	/* ---- snapshot ---- */
 	mf_snapshot_info si;
-	memset(&si, 0, sizeof si);
-	char err[1024] = "";
 	snap_items items = {.keep = fix};
-	int r = mf_snapshot_load(io, dir, snapshot_item, &items, &si, err, sizeof err);
-	int snap_r = r;
-	uint64_t snap_lsn = 0;
-	if (r == -ENOENT) {
-		printf("%s/" MF_SNAPSHOT_NAME ": none\n", dir);
-	} else if (r == 0) {
-		snap_lsn = si.lsn;
-		printf("%s/" MF_SNAPSHOT_NAME ": ok, lsn %" PRIu64 ", %" PRIu64 " keys, %" PRIu64
-		       " bytes (%" PRIu64 " uncompressed)\n",
-		       dir, si.lsn, si.keys, si.file_bytes, si.raw_bytes);
-	} else {
-		printf("%s/" MF_SNAPSHOT_NAME ": %s: %s\n", dir,
-		       r == -EBADMSG ? "CORRUPT" : "cannot load", err[0] ? err : strerror(-r));
-		snap_bad = true;
-		/* Its LSN (read from the header) still says which segments
-		 * recovery would skip. */
-		snap_lsn = si.lsn;
-	}
+	int snap_r;
+	uint64_t snap_lsn = check_snapshot(io, dir, &si, &items, &snap_r, &snap_bad);
 
 	/* ---- WAL segments, in replay order, judged as recovery judges ---- */
 	mf_wal_seg *segs = NULL;
@@ -751,7 +757,7 @@ int main(int argc, char **argv)
 	ws.chain_last = snap_lsn;
 	mf_wal_verdict v;
 	uint64_t last = 0;
-	r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
+	int r = mf_wal_walk(io, dir, snap_lsn, dump ? dump_record : NULL, NULL, report_file, &ws, &v,
 	                &last);
 	if (r < 0 && !ws.io_error) {
 		fprintf(stderr, "memflux-check: %s: %s\n", dir, strerror(-r));
