@@ -1010,6 +1010,17 @@ static void kv_stats(void *impl, mf_store_stats *out)
 }
 
 static int kv_commit(void *impl, mf_op *op) { return mf_db_commit(impl, op); }
+
+_Static_assert(sizeof(mf_db_ticket) <= sizeof(((mf_kv_ticket *)0)->opaque),
+               "an mf_db_ticket fits the interface's opaque ticket");
+static int kv_commit_enqueue(void *impl, mf_op *op, mf_kv_ticket *t)
+{
+	return mf_db_commit_enqueue(impl, op, (mf_db_ticket *)(void *)t->opaque);
+}
+static int kv_commit_wait(void *impl, mf_kv_ticket *t)
+{
+	return mf_db_commit_wait(impl, (mf_db_ticket *)(void *)t->opaque);
+}
 static int kv_sync(void *impl) { return mf_db_sync(impl); }
 static int kv_snapshot(void *impl) { return mf_db_snapshot(impl); }
 static char *kv_stats_text(void *impl) { return mf_db_stats_text(impl); }
@@ -1023,6 +1034,8 @@ static const mf_kv_ops db_kv_ops = {
 	.keys = kv_keys,
 	.check = kv_check,
 	.commit = kv_commit,
+	.commit_enqueue = kv_commit_enqueue,
+	.commit_wait = kv_commit_wait,
 	.sync = kv_sync,
 	.snapshot = kv_snapshot,
 	.stats_text = kv_stats_text,

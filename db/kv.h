@@ -19,13 +19,27 @@
 #include "../store/store.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+/* A commit in two steps (see commit_enqueue): storage the backend owns
+ * between enqueue and wait; it must stay at its address until then. */
+typedef struct mf_kv_ticket {
+	_Alignas(max_align_t) unsigned char opaque[128];
+} mf_kv_ticket;
 
 typedef struct mf_kv_ops {
 	int (*get)(void *impl, const void *key, size_t klen, bool want_value, mf_entry_info *out);
 	size_t (*keys)(void *impl, mf_type type, mf_slice **keys);
 	int (*check)(void *impl, const mf_op *op);
 	int (*commit)(void *impl, mf_op *op);
+	/* commit = enqueue + wait.  Order = enqueue order: when enqueue returns
+	 * 0 the op's place is fixed (every op enqueued before it is applied
+	 * before it), so a caller may drop its own ordering lock then instead
+	 * of holding it across the log write.  After a 0, wait exactly once;
+	 * it returns what commit would. */
+	int (*commit_enqueue)(void *impl, mf_op *op, mf_kv_ticket *t);
+	int (*commit_wait)(void *impl, mf_kv_ticket *t);
 	int (*sync)(void *impl);
 	int (*snapshot)(void *impl);
 	char *(*stats_text)(void *impl);    /* malloc'd */
@@ -57,6 +71,14 @@ static inline int mf_kv_check(const mf_kv *kv, const mf_op *op)
 static inline int mf_kv_commit(const mf_kv *kv, mf_op *op)
 {
 	return kv->ops->commit(kv->impl, op);
+}
+static inline int mf_kv_commit_enqueue(const mf_kv *kv, mf_op *op, mf_kv_ticket *t)
+{
+	return kv->ops->commit_enqueue(kv->impl, op, t);
+}
+static inline int mf_kv_commit_wait(const mf_kv *kv, mf_kv_ticket *t)
+{
+	return kv->ops->commit_wait(kv->impl, t);
 }
 static inline int mf_kv_sync(const mf_kv *kv)
 {

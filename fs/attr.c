@@ -206,6 +206,8 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		pthread_mutex_unlock(&fsg.mu);
 		named = m != NULL;
 		if (named)
+			name_drain(type, mf_slice_ptr(key), key.len);
+		if (named)
 			r = materialize(type, mf_slice_ptr(key), key.len);
 	}
 	if (r == 0 && by_name && (to_set & FUSE_SET_ATTR_SIZE) && named) {

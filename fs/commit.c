@@ -44,10 +44,17 @@ int handle_commit(handle *h, bool final)
 {
 	node *n = h->n;
 	if (h->dstate == D_CLEAN || n->type == NODE_JPATH)
-		return handle_commit_inner(h, final);
+		return handle_commit_inner(h, final, NULL);
 	pthread_mutex_t *m = name_lock(n);
-	int r = handle_commit_inner(h, final);
-	if (m) {
+	int r = handle_commit_inner(h, final, &m);
+	if (m)
+		pthread_mutex_unlock(m);
+	/* A utimens kept while writers were dirty is logged once they are all
+	 * in, ordered by name like any commit. */
+	pthread_mutex_lock(&fsg.mu);
+	bool settime = n->has_set_mtime;
+	pthread_mutex_unlock(&fsg.mu);
+	if (settime && (m = name_lock(n)) != NULL) {
 		settime_deferred(n);
 		pthread_mutex_unlock(m);
 	}
@@ -236,7 +243,39 @@ static int commit_json_unwritten(handle *h)
 	return -EINVAL;
 }
 
-int handle_commit_inner(handle *h, bool final)
+/*
+ * Name ordering by log position (issue 11): the stripe is held only until
+ * the op's place in the log is fixed (enqueue), not across the log write,
+ * so closes of unrelated keys on one stripe share a group commit.  Ops that
+ * must see every queued commit of a name applied before they read its value
+ * (unlink, rename, truncate/utimens by name) hold the stripe and drain it
+ * first (name_drain): n->inflight counts commits enqueued and not yet
+ * published, and no new one can start on that name while they hold it.
+ */
+static void inflight_end(node *n)
+{
+	pthread_mutex_lock(&fsg.mu);
+	if (--n->inflight == 0)
+		pthread_cond_broadcast(&fsg.drain_cv);
+	pthread_mutex_unlock(&fsg.mu);
+}
+
+void name_drain(uint8_t type, const char *k, size_t len)
+{
+	pthread_mutex_lock(&fsg.mu);
+	for (;;) {
+		node *n = *name_slot(type, k, len);
+		if (!n || !n->inflight)
+			break;
+		pthread_cond_wait(&fsg.drain_cv, &fsg.mu);
+	}
+	pthread_mutex_unlock(&fsg.mu);
+}
+
+/* Commit what a handle holds.  Caller holds h->mu and, for a named handle
+ * commit, the name's stripe in *stripe_held, which this releases (and sets
+ * to NULL) once the op is enqueued. */
+int handle_commit_inner(handle *h, bool final, pthread_mutex_t **stripe_held)
 {
 	if (h->dstate == D_CLEAN)
 		return 0;
@@ -261,11 +300,25 @@ int handle_commit_inner(handle *h, bool final)
 		return 0;
 	}
 	bool was_full = h->mode == H_FULL;
-	int r = commit(&op);
+	mf_kv_ticket t;
+	int r = commit_enqueue(&op, &t);
+	bool queued = r == 0;
+	if (queued) {
+		pthread_mutex_lock(&fsg.mu);
+		n->inflight++;
+		pthread_mutex_unlock(&fsg.mu);
+		if (stripe_held && *stripe_held) {
+			pthread_mutex_unlock(*stripe_held);
+			*stripe_held = NULL;
+		}
+		r = mf_kv_commit_wait(&fsg.kv, &t);
+	}
 	commit_outcome(h, &op, r);
 	if (r)
 		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);
 	commit_publish(h, r, was_full);
+	if (queued)
+		inflight_end(n); /* published: a drainer may read the name now */
 	mf_op_clear(&op);
 	return r;
 }

@@ -36,8 +36,11 @@
  * Locking (order: h->mu, then a name stripe, then fsg.mu):
  *  - h->mu: one handle's state (the kernel may send concurrent requests on
  *    one handle); held across that handle's commit.
- *  - name stripes (names.c): held across a commit addressed by
- *    name and the node update that goes with it.
+ *  - name stripes (names.c): a handle's commit holds its name's stripe
+ *    until its op is enqueued (its place in the log, = apply order, is then
+ *    fixed; commit.c); unlink, rename and truncate/utimens by name hold it
+ *    across their commit and first drain the name's enqueued commits
+ *    (name_drain, with fsg.drain_cv), so they read its value after them.
  *  - fsg.mu: the node tables and every node field; never held across a
  *    commit (which waits for the WAL).
  *  - fsg.hmu: the list of live handles only; taken alone.
@@ -89,6 +92,8 @@ typedef struct node {
 	bool transit;           /* unlink/rename of its name in flight: readers use
 	                         * `orphan`, set to the value before the commit */
 	unsigned busy;          /* held across such a commit: not freed meanwhile */
+	unsigned inflight;      /* handle commits enqueued, not yet waited for and
+	                         * published (see handle_commit, name_drain) */
 	bool stillborn;         /* created, never committed, name dropped: the
 	                         * kernel's cached name for it is stale (ESTALE) */
 	mf_slice key;
@@ -173,6 +178,7 @@ typedef struct fs_state {
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	pthread_mutex_t hmu;    /* guards the handle list */
+	pthread_cond_t drain_cv; /* with mu: a node's inflight count fell to 0 */
 	handle *handles;
 	node **names;
 	node **inos;
@@ -230,6 +236,7 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino);
 
 /* names.c: name ordering (stripes) and the namespace ops: unlink, rename, refusals */
 int commit(mf_op *op);
+int commit_enqueue(mf_op *op, mf_kv_ticket *t);
 mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen);
 void names_init(void);
 pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len);
@@ -296,7 +303,8 @@ int handle_commit(handle *h, bool final);
 void handle_reset(handle *h, mf_slice view);
 int commit_orphan(handle *h);
 bool committed_empty(node *n, mf_slice key);
-int handle_commit_inner(handle *h, bool final);
+int handle_commit_inner(handle *h, bool final, pthread_mutex_t **stripe_held);
+void name_drain(uint8_t type, const char *k, size_t len);
 void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);

@@ -11,6 +11,13 @@ int commit(mf_op *op)
 	return mf_kv_commit(&fsg.kv, op);
 }
 
+int commit_enqueue(mf_op *op, mf_kv_ticket *t)
+{
+	if (!op->time_ns)
+		op->time_ns = mf_now_ns();
+	return mf_kv_commit_enqueue(&fsg.kv, op, t);
+}
+
 mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen)
 {
 	mf_op op = {0};
@@ -23,12 +30,17 @@ mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen)
 /*
  * Name ordering.  Every mutation addressed by name (a handle's commit, the
  * CREATE that materializes a pending key, truncate/utimens by name, unlink,
- * rename) holds the stripe of that (type, key) across its commit and the
- * node update that goes with it.  So a close's SET never lands after an
- * `rm` that returned first (bringing the key back), a `touch` cannot
- * resurrect a removed key, and no mutation splits a `mv`.  One of 64
- * mutexes, picked by (type, key); rename takes both names' stripes in
- * address order.  Lock order: h->mu, then a stripe, then fsg.mu.
+ * rename) takes the stripe of that (type, key) before its op enters the
+ * log.  The log's order is the apply order, so the ordering point is the
+ * enqueue: a handle's commit lets the stripe go once its op is enqueued
+ * (commit.c), so unrelated keys sharing a stripe still share a group
+ * commit; unlink, rename and truncate/utimens by name keep it across their
+ * commit and node update, after draining the name's enqueued commits
+ * (name_drain).  So a close's SET never lands after an `rm` that returned
+ * first (bringing the key back), a `touch` cannot resurrect a removed key,
+ * and no mutation splits a `mv`.  One of 64 mutexes, picked by (type, key);
+ * rename takes both names' stripes in address order.  Lock order: h->mu,
+ * then a stripe, then fsg.mu.
  */
 #define NSTRIPES 64
 static pthread_mutex_t stripes[NSTRIPES];
@@ -131,6 +143,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	mf_entry_info info = {0};
 	pthread_mutex_t *m = stripe(type, name, len);
 	pthread_mutex_lock(m);
+	name_drain(type, name, len); /* queued closes of this name land first */
 	int r = materialize(type, name, len);
 	if (r == 0)
 		r = mf_kv_get(&fsg.kv, name, len, true, &info);
@@ -207,6 +220,8 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	pthread_mutex_lock(m1);
 	if (m2 != m1)
 		pthread_mutex_lock(m2);
+	name_drain(type, name, len); /* queued closes of both names land first */
+	name_drain(type, newname, nlen);
 	mf_entry_info tinfo = {0};
 	bool had_target = mf_kv_get(&fsg.kv, newname, nlen, true, &tinfo) == 0;
 	if (had_target && (flags & RENAME_NOREPLACE)) {

@@ -18,7 +18,8 @@ void mf_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_write = 1 << 20;
 }
 
-fs_state fsg = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER};
+fs_state fsg = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER,
+               .drain_cv = PTHREAD_COND_INITIALIZER};
 
 static const struct fuse_lowlevel_ops ops = {
 	.init = mf_init,
