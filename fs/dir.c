@@ -6,10 +6,21 @@
 
 /* ---------- directories ---------- */
 
+/* One listed name: a fixed tree entry (name points into layout.c's table
+ * or is "." / "..") or a key (owned slice). */
+typedef struct dirent_rec {
+	const char *fixed;
+	mf_slice key;
+	fuse_ino_t ino;
+	mode_t mode;
+} dirent_rec;
+
 typedef struct dirh {
-	atomic_int refs; /* as for handles: readdir replies in flight */
-	char *buf; /* readdir buffer for all entries, built at opendir */
-	size_t len;
+	atomic_int refs; /* 1 for the kernel's handle (RELEASEDIR or unmount frees) */
+	/* The listing, taken at opendir: readdir pages through one stable view,
+	 * whatever keys come and go meanwhile; entries are encoded per call. */
+	dirent_rec *ents;
+	size_t n;
 	struct dirh *prev, *next; /* on dirhs.list until freed */
 } dirh;
 
@@ -31,7 +42,9 @@ static void dirh_free(dirh *d)
 	if (d->next)
 		d->next->prev = d->prev;
 	pthread_mutex_unlock(&dirhs.mu);
-	free(d->buf);
+	for (size_t i = 0; i < d->n; i++)
+		mf_slice_unref(&d->ents[i].key);
+	free(d->ents);
 	free(d);
 }
 
@@ -105,43 +118,28 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		nkeys = mf_kv_keys(&fsg.kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
 		nkeys = add_pending_names(type, &keys, nkeys);
-	size_t cap = 4096;
-	d->buf = malloc(cap);
-	for (size_t i = 0; d->buf && i < nfixed + nkeys; i++) {
-		char name[MF_KEY_MAX + 1];
-		struct stat est = {0};
+	d->ents = calloc(nfixed + nkeys, sizeof *d->ents);
+	for (size_t i = 0; d->ents && i < nfixed + nkeys; i++) {
+		dirent_rec *e = &d->ents[d->n];
 		if (i < nfixed) {
-			snprintf(name, sizeof name, "%s", names[i]);
-			est.st_ino = inos[i];
-			est.st_mode = modes[i];
+			e->fixed = names[i];
+			e->ino = inos[i];
+			e->mode = modes[i];
 		} else {
 			mf_slice k = keys[i - nfixed];
 			if (!mf_key_is_filename(mf_slice_ptr(k), k.len))
 				continue; /* a RESP key no file name can hold: not listed */
-			memcpy(name, mf_slice_ptr(k), k.len);
-			name[k.len] = '\0';
+			e->key = mf_slice_ref(k);
 			/* d_ino is informational here; lookup gives the real one. */
-			est.st_ino = INO_FIRST_KEY + (name_hash(type, name, k.len) >> 8);
-			est.st_mode = type == NODE_JDIR ? S_IFDIR : S_IFREG;
+			e->ino = INO_FIRST_KEY + (name_hash(type, mf_slice_ptr(k), k.len) >> 8);
+			e->mode = type == NODE_JDIR ? S_IFDIR : S_IFREG;
 		}
-		size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
-		if (d->len + need > cap) {
-			cap = (d->len + need) * 2;
-			char *nb = realloc(d->buf, cap);
-			if (!nb) {
-				free(d->buf);
-				d->buf = NULL;
-				break;
-			}
-			d->buf = nb;
-		}
-		fuse_add_direntry(req, d->buf + d->len, need, name, &est, (off_t)(d->len + need));
-		d->len += need;
+		d->n++;
 	}
 	for (size_t i = 0; i < nkeys; i++)
 		mf_slice_unref(&keys[i]);
 	free(keys);
-	if (!d->buf) {
+	if (!d->ents) {
 		free(d);
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -164,24 +162,31 @@ void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	(void)ino;
 	dirh *d = (dirh *)(uintptr_t)fi->fh;
-	if ((size_t)off >= d->len) {
-		fuse_reply_buf(req, NULL, 0);
+	/* off is the index of the next entry; each entry's own offset is the
+	 * index after it.  Encode as many as fit in size. */
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* Entries are packed back to back; each one's offset field is the
-	 * end of it, so cut at an entry boundary no larger than size. */
-	size_t start = (size_t)off, end = start;
-	while (end < d->len) {
-		const struct { uint64_t ino, off; uint32_t namelen, type; } *de =
-			(const void *)(d->buf + end);
-		size_t next = (size_t)de->off;
-		if (next - start > size)
-			break;
-		end = next;
+	size_t len = 0;
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		const dirent_rec *e = &d->ents[i];
+		char name[MF_KEY_MAX + 1];
+		if (e->fixed) {
+			snprintf(name, sizeof name, "%s", e->fixed);
+		} else {
+			memcpy(name, mf_slice_ptr(e->key), e->key.len);
+			name[e->key.len] = '\0';
+		}
+		struct stat est = {.st_ino = e->ino, .st_mode = e->mode};
+		size_t need = fuse_add_direntry(req, buf + len, size - len, name, &est, (off_t)(i + 1));
+		if (need > size - len)
+			break; /* did not fit: the next call starts here */
+		len += need;
 	}
-	atomic_fetch_add(&d->refs, 1);
-	fuse_reply_buf(req, d->buf + start, end - start);
-	dirh_put(d);
+	fuse_reply_buf(req, buf, len);
+	free(buf);
 }
 
 void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

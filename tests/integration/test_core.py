@@ -441,3 +441,19 @@ def test_reads_race_writes_on_one_handle(mf):
         os.close(fd)
     assert not bad, bad[:3]
     assert p.stat().st_size == off
+
+
+def test_listing_spanning_many_readdir_calls(mf):
+    # 3000 long names need many readdir replies: every key exactly once,
+    # in a listing that stays stable while keys change during it.
+    names = [f"key-{i:05d}-" + "x" * 100 for i in range(3000)]
+    for n in names:
+        os.close(os.open(mf.kv(n), os.O_WRONLY | os.O_CREAT, 0o644))
+    with os.scandir(mf.kv()) as it:
+        seen = []
+        for i, e in enumerate(it):
+            seen.append(e.name)
+            if i == 10:
+                os.unlink(mf.kv(names[-1]))  # the open listing keeps its view
+    assert sorted(seen) == sorted(names)
+    assert len(os.listdir(mf.kv())) == 2999
