@@ -691,28 +691,22 @@ int main(int argc, char *argv[])
 	mf_resp *resp = NULL;
 	if (cli.resp) {
 		resp = mf_resp_start(db, &rso, err, sizeof err);
-		if (!resp) {
-			replay_early(early, 2, -1);
-			mf_log_set_plain(true);
-			mf_log_error("%s", err);
-			mf_db_close(db);
-			if (pipefd[1] >= 0) {
-				char st = 1;
-				(void)!write(pipefd[1], &st, 1);
-			}
-			rc = 1;
-			goto out;
-		}
+		if (!resp)
+			goto start_failed;
 	}
 	mf_kv kv = mf_db_kv(db);
 	struct fuse_session *se = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
 	if (se && resp)
 		mf_db_set_change_hook(db, key_changed, NULL);
 	if (!se) {
+		snprintf(err, sizeof err, "cannot mount on %s", fo.mountpoint);
+		mf_resp_stop(resp);
+	start_failed:
+		/* One line for the user (the parent prints what we replay), the
+		 * database closed, and the waiting parent told: exit 1. */
 		replay_early(early, 2, -1);
 		mf_log_set_plain(true);
-		mf_log_error("cannot mount on %s", fo.mountpoint);
-		mf_resp_stop(resp);
+		mf_log_error("%s", err);
 		mf_db_close(db);
 		if (pipefd[1] >= 0) {
 			char st = 1;

@@ -70,10 +70,9 @@ static void entry_free(entry *e)
 	free(e);
 }
 
-void mf_store_free(mf_store *st)
+/* FLUSH: drop every key (readers keep their slice references). */
+static void flush_all(mf_store *st)
 {
-	if (!st)
-		return;
 	for (size_t i = 0; i < st->nbuckets; i++) {
 		entry *e = st->tab[i];
 		while (e) {
@@ -81,7 +80,18 @@ void mf_store_free(mf_store *st)
 			entry_free(e);
 			e = n;
 		}
+		st->tab[i] = NULL;
 	}
+	st->nkeys = 0;
+	memset(st->ntype, 0, sizeof st->ntype);
+	st->value_bytes = 0;
+}
+
+void mf_store_free(mf_store *st)
+{
+	if (!st)
+		return;
+	flush_all(st);
 	free(st->tab);
 	pthread_rwlock_destroy(&st->lock);
 	free(st);
@@ -357,22 +367,6 @@ static mf_slice list_value(mf_slice v)
 	return n;
 }
 
-/* FLUSH: drop every key (readers keep their slice references). */
-static void flush_all(mf_store *st)
-{
-	for (size_t i = 0; i < st->nbuckets; i++) {
-		entry *e = st->tab[i];
-		while (e) {
-			entry *n = e->next;
-			entry_free(e);
-			e = n;
-		}
-		st->tab[i] = NULL;
-	}
-	st->nkeys = 0;
-	memset(st->ntype, 0, sizeof st->ntype);
-	st->value_bytes = 0;
-}
 
 static int do_apply(mf_store *st, mf_op *op)
 {
