@@ -371,12 +371,16 @@ static void on_read(struct bufferevent *bev, void *arg)
 	bool closing = c->closing;
 	pthread_mutex_unlock(&c->mu);
 	bool mine = false;
+	/* The client is put on the run queue once everything read so far is
+	 * queued: a worker that started on the first request of a pipeline
+	 * would commit it alone and the rest in a second WAL group. */
+	bool sched = false;
 	while (!closing) {
 		void *rep = NULL;
 		if (redisReaderGetReply(c->rd, &rep) != REDIS_OK) {
 			loop_flush(s, c, &mine);
 			protocol_error(c, c->rd->errstr[0] ? c->rd->errstr : "invalid request");
-			return;
+			break;
 		}
 		if (!rep)
 			break;
@@ -385,7 +389,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 			freeReplyObject(rep);
 			loop_flush(s, c, &mine);
 			protocol_error(c, "expected an array of bulk strings");
-			return;
+			break;
 		}
 		pthread_mutex_lock(&c->mu);
 		bool idle = !c->scheduled && !c->qhead;
@@ -411,17 +415,17 @@ static void on_read(struct bufferevent *bev, void *arg)
 			c->qhead = r;
 		c->qtail = r;
 		c->qlen++;
-		bool sched = !c->scheduled;
+		sched |= !c->scheduled;
 		c->scheduled = true;
 		if (c->qlen >= QUEUE_MAX && !c->paused) {
 			c->paused = true;
 			bufferevent_disable(bev, EV_READ);
 		}
 		pthread_mutex_unlock(&c->mu);
-		if (sched)
-			schedule(s, c);
 	}
 	loop_flush(s, c, &mine);
+	if (sched)
+		schedule(s, c);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
