@@ -377,6 +377,26 @@ def test_cat_after_set_and_new_keys_show(mfr):
     assert m.json("cfg").read_text() == '{"a":1}'
     r.execute_command("JSON.SET", "cfg", "$.b", "[1,2]")
     assert m.json("cfg").read_text() == '{"a":1,"b":[1,2]}'
+    # A pipelined run of writes to one key (committed as one WAL group).
+    with r.pipeline(transaction=False) as pl:
+        for i in range(20):
+            pl.set("g", "x" * i)
+            pl.rpush("jobs", f"p{i}")
+        pl.execute()
+    os.stat(m.kv("g"))
+    with r.pipeline(transaction=False) as pl:
+        for i in range(20):
+            pl.set("g", "y" * (40 - i))
+        for i in range(20):
+            pl.rpush("jobs", f"q{i}")
+        for i in range(21):
+            pl.lpop("jobs")
+        pl.execute()
+    assert m.kv("g").read_text() == "y" * 21
+    assert os.stat(m.kv("g")).st_size == 21
+    # z a p0..p18 popped (21), p19 and the q's left.
+    assert m.lists("jobs").read_text() == "p19\n" + "".join(f"q{i}\n" for i in range(20))
+    r.set("g", "a much longer value")
     # Renames move the file.
     r.rename("g", "g2")
     assert not m.kv("g").exists() and m.kv("g2").read_text() == "a much longer value"
