@@ -1875,10 +1875,13 @@ bool cmd_defer(resp_ctx *x, client *c, req *r)
 		return false;
 	if (b && b->n > 0) {
 		const req *first = b->p[0].r;
+		/* Another key or kind: finish this batch (its replies come
+		 * before r's) and start one with r. */
 		if (b->kind != kind || b->n == MF_RESP_BATCH || first->argl[1] != r->argl[1] ||
 		    memcmp(first->argv[1], r->argv[1], r->argl[1]) != 0)
-			return false; /* the caller flushes, then runs it */
-	} else {
+			cmd_flush(x, c);
+	}
+	if (!b || b->n == 0) {
 		/* A new batch: only ops whose immediate path is the plain op
 		 * (the key absent or of the op's type; a pop needs the list).
 		 * The rest (SET over a list, WRONGTYPE, nil pops) run as usual. */

@@ -103,10 +103,11 @@ bool cmd_is_readonly(req *r);
 /* Is it a plain key read or write (no client state, no snapshot)? */
 bool cmd_is_keyed(req *r);
 /* Take a pipelined write into c's batch (its op queued in the WAL, its
- * reply left for cmd_flush) and own r: true.  false: r must run through
- * cmd_run, after cmd_flush (it is not deferrable, or not after what the
- * batch holds).  Callers flush before the client's output goes out and
- * before anything else runs for the client. */
+ * reply left for cmd_flush; a batch of another key or kind is flushed
+ * first) and own r: true.  false: r must run through cmd_run, after
+ * cmd_flush (not a blind SET/push/pop, or one whose key's type makes
+ * Redis do more than the plain op).  Callers flush before the client's
+ * output goes out and before anything else runs for the client. */
 bool cmd_defer(resp_ctx *x, client *c, req *r);
 /* Wait for the batch's ops in order, append their replies to c->out,
  * free their requests, release the stripe.  No-op when empty. */
