@@ -13,17 +13,20 @@
  *     and with inline_writes the writes too (Redis's model: one thread);
  *   - MF_RESP_WORKERS worker threads run everything else, one client at a
  *     time per worker and a client's commands in order.  A mutation blocks
- *     its worker in mf_db_commit_notify until the WAL acknowledges it (in
- *     --fsync=always: after the fsync), so several workers committing at
- *     once share one WAL batch / fsync (group commit).
+ *     its worker until the WAL acknowledges it (in --fsync=always: after
+ *     the fsync), so several workers committing at once share one WAL
+ *     batch / fsync (group commit).  A client's pipelined run of writes to
+ *     one key is queued in the WAL as a whole and waited for once
+ *     (cmd_defer/cmd_flush in resp_int.h), its replies sent together.
  * Locking: a client's command queue and state are guarded by its own mutex;
  * commands that read-modify-write (SET NX/XX/GET, RENAMENX, APPEND's reply,
  * LPUSH's length...) hold striped per-key locks of this module, so they are
  * atomic against other RESP clients.  Against writers through the mount
  * only each single op is atomic (the store applies ops one at a time).
- * Every mutation goes through mf_db_commit_notify: same validation, WAL,
- * apply and fsync mode as the mount, then the kernel's caches are told
- * (mf_fs_key_changed via the db change hook).
+ * Every mutation goes through mf_db_commit_notify (a batch: its last op;
+ * the earlier ones through mf_db_commit_enqueue/wait around it): same
+ * validation, WAL, apply and fsync mode as the mount, then the kernel's
+ * caches are told (mf_fs_key_changed via the db change hook).
  *
  * Errors: mf_resp_start returns NULL with a one-line message in err.
  * Client errors are Redis's own error replies.

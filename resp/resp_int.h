@@ -34,6 +34,28 @@ typedef struct req {
 	struct req *next;
 } req;
 
+/* Pipelined writes whose ops are queued in the WAL but not yet waited
+ * for (cmd_defer / cmd_flush): consecutive blind SETs, pushes or pops of
+ * one key.  One key per batch because only mf_db_commit_notify fires the
+ * db's change hook (the kernel-cache invalidation), and it fires it for its
+ * own op: the batch's last op goes through it, after every earlier op is
+ * applied, so one hook call covers the key for the whole batch. */
+#define MF_RESP_BATCH 256
+
+typedef struct pending {
+	req *r;
+	mf_op op;
+	mf_db_ticket t;
+	int rc;               /* enqueue's result; wait's once waited */
+} pending;
+
+typedef struct batch {
+	int kind;             /* 0: empty; else a BATCH_* of cmd.c */
+	unsigned stripe;      /* the key's stripe, held shared while n > 0 */
+	int n;                /* ops in p[]; the last is not enqueued yet */
+	pending p[MF_RESP_BATCH];
+} batch;
+
 typedef struct client {
 	uint64_t id;
 	int proto;            /* 2 or 3 (HELLO) */
@@ -41,6 +63,7 @@ typedef struct client {
 	bool quit;            /* QUIT: close once the reply is out */
 	char *name;           /* CLIENT SETNAME */
 	rbuf out;             /* replies of the command(s) being run */
+	batch *b;             /* deferred writes (allocated on first use) */
 } client;
 
 /* The server-wide state commands need. */
@@ -79,6 +102,17 @@ void cmd_run(resp_ctx *x, client *c, req *r);
 bool cmd_is_readonly(req *r);
 /* Is it a plain key read or write (no client state, no snapshot)? */
 bool cmd_is_keyed(req *r);
+/* Take a pipelined write into c's batch (its op queued in the WAL, its
+ * reply left for cmd_flush; a batch of another key or kind is flushed
+ * first) and own r: true.  false: r must run through cmd_run, after
+ * cmd_flush (not a blind SET/push/pop, or one whose key's type makes
+ * Redis do more than the plain op).  Callers flush before the client's
+ * output goes out and before anything else runs for the client. */
+bool cmd_defer(resp_ctx *x, client *c, req *r);
+/* Wait for the batch's ops in order, append their replies to c->out,
+ * free their requests, release the stripe.  No-op when empty. */
+void cmd_flush(resp_ctx *x, client *c);
+void req_free(req *r); /* server.c */
 
 /* glob.c: Redis-style pattern (* ? [a-z] [^x] \x) against a byte string. */
 bool mf_glob_match(const char *pat, size_t plen, const char *s, size_t slen);

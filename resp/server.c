@@ -247,7 +247,7 @@ struct mf_resp {
 	atomic_uint_fast64_t next_id;
 };
 
-static void req_free(req *r)
+void req_free(req *r)
 {
 	freeReplyObject(r->reply);
 	free(r->argv);
@@ -268,6 +268,7 @@ static void conn_unref(conn *c)
 	bufferevent_decref(c->bev); /* the conn's own reference */
 	free(c->cl.name);
 	free(c->cl.out.p);
+	free(c->cl.b); /* always flushed (empty) by whoever ran the client */
 	free(c);
 }
 
@@ -336,6 +337,20 @@ static void protocol_error(conn *c, const char *msg)
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* Loop thread: finish the client's inline batch and send its replies.
+ * Only while the loop owns c->cl (*mine: it ran something inline and has
+ * not queued anything since), as a worker may be running the client. */
+static void loop_flush(mf_resp *s, conn *c, bool *mine)
+{
+	if (!*mine)
+		return;
+	*mine = false;
+	cmd_flush(&s->x, &c->cl);
+	if (c->cl.out.len)
+		bufferevent_write(c->bev, c->cl.out.p, c->cl.out.len);
+	c->cl.out.len = 0;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	conn *c = arg;
@@ -355,32 +370,44 @@ static void on_read(struct bufferevent *bev, void *arg)
 	pthread_mutex_lock(&c->mu);
 	bool closing = c->closing;
 	pthread_mutex_unlock(&c->mu);
+	bool mine = false;
+	/* The client is put on the run queue once everything read so far is
+	 * queued: a worker that started on the first request of a pipeline
+	 * would commit it alone and the rest in a second WAL group. */
+	bool sched = false;
 	while (!closing) {
 		void *rep = NULL;
 		if (redisReaderGetReply(c->rd, &rep) != REDIS_OK) {
+			loop_flush(s, c, &mine);
 			protocol_error(c, c->rd->errstr[0] ? c->rd->errstr : "invalid request");
-			return;
+			break;
 		}
 		if (!rep)
 			break;
 		req *r = make_req(rep);
 		if (!r) {
 			freeReplyObject(rep);
+			loop_flush(s, c, &mine);
 			protocol_error(c, "expected an array of bulk strings");
-			return;
+			break;
 		}
 		pthread_mutex_lock(&c->mu);
 		bool idle = !c->scheduled && !c->qhead;
 		pthread_mutex_unlock(&c->mu);
 		if (idle && (cmd_is_readonly(r) || (s->inline_writes && cmd_is_keyed(r)))) {
 			/* Nothing of this client is queued or running: run it here,
-			 * in order, without waking a worker. */
-			cmd_run(&s->x, &c->cl, r);
-			req_free(r);
-			bufferevent_write(bev, c->cl.out.p, c->cl.out.len);
-			c->cl.out.len = 0;
+			 * in order, without waking a worker; pipelined writes of
+			 * this read are batched (cmd_defer), replies go out once. */
+			mine = true;
+			if (!s->inline_writes || !cmd_defer(&s->x, &c->cl, r)) {
+				cmd_flush(&s->x, &c->cl);
+				cmd_run(&s->x, &c->cl, r);
+				req_free(r);
+			}
 			continue;
 		}
+		/* Handing over to a worker: what ran here goes out first. */
+		loop_flush(s, c, &mine);
 		pthread_mutex_lock(&c->mu);
 		if (c->qtail)
 			c->qtail->next = r;
@@ -388,16 +415,17 @@ static void on_read(struct bufferevent *bev, void *arg)
 			c->qhead = r;
 		c->qtail = r;
 		c->qlen++;
-		bool sched = !c->scheduled;
+		sched |= !c->scheduled;
 		c->scheduled = true;
 		if (c->qlen >= QUEUE_MAX && !c->paused) {
 			c->paused = true;
 			bufferevent_disable(bev, EV_READ);
 		}
 		pthread_mutex_unlock(&c->mu);
-		if (sched)
-			schedule(s, c);
 	}
+	loop_flush(s, c, &mine);
+	if (sched)
+		schedule(s, c);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -491,6 +519,13 @@ static void run_conn(mf_resp *s, conn *c)
 		while (list) {
 			req *r = list;
 			list = r->next;
+			/* Pipelined writes are queued in the WAL together and waited
+			 * for at the next command that is not one of them (or the
+			 * end of what the client sent): one WAL write / fsync for the
+			 * lot instead of one per command. */
+			if (!c->cl.quit && cmd_defer(&s->x, &c->cl, r))
+				continue;
+			cmd_flush(&s->x, &c->cl);
 			if (!c->cl.quit)
 				cmd_run(&s->x, &c->cl, r);
 			req_free(r);
@@ -499,13 +534,18 @@ static void run_conn(mf_resp *s, conn *c)
 				c->closing = true;
 				pthread_mutex_unlock(&c->mu);
 			}
-			/* Flush per request: a pipelined client's replies flow while
-			 * later requests wait for the WAL. */
-			if (c->cl.out.len && (!list || c->cl.out.len > 65536))
+			/* Replies go out once per batch of requests, or every 64 KiB
+			 * so a long pipeline's replies flow while later requests
+			 * wait for the WAL. */
+			if (c->cl.out.len > 65536) {
 				bufferevent_write(bev, c->cl.out.p, c->cl.out.len);
-			if (!list || c->cl.out.len > 65536)
 				c->cl.out.len = 0;
+			}
 		}
+		cmd_flush(&s->x, &c->cl);
+		if (c->cl.out.len)
+			bufferevent_write(bev, c->cl.out.p, c->cl.out.len);
+		c->cl.out.len = 0;
 	}
 	conn_unref(c);
 }
