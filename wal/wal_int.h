@@ -76,6 +76,7 @@ struct mf_wal {
 	/* under mu (leading: written under mu, read without it only as a
 	 * spin hint) */
 	atomic_bool leading;     /* a thread is leading (writer.c) */
+	atomic_uint spinners;    /* waiters spinning right now (lock-free hint) */
 	wal_entry *head, *tail;
 	bool closing, stop_syncer, read_only;
 	bool mark_wanted;        /* an fsync completed (INTERVAL/NONE): the

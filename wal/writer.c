@@ -13,6 +13,7 @@
 
 #include "../io/clock.h"
 
+#include <unistd.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,19 @@ static inline void cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
+}
+
+/* How many waiters may spin at once: all CPUs but the leader's. */
+static unsigned spin_budget(void)
+{
+	static atomic_uint budget; /* 0: not computed yet (a benign race) */
+	unsigned b = atomic_load_explicit(&budget, memory_order_relaxed);
+	if (!b) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		b = n > 1 ? (unsigned)n - 1 : 1;
+		atomic_store_explicit(&budget, b, memory_order_relaxed);
+	}
+	return b;
 }
 
 /* Spin up to ns while e is not done and another thread leads. */
@@ -301,9 +315,15 @@ static int wait_done(mf_wal *w, wal_entry *e)
 		}
 		/* A leader usually finishes a record in a few microseconds, less
 		 * than it takes to put this thread to sleep and wake it again on
-		 * these machines (~10-15 us each way): spin briefly first. */
+		 * these machines (~10-15 us each way): spin briefly first.  But
+		 * only while a CPU is left for the leader: with more spinners
+		 * than CPUs (many RESP workers or FUSE threads waiting on 2 CPUs)
+		 * spinning steals the leader's time; measured with 50 RESP
+		 * clients, `always` -P 16 SETs doubled without the spin. */
 		pthread_mutex_unlock(&w->mu);
-		spin_while_led(w, e, SUBMIT_SPIN_NS);
+		if (atomic_fetch_add_explicit(&w->spinners, 1, memory_order_relaxed) < spin_budget())
+			spin_while_led(w, e, SUBMIT_SPIN_NS);
+		atomic_fetch_sub_explicit(&w->spinners, 1, memory_order_relaxed);
 		pthread_mutex_lock(&w->mu);
 		while (!atomic_load_explicit(&e->done, memory_order_acquire) &&
 		       atomic_load_explicit(&w->leading, memory_order_relaxed))
