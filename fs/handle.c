@@ -183,8 +183,12 @@ void view_refresh(handle *h, uint64_t off)
 	mf_slice cur = MF_SLICE_EMPTY;
 	if (node_value(h->n, &cur) != 0)
 		return;
+	/* An append in place keeps the buffer: the same bytes, no compare
+	 * (tail -f on a big value must not cost O(value) per read). */
+	bool same_prefix = cur.buf == h->view.buf && cur.off == h->view.off;
 	bool extends = cur.len > h->view.len &&
-	               memcmp(mf_slice_ptr(cur), mf_slice_ptr(h->view), h->view.len) == 0;
+	               (same_prefix ||
+	                memcmp(mf_slice_ptr(cur), mf_slice_ptr(h->view), h->view.len) == 0);
 	if (rewind || extends) {
 		mf_slice_unref(&h->view);
 		h->view = cur;
