@@ -168,6 +168,17 @@ typedef struct handle {
 	mf_slice view;
 	mf_slice data;  /* private buffer (refs == 1 while unpublished) */
 	uint64_t size;  /* logical size in full mode */
+	/* What a full-mode handle changed, so that its commit logs that and
+	 * not the whole value (a WRITEV, op.h): its value is the first `keep`
+	 * bytes of `base` (the committed value it copied; empty after
+	 * O_TRUNC), zero-extended to `size`, with data[] at the byte ranges
+	 * in `ranges` (sorted, disjoint, merged) written over it.  Too many
+	 * ranges: ranges_over, and the commit is a whole SET. */
+	mf_slice base;
+	uint64_t keep;
+	mf_range *ranges;
+	size_t nranges, rcap;
+	bool ranges_over;
 	char *text;     /* /.ctl files: content fixed at open */
 	size_t textlen;
 } handle;
@@ -287,6 +298,9 @@ int node_value(node *n, mf_slice *out);
 void view_refresh_latest(handle *h);
 int handle_reserve(handle *h, uint64_t len);
 int handle_make_full(handle *h);
+void handle_changed(handle *h, uint64_t off, uint64_t len);
+void handle_resized(handle *h, uint64_t size);
+void handle_forget_changes(handle *h);
 void set_dirty(handle *h);
 void clear_dirty(handle *h);
 handle *fh(struct fuse_file_info *fi);

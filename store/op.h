@@ -31,14 +31,27 @@
  *   FLUSH       NONE  (no key)            remove every key (FLUSHDB)
  *   JSON_DELPATH JSON key key2=path       remove one member/element; path
  *                                         "$" removes the whole key
+ *   WRITEV      STRING key arg=size val   what a file handle changed: the
+ *                                         value becomes its first `keep`
+ *                                         bytes, zero-extended (or cut) to
+ *                                         size, with byte ranges written
+ *                                         over it (val: mf_writev_encode).
+ *                                         keep > 0 requires the value's
+ *                                         first keep bytes to hash to the
+ *                                         logged hash, else -ESTALE and
+ *                                         nothing changes: so the result is
+ *                                         exactly the handle's whole value
+ *                                         (a SET in a few bytes), or nothing
  *
  * Ops 11..15 came with the RESP face (issue 15); the mount never logs them.
+ * Ops 16..35 belong to other branches; 36..40 to the performance work.
  */
 #ifndef MF_OP_H
 #define MF_OP_H
 
 #include "buf.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 typedef enum mf_type {
@@ -64,7 +77,8 @@ typedef enum mf_optype {
 	MF_OP_SETRANGE = 13,
 	MF_OP_FLUSH = 14,
 	MF_OP_JSON_DELPATH = 15,
-	MF_OP_MAX_ = 15,
+	MF_OP_WRITEV = 36,
+	MF_OP_MAX_ = 36,
 } mf_optype;
 
 typedef struct mf_op {
@@ -80,6 +94,11 @@ typedef struct mf_op {
 	uint64_t res;      /* filled by apply, not logged: the list length after
 	                      LPUSH/RPUSH, the value length after APPEND/SETRANGE
 	                      (exact replies for RESP without locking the key) */
+	mf_slice base;     /* not logged, WRITEV only: the value the handle
+	                      started from.  If the key still holds exactly this
+	                      slice (same immutable bytes), apply skips hashing
+	                      them: the hash would match, so replay (which has
+	                      no hint and hashes) decides the same. */
 } mf_op;
 
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows
@@ -116,7 +135,32 @@ static inline int mf_op_has_key(int type)
 	return type != MF_OP_FLUSH;
 }
 
-/* Drop every slice reference the op holds (key, key2, val, out). */
+/* ---- WRITEV payload: u64 keep, u64 hash, then ranges, each u64 offset,
+ * u32 length and the bytes, little-endian, until the end of val. ---- */
+typedef struct mf_range {
+	uint64_t off, len;
+} mf_range;
+
+typedef struct mf_writev {
+	uint64_t keep, hash;
+	const unsigned char *p, *end; /* the ranges not yet read */
+} mf_writev;
+
+/* Check a WRITEV's payload against its size (op->arg): well formed, keep
+ * and every range inside the size.  0 or -EINVAL. */
+int mf_writev_open(const mf_op *op, mf_writev *w);
+/* The next range (after a successful open); false at the end. */
+bool mf_writev_next(mf_writev *w, uint64_t *off, const char **bytes, uint32_t *len);
+/* The payload for ranges r[0..n) whose bytes are src[off, off+len). */
+size_t mf_writev_size(const mf_range *r, size_t n);
+mf_slice mf_writev_encode(uint64_t keep, uint64_t hash, const mf_range *r, size_t n,
+                          const char *src);
+
+/* A 64-bit hash of bytes (WRITEV's precondition): fast, not cryptographic.
+ * A handle's own base against the key's value, so no adversary picks both. */
+uint64_t mf_hash64(const void *p, size_t n);
+
+/* Drop every slice reference the op holds (key, key2, val, out, base). */
 void mf_op_clear(mf_op *op);
 
 #endif

@@ -208,7 +208,8 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
 	     cur + op->val.len > MF_VALUE_MAX) ||
 	    (op->type == MF_OP_SETRANGE &&
-	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)))
+	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)) ||
+	    (op->type == MF_OP_WRITEV && op->arg > MF_VALUE_MAX))
 		return -EFBIG;
 	switch (op->type) {
 	case MF_OP_CREATE:
@@ -255,6 +256,18 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (op->ktype != MF_T_JSON)
 			return -EINVAL;
 		return same ? 0 : -ENOENT;
+	case MF_OP_WRITEV: {
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		if (e && !same)
+			return -EEXIST;
+		mf_writev w;
+		if (mf_writev_open(op, &w) != 0)
+			return -EINVAL;
+		/* Built on the first keep bytes of a value: that value must be
+		 * there (whether they are the same bytes, apply checks). */
+		return w.keep && (!same || e->val.len < w.keep) ? -ESTALE : 0;
+	}
 	case MF_OP_LPOP:
 	case MF_OP_RPOP:
 		if (op->ktype != MF_T_LIST)
@@ -367,6 +380,37 @@ static mf_slice list_value(mf_slice v)
 	return n;
 }
 
+/* WRITEV (op.h): the value's first keep bytes, zero-extended or cut to the
+ * size, with the ranges written over them, in a new buffer (the old bytes
+ * are immutable: readers hold slices of them).  A hole stays a hole. */
+static int apply_writev(mf_store *st, entry **ep, mf_op *op)
+{
+	entry *e = *ep;
+	mf_writev w;
+	mf_writev_open(op, &w); /* validated */
+	if (w.keep) {
+		/* Exactly the slice the handle started from: the same immutable
+		 * bytes, so the hash would match; replay hashes. */
+		bool same = op->base.buf && op->base.buf == e->val.buf && op->base.off == e->val.off;
+		if (!same && mf_hash64(mf_slice_ptr(e->val), (size_t)w.keep) != w.hash)
+			return -ESTALE;
+	}
+	if (!e)
+		e = *ep = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, op->time_ns);
+	mf_slice v = mf_slice_zeroed((size_t)op->arg);
+	if (v.buf) {
+		mf_buf_copy(v.buf, 0, e->val, (size_t)w.keep);
+		uint64_t off;
+		const char *p;
+		uint32_t len;
+		while (mf_writev_next(&w, &off, &p, &len))
+			mf_buf_write(v.buf, (size_t)off, p, len);
+	}
+	set_val(st, e, v);
+	e->count = 0;
+	op->res = op->arg;
+	return 0;
+}
 
 static int do_apply(mf_store *st, mf_op *op)
 {
@@ -424,8 +468,9 @@ static int do_apply(mf_store *st, mf_op *op)
 				mf_slice_unref(&v);
 			set_val(st, e, v);
 		} else {
-			mf_slice v = mf_slice_alloc(op->arg, op->arg);
-			memcpy(v.buf->data, mf_slice_ptr(e->val), e->val.len);
+			/* Growth is a hole: zero pages nobody touched (buf.h). */
+			mf_slice v = mf_slice_zeroed(op->arg);
+			mf_buf_copy(v.buf, 0, e->val, e->val.len);
 			set_val(st, e, v);
 		}
 		e->count = 0;
@@ -529,15 +574,20 @@ static int do_apply(mf_store *st, mf_op *op)
 		size_t len = end > e->val.len ? end : e->val.len;
 		/* A new buffer: bytes of the old value are immutable (readers
 		 * hold slices of them). */
-		mf_slice v = mf_slice_alloc(len, len);
+		mf_slice v = mf_slice_zeroed(len);
 		if (v.buf) {
-			memcpy(v.buf->data, mf_slice_ptr(e->val), e->val.len);
-			memcpy(v.buf->data + op->arg, mf_slice_ptr(op->val), op->val.len);
+			mf_buf_copy(v.buf, 0, e->val, e->val.len);
+			mf_buf_write(v.buf, op->arg, mf_slice_ptr(op->val), op->val.len);
 		}
 		set_val(st, e, v);
 		op->res = len;
 		break;
 	}
+	case MF_OP_WRITEV:
+		r = apply_writev(st, &e, op);
+		if (r)
+			return r;
+		break;
 	case MF_OP_JSON_DELPATH:
 		if (json_del_root(op)) {
 			unlink_entry(st, e);
