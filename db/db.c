@@ -55,6 +55,7 @@ struct mf_db {
 	 * hand-off orders the two); nobody else touches them. */
 	mf_item *cap_items;
 	size_t cap_n;
+	bool cap_begun;           /* capture_cb ran: the store's capture must end */
 	double cap_seconds;
 	/* last snapshot as persisted in memflux.state (survives restarts);
 	 * under snap_mu */
@@ -771,27 +772,53 @@ int mf_db_sync(mf_db *db)
 	return mf_wal_sync(db->wal);
 }
 
-/* Runs on the WAL's leader with nothing else being applied: capture
- * the store as references.  This is the only time writers wait. */
+/* Runs on the WAL's leader with nothing else being applied: fix the state
+ * to capture (O(1): store.h, copy-on-write capture). */
 static void capture_cb(void *ctx, uint64_t last_lsn)
 {
 	mf_db *db = ctx;
 	uint64_t lsn;
 	double t0 = mf_mono_sec();
-	db->cap_n = mf_store_export(db->store, &db->cap_items, &lsn);
+	mf_store_capture_begin(db->store, &lsn);
+	db->cap_begun = true;
 	db->cap_seconds = mf_mono_sec() - t0;
 	(void)last_lsn;
 }
 
+/* Buckets walked per step of a capture: the applier waits for at most one
+ * step (~256 keys' references: tens of microseconds, unless the walker is
+ * preempted while it holds the read lock). */
+#define CAPTURE_CHUNK 256
+
 static int take_snapshot(mf_db *db)
 {
 	uint64_t lsn = 0;
-	int r = mf_wal_rotate(db->wal, capture_cb, db, &lsn);
+	db->cap_begun = false;
+	/* Sealing fsyncs the segment on the WAL's leader, where writers wait
+	 * for it: fsync here first (writers go on meanwhile), so that fsync
+	 * covers only what is written from now until the seal. */
+	int r = mf_wal_sync(db->wal);
+	if (r) {
+		mf_log_error("snapshot: fsync of the WAL before sealing failed: %s", strerror(-r));
+		return r;
+	}
+	r = mf_wal_rotate(db->wal, capture_cb, db, &lsn);
+	if (r && db->cap_begun) { /* never left running */
+		db->cap_n = mf_store_capture_end(db->store, &db->cap_items);
+		mf_store_items_free(db->cap_items, db->cap_n);
+		db->cap_items = NULL;
+	}
 	if (r) {
 		mf_log_error("snapshot: sealing WAL segment failed: %s", strerror(-r));
 		return r;
 	}
-	double held = db->cap_seconds;
+	double held = db->cap_seconds, w0 = mf_mono_sec();
+	/* The walk, a chunk at a time, while writers go on; keys they change
+	 * first are saved by apply as they were. */
+	while (!mf_store_capture_step(db->store, CAPTURE_CHUNK))
+		;
+	db->cap_n = mf_store_capture_end(db->store, &db->cap_items);
+	double walk = mf_mono_sec() - w0;
 	pthread_mutex_lock(&db->snap_mu);
 	db->capture_seconds = held;
 	pthread_mutex_unlock(&db->snap_mu);
@@ -813,8 +840,8 @@ static int take_snapshot(mf_db *db)
 	db->snap_count++;
 	pthread_mutex_unlock(&db->snap_mu);
 	mf_log_info("snapshot lsn %" PRIu64 ": %" PRIu64 " keys, %" PRIu64
-	            " bytes in %.3f s (writers held %.1f ms)",
-	            lsn, info.keys, info.file_bytes, info.seconds, held * 1e3);
+	            " bytes in %.3f s (writers held %.1f ms; capture walked in %.3f s)",
+	            lsn, info.keys, info.file_bytes, info.seconds, held * 1e3, walk);
 	return 0;
 }
 

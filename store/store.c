@@ -25,7 +25,20 @@ typedef struct entry {
 	int64_t ctime_ns;
 	uint64_t version;
 	uint8_t type;
+	uint32_t cap_epoch; /* the last capture that has this key (walked or
+	                       pre-imaged); fits the struct's padding */
 } entry;
+
+/* A capture in progress (store.h): items taken so far, walked or saved by
+ * apply; the walk's cursor over the buckets. */
+typedef struct capture {
+	bool active;
+	uint32_t epoch;
+	size_t cursor;      /* next bucket to walk */
+	size_t expect;      /* keys at begin: exactly this many items */
+	mf_item *items;
+	size_t n, cap;
+} capture;
 
 struct mf_store {
 	pthread_rwlock_t lock;
@@ -36,6 +49,8 @@ struct mf_store {
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
+	capture cap;        /* walked under the read lock (one walker), saved
+	                       into under the write lock (the applier) */
 };
 
 /* FNV-1a is enough: keys come from one user's file names, not an attacker
@@ -55,7 +70,14 @@ mf_store *mf_store_new(void)
 {
 	mf_store *st = mf_xmalloc(sizeof *st);
 	memset(st, 0, sizeof *st);
-	pthread_rwlock_init(&st->lock, NULL);
+	/* Writer-preferring: a capture's walker takes the read lock chunk
+	 * after chunk, and the applier must get in between two chunks, not
+	 * wait for the whole walk.  (Nothing takes the read lock twice.) */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&st->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	st->nbuckets = 1024;
 	st->tab = calloc(st->nbuckets, sizeof *st->tab);
 	if (!st->tab)
@@ -70,6 +92,29 @@ static void entry_free(entry *e)
 	free(e);
 }
 
+static void cap_add(capture *c, const entry *e)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 1024;
+		c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
+	}
+	c->items[c->n++] = (mf_item){mf_slice_ref(e->key), e->type, mf_slice_ref(e->val),
+	                             e->mtime_ns, e->ctime_ns};
+}
+
+/* The applier is about to change or remove e: if a capture is running and
+ * has not taken e yet, take it now, as it was at the capture's LSN (the
+ * value's bytes are immutable, so references suffice).  Caller holds the
+ * write lock. */
+static void cap_touch(mf_store *st, entry *e)
+{
+	capture *c = &st->cap;
+	if (c->active && e->cap_epoch != c->epoch) {
+		cap_add(c, e);
+		e->cap_epoch = c->epoch;
+	}
+}
+
 /* FLUSH: drop every key (readers keep their slice references). */
 static void flush_all(mf_store *st)
 {
@@ -77,6 +122,7 @@ static void flush_all(mf_store *st)
 		entry *e = st->tab[i];
 		while (e) {
 			entry *n = e->next;
+			cap_touch(st, e);
 			entry_free(e);
 			e = n;
 		}
@@ -91,7 +137,9 @@ void mf_store_free(mf_store *st)
 {
 	if (!st)
 		return;
+	st->cap.active = false; /* a capture never ended: nothing more to save */
 	flush_all(st);
+	mf_store_items_free(st->cap.items, st->cap.n);
 	free(st->tab);
 	pthread_rwlock_destroy(&st->lock);
 	free(st);
@@ -146,6 +194,7 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->type = type;
 	e->mtime_ns = e->ctime_ns = t;
 	e->version = ++st->version;
+	e->cap_epoch = st->cap.epoch; /* born after any capture in progress */
 	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
 	e->next = *pp;
 	*pp = e;
@@ -427,6 +476,16 @@ static int do_apply(mf_store *st, mf_op *op)
 	if (r)
 		return r;
 	int64_t t = op->time_ns;
+	/* Every op that gets here may change e (or, RENAME, its target): a
+	 * capture in progress takes them first.  (An op that then changes
+	 * nothing only costs a pre-image equal to the key as it is.) */
+	if (e)
+		cap_touch(st, e);
+	if (op->type == MF_OP_RENAME) {
+		entry *tgt = find(st, op->key2);
+		if (tgt)
+			cap_touch(st, tgt);
+	}
 
 	switch (op->type) {
 	case MF_OP_CREATE:
@@ -673,6 +732,62 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 	pthread_rwlock_unlock(&st->lock);
 	*items = it;
 	return i;
+}
+
+void mf_store_capture_begin(mf_store *st, uint64_t *lsn)
+{
+	pthread_rwlock_wrlock(&st->lock);
+	capture *c = &st->cap;
+	c->active = true;
+	c->epoch++;
+	c->cursor = 0;
+	c->expect = st->nkeys;
+	c->n = 0;
+	c->cap = st->nkeys + 64; /* walk + pre-images: exactly nkeys in all */
+	c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
+	*lsn = st->applied_lsn;
+	pthread_rwlock_unlock(&st->lock);
+}
+
+/* The read lock keeps the applier out (and lets readers in); cap_epoch
+ * and the item list are touched only by the walker under it and by the
+ * applier under the write lock.  The table may have doubled since the
+ * last step: a key not yet taken sits at or past the cursor either way
+ * (bucket i splits into i and i + old size), so the cursor stays valid. */
+bool mf_store_capture_step(mf_store *st, size_t buckets)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	capture *c = &st->cap;
+	size_t end = c->cursor + buckets;
+	if (end > st->nbuckets)
+		end = st->nbuckets;
+	for (size_t b = c->cursor; b < end; b++)
+		for (entry *e = st->tab[b]; e; e = e->next)
+			if (e->cap_epoch != c->epoch) {
+				cap_add(c, e);
+				e->cap_epoch = c->epoch;
+			}
+	c->cursor = end;
+	bool done = c->cursor >= st->nbuckets;
+	pthread_rwlock_unlock(&st->lock);
+	return done;
+}
+
+size_t mf_store_capture_end(mf_store *st, mf_item **items)
+{
+	while (!mf_store_capture_step(st, SIZE_MAX / 2))
+		;
+	pthread_rwlock_wrlock(&st->lock);
+	capture *c = &st->cap;
+	size_t n = c->n;
+	*items = c->items;
+	if (n != c->expect) /* every key at begin, once: cannot happen */
+		abort();
+	c->items = NULL;
+	c->n = c->cap = 0;
+	c->active = false;
+	pthread_rwlock_unlock(&st->lock);
+	return n;
 }
 
 void mf_store_items_free(mf_item *items, size_t n)
