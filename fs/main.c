@@ -143,7 +143,9 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 }
 
 /* libfuse's own messages while checking options: collected, so that a bad
- * option is reported as one line of ours. */
+ * option is reported as one line of ours.  File-static because libfuse's
+ * log callback takes no context pointer; only main's thread, before the
+ * session exists, uses it. */
 static char fuse_msg[512];
 
 static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
@@ -196,8 +198,7 @@ static int check_fuse_options(const struct fuse_args *args)
 /* db change hook -> kernel cache invalidation (RESP writes). */
 static void key_changed(void *ctx, int ktype, const void *key, size_t klen)
 {
-	(void)ctx;
-	mf_fs_key_changed(ktype, key, klen);
+	mf_fs_key_changed(ctx, ktype, key, klen);
 }
 
 static void usage(const char *prog)
@@ -300,7 +301,9 @@ static int same_dir(const char *a, const char *b)
 /*
  * Progress the user should see while it happens (waiting for a data dir
  * lock): straight to the terminal even while the daemon collects its other
- * start-up output, and kept for the daemon's log.
+ * start-up output, and kept for the daemon's log.  File-static because the
+ * database calls notice/progress (mf_db_opts) without a context pointer;
+ * set by main's thread around mf_db_open only.
  */
 static int notice_fd = 2;
 static char notice_copy[512];
@@ -695,10 +698,10 @@ int main(int argc, char *argv[])
 			goto start_failed;
 	}
 	mf_kv kv = mf_db_kv(db);
-	struct fuse_session *se = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
-	if (se && resp)
-		mf_db_set_change_hook(db, key_changed, NULL);
-	if (!se) {
+	mf_fs *fs = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
+	if (fs && resp)
+		mf_db_set_change_hook(db, key_changed, fs);
+	if (!fs) {
 		snprintf(err, sizeof err, "cannot mount on %s", fo.mountpoint);
 		mf_resp_stop(resp);
 	start_failed:
@@ -748,11 +751,11 @@ int main(int argc, char *argv[])
 	            (long)getpid(), fo.mountpoint, dbo.dir, mf_fsync_mode_name(dbo.fsync_mode));
 	sighup_start();
 	sd_notify_send("READY=1\nSTATUS=mounted");
-	int r = mf_fs_loop(se, &fso);
-	/* RESP first: its threads notify the session mf_fs_unmount destroys. */
+	int r = mf_fs_loop(fs, &fso);
+	/* RESP first: its threads notify the mount mf_fs_unmount frees. */
 	mf_resp_stop(resp);
 	sd_notify_send("STOPPING=1\nSTATUS=unmounting, closing the WAL");
-	mf_fs_unmount(se);
+	mf_fs_unmount(fs);
 	hold_after_unmount();
 	mf_db_close(db);
 	mf_log_info("unmounted %s", fo.mountpoint);
