@@ -119,8 +119,11 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			if (!mf_key_is_filename(mf_slice_ptr(k), k.len))
 				continue; /* a RESP key no file name can hold: not listed */
 			e->key = mf_slice_ref(k);
-			/* d_ino is informational here; lookup gives the real one. */
-			e->ino = INO_FIRST_KEY + (name_hash(type, mf_slice_ptr(k), k.len) >> 8);
+			/* The number lookup gives it (ls -i, find and du trust
+			 * d_ino); fs->mu per key, not across a huge listing. */
+			pthread_mutex_lock(&fs->mu);
+			e->ino = name_ino(fs, type, mf_slice_ptr(k), k.len);
+			pthread_mutex_unlock(&fs->mu);
 			e->mode = type == NODE_JDIR ? S_IFDIR : S_IFREG;
 		}
 		d->n++;

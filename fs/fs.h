@@ -12,8 +12,10 @@
  *
  * Layout: 1 "/", 2 "/kv", 3 "/json", 4 "/lists", 5 "/.ctl", 6
  * "/.ctl/stats", 7 "/.ctl/snapshot", 8 "/.ctl/pop", 9 "/.ctl/json"; key
- * files (and JSON view nodes) get inode numbers from 64 up, never reused
- * while the daemon runs.  The adapter's files, their jobs and its one lock
+ * files (and JSON view nodes) get inode numbers above 64 derived from
+ * their (type, key), so a listing's d_ino is what stat says (nodes.c,
+ * name_ino); a number is only given again once the kernel has forgotten
+ * the node that held it.  The adapter's files, their jobs and its one lock
  * order: fs_int.h.
  */
 #ifndef MF_FS_H

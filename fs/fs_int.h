@@ -215,7 +215,6 @@ struct mf_fs {
 	node **inos;
 	size_t nbuckets;
 	size_t nnodes;
-	fuse_ino_t next_ino;
 	uid_t uid;
 	gid_t gid;
 	double timeout;
@@ -236,6 +235,7 @@ void tables_grow(mf_fs *fs);
 node *by_ino(mf_fs *fs, fuse_ino_t ino);
 node **name_slot(mf_fs *fs, uint8_t type, const char *k, size_t len);
 void name_unlink(mf_fs *fs, node *n);
+fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len);
 node *node_get(mf_fs *fs, uint8_t type, const char *k, size_t len);
 void node_maybe_free(mf_fs *fs, node *n);
 void node_stillborn(mf_fs *fs, node *n);

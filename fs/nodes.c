@@ -71,6 +71,28 @@ void name_unlink(mf_fs *fs, node *n)
 	n->named = false;
 }
 
+/*
+ * The inode number of a named key: its node's, or the one its node will get.
+ * Derived from the name, so that a listing reports (d_ino) the number a
+ * later lookup and stat give, without making a node per listed key: the
+ * first number from the name's hash up that no live node holds.  Live
+ * nodes are the only ones the kernel may still know by number (it forgets
+ * a node before we free it), so a freed node's number may be given again.
+ * Caller holds fs->mu.
+ */
+fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len)
+{
+	node *n = *name_slot(fs, type, k, len);
+	if (n)
+		return n->ino;
+	/* 56 bits of hash above the fixed tree's numbers: no overflow, and a
+	 * probe (another live name hashed here) is rare. */
+	fuse_ino_t ino = INO_FIRST_KEY + (name_hash(type, k, len) >> 8);
+	while (by_ino(fs, ino))
+		ino++;
+	return ino;
+}
+
 /* Find or create the node for a named key.  Caller holds fs->mu. */
 node *node_get(mf_fs *fs, uint8_t type, const char *k, size_t len)
 {
@@ -82,7 +104,7 @@ node *node_get(mf_fs *fs, uint8_t type, const char *k, size_t len)
 	node *n = calloc(1, sizeof *n);
 	if (!n)
 		return NULL;
-	n->ino = fs->next_ino++;
+	n->ino = name_ino(fs, type, k, len);
 	n->type = type;
 	n->named = true;
 	n->key = mf_slice_from(k, len, len);

@@ -83,7 +83,6 @@ static mf_fs *fs_new(const mf_kv *kv, const mf_fs_opts *opts)
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->timeout = opts->timeout;
-	fs->next_ino = INO_FIRST_KEY;
 	clock_gettime(CLOCK_REALTIME, &fs->start);
 	return fs;
 }
