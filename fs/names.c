@@ -184,97 +184,101 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -r);
 }
 
-void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-               const char *newname, unsigned int flags)
+/* The renames this mount refuses, as an errno; 0 for none. */
+static int rename_refusal(uint8_t type, uint8_t ntype, const char *name, const char *newname,
+                          unsigned int flags)
 {
-	mf_fs *fs = fuse_req_userdata(req);
-	uint8_t type = dir_type(parent), ntype = dir_type(newparent);
-	if (type == MF_T_NONE || type == NODE_POP || ntype == MF_T_NONE || ntype == NODE_POP) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
+	if (type == MF_T_NONE || type == NODE_POP || ntype == MF_T_NONE || ntype == NODE_POP)
+		return EPERM;
 	if (type != ntype) {
 		char a[KEY_NAME_MAX], b[KEY_NAME_MAX];
 		mf_log_warn("rename %s -> %s refused: across types is not supported (EXDEV)",
 		            key_name(a, sizeof a, type, name, strlen(name)),
 		            key_name(b, sizeof b, ntype, newname, strlen(newname)));
-		fuse_reply_err(req, EXDEV);
-		return;
+		return EXDEV;
 	}
-	if (flags & RENAME_EXCHANGE) {
-		fuse_reply_err(req, EINVAL);
-		return;
+	if (flags & RENAME_EXCHANGE)
+		return EINVAL;
+	if (strlen(newname) > MF_KEY_MAX)
+		return ENAMETOOLONG;
+	return 0;
+}
+
+/* A rename's two names, of one type. */
+typedef struct rename_names {
+	uint8_t type;
+	const char *from, *to;
+	size_t flen, tlen;
+} rename_names;
+
+/* Both names' readers switch to copies before the RENAME applies: the
+ * target's handles keep the old target, the source's handles their value,
+ * with no read in between seeing either name's new state.  (Both stripes
+ * are held: neither value can change.)  *t0, *s0: the nodes in transit. */
+static void rename_transit(mf_fs *fs, const rename_names *rn, const mf_entry_info *tinfo,
+                           const mf_entry_info *sinfo, node **t0, node **s0)
+{
+	pthread_mutex_lock(&fs->mu);
+	*t0 = tinfo ? *name_slot(fs, rn->type, rn->to, rn->tlen) : NULL;
+	*s0 = *name_slot(fs, rn->type, rn->from, rn->flen);
+	if (*t0)
+		node_transit(*t0, tinfo->val, tinfo->mtime_ns);
+	if (*s0)
+		node_transit(*s0, sinfo->val, sinfo->mtime_ns);
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* The node table after a RENAME: the source's node takes the new name; a
+ * node of the old target loses its name and keeps its value (tinfo) for its
+ * handles.  Caller holds fs->mu. */
+static void rename_nodes(mf_fs *fs, const rename_names *rn, const mf_entry_info *tinfo)
+{
+	node *t = *name_slot(fs, rn->type, rn->to, rn->tlen);
+	if (t) { /* renamed over: the old target's handles keep its value */
+		name_unlink(fs, t);
+		t->pending = false; /* a created target's handles keep theirs */
+		mf_slice_unref(&t->orphan);
+		t->orphan = mf_slice_ref(tinfo->val);
+		t->orphan_mtime = tinfo->mtime_ns;
 	}
-	size_t len = strlen(name), nlen = strlen(newname);
-	if (nlen > MF_KEY_MAX) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
+	node *s = *name_slot(fs, rn->type, rn->from, rn->flen);
+	if (s) {
+		name_unlink(fs, s);
+		mf_slice_unref(&s->key);
+		s->key = mf_slice_from(rn->to, rn->tlen, rn->tlen);
+		node **pp = name_slot(fs, rn->type, rn->to, rn->tlen);
+		s->name_next = *pp;
+		*pp = s;
+		s->named = true;
 	}
-	pthread_mutex_t *m1 = stripe(fs, type, name, len), *m2 = stripe(fs, type, newname, nlen);
-	if (m1 > m2) {
-		pthread_mutex_t *t = m1;
-		m1 = m2;
-		m2 = t;
-	}
-	pthread_mutex_lock(m1);
-	if (m2 != m1)
-		pthread_mutex_lock(m2);
-	name_drain(fs, type, name, len); /* queued closes of both names land first */
-	name_drain(fs, type, newname, nlen);
+}
+
+/* rename with both names' stripes held: the names' queued closes land
+ * first, then one RENAME op, then the node table follows.  0 or -errno. */
+static int rename_locked(mf_fs *fs, const rename_names *rn, unsigned int flags)
+{
+	name_drain(fs, rn->type, rn->from, rn->flen);
+	name_drain(fs, rn->type, rn->to, rn->tlen);
 	mf_entry_info tinfo = {0};
-	bool had_target = mf_kv_get(&fs->kv, newname, nlen, true, &tinfo) == 0;
+	bool had_target = mf_kv_get(&fs->kv, rn->to, rn->tlen, true, &tinfo) == 0;
 	if (had_target && (flags & RENAME_NOREPLACE)) {
 		mf_slice_unref(&tinfo.val);
-		if (m2 != m1)
-			pthread_mutex_unlock(m2);
-		pthread_mutex_unlock(m1);
-		fuse_reply_err(req, EEXIST);
-		return;
+		return -EEXIST;
 	}
-	int r = materialize(fs, type, name, len);
-	bool same = len == nlen && memcmp(name, newname, len) == 0;
+	int r = materialize(fs, rn->type, rn->from, rn->flen);
+	bool same = rn->flen == rn->tlen && memcmp(rn->from, rn->to, rn->flen) == 0;
 	mf_entry_info sinfo = {0};
 	node *t0 = NULL, *s0 = NULL;
-	if (r == 0 && !same && mf_kv_get(&fs->kv, name, len, true, &sinfo) == 0) {
-		/* Both names' readers switch to copies before the RENAME applies:
-		 * the target's handles keep the old target, the source's handles
-		 * their value, with no read in between seeing either name's new
-		 * state.  (Both stripes are held: neither value can change.) */
-		pthread_mutex_lock(&fs->mu);
-		t0 = had_target ? *name_slot(fs, type, newname, nlen) : NULL;
-		s0 = *name_slot(fs, type, name, len);
-		if (t0)
-			node_transit(t0, tinfo.val, tinfo.mtime_ns);
-		if (s0)
-			node_transit(s0, sinfo.val, sinfo.mtime_ns);
-		pthread_mutex_unlock(&fs->mu);
-	}
-	mf_op op = key_op(MF_OP_RENAME, type, name, len);
-	op.key2 = mf_slice_from(newname, nlen, nlen);
+	if (r == 0 && !same && mf_kv_get(&fs->kv, rn->from, rn->flen, true, &sinfo) == 0)
+		rename_transit(fs, rn, had_target ? &tinfo : NULL, &sinfo, &t0, &s0);
+	mf_op op = key_op(MF_OP_RENAME, rn->type, rn->from, rn->flen);
+	op.key2 = mf_slice_from(rn->to, rn->tlen, rn->tlen);
 	if (r == 0)
 		r = commit(fs, &op);
 	mf_op_clear(&op);
 	pthread_mutex_lock(&fs->mu);
-	if (r == 0 && !same) {
-		node *t = *name_slot(fs, type, newname, nlen);
-		if (t) { /* renamed over: the old target's handles keep its value */
-			name_unlink(fs, t);
-			t->pending = false; /* a created target's handles keep theirs */
-			mf_slice_unref(&t->orphan);
-			t->orphan = mf_slice_ref(tinfo.val);
-			t->orphan_mtime = tinfo.mtime_ns;
-		}
-		node *s = *name_slot(fs, type, name, len);
-		if (s) {
-			name_unlink(fs, s);
-			mf_slice_unref(&s->key);
-			s->key = mf_slice_from(newname, nlen, nlen);
-			node **pp = name_slot(fs, type, newname, nlen);
-			s->name_next = *pp;
-			*pp = s;
-			s->named = true;
-		}
-	}
+	if (r == 0 && !same)
+		rename_nodes(fs, rn, &tinfo);
 	if (s0 && s0->named)
 		mf_slice_unref(&s0->orphan); /* renamed: it reads its key again */
 	if (t0)
@@ -283,10 +287,36 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		node_transit_end(fs, s0);
 	pthread_mutex_unlock(&fs->mu);
 	mf_slice_unref(&sinfo.val);
+	mf_slice_unref(&tinfo.val);
+	return r;
+}
+
+void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+               const char *newname, unsigned int flags)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	uint8_t type = dir_type(parent);
+	int r = rename_refusal(type, dir_type(newparent), name, newname, flags);
+	if (r) {
+		fuse_reply_err(req, r);
+		return;
+	}
+	rename_names rn = {.type = type, .from = name, .to = newname,
+	                   .flen = strlen(name), .tlen = strlen(newname)};
+	pthread_mutex_t *m1 = stripe(fs, type, rn.from, rn.flen);
+	pthread_mutex_t *m2 = stripe(fs, type, rn.to, rn.tlen);
+	if (m1 > m2) {
+		pthread_mutex_t *t = m1;
+		m1 = m2;
+		m2 = t;
+	}
+	pthread_mutex_lock(m1);
+	if (m2 != m1)
+		pthread_mutex_lock(m2);
+	r = rename_locked(fs, &rn, flags);
 	if (m2 != m1)
 		pthread_mutex_unlock(m2);
 	pthread_mutex_unlock(m1);
-	mf_slice_unref(&tinfo.val);
 	fuse_reply_err(req, -r);
 }
 

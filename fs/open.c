@@ -85,32 +85,33 @@ int open_key(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 	return 0;
 }
 
-void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Open of /.ctl/stats or /.ctl/snapshot: a reader gets the text as of
+ * open; only /.ctl/snapshot may be opened for writing (a write asks for a
+ * snapshot). */
+static void open_ctl(mf_fs *fs, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	mf_fs *fs = fuse_req_userdata(req);
-	if (ino == INO_STATS || ino == INO_SNAPSHOT) {
-		handle *h = handle_new(fs, NULL, fi->flags);
-		if (!h) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-			h->text = ctl_text(fs, ino);
-			h->textlen = h->text ? strlen(h->text) : 0;
-		} else if (ino == INO_STATS) {
-			handle_free(fs, h);
-			fuse_reply_err(req, EACCES);
-			return;
-		}
-		fi->direct_io = 1;
-		fi->fh = (uint64_t)(uintptr_t)h;
-		fuse_reply_open(req, fi);
+	handle *h = handle_new(fs, NULL, fi->flags);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (ino < INO_FIRST_KEY) {
-		fuse_reply_err(req, EISDIR);
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		h->text = ctl_text(fs, ino);
+		h->textlen = h->text ? strlen(h->text) : 0;
+	} else if (ino == INO_STATS) {
+		handle_free(fs, h);
+		fuse_reply_err(req, EACCES);
 		return;
 	}
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fuse_reply_open(req, fi);
+}
+
+/* The node an open is for, its open count raised (*np), or the errno to
+ * answer. */
+static int open_count(mf_fs *fs, fuse_ino_t ino, node **np)
+{
 	pthread_mutex_lock(&fs->mu);
 	node *n = by_ino(fs, ino);
 	/* A nameless key node can be reopened (/proc/self/fd) only while some
@@ -120,66 +121,97 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (n && !gone)
 		n->nopen++;
 	pthread_mutex_unlock(&fs->mu);
-	if (!n || gone) {
-		/* ESTALE for a gone node makes the kernel look the name up again
-		 * (so open(O_CREAT) through a stale cached entry creates). */
-		fuse_reply_err(req, gone ? ESTALE : ENOENT);
-		return;
+	*np = n;
+	/* ESTALE for a gone node makes the kernel look the name up again (so
+	 * open(O_CREAT) through a stale cached entry creates). */
+	return !n ? ENOENT : gone ? ESTALE : 0;
+}
+
+/* Open of a JSON member view: reads see the member as of open; writes
+ * replace it at close. */
+static int open_jpath(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
+{
+	fi->direct_io = 1;
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		size_t klen, plen;
+		const char *path;
+		jpath_split(n, &klen, &path, &plen);
+		return jpath_read(fs, mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen,
+		                  NULL);
 	}
-	handle *h = handle_new(fs, n, fi->flags);
-	int r = h ? 0 : -ENOMEM;
-	if (r == 0 && n->type == NODE_JPATH) {
-		/* Reads see the member as of open; writes replace it at close. */
-		fi->direct_io = 1;
-		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-			size_t klen, plen;
-			const char *path;
-			jpath_split(n, &klen, &path, &plen);
-			r = jpath_read(fs, mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen, NULL);
-		} else if (fi->flags & O_APPEND) {
-			r = jpath_refuse_append(n);
-		} else {
-			h->mode = H_FULL; /* the new member text starts empty */
-			if (fi->flags & O_TRUNC)
-				set_dirty(fs, h); /* a value is due: closing without one is EINVAL */
-		}
-	} else if (r == 0 && n->type == NODE_JDIR) {
-		r = -EISDIR;
-	} else if (r == 0 && n->type == NODE_POP && (fi->flags & O_ACCMODE) != O_RDONLY) {
+	if (fi->flags & O_APPEND)
+		return jpath_refuse_append(n);
+	h->mode = H_FULL; /* the new member text starts empty */
+	if (fi->flags & O_TRUNC)
+		set_dirty(fs, h); /* a value is due: closing without one is EINVAL */
+	return 0;
+}
+
+/* Opening a pop file pops one element: each opener gets its own. */
+static int open_pop(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
 		 * and throw it away: a pop is for a reader only.  EACCES, as for
 		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
 		char kn[KEY_NAME_MAX];
 		mf_log_warn("write-open of %s refused: pop files are read-only",
 		            key_name(kn, sizeof kn, NODE_POP, mf_slice_ptr(n->key), n->key.len));
-		r = -EACCES;
-	} else if (r == 0 && n->type == NODE_POP && fs->readonly) {
-		/* -o ro: the kernel refuses writes itself, but a pop is a
-		 * read-only open that mutates; refuse it here, before the log. */
-		r = -EROFS;
-	} else if (r == 0 && n->type == NODE_POP) {
-		/* Opening a pop file pops one element: each opener gets its own. */
-		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
-		op.arg = 1;
-		r = commit(fs, &op);
-		if (r == 0 && op.out.len == 0)
-			r = -ENODATA;
-		if (r == 0) {
-			h->text = mf_xmalloc(op.out.len);
-			memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
-			h->textlen = op.out.len;
-			fi->direct_io = 1;
-			pthread_mutex_lock(&fs->mu);
-			node *ln = *name_slot(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
-			fuse_ino_t lino = ln ? ln->ino : 0;
-			pthread_mutex_unlock(&fs->mu);
-			if (lino)
-				invalidate(fs, lino);
-		}
-		mf_op_clear(&op);
-	} else if (r == 0) {
-		r = open_key(fs, n, h, fi);
+		return -EACCES;
 	}
+	/* -o ro: the kernel refuses writes itself, but a pop is a read-only
+	 * open that mutates; refuse it here, before the log. */
+	if (fs->readonly)
+		return -EROFS;
+	mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
+	op.arg = 1;
+	int r = commit(fs, &op);
+	if (r == 0 && op.out.len == 0)
+		r = -ENODATA;
+	if (r == 0) {
+		h->text = mf_xmalloc(op.out.len);
+		memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
+		h->textlen = op.out.len;
+		fi->direct_io = 1;
+		pthread_mutex_lock(&fs->mu);
+		node *ln = *name_slot(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
+		fuse_ino_t lino = ln ? ln->ino : 0;
+		pthread_mutex_unlock(&fs->mu);
+		if (lino)
+			invalidate(fs, lino);
+	}
+	mf_op_clear(&op);
+	return r;
+}
+
+void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	if (ino == INO_STATS || ino == INO_SNAPSHOT) {
+		open_ctl(fs, req, ino, fi);
+		return;
+	}
+	if (ino < INO_FIRST_KEY) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	node *n;
+	int r = open_count(fs, ino, &n);
+	if (r) {
+		fuse_reply_err(req, r);
+		return;
+	}
+	handle *h = handle_new(fs, n, fi->flags);
+	if (!h)
+		r = -ENOMEM;
+	else if (n->type == NODE_JPATH)
+		r = open_jpath(fs, n, h, fi);
+	else if (n->type == NODE_JDIR)
+		r = -EISDIR;
+	else if (n->type == NODE_POP)
+		r = open_pop(fs, n, h, fi);
+	else
+		r = open_key(fs, n, h, fi);
 	if (r) {
 		undo_open(fs, n, h, 0);
 		fuse_reply_err(req, -r);
