@@ -66,6 +66,7 @@ struct mf_db {
 	/* recovery progress (mf_db_open's thread only) */
 	uint64_t prog_total_bytes, prog_done_bytes, prog_records;
 	uint64_t prog_keys_total, prog_keys;
+	uint64_t prog_unticked;   /* bytes recovered since the clock was last read */
 	const mf_snapshot_info *prog_si;  /* its header's key count */
 	double prog_t0, prog_next;
 	double prog_period;        /* 1 s; MEMFLUX_TEST_PROGRESS_MS for tests */
@@ -198,13 +199,28 @@ static uint64_t wal_bytes_on_disk(const char *dir)
 	return total;
 }
 
+/* The clock is read every 1024 records or keys, or sooner after this many
+ * bytes: a log of a few big values would otherwise go minutes between
+ * progress lines (issue 12: once a second while recovery runs). */
+#define PROGRESS_BYTES ((uint64_t)16 << 20)
+
+static bool progress_due(mf_db *db, uint64_t count, uint64_t bytes)
+{
+	db->prog_unticked += bytes;
+	if ((count & 1023) != 0 && db->prog_unticked < PROGRESS_BYTES)
+		return false;
+	db->prog_unticked = 0;
+	return true;
+}
+
 static int apply_cb(void *ctx, mf_op *op)
 {
 	mf_db *db = ctx;
 	if (db->prog_phase == 2) {
 		db->prog_records++;
-		db->prog_done_bytes += MF_WAL_REC_HEADER + op->key.len + op->key2.len + op->val.len;
-		if ((db->prog_records & 1023) == 0)
+		uint64_t b = MF_WAL_REC_HEADER + op->key.len + op->key2.len + op->val.len;
+		db->prog_done_bytes += b;
+		if (progress_due(db, db->prog_records, b))
 			progress_tick(db);
 	}
 	return mf_store_apply(db->store, op);
@@ -213,10 +229,11 @@ static int apply_cb(void *ctx, mf_op *op)
 static int load_cb(void *ctx, mf_item *item)
 {
 	mf_db *db = ctx;
+	uint64_t b = item->key.len + item->val.len;
 	int r = mf_store_load_item(db->store, item);
 	mf_slice_unref(&item->key);
 	mf_slice_unref(&item->val);
-	if ((++db->prog_keys & 1023) == 0) {
+	if (progress_due(db, ++db->prog_keys, b)) {
 		db->prog_keys_total = db->prog_si ? db->prog_si->declared_keys : 0;
 		progress_tick(db);
 	}
@@ -675,7 +692,7 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 	/* Refuse what would fail anyway before it is logged (type conflicts,
 	 * missing keys, values their type refuses); apply re-checks
 	 * deterministically.  The rules are the store's. */
-	int r = mf_store_check(db->store, op);
+	int r = mf_store_prepare(db->store, op); /* check; JSON edits kept for apply */
 	if (r == -EINVAL && (op->type == MF_OP_SET || op->type == MF_OP_JSON_SETPATH) &&
 	    op->ktype == MF_T_JSON) {
 		size_t off = 0;

@@ -214,8 +214,28 @@ typedef struct handle {
 
 /* The adapter's whole state: one per mount, made by mf_fs_mount and handed
  * to every request as the session's userdata (fuse_req_userdata). */
+/* The member spans last found per (document, path): one user-level read or
+ * update of a member is several requests (lookup, getattr, open; getattr
+ * again after a write), each of which needs the span.  A document version
+ * is an immutable slice, so (its slice, path) names one answer; an entry
+ * holds a reference to the document it describes, and a newer version of
+ * the same key replaces it (jsonpath.c). */
+#define JSPAN_SLOTS 8
+typedef struct jspan {
+	mf_slice doc;           /* the document version (referenced); empty: unused */
+	char key[MF_KEY_MAX];
+	size_t klen;
+	char path[MF_KEY_MAX];
+	size_t plen;
+	size_t off, len;
+	int r;
+} jspan;
+
 struct mf_fs {
 	mf_kv kv;               /* the keyspace (db/kv.h): all data goes through it */
+	pthread_mutex_t jspan_mu; /* the span cache only; taken alone */
+	jspan jspans[JSPAN_SLOTS];
+	unsigned jspan_next;    /* round-robin victim */
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	pthread_cond_t drain_cv; /* with mu: a node's inflight count fell to 0 */

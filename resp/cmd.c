@@ -1322,7 +1322,7 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 		size_t plen, off, len;
 		bool legacy;
 		char *path = json_path(r, 2 + k, &plen, &legacy);
-		int rc = mf_json_get_path(doc, e.val.len, path, plen, &off, &len);
+		int rc = mf_json_get_path_doc(doc, e.val.len, path, plen, &off, &len);
 		if (rc == -EINVAL && mf_json_path_check(path, plen) != 0) {
 			free(path);
 			free(out.p);
@@ -1405,7 +1405,7 @@ static void c_json_set(resp_ctx *x, client *c, req *r)
 	bool there = exists;
 	if (exists && !root) {
 		size_t off, len;
-		there = mf_json_get_path(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len) == 0;
+		there = mf_json_get_path_doc(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len) == 0;
 	}
 	if ((nx && there) || (xx && !there)) {
 		r_nil(c);
@@ -1470,7 +1470,7 @@ static void c_json_type(resp_ctx *x, client *c, req *r)
 	size_t plen, off, len;
 	bool legacy;
 	char *path = json_path(r, 2, &plen, &legacy);
-	int rc = mf_json_get_path(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len);
+	int rc = mf_json_get_path_doc(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len);
 	if (rc == -EINVAL && mf_json_path_check(path, plen) != 0)
 		r_err(c, "ERR invalid JSON path");
 	else if (legacy && rc)

@@ -6,10 +6,14 @@
  *      that decides whether bytes are JSON.  One pass, no recursion, a fixed
  *      MF_JSON_MAX_DEPTH-byte stack of open brackets, so adversarial input
  *      (100k '[') costs O(n) and cannot overflow the C stack.
- *   2. Path get/set: jsmn tokenizes a document that mf_json_validate() has
- *      already accepted.  On valid input jsmn's token spans are exact, and
- *      with JSMN_PARENT_LINKS closing a bracket is O(1) instead of a scan
- *      back over all tokens, so tokenizing stays linear.
+ *   2. Path get/set/del: one forward scan over a document already known
+ *      valid (mf_json_validate() passed it, or the store holds it: the
+ *      *_doc entry points), skipping sibling values by brackets and string
+ *      quotes, no token array.  It reads only the containers on the path,
+ *      up to the member (to their end for objects: the last duplicate name
+ *      wins), so a member read or update of a 50 MB document costs one pass
+ *      at most and no re-parse (issue 12: it was tokenized two or three
+ *      times per call, and a store update called it twice).
  * See json.h for the contract and the implementation-defined choices.
  */
 #include "json.h"
@@ -19,13 +23,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
-/* jsmn is header-only: this file is the single translation unit that
- * instantiates it, and JSMN_STATIC keeps its symbols private so another
- * module including jsmn.h cannot clash at link time. */
-#define JSMN_STATIC
-#define JSMN_PARENT_LINKS
-#include <jsmn.h>
 
 /* ------------------------------------------------------------------ */
 /* Validator                                                           */
@@ -630,54 +631,6 @@ static int name_matches(const step *st, const char *key, size_t keylen)
 /* Tokens and walking                                                  */
 /* ------------------------------------------------------------------ */
 
-static int tokenize(const char *doc, size_t n, jsmntok_t **out, int *ntok)
-{
-	jsmn_parser ps;
-	jsmntok_t *t;
-	int cnt, r;
-
-	/* Two passes: count, then fill.  Cheaper in memory than sizing for
-	 * the worst case (one token per byte). */
-	jsmn_init(&ps);
-	cnt = jsmn_parse(&ps, doc, n, NULL, 0);
-	if (cnt < 1)
-		return -EINVAL;
-	t = malloc((size_t)cnt * sizeof(*t));
-	if (t == NULL)
-		return -ENOMEM;
-	jsmn_init(&ps);
-	r = jsmn_parse(&ps, doc, n, t, (unsigned)cnt);
-	if (r != cnt) {
-		free(t);
-		return -EINVAL;
-	}
-	*out = t;
-	*ntok = cnt;
-	return 0;
-}
-
-/* jsmn string spans exclude the quotes; ours include them. */
-static size_t tok_off(const jsmntok_t *t)
-{
-	return (size_t)t->start - (t->type == JSMN_STRING ? 1 : 0);
-}
-
-static size_t tok_end(const jsmntok_t *t)
-{
-	return (size_t)t->end + (t->type == JSMN_STRING ? 1 : 0);
-}
-
-/* Index of the token after value v and all its descendants.  Tokens are
- * in document order and a descendant starts before its ancestor ends. */
-static int skip_value(const jsmntok_t *t, int ntok, int v)
-{
-	int k = v + 1;
-
-	while (k < ntok && t[k].start < t[v].end)
-		k++;
-	return k;
-}
-
 typedef struct walk_res {
 	size_t off, len;  /* found: span of the value */
 	size_t elem_off;  /* found: where its member (key) or element starts */
@@ -685,72 +638,187 @@ typedef struct walk_res {
 	size_t ins_off;   /* where to insert the new member */
 	int empty;        /* the object had no members */
 	step last;        /* the member step to add */
+	size_t steps;     /* path steps walked: containers around the value */
 } walk_res;
 
-/* allow_add: a missing final member of an existing object is reported as
- * res->add instead of -ENOENT. */
-static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
-		size_t pathlen, int allow_add, walk_res *res)
+/* ---- one pass over a valid document ------------------------------------ */
+
+static size_t blank_end(const char *d, size_t n, size_t i)
 {
-	size_t pos = 1;
-	int cur = 0;
+	while (i < n && is_ws((unsigned char)d[i]))
+		i++;
+	return i;
+}
+
+/* d[i] is the opening quote of a string: the index after its closing one.
+ * A quote is closing when an even number of backslashes precede it. */
+static size_t skip_string(const char *d, size_t n, size_t i)
+{
+	size_t from = i + 1;
+	for (;;) {
+		const char *q = from < n ? memchr(d + from, '"', n - from) : NULL;
+		if (!q)
+			return n;
+		size_t k = (size_t)(q - d), bs = 0;
+		while (k - bs > i + 1 && d[k - bs - 1] == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			return k + 1;
+		from = k + 1;
+	}
+}
+
+/* The next quote or bracket at or after d[i] (n if none): what skipping a
+ * container has to look at.  Sixteen bytes at a time where SSE2 is there
+ * (every x86-64), so skipping a big array of numbers is not a byte loop. */
+static size_t next_struct(const char *d, size_t n, size_t i)
+{
+#ifdef __SSE2__
+	const __m128i q = _mm_set1_epi8('"'), ob = _mm_set1_epi8('{'), cb = _mm_set1_epi8('}');
+	const __m128i os = _mm_set1_epi8('['), cs = _mm_set1_epi8(']');
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(d + i));
+		__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, ob)),
+		                         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cb),
+		                                                   _mm_cmpeq_epi8(v, os)),
+		                                      _mm_cmpeq_epi8(v, cs)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits)
+			return i + (size_t)__builtin_ctz(bits);
+	}
+#endif
+	while (i < n && d[i] != '"' && d[i] != '{' && d[i] != '}' && d[i] != '[' && d[i] != ']')
+		i++;
+	return i;
+}
+
+/* The value starting at d[i]: the index after it. */
+static size_t skip_value(const char *d, size_t n, size_t i)
+{
+	if (i >= n)
+		return n;
+	if (d[i] == '"')
+		return skip_string(d, n, i);
+	if (d[i] != '{' && d[i] != '[') {
+		while (i < n && d[i] != ',' && d[i] != '}' && d[i] != ']' && !is_ws((unsigned char)d[i]))
+			i++;
+		return i;
+	}
+	size_t depth = 0;
+	while ((i = next_struct(d, n, i)) < n) {
+		char c = d[i];
+		if (c == '"') {
+			i = skip_string(d, n, i);
+			continue;
+		}
+		if (c == '{' || c == '[')
+			depth++;
+		else if (--depth == 0)
+			return i + 1;
+		i++;
+	}
+	return n;
+}
+
+/* allow_add: a missing final member of an existing object is reported as
+ * res->add instead of -ENOENT.  doc must be valid JSON (bounds are still
+ * checked, so a mistake is -EINVAL, never a read past the end). */
+static int scan_walk(const char *doc, size_t n, const char *path, size_t pathlen,
+                     int allow_add, walk_res *res)
+{
+	size_t pos = 1, cur = blank_end(doc, n, 0);
 	step st;
 	int rc;
-
+	memset(res, 0, sizeof *res);
+	if (cur >= n)
+		return -EINVAL; /* empty: the store's "no document yet" */
 	while ((rc = path_next(path, pathlen, &pos, &st)) > 0) {
-		int j = cur + 1, k;
-
+		res->steps++;
 		if (st.kind == STEP_MEMBER) {
-			int found = -1, found_key = -1;
-			size_t last_end = (size_t)t[cur].start + 1;
-
-			if (t[cur].type != JSMN_OBJECT)
+			if (doc[cur] != '{')
 				return -ENOENT;
-			for (k = 0; k < t[cur].size; k++) {
-				if (j + 1 >= ntok || t[j].type != JSMN_STRING)
-					return -EINVAL; /* not on validated text */
-				/* No break: with duplicate names the last one
-				 * wins, as in Python, jq and RedisJSON (and as a
-				 * reader of the whole document sees it). */
-				if (name_matches(&st, doc + t[j].start,
-						 (size_t)(t[j].end - t[j].start)))
-					found = j + 1, found_key = j;
-				last_end = tok_end(&t[j + 1]);
-				j = skip_value(t, ntok, j + 1);
+			size_t i = blank_end(doc, n, cur + 1), last_end = cur + 1;
+			size_t found = 0, found_key = 0;
+			int any = 0, members = 0;
+			while (i < n && doc[i] != '}') {
+				if (doc[i] != '"')
+					return -EINVAL; /* not on valid text */
+				size_t kend = skip_string(doc, n, i);
+				size_t v = blank_end(doc, n, blank_end(doc, n, kend) + 1); /* past ':' */
+				size_t vend = skip_value(doc, n, v);
+				if (kend < i + 2 || v >= n)
+					return -EINVAL;
+				/* No break: with duplicate names the last one wins, as
+				 * in Python, jq and RedisJSON. */
+				if (name_matches(&st, doc + i + 1, kend - i - 2)) {
+					found = v;
+					found_key = i;
+					any = 1;
+				}
+				last_end = vend;
+				members++;
+				i = blank_end(doc, n, vend);
+				if (i < n && doc[i] == ',')
+					i = blank_end(doc, n, i + 1);
 			}
-			if (found < 0) {
+			if (i >= n)
+				return -EINVAL;
+			if (!any) {
 				if (!allow_add || pos < pathlen)
 					return -ENOENT;
 				res->add = 1;
 				res->ins_off = last_end;
-				res->empty = t[cur].size == 0;
+				res->empty = members == 0;
 				res->last = st;
 				return 0;
 			}
 			cur = found;
-			res->elem_off = tok_off(&t[found_key]);
+			res->elem_off = found_key;
 		} else {
-			if (t[cur].type != JSMN_ARRAY)
+			if (doc[cur] != '[')
 				return -ENOENT;
-			if (st.index >= (size_t)t[cur].size)
+			size_t i = blank_end(doc, n, cur + 1);
+			if (i >= n || doc[i] == ']')
 				return -ENOENT;
-			for (k = 0; (size_t)k < st.index; k++) {
-				if (j >= ntok)
-					return -EINVAL;
-				j = skip_value(t, ntok, j);
+			for (size_t k = 0; k < st.index; k++) {
+				i = blank_end(doc, n, skip_value(doc, n, i));
+				if (i >= n || doc[i] != ',')
+					return i < n ? -ENOENT : -EINVAL; /* ']': out of range */
+				i = blank_end(doc, n, i + 1);
 			}
-			if (j >= ntok)
+			if (i >= n)
 				return -EINVAL;
-			cur = j;
-			res->elem_off = tok_off(&t[j]);
+			cur = i;
+			res->elem_off = i;
 		}
 	}
 	if (rc < 0)
 		return rc;
 	res->add = 0;
-	res->off = tok_off(&t[cur]);
-	res->len = tok_end(&t[cur]) - res->off;
+	res->off = cur;
+	res->len = skip_value(doc, n, cur) - cur;
 	return 0;
+}
+
+/* Container nesting of a valid value (0 for a scalar). */
+static size_t value_depth(const char *d, size_t n)
+{
+	size_t depth = 0, max = 0;
+	for (size_t i = 0; i < n;) {
+		char c = d[i];
+		if (c == '"') {
+			i = skip_string(d, n, i);
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			if (++depth > max)
+				max = depth;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		}
+		i++;
+	}
+	return max;
 }
 
 /* Span of p without RFC whitespace on either side. */
@@ -766,45 +834,38 @@ static void trim(const char *p, size_t n, size_t *off, size_t *len)
 	*len = b - a;
 }
 
-/* Tokenize doc and walk path through it (allow_add: a missing last member
- * may be added, for set).  0 with *res filled, or -errno. */
-static int resolve(const char *doc, size_t n, const char *path, size_t pathlen, int allow_add,
-                   walk_res *res)
+int mf_json_get_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         size_t *out_off, size_t *out_len)
 {
-	jsmntok_t *t;
-	int ntok;
-	int rc = tokenize(doc, n, &t, &ntok);
+	walk_res res;
+	int rc = mf_json_path_check(path, pathlen);
 	if (rc < 0)
 		return rc;
-	memset(res, 0, sizeof(*res));
-	rc = walk(doc, t, ntok, path, pathlen, allow_add, res);
-	free(t);
-	return rc;
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (pathlen == 1) {
+		trim(doc, n, out_off, out_len);
+		return *out_len ? 0 : -EINVAL; /* empty: no document yet */
+	}
+	rc = scan_walk(doc, n, path, pathlen, 0, &res);
+	if (rc < 0)
+		return rc;
+	*out_off = res.off;
+	*out_len = res.len;
+	return 0;
 }
 
 int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     size_t *out_off, size_t *out_len)
 {
-	walk_res res;
-	int rc;
-
-	rc = mf_json_path_check(path, pathlen);
+	int rc = mf_json_path_check(path, pathlen);
 	if (rc < 0)
 		return rc;
 	if (n > INT_MAX)
 		return -E2BIG;
 	if (mf_json_validate(doc, n, NULL, NULL) < 0)
 		return -EINVAL;
-	if (pathlen == 1) {
-		trim(doc, n, out_off, out_len);
-		return 0;
-	}
-	rc = resolve(doc, n, path, pathlen, 0, &res);
-	if (rc < 0)
-		return rc;
-	*out_off = res.off;
-	*out_len = res.len;
-	return 0;
+	return mf_json_get_path_doc(doc, n, path, pathlen, out_off, out_len);
 }
 
 /* Write the decoded path name as JSON string content (no quotes). Returns
@@ -842,6 +903,25 @@ static size_t emit_name(const step *st, char *dst)
 int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     const char *val, size_t vallen, char **out, size_t *outlen)
 {
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen != 1 && n <= INT_MAX && mf_json_validate(doc, n, NULL, NULL) < 0)
+		return -EINVAL;
+	return mf_json_set_path_doc(doc, n, path, pathlen, val, vallen, out, outlen, NULL, NULL);
+}
+
+/* The result buffer: from the caller's allocator (the store builds its
+ * value buffer directly, no copy of a 50 MB document), else malloc. */
+static char *out_alloc(mf_json_alloc alloc, void *actx, size_t n)
+{
+	return alloc ? alloc(actx, n) : malloc(n);
+}
+
+int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         const char *val, size_t vallen, char **out, size_t *outlen,
+                         mf_json_alloc alloc, void *actx)
+{
 	size_t voff, vlen, total, pre, post_off;
 	walk_res res;
 	char *buf, *w;
@@ -856,7 +936,7 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 		return -E2BIG;
 
 	if (pathlen == 1) {
-		buf = malloc(vallen + 1);
+		buf = out_alloc(alloc, actx, vallen + 1);
 		if (buf == NULL)
 			return -ENOMEM;
 		memcpy(buf, val, vallen);
@@ -868,12 +948,14 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 
 	if (n > INT_MAX)
 		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
 	trim(val, vallen, &voff, &vlen);
-	rc = resolve(doc, n, path, pathlen, 1, &res);
+	rc = scan_walk(doc, n, path, pathlen, 1, &res);
 	if (rc < 0)
 		return rc;
+	/* Both inputs are valid, so only the combined nesting depth can make
+	 * the result invalid: the value goes inside res.steps containers. */
+	if (res.steps + value_depth(val + voff, vlen) > MF_JSON_MAX_DEPTH)
+		return -EINVAL;
 
 	/* Sizes: n and vlen are each <= INT_MAX and the name is bounded by
 	 * 6 * pathlen, so the sums below are checked only against INT_MAX. */
@@ -893,7 +975,7 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 	if (total > INT_MAX)
 		return -E2BIG;
 
-	buf = malloc(total + 1);
+	buf = out_alloc(alloc, actx, total + 1);
 	if (buf == NULL)
 		return -ENOMEM;
 	w = buf;
@@ -912,14 +994,6 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 	memcpy(w, doc + post_off, n - post_off);
 	w += n - post_off;
 	*w = '\0';
-
-	/* Both inputs were valid, so only the combined nesting depth can
-	 * make the result invalid; checking the whole result also guards
-	 * against any splicing mistake ever reaching storage. */
-	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
-		free(buf);
-		return -EINVAL;
-	}
 	*out = buf;
 	*outlen = total;
 	return 0;
@@ -928,13 +1002,7 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     char **out, size_t *outlen)
 {
-	size_t a, b, total;
-	jsmntok_t *t;
-	walk_res res;
-	char *buf;
-	int ntok, rc;
-
-	rc = mf_json_path_check(path, pathlen);
+	int rc = mf_json_path_check(path, pathlen);
 	if (rc < 0)
 		return rc;
 	if (pathlen == 1)
@@ -943,12 +1011,23 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 		return -E2BIG;
 	if (mf_json_validate(doc, n, NULL, NULL) < 0)
 		return -EINVAL;
-	rc = tokenize(doc, n, &t, &ntok);
+	return mf_json_del_path_doc(doc, n, path, pathlen, out, outlen, NULL, NULL);
+}
+
+int mf_json_del_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         char **out, size_t *outlen, mf_json_alloc alloc, void *actx)
+{
+	size_t a, b, total;
+	walk_res res;
+	char *buf;
+	int rc = mf_json_path_check(path, pathlen);
 	if (rc < 0)
 		return rc;
-	memset(&res, 0, sizeof(res));
-	rc = walk(doc, t, ntok, path, pathlen, 0, &res);
-	free(t);
+	if (pathlen == 1)
+		return -EINVAL;
+	if (n > INT_MAX)
+		return -E2BIG;
+	rc = scan_walk(doc, n, path, pathlen, 0, &res);
 	if (rc < 0)
 		return rc;
 	/* Cut [a, b): the member (key through value) or element, with the
@@ -976,17 +1055,12 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 		}
 	}
 	total = n - (b - a);
-	buf = malloc(total + 1);
+	buf = out_alloc(alloc, actx, total + 1);
 	if (buf == NULL)
 		return -ENOMEM;
 	memcpy(buf, doc, a);
 	memcpy(buf + a, doc + b, n - b);
 	buf[total] = '\0';
-	/* As in set: never let a splicing mistake reach storage. */
-	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
-		free(buf);
-		return -EINVAL;
-	}
 	*out = buf;
 	*outlen = total;
 	return 0;

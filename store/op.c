@@ -39,6 +39,8 @@ void mf_op_clear(mf_op *op)
 	mf_slice_unref(&op->val);
 	mf_slice_unref(&op->out);
 	mf_slice_unref(&op->base);
+	mf_slice_unref(&op->prep);
+	mf_slice_unref(&op->prep_of);
 }
 
 static uint64_t get_le(const unsigned char *p, int n)

@@ -99,6 +99,11 @@ typedef struct mf_op {
 	                      slice (same immutable bytes), apply skips hashing
 	                      them: the hash would match, so replay (which has
 	                      no hint and hashes) decides the same. */
+	mf_slice prep;     /* not logged, JSON path ops only: the edited
+	                      document mf_store_prepare made from prep_of; apply
+	                      uses it if the key holds exactly prep_of (replay,
+	                      without it, edits the same bytes the same way) */
+	mf_slice prep_of;
 } mf_op;
 
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows
@@ -160,7 +165,8 @@ mf_slice mf_writev_encode(uint64_t keep, uint64_t hash, const mf_range *r, size_
  * A handle's own base against the key's value, so no adversary picks both. */
 uint64_t mf_hash64(const void *p, size_t n);
 
-/* Drop every slice reference the op holds (key, key2, val, out, base). */
+/* Drop every slice reference the op holds (key, key2, val, out, base,
+ * prep, prep_of). */
 void mf_op_clear(mf_op *op);
 
 #endif

@@ -345,15 +345,34 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	}
 }
 
-/* Edit a JSON document for JSON_SETPATH / JSON_DELPATH: the new text in
- * *doc (malloc'd), or -errno.  Shared by check and apply. */
-static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen)
+/* json.c builds the edited document straight into a value buffer. */
+static char *json_out(void *ctx, size_t n)
 {
-	if (op->type == MF_OP_JSON_DELPATH)
-		return mf_json_del_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-		                        op->key2.len, doc, dlen);
-	return mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-	                        op->key2.len, mf_slice_ptr(op->val), op->val.len, doc, dlen);
+	mf_slice *s = ctx;
+	*s = mf_slice_alloc(n, n);
+	return s->buf ? s->buf->data : NULL;
+}
+
+/* Edit a JSON document for JSON_SETPATH / JSON_DELPATH: the new text in
+ * *out (a slice owning one reference), or -errno.  Shared by check
+ * (prepare) and apply. */
+static int json_edit(const entry *e, const mf_op *op, mf_slice *out)
+{
+	char *doc;
+	size_t dlen;
+	*out = MF_SLICE_EMPTY;
+	int r = op->type == MF_OP_JSON_DELPATH
+	            ? mf_json_del_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+	                                   op->key2.len, &doc, &dlen, json_out, out)
+	            : mf_json_set_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+	                                   op->key2.len, mf_slice_ptr(op->val), op->val.len, &doc,
+	                                   &dlen, json_out, out);
+	if (r) {
+		mf_slice_unref(out);
+		return r;
+	}
+	out->len = dlen; /* without the NUL json.c adds */
+	return 0;
 }
 
 /* A JSON_DELPATH of "$" deletes the whole document. */
@@ -362,7 +381,9 @@ static bool json_del_root(const mf_op *op)
 	return op->type == MF_OP_JSON_DELPATH && op->key2.len == 1 && mf_slice_ptr(op->key2)[0] == '$';
 }
 
-int mf_store_check(mf_store *st, const mf_op *op)
+/* check and prepare: keep (prepare) hands the edited document of a JSON
+ * path op to apply through op->prep. */
+static int check_op(mf_store *st, const mf_op *op, mf_op *keep)
 {
 	pthread_rwlock_rdlock(&st->lock);
 	bool keyed = mf_op_has_key(op->type);
@@ -372,13 +393,29 @@ int mf_store_check(mf_store *st, const mf_op *op)
 	    !json_del_root(op)) {
 		/* Whether the path resolves depends on the document: try it, so
 		 * a missing path is refused before it is logged. */
-		char *doc = NULL;
-		size_t dlen;
-		r = json_edit(e, op, &doc, &dlen);
-		free(doc);
+		mf_slice doc;
+		r = json_edit(e, op, &doc);
+		if (r == 0 && keep) {
+			mf_slice_unref(&keep->prep);
+			mf_slice_unref(&keep->prep_of);
+			keep->prep = doc;
+			keep->prep_of = mf_slice_ref(e->val);
+		} else {
+			mf_slice_unref(&doc);
+		}
 	}
 	pthread_rwlock_unlock(&st->lock);
 	return r;
+}
+
+int mf_store_check(mf_store *st, const mf_op *op)
+{
+	return check_op(st, op, NULL);
+}
+
+int mf_store_prepare(mf_store *st, mf_op *op)
+{
+	return check_op(st, op, op);
 }
 
 /* A key loaded from the WAL or a snapshot shares one buffer with its value
@@ -662,13 +699,17 @@ static int do_apply(mf_store *st, mf_op *op)
 		}
 		/* fall through */
 	case MF_OP_JSON_SETPATH: {
-		char *doc;
-		size_t dlen;
-		r = json_edit(e, op, &doc, &dlen);
+		/* What prepare built from exactly this value (the same immutable
+		 * bytes, so the edit would give the same text; replay edits). */
+		if (op->prep.buf && op->prep_of.buf == e->val.buf && op->prep_of.off == e->val.off &&
+		    op->prep_of.len == e->val.len) {
+			set_val(st, e, mf_slice_ref(op->prep));
+			break;
+		}
+		mf_slice v;
+		r = json_edit(e, op, &v);
 		if (r)
 			return r;
-		mf_slice v = mf_slice_from(doc, dlen, dlen);
-		free(doc);
 		set_val(st, e, v);
 		break;
 	}

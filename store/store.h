@@ -80,6 +80,12 @@ int mf_store_apply(mf_store *st, mf_op *op);
  * before apply); apply re-checks and is deterministic. */
 int mf_store_check(mf_store *st, const mf_op *op);
 
+/* check, and for a JSON path op also keep the edited document in op->prep
+ * (with the value it was made from in op->prep_of), so that apply, if the
+ * key still holds exactly that value, installs it instead of editing the
+ * document again: a member update parses the document once (issue 12). */
+int mf_store_prepare(mf_store *st, mf_op *op);
+
 /* The whole-value rule of a type: 0, or -EINVAL with the byte offset and a
  * static reason (either may be NULL) — for log lines, and for values that
  * live outside the store (an unlinked file's data). */

@@ -197,3 +197,45 @@ def test_sparse_value_through_snapshot(mkmount):
         assert f.read(8) == b"head\0\0\0\0"
     zeros_at(p, [256 * MiB, 512 * MiB - 4096])
     assert rss(m) < 128 * MiB
+
+
+def test_json_member_reads_follow_every_new_version(mkmount):
+    """Member spans are remembered per document version (fs/jsonpath.c):
+    a rewrite of the same length, a path update, a delete and a re-create
+    are each seen by the next read."""
+    m = mkmount()
+    doc = m.json("d")
+    member = m.ctl("json") / "d" / "$.m.x"
+    doc.write_bytes(b'{"m":{"x":1},"pad":"' + b"a" * 1000 + b'"}')
+    assert member.read_bytes() == b"1\n"
+    assert member.read_bytes() == b"1\n"
+    doc.write_bytes(b'{"m":{"x":2},"pad":"' + b"b" * 1000 + b'"}')  # same length
+    assert member.read_bytes() == b"2\n"
+    member.write_bytes(b"33\n")
+    assert member.read_bytes() == b"33\n"
+    assert b'"x":33' in doc.read_bytes()
+    os.unlink(doc)
+    with pytest.raises(FileNotFoundError):
+        member.read_bytes()
+    doc.write_bytes(b'{"m":{"x":[4]}}')
+    assert member.read_bytes() == b"[4]\n"
+    m.stop()
+    m.start()
+    assert member.read_bytes() == b"[4]\n"
+
+
+def test_recovery_progress_with_few_big_records(mkmount):
+    """Progress is looked at after every 16 MiB recovered, not only every
+    1024 records: three 20 MiB values give lines (test period 0 ms)."""
+    m = mkmount()
+    for i in range(3):
+        m.kv(f"big{i}").write_bytes(os.urandom(20 * MiB))
+    m.stop()
+    m.start(env={"MEMFLUX_TEST_PROGRESS_MS": "0"})
+    prog = [l for l in m.log().splitlines() if "recovery progress: WAL" in l]
+    assert len(prog) >= 2, m.log()
+    m.ctl("snapshot").write_text("1\n")
+    m.stop()
+    m.start(env={"MEMFLUX_TEST_PROGRESS_MS": "0"})
+    snap = [l for l in m.log().splitlines() if "recovery progress: snapshot" in l]
+    assert len(snap) >= 2, m.log()
