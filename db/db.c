@@ -710,8 +710,8 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 		uint64_t grow = op->val.len;
 		if (op->type == MF_OP_CREATE)
 			grow += op->key.len;
-		if (op->type == MF_OP_TRUNCATE)
-			grow += op->arg;
+		if (op->type == MF_OP_TRUNCATE || op->type == MF_OP_WRITEV)
+			grow += op->arg; /* sizes count holes, as value_bytes does */
 		uint64_t used = store_memory(db);
 		if (grow && used + grow > db->opts.max_memory) {
 			atomic_fetch_add(&db->refused_memory, 1);

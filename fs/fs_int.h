@@ -27,7 +27,9 @@
  * flush/fsync/release commit one whole-value op: SET for full mode, APPEND
  * (kv) or RPUSH (lists) for append mode.  So concurrent writers to one key
  * are serialised by the WAL: last close wins for overwrites, and appends all
- * land (O_APPEND semantics).  No torn mix.
+ * land (O_APPEND semantics).  No torn mix.  A full-mode /kv handle whose
+ * changes are small logs them as a WRITEV instead (commit.c): the same
+ * whole value, in a few bytes, or refused if the key changed (then SET).
  *
  * Caching.  Entry and attr timeouts (opts.timeout) cut the requests per
  * operation; which opens may use the kernel's page cache, and when it is
