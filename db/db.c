@@ -754,7 +754,7 @@ int mf_db_commit_notify(mf_db *db, mf_op *op)
 		return 0;
 	}
 	fn(ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
-	if (op->type == MF_OP_RENAME)
+	if (op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) /* key2: the other key */
 		fn(ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
 	return 0;
 }
@@ -924,14 +924,14 @@ char *mf_db_stats_text(mf_db *db)
 			*p = '_';
 	char *a = text_printf(
 		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
-		"\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
+		"\nkeys_sets %" PRIu64 "\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
 		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
 		"\nwal_synced_lsn %" PRIu64 "\nwal_records %" PRIu64 "\nwal_batches %" PRIu64
 		"\nwal_fsyncs %" PRIu64 "\nwal_read_only %d\nfsync_mode %s\nfsync_interval_ms %u"
 		"\nwal_threshold %" PRIu64 "\nsnapshots %" PRIu64 "\nsnapshot_running %d"
 		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
 		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
-		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST],
+		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET],
 		ss.value_bytes, mem, ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
 		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
 		mf_fsync_mode_name(db->opts.fsync_mode),

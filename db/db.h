@@ -86,7 +86,7 @@ int mf_db_commit(mf_db *db, mf_op *op);
 
 /* ---- change notification (for committers outside the FUSE layer) ----
  * The RESP server (resp/) commits through mf_db_commit_notify: after a
- * successful commit it calls the hook once per key the op touched (RENAME:
+ * successful commit it calls the hook once per key the op touched (RENAME, SMOVE:
  * source and target; FLUSH: once with key NULL, meaning every key), on the
  * caller's thread, holding no db lock, so the hook may ask the kernel to
  * drop cached entries/attributes (mf_fs_key_changed).  The FUSE layer keeps

@@ -13,10 +13,18 @@ const char *mf_optype_name(int type)
 		[MF_OP_LPOP] = "LPOP", [MF_OP_JSON_SETPATH] = "JSON.SETPATH",
 		[MF_OP_LPUSH] = "LPUSH", [MF_OP_RPOP] = "RPOP", [MF_OP_SETRANGE] = "SETRANGE",
 		[MF_OP_FLUSH] = "FLUSH", [MF_OP_JSON_DELPATH] = "JSON.DELPATH",
+		[MF_OP_INCRBY] = "INCRBY", [MF_OP_INCRBYFLOAT] = "INCRBYFLOAT",
+		[MF_OP_SADD] = "SADD", [MF_OP_SREM] = "SREM", [MF_OP_SMOVE] = "SMOVE",
 	};
-	if (type <= 0 || type > MF_OP_MAX_)
+	/* Reserved numbers (another branch's ops) have no name here. */
+	if (type <= 0 || type > MF_OP_MAX_ || !names[type])
 		return "?";
 	return names[type];
+}
+
+int mf_optype_valid(int type)
+{
+	return mf_optype_name(type)[0] != '?';
 }
 
 const char *mf_type_name(int type)
@@ -25,6 +33,7 @@ const char *mf_type_name(int type)
 	case MF_T_STRING: return "string";
 	case MF_T_JSON: return "json";
 	case MF_T_LIST: return "list";
+	case MF_T_SET: return "set";
 	default: return "none";
 	}
 }

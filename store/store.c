@@ -9,9 +9,12 @@
  */
 #include "store.h"
 #include "json.h"
+#include "set.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +28,12 @@ typedef struct entry {
 	int64_t ctime_ns;
 	uint64_t version;
 	uint8_t type;
+	/* Sets: the members, and whether val holds their text.  The text is
+	 * made when a reader asks for it (under text_mu, see set_text) and
+	 * extended in place by SADD; SREM/SMOVE drop it.  So a set's val is a
+	 * cache: value_bytes counts mf_set_bytes, never val.len (vlen). */
+	bool text_ok;
+	mf_set *set;
 } entry;
 
 struct mf_store {
@@ -32,23 +41,27 @@ struct mf_store {
 	entry **tab;
 	size_t nbuckets;    /* power of two */
 	size_t nkeys;
-	uint64_t ntype[4];
+	uint64_t ntype[MF_T_MAX_ + 1];
+	/* Builds a set's text under the read lock (several readers may ask at
+	 * once); writers hold the write lock and need not take it. */
+	pthread_mutex_t text_mu;
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
 };
 
-/* FNV-1a is enough: keys come from one user's file names, not an attacker
- * probing for collisions over the network, and chains stay short on
- * average because the table doubles at load factor 1. */
+/* FNV-1a (set.c) is enough: keys come from one user's file names or local
+ * RESP clients, and chains stay short on average because the table
+ * doubles at load factor 1. */
 static uint64_t hash_key(const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 1099511628211ULL;
-	}
-	return h ^ (h >> 29);
+	return mf_hash_bytes(p, n);
+}
+
+/* The bytes a value counts for (stats, memory limit, EFBIG). */
+static uint64_t vlen(const entry *e)
+{
+	return e->set ? mf_set_bytes(e->set) : e->val.len;
 }
 
 mf_store *mf_store_new(void)
@@ -56,6 +69,7 @@ mf_store *mf_store_new(void)
 	mf_store *st = mf_xmalloc(sizeof *st);
 	memset(st, 0, sizeof *st);
 	pthread_rwlock_init(&st->lock, NULL);
+	pthread_mutex_init(&st->text_mu, NULL);
 	st->nbuckets = 1024;
 	st->tab = calloc(st->nbuckets, sizeof *st->tab);
 	if (!st->tab)
@@ -67,6 +81,7 @@ static void entry_free(entry *e)
 {
 	mf_slice_unref(&e->key);
 	mf_slice_unref(&e->val);
+	mf_set_free(e->set);
 	free(e);
 }
 
@@ -94,6 +109,7 @@ void mf_store_free(mf_store *st)
 	flush_all(st);
 	free(st->tab);
 	pthread_rwlock_destroy(&st->lock);
+	pthread_mutex_destroy(&st->text_mu);
 	free(st);
 }
 
@@ -146,6 +162,10 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->type = type;
 	e->mtime_ns = e->ctime_ns = t;
 	e->version = ++st->version;
+	if (type == MF_T_SET) {
+		e->set = mf_set_new();
+		e->text_ok = true; /* empty */
+	}
 	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
 	e->next = *pp;
 	*pp = e;
@@ -162,7 +182,7 @@ static void unlink_entry(mf_store *st, entry *e)
 	*pp = e->next;
 	st->nkeys--;
 	st->ntype[e->type]--;
-	st->value_bytes -= e->val.len;
+	st->value_bytes -= vlen(e);
 }
 
 uint64_t mf_count_lines(const char *p, size_t n)
@@ -195,18 +215,51 @@ int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const
 	return 0;
 }
 
+/* The new text of a counter (INCRBY/INCRBYFLOAT on e, absent: 0) in buf
+ * (MF_NUM_LD_BUF + 2 bytes), or -EINVAL (not a number: the value or the
+ * increment) / -ERANGE (overflow, NaN or infinity).  Shared by validate and
+ * apply.  *res: INCRBY's result. */
+static int counter_text(const entry *e, const mf_op *op, char *buf, size_t *len, long long *res)
+{
+	const char *p = e ? mf_slice_ptr(e->val) : "0";
+	size_t n = e ? e->val.len : 1;
+	bool nl;
+	int r;
+	if (op->type == MF_OP_INCRBY) {
+		long long v;
+		if ((r = mf_num_parse_ll(p, n, &v, &nl)) != 0 ||
+		    (r = mf_num_add_ll(v, (long long)op->arg, res)) != 0)
+			return r;
+		*len = (size_t)snprintf(buf, MF_NUM_LD_BUF, "%lld", *res);
+	} else {
+		long double v, inc;
+		bool inl;
+		if (mf_num_parse_ld(mf_slice_ptr(op->val), op->val.len, &inc, &inl) != 0 || inl ||
+		    (r = mf_num_parse_ld(p, n, &v, &nl)) != 0)
+			return -EINVAL;
+		v += inc;
+		if (isnan(v) || isinf(v))
+			return -ERANGE;
+		*len = mf_num_format_ld(v, buf);
+	}
+	if (nl) /* keep the mount's newline (echo 5 > /kv/c) */
+		buf[(*len)++] = '\n';
+	return 0;
+}
+
 /* Everything that can make an op fail, checked before anything changes. */
 static int validate(mf_store *st, const mf_op *op, entry *e)
 {
 	if (op->type == MF_OP_FLUSH)
 		return op->ktype == MF_T_NONE && op->key.len == 0 ? 0 : -EINVAL;
-	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || !valid_key(op->key))
+	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
-	uint64_t cur = same ? e->val.len : 0;
+	uint64_t cur = same ? vlen(e) : 0;
 	if (op->val.len > MF_VALUE_MAX ||
-	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
-	     cur + op->val.len > MF_VALUE_MAX) ||
+	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH ||
+	      op->type == MF_OP_SADD) &&
+	     cur + op->val.len + 1 > MF_VALUE_MAX) ||
 	    (op->type == MF_OP_SETRANGE &&
 	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)))
 		return -EFBIG;
@@ -244,7 +297,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 			return -ENOENT;
 		/* arg 1: only an empty value (RESP deletes a list its pop
 		 * emptied, as Redis does, without racing a concurrent push). */
-		return op->arg == 0 ? 0 : op->arg == 1 && e->val.len == 0 ? 0 : -ENOTEMPTY;
+		return op->arg == 0 ? 0 : op->arg == 1 && vlen(e) == 0 ? 0 : -ENOTEMPTY;
 	case MF_OP_SETTIME:
 		return same ? 0 : -ENOENT;
 	case MF_OP_SETRANGE:
@@ -278,6 +331,34 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (!same)
 			return -ENOENT;
 		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	case MF_OP_INCRBY:
+	case MF_OP_INCRBYFLOAT: {
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		if (e && !same)
+			return -EEXIST;
+		char buf[MF_NUM_LD_BUF + 2];
+		size_t len;
+		long long res;
+		return counter_text(e, op, buf, &len, &res);
+	}
+	case MF_OP_SADD:
+		if (op->ktype != MF_T_SET || op->val.len == 0)
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_SREM:
+		if (op->ktype != MF_T_SET || op->val.len == 0)
+			return -EINVAL;
+		return same ? 0 : e ? -EEXIST : -ENOENT;
+	case MF_OP_SMOVE: {
+		if (op->ktype != MF_T_SET || !valid_key(op->key2) ||
+		    memchr(mf_slice_ptr(op->val), '\n', op->val.len))
+			return -EINVAL;
+		if (!same)
+			return e ? -EEXIST : -ENOENT;
+		entry *t = find(st, op->key2);
+		return t && t->type != MF_T_SET ? -EEXIST : 0;
+	}
 	default:
 		return -EINVAL;
 	}
@@ -367,6 +448,86 @@ static mf_slice list_value(mf_slice v)
 	return n;
 }
 
+/* ---- sets ---- */
+
+/* After changing e->set: the count, the store's bytes (from old), and the
+ * text cache (keep: SADD extended it in place). */
+static void set_changed(mf_store *st, entry *e, uint64_t old_bytes, bool keep_text)
+{
+	st->value_bytes = st->value_bytes - old_bytes + mf_set_bytes(e->set);
+	e->count = mf_set_count(e->set);
+	if (!keep_text) {
+		detach_key(e);
+		mf_slice_unref(&e->val);
+		e->text_ok = false;
+	}
+}
+
+/* Replace the members by the lines of v (SET, TRUNCATE to 0).  v's bytes
+ * become the text when they are exactly the members, one per line. */
+static void set_replace(mf_store *st, entry *e, mf_slice v)
+{
+	uint64_t old = mf_set_bytes(e->set);
+	mf_set_free(e->set);
+	e->set = mf_set_new();
+	uint64_t added = mf_set_add_lines(e->set, mf_slice_ptr(v), v.len);
+	set_changed(st, e, old, false);
+	if (added == mf_count_lines(mf_slice_ptr(v), v.len) && mf_set_bytes(e->set) == v.len) {
+		e->val = mf_slice_ref(v);
+		e->text_ok = true;
+	}
+}
+
+typedef struct sadd_ctx {
+	entry *e;
+	uint64_t n;
+} sadd_ctx;
+
+static void sadd_one(void *ctx, const char *l, size_t len)
+{
+	sadd_ctx *a = ctx;
+	if (mf_set_add(a->e->set, l, len) != 1)
+		return;
+	a->n++;
+	if (a->e->text_ok) { /* in place: O(added), readers' slices unchanged */
+		mf_slice_append(&a->e->val, l, len);
+		mf_slice_append(&a->e->val, "\n", 1);
+	}
+}
+
+static void srem_one(void *ctx, const char *l, size_t len)
+{
+	sadd_ctx *a = ctx;
+	a->n += (uint64_t)mf_set_del(a->e->set, l, len);
+}
+
+/* SMOVE from e; false if nothing moved (not a member, or key2 = key). */
+static bool smove(mf_store *st, entry *e, mf_op *op)
+{
+	const char *m = mf_slice_ptr(op->val);
+	size_t n = op->val.len;
+	op->res = 0;
+	if (op->key2.len == op->key.len &&
+	    memcmp(mf_slice_ptr(op->key), mf_slice_ptr(op->key2), op->key.len) == 0) {
+		op->res = mf_set_has(e->set, m, n); /* Redis: no change */
+		return false;
+	}
+	uint64_t old = mf_set_bytes(e->set);
+	if (!mf_set_del(e->set, m, n))
+		return false;
+	op->res = 1;
+	set_changed(st, e, old, false);
+	entry *d = find(st, op->key2);
+	if (!d)
+		d = insert(st, own_key(op->key2, MF_SLICE_EMPTY), MF_T_SET, op->time_ns);
+	uint64_t dold = mf_set_bytes(d->set);
+	sadd_ctx a = {d, 0};
+	sadd_one(&a, m, n);
+	set_changed(st, d, dold, true);
+	d->mtime_ns = d->ctime_ns = op->time_ns;
+	d->version = ++st->version;
+	return true;
+}
 
 static int do_apply(mf_store *st, mf_op *op)
 {
@@ -390,6 +551,12 @@ static int do_apply(mf_store *st, mf_op *op)
 			insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		return 0;
 	case MF_OP_SET: {
+		if (op->ktype == MF_T_SET) {
+			if (!e)
+				e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+			set_replace(st, e, op->val);
+			break;
+		}
 		if (!e)
 			e = insert(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
 			           op->ktype, t);
@@ -416,7 +583,9 @@ static int do_apply(mf_store *st, mf_op *op)
 		op->res = op->type == MF_OP_RPUSH ? e->count : e->val.len;
 		break;
 	case MF_OP_TRUNCATE:
-		if (op->arg <= e->val.len) {
+		if (e->set) {
+			set_replace(st, e, MF_SLICE_EMPTY); /* validate: to 0 only */
+		} else if (op->arg <= e->val.len) {
 			/* Shrinking shares the buffer: a sub-slice, no copy. */
 			mf_slice v = mf_slice_ref(e->val);
 			v.len = op->arg;
@@ -452,7 +621,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		*pp = e;
 		st->nkeys++;
 		st->ntype[e->type]++;
-		st->value_bytes += e->val.len;
+		st->value_bytes += vlen(e);
 		e->ctime_ns = t;
 		e->version = ++st->version;
 		return 0;
@@ -556,6 +725,60 @@ static int do_apply(mf_store *st, mf_op *op)
 		set_val(st, e, v);
 		break;
 	}
+	case MF_OP_INCRBY:
+	case MF_OP_INCRBYFLOAT: {
+		char buf[MF_NUM_LD_BUF + 2];
+		size_t len;
+		long long res = 0;
+		r = counter_text(e, op, buf, &len, &res);
+		if (r)
+			return r;
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		mf_slice v = mf_slice_from(buf, len, len);
+		set_val(st, e, v);
+		op->res = (uint64_t)res;
+		if (op->type == MF_OP_INCRBYFLOAT) {
+			mf_slice_unref(&op->out);
+			op->out = mf_slice_ref(v);
+		}
+		break;
+	}
+	case MF_OP_SADD: {
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		uint64_t old = mf_set_bytes(e->set);
+		detach_key(e); /* the text may move */
+		sadd_ctx a = {e, 0};
+		mf_lines_each(mf_slice_ptr(op->val), op->val.len, sadd_one, &a);
+		set_changed(st, e, old, true);
+		op->res = a.n;
+		break;
+	}
+	case MF_OP_SREM: {
+		uint64_t old = mf_set_bytes(e->set);
+		sadd_ctx a = {e, 0};
+		mf_lines_each(mf_slice_ptr(op->val), op->val.len, srem_one, &a);
+		op->res = a.n;
+		if (a.n == 0)
+			return 0; /* nothing changed: no new version */
+		set_changed(st, e, old, false);
+		if (mf_set_count(e->set) == 0) { /* Redis has no empty sets */
+			unlink_entry(st, e);
+			entry_free(e);
+			return 0;
+		}
+		break;
+	}
+	case MF_OP_SMOVE:
+		if (!smove(st, e, op))
+			return 0; /* nothing moved: no new version */
+		if (mf_set_count(e->set) == 0) {
+			unlink_entry(st, e);
+			entry_free(e);
+			return 0;
+		}
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -574,11 +797,27 @@ int mf_store_apply(mf_store *st, mf_op *op)
 	return r;
 }
 
-static void fill_info(entry *e, bool want_value, mf_entry_info *out)
+/* A reference to e's value; a set's text is made here if a write dropped
+ * it.  Caller holds the lock (read or write). */
+static mf_slice value_ref(mf_store *st, entry *e)
+{
+	if (!e->set)
+		return mf_slice_ref(e->val);
+	pthread_mutex_lock(&st->text_mu);
+	if (!e->text_ok) {
+		e->val = mf_set_text(e->set);
+		e->text_ok = true;
+	}
+	mf_slice v = mf_slice_ref(e->val);
+	pthread_mutex_unlock(&st->text_mu);
+	return v;
+}
+
+static void fill_info(mf_store *st, entry *e, bool want_value, mf_entry_info *out)
 {
 	out->type = e->type;
-	out->val = want_value ? mf_slice_ref(e->val) : MF_SLICE_EMPTY;
-	out->size = e->val.len;
+	out->val = want_value ? value_ref(st, e) : MF_SLICE_EMPTY;
+	out->size = vlen(e);
 	out->count = e->count;
 	out->mtime_ns = e->mtime_ns;
 	out->ctime_ns = e->ctime_ns;
@@ -591,7 +830,7 @@ int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
 	pthread_rwlock_rdlock(&st->lock);
 	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
 	if (e)
-		fill_info(e, want_value, out);
+		fill_info(st, e, want_value, out);
 	pthread_rwlock_unlock(&st->lock);
 	return e ? 0 : -ENOENT;
 }
@@ -617,7 +856,7 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 	mf_item *it = mf_xmalloc((n ? n : 1) * sizeof *it);
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			it[i++] = (mf_item){mf_slice_ref(e->key), e->type, mf_slice_ref(e->val),
+			it[i++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
 			                    e->mtime_ns, e->ctime_ns};
 	*lsn = st->applied_lsn;
 	pthread_rwlock_unlock(&st->lock);
@@ -638,7 +877,7 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 {
 	/* The type rules SET enforces (an empty JSON value is the "created, no
 	 * document yet" state CREATE makes). */
-	if (item->type < MF_T_STRING || item->type > MF_T_LIST || !valid_key(item->key) ||
+	if (!mf_type_valid(item->type) || !valid_key(item->key) ||
 	    (item->val.len &&
 	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0))
 		return -EINVAL;
@@ -654,10 +893,16 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 			 * line the way SET does (a snapshot is only CRC-checked). */
 			e->val = list_value(item->val);
 			mf_slice_unref(&item->val);
+		} else if (e->type == MF_T_SET) {
+			/* A set's snapshot value is its members' text (any order);
+			 * duplicates are dropped as SET drops them. */
+			set_replace(st, e, item->val);
+			mf_slice_unref(&item->val);
 		} else {
 			e->val = item->val;
 		}
-		st->value_bytes += e->val.len;
+		if (e->type != MF_T_SET)
+			st->value_bytes += e->val.len;
 		if (e->type == MF_T_LIST)
 			e->count = mf_count_lines(mf_slice_ptr(e->val), e->val.len);
 		item->key = item->val = MF_SLICE_EMPTY;
@@ -677,9 +922,18 @@ void mf_store_stats_get(mf_store *st, mf_store_stats *out)
 {
 	pthread_rwlock_rdlock(&st->lock);
 	out->keys[0] = st->nkeys;
-	for (int t = 1; t < 4; t++)
+	for (int t = 1; t <= MF_T_MAX_; t++)
 		out->keys[t] = st->ntype[t];
 	out->value_bytes = st->value_bytes;
 	out->applied_lsn = st->applied_lsn;
 	pthread_rwlock_unlock(&st->lock);
+}
+
+int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, size_t mlen)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	int r = !e ? -ENOENT : !e->set ? -EEXIST : mf_set_has(e->set, m, mlen);
+	pthread_rwlock_unlock(&st->lock);
+	return r;
 }

@@ -1,8 +1,9 @@
 /*
  * store.h — the in-memory keyspace.
  *
- * Owns: one hash table of keys; each key has a type (string, JSON, list), a
- * value (an mf_slice), a list element count, mtime/ctime and a version that
+ * Owns: one hash table of keys; each key has a type (string, JSON, list,
+ * set), a value (an mf_slice; a set's is the text of its members, made
+ * from a member hash table when read), a list/set element count, mtime/ctime and a version that
  * changes whenever the value does.  One keyspace, as in Redis: a key has one
  * type at a time.
  *
@@ -22,11 +23,15 @@
  * (CREATE of a JSON key makes the store's "no document yet" state, which
  * only "$" paths and SET can fill; the mount never logs it); a list value is lines, each '\n'-terminated (SET and
  * RPUSH complete an unterminated last line; a list truncates only to 0);
- * values are at most MF_VALUE_MAX bytes.
+ * values are at most MF_VALUE_MAX bytes; a set's members are unique lines
+ * (SET, SADD take lines; an emptied set is deleted by SREM/SMOVE, as
+ * Redis has no empty sets); a counter (INCRBY, INCRBYFLOAT) is Redis's
+ * integer or float text, optionally followed by one '\n' (kept).
  *
  * Errors: negative errno.  ENOENT (no such key), EEXIST (key exists with
- * another type), EINVAL (malformed op or a value its type refuses), EFBIG
- * (over MF_VALUE_MAX).
+ * another type), EINVAL (malformed op or a value its type refuses; a
+ * counter that is not a number), ERANGE (a counter would overflow, or
+ * become NaN/infinite), EFBIG (over MF_VALUE_MAX).
  */
 #ifndef MF_STORE_H
 #define MF_STORE_H
@@ -40,7 +45,7 @@ typedef struct mf_entry_info {
 	mf_type type;
 	mf_slice val;       /* referenced when asked for; caller unrefs */
 	uint64_t size;      /* value bytes */
-	uint64_t count;     /* list elements (lists only) */
+	uint64_t count;     /* list elements, set members */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	uint64_t version;   /* changes whenever the value changes */
@@ -56,7 +61,7 @@ typedef struct mf_item {
 } mf_item;
 
 typedef struct mf_store_stats {
-	uint64_t keys[4];       /* indexed by mf_type; [0] = total */
+	uint64_t keys[MF_T_MAX_ + 1]; /* indexed by mf_type; [0] = total */
 	uint64_t value_bytes;   /* sum of live value lengths */
 	uint64_t applied_lsn;
 } mf_store_stats;
@@ -101,6 +106,9 @@ int mf_store_load_item(mf_store *st, mf_item *item);
 void mf_store_set_applied_lsn(mf_store *st, uint64_t lsn);
 
 void mf_store_stats_get(mf_store *st, mf_store_stats *out);
+
+/* SISMEMBER: 1 or 0; -ENOENT (no key), -EEXIST (not a set).  O(1). */
+int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, size_t mlen);
 
 /* Count '\n'-terminated lines in a list value. */
 uint64_t mf_count_lines(const char *p, size_t n);
