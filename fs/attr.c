@@ -14,8 +14,10 @@ struct timespec ns_to_ts(int64_t ns)
 const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen)
 {
 	static const char *const dirs[] = {[MF_T_STRING] = "kv", [MF_T_JSON] = "json",
-	                                   [MF_T_LIST] = "lists", [NODE_POP] = ".ctl/pop",
-	                                   [NODE_JDIR] = ".ctl/json", [NODE_JPATH] = ".ctl/json"};
+	                                   [MF_T_LIST] = "lists", [MF_T_SET] = "sets",
+	                                   [NODE_POP] = ".ctl/pop", [NODE_JDIR] = ".ctl/json",
+	                                   [NODE_JPATH] = ".ctl/json", [NODE_INCR] = ".ctl/incr",
+	                                   [NODE_SREM] = ".ctl/srem"};
 	char esc[3 * MF_KEY_MAX + 8];
 	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
 	         mf_log_key(esc, sizeof esc, key, klen));
@@ -60,10 +62,10 @@ void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_
 /* Attributes of a key node.  Caller holds fsg.mu. */
 int node_attr(node *n, struct stat *st)
 {
-	if (n->type == NODE_POP) {
+	if (n->type == NODE_POP || ctlw_type(n->type)) {
 		/* 0400: with allow_other (default_permissions), only the owner
-		 * may pop. */
-		file_attr(n->ino, 0400, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
+		 * may pop; 0200: control files one writes to. */
+		file_attr(n->ino, n->type == NODE_POP ? 0400 : 0200, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
@@ -161,7 +163,7 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	mf_slice key = n ? mf_slice_ref(n->key) : MF_SLICE_EMPTY;
 	uint8_t type = n ? n->type : 0;
 	pthread_mutex_unlock(&fsg.mu);
-	if (!n || type == NODE_POP || type == NODE_JDIR || type == NODE_JPATH) {
+	if (!n || !key_type(type)) {
 		mf_slice_unref(&key);
 		fuse_reply_err(req, n ? EPERM : ENOENT);
 		return;
@@ -171,7 +173,7 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	uint64_t size = (uint64_t)attr->st_size;
 	if ((to_set & FUSE_SET_ATTR_SIZE) && size > MF_VALUE_MAX)
 		r = -EFBIG;
-	else if ((to_set & FUSE_SET_ATTR_SIZE) && type == MF_T_LIST && size != 0)
+	else if ((to_set & FUSE_SET_ATTR_SIZE) && lines_type(type) && size != 0)
 		r = -EINVAL;
 	if (r == 0 && by_handle) {
 		/* ftruncate on a writable handle: part of that handle's value

@@ -6,6 +6,8 @@
 
 int commit_handle_locked_then_inval(handle *h, bool final)
 {
+	if (ctlw_type(h->n->type))
+		return ctlw_flush(h);
 	pthread_mutex_lock(&h->mu);
 	int r = handle_commit(h, final);
 	fuse_ino_t ino = h->inval_ino;
@@ -104,7 +106,7 @@ int commit_orphan(handle *h)
 		h->data = MF_SLICE_EMPTY;
 	} else {
 		mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
-		if (n->type == MF_T_LIST)
+		if (lines_type(n->type))
 			mf_list_terminate(&n->orphan); /* the store's list rule, as RPUSH */
 	}
 	n->orphan_mtime = mf_now_ns();
@@ -166,7 +168,9 @@ static int commit_op(handle *h, node *n, bool pending, mf_slice key, mf_op *op)
 	case H_APPEND:
 		/* Every commit point (close, fsync) pushes whole elements: the
 		 * store completes an unterminated last line (its list rule). */
-		op->type = n->type == MF_T_LIST ? MF_OP_RPUSH : MF_OP_APPEND;
+		op->type = n->type == MF_T_LIST  ? MF_OP_RPUSH
+		         : n->type == MF_T_SET ? MF_OP_SADD
+		                               : MF_OP_APPEND;
 		op->val = mf_slice_ref(h->data);
 		return 0;
 	}

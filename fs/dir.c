@@ -113,10 +113,11 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint8_t type = dir_type(ino);
 	/* /.ctl/pop lists nothing: opening a pop file pops, so a listed pop
 	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
-	 * would drain.  Its names still resolve on lookup. */
-	if (type != MF_T_NONE && type != NODE_POP)
+	 * would drain.  Its names still resolve on lookup.  /.ctl/incr and
+	 * /.ctl/srem neither: they are verbs, not data. */
+	if (key_type(type) || type == NODE_JDIR)
 		nkeys = mf_kv_keys(&fsg.kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
-	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
+	if (key_type(type))
 		nkeys = add_pending_names(type, &keys, nkeys);
 	d->ents = calloc(nfixed + nkeys, sizeof *d->ents);
 	for (size_t i = 0; d->ents && i < nfixed + nkeys; i++) {

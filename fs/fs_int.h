@@ -73,16 +73,42 @@ enum {
 	INO_SNAPSHOT = 7,
 	INO_POPDIR = 8,
 	INO_JPATHDIR = 9,
+	INO_SETS = 10,
+	INO_INCRDIR = 11,
+	INO_SREMDIR = 12,
 	INO_FIRST_KEY = 64,
 };
 
 
-/* A node is a key file (type 1..3) or a pop file (type POP, key = list). */
-#define NODE_POP 4
+/* A node is a key file (type: the key's mf_type) or one of these, numbered
+ * above every mf_type (op.h reserves store types up to 6 and beyond): a pop
+ * file (type POP, key = list). */
+#define NODE_POP 100
 /* JSON path view: /.ctl/json/<key>/ is a NODE_JDIR, /.ctl/json/<key>/<path>
  * a NODE_JPATH whose node key is "<key>/<path>" ('/' is in no key). */
-#define NODE_JDIR 5
-#define NODE_JPATH 6
+#define NODE_JDIR 101
+#define NODE_JPATH 102
+/* Write-only control files (ctlw.c): /.ctl/incr/<key> (INCRBY per line),
+ * /.ctl/srem/<set> (SREM per line). */
+#define NODE_INCR 103
+#define NODE_SREM 104
+
+/* Key types whose value is lines and whose files take appends only. */
+static inline bool lines_type(uint8_t t)
+{
+	return t == MF_T_LIST || t == MF_T_SET;
+}
+
+/* A key file's type (a type directory's), as opposed to a /.ctl node. */
+static inline bool key_type(uint8_t t)
+{
+	return t == MF_T_STRING || t == MF_T_JSON || t == MF_T_LIST || t == MF_T_SET;
+}
+
+static inline bool ctlw_type(uint8_t t)
+{
+	return t == NODE_INCR || t == NODE_SREM;
+}
 
 typedef struct node {
 	fuse_ino_t ino;
@@ -309,6 +335,10 @@ void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* ctlw.c: the write-only control files /.ctl/incr and /.ctl/srem */
+int ctlw_write(handle *h, const char *buf, size_t size);
+int ctlw_flush(handle *h);
 
 /* open.c: open and create: pinning a view, O_TRUNC, /.ctl files and pops */
 char *ctl_text(fuse_ino_t ino);

@@ -143,6 +143,10 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	} else if (r == 0 && n->type == NODE_JDIR) {
 		r = -EISDIR;
+	} else if (r == 0 && ctlw_type(n->type)) {
+		/* Write-only verbs; -o ro refuses them in the kernel already. */
+		r = (fi->flags & O_ACCMODE) == O_RDONLY ? -EACCES : 0;
+		fi->direct_io = 1;
 	} else if (r == 0 && n->type == NODE_POP && (fi->flags & O_ACCMODE) != O_RDONLY) {
 		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
 		 * and throw it away: a pop is for a reader only.  EACCES, as for
@@ -196,8 +200,9 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		jpath_create(req, parent, name, fi);
 		return;
 	}
-	if (type == MF_T_NONE || type == NODE_POP || type == NODE_JDIR) {
-		fuse_reply_err(req, type == MF_T_NONE ? ENOENT : EPERM);
+	if (!key_type(type)) {
+		/* /.ctl/srem/<set> of a set that is not there: ENOENT. */
+		fuse_reply_err(req, type == MF_T_NONE || type == NODE_SREM ? ENOENT : EPERM);
 		return;
 	}
 	if (len > MF_KEY_MAX) {

@@ -121,7 +121,9 @@ void mf_fs_unmount(struct fuse_session *se)
 	 * at unmount): commit what they hold, as a release would, and free. */
 	while (fsg.handles) {
 		handle *h = fsg.handles;
-		if (h->n && h->n->type != NODE_POP)
+		if (h->n && ctlw_type(h->n->type))
+			ctlw_flush(h);
+		else if (h->n && h->n->type != NODE_POP)
 			handle_commit(h, true);
 		handle_free(h);
 	}

@@ -1,0 +1,106 @@
+/*
+ * ctlw.c — the write-only control files: /.ctl/incr/<key> and
+ * /.ctl/srem/<set>.  Each complete line written is part of one operation:
+ * a write(2) holding lines logs ONE record (INCRBY of their sum, or SREM of
+ * them) before it returns, so its error (not an integer, overflow, wrong
+ * type) comes back from write, not from a close bash ignores; a line split
+ * across writes waits for its end, and a last line without '\n' is logged
+ * at close.  Concurrent writers never lose an update: the store applies
+ * each record atomically (4 processes × 200 `echo 1 >> /.ctl/incr/c`
+ * make 800 INCRBY records and c ends at 800).
+ * Shared types, the lock order and every prototype: fs_int.h.
+ */
+#include "fs_int.h"
+#include "../store/set.h"
+
+/* A partial line longer than this is no number and no member we accept
+ * through a file: refuse it rather than buffer without bound. */
+#define CTLW_PARTIAL_MAX (64 * 1024)
+
+/* The INCRBY delta of lines p[0..n): the sum of one integer per line. */
+static int incr_delta(const char *p, size_t n, long long *sum)
+{
+	*sum = 0;
+	size_t i = 0;
+	while (i < n) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t l = nl ? (size_t)(nl - (p + i)) : n - i;
+		long long v;
+		bool had_nl;
+		int r = mf_num_parse_ll(p + i, l, &v, &had_nl);
+		if (r == 0)
+			r = mf_num_add_ll(*sum, v, sum);
+		if (r)
+			return r;
+		i += l + 1;
+	}
+	return 0;
+}
+
+/* Log the lines p[0..n) as one op on the handle's key; tell the kernel the
+ * key's file changed. */
+static int ctlw_commit(handle *h, const char *p, size_t n)
+{
+	node *nd = h->n;
+	uint8_t kt = nd->type == NODE_INCR ? MF_T_STRING : MF_T_SET;
+	mf_op op = key_op(nd->type == NODE_INCR ? MF_OP_INCRBY : MF_OP_SREM, kt,
+	                  mf_slice_ptr(nd->key), nd->key.len);
+	int r = 0;
+	if (nd->type == NODE_INCR) {
+		long long d;
+		r = incr_delta(p, n, &d);
+		op.arg = (uint64_t)d;
+	} else {
+		op.val = mf_slice_from(p, n, n);
+	}
+	if (r == 0)
+		r = commit(&op);
+	char kn[KEY_NAME_MAX];
+	if (r)
+		mf_log_warn("%s of %s refused: %s", mf_optype_name(op.type),
+		            key_name(kn, sizeof kn, kt, mf_slice_ptr(nd->key), nd->key.len),
+		            strerror(-r));
+	mf_op_clear(&op);
+	if (r == 0) {
+		pthread_mutex_lock(&fsg.mu);
+		node *kn2 = *name_slot(kt, mf_slice_ptr(nd->key), nd->key.len);
+		fuse_ino_t ino = kn2 ? kn2->ino : 0;
+		pthread_mutex_unlock(&fsg.mu);
+		if (ino)
+			invalidate(ino);
+	}
+	return r;
+}
+
+int ctlw_write(handle *h, const char *buf, size_t size)
+{
+	pthread_mutex_lock(&h->mu);
+	mf_slice_append(&h->data, buf, size);
+	const char *p = mf_slice_ptr(h->data);
+	const char *last = memrchr(p, '\n', h->data.len);
+	int r = 0;
+	if (last) {
+		size_t n = (size_t)(last - p) + 1;
+		r = ctlw_commit(h, p, n);
+		/* Committed or refused, those lines are done with. */
+		mf_slice rest = mf_slice_from(p + n, h->data.len - n, h->data.len - n);
+		mf_slice_unref(&h->data);
+		h->data = rest;
+	} else if (h->data.len > CTLW_PARTIAL_MAX) {
+		mf_slice_unref(&h->data);
+		r = -EINVAL;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+int ctlw_flush(handle *h)
+{
+	pthread_mutex_lock(&h->mu);
+	int r = 0;
+	if (h->data.len)
+		r = ctlw_commit(h, mf_slice_ptr(h->data), h->data.len);
+	mf_slice_unref(&h->data);
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
