@@ -655,6 +655,7 @@ static const char *type_name(int t)
 	case MF_T_STRING: return "string";
 	case MF_T_LIST: return "list";
 	case MF_T_JSON: return "ReJSON-RL";
+	case MF_T_SET: return "set";
 	default: return "none";
 	}
 }
@@ -923,8 +924,8 @@ static void c_scan(resp_ctx *x, client *c, req *r)
 			}
 		} else if (argis(r, i, "type")) {
 			want_type = 0; /* an unknown type name matches nothing */
-			for (int t = MF_T_STRING; t <= MF_T_LIST; t++)
-				if (argis(r, i + 1, type_name(t)))
+			for (int t = MF_T_STRING; t <= MF_T_MAX_; t++)
+				if (mf_type_valid(t) && argis(r, i + 1, type_name(t)))
 					want_type = t;
 		} else {
 			r_err(c, E_SYNTAX);
@@ -1235,6 +1236,243 @@ static void c_lindex(resp_ctx *x, client *c, req *r)
 		i += l + 1;
 	}
 	mf_slice_unref(&e.val);
+}
+
+/* ---------- counters (INCRBY / INCRBYFLOAT records: atomic in the store) */
+
+#define E_OVERFLOW "ERR increment or decrement would overflow"
+#define E_NOTFLOAT "ERR value is not a valid float"
+
+/* INCR/DECR/INCRBY/DECRBY: one INCRBY record; the store says whether the
+ * value is an integer and whether the sum fits (so a writer through the
+ * mount cannot slip in between a read and a write here). */
+static void do_incrby(resp_ctx *x, client *c, req *r, long long d)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_INCRBY, MF_T_STRING, r->argv[1], r->argl[1]);
+	op.arg = (uint64_t)d;
+	int rc = commit(x, &op);
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -EINVAL)
+		r_err(c, E_NOTINT);
+	else if (rc == -ERANGE)
+		r_err(c, E_OVERFLOW);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, (long long)op.res);
+}
+
+static void c_incr(resp_ctx *x, client *c, req *r)
+{
+	do_incrby(x, c, r, 1);
+}
+
+static void c_decr(resp_ctx *x, client *c, req *r)
+{
+	do_incrby(x, c, r, -1);
+}
+
+static void c_incrby(resp_ctx *x, client *c, req *r)
+{
+	long long d;
+	if (arg_ll(c, r, 2, &d))
+		do_incrby(x, c, r, d);
+}
+
+static void c_decrby(resp_ctx *x, client *c, req *r)
+{
+	long long d;
+	if (!arg_ll(c, r, 2, &d))
+		return;
+	if (d == LLONG_MIN) {
+		r_err(c, "ERR decrement would overflow");
+		return;
+	}
+	do_incrby(x, c, r, -d);
+}
+
+static void c_incrbyfloat(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_INCRBYFLOAT, MF_T_STRING, r->argv[1], r->argl[1]);
+	op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	int rc = mf_db_commit_notify(x->db, &op);
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -EINVAL)
+		r_err(c, E_NOTFLOAT);
+	else if (rc == -ERANGE)
+		r_err(c, "ERR increment would produce NaN or Infinity");
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_bulk(c, mf_slice_ptr(op.out), op.out.len); /* the new value */
+	mf_op_clear(&op);
+}
+
+/* ---------- sets (/sets keys: one member per line) ---------- */
+
+/* The members r->argv[from..] as lines; members holding '\n' (which no
+ * set can hold) are left out, *skipped counts them. */
+static mf_slice member_lines(const req *r, int from, int *skipped)
+{
+	size_t total = 0;
+	for (int i = from; i < r->argc; i++)
+		total += r->argl[i] + 1;
+	mf_slice v = mf_slice_alloc(0, total);
+	*skipped = 0;
+	for (int i = from; i < r->argc; i++) {
+		if (memchr(r->argv[i], '\n', r->argl[i])) {
+			(*skipped)++;
+			continue;
+		}
+		mf_slice_append(&v, r->argv[i], r->argl[i]);
+		mf_slice_append(&v, "\n", 1);
+	}
+	return v;
+}
+
+static void c_sadd(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	int skipped;
+	mf_slice v = member_lines(r, 2, &skipped);
+	if (skipped) {
+		mf_slice_unref(&v);
+		r_err(c, "ERR memfluxfs set members are lines: a member cannot contain a newline");
+		return;
+	}
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_SADD, MF_T_SET, r->argv[1], r->argl[1]);
+	op.val = v;
+	int rc = commit(x, &op);
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, (long long)op.res);
+}
+
+static void c_srem(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	mf_entry_info e;
+	if (kget(x, r, 1, false, &e) == 0 && e.type != MF_T_SET) {
+		r_err(c, E_WRONGTYPE);
+		return;
+	}
+	int skipped;
+	mf_slice v = member_lines(r, 2, &skipped);
+	if (v.len == 0) { /* only members no set holds */
+		mf_slice_unref(&v);
+		r_int(c, 0);
+		return;
+	}
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_SREM, MF_T_SET, r->argv[1], r->argl[1]);
+	op.val = v;
+	int rc = commit(x, &op);
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -ENOENT)
+		r_int(c, 0);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, (long long)op.res);
+}
+
+static void c_smembers(resp_ctx *x, client *c, req *r)
+{
+	mf_entry_info e;
+	if (kget(x, r, 1, true, &e) != 0) {
+		r_arr(c, 0);
+		return;
+	}
+	if (e.type != MF_T_SET) {
+		r_err(c, E_WRONGTYPE);
+		mf_slice_unref(&e.val);
+		return;
+	}
+	const char *p = mf_slice_ptr(e.val);
+	size_t n = e.val.len;
+	size_t k = (size_t)mf_count_lines(p, n);
+	if (c->proto == 3)
+		rb_fmt(&c->out, "~%zu\r\n", k);
+	else
+		r_arr(c, k);
+	for (size_t i = 0; i < n;) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t l = (size_t)(nl - (p + i));
+		r_bulk(c, p + i, l);
+		i += l + 1;
+	}
+	mf_slice_unref(&e.val);
+}
+
+static void c_sismember(resp_ctx *x, client *c, req *r)
+{
+	int h = mf_store_set_has(x->st, r->argv[1], r->argl[1], r->argv[2], r->argl[2]);
+	if (h == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else
+		r_int(c, h == 1);
+}
+
+static void c_scard(resp_ctx *x, client *c, req *r)
+{
+	mf_entry_info e;
+	if (kget(x, r, 1, false, &e) != 0)
+		r_int(c, 0);
+	else if (e.type != MF_T_SET)
+		r_err(c, E_WRONGTYPE);
+	else
+		r_int(c, (long long)e.count);
+}
+
+/* One SMOVE record: the member leaves one set and joins the other
+ * atomically (no reader sees it in both or neither). */
+static void c_smove(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 2, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 2, 1);
+	mf_op op = kop(MF_OP_SMOVE, MF_T_SET, r->argv[1], r->argl[1]);
+	op.key2 = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	int rc;
+	if (memchr(r->argv[3], '\n', r->argl[3])) {
+		/* No set holds it: Redis's checks, then 0. */
+		mf_entry_info s, d;
+		bool hs = kget(x, r, 1, false, &s) == 0, hd = kget(x, r, 2, false, &d) == 0;
+		rc = !hs ? -ENOENT : s.type != MF_T_SET || (hd && d.type != MF_T_SET) ? -EEXIST : 0;
+		op.res = 0;
+		mf_op_clear(&op);
+	} else {
+		op.val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
+		rc = commit(x, &op);
+	}
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -ENOENT)
+		r_int(c, 0);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, (long long)op.res);
 }
 
 /* ---------- JSON (RedisJSON's commands on /json documents) ---------- */
@@ -1654,6 +1892,17 @@ static const cmd cmds[] = {
 	{"llen", 2, CMD_READONLY, 1, 1, 1, c_llen},
 	{"lrange", 4, CMD_READONLY, 1, 1, 1, c_lrange},
 	{"lindex", 3, CMD_READONLY, 1, 1, 1, c_lindex},
+	{"incr", 2, CMD_WRITE, 1, 1, 1, c_incr},
+	{"decr", 2, CMD_WRITE, 1, 1, 1, c_decr},
+	{"incrby", 3, CMD_WRITE, 1, 1, 1, c_incrby},
+	{"decrby", 3, CMD_WRITE, 1, 1, 1, c_decrby},
+	{"incrbyfloat", 3, CMD_WRITE, 1, 1, 1, c_incrbyfloat},
+	{"sadd", -3, CMD_WRITE, 1, 1, 1, c_sadd},
+	{"srem", -3, CMD_WRITE, 1, 1, 1, c_srem},
+	{"smembers", 2, CMD_READONLY, 1, 1, 1, c_smembers},
+	{"sismember", 3, CMD_READONLY, 1, 1, 1, c_sismember},
+	{"scard", 2, CMD_READONLY, 1, 1, 1, c_scard},
+	{"smove", 4, CMD_WRITE, 1, 2, 1, c_smove},
 	{"json.get", -2, CMD_READONLY, 1, 1, 1, c_json_get},
 	{"json.set", -4, CMD_WRITE, 1, 1, 1, c_json_set},
 	{"json.del", -2, CMD_WRITE, 1, 1, 1, c_json_del},

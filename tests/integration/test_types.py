@@ -174,3 +174,110 @@ def test_sets_survive_snapshot_and_kill9(mkmount):
     m.stop()
     m.start()
     assert members(s) == {"c", "d", "e"}
+
+
+# ---------- RESP, compared with redis-server 7 ----------
+
+from test_resp import REDIS_CLI, REDIS_SERVER, RawClient, mfr, redis_ref  # noqa: E402,F401
+
+needs_redis = pytest.mark.skipif(not (REDIS_SERVER and REDIS_CLI),
+                                 reason="redis-server / redis-cli not installed")
+
+TYPES_SCRIPT = [
+    # counters
+    ["INCR", "c"], ["INCRBY", "c", "10"], ["DECR", "c"], ["DECRBY", "c", "-5"], ["GET", "c"],
+    ["INCRBY", "c", "x"], ["INCRBY", "c", "1.5"], ["DECRBY", "c", "-9223372036854775808"],
+    ["SET", "s", "abc"], ["INCR", "s"], ["DECR", "s"], ["INCRBYFLOAT", "s", "1"],
+    ["SET", "m", "9223372036854775807"], ["INCR", "m"], ["GET", "m"],
+    ["SET", "m", "-9223372036854775808"], ["DECR", "m"], ["DECRBY", "m", "1"],
+    ["SET", "z", "007"], ["INCR", "z"], ["SET", "z", " 1"], ["INCR", "z"], ["SET", "z", "+1"],
+    ["INCR", "z"], ["SET", "z", ""], ["INCR", "z"],
+    ["INCRBYFLOAT", "f", "10.5"], ["INCRBYFLOAT", "f", "0.1"], ["INCRBYFLOAT", "f", "-5"],
+    ["INCRBYFLOAT", "f", "5.0e3"], ["INCRBYFLOAT", "f", "-5005.6"], ["GET", "f"],
+    ["INCRBYFLOAT", "f", "abc"], ["INCRBYFLOAT", "f", "inf"], ["INCRBYFLOAT", "f", "nan"],
+    ["INCRBYFLOAT", "c", "1.25"], ["GET", "c"], ["INCR", "c"],
+    ["INCR"], ["INCRBY", "c"], ["INCRBYFLOAT", "c", "1", "2"],
+    # sets
+    ["SADD", "st", "a", "b", "a"], ["SADD", "st", "c"], ["SCARD", "st"], ["SISMEMBER", "st", "a"],
+    ["SISMEMBER", "st", "zz"], ["SISMEMBER", "nost", "a"], ["SMEMBERS", "st"],
+    ["SMEMBERS", "nost"], ["SCARD", "nost"], ["SREM", "st", "a", "zz"], ["SREM", "nost", "a"],
+    ["SMEMBERS", "st"], ["SADD", "st", ""], ["SCARD", "st"], ["TYPE", "st"],
+    ["SMOVE", "st", "dst", "b"], ["SMOVE", "st", "dst", "zz"], ["SMOVE", "nost", "dst", "b"],
+    ["SMOVE", "st", "st", "c"], ["SMOVE", "st", "st", "zz"], ["SMEMBERS", "dst"],
+    ["SMOVE", "st", "s", "c"], ["SMOVE", "s", "st", "c"], ["SCARD", "st"],
+    ["SREM", "st", "c", ""], ["EXISTS", "st"], ["SMOVE", "dst", "st", "b"], ["EXISTS", "dst"],
+    # wrong types both ways
+    ["SADD", "s", "x"], ["SREM", "s", "x"], ["SMEMBERS", "s"], ["SISMEMBER", "s", "x"],
+    ["SCARD", "s"], ["GET", "st"], ["LPUSH", "st", "x"], ["INCR", "st"], ["APPEND", "st", "x"],
+    ["SCAN", "0", "TYPE", "set"], ["SET", "st", "now-a-string"], ["TYPE", "st"],
+    ["SADD", "st"], ["SCARD"], ["SMOVE", "a", "b"], ["DBSIZE"],
+]
+
+
+def canon(cmd, reply):
+    """SMEMBERS and SCAN replies are unordered: compare their elements sorted."""
+    if cmd[0].upper() not in ("SMEMBERS", "SCAN") or not reply.startswith(b"*"):
+        return reply
+    parts = reply.split(b"\r\n")
+    return parts[0] + b"".join(sorted(b"|".join(parts[i:i + 2]) for i in range(1, len(parts) - 1, 2)))
+
+
+def run_types(port):
+    c = RawClient(port)
+    try:
+        c.cmd("FLUSHDB")
+        return [(cmd, canon(cmd, c.cmd(*cmd))) for cmd in TYPES_SCRIPT]
+    finally:
+        c.close()
+
+
+@needs_redis
+def test_resp_counters_sets_match_redis(mfr, redis_ref):
+    m, port = mfr
+    want = run_types(redis_ref)
+    got = run_types(port)
+    bad = [(cmd, w, g) for (cmd, w), (_, g) in zip(want, got) if w != g]
+    assert not bad, "\n".join(f"{c}: redis {w!r} memfluxfs {g!r}" for c, w, g in bad)
+
+
+@needs_redis
+def test_resp_and_mount_share_counters_and_sets(mfr):
+    m, port = mfr
+    c = RawClient(port)
+    try:
+        assert c.cmd("INCRBY", "hits", "40") == b":40\r\n"
+        assert sh(f"echo 2 >> {m.ctl('incr') / 'hits'}").returncode == 0
+        assert c.cmd("GET", "hits") == b"$2\r\n42\r\n"
+        assert c.cmd("SADD", "tags", "x", "y") == b":2\r\n"
+        assert members(sets(m, "tags")) == {"x", "y"}  # the kernel was told
+        assert sh(f"echo z >> {sets(m, 'tags')}").returncode == 0
+        assert c.cmd("SISMEMBER", "tags", "z") == b":1\r\n"
+        assert c.cmd("SMOVE", "tags", "other", "x") == b":1\r\n"
+        assert members(sets(m, "other")) == {"x"}
+        assert members(sets(m, "tags")) == {"y", "z"}
+        assert c.cmd("SADD", "bad", "a\nb").startswith(b"-ERR memfluxfs set members are lines")
+    finally:
+        c.close()
+
+
+@needs_redis
+def test_resp_incr_concurrent_clients_and_mount(mfr):
+    """4 RESP clients x 200 INCR and 2 shell loops x 100 through the mount: 1000."""
+    m, port = mfr
+
+    def client():
+        c = RawClient(port)
+        for _ in range(200):
+            assert c.cmd("INCR", "n").startswith(b":")
+        c.close()
+
+    import threading
+    ts = [threading.Thread(target=client) for _ in range(4)]
+    for t in ts:
+        t.start()
+    loop = f"for i in $(seq 100); do echo 1 >> {m.ctl('incr') / 'n'} || exit 1; done"
+    ps = [subprocess.Popen(["bash", "-c", loop]) for _ in range(2)]
+    for t in ts:
+        t.join()
+    assert all(p.wait(timeout=300) == 0 for p in ps)
+    assert m.kv("n").read_text() == "1000"
