@@ -26,6 +26,7 @@
 
 struct mf_db {
 	mf_db_opts opts;
+	mf_bpop bp;             /* blocking pops' waiters (bpop.c) */
 	char *dir;
 	int lock_fd;
 	mf_store *store;
@@ -492,6 +493,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->snap_mu, NULL);
 	pthread_cond_init(&db->snap_cv, NULL);
+	mf_bpop_init(&db->bp);
 	pthread_mutex_init(&db->rate_mu, NULL);
 	double t0 = mf_mono_sec();
 	db->open_mono = t0;
@@ -591,6 +593,7 @@ fail:
 		mf_store_free(db->store);
 	if (db->lock_fd >= 0)
 		close(db->lock_fd);
+	mf_bpop_destroy(&db->bp);
 	free(db->dir);
 	free(db);
 	return NULL;
@@ -610,6 +613,7 @@ void mf_db_close(mf_db *db)
 	 * before the slow part (freeing millions of keys). */
 	close(db->lock_fd);
 	mf_store_free(db->store);
+	mf_bpop_destroy(&db->bp); /* callers are gone: no waiter is left */
 	free(db->dir);
 	free(db);
 }
@@ -713,8 +717,10 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 
 int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
 {
+	mf_op *op = t->wal.op;
 	int r = mf_wal_wait(db->wal, &t->wal);
 	if (r == 0) {
+		mf_bpop_notify(&db->bp, op);
 		atomic_fetch_add(&db->writes, 1);
 		rate_note(db, true);
 	} else {
@@ -732,6 +738,11 @@ int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
 		}
 	}
 	return r;
+}
+
+mf_bpop *mf_db_bpop_state(mf_db *db)
+{
+	return &db->bp;
 }
 
 /* ---------- change notification (RESP -> kernel caches) ---------- */
@@ -924,14 +935,14 @@ char *mf_db_stats_text(mf_db *db)
 			*p = '_';
 	char *a = text_printf(
 		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
-		"\nkeys_sets %" PRIu64 "\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
+		"\nkeys_sets %" PRIu64 "\nblocked_pops %zu\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
 		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
 		"\nwal_synced_lsn %" PRIu64 "\nwal_records %" PRIu64 "\nwal_batches %" PRIu64
 		"\nwal_fsyncs %" PRIu64 "\nwal_read_only %d\nfsync_mode %s\nfsync_interval_ms %u"
 		"\nwal_threshold %" PRIu64 "\nsnapshots %" PRIu64 "\nsnapshot_running %d"
 		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
 		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
-		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET],
+		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET], atomic_load(&db->bp.nwaiters),
 		ss.value_bytes, mem, ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
 		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
 		mf_fsync_mode_name(db->opts.fsync_mode),
@@ -1013,6 +1024,17 @@ static int kv_commit(void *impl, mf_op *op) { return mf_db_commit(impl, op); }
 
 _Static_assert(sizeof(mf_db_ticket) <= sizeof(((mf_kv_ticket *)0)->opaque),
                "an mf_db_ticket fits the interface's opaque ticket");
+static int kv_bpop(void *impl, const mf_slice *keys, size_t nkeys, bool left, int64_t timeout_ns,
+                   mf_bpop_waiter *w, mf_op *out, size_t *which)
+{
+	return mf_db_bpop(impl, keys, nkeys, left, timeout_ns, false, w, out, which);
+}
+
+static void kv_bpop_cancel(void *impl, mf_bpop_waiter *w)
+{
+	mf_db_bpop_cancel(impl, w);
+}
+
 static int kv_commit_enqueue(void *impl, mf_op *op, mf_kv_ticket *t)
 {
 	return mf_db_commit_enqueue(impl, op, (mf_db_ticket *)(void *)t->opaque);
@@ -1035,6 +1057,8 @@ static const mf_kv_ops db_kv_ops = {
 	.check = kv_check,
 	.commit = kv_commit,
 	.commit_enqueue = kv_commit_enqueue,
+	.bpop = kv_bpop,
+	.bpop_cancel = kv_bpop_cancel,
 	.commit_wait = kv_commit_wait,
 	.sync = kv_sync,
 	.snapshot = kv_snapshot,

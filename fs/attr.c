@@ -16,7 +16,7 @@ const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_
 	static const char *const dirs[] = {[MF_T_STRING] = "kv", [MF_T_JSON] = "json",
 	                                   [MF_T_LIST] = "lists", [MF_T_SET] = "sets",
 	                                   [NODE_POP] = ".ctl/pop", [NODE_JDIR] = ".ctl/json",
-	                                   [NODE_JPATH] = ".ctl/json", [NODE_INCR] = ".ctl/incr",
+	                                   [NODE_JPATH] = ".ctl/json", [NODE_INCR] = ".ctl/incr", [NODE_BPOP] = ".ctl/bpop",
 	                                   [NODE_SREM] = ".ctl/srem"};
 	char esc[3 * MF_KEY_MAX + 8];
 	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
@@ -62,10 +62,10 @@ void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_
 /* Attributes of a key node.  Caller holds fsg.mu. */
 int node_attr(node *n, struct stat *st)
 {
-	if (n->type == NODE_POP || ctlw_type(n->type)) {
+	if (verb_type(n->type)) {
 		/* 0400: with allow_other (default_permissions), only the owner
 		 * may pop; 0200: control files one writes to. */
-		file_attr(n->ino, n->type == NODE_POP ? 0400 : 0200, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
+		file_attr(n->ino, ctlw_type(n->type) ? 0200 : 0400, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)

@@ -365,6 +365,8 @@ void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
 	handle *h = fh(fi);
+	if (h->n && atomic_exchange(&h->owed, false))
+		bpop_giveback(h); /* closed before its element was read */
 	if (h->n) {
 		commit_handle_locked_then_inval(h, true); /* errors logged; release can't report */
 		clear_dirty(h);

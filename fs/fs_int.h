@@ -76,6 +76,7 @@ enum {
 	INO_SETS = 10,
 	INO_INCRDIR = 11,
 	INO_SREMDIR = 12,
+	INO_BPOPDIR = 13,
 	INO_FIRST_KEY = 64,
 };
 
@@ -92,6 +93,8 @@ enum {
  * /.ctl/srem/<set> (SREM per line). */
 #define NODE_INCR 103
 #define NODE_SREM 104
+/* /.ctl/bpop/<list>: a pop that waits (bpop.c). */
+#define NODE_BPOP 105
 
 /* Key types whose value is lines and whose files take appends only. */
 static inline bool lines_type(uint8_t t)
@@ -108,6 +111,13 @@ static inline bool key_type(uint8_t t)
 static inline bool ctlw_type(uint8_t t)
 {
 	return t == NODE_INCR || t == NODE_SREM;
+}
+
+/* /.ctl verbs: names that resolve on lookup, are never listed, and take
+ * no unlink, rename or create. */
+static inline bool verb_type(uint8_t t)
+{
+	return t == NODE_POP || t == NODE_BPOP || ctlw_type(t);
 }
 
 typedef struct node {
@@ -196,6 +206,10 @@ typedef struct handle {
 	uint64_t size;  /* logical size in full mode */
 	char *text;     /* /.ctl files: content fixed at open */
 	size_t textlen;
+	/* bpop: text is an element popped for this handle and not yet read
+	 * to its end; whoever clears it first (the read that delivers it, or
+	 * release/undo, which push it back) owns it. */
+	atomic_bool owed;
 } handle;
 
 
@@ -215,6 +229,8 @@ typedef struct fs_state {
 	gid_t gid;
 	double timeout;
 	bool readonly;          /* mounted with -o ro: pops are refused too */
+	int bpop_max;           /* blocking opens that may wait at once (bpop.c) */
+	atomic_int bpop_waiting;
 	struct timespec start;
 } fs_state;
 
@@ -339,6 +355,10 @@ void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* ctlw.c: the write-only control files /.ctl/incr and /.ctl/srem */
 int ctlw_write(handle *h, const char *buf, size_t size);
 int ctlw_flush(handle *h);
+
+/* bpop.c: /.ctl/bpop/<list>, a pop that waits */
+int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi);
+void bpop_giveback(handle *h);
 
 /* open.c: open and create: pinning a view, O_TRUNC, /.ctl files and pops */
 char *ctl_text(fuse_ino_t ino);

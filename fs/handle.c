@@ -208,7 +208,10 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		atomic_fetch_add(&h->refs, 1);
 		size_t o = (size_t)off < h->textlen ? (size_t)off : h->textlen;
 		size_t n = h->textlen - o < size ? h->textlen - o : size;
-		fuse_reply_buf(req, h->text + o, n);
+		/* bpop: the read that reaches the end delivers the element. */
+		bool mine = h->text && o + n == h->textlen && atomic_exchange(&h->owed, false);
+		if (fuse_reply_buf(req, h->text + o, n) != 0 && mine)
+			bpop_giveback(h); /* the reader was gone: not delivered */
 		handle_put(h);
 		return;
 	}
@@ -271,7 +274,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			fuse_reply_write(req, size);
 		return;
 	}
-	if (h->n->type == NODE_POP) {
+	if (h->n->type == NODE_POP || h->n->type == NODE_BPOP) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}

@@ -21,6 +21,7 @@ static const layout_entry layout[] = {
 	{INO_JPATHDIR, INO_CTL, "json", S_IFDIR | 0755, NODE_JDIR},
 	{INO_INCRDIR, INO_CTL, "incr", S_IFDIR | 0755, NODE_INCR},
 	{INO_SREMDIR, INO_CTL, "srem", S_IFDIR | 0755, NODE_SREM},
+	{INO_BPOPDIR, INO_CTL, "bpop", S_IFDIR | 0755, NODE_BPOP},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 

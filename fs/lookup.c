@@ -67,7 +67,7 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bool found = mf_kv_get(&fsg.kv, name, len, false, &info) == 0 && info.type == want;
 	/* An increment may create its key: /.ctl/incr/<any name> resolves
 	 * (the write says EEXIST if the key has another type). */
-	if (type == NODE_INCR)
+	if (type == NODE_INCR || type == NODE_BPOP) /* bpop: a list yet to come */
 		found = true;
 	if (!found && key_type(type)) {
 		/* Created through this mount, first commit still to come. */

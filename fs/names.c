@@ -135,7 +135,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
-	if (type == MF_T_NONE || type == NODE_POP || ctlw_type(type)) {
+	if (type == MF_T_NONE || verb_type(type)) {
 		fuse_reply_err(req, parent == INO_ROOT || parent == INO_CTL ? EPERM : ENOENT);
 		return;
 	}
@@ -190,8 +190,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
                       const char *newname, unsigned int flags)
 {
 	uint8_t type = dir_type(parent), ntype = dir_type(newparent);
-	if (type == MF_T_NONE || type == NODE_POP || ntype == MF_T_NONE || ntype == NODE_POP ||
-	    ctlw_type(type) || ctlw_type(ntype)) {
+	if (type == MF_T_NONE || ntype == MF_T_NONE || verb_type(type) || verb_type(ntype)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}

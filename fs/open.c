@@ -15,6 +15,8 @@ char *ctl_text(fuse_ino_t ino)
  * created key that never got committed), then frees the handle. */
 void undo_open(node *n, handle *h, uint64_t lookups)
 {
+	if (h && atomic_exchange(&h->owed, false))
+		bpop_giveback(h); /* popped for an opener that never got it */
 	pthread_mutex_lock(&fsg.mu);
 	if (h && h->dstate == D_SIZED)
 		n->ndirty--;
@@ -143,6 +145,10 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 	} else if (r == 0 && n->type == NODE_JDIR) {
 		r = -EISDIR;
+	} else if (r == 0 && n->type == NODE_BPOP) {
+		r = (fi->flags & O_ACCMODE) != O_RDONLY ? -EACCES : fsg.readonly ? -EROFS : 0;
+		if (r == 0)
+			r = bpop_open(req, n, h, fi);
 	} else if (r == 0 && ctlw_type(n->type)) {
 		/* Write-only verbs; -o ro refuses them in the kernel already. */
 		r = (fi->flags & O_ACCMODE) == O_RDONLY ? -EACCES : 0;

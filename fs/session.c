@@ -98,6 +98,9 @@ int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts)
 	if (fuse_set_signal_handlers(se) != 0)
 		return 1;
 	int r;
+	/* Blocking opens hold a worker each: leave two for the rest
+	 * (INTERRUPTs included).  libfuse's default cap is 10. */
+	fsg.bpop_max = opts->singlethread ? 0 : (int)(opts->max_threads ? opts->max_threads : 10) - 2;
 	if (opts->singlethread) {
 		r = fuse_session_loop(se);
 	} else {
@@ -121,6 +124,8 @@ void mf_fs_unmount(struct fuse_session *se)
 	 * at unmount): commit what they hold, as a release would, and free. */
 	while (fsg.handles) {
 		handle *h = fsg.handles;
+		if (h->n && atomic_exchange(&h->owed, false))
+			bpop_giveback(h);
 		if (h->n && ctlw_type(h->n->type))
 			ctlw_flush(h);
 		else if (h->n && h->n->type != NODE_POP)

@@ -11,6 +11,7 @@
  */
 #include "resp_int.h"
 #include "../store/json.h"
+#include "../store/set.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1138,6 +1139,92 @@ static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
 	mf_op_clear(&op);
 }
 
+/* BLPOP/BRPOP key [key ...] timeout: the first non-empty list of the keys
+ * (in order) pops at once; else the client waits, first come first served
+ * among the waiters of a key (db/bpop.h), holding its worker thread; its
+ * connection closing cancels the wait (nothing popped).  Not under a
+ * stripe lock: a pop is a blind op, and a waiter must not hold up the
+ * key's read-modify-write commands. */
+static void do_bpop(resp_ctx *x, client *c, req *r, bool left)
+{
+	if (!keys_ok(c, r, 1, -2, 1))
+		return;
+	/* Redis's getTimeoutFromObjectOrReply: a long double of seconds, cut
+	 * to whole ms (so 0.0001 is 0: wait forever); too large to fit wraps
+	 * negative on x86, hence its "negative" reply for 1e400. */
+	long double secs;
+	bool nl;
+	if (mf_num_parse_ld(r->argv[r->argc - 1], r->argl[r->argc - 1], &secs, &nl) != 0 || nl) {
+		r_err(c, "ERR timeout is not a float or out of range");
+		return;
+	}
+	long double msd = secs * 1000.0L;
+	if (!(msd >= 0) || msd >= (long double)LLONG_MAX) {
+		r_err(c, "ERR timeout is negative");
+		return;
+	}
+	long long ms = (long long)msd;
+	int nkeys = r->argc - 2;
+	/* Redis: a key of another type is an error when reached in order
+	 * before a list with elements. */
+	for (int i = 1; i <= nkeys; i++) {
+		mf_entry_info e;
+		if (kget(x, r, i, false, &e) != 0)
+			continue;
+		if (e.type != MF_T_LIST) {
+			r_err(c, E_WRONGTYPE);
+			return;
+		}
+		if (e.count)
+			break;
+	}
+	/* Keep workers for everyone else: a waiter holds one. */
+	bool may_wait = atomic_fetch_add(&x->nblocked, 1) < MF_RESP_WORKERS - 8;
+	mf_slice *keys = mf_xmalloc((size_t)nkeys * sizeof *keys);
+	for (int i = 0; i < nkeys; i++)
+		keys[i] = mf_slice_from(r->argv[i + 1], r->argl[i + 1], r->argl[i + 1]);
+	int64_t tns = ms == 0 ? -1 : ms > (long long)1e12 ? (int64_t)1e18 : (int64_t)ms * 1000000;
+	mf_op op = {0};
+	size_t which = 0;
+	int rc = mf_db_bpop(x->db, keys, (size_t)nkeys, left, may_wait ? tns : 0, true, &c->bw, &op,
+	                    &which);
+	atomic_fetch_sub(&x->nblocked, 1);
+	if (rc == -ETIMEDOUT && !may_wait) {
+		r_err(c, "ERR memfluxfs: too many clients blocked in BLPOP/BRPOP");
+	} else if (rc == -ETIMEDOUT || rc == -EINTR) {
+		r_nil_arr(c);
+	} else if (rc) {
+		r_errno(c, rc);
+	} else {
+		/* Redis has no empty lists (see do_pop_locked). */
+		mf_entry_info after;
+		mf_slice k = keys[which];
+		if (mf_store_get(x->st, mf_slice_ptr(k), k.len, false, &after) == 0 &&
+		    after.type == MF_T_LIST && after.size == 0) {
+			mf_op d = kop(MF_OP_DEL, MF_T_LIST, mf_slice_ptr(k), k.len);
+			d.arg = 1;
+			commit(x, &d);
+		}
+		r_arr(c, 2);
+		r_bulk(c, mf_slice_ptr(k), k.len);
+		r_bulk(c, mf_slice_ptr(op.out), op.out.len - 1); /* the line without '\n' */
+	}
+	mf_op_clear(&op);
+	for (int i = 0; i < nkeys; i++)
+		mf_slice_unref(&keys[i]);
+	free(keys);
+}
+
+static void c_blpop(resp_ctx *x, client *c, req *r)
+{
+	do_bpop(x, c, r, true);
+}
+
+static void c_brpop(resp_ctx *x, client *c, req *r)
+{
+	do_bpop(x, c, r, false);
+}
+
 static void c_lpop(resp_ctx *x, client *c, req *r)
 {
 	do_pop(x, c, r, true);
@@ -1889,6 +1976,8 @@ static const cmd cmds[] = {
 	{"rpush", -3, CMD_WRITE, 1, 1, 1, c_rpush},
 	{"lpop", -2, CMD_WRITE, 1, 1, 1, c_lpop},
 	{"rpop", -2, CMD_WRITE, 1, 1, 1, c_rpop},
+	{"blpop", -3, CMD_WRITE | CMD_BLOCKING, 1, -2, 1, c_blpop},
+	{"brpop", -3, CMD_WRITE | CMD_BLOCKING, 1, -2, 1, c_brpop},
 	{"llen", 2, CMD_READONLY, 1, 1, 1, c_llen},
 	{"lrange", 4, CMD_READONLY, 1, 1, 1, c_lrange},
 	{"lindex", 3, CMD_READONLY, 1, 1, 1, c_lindex},
@@ -1980,7 +2069,7 @@ static bool arity_ok(const cmd *k, int argc)
 bool cmd_is_keyed(req *r)
 {
 	const cmd *k = cmd_find(r->argv[0], r->argl[0]);
-	return k && (k->flags & (CMD_READONLY | CMD_WRITE));
+	return k && (k->flags & (CMD_READONLY | CMD_WRITE)) && !(k->flags & CMD_BLOCKING);
 }
 
 bool cmd_is_readonly(req *r)

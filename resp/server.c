@@ -279,6 +279,9 @@ static void conn_close(conn *c)
 	if (c->closed)
 		return;
 	c->closed = true;
+	/* A BLPOP/BRPOP of this client waiting now (or later: the flag
+	 * stays) leaves without popping: nobody would get the element. */
+	mf_db_bpop_cancel(s->x.db, &c->cl.bw);
 	bufferevent_free(c->bev); /* callbacks off, events cancelled */
 	redisReaderFree(c->rd);
 	c->rd = NULL;

@@ -281,3 +281,161 @@ def test_resp_incr_concurrent_clients_and_mount(mfr):
         t.join()
     assert all(p.wait(timeout=300) == 0 for p in ps)
     assert m.kv("n").read_text() == "1000"
+
+
+# ---------- blocking pops (/.ctl/bpop) ----------
+
+import signal  # noqa: E402
+import time  # noqa: E402
+
+
+def wait_blocked(m, n, timeout=30):
+    """Until n pops are waiting (stats' blocked_pops): a condition, not a sleep."""
+    end = time.monotonic() + timeout
+    while int(m.stats()["blocked_pops"]) != n:
+        assert time.monotonic() < end, f"blocked_pops never reached {n}"
+        time.sleep(0.01)
+
+
+def test_bpop_four_consumers_each_element_once(mf):
+    q = mf.ctl("bpop") / "q"
+    n = 400
+    consumer = f"while :; do e=$(cat {q}) || exit 1; [ \"$e\" = STOP ] && exit 0; echo \"$e\"; done"
+    ps = [subprocess.Popen(["bash", "-c", consumer], stdout=subprocess.PIPE, text=True)
+          for _ in range(4)]
+    wait_blocked(mf, 4)  # they wait before the list even exists
+    for i in range(n):
+        assert sh(f"echo e{i} >> {mf.lists('q')}").returncode == 0
+    assert sh(f"printf 'STOP\\nSTOP\\nSTOP\\nSTOP\\n' >> {mf.lists('q')}").returncode == 0
+    got = []
+    for p in ps:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0
+        got += out.split()
+    assert sorted(got) == sorted(f"e{i}" for i in range(n))  # each exactly once
+    assert mf.lists("q").read_bytes() == b""
+
+
+def test_bpop_fifo_among_waiters(mf):
+    q = mf.ctl("bpop") / "f"
+    ps = []
+    for i in range(3):
+        ps.append(subprocess.Popen(["cat", str(q)], stdout=subprocess.PIPE))
+        wait_blocked(mf, i + 1)  # so their arrival order is known
+    assert sh(f"printf 'a\\nb\\nc\\n' >> {mf.lists('f')}").returncode == 0
+    assert [p.communicate(timeout=60)[0] for p in ps] == [b"a\n", b"b\n", b"c\n"]
+
+
+def test_bpop_interrupted_loses_nothing(mf):
+    q = mf.ctl("bpop") / "i"
+    # A signal while waiting: the open fails, nothing is popped.
+    p = subprocess.Popen(["cat", str(q)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_blocked(mf, 1)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    wait_blocked(mf, 0)
+    assert sh(f"echo x >> {mf.lists('i')}").returncode == 0
+    assert (mf.ctl("pop") / "i").read_bytes() == b"x\n"
+    # The shell's timeout is the timeout: exit 124, the list untouched.
+    r = sh(f"timeout 0.3 cat {q}")
+    assert r.returncode == 124
+    wait_blocked(mf, 0)
+    # Popped but closed before it was read: pushed back to the head.
+    assert sh(f"printf 'y\\nz\\n' >> {mf.lists('i')}").returncode == 0
+    fd = os.open(q, os.O_RDONLY)
+    os.close(fd)
+    assert mf.lists("i").read_bytes() == b"y\nz\n"
+    # Read in part, then closed: pushed back too; read whole: consumed.
+    fd = os.open(q, os.O_RDONLY)
+    assert os.read(fd, 1) == b"y"
+    os.close(fd)
+    assert mf.lists("i").read_bytes() == b"y\nz\n"
+    assert q.read_bytes() == b"y\n"
+    assert mf.lists("i").read_bytes() == b"z\n"
+    # Writers are refused; nothing is listed.
+    with pytest.raises(OSError) as e:
+        open(q, "wb")
+    assert e.value.errno == errno.EACCES
+    assert os.listdir(mf.ctl("bpop")) == []
+
+
+def test_bpop_killed_openers_lose_nothing(mf):
+    """Openers SIGKILLed at random moments while a producer pushes: every
+    element was read by a cat that wrote it out, or is still in the list;
+    at most one per killed cat may have been read and not written out (the
+    kill came between its read and its write)."""
+    import random
+    seed = int(os.environ.get("MEMFLUX_SEED", time.time_ns() % 100000))
+    print(f"seed {seed} (MEMFLUX_SEED=...)")
+    rnd = random.Random(seed)
+    q = mf.ctl("bpop") / "k"
+    n = 60
+    prod = subprocess.Popen(["bash", "-c",
+                             f"for i in $(seq {n}); do echo e$i >> {mf.lists('k')}; done"])
+    got, killed = [], 0
+    while prod.poll() is None or killed < 40:
+        p = subprocess.Popen(["cat", str(q)], stdout=subprocess.PIPE)
+        time.sleep(rnd.random() * 0.01)  # the random kill moment: the test's input
+        p.send_signal(signal.SIGKILL)
+        got += p.communicate(timeout=60)[0].decode().split()
+        killed += 1
+    assert prod.wait(timeout=300) == 0
+    wait_blocked(mf, 0)
+    rest = mf.lists("k").read_text().split()
+    everything = {f"e{i}" for i in range(1, n + 1)}
+    assert len(set(got)) == len(got) and len(set(rest)) == len(rest)  # never twice
+    assert not set(got) & set(rest)
+    assert set(got) | set(rest) <= everything
+    missing = everything - set(got) - set(rest)
+    assert len(missing) <= killed, missing
+    print(f"{killed} kills, {len(got)} read, {len(rest)} left, {len(missing)} read-then-killed")
+
+
+BPOP_SCRIPT = [
+    ["RPUSH", "a", "1", "2"], ["RPUSH", "b", "x"], ["BLPOP", "none", "a", "b", "0"],
+    ["BRPOP", "a", "1"], ["EXISTS", "a"], ["BLPOP", "a", "b", "0.01"], ["BLPOP", "a", "0.01"],
+    ["BRPOP", "none", "0.01"], ["SET", "s", "v"], ["BLPOP", "s", "0.01"],
+    ["BLPOP", "none", "s", "0.01"], ["RPUSH", "c", "q"], ["BLPOP", "c", "s", "0"],
+    ["BLPOP", "a", "x"], ["BLPOP", "a", "-1"], ["BLPOP", "a"], ["BLPOP", "a", "1e400"],
+    ["BLPOP", "a", " 1"], ["BLPOP", "a", "nan"],
+]
+
+
+@needs_redis
+def test_resp_blpop_matches_redis(mfr, redis_ref):
+    m, port = mfr
+    out = []
+    for p in (redis_ref, port):
+        c = RawClient(p)
+        c.cmd("FLUSHDB")
+        out.append([(cmd, c.cmd(*cmd)) for cmd in BPOP_SCRIPT])
+        c.close()
+    bad = [(cmd, w, g) for (cmd, w), (_, g) in zip(*out) if w != g]
+    assert not bad, "\n".join(f"{c}: redis {w!r} memfluxfs {g!r}" for c, w, g in bad)
+
+
+@needs_redis
+def test_resp_blpop_waiters_fifo_and_mount_push(mfr, redis_ref):
+    """Blocked clients are served in arrival order, by pushes from RESP and
+    from the mount; a closed waiting client pops nothing."""
+    m, port = mfr
+    gone = RawClient(port)
+    gone.s.sendall(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+    wait_blocked(m, 1)
+    gone.close()  # its wait is cancelled
+    wait_blocked(m, 0)
+    cs = []
+    for i in range(3):
+        c = RawClient(port)
+        c.s.sendall(b"*3\r\n$5\r\nBRPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+        wait_blocked(m, i + 1)
+        cs.append(c)
+    assert sh(f"printf 'a\\nb\\n' >> {m.lists('q')}").returncode == 0
+    p = RawClient(port)
+    assert p.cmd("RPUSH", "q", "c") == b":1\r\n"
+    got = [c._reply() for c in cs]
+    assert got == [b"*2\r\n$1\r\nq\r\n$1\r\nb\r\n", b"*2\r\n$1\r\nq\r\n$1\r\na\r\n",
+                   b"*2\r\n$1\r\nq\r\n$1\r\nc\r\n"]
+    assert p.cmd("EXISTS", "q") == b":0\r\n"
+    for c in cs + [p]:
+        c.close()
