@@ -15,6 +15,8 @@ const char *mf_optype_name(int type)
 		[MF_OP_FLUSH] = "FLUSH", [MF_OP_JSON_DELPATH] = "JSON.DELPATH",
 		[MF_OP_INCRBY] = "INCRBY", [MF_OP_INCRBYFLOAT] = "INCRBYFLOAT",
 		[MF_OP_SADD] = "SADD", [MF_OP_SREM] = "SREM", [MF_OP_SMOVE] = "SMOVE",
+		[MF_OP_JSON_NUMINCRBY] = "JSON.NUMINCRBY", [MF_OP_JSON_ARRAPPEND] = "JSON.ARRAPPEND",
+		[MF_OP_JSON_STRAPPEND] = "JSON.STRAPPEND",
 	};
 	/* Reserved numbers (another branch's ops) have no name here. */
 	if (type <= 0 || type > MF_OP_MAX_ || !names[type])

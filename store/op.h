@@ -42,6 +42,12 @@
  *                                         members removed; an emptied set goes
  *   SMOVE       SET   key key2=dst val=member  move one member (val, no '\n')
  *                                         from key to key2; res = 1 if moved
+ *   JSON_NUMINCRBY JSON key key2=path val=number   add to the number at path;
+ *                                         out = the new number's text
+ *   JSON_ARRAPPEND JSON key key2=path val=[v,...]  append the values to the
+ *                                         array at path; res = its length
+ *   JSON_STRAPPEND JSON key key2=path val="s"      append to the string at
+ *                                         path; res = its length (bytes)
  *
  * Ops 11..15 came with the RESP face (issue 15); the mount never logs them.
  * Numbering agreed between branches (issue 14 / issue 16): ops 16..21 and
@@ -94,7 +100,10 @@ typedef enum mf_optype {
 	MF_OP_SADD = 24,
 	MF_OP_SREM = 25,
 	MF_OP_SMOVE = 26,
-	MF_OP_MAX_ = 26,
+	MF_OP_JSON_NUMINCRBY = 27,
+	MF_OP_JSON_ARRAPPEND = 28,
+	MF_OP_JSON_STRAPPEND = 29,
+	MF_OP_MAX_ = 29,
 } mf_optype;
 
 typedef struct mf_op {

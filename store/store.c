@@ -331,6 +331,13 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (!same)
 			return -ENOENT;
 		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	case MF_OP_JSON_NUMINCRBY:
+	case MF_OP_JSON_ARRAPPEND:
+	case MF_OP_JSON_STRAPPEND:
+		/* The document decides the rest (json_edit, in check and apply). */
+		if (op->ktype != MF_T_JSON)
+			return -EINVAL;
+		return same ? 0 : e ? -EEXIST : -ENOENT;
 	case MF_OP_INCRBY:
 	case MF_OP_INCRBYFLOAT: {
 		if (op->ktype != MF_T_STRING)
@@ -364,10 +371,42 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	}
 }
 
-/* Edit a JSON document for JSON_SETPATH / JSON_DELPATH: the new text in
- * *doc (malloc'd), or -errno.  Shared by check and apply. */
-static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen)
+static bool json_path_op(int type)
 {
+	return type == MF_OP_JSON_SETPATH || type == MF_OP_JSON_DELPATH ||
+	       type == MF_OP_JSON_NUMINCRBY || type == MF_OP_JSON_ARRAPPEND ||
+	       type == MF_OP_JSON_STRAPPEND;
+}
+
+/* Edit a JSON document for a JSON_* path op: the new text in *doc
+ * (malloc'd), or -errno.  Shared by check and apply.  res, num (at least
+ * MF_JSON_NUM_MAX bytes) and numlen: the op's result (a length, the new
+ * number); may be NULL for a check. */
+static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen, uint64_t *res,
+                     char *num, size_t *numlen)
+{
+	const char *d = mf_slice_ptr(e->val), *path = mf_slice_ptr(op->key2);
+	const char *v = mf_slice_ptr(op->val);
+	uint64_t r0;
+	char nb[MF_JSON_NUM_MAX];
+	size_t nl;
+	if (!res)
+		res = &r0;
+	if (!num)
+		num = nb, numlen = &nl;
+	switch (op->type) {
+	case MF_OP_JSON_NUMINCRBY:
+		return mf_json_numincrby(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         num, numlen);
+	case MF_OP_JSON_ARRAPPEND:
+		return mf_json_arrappend(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         res);
+	case MF_OP_JSON_STRAPPEND:
+		return mf_json_strappend(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         res);
+	default:
+		break;
+	}
 	if (op->type == MF_OP_JSON_DELPATH)
 		return mf_json_del_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
 		                        op->key2.len, doc, dlen);
@@ -387,13 +426,12 @@ int mf_store_check(mf_store *st, const mf_op *op)
 	bool keyed = mf_op_has_key(op->type);
 	entry *e = keyed && op->key.len <= MF_KEY_BYTES_MAX ? find(st, op->key) : NULL;
 	int r = !keyed || op->key.len <= MF_KEY_BYTES_MAX ? validate(st, op, e) : -EINVAL;
-	if (r == 0 && (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH) &&
-	    !json_del_root(op)) {
+	if (r == 0 && json_path_op(op->type) && !json_del_root(op)) {
 		/* Whether the path resolves depends on the document: try it, so
 		 * a missing path is refused before it is logged. */
 		char *doc = NULL;
 		size_t dlen;
-		r = json_edit(e, op, &doc, &dlen);
+		r = json_edit(e, op, &doc, &dlen, NULL, NULL, NULL);
 		free(doc);
 	}
 	pthread_rwlock_unlock(&st->lock);
@@ -714,15 +752,23 @@ static int do_apply(mf_store *st, mf_op *op)
 			return 0;
 		}
 		/* fall through */
-	case MF_OP_JSON_SETPATH: {
+	case MF_OP_JSON_SETPATH:
+	case MF_OP_JSON_NUMINCRBY:
+	case MF_OP_JSON_ARRAPPEND:
+	case MF_OP_JSON_STRAPPEND: {
 		char *doc;
-		size_t dlen;
-		r = json_edit(e, op, &doc, &dlen);
+		size_t dlen, numlen = 0;
+		char num[MF_JSON_NUM_MAX];
+		r = json_edit(e, op, &doc, &dlen, &op->res, num, &numlen);
 		if (r)
 			return r;
 		mf_slice v = mf_slice_from(doc, dlen, dlen);
 		free(doc);
 		set_val(st, e, v);
+		if (op->type == MF_OP_JSON_NUMINCRBY) {
+			mf_slice_unref(&op->out);
+			op->out = mf_slice_from(num, numlen, numlen);
+		}
 		break;
 	}
 	case MF_OP_INCRBY:

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json.h"
 #include "set.h"
 #include "store.h"
 
@@ -412,6 +413,99 @@ static void test_number_format(void **state)
 	assert_true(nl && v == 7);
 }
 
+static int jop(mf_store *st, int type, const char *k, const char *path, const char *v,
+               uint64_t *res, char *out)
+{
+	return op3(st, type, MF_T_JSON, k, path, V(v), 0, res, out, out ? 64 : 0);
+}
+
+static void test_json_updates(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	char b[256], o[64];
+	uint64_t res;
+	assert_int_equal(op3(st, MF_OP_SET, MF_T_JSON, "d", NULL,
+	                     V("{\"n\": 1, \"f\": 1.5, \"a\": [1, 2], \"e\": [ ], \"s\": \"h\\u00e9\"}"),
+	                     0, NULL, NULL, 0), 0);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.n", "41", NULL, o), 0);
+	assert_string_equal(o, "42");
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.f", "1.5", NULL, o), 0);
+	assert_string_equal(o, "3.0"); /* a float stays a float */
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.f", "0.1", NULL, o), 0);
+	assert_string_equal(o, "3.1");
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.n", "9223372036854775807", NULL, o), 0);
+	assert_string_equal(o, "9.223372036854776e+18"); /* past int64: a double */
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.n", "1e308", NULL, o), 0);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.n", "1e308", NULL, o), -ERANGE);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.s", "1", NULL, o), -EDOM);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.zz", "1", NULL, o), -ENOENT);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.n", "x", NULL, o), -EINVAL);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$.n", "\"1\"", NULL, o), -EINVAL);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "d", "$..n", "1", NULL, o), -EINVAL);
+	assert_int_equal(jop(st, MF_OP_JSON_NUMINCRBY, "nodoc", "$.n", "1", NULL, o), -ENOENT);
+	/* ARRAPPEND: the values come as one JSON array. */
+	assert_int_equal(jop(st, MF_OP_JSON_ARRAPPEND, "d", "$.a", "[3, {\"x\":[]}]", &res, NULL), 0);
+	assert_int_equal(res, 4);
+	assert_int_equal(jop(st, MF_OP_JSON_ARRAPPEND, "d", "$.e", "[\"q\"]", &res, NULL), 0);
+	assert_int_equal(res, 1);
+	assert_int_equal(jop(st, MF_OP_JSON_ARRAPPEND, "d", "$.a[-1].x", "[true]", &res, NULL), 0);
+	assert_int_equal(res, 1);
+	assert_int_equal(jop(st, MF_OP_JSON_ARRAPPEND, "d", "$.s", "[1]", &res, NULL), -EDOM);
+	assert_int_equal(jop(st, MF_OP_JSON_ARRAPPEND, "d", "$.a", "[]", &res, NULL), -EINVAL);
+	assert_int_equal(jop(st, MF_OP_JSON_ARRAPPEND, "d", "$.a", "3", &res, NULL), -EINVAL);
+	/* STRAPPEND: a JSON string; the length is in decoded bytes. */
+	assert_int_equal(jop(st, MF_OP_JSON_STRAPPEND, "d", "$.s", "\"!\\n\"", &res, NULL), 0);
+	assert_int_equal(res, 5); /* h, e-acute (2 bytes), !, newline */
+	assert_int_equal(jop(st, MF_OP_JSON_STRAPPEND, "d", "$.n", "\"x\"", &res, NULL), -EDOM);
+	assert_int_equal(jop(st, MF_OP_JSON_STRAPPEND, "d", "$.s", "x", &res, NULL), -EINVAL);
+	assert_string_equal(val(st, "d", b, sizeof b),
+	                    "{\"n\": 1e+308, \"f\": 3.1, \"a\": [1, 2,3, {\"x\":[true]}], "
+	                    "\"e\": [\"q\" ], \"s\": \"h\\u00e9!\\n\"}");
+	mf_store_free(st);
+}
+
+static void test_json_paths_multi(void **state)
+{
+	(void)state;
+	const char *d = "{\"a\": [1, {\"b\": 2}, [3]], \"b\": {\"b\": 4}, \"c\": \"x\"}";
+	size_t n = strlen(d), off, len;
+	char *out;
+	size_t ol;
+	assert_int_equal(mf_json_get_path(d, n, V("$.a[-1]"), &off, &len), 0);
+	assert_int_equal(len, 3);
+	assert_int_equal(mf_json_get_path(d, n, V("$.a[-3]"), &off, &len), 0);
+	assert_int_equal(mf_json_get_path(d, n, V("$.a[-4]"), &off, &len), -ENOENT);
+	assert_int_equal(mf_json_get_path(d, n, V("$.a[*]"), &off, &len), -EINVAL);
+	assert_int_equal(mf_json_path_multi(V("$.a[-1]")), 0);
+	assert_int_equal(mf_json_path_multi(V("$..b")), 1);
+	assert_int_equal(mf_json_path_multi(V("$.a[*]")), 1);
+	struct { const char *path, *want; } q[] = {
+		{"$.a[*]", "[1,{\"b\": 2},[3]]"},
+		{"$..b", "[{\"b\": 4},2,4]"},
+		{"$..b.b", "[4]"},
+		{"$.*", "[[1, {\"b\": 2}, [3]],{\"b\": 4},\"x\"]"},
+		{"$..[0]", "[1,3]"},
+		{"$..[-1]", "[[3],3]"},
+		{"$.a[*].b", "[2]"},
+		{"$.zz[*]", "[]"},
+		{"$.c", "[\"x\"]"},
+	};
+	for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+		assert_int_equal(mf_json_query(d, n, q[i].path, strlen(q[i].path), &out, &ol), 0);
+		assert_string_equal(out, q[i].want);
+		free(out);
+	}
+	assert_int_equal(mf_json_query(d, n, V("$.["), &out, &ol), -EINVAL);
+	/* set and delete take negative indexes too */
+	assert_int_equal(mf_json_set_path(d, n, V("$.a[-1]"), V("9"), &out, &ol), 0);
+	assert_string_equal(out, "{\"a\": [1, {\"b\": 2}, 9], \"b\": {\"b\": 4}, \"c\": \"x\"}");
+	free(out);
+	assert_int_equal(mf_json_del_path(d, n, V("$.a[-2]"), &out, &ol), 0);
+	assert_string_equal(out, "{\"a\": [1, [3]], \"b\": {\"b\": 4}, \"c\": \"x\"}");
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -422,6 +516,8 @@ int main(void)
 		cmocka_unit_test(test_smove),
 		cmocka_unit_test(test_set_export_load),
 		cmocka_unit_test(test_sets_random),
+		cmocka_unit_test(test_json_updates),
+		cmocka_unit_test(test_json_paths_multi),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
