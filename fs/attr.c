@@ -17,6 +17,7 @@ const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_
 	                                   [MF_T_LIST] = "lists", [MF_T_SET] = "sets",
 	                                   [NODE_POP] = ".ctl/pop", [NODE_JDIR] = ".ctl/json",
 	                                   [NODE_JPATH] = ".ctl/json", [NODE_INCR] = ".ctl/incr", [NODE_BPOP] = ".ctl/bpop",
+	                                   [NODE_JIDIR] = ".ctl/jincr", [NODE_JINCR] = ".ctl/jincr",
 	                                   [NODE_SREM] = ".ctl/srem"};
 	char esc[3 * MF_KEY_MAX + 8];
 	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
@@ -62,6 +63,8 @@ void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_
 /* Attributes of a key node.  Caller holds fsg.mu. */
 int node_attr(node *n, struct stat *st)
 {
+	if (n->type == NODE_JIDIR)
+		return jpath_attr(n, st);
 	if (verb_type(n->type)) {
 		/* 0400: with allow_other (default_permissions), only the owner
 		 * may pop; 0200: control files one writes to. */

@@ -1,13 +1,15 @@
 /*
- * ctlw.c — the write-only control files: /.ctl/incr/<key> and
- * /.ctl/srem/<set>.  Each complete line written is part of one operation:
+ * ctlw.c — the write-only control files: /.ctl/incr/<key>,
+ * /.ctl/srem/<set> and /.ctl/jincr/<doc>/<path>.  Each complete line written is part of one operation:
  * a write(2) holding lines logs ONE record (INCRBY of their sum, or SREM of
  * them) before it returns, so its error (not an integer, overflow, wrong
  * type) comes back from write, not from a close bash ignores; a line split
  * across writes waits for its end, and a last line without '\n' is logged
  * at close.  Concurrent writers never lose an update: the store applies
  * each record atomically (4 processes × 200 `echo 1 >> /.ctl/incr/c`
- * make 800 INCRBY records and c ends at 800).
+ * make 800 INCRBY records and c ends at 800).  /.ctl/jincr logs one
+ * JSON_NUMINCRBY per line (a line is a JSON number: lines cannot be summed
+ * without changing float results).
  * Shared types, the lock order and every prototype: fs_int.h.
  */
 #include "fs_int.h"
@@ -37,11 +39,45 @@ static int incr_delta(const char *p, size_t n, long long *sum)
 	return 0;
 }
 
+/* One JSON_NUMINCRBY per line of p[0..n) on the member the node names. */
+static int jincr_commit(node *nd, const char *p, size_t n)
+{
+	size_t klen, plen;
+	const char *path;
+	jpath_split(nd, &klen, &path, &plen);
+	const char *k = mf_slice_ptr(nd->key);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0;) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t l = nl ? (size_t)(nl - (p + i)) : n - i;
+		mf_op op = key_op(MF_OP_JSON_NUMINCRBY, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_from(p + i, l, l);
+		r = commit(&op);
+		mf_op_clear(&op);
+		i += l + 1;
+	}
+	if (r) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("JSON.NUMINCRBY of %s %.*s refused: %s",
+		            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path, strerror(-r));
+	}
+	pthread_mutex_lock(&fsg.mu);
+	node *doc = *name_slot(MF_T_JSON, k, klen);
+	fuse_ino_t ino = doc ? doc->ino : 0;
+	pthread_mutex_unlock(&fsg.mu);
+	if (ino)
+		invalidate(ino);
+	return r == -EDOM ? -EINVAL : r; /* not a number there: EINVAL, as a bad line */
+}
+
 /* Log the lines p[0..n) as one op on the handle's key; tell the kernel the
  * key's file changed. */
 static int ctlw_commit(handle *h, const char *p, size_t n)
 {
 	node *nd = h->n;
+	if (nd->type == NODE_JINCR)
+		return jincr_commit(nd, p, n);
 	uint8_t kt = nd->type == NODE_INCR ? MF_T_STRING : MF_T_SET;
 	mf_op op = key_op(nd->type == NODE_INCR ? MF_OP_INCRBY : MF_OP_SREM, kt,
 	                  mf_slice_ptr(nd->key), nd->key.len);

@@ -77,6 +77,7 @@ enum {
 	INO_INCRDIR = 11,
 	INO_SREMDIR = 12,
 	INO_BPOPDIR = 13,
+	INO_JINCRDIR = 14,
 	INO_FIRST_KEY = 64,
 };
 
@@ -95,6 +96,11 @@ enum {
 #define NODE_SREM 104
 /* /.ctl/bpop/<list>: a pop that waits (bpop.c). */
 #define NODE_BPOP 105
+/* /.ctl/jincr/<doc>/ (a NODE_JIDIR) and /.ctl/jincr/<doc>/<path> (a
+ * NODE_JINCR, node key "<doc>/<path>" as for NODE_JPATH): write-only,
+ * each line a JSON.NUMINCRBY of the member (ctlw.c). */
+#define NODE_JIDIR 106
+#define NODE_JINCR 107
 
 /* Key types whose value is lines and whose files take appends only. */
 static inline bool lines_type(uint8_t t)
@@ -110,14 +116,14 @@ static inline bool key_type(uint8_t t)
 
 static inline bool ctlw_type(uint8_t t)
 {
-	return t == NODE_INCR || t == NODE_SREM;
+	return t == NODE_INCR || t == NODE_SREM || t == NODE_JINCR;
 }
 
 /* /.ctl verbs: names that resolve on lookup, are never listed, and take
  * no unlink, rename or create. */
 static inline bool verb_type(uint8_t t)
 {
-	return t == NODE_POP || t == NODE_BPOP || ctlw_type(t);
+	return t == NODE_POP || t == NODE_BPOP || t == NODE_JIDIR || ctlw_type(t);
 }
 
 typedef struct node {
@@ -314,7 +320,8 @@ int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char
                       size_t *outlen, int64_t *mtime);
 int jpath_attr(node *n, struct stat *st);
 int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
-                         char nk[JPATH_NK_MAX], size_t *klen);
+                         char nk[JPATH_NK_MAX], size_t *klen, uint8_t *ptype);
+void jpath_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 int jpath_refuse_append(node *n);
 int jpath_commit(handle *h, bool final);

@@ -22,6 +22,7 @@ static const layout_entry layout[] = {
 	{INO_INCRDIR, INO_CTL, "incr", S_IFDIR | 0755, NODE_INCR},
 	{INO_SREMDIR, INO_CTL, "srem", S_IFDIR | 0755, NODE_SREM},
 	{INO_BPOPDIR, INO_CTL, "bpop", S_IFDIR | 0755, NODE_BPOP},
+	{INO_JINCRDIR, INO_CTL, "jincr", S_IFDIR | 0755, NODE_JIDIR},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 

@@ -62,6 +62,7 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	uint8_t want = type == NODE_POP    ? MF_T_LIST
 	             : type == NODE_JDIR ? MF_T_JSON
 	             : type == NODE_SREM ? MF_T_SET
+	             : type == NODE_JIDIR ? MF_T_JSON
 	             : type == NODE_INCR ? MF_T_STRING
 	                                 : type;
 	bool found = mf_kv_get(&fsg.kv, name, len, false, &info) == 0 && info.type == want;

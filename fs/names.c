@@ -133,6 +133,10 @@ void node_transit_end(node *n)
 
 void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	if (parent >= INO_FIRST_KEY) { /* rm /.ctl/json/<doc>/<path> */
+		jpath_unlink(req, parent, name);
+		return;
+	}
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
 	if (type == MF_T_NONE || verb_type(type)) {

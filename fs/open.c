@@ -143,7 +143,7 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			if (fi->flags & O_TRUNC)
 				set_dirty(h); /* a value is due: closing without one is EINVAL */
 		}
-	} else if (r == 0 && n->type == NODE_JDIR) {
+	} else if (r == 0 && (n->type == NODE_JDIR || n->type == NODE_JIDIR)) {
 		r = -EISDIR;
 	} else if (r == 0 && n->type == NODE_BPOP) {
 		r = (fi->flags & O_ACCMODE) != O_RDONLY ? -EACCES : fsg.readonly ? -EROFS : 0;

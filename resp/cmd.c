@@ -1628,10 +1628,14 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 	if (npaths > 1)
 		rb_put(&out, "{", 1);
 	for (int k = 0; k < (npaths > 0 ? npaths : 1); k++) {
-		size_t plen, off, len;
+		size_t plen, off = 0, len = 0;
 		bool legacy;
 		char *path = json_path(r, 2 + k, &plen, &legacy);
-		int rc = mf_json_get_path(doc, e.val.len, path, plen, &off, &len);
+		/* "$" paths answer with every match ([*], .., negative indexes)
+		 * as an array; legacy paths with the one value. */
+		char *q = NULL;
+		int rc = legacy ? mf_json_get_path(doc, e.val.len, path, plen, &off, &len)
+		                : mf_json_query(doc, e.val.len, path, plen, &q, &len);
 		if (rc == -EINVAL && mf_json_path_check(path, plen) != 0) {
 			free(path);
 			free(out.p);
@@ -1660,14 +1664,13 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 			}
 			rb_put(&out, "\":", 2);
 		}
-		if (legacy) {
+		if (legacy)
 			rb_put(&out, doc + off, len);
-		} else {
-			rb_put(&out, "[", 1);
-			if (rc == 0)
-				rb_put(&out, doc + off, len);
-			rb_put(&out, "]", 1);
-		}
+		else if (rc == 0)
+			rb_put(&out, q, len);
+		else
+			rb_put(&out, "[]", 2);
+		free(q);
 		free(path);
 	}
 	if (npaths > 1)
@@ -1675,6 +1678,113 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 	r_bulk(c, out.p, out.len);
 	free(out.p);
 	mf_slice_unref(&e.val);
+}
+
+/* JSON.NUMINCRBY / JSON.ARRAPPEND / JSON.STRAPPEND: one record each (the
+ * store does the read-modify-write), so concurrent updates from RESP and
+ * the mount's /.ctl/jincr never lose one.  val: the op's argument. */
+static void json_update(resp_ctx *x, client *c, req *r, int type, int pathi, mf_slice val)
+{
+	size_t plen;
+	bool legacy;
+	char *path = json_path(r, pathi, &plen, &legacy);
+	mf_entry_info e;
+	int rc = kget(x, r, 1, false, &e);
+	if (rc == 0 && e.type != MF_T_JSON)
+		rc = -EEXIST;
+	else if (rc == 0 && mf_json_path_check(path, plen) != 0)
+		rc = -EBADMSG;
+	mf_op op = kop(type, MF_T_JSON, r->argv[1], r->argl[1]);
+	op.key2 = mf_slice_from(path, plen, plen);
+	op.val = val;
+	if (rc == 0) {
+		lockset m = lock_shared(x, r, 1, 1, 1);
+		rc = mf_db_commit_notify(x->db, &op);
+		unlock_set(x, m);
+	}
+	char msg[300];
+	if (rc == -ENOENT && e.type != MF_T_JSON) {
+		r_err(c, "ERR could not perform this operation on a key that doesn't exist");
+	} else if (rc == -EEXIST) {
+		r_err(c, E_WRONGTYPE);
+	} else if (rc == -EBADMSG) {
+		r_err(c, "ERR invalid JSON path");
+	} else if (rc == -ENOENT && !legacy) {
+		if (type == MF_OP_JSON_NUMINCRBY) /* no match */
+			r_cstr(c, "[]");
+		else
+			r_arr(c, 0);
+	} else if (rc == -ENOENT || (rc == -EDOM && legacy)) {
+		snprintf(msg, sizeof msg, rc == -ENOENT ? "ERR Path '%.200s' does not exist"
+		                                        : "ERR wrong JSON type at path '%.200s'", path);
+		r_err(c, msg);
+	} else if (rc == -EDOM) { /* a match of another JSON type: null, as RedisJSON */
+		if (type == MF_OP_JSON_NUMINCRBY) {
+			r_cstr(c, "[null]");
+		} else {
+			r_arr(c, 1);
+			r_nil(c);
+		}
+	} else if (rc == -EINVAL) {
+		r_err(c, type == MF_OP_JSON_NUMINCRBY ? "ERR expected a JSON number"
+		                                      : "ERR expected a JSON value");
+	} else if (rc == -ERANGE) {
+		r_err(c, "ERR result is not a finite number");
+	} else if (rc) {
+		r_errno(c, rc);
+	} else if (type == MF_OP_JSON_NUMINCRBY) {
+		if (legacy) {
+			r_bulk(c, mf_slice_ptr(op.out), op.out.len);
+		} else {
+			rbuf b = {0};
+			rb_put(&b, "[", 1);
+			rb_put(&b, mf_slice_ptr(op.out), op.out.len);
+			rb_put(&b, "]", 1);
+			r_bulk(c, b.p, b.len);
+			free(b.p);
+		}
+	} else {
+		if (!legacy)
+			r_arr(c, 1);
+		r_int(c, (long long)op.res);
+	}
+	mf_op_clear(&op);
+	free(path);
+}
+
+static void c_json_numincrby(resp_ctx *x, client *c, req *r)
+{
+	json_update(x, c, r, MF_OP_JSON_NUMINCRBY, 2,
+	            mf_slice_from(r->argv[3], r->argl[3], r->argl[3]));
+}
+
+static void c_json_arrappend(resp_ctx *x, client *c, req *r)
+{
+	/* The values as one JSON array: "[v1,v2,...]" (each is checked by
+	 * the store as part of it). */
+	rbuf b = {0};
+	rb_put(&b, "[", 1);
+	for (int i = 3; i < r->argc; i++) {
+		if (i > 3)
+			rb_put(&b, ",", 1);
+		rb_put(&b, r->argv[i], r->argl[i]);
+	}
+	rb_put(&b, "]", 1);
+	mf_slice v = mf_slice_from(b.p, b.len, b.len);
+	free(b.p);
+	json_update(x, c, r, MF_OP_JSON_ARRAPPEND, 2, v);
+}
+
+static void c_json_strappend(resp_ctx *x, client *c, req *r)
+{
+	/* JSON.STRAPPEND key [path] value */
+	int vi = r->argc - 1;
+	if (r->argc > 4) {
+		r_err(c, "ERR wrong number of arguments for 'json.strappend' command");
+		return;
+	}
+	json_update(x, c, r, MF_OP_JSON_STRAPPEND, r->argc == 4 ? 2 : 99,
+	            mf_slice_from(r->argv[vi], r->argl[vi], r->argl[vi]));
 }
 
 static void c_json_set(resp_ctx *x, client *c, req *r)
@@ -1996,6 +2106,9 @@ static const cmd cmds[] = {
 	{"json.set", -4, CMD_WRITE, 1, 1, 1, c_json_set},
 	{"json.del", -2, CMD_WRITE, 1, 1, 1, c_json_del},
 	{"json.type", -2, CMD_READONLY, 1, 1, 1, c_json_type},
+	{"json.numincrby", 4, CMD_WRITE, 1, 1, 1, c_json_numincrby},
+	{"json.arrappend", -4, CMD_WRITE, 1, 1, 1, c_json_arrappend},
+	{"json.strappend", -3, CMD_WRITE, 1, 1, 1, c_json_strappend},
 	{"save", 1, 0, 0, 0, 0, c_save},
 	{"bgsave", -1, 0, 0, 0, 0, c_bgsave},
 	{"lastsave", 1, CMD_READONLY, 0, 0, 0, c_lastsave},

@@ -16,7 +16,7 @@ def sh(cmd, **kw):
 
 def test_layout(mf):
     assert sorted(os.listdir(mf.mnt)) == [".ctl", "json", "kv", "lists", "sets"]
-    assert sorted(os.listdir(mf.ctl(""))) == ["bpop", "incr", "json", "pop", "snapshot", "srem",
+    assert sorted(os.listdir(mf.ctl(""))) == ["bpop", "incr", "jincr", "json", "pop", "snapshot", "srem",
                                               "stats"]
 
 

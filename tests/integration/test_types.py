@@ -439,3 +439,78 @@ def test_resp_blpop_waiters_fifo_and_mount_push(mfr, redis_ref):
     assert p.cmd("EXISTS", "q") == b":0\r\n"
     for c in cs + [p]:
         c.close()
+
+
+# ---------- JSON: updates, deletes, multi-match reads ----------
+
+def test_json_jincr_concurrent_no_lost_update(mf):
+    """The issue's case: 8 processes x 50 increments of one member: 400."""
+    assert sh(f"echo '{{\"hits\": 0, \"f\": 0.5}}' > {mf.json('d')}").returncode == 0
+    p = mf.ctl("jincr") / "d" / "$.hits"
+    loop = f"for i in $(seq 50); do echo 1 >> '{p}' || exit 1; done"
+    ps = [subprocess.Popen(["bash", "-c", loop]) for _ in range(8)]
+    assert all(x.wait(timeout=300) == 0 for x in ps)
+    assert (mf.ctl("json") / "d" / "$.hits").read_text() == "400\n"
+    assert sh(f"echo 0.25 >> '{mf.ctl('jincr') / 'd' / '$.f'}'").returncode == 0
+    assert (mf.ctl("json") / "d" / "$.f").read_text() == "0.75\n"
+    # Not a number (the line, or the member): the write fails, nothing changes.
+    for path, line in [("$.hits", "x"), ("$.hits", "\"1\""), ("$", "1")]:
+        r = sh(f"echo '{line}' >> '{mf.ctl('jincr') / 'd' / path}'")
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, (path, line, r)
+    r = sh(f"echo 1 >> '{mf.ctl('jincr') / 'd' / '$.nope'}'")
+    assert r.returncode != 0 and "No such file" in r.stderr
+    assert mf.json("d").read_text() == '{"hits": 400, "f": 0.75}\n'
+
+
+def test_json_rm_member_negative_index_and_multi_reads(mf):
+    doc = '{"a": [1, {"b": 2}, [3]], "b": {"b": 4}, "c": "x"}'
+    assert sh(f"printf '%s' '{doc}' > {mf.json('d')}").returncode == 0
+    j = mf.ctl("json") / "d"
+    assert (j / "$.a[-1]").read_text() == "[3]\n"
+    assert (j / "$..b").read_text() == '[{"b": 4},2,4]\n'
+    assert (j / "$.a[*]").read_text() == '[1,{"b": 2},[3]]\n'
+    assert (j / "$.zz[*]").read_text() == "[]\n"
+    assert sh(f"echo 9 > '{j / '$.a[-1]'}'").returncode == 0
+    assert mf.json("d").read_text() == '{"a": [1, {"b": 2}, 9], "b": {"b": 4}, "c": "x"}'
+    os.unlink(j / "$.a[-2]")
+    os.unlink(j / "$.c")
+    assert mf.json("d").read_text() == '{"a": [1, 9], "b": {"b": 4}}'
+    with pytest.raises(OSError) as e:
+        os.unlink(j / "$.c")
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(OSError) as e:
+        os.unlink(j / "$..b")
+    assert e.value.errno == errno.EPERM
+    os.unlink(j / "$")  # the whole document
+    assert not mf.json("d").exists()
+
+
+def bulk(b):
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+@needs_redis
+def test_resp_json_updates(mfr):
+    m, port = mfr
+    c = RawClient(port)
+    try:
+        assert c.cmd("JSON.SET", "d", "$", '{"n":1,"a":[1],"s":"ab","o":{"n":2}}') == b"+OK\r\n"
+        assert c.cmd("JSON.NUMINCRBY", "d", "$.n", "2") == b"$3\r\n[3]\r\n"
+        assert c.cmd("JSON.NUMINCRBY", "d", ".n", "1.5") == b"$3\r\n4.5\r\n"
+        assert c.cmd("JSON.NUMINCRBY", "d", "$.s", "1") == b"$6\r\n[null]\r\n"
+        assert c.cmd("JSON.NUMINCRBY", "d", "$.zz", "1") == b"$2\r\n[]\r\n"
+        assert c.cmd("JSON.NUMINCRBY", "nokey", "$.n", "1").startswith(b"-ERR could not")
+        assert c.cmd("JSON.ARRAPPEND", "d", "$.a", "2", '"x"') == b"*1\r\n:3\r\n"
+        assert c.cmd("JSON.ARRAPPEND", "d", ".a", "{}") == b":4\r\n"
+        assert c.cmd("JSON.ARRAPPEND", "d", "$.n", "1") == b"*1\r\n$-1\r\n"
+        assert c.cmd("JSON.STRAPPEND", "d", "$.s", '"cd"') == b"*1\r\n:4\r\n"
+        assert c.cmd("JSON.STRAPPEND", "d", ".s", '"e"') == b":5\r\n"
+        assert c.cmd("JSON.GET", "d", "$..n") == bulk(b"[4.5,2]")
+        assert c.cmd("JSON.GET", "d", "$.a[-1]") == b"$4\r\n[{}]\r\n"
+        assert c.cmd("JSON.GET", "d") == bulk(b'{"n":4.5,"a":[1,2,"x",{}],"s":"abcde","o":{"n":2}}')
+    finally:
+        c.close()
+    # Every update was one record: a kill -9 and replay give the same document.
+    m.kill9()
+    m.start(*m.args)
+    assert m.json("d").read_text() == '{"n":4.5,"a":[1,2,"x",{}],"s":"abcde","o":{"n":2}}'
