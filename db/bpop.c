@@ -27,6 +27,8 @@ void mf_bpop_destroy(mf_bpop *b)
 
 static bool fills_list(const mf_op *op)
 {
+	if (op->type == MF_OP_MULTI)
+		return true; /* may hold a push: waiters look again */
 	return op->ktype == MF_T_LIST &&
 	       (op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH || op->type == MF_OP_SET ||
 	        op->type == MF_OP_RENAME);

@@ -764,9 +764,28 @@ int mf_db_commit_notify(mf_db *db, mf_op *op)
 		fn(ctx, MF_T_NONE, NULL, 0);
 		return 0;
 	}
-	fn(ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
-	if (op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) /* key2: the other key */
-		fn(ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
+	mf_op *subs = op, *alloc = NULL;
+	size_t n = 1;
+	if (op->type == MF_OP_MULTI && mf_multi_decode(op->val, &alloc, &n) == 0)
+		subs = alloc; /* each key a transaction touched */
+	for (size_t i = 0; i < n; i++) {
+		const mf_op *s = &subs[i];
+		if (s->type == MF_OP_READ || s->type == MF_OP_MULTI)
+			continue;
+		if (s->type == MF_OP_FLUSH) {
+			fn(ctx, MF_T_NONE, NULL, 0);
+			continue;
+		}
+		/* A DEL of any type (ktype 0) or a SET over another type: the
+		 * key's name in every type directory. */
+		for (int t = MF_T_STRING; t <= MF_T_MAX_; t++)
+			if (mf_type_valid(t) && (t == s->ktype || s->ktype == MF_T_NONE ||
+			                         (s->type == MF_OP_SET && op->type == MF_OP_MULTI)))
+				fn(ctx, t, mf_slice_ptr(s->key), s->key.len);
+		if (s->type == MF_OP_RENAME || s->type == MF_OP_SMOVE) /* key2: the other key */
+			fn(ctx, s->ktype, mf_slice_ptr(s->key2), s->key2.len);
+	}
+	free(alloc);
 	return 0;
 }
 

@@ -48,6 +48,19 @@
  *                                         array at path; res = its length
  *   JSON_STRAPPEND JSON key key2=path val="s"      append to the string at
  *                                         path; res = its length (bytes)
+ *   MULTI       NONE  (no key) val=sub-ops     a transaction (RESP EXEC): the
+ *                                         sub-ops (mf_multi_encode) applied in
+ *                                         order under one lock, in one record, so
+ *                                         a crash keeps all or none; a sub-op
+ *                                         that fails changes nothing and the
+ *                                         rest go on (Redis's EXEC); results in
+ *                                         sub[]
+ *   READ        any   key                 (sub-op only) capture the key's type,
+ *                                         count and value at that point: the
+ *                                         reads queued between a transaction's
+ *                                         writes
+ * Inside a MULTI, SET with arg=1 replaces a key of any type (Redis's SET)
+ * and DEL with ktype NONE deletes a key of any type.
  *
  * Ops 11..15 came with the RESP face (issue 15); the mount never logs them.
  * Numbering agreed between branches (issue 14 / issue 16): ops 16..21 and
@@ -103,7 +116,9 @@ typedef enum mf_optype {
 	MF_OP_JSON_NUMINCRBY = 27,
 	MF_OP_JSON_ARRAPPEND = 28,
 	MF_OP_JSON_STRAPPEND = 29,
-	MF_OP_MAX_ = 29,
+	MF_OP_MULTI = 30,
+	MF_OP_READ = 31,     /* only inside a MULTI record */
+	MF_OP_MAX_ = 31,
 } mf_optype;
 
 typedef struct mf_op {
@@ -119,8 +134,30 @@ typedef struct mf_op {
 	                      caller unrefs */
 	uint64_t res;      /* filled by apply, not logged: the list length after
 	                      LPUSH/RPUSH, the value length after APPEND/SETRANGE,
-	                      INCRBY's result, SADD/SREM/SMOVE's count (exact replies for RESP without locking the key) */
+	                      INCRBY's result, SADD/SREM/SMOVE's count (exact
+	                      replies for RESP without locking the key) */
+	struct mf_op_result *sub; /* MULTI: one result per sub-op, filled by apply
+	                      (malloc'd; mf_op_clear frees) */
+	size_t nsub;
 } mf_op;
+
+/* What apply left for one sub-op of a MULTI. */
+typedef struct mf_op_result {
+	int rc;            /* 0 or -errno, as mf_store_apply would return */
+	uint64_t res;      /* op->res */
+	mf_slice out;      /* op->out; READ: the value */
+	uint8_t type;      /* READ: the key's type (0: absent) */
+	uint64_t count;    /* READ: list elements / set members */
+} mf_op_result;
+
+/* MULTI payload: the sub-ops back to back, each
+ *   u8 type, u8 ktype, u16 0, u32 klen, u32 k2len, u32 vlen, u64 arg,
+ *   key, key2, value
+ * (little-endian).  decode: *ops (malloc'd) are borrowed views of val's
+ * bytes (no references: val must outlive them); -EINVAL if malformed or a
+ * sub-op is a MULTI. */
+mf_slice mf_multi_encode(const mf_op *ops, size_t n);
+int mf_multi_decode(mf_slice val, mf_op **ops, size_t *n);
 
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows
  * keys of 1..MF_KEY_MAX bytes without '/' and NUL. */
@@ -155,7 +192,7 @@ const char *mf_type_name(int type);
 /* Does op->key name a key (FLUSH has none)? */
 static inline int mf_op_has_key(int type)
 {
-	return type != MF_OP_FLUSH;
+	return type != MF_OP_FLUSH && type != MF_OP_MULTI;
 }
 
 /* Drop every slice reference the op holds (key, key2, val, out). */

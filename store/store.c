@@ -45,6 +45,7 @@ struct mf_store {
 	/* Builds a set's text under the read lock (several readers may ask at
 	 * once); writers hold the write lock and need not take it. */
 	pthread_mutex_t text_mu;
+	bool in_multi;      /* applying a MULTI's sub-ops (op.h: SET/DEL rules) */
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
@@ -252,6 +253,8 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 {
 	if (op->type == MF_OP_FLUSH)
 		return op->ktype == MF_T_NONE && op->key.len == 0 ? 0 : -EINVAL;
+	if (st->in_multi && op->type == MF_OP_DEL && op->ktype == MF_T_NONE && valid_key(op->key))
+		return e ? 0 : -ENOENT; /* any type (MULTI's DEL) */
 	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
@@ -267,7 +270,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_CREATE:
 		return e && !same ? -EEXIST : 0;
 	case MF_OP_SET:
-		if (e && !same)
+		if (e && !same && !(st->in_multi && op->arg == 1)) /* MULTI's SET: any type */
 			return -EEXIST;
 		return mf_value_check(op->ktype, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
 	case MF_OP_APPEND:
@@ -426,6 +429,15 @@ int mf_store_check(mf_store *st, const mf_op *op)
 	bool keyed = mf_op_has_key(op->type);
 	entry *e = keyed && op->key.len <= MF_KEY_BYTES_MAX ? find(st, op->key) : NULL;
 	int r = !keyed || op->key.len <= MF_KEY_BYTES_MAX ? validate(st, op, e) : -EINVAL;
+	if (op->type == MF_OP_MULTI) {
+		/* Sub-ops fail or not at apply, one by one (Redis's EXEC): only
+		 * the record's shape is checked before it is logged. */
+		mf_op *subs;
+		size_t n;
+		r = op->key.len ? -EINVAL : mf_multi_decode(op->val, &subs, &n);
+		if (r == 0)
+			free(subs);
+	}
 	if (r == 0 && json_path_op(op->type) && !json_del_root(op)) {
 		/* Whether the path resolves depends on the document: try it, so
 		 * a missing path is refused before it is logged. */
@@ -567,8 +579,55 @@ static bool smove(mf_store *st, entry *e, mf_op *op)
 	return true;
 }
 
+static int do_apply(mf_store *st, mf_op *op);
+static mf_slice value_ref(mf_store *st, entry *e);
+
+/* MULTI: every sub-op in order, each as apply would do it alone (a failed
+ * one changes nothing; the rest go on).  Sub-ops get their own copies of
+ * key and value, so no stored key or value keeps the whole record alive. */
+static int apply_multi(mf_store *st, mf_op *op)
+{
+	mf_op *subs;
+	size_t n;
+	int r = mf_multi_decode(op->val, &subs, &n);
+	if (r)
+		return r;
+	op->sub = mf_xmalloc((n ? n : 1) * sizeof *op->sub);
+	op->nsub = n;
+	memset(op->sub, 0, (n ? n : 1) * sizeof *op->sub);
+	st->in_multi = true;
+	for (size_t i = 0; i < n; i++) {
+		mf_op s = subs[i];
+		mf_op_result *res = &op->sub[i];
+		s.key = mf_slice_from(mf_slice_ptr(s.key), s.key.len, s.key.len);
+		s.key2 = mf_slice_from(mf_slice_ptr(s.key2), s.key2.len, s.key2.len);
+		s.val = mf_slice_from(mf_slice_ptr(s.val), s.val.len, s.val.len);
+		s.time_ns = op->time_ns;
+		if (s.type == MF_OP_READ) {
+			entry *e = s.key.len && s.key.len <= MF_KEY_BYTES_MAX ? find(st, s.key) : NULL;
+			res->rc = e ? 0 : -ENOENT;
+			if (e) {
+				res->type = e->type;
+				res->count = e->count;
+				res->out = value_ref(st, e);
+			}
+		} else {
+			res->rc = do_apply(st, &s);
+			res->res = s.res;
+			res->out = s.out;
+			s.out = MF_SLICE_EMPTY;
+		}
+		mf_op_clear(&s);
+	}
+	st->in_multi = false;
+	free(subs);
+	return 0;
+}
+
 static int do_apply(mf_store *st, mf_op *op)
 {
+	if (op->type == MF_OP_MULTI)
+		return apply_multi(st, op);
 	if (op->type == MF_OP_FLUSH) {
 		int r = validate(st, op, NULL);
 		if (r == 0)
@@ -582,6 +641,15 @@ static int do_apply(mf_store *st, mf_op *op)
 	if (r)
 		return r;
 	int64_t t = op->time_ns;
+	if (st->in_multi && ((op->type == MF_OP_SET && e && e->type != op->ktype) ||
+	                     (op->type == MF_OP_DEL && op->ktype == MF_T_NONE))) {
+		/* MULTI's Redis-style SET over another type, DEL of any type. */
+		unlink_entry(st, e);
+		entry_free(e);
+		e = NULL;
+		if (op->type == MF_OP_DEL)
+			return 0;
+	}
 
 	switch (op->type) {
 	case MF_OP_CREATE:

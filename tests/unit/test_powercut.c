@@ -4,6 +4,7 @@
  * daemon's own wiring), with the power-loss simulator of powercut.h.
  *
  * One run: a fresh data dir; a seeded workload of SET / APPEND / DEL / RPUSH / INCRBY / SADD / SREM
+ * and MULTI (a transaction record: INCRBY + SADD, both or neither)
  * commits (some values are a copy of the live memflux.wal, salt included:
  * such bytes, torn, must never pass for records), fsyncs (mf_db_sync) and
  * snapshots (rotation + snapshot + drop of sealed segments); the power goes at the n-th mutating I/O call; the disk
@@ -108,6 +109,18 @@ static void model_apply(model *m, const wl_op *o)
 			m->smask = 0;
 		return;
 	}
+	if (o->type == MF_OP_MULTI) {
+		/* A transaction: INCRBY of the counter and SADD to the set, one
+		 * record (both or neither after a crash). */
+		wl_op a = *o, b = *o;
+		a.type = MF_OP_INCRBY;
+		a.key = KEY_COUNTER;
+		b.type = MF_OP_SADD;
+		b.key = KEY_SET;
+		model_apply(m, &a);
+		model_apply(m, &b);
+		return;
+	}
 	if (o->type == MF_OP_INCRBY) {
 		long long v = m->exists[k] ? strtoll(m->v[k], NULL, 10) : 0;
 		free(m->v[k]);
@@ -169,8 +182,13 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 		if (r < 8 && m.exists[o->key]) {
 			o->type = MF_OP_DEL;
 		} else if (o->key == KEY_COUNTER) {
-			o->type = MF_OP_INCRBY;
+			o->type = r < 40 ? MF_OP_MULTI : MF_OP_INCRBY;
 			o->delta = (long long)pc_below(rng, 2000) - 1000;
+			if (o->type == MF_OP_MULTI) {
+				o->vlen = 3;
+				o->val = malloc(4);
+				snprintf(o->val, 4, "m%d\n", (int)pc_below(rng, 8));
+			}
 		} else if (o->key == KEY_SET) {
 			/* SREM only of a set that exists (else ENOENT, not logged). */
 			o->type = r < 60 || !m.exists[o->key] ? MF_OP_SADD : MF_OP_SREM;
@@ -264,6 +282,32 @@ static int commit(mf_db *db, const wl_op *o)
 	op.type = (uint8_t)o->type;
 	op.ktype = (uint8_t)key_ktype(o->key);
 	op.arg = (uint64_t)o->delta;
+	if (o->type == MF_OP_MULTI) {
+		char ck[16], sk[16];
+		key_name_t(o->thread, KEY_COUNTER, ck);
+		key_name_t(o->thread, KEY_SET, sk);
+		mf_op sub[2];
+		memset(sub, 0, sizeof sub);
+		sub[0].type = MF_OP_INCRBY;
+		sub[0].ktype = MF_T_STRING;
+		sub[0].key = mf_slice_from(ck, strlen(ck), strlen(ck));
+		sub[0].arg = (uint64_t)o->delta;
+		sub[1].type = MF_OP_SADD;
+		sub[1].ktype = MF_T_SET;
+		sub[1].key = mf_slice_from(sk, strlen(sk), strlen(sk));
+		sub[1].val = mf_slice_from(o->val, o->vlen, o->vlen);
+		memset(&op, 0, sizeof op);
+		op.type = MF_OP_MULTI;
+		op.val = mf_multi_encode(sub, 2);
+		mf_op_clear(&sub[0]);
+		mf_op_clear(&sub[1]);
+		op.time_ns = 1700000000000000000LL;
+		int r = mf_db_commit(db, &op);
+		if (r == 0 && (op.nsub != 2 || op.sub[0].rc || op.sub[1].rc))
+			r = -EPROTO; /* each sub-op must have applied */
+		mf_op_clear(&op);
+		return r;
+	}
 	char kb[16];
 	const char *k = key_name_t(o->thread, o->key, kb);
 	op.key = mf_slice_from(k, strlen(k), strlen(k));

@@ -506,6 +506,86 @@ static void test_json_paths_multi(void **state)
 	free(out);
 }
 
+static mf_op sub(int type, int ktype, const char *k, const char *k2, const char *v, uint64_t arg)
+{
+	mf_op o;
+	memset(&o, 0, sizeof o);
+	o.type = (uint8_t)type;
+	o.ktype = (uint8_t)ktype;
+	o.key = sl(k, strlen(k));
+	if (k2)
+		o.key2 = sl(k2, strlen(k2));
+	if (v)
+		o.val = sl(v, strlen(v));
+	o.arg = arg;
+	return o;
+}
+
+static void test_multi(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	char b[64];
+	assert_int_equal(op3(st, MF_OP_RPUSH, MF_T_LIST, "l", NULL, V("x\n"), 0, NULL, NULL, 0), 0);
+	mf_op subs[] = {
+		sub(MF_OP_SET, MF_T_STRING, "a", NULL, "v", 0),
+		sub(MF_OP_READ, MF_T_NONE, "a", NULL, NULL, 0),
+		sub(MF_OP_INCRBY, MF_T_STRING, "a", NULL, NULL, 1),  /* not an integer: fails alone */
+		sub(MF_OP_INCRBY, MF_T_STRING, "n", NULL, NULL, 5),
+		sub(MF_OP_SET, MF_T_STRING, "l", NULL, "now a string", 1), /* Redis's SET: any type */
+		sub(MF_OP_SADD, MF_T_SET, "s", NULL, "m\n", 0),
+		sub(MF_OP_DEL, MF_T_NONE, "s", NULL, NULL, 0),       /* any type */
+		sub(MF_OP_READ, MF_T_NONE, "s", NULL, NULL, 0),
+		sub(MF_OP_LPOP, MF_T_LIST, "nolist", NULL, NULL, 1),
+	};
+	size_t n = sizeof subs / sizeof subs[0];
+	mf_op op;
+	memset(&op, 0, sizeof op);
+	op.type = MF_OP_MULTI;
+	op.val = mf_multi_encode(subs, n);
+	for (size_t i = 0; i < n; i++)
+		mf_op_clear(&subs[i]);
+	assert_int_equal(mf_store_check(st, &op), 0);
+	assert_int_equal(mf_store_apply(st, &op), 0);
+	assert_int_equal(op.nsub, n);
+	assert_int_equal(op.sub[0].rc, 0);
+	assert_int_equal(op.sub[1].rc, 0);
+	assert_int_equal(op.sub[1].type, MF_T_STRING);
+	assert_int_equal(op.sub[1].out.len, 1);
+	assert_int_equal(op.sub[2].rc, -EINVAL);
+	assert_int_equal(op.sub[3].rc, 0);
+	assert_int_equal(op.sub[3].res, 5);
+	assert_int_equal(op.sub[4].rc, 0);
+	assert_int_equal(op.sub[5].res, 1);
+	assert_int_equal(op.sub[6].rc, 0);
+	assert_int_equal(op.sub[7].rc, -ENOENT);
+	assert_int_equal(op.sub[8].rc, -ENOENT);
+	mf_op_clear(&op);
+	assert_string_equal(val(st, "a", b, sizeof b), "v");
+	assert_string_equal(val(st, "n", b, sizeof b), "5");
+	assert_string_equal(val(st, "l", b, sizeof b), "now a string");
+	assert_null(val(st, "s", b, sizeof b));
+	/* Outside a MULTI those rules do not hold; a malformed or nested
+	 * payload is refused before anything is logged. */
+	assert_int_equal(op3(st, MF_OP_DEL, MF_T_NONE, "a", NULL, NULL, 0, 0, NULL, NULL, 0), -EINVAL);
+	assert_int_equal(op3(st, MF_OP_SET, MF_T_LIST, "a", NULL, V("x\n"), 1, NULL, NULL, 0), -EEXIST);
+	assert_int_equal(op3(st, MF_OP_READ, MF_T_NONE, "a", NULL, NULL, 0, 0, NULL, NULL, 0), -EINVAL);
+	memset(&op, 0, sizeof op);
+	op.type = MF_OP_MULTI;
+	op.val = sl("junk", 4);
+	assert_int_equal(mf_store_check(st, &op), -EINVAL);
+	assert_int_equal(mf_store_apply(st, &op), -EINVAL);
+	mf_op_clear(&op);
+	mf_op inner = {0};
+	inner.type = MF_OP_MULTI;
+	memset(&op, 0, sizeof op);
+	op.type = MF_OP_MULTI;
+	op.val = mf_multi_encode(&inner, 1);
+	assert_int_equal(mf_store_check(st, &op), -EINVAL);
+	mf_op_clear(&op);
+	mf_store_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -518,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_sets_random),
 		cmocka_unit_test(test_json_updates),
 		cmocka_unit_test(test_json_paths_multi),
+		cmocka_unit_test(test_multi),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
