@@ -142,9 +142,25 @@ static bool arg_ll(client *c, const req *r, int i, long long *v)
 
 /* ---------- store access ---------- */
 
+/* While EXEC builds the replies of queued reads: what each key argument
+ * (by argv index) looked like at its place in the transaction (the MULTI
+ * record's READ results).  Thread-local: set and cleared around one
+ * command's reply on the thread running it. */
+static _Thread_local const mf_op_result *const *tx_view;
+
 static int kget(resp_ctx *x, const req *r, int i, bool want, mf_entry_info *e)
 {
 	memset(e, 0, sizeof *e);
+	if (tx_view) {
+		const mf_op_result *v = tx_view[i];
+		if (!v || v->rc)
+			return -ENOENT;
+		e->type = v->type;
+		e->size = v->out.len;
+		e->count = v->count;
+		e->val = want ? mf_slice_ref(v->out) : MF_SLICE_EMPTY;
+		return 0;
+	}
 	return mf_store_get(x->st, r->argv[i], r->argl[i], want, e);
 }
 
@@ -1680,6 +1696,9 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 	mf_slice_unref(&e.val);
 }
 
+static void json_update_reply(client *c, int type, int rc, bool key_absent, bool legacy,
+                              const char *path, uint64_t res, mf_slice out);
+
 /* JSON.NUMINCRBY / JSON.ARRAPPEND / JSON.STRAPPEND: one record each (the
  * store does the read-modify-write), so concurrent updates from RESP and
  * the mount's /.ctl/jincr never lose one.  val: the op's argument. */
@@ -1702,8 +1721,16 @@ static void json_update(resp_ctx *x, client *c, req *r, int type, int pathi, mf_
 		rc = mf_db_commit_notify(x->db, &op);
 		unlock_set(x, m);
 	}
+	json_update_reply(c, type, rc, e.type != MF_T_JSON, legacy, path, op.res, op.out);
+	mf_op_clear(&op);
+	free(path);
+}
+
+static void json_update_reply(client *c, int type, int rc, bool key_absent, bool legacy,
+                              const char *path, uint64_t res, mf_slice out)
+{
 	char msg[300];
-	if (rc == -ENOENT && e.type != MF_T_JSON) {
+	if (rc == -ENOENT && key_absent) {
 		r_err(c, "ERR could not perform this operation on a key that doesn't exist");
 	} else if (rc == -EEXIST) {
 		r_err(c, E_WRONGTYPE);
@@ -1734,11 +1761,11 @@ static void json_update(resp_ctx *x, client *c, req *r, int type, int pathi, mf_
 		r_errno(c, rc);
 	} else if (type == MF_OP_JSON_NUMINCRBY) {
 		if (legacy) {
-			r_bulk(c, mf_slice_ptr(op.out), op.out.len);
+			r_bulk(c, mf_slice_ptr(out), out.len);
 		} else {
 			rbuf b = {0};
 			rb_put(&b, "[", 1);
-			rb_put(&b, mf_slice_ptr(op.out), op.out.len);
+			rb_put(&b, mf_slice_ptr(out), out.len);
 			rb_put(&b, "]", 1);
 			r_bulk(c, b.p, b.len);
 			free(b.p);
@@ -1746,10 +1773,8 @@ static void json_update(resp_ctx *x, client *c, req *r, int type, int pathi, mf_
 	} else {
 		if (!legacy)
 			r_arr(c, 1);
-		r_int(c, (long long)op.res);
+		r_int(c, (long long)res);
 	}
-	mf_op_clear(&op);
-	free(path);
 }
 
 static void c_json_numincrby(resp_ctx *x, client *c, req *r)
@@ -2052,6 +2077,489 @@ static void c_flushdb(resp_ctx *x, client *c, req *r)
 
 static void c_command(resp_ctx *x, client *c, req *r);
 
+/* ---------- transactions: MULTI / EXEC / DISCARD / WATCH ----------
+ *
+ * EXEC turns the queued commands into the sub-ops of ONE MULTI record
+ * (store/op.h), applied in order by mf_store_apply: a crash keeps all of
+ * them or none, and no other writer (RESP or the mount) runs in between.
+ * Each command's reply is then built from its sub-ops' results, as Redis
+ * replies to each command of an EXEC (a failing command does not stop the
+ * others).  Reads queued between writes are READ sub-ops: they see the
+ * keyspace at their place.  Supported inside MULTI: the commands tx_build
+ * knows; any other is refused when queued (and EXEC then aborts, as for
+ * Redis's queue-time errors).  EXEC holds every stripe lock, so WATCH's
+ * version check and the record are atomic against other RESP clients; a
+ * write through the mount between the check and the apply is not seen
+ * (the window is one WAL hand-off). */
+
+typedef struct txq {
+	int argc;
+	char **argv;
+	size_t *argl;
+} txq;
+
+typedef struct watched {
+	char *k;
+	size_t n;
+	uint64_t version; /* 0: absent */
+} watched;
+
+static void txq_clear(client *c)
+{
+	for (int i = 0; i < c->ntxq; i++) {
+		for (int a = 0; a < c->txq[i].argc; a++)
+			free(c->txq[i].argv[a]);
+		free(c->txq[i].argv);
+		free(c->txq[i].argl);
+	}
+	c->ntxq = 0;
+	c->in_multi = c->multi_dirty = false;
+}
+
+static void unwatch(client *c)
+{
+	for (int i = 0; i < c->nwatch; i++)
+		free(c->watch[i].k);
+	free(c->watch);
+	c->watch = NULL;
+	c->nwatch = 0;
+}
+
+void cmd_client_free(client *c)
+{
+	txq_clear(c);
+	free(c->txq);
+	c->txq = NULL;
+	unwatch(c);
+}
+
+/* The commands a transaction takes, and how each becomes sub-ops. */
+enum { TX_NO = 0, TX_READ, TX_WRITE, TX_PLAIN };
+
+static int tx_kind(const req *r)
+{
+	static const char *const reads[] = {"get", "mget", "exists", "type", "strlen", "getrange",
+	                                    "llen", "lrange", "lindex", "scard", "smembers",
+	                                    "json.get", "json.type"};
+	static const char *const writes[] = {
+		"set", "del", "unlink", "incr", "decr", "incrby", "decrby", "incrbyfloat", "append",
+		"rpush", "lpush", "lpop", "rpop", "sadd", "srem", "smove", "json.set",
+		"json.numincrby", "json.arrappend", "json.strappend"};
+	for (size_t i = 0; i < sizeof reads / sizeof *reads; i++)
+		if (argis(r, 0, reads[i]))
+			return TX_READ;
+	for (size_t i = 0; i < sizeof writes / sizeof *writes; i++)
+		if (argis(r, 0, writes[i]))
+			return TX_WRITE;
+	if (argis(r, 0, "ping") || argis(r, 0, "echo"))
+		return TX_PLAIN;
+	return TX_NO;
+}
+
+/* Queue a command (MULTI mode).  Its arity was checked. */
+static void tx_queue(client *c, req *r)
+{
+	if (tx_kind(r) == TX_NO) {
+		char msg[200];
+		snprintf(msg, sizeof msg, "ERR memfluxfs: '%.*s' is not supported inside MULTI",
+		         (int)(r->argl[0] > 64 ? 64 : r->argl[0]), r->argv[0]);
+		r_err(c, msg);
+		c->multi_dirty = true;
+		return;
+	}
+	if (c->ntxq == c->captxq) {
+		c->captxq = c->captxq ? c->captxq * 2 : 8;
+		c->txq = mf_xrealloc(c->txq, (size_t)c->captxq * sizeof *c->txq);
+	}
+	txq *q = &c->txq[c->ntxq++];
+	q->argc = r->argc;
+	q->argv = mf_xmalloc((size_t)r->argc * sizeof *q->argv);
+	q->argl = mf_xmalloc((size_t)r->argc * sizeof *q->argl);
+	for (int i = 0; i < r->argc; i++) {
+		q->argv[i] = mf_xmalloc(r->argl[i] + 1);
+		memcpy(q->argv[i], r->argv[i], r->argl[i]);
+		q->argv[i][r->argl[i]] = '\0';
+		q->argl[i] = r->argl[i];
+	}
+	r_simple(c, "QUEUED");
+}
+
+/* One queued command's sub-ops; *err: a reply decided without the store
+ * (a bad argument, as Redis finds it at EXEC).  Returns the count added. */
+typedef struct txbuild {
+	mf_op *ops;
+	int n, cap;
+} txbuild;
+
+static mf_op *tx_add(txbuild *b, int type, int ktype, const char *k, size_t kn)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->ops = mf_xrealloc(b->ops, (size_t)b->cap * sizeof *b->ops);
+	}
+	mf_op *o = &b->ops[b->n++];
+	*o = kop(type, ktype, k, kn);
+	return o;
+}
+
+static void tx_build(const req *r, txbuild *b, const char **err)
+{
+	const char *k = r->argc > 1 ? r->argv[1] : "";
+	size_t kn = r->argc > 1 ? r->argl[1] : 0;
+	long long d = 0;
+	*err = NULL;
+	if (r->argc > 1 && (kn == 0 || kn > MF_KEY_BYTES_MAX)) {
+		*err = "ERR memfluxfs does not support empty keys";
+		return;
+	}
+	switch (tx_kind(r)) {
+	case TX_READ:
+		/* One READ per key argument (MGET/EXISTS: all; others: argv[1]). */
+		for (int i = 1; i < r->argc; i++) {
+			if (i > 1 && !argis(r, 0, "mget") && !argis(r, 0, "exists"))
+				break;
+			tx_add(b, MF_OP_READ, MF_T_NONE, r->argv[i], r->argl[i]);
+		}
+		return;
+	case TX_PLAIN:
+		return;
+	default:
+		break;
+	}
+	if (argis(r, 0, "set")) {
+		if (r->argc != 3) {
+			*err = "ERR memfluxfs: SET options are not supported inside MULTI";
+			return;
+		}
+		mf_op *o = tx_add(b, MF_OP_SET, MF_T_STRING, k, kn);
+		o->val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		o->arg = 1; /* over any type, as Redis's SET */
+	} else if (argis(r, 0, "del") || argis(r, 0, "unlink")) {
+		for (int i = 1; i < r->argc; i++)
+			tx_add(b, MF_OP_DEL, MF_T_NONE, r->argv[i], r->argl[i]);
+	} else if (argis(r, 0, "incr") || argis(r, 0, "decr") || argis(r, 0, "incrby") ||
+	           argis(r, 0, "decrby")) {
+		bool by = r->argc == 3, dec = argis(r, 0, "decr") || argis(r, 0, "decrby");
+		d = 1;
+		if (by && !parse_ll(r->argv[2], r->argl[2], &d)) {
+			*err = E_NOTINT;
+			return;
+		}
+		if (dec && d == LLONG_MIN) {
+			*err = "ERR decrement would overflow";
+			return;
+		}
+		tx_add(b, MF_OP_INCRBY, MF_T_STRING, k, kn)->arg = (uint64_t)(dec ? -d : d);
+	} else if (argis(r, 0, "incrbyfloat")) {
+		tx_add(b, MF_OP_INCRBYFLOAT, MF_T_STRING, k, kn)->val =
+			mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	} else if (argis(r, 0, "append")) {
+		tx_add(b, MF_OP_APPEND, MF_T_STRING, k, kn)->val =
+			mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	} else if (argis(r, 0, "rpush") || argis(r, 0, "lpush")) {
+		bool left = argis(r, 0, "lpush");
+		mf_slice v = MF_SLICE_EMPTY;
+		for (int j = 2; j < r->argc; j++) {
+			int i = left ? r->argc + 1 - j : j;
+			if (memchr(r->argv[i], '\n', r->argl[i])) {
+				mf_slice_unref(&v);
+				*err = E_NEWLINE;
+				return;
+			}
+			mf_slice_append(&v, r->argv[i], r->argl[i]);
+			mf_slice_append(&v, "\n", 1);
+		}
+		tx_add(b, left ? MF_OP_LPUSH : MF_OP_RPUSH, MF_T_LIST, k, kn)->val = v;
+	} else if (argis(r, 0, "lpop") || argis(r, 0, "rpop")) {
+		if (r->argc != 2) {
+			*err = "ERR memfluxfs: LPOP/RPOP with a count are not supported inside MULTI";
+			return;
+		}
+		tx_add(b, argis(r, 0, "lpop") ? MF_OP_LPOP : MF_OP_RPOP, MF_T_LIST, k, kn)->arg = 1;
+		tx_add(b, MF_OP_DEL, MF_T_LIST, k, kn)->arg = 1; /* emptied: gone, as Redis */
+	} else if (argis(r, 0, "sadd") || argis(r, 0, "srem")) {
+		int skipped;
+		mf_slice v = member_lines(r, 2, &skipped);
+		if (skipped && argis(r, 0, "sadd")) {
+			mf_slice_unref(&v);
+			*err = "ERR memfluxfs set members are lines: a member cannot contain a newline";
+			return;
+		}
+		tx_add(b, MF_OP_READ, MF_T_NONE, k, kn); /* its type, for WRONGTYPE */
+		if (v.len)
+			tx_add(b, argis(r, 0, "sadd") ? MF_OP_SADD : MF_OP_SREM, MF_T_SET, k, kn)->val = v;
+		else
+			mf_slice_unref(&v);
+	} else if (argis(r, 0, "smove")) {
+		mf_op *o = tx_add(b, MF_OP_SMOVE, MF_T_SET, k, kn);
+		o->key2 = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		o->val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
+	} else if (argis(r, 0, "json.set")) {
+		size_t plen;
+		bool legacy;
+		char *path = json_path(r, 2, &plen, &legacy);
+		if (r->argc != 4 || mf_json_path_check(path, plen) != 0) {
+			free(path);
+			*err = r->argc != 4 ? "ERR memfluxfs: JSON.SET NX/XX are not supported inside MULTI"
+			                    : "ERR invalid JSON path";
+			return;
+		}
+		mf_op *o = tx_add(b, plen == 1 ? MF_OP_SET : MF_OP_JSON_SETPATH, MF_T_JSON, k, kn);
+		if (plen == 1)
+			o->arg = 1;
+		else
+			o->key2 = mf_slice_from(path, plen, plen);
+		o->val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
+		free(path);
+	} else { /* json.numincrby / json.arrappend / json.strappend */
+		bool str = argis(r, 0, "json.strappend"), arr = argis(r, 0, "json.arrappend");
+		if (str && r->argc > 4) {
+			*err = "ERR wrong number of arguments for 'json.strappend' command";
+			return;
+		}
+		size_t plen;
+		bool legacy;
+		char *path = json_path(r, str && r->argc == 3 ? 99 : 2, &plen, &legacy);
+		tx_add(b, MF_OP_READ, MF_T_NONE, k, kn); /* does the document exist */
+		mf_op *o = tx_add(b, str ? MF_OP_JSON_STRAPPEND : arr ? MF_OP_JSON_ARRAPPEND
+		                                                : MF_OP_JSON_NUMINCRBY, MF_T_JSON, k, kn);
+		o->key2 = mf_slice_from(path, plen, plen);
+		free(path);
+		if (arr) {
+			rbuf v = {0};
+			rb_put(&v, "[", 1);
+			for (int i = 3; i < r->argc; i++) {
+				if (i > 3)
+					rb_put(&v, ",", 1);
+				rb_put(&v, r->argv[i], r->argl[i]);
+			}
+			rb_put(&v, "]", 1);
+			o->val = mf_slice_from(v.p, v.len, v.len);
+			free(v.p);
+		} else {
+			int vi = r->argc - 1;
+			o->val = mf_slice_from(r->argv[vi], r->argl[vi], r->argl[vi]);
+		}
+	}
+}
+
+/* The reply of one queued write from its sub-ops' results. */
+static void tx_reply_write(client *c, const req *r, const mf_op *ops, const mf_op_result *res,
+                           int n)
+{
+	int rc = n ? res[n - 1].rc : 0;
+	if (argis(r, 0, "set")) {
+		if (rc)
+			r_errno(c, rc);
+		else
+			r_ok(c);
+	} else if (argis(r, 0, "del") || argis(r, 0, "unlink")) {
+		long long k = 0;
+		for (int i = 0; i < n; i++)
+			k += res[i].rc == 0;
+		r_int(c, k);
+	} else if (ops[0].type == MF_OP_INCRBY || ops[0].type == MF_OP_INCRBYFLOAT) {
+		bool f = ops[0].type == MF_OP_INCRBYFLOAT;
+		if (rc == -EEXIST)
+			r_err(c, E_WRONGTYPE);
+		else if (rc == -EINVAL)
+			r_err(c, f ? E_NOTFLOAT : E_NOTINT);
+		else if (rc == -ERANGE)
+			r_err(c, f ? "ERR increment would produce NaN or Infinity" : E_OVERFLOW);
+		else if (rc)
+			r_errno(c, rc);
+		else if (f)
+			r_bulk(c, mf_slice_ptr(res[0].out), res[0].out.len);
+		else
+			r_int(c, (long long)res[0].res);
+	} else if (ops[0].type == MF_OP_APPEND || ops[0].type == MF_OP_RPUSH ||
+	           ops[0].type == MF_OP_LPUSH || ops[0].type == MF_OP_SMOVE) {
+		if (rc == -EEXIST)
+			r_err(c, E_WRONGTYPE);
+		else if (rc == -ENOENT && ops[0].type == MF_OP_SMOVE)
+			r_int(c, 0);
+		else if (rc)
+			r_errno(c, rc);
+		else
+			r_int(c, (long long)res[0].res);
+	} else if (ops[0].type == MF_OP_LPOP || ops[0].type == MF_OP_RPOP) {
+		rc = res[0].rc;
+		if (rc)
+			r_nil(c); /* absent or empty (a key of another type too) */
+		else
+			r_bulk(c, mf_slice_ptr(res[0].out), res[0].out.len - 1);
+	} else if (argis(r, 0, "sadd") || argis(r, 0, "srem")) {
+		if (res[0].rc == 0 && res[0].type != MF_T_SET)
+			r_err(c, E_WRONGTYPE);
+		else if (n < 2 || rc == -ENOENT)
+			r_int(c, 0);
+		else if (rc)
+			r_errno(c, rc);
+		else
+			r_int(c, (long long)res[1].res);
+	} else if (argis(r, 0, "json.set")) {
+		if (rc == -EEXIST)
+			r_err(c, E_WRONGTYPE);
+		else if (rc == -ENOENT)
+			r_err(c, "ERR new objects must be created at the root");
+		else if (rc)
+			r_err(c, rc == -EINVAL ? "ERR invalid JSON" : "ERR memfluxfs: JSON.SET failed");
+		else
+			r_ok(c);
+	} else { /* JSON updates: READ, then the op */
+		size_t plen;
+		bool legacy;
+		bool str = argis(r, 0, "json.strappend");
+		char *path = json_path(r, str && r->argc == 3 ? 99 : 2, &plen, &legacy);
+		bool absent = res[0].rc != 0 || res[0].type != MF_T_JSON;
+		if (res[0].rc == 0 && res[0].type != MF_T_JSON)
+			r_err(c, E_WRONGTYPE);
+		else
+			json_update_reply(c, ops[1].type, rc, absent, legacy, path, res[1].res, res[1].out);
+		free(path);
+	}
+}
+
+static void c_multi(resp_ctx *x, client *c, req *r)
+{
+	(void)x;
+	(void)r;
+	if (c->in_multi) {
+		r_err(c, "ERR MULTI calls can not be nested");
+		return;
+	}
+	c->in_multi = true;
+	c->multi_dirty = false;
+	r_ok(c);
+}
+
+static void c_discard(resp_ctx *x, client *c, req *r)
+{
+	(void)x;
+	(void)r;
+	if (!c->in_multi) {
+		r_err(c, "ERR DISCARD without MULTI");
+		return;
+	}
+	txq_clear(c);
+	unwatch(c);
+	r_ok(c);
+}
+
+static void c_watch(resp_ctx *x, client *c, req *r)
+{
+	if (c->in_multi) {
+		r_err(c, "ERR WATCH inside MULTI is not allowed");
+		return;
+	}
+	for (int i = 1; i < r->argc; i++) {
+		mf_entry_info e;
+		uint64_t v = kget(x, r, i, false, &e) == 0 ? e.version : 0;
+		c->watch = mf_xrealloc(c->watch, (size_t)(c->nwatch + 1) * sizeof *c->watch);
+		watched *w = &c->watch[c->nwatch++];
+		w->k = mf_xmalloc(r->argl[i] + 1);
+		memcpy(w->k, r->argv[i], r->argl[i]);
+		w->n = r->argl[i];
+		w->version = v;
+	}
+	r_ok(c);
+}
+
+static void c_unwatch(resp_ctx *x, client *c, req *r)
+{
+	(void)x;
+	(void)r;
+	unwatch(c);
+	r_ok(c);
+}
+
+static void c_exec(resp_ctx *x, client *c, req *r)
+{
+	(void)r;
+	if (!c->in_multi) {
+		r_err(c, "ERR EXEC without MULTI");
+		return;
+	}
+	if (c->multi_dirty) {
+		txq_clear(c);
+		unwatch(c);
+		r_err(c, "EXECABORT Transaction discarded because of previous errors.");
+		return;
+	}
+	lockset m = lock_all(x);
+	/* WATCH: any watched key changed (by anyone) since: nothing runs. */
+	bool changed = false;
+	for (int i = 0; i < c->nwatch && !changed; i++) {
+		mf_entry_info e;
+		uint64_t v = mf_store_get(x->st, c->watch[i].k, c->watch[i].n, false, &e) == 0
+		                     ? e.version : 0;
+		changed = v != c->watch[i].version;
+	}
+	if (changed) {
+		unlock_set(x, m);
+		txq_clear(c);
+		unwatch(c);
+		r_nil_arr(c);
+		return;
+	}
+	int nq = c->ntxq;
+	txbuild b = {0};
+	int *first = mf_xmalloc((size_t)(nq + 1) * sizeof *first);
+	const char **errs = mf_xmalloc((size_t)(nq + 1) * sizeof *errs);
+	bool writes = false;
+	req *rs = mf_xmalloc((size_t)(nq + 1) * sizeof *rs);
+	for (int i = 0; i < nq; i++) {
+		rs[i] = (req){NULL, c->txq[i].argc, (const char **)c->txq[i].argv, c->txq[i].argl, NULL};
+		first[i] = b.n;
+		tx_build(&rs[i], &b, &errs[i]);
+		writes = writes || tx_kind(&rs[i]) == TX_WRITE;
+	}
+	first[nq] = b.n;
+	mf_op op = {0};
+	int rc = 0;
+	if (writes) {
+		op.type = MF_OP_MULTI;
+		op.val = mf_multi_encode(b.ops, (size_t)b.n);
+		rc = mf_db_commit_notify(x->db, &op);
+	}
+	r_arr(c, (size_t)nq);
+	for (int i = 0; i < nq; i++) {
+		int n = first[i + 1] - first[i];
+		if (errs[i]) {
+			r_err(c, errs[i]);
+		} else if (rc) {
+			r_errno(c, rc); /* the record itself failed: nothing ran */
+		} else if (tx_kind(&rs[i]) == TX_WRITE) {
+			tx_reply_write(c, &rs[i], b.ops + first[i], op.sub + first[i], n);
+		} else {
+			/* A read (or PING/ECHO): the command itself, its keys as
+			 * the READ sub-ops saw them (without writes: now, under
+			 * every stripe lock). */
+			const mf_op_result **view = NULL;
+			if (writes && n) {
+				view = calloc((size_t)rs[i].argc, sizeof *view);
+				for (int j = 0; j < n; j++)
+					view[1 + j] = &op.sub[first[i] + j];
+				tx_view = (const mf_op_result *const *)view;
+			}
+			const cmd *k = cmd_find(rs[i].argv[0], rs[i].argl[0]);
+			k->fn(x, c, &rs[i]);
+			tx_view = NULL;
+			free(view);
+		}
+	}
+	unlock_set(x, m);
+	mf_op_clear(&op);
+	for (int i = 0; i < b.n; i++)
+		mf_op_clear(&b.ops[i]);
+	free(b.ops);
+	free(first);
+	free(errs);
+	free(rs);
+	txq_clear(c);
+	unwatch(c);
+}
+
 /* ---------- table ---------- */
 
 static const cmd cmds[] = {
@@ -2109,6 +2617,11 @@ static const cmd cmds[] = {
 	{"json.numincrby", 4, CMD_WRITE, 1, 1, 1, c_json_numincrby},
 	{"json.arrappend", -4, CMD_WRITE, 1, 1, 1, c_json_arrappend},
 	{"json.strappend", -3, CMD_WRITE, 1, 1, 1, c_json_strappend},
+	{"multi", 1, 0, 0, 0, 0, c_multi},
+	{"exec", 1, 0, 0, 0, 0, c_exec},
+	{"discard", 1, 0, 0, 0, 0, c_discard},
+	{"watch", -2, 0, 1, -1, 1, c_watch},
+	{"unwatch", 1, 0, 0, 0, 0, c_unwatch},
 	{"save", 1, 0, 0, 0, 0, c_save},
 	{"bgsave", -1, 0, 0, 0, 0, c_bgsave},
 	{"lastsave", 1, CMD_READONLY, 0, 0, 0, c_lastsave},
@@ -2213,6 +2726,8 @@ void cmd_run(resp_ctx *x, client *c, req *r)
 		rb_put(&c->out, m.p, m.len);
 		rb_put(&c->out, "\r\n", 2);
 		free(m.p);
+		if (c->in_multi)
+			c->multi_dirty = true; /* Redis: EXEC will abort */
 		return;
 	}
 	if (!c->authed && !(k->flags & CMD_NOAUTH)) {
@@ -2223,6 +2738,13 @@ void cmd_run(resp_ctx *x, client *c, req *r)
 		char msg[128];
 		snprintf(msg, sizeof msg, "ERR wrong number of arguments for '%s' command", k->name);
 		r_err(c, msg);
+		if (c->in_multi)
+			c->multi_dirty = true;
+		return;
+	}
+	if (c->in_multi && k->fn != c_exec && k->fn != c_discard && k->fn != c_multi &&
+	    k->fn != c_watch && k->fn != c_quit) {
+		tx_queue(c, r);
 		return;
 	}
 	k->fn(x, c, r);
@@ -2261,8 +2783,9 @@ enum { BATCH_SET = 1, BATCH_PUSH, BATCH_POP };
  * deferring (anything else, errors included, runs through cmd_run). */
 static int defer_kind(const client *c, const req *r, long long *count)
 {
-	if (!c->authed || r->argc < 2 || r->argl[1] == 0 || r->argl[1] > MF_KEY_BYTES_MAX)
-		return 0;
+	if (!c->authed || c->in_multi || r->argc < 2 || r->argl[1] == 0 ||
+	    r->argl[1] > MF_KEY_BYTES_MAX)
+		return 0; /* MULTI: queued, not run */
 	const char *n = r->argv[0];
 	size_t l = r->argl[0];
 	if (l == 3 && strncasecmp(n, "set", 3) == 0)

@@ -67,7 +67,18 @@ typedef struct client {
 	/* Its BLPOP/BRPOP waiter: zeroed once with the client and never
 	 * reset, so the cancel of a closed connection (server.c) sticks. */
 	mf_bpop_waiter bw;
+	/* MULTI ... EXEC (cmd.c): queued commands (copies), and WATCHed keys
+	 * with the version each had. */
+	bool in_multi;
+	bool multi_dirty;     /* a queued command was refused: EXECABORT */
+	struct txq *txq;
+	int ntxq, captxq;
+	struct watched *watch;
+	int nwatch;
 } client;
+
+/* Free what a client's MULTI/WATCH state holds (server.c, at close). */
+void cmd_client_free(client *c);
 
 /* The server-wide state commands need. */
 typedef struct resp_ctx {

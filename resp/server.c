@@ -266,6 +266,7 @@ static void conn_unref(conn *c)
 	}
 	pthread_mutex_destroy(&c->mu);
 	bufferevent_decref(c->bev); /* the conn's own reference */
+	cmd_client_free(&c->cl);
 	free(c->cl.name);
 	free(c->cl.out.p);
 	free(c->cl.b); /* always flushed (empty) by whoever ran the client */

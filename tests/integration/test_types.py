@@ -514,3 +514,92 @@ def test_resp_json_updates(mfr):
     m.kill9()
     m.start(*m.args)
     assert m.json("d").read_text() == '{"n":4.5,"a":[1,2,"x",{}],"s":"abcde","o":{"n":2}}'
+
+
+# ---------- transactions ----------
+
+TX_SCRIPT = [
+    ["MULTI"], ["SET", "a", "1"], ["INCR", "a"], ["GET", "a"], ["LPUSH", "a", "x"],
+    ["RPUSH", "l", "1", "2"], ["LPOP", "l"], ["LLEN", "l"], ["SADD", "s", "m", "n"],
+    ["SCARD", "s"], ["INCRBY", "a", "x"], ["MGET", "a", "nokey", "l"], ["DEL", "l", "zz"],
+    ["EXISTS", "l", "a"], ["APPEND", "a", "0"], ["INCRBYFLOAT", "a", "0.5"], ["SMOVE", "s", "t", "m"],
+    ["SREM", "s", "n"], ["TYPE", "s"], ["SET", "s", "str"], ["TYPE", "s"], ["RPOP", "nolist"],
+    ["PING"], ["EXEC"],
+    ["GET", "a"], ["SMEMBERS", "t"],
+    ["MULTI"], ["NOSUCHCMD", "x"], ["SET", "z", "1"], ["EXEC"], ["GET", "z"],
+    ["MULTI"], ["INCR"], ["EXEC"],
+    ["EXEC"], ["DISCARD"], ["MULTI"], ["MULTI"], ["SET", "b", "1"], ["DISCARD"], ["GET", "b"],
+    ["MULTI"], ["EXEC"], ["MULTI"], ["GET", "a"], ["EXEC"], ["MULTI"], ["WATCH", "a"], ["DISCARD"],
+    ["WATCH", "a"], ["MULTI"], ["INCR", "a"], ["EXEC"], ["UNWATCH"],
+]
+
+
+@needs_redis
+def test_resp_transactions_match_redis(mfr, redis_ref):
+    m, port = mfr
+    out = []
+    for p in (redis_ref, port):
+        c = RawClient(p)
+        c.cmd("FLUSHDB")
+        out.append([(cmd, c.cmd(*cmd)) for cmd in TX_SCRIPT])
+        c.close()
+    bad = [(cmd, w, g) for (cmd, w), (_, g) in zip(*out) if w != g]
+    assert not bad, "\n".join(f"{c}: redis {w!r} memfluxfs {g!r}" for c, w, g in bad)
+
+
+@needs_redis
+def test_resp_watch_aborts_on_any_writer(mfr):
+    m, port = mfr
+    c, o = RawClient(port), RawClient(port)
+    try:
+        for writer in ("resp", "mount"):
+            assert c.cmd("SET", "w", "1") == b"+OK\r\n"
+            assert c.cmd("WATCH", "w") == b"+OK\r\n"
+            if writer == "resp":
+                assert o.cmd("SET", "w", "2") == b"+OK\r\n"
+            else:
+                assert sh(f"echo 5 >> {m.ctl('incr') / 'w'}").returncode == 0
+            assert c.cmd("MULTI") == b"+OK\r\n"
+            assert c.cmd("SET", "w", "tx") == b"+QUEUED\r\n"
+            assert c.cmd("EXEC") == b"*-1\r\n"  # aborted: nothing ran
+            assert c.cmd("GET", "w") != b"$2\r\ntx\r\n"
+        # Untouched: it runs.
+        assert c.cmd("WATCH", "w") == b"+OK\r\n"
+        assert c.cmd("MULTI") == b"+OK\r\n"
+        assert c.cmd("SET", "w", "tx") == b"+QUEUED\r\n"
+        assert c.cmd("EXEC") == b"*1\r\n+OK\r\n"
+        assert m.kv("w").read_text() == "tx"
+        # Not in a transaction: refused at queue time, EXEC aborts.
+        assert c.cmd("MULTI") == b"+OK\r\n"
+        assert c.cmd("KEYS", "*").startswith(b"-ERR memfluxfs: 'KEYS' is not supported")
+        assert c.cmd("EXEC").startswith(b"-EXECABORT")
+    finally:
+        c.close()
+        o.close()
+
+
+@needs_redis
+def test_resp_exec_is_one_record_all_or_none(mfr):
+    """EXEC's writes are one WAL record: after kill -9 all of them are there
+    (the reply came after the WAL took it), and memflux-check shows one MULTI."""
+    m, port = mfr
+    c = RawClient(port)
+    c.cmd("MULTI")
+    for i in range(50):
+        c.cmd("INCR", "n")
+        c.cmd("SADD", "s", f"m{i}")
+    c.cmd("RPUSH", "q", "a", "b")
+    replies = c.cmd("EXEC")
+    assert replies.startswith(b"*101\r\n")
+    c.close()
+    m.kill9()
+    m.start(*m.args)
+    assert m.kv("n").read_text() == "50"
+    assert members(sets(m, "s")) == {f"m{i}" for i in range(50)}
+    assert m.lists("q").read_text() == "a\nb\n"
+    m.stop()
+    from conftest import CHECK
+    d = subprocess.run([CHECK, str(m.data), "--dump"], capture_output=True, text=True)
+    assert d.returncode == 0, d.stderr
+    assert d.stdout.count("op=MULTI") == 1 and "1 records" in d.stdout, d.stdout[-2000:]
+    assert "INCRBY" not in d.stdout  # inside the one record, not records of their own
