@@ -20,50 +20,58 @@
  */
 #include "fs_int.h"
 
+/* What the INTERRUPT callback needs. */
+typedef struct bwait {
+	mf_fs *fs;
+	mf_bpop_waiter w;
+} bwait;
+
 static void on_interrupt(fuse_req_t req, void *data)
 {
 	(void)req;
-	mf_kv_bpop_cancel(&fsg.kv, data);
+	bwait *b = data;
+	mf_kv_bpop_cancel(&b->fs->kv, &b->w);
 }
 
-static void list_changed(const char *k, size_t klen)
+static void list_changed(mf_fs *fs, const char *k, size_t klen)
 {
-	pthread_mutex_lock(&fsg.mu);
-	node *ln = *name_slot(MF_T_LIST, k, klen);
+	pthread_mutex_lock(&fs->mu);
+	node *ln = *name_slot(fs, MF_T_LIST, k, klen);
 	fuse_ino_t lino = ln ? ln->ino : 0;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	if (lino)
-		invalidate(lino);
+		invalidate(fs, lino);
 }
 
-void bpop_giveback(handle *h)
+void bpop_giveback(mf_fs *fs, handle *h)
 {
 	node *n = h->n;
 	mf_op op = key_op(MF_OP_LPUSH, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
 	op.val = mf_slice_from(h->text, h->textlen, h->textlen);
-	int r = commit(&op);
+	int r = commit(fs, &op);
 	mf_op_clear(&op);
 	if (r)
 		log_err("pushing back an undelivered element failed for", MF_T_LIST,
 		        mf_slice_ptr(n->key), n->key.len, -r);
 	else
-		list_changed(mf_slice_ptr(n->key), n->key.len);
+		list_changed(fs, mf_slice_ptr(n->key), n->key.len);
 }
 
 int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	int64_t timeout = -1;
-	if (atomic_fetch_add(&fsg.bpop_waiting, 1) >= fsg.bpop_max)
+	if (atomic_fetch_add(&fs->bpop_waiting, 1) >= fs->bpop_max)
 		timeout = 0;
-	mf_bpop_waiter w = {0};
-	fuse_req_interrupt_func(req, on_interrupt, &w);
+	bwait bw = {fs, {0}};
+	fuse_req_interrupt_func(req, on_interrupt, &bw);
 	mf_op op = {0};
 	size_t which;
-	int r = mf_kv_bpop(&fsg.kv, &n->key, 1, true, timeout, &w, &op, &which);
+	int r = mf_kv_bpop(&fs->kv, &n->key, 1, true, timeout, &bw.w, &op, &which);
 	/* After this no interrupt callback runs (libfuse holds the request's
-	 * lock around both), so w may go. */
+	 * lock around both), so bw may go. */
 	fuse_req_interrupt_func(req, NULL, NULL);
-	atomic_fetch_sub(&fsg.bpop_waiting, 1);
+	atomic_fetch_sub(&fs->bpop_waiting, 1);
 	if (r == -ETIMEDOUT)
 		r = -EAGAIN; /* could not wait (see above) and nothing to pop */
 	if (r == 0) {
@@ -72,11 +80,11 @@ int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi)
 		h->textlen = op.out.len;
 		atomic_store(&h->owed, true);
 		fi->direct_io = 1;
-		list_changed(mf_slice_ptr(n->key), n->key.len);
+		list_changed(fs, mf_slice_ptr(n->key), n->key.len);
 		if (fuse_req_interrupted(req)) {
 			/* The opener gave up while we popped: it would never read. */
 			atomic_store(&h->owed, false);
-			bpop_giveback(h);
+			bpop_giveback(fs, h);
 			r = -EINTR;
 		}
 	}

@@ -40,7 +40,7 @@ static int incr_delta(const char *p, size_t n, long long *sum)
 }
 
 /* One JSON_NUMINCRBY per line of p[0..n) on the member the node names. */
-static int jincr_commit(node *nd, const char *p, size_t n)
+static int jincr_commit(mf_fs *fs, node *nd, const char *p, size_t n)
 {
 	size_t klen, plen;
 	const char *path;
@@ -53,7 +53,7 @@ static int jincr_commit(node *nd, const char *p, size_t n)
 		mf_op op = key_op(MF_OP_JSON_NUMINCRBY, MF_T_JSON, k, klen);
 		op.key2 = mf_slice_from(path, plen, plen);
 		op.val = mf_slice_from(p + i, l, l);
-		r = commit(&op);
+		r = commit(fs, &op);
 		mf_op_clear(&op);
 		i += l + 1;
 	}
@@ -62,22 +62,22 @@ static int jincr_commit(node *nd, const char *p, size_t n)
 		mf_log_warn("JSON.NUMINCRBY of %s %.*s refused: %s",
 		            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path, strerror(-r));
 	}
-	pthread_mutex_lock(&fsg.mu);
-	node *doc = *name_slot(MF_T_JSON, k, klen);
+	pthread_mutex_lock(&fs->mu);
+	node *doc = *name_slot(fs, MF_T_JSON, k, klen);
 	fuse_ino_t ino = doc ? doc->ino : 0;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	if (ino)
-		invalidate(ino);
+		invalidate(fs, ino);
 	return r == -EDOM ? -EINVAL : r; /* not a number there: EINVAL, as a bad line */
 }
 
 /* Log the lines p[0..n) as one op on the handle's key; tell the kernel the
  * key's file changed. */
-static int ctlw_commit(handle *h, const char *p, size_t n)
+static int ctlw_commit(mf_fs *fs, handle *h, const char *p, size_t n)
 {
 	node *nd = h->n;
 	if (nd->type == NODE_JINCR)
-		return jincr_commit(nd, p, n);
+		return jincr_commit(fs, nd, p, n);
 	uint8_t kt = nd->type == NODE_INCR ? MF_T_STRING : MF_T_SET;
 	mf_op op = key_op(nd->type == NODE_INCR ? MF_OP_INCRBY : MF_OP_SREM, kt,
 	                  mf_slice_ptr(nd->key), nd->key.len);
@@ -90,7 +90,7 @@ static int ctlw_commit(handle *h, const char *p, size_t n)
 		op.val = mf_slice_from(p, n, n);
 	}
 	if (r == 0)
-		r = commit(&op);
+		r = commit(fs, &op);
 	char kn[KEY_NAME_MAX];
 	if (r)
 		mf_log_warn("%s of %s refused: %s", mf_optype_name(op.type),
@@ -98,17 +98,17 @@ static int ctlw_commit(handle *h, const char *p, size_t n)
 		            strerror(-r));
 	mf_op_clear(&op);
 	if (r == 0) {
-		pthread_mutex_lock(&fsg.mu);
-		node *kn2 = *name_slot(kt, mf_slice_ptr(nd->key), nd->key.len);
+		pthread_mutex_lock(&fs->mu);
+		node *kn2 = *name_slot(fs, kt, mf_slice_ptr(nd->key), nd->key.len);
 		fuse_ino_t ino = kn2 ? kn2->ino : 0;
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 		if (ino)
-			invalidate(ino);
+			invalidate(fs, ino);
 	}
 	return r;
 }
 
-int ctlw_write(handle *h, const char *buf, size_t size)
+int ctlw_write(mf_fs *fs, handle *h, const char *buf, size_t size)
 {
 	pthread_mutex_lock(&h->mu);
 	mf_slice_append(&h->data, buf, size);
@@ -117,7 +117,7 @@ int ctlw_write(handle *h, const char *buf, size_t size)
 	int r = 0;
 	if (last) {
 		size_t n = (size_t)(last - p) + 1;
-		r = ctlw_commit(h, p, n);
+		r = ctlw_commit(fs, h, p, n);
 		/* Committed or refused, those lines are done with. */
 		mf_slice rest = mf_slice_from(p + n, h->data.len - n, h->data.len - n);
 		mf_slice_unref(&h->data);
@@ -130,12 +130,12 @@ int ctlw_write(handle *h, const char *buf, size_t size)
 	return r;
 }
 
-int ctlw_flush(handle *h)
+int ctlw_flush(mf_fs *fs, handle *h)
 {
 	pthread_mutex_lock(&h->mu);
 	int r = 0;
 	if (h->data.len)
-		r = ctlw_commit(h, mf_slice_ptr(h->data), h->data.len);
+		r = ctlw_commit(fs, h, mf_slice_ptr(h->data), h->data.len);
 	mf_slice_unref(&h->data);
 	pthread_mutex_unlock(&h->mu);
 	return r;
