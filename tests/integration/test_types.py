@@ -431,6 +431,7 @@ def test_resp_blpop_waiters_fifo_and_mount_push(mfr, redis_ref):
         wait_blocked(m, i + 1)
         cs.append(c)
     assert sh(f"printf 'a\\nb\\n' >> {m.lists('q')}").returncode == 0
+    wait_blocked(m, 1)  # the first two were served (so c goes to the third)
     p = RawClient(port)
     assert p.cmd("RPUSH", "q", "c") == b":1\r\n"
     got = [c._reply() for c in cs]
