@@ -33,16 +33,6 @@ static void on_interrupt(fuse_req_t req, void *data)
 	mf_kv_bpop_cancel(&b->fs->kv, &b->w);
 }
 
-static void list_changed(mf_fs *fs, const char *k, size_t klen)
-{
-	pthread_mutex_lock(&fs->mu);
-	node *ln = *name_slot(fs, MF_T_LIST, k, klen);
-	fuse_ino_t lino = ln ? ln->ino : 0;
-	pthread_mutex_unlock(&fs->mu);
-	if (lino)
-		invalidate(fs, lino);
-}
-
 void bpop_giveback(mf_fs *fs, handle *h)
 {
 	node *n = h->n;
@@ -54,7 +44,7 @@ void bpop_giveback(mf_fs *fs, handle *h)
 		log_err("pushing back an undelivered element failed for", MF_T_LIST,
 		        mf_slice_ptr(n->key), n->key.len, -r);
 	else
-		list_changed(fs, mf_slice_ptr(n->key), n->key.len);
+		invalidate_key(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
 }
 
 int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi)
@@ -80,7 +70,7 @@ int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi)
 		h->textlen = op.out.len;
 		atomic_store(&h->owed, true);
 		fi->direct_io = 1;
-		list_changed(fs, mf_slice_ptr(n->key), n->key.len);
+		invalidate_key(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
 		if (fuse_req_interrupted(req)) {
 			/* The opener gave up while we popped: it would never read. */
 			atomic_store(&h->owed, false);

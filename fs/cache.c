@@ -13,6 +13,16 @@ void invalidate(mf_fs *fs, fuse_ino_t ino)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
+void invalidate_key(mf_fs *fs, uint8_t type, const char *k, size_t klen)
+{
+	pthread_mutex_lock(&fs->mu);
+	node *n = *name_slot(fs, type, k, klen);
+	fuse_ino_t ino = n ? n->ino : 0;
+	pthread_mutex_unlock(&fs->mu);
+	if (ino)
+		invalidate(fs, ino);
+}
+
 /* ---------- kernel cache policy ----------
  *
  * The kernel keeps ONE page cache and ONE cached size per inode, shared by

@@ -62,12 +62,7 @@ static int jincr_commit(mf_fs *fs, node *nd, const char *p, size_t n)
 		mf_log_warn("JSON.NUMINCRBY of %s %.*s refused: %s",
 		            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path, strerror(-r));
 	}
-	pthread_mutex_lock(&fs->mu);
-	node *doc = *name_slot(fs, MF_T_JSON, k, klen);
-	fuse_ino_t ino = doc ? doc->ino : 0;
-	pthread_mutex_unlock(&fs->mu);
-	if (ino)
-		invalidate(fs, ino);
+	invalidate_key(fs, MF_T_JSON, k, klen);
 	return r == -EDOM ? -EINVAL : r; /* not a number there: EINVAL, as a bad line */
 }
 
@@ -97,14 +92,8 @@ static int ctlw_commit(mf_fs *fs, handle *h, const char *p, size_t n)
 		            key_name(kn, sizeof kn, kt, mf_slice_ptr(nd->key), nd->key.len),
 		            strerror(-r));
 	mf_op_clear(&op);
-	if (r == 0) {
-		pthread_mutex_lock(&fs->mu);
-		node *kn2 = *name_slot(fs, kt, mf_slice_ptr(nd->key), nd->key.len);
-		fuse_ino_t ino = kn2 ? kn2->ino : 0;
-		pthread_mutex_unlock(&fs->mu);
-		if (ino)
-			invalidate(fs, ino);
-	}
+	if (r == 0)
+		invalidate_key(fs, kt, mf_slice_ptr(nd->key), nd->key.len);
 	return r;
 }
 

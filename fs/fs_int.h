@@ -335,6 +335,9 @@ void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* cache.c: the kernel cache policy: how opens use the page cache, invalidation */
 void invalidate(mf_fs *fs, fuse_ino_t ino);
+/* The same for the node of a key changed by another file's op (a pop, a
+ * /.ctl verb), if the kernel knows it.  Takes fs->mu. */
+void invalidate_key(mf_fs *fs, uint8_t type, const char *k, size_t klen);
 void cache_open(struct fuse_file_info *fi);
 
 /* lookup.c: lookup: the fixed tree and key names to nodes */

@@ -271,13 +271,7 @@ void jpath_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = commit(fs, &op);
 		mf_op_clear(&op);
 	}
-	if (r == 0) {
-		pthread_mutex_lock(&fs->mu);
-		node *doc = *name_slot(fs, MF_T_JSON, nk, klen);
-		fuse_ino_t ino = doc ? doc->ino : 0;
-		pthread_mutex_unlock(&fs->mu);
-		if (ino)
-			invalidate(fs, ino); /* the document changed under its inode */
-	}
+	if (r == 0) /* the document changed under its inode */
+		invalidate_key(fs, MF_T_JSON, nk, klen);
 	fuse_reply_err(req, -r);
 }

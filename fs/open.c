@@ -187,12 +187,7 @@ static int open_pop(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 		memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
 		h->textlen = op.out.len;
 		fi->direct_io = 1;
-		pthread_mutex_lock(&fs->mu);
-		node *ln = *name_slot(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
-		fuse_ino_t lino = ln ? ln->ino : 0;
-		pthread_mutex_unlock(&fs->mu);
-		if (lino)
-			invalidate(fs, lino);
+		invalidate_key(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
 	}
 	mf_op_clear(&op);
 	return r;

@@ -1150,14 +1150,20 @@ static void pop_result(client *c, const mf_op *op, int rc, bool left, bool with_
 
 /* Redis has no empty lists: a pop that empties one deletes it.  A
  * conditional DEL (arg 1), so a push through the mount in between wins. */
-static void drop_if_empty(resp_ctx *x, const req *r)
+static void drop_key_if_empty(resp_ctx *x, const char *k, size_t n)
 {
 	mf_entry_info after;
-	if (kget(x, r, 1, false, &after) == 0 && after.type == MF_T_LIST && after.size == 0) {
-		mf_op d = kop(MF_OP_DEL, MF_T_LIST, r->argv[1], r->argl[1]);
+	if (mf_store_get(x->st, k, n, false, &after) == 0 && after.type == MF_T_LIST &&
+	    after.size == 0) {
+		mf_op d = kop(MF_OP_DEL, MF_T_LIST, k, n);
 		d.arg = 1;
 		commit(x, &d); /* ENOTEMPTY/ENOENT: someone else was first */
 	}
+}
+
+static void drop_if_empty(resp_ctx *x, const req *r)
+{
+	drop_key_if_empty(x, r->argv[1], r->argl[1]);
 }
 
 static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
@@ -1243,15 +1249,8 @@ static void do_bpop(resp_ctx *x, client *c, req *r, bool left)
 	} else if (rc) {
 		r_errno(c, rc);
 	} else {
-		/* Redis has no empty lists (see do_pop_locked). */
-		mf_entry_info after;
 		mf_slice k = keys[which];
-		if (mf_store_get(x->st, mf_slice_ptr(k), k.len, false, &after) == 0 &&
-		    after.type == MF_T_LIST && after.size == 0) {
-			mf_op d = kop(MF_OP_DEL, MF_T_LIST, mf_slice_ptr(k), k.len);
-			d.arg = 1;
-			commit(x, &d);
-		}
+		drop_key_if_empty(x, mf_slice_ptr(k), k.len); /* Redis has no empty lists */
 		r_arr(c, 2);
 		r_bulk(c, mf_slice_ptr(k), k.len);
 		r_bulk(c, mf_slice_ptr(op.out), op.out.len - 1); /* the line without '\n' */
@@ -1452,59 +1451,47 @@ static mf_slice member_lines(const req *r, int from, int *skipped)
 	return v;
 }
 
-static void c_sadd(resp_ctx *x, client *c, req *r)
+#define E_MEMBER_NL "ERR memfluxfs set members are lines: a member cannot contain a newline"
+
+/* SADD / SREM: one record of the members as lines; the reply is how many
+ * were added / removed.  SREM of a key that is not there: 0. */
+static void set_members_op(resp_ctx *x, client *c, req *r, int type)
 {
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
 	int skipped;
 	mf_slice v = member_lines(r, 2, &skipped);
-	if (skipped) {
-		mf_slice_unref(&v);
-		r_err(c, "ERR memfluxfs set members are lines: a member cannot contain a newline");
-		return;
-	}
-	lockset m = lock_shared(x, r, 1, 1, 1);
-	mf_op op = kop(MF_OP_SADD, MF_T_SET, r->argv[1], r->argl[1]);
+	mf_entry_info e;
+	int rc = 0;
+	if (type == MF_OP_SADD && skipped)
+		rc = -EBADMSG;
+	else if (kget(x, r, 1, false, &e) == 0 && e.type != MF_T_SET)
+		rc = -EEXIST;
+	else if (v.len == 0) /* SREM of only members no set holds */
+		rc = -ENOENT;
+	mf_op op = kop(type, MF_T_SET, r->argv[1], r->argl[1]);
 	op.val = v;
-	int rc = commit(x, &op);
-	unlock_set(x, m);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE);
-	else if (rc)
-		r_errno(c, rc);
+	if (rc == 0) {
+		lockset m = lock_shared(x, r, 1, 1, 1);
+		rc = commit(x, &op);
+		unlock_set(x, m);
+	} else {
+		mf_op_clear(&op);
+	}
+	if (rc == -EBADMSG)
+		r_err(c, E_MEMBER_NL);
 	else
-		r_int(c, (long long)op.res);
+		r_int_result(c, rc == -ENOENT ? 0 : rc, (long long)op.res);
+}
+
+static void c_sadd(resp_ctx *x, client *c, req *r)
+{
+	set_members_op(x, c, r, MF_OP_SADD);
 }
 
 static void c_srem(resp_ctx *x, client *c, req *r)
 {
-	if (!keys_ok(c, r, 1, 1, 1))
-		return;
-	mf_entry_info e;
-	if (kget(x, r, 1, false, &e) == 0 && e.type != MF_T_SET) {
-		r_err(c, E_WRONGTYPE);
-		return;
-	}
-	int skipped;
-	mf_slice v = member_lines(r, 2, &skipped);
-	if (v.len == 0) { /* only members no set holds */
-		mf_slice_unref(&v);
-		r_int(c, 0);
-		return;
-	}
-	lockset m = lock_shared(x, r, 1, 1, 1);
-	mf_op op = kop(MF_OP_SREM, MF_T_SET, r->argv[1], r->argl[1]);
-	op.val = v;
-	int rc = commit(x, &op);
-	unlock_set(x, m);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE);
-	else if (rc == -ENOENT)
-		r_int(c, 0);
-	else if (rc)
-		r_errno(c, rc);
-	else
-		r_int(c, (long long)op.res);
+	set_members_op(x, c, r, MF_OP_SREM);
 }
 
 static void c_smembers(resp_ctx *x, client *c, req *r)
@@ -2254,19 +2241,14 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 		tx_add(b, MF_OP_APPEND, MF_T_STRING, k, kn)->val =
 			mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
 	} else if (argis(r, 0, "rpush") || argis(r, 0, "lpush")) {
-		bool left = argis(r, 0, "lpush");
-		mf_slice v = MF_SLICE_EMPTY;
-		for (int j = 2; j < r->argc; j++) {
-			int i = left ? r->argc + 1 - j : j;
+		for (int i = 2; i < r->argc; i++)
 			if (memchr(r->argv[i], '\n', r->argl[i])) {
-				mf_slice_unref(&v);
 				*err = E_NEWLINE;
 				return;
 			}
-			mf_slice_append(&v, r->argv[i], r->argl[i]);
-			mf_slice_append(&v, "\n", 1);
-		}
-		tx_add(b, left ? MF_OP_LPUSH : MF_OP_RPUSH, MF_T_LIST, k, kn)->val = v;
+		mf_op *o = tx_add(b, MF_OP_RPUSH, MF_T_LIST, k, kn);
+		mf_op_clear(o);
+		*o = push_op(r, argis(r, 0, "lpush"));
 	} else if (argis(r, 0, "lpop") || argis(r, 0, "rpop")) {
 		if (r->argc != 2) {
 			*err = "ERR memfluxfs: LPOP/RPOP with a count are not supported inside MULTI";
@@ -2279,7 +2261,7 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 		mf_slice v = member_lines(r, 2, &skipped);
 		if (skipped && argis(r, 0, "sadd")) {
 			mf_slice_unref(&v);
-			*err = "ERR memfluxfs set members are lines: a member cannot contain a newline";
+			*err = E_MEMBER_NL;
 			return;
 		}
 		tx_add(b, MF_OP_READ, MF_T_NONE, k, kn); /* its type, for WRONGTYPE */

@@ -816,19 +816,27 @@ static int resolve(const char *doc, size_t n, const char *path, size_t pathlen, 
 	return rc;
 }
 
+/* What every path read checks first: the path's syntax, the document's
+ * size (jsmn's int offsets) and that it is JSON (checked, not trusted). */
+static int doc_path_ok(const char *doc, size_t n, const char *path, size_t pathlen)
+{
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (n > INT_MAX)
+		return -E2BIG;
+	return mf_json_validate(doc, n, NULL, NULL) < 0 ? -EINVAL : 0;
+}
+
 int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     size_t *out_off, size_t *out_len)
 {
 	walk_res res;
 	int rc;
 
-	rc = mf_json_path_check(path, pathlen);
+	rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
 		return rc;
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
 	if (pathlen == 1) {
 		trim(doc, n, out_off, out_len);
 		return 0;
@@ -1113,13 +1121,9 @@ int mf_json_query(const char *doc, size_t n, const char *path, size_t pathlen, c
 	size_t pos = 1;
 	step st;
 
-	rc = mf_json_path_check(path, pathlen);
+	rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
 		return rc;
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
 	rc = tokenize(doc, n, &t, &ntok);
 	if (rc < 0)
 		return rc;
@@ -1215,13 +1219,9 @@ int mf_json_numincrby(const char *doc, size_t n, const char *path, size_t pathle
 	if (mf_json_validate(inc, inclen, NULL, NULL) < 0 || ilen == 0 ||
 	    !(inc[ioff] == '-' || is_digit((unsigned char)inc[ioff])) || ilen >= 64)
 		return -EINVAL; /* not a number */
-	rc = mf_json_path_check(path, pathlen);
+	rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
 		return rc;
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
 	if (pathlen == 1) {
 		trim(doc, n, &res.off, &res.len);
 	} else {
@@ -1268,13 +1268,9 @@ static uint64_t decoded_len(const char *s, size_t n)
 static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathlen,
                        jsmntok_t **tp, int *ntokp, int *tok)
 {
-	int rc = mf_json_path_check(path, pathlen);
+	int rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
 		return rc;
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
 	rc = tokenize(doc, n, tp, ntokp);
 	if (rc < 0)
 		return rc;
@@ -1313,12 +1309,21 @@ static int splice_in(const char *doc, size_t n, size_t off, const char *pre, siz
 	return 0;
 }
 
+/* An update's argument: valid JSON whose value starts with `first` ('['
+ * an array, '"' a string); its span without blanks in *off, *len. */
+static int update_arg(const char *p, size_t n, char first, size_t *off, size_t *len)
+{
+	trim(p, n, off, len);
+	if (mf_json_validate(p, n, NULL, NULL) < 0 || *len < 2 || p[*off] != first)
+		return -EINVAL;
+	return 0;
+}
+
 int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathlen,
                       const char *vals, size_t vlen, char **out, size_t *outlen, uint64_t *newlen)
 {
 	size_t voff, vl;
-	trim(vals, vlen, &voff, &vl);
-	if (mf_json_validate(vals, vlen, NULL, NULL) < 0 || vl < 2 || vals[voff] != '[')
+	if (update_arg(vals, vlen, '[', &voff, &vl) < 0)
 		return -EINVAL;
 	jsmntok_t *vt;
 	int nvt, rc = tokenize(vals + voff, vl, &vt, &nvt);
@@ -1359,8 +1364,7 @@ int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathle
                       const char *str, size_t slen, char **out, size_t *outlen, uint64_t *newlen)
 {
 	size_t soff, sl;
-	trim(str, slen, &soff, &sl);
-	if (mf_json_validate(str, slen, NULL, NULL) < 0 || sl < 2 || str[soff] != '"')
+	if (update_arg(str, slen, '"', &soff, &sl) < 0)
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;

@@ -85,12 +85,13 @@ bool mf_set_has(const mf_set *s, const char *m, size_t n)
 	return *slot(s, m, n, mf_hash_bytes(m, n)) != NULL;
 }
 
-static void grow(mf_set *s)
+/* Move every member to a table of nb buckets (a power of two); on no
+ * memory keep the old one: longer or emptier chains, still correct. */
+static void rehash(mf_set *s, size_t nb)
 {
-	size_t nb = s->nbuckets * 2;
 	member **nt = calloc(nb, sizeof *nt);
 	if (!nt)
-		return; /* longer chains, still correct */
+		return;
 	for (size_t i = 0; i < s->nbuckets; i++)
 		for (member *m = s->tab[i], *nx; m; m = nx) {
 			nx = m->next;
@@ -117,7 +118,7 @@ int mf_set_add(mf_set *s, const char *p, size_t n)
 	s->n++;
 	s->bytes += n + 1;
 	if (s->n > s->nbuckets)
-		grow(s);
+		rehash(s, s->nbuckets * 2);
 	return 1;
 }
 
@@ -133,21 +134,8 @@ int mf_set_del(mf_set *s, const char *p, size_t n)
 	free(m);
 	/* Shrink when a quarter full, so a set emptied by SREM gives memory
 	 * back (not below the initial size). */
-	if (s->nbuckets > 8 && s->n < s->nbuckets / 4) {
-		size_t nb = s->nbuckets / 2;
-		member **nt = calloc(nb, sizeof *nt);
-		if (nt) {
-			for (size_t i = 0; i < s->nbuckets; i++)
-				for (member *x = s->tab[i], *nx; x; x = nx) {
-					nx = x->next;
-					x->next = nt[x->hash & (nb - 1)];
-					nt[x->hash & (nb - 1)] = x;
-				}
-			free(s->tab);
-			s->tab = nt;
-			s->nbuckets = nb;
-		}
-	}
+	if (s->nbuckets > 8 && s->n < s->nbuckets / 4)
+		rehash(s, s->nbuckets / 2);
 	return 1;
 }
 
@@ -161,24 +149,6 @@ void mf_lines_each(const char *p, size_t n, void (*fn)(void *ctx, const char *l,
 		fn(ctx, p + i, l);
 		i += l + 1;
 	}
-}
-
-typedef struct add_ctx {
-	mf_set *s;
-	uint64_t added;
-} add_ctx;
-
-static void add_one(void *ctx, const char *l, size_t len)
-{
-	add_ctx *a = ctx;
-	a->added += (uint64_t)mf_set_add(a->s, l, len);
-}
-
-uint64_t mf_set_add_lines(mf_set *s, const char *p, size_t n)
-{
-	add_ctx a = {s, 0};
-	mf_lines_each(p, n, add_one, &a);
-	return a.added;
 }
 
 mf_slice mf_set_text(const mf_set *s)

@@ -29,9 +29,6 @@ bool mf_set_has(const mf_set *s, const char *m, size_t n);
 int mf_set_add(mf_set *s, const char *m, size_t n);
 /* 1 removed, 0 was not there. */
 int mf_set_del(mf_set *s, const char *m, size_t n);
-/* Add every line of p[0..n) (an unterminated last line counts); returns how
- * many were new. */
-uint64_t mf_set_add_lines(mf_set *s, const char *p, size_t n);
 /* The members as text, one per line. */
 mf_slice mf_set_text(const mf_set *s);
 

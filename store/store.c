@@ -513,21 +513,6 @@ static void set_changed(mf_store *st, entry *e, uint64_t old_bytes, bool keep_te
 	}
 }
 
-/* Replace the members by the lines of v (SET, TRUNCATE to 0).  v's bytes
- * become the text when they are exactly the members, one per line. */
-static void set_replace(mf_store *st, entry *e, mf_slice v)
-{
-	uint64_t old = mf_set_bytes(e->set);
-	mf_set_free(e->set);
-	e->set = mf_set_new();
-	uint64_t added = mf_set_add_lines(e->set, mf_slice_ptr(v), v.len);
-	set_changed(st, e, old, false);
-	if (added == mf_count_lines(mf_slice_ptr(v), v.len) && mf_set_bytes(e->set) == v.len) {
-		e->val = mf_slice_ref(v);
-		e->text_ok = true;
-	}
-}
-
 typedef struct sadd_ctx {
 	entry *e;
 	uint64_t n;
@@ -542,6 +527,23 @@ static void sadd_one(void *ctx, const char *l, size_t len)
 	if (a->e->text_ok) { /* in place: O(added), readers' slices unchanged */
 		mf_slice_append(&a->e->val, l, len);
 		mf_slice_append(&a->e->val, "\n", 1);
+	}
+}
+
+/* Replace the members by the lines of v (SET, TRUNCATE to 0).  v's bytes
+ * become the text when they are exactly the members, one per line. */
+static void set_replace(mf_store *st, entry *e, mf_slice v)
+{
+	uint64_t old = mf_set_bytes(e->set);
+	mf_set_free(e->set);
+	e->set = mf_set_new();
+	set_changed(st, e, old, false); /* drops the text: no appends below */
+	sadd_ctx a = {e, 0};
+	mf_lines_each(mf_slice_ptr(v), v.len, sadd_one, &a);
+	set_changed(st, e, 0, false); /* the new members' bytes and count */
+	if (a.n == mf_count_lines(mf_slice_ptr(v), v.len) && mf_set_bytes(e->set) == v.len) {
+		e->val = mf_slice_ref(v);
+		e->text_ok = true;
 	}
 }
 
