@@ -2,6 +2,7 @@
  * db.c — store + WAL + snapshots (see db.h for the contract).
  */
 #include "db.h"
+#include "expire.h"
 #include "../io/log.h"
 #include "../wal/record.h"
 
@@ -27,6 +28,7 @@
 struct mf_db {
 	mf_db_opts opts;
 	mf_bpop bp;             /* blocking pops' waiters (bpop.c) */
+	mf_expire expire;       /* the active expire cycle (expire.c) */
 	char *dir;
 	int lock_fd;
 	mf_store *store;
@@ -586,6 +588,8 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		db->wal = NULL;
 		goto fail;
 	}
+	if (mf_expire_start(&db->expire, db) != 0)
+		mf_log_warn("cannot start the expire cycle: expired keys are deleted when met");
 	return db;
 
 fail:
@@ -601,6 +605,7 @@ fail:
 
 void mf_db_close(mf_db *db)
 {
+	mf_expire_stop(&db->expire); /* its commits end before the WAL does */
 	pthread_mutex_lock(&db->snap_mu);
 	db->snap_stop = true;
 	pthread_cond_broadcast(&db->snap_cv);
@@ -756,15 +761,23 @@ void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx)
 int mf_db_commit_notify(mf_db *db, mf_op *op)
 {
 	int r = mf_db_commit(db, op);
+	if (r == 0)
+		mf_db_notify_changed(db, op);
+	return r;
+}
+
+void mf_db_notify_changed(mf_db *db, const mf_op *op)
+{
 	mf_db_change_fn fn = atomic_load_explicit(&db->change_fn, memory_order_acquire);
-	if (r || !fn)
-		return r;
+	if (!fn)
+		return;
 	void *ctx = atomic_load_explicit(&db->change_ctx, memory_order_relaxed);
 	if (op->type == MF_OP_FLUSH) {
 		fn(ctx, MF_T_NONE, NULL, 0);
-		return 0;
+		return;
 	}
-	mf_op *subs = op, *alloc = NULL;
+	const mf_op *subs = op;
+	mf_op *alloc = NULL;
 	size_t n = 1;
 	if (op->type == MF_OP_MULTI && mf_multi_decode(op->val, &alloc, &n) == 0)
 		subs = alloc; /* each key a transaction touched */
@@ -786,7 +799,6 @@ int mf_db_commit_notify(mf_db *db, mf_op *op)
 			fn(ctx, s->ktype, mf_slice_ptr(s->key2), s->key2.len);
 	}
 	free(alloc);
-	return 0;
 }
 
 int mf_db_commit(mf_db *db, mf_op *op)
@@ -954,14 +966,16 @@ char *mf_db_stats_text(mf_db *db)
 			*p = '_';
 	char *a = text_printf(
 		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
-		"\nkeys_sets %" PRIu64 "\nblocked_pops %zu\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
+		"\nkeys_sets %" PRIu64 "\nkeys_with_expiry %" PRIu64 "\nexpired_keys %" PRIu64
+		"\nblocked_pops %zu\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
 		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
 		"\nwal_synced_lsn %" PRIu64 "\nwal_records %" PRIu64 "\nwal_batches %" PRIu64
 		"\nwal_fsyncs %" PRIu64 "\nwal_read_only %d\nfsync_mode %s\nfsync_interval_ms %u"
 		"\nwal_threshold %" PRIu64 "\nsnapshots %" PRIu64 "\nsnapshot_running %d"
 		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
 		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
-		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET], atomic_load(&db->bp.nwaiters),
+		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET], ss.expires, ss.expired,
+		atomic_load(&db->bp.nwaiters),
 		ss.value_bytes, mem, ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
 		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
 		mf_fsync_mode_name(db->opts.fsync_mode),

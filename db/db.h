@@ -98,6 +98,9 @@ int mf_db_commit(mf_db *db, mf_op *op);
 typedef void (*mf_db_change_fn)(void *ctx, int ktype, const void *key, size_t klen);
 void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx);
 int mf_db_commit_notify(mf_db *db, mf_op *op);
+/* The hook part of mf_db_commit_notify, for an op committed by enqueue and
+ * wait (the expire cycle's batches). */
+void mf_db_notify_changed(mf_db *db, const mf_op *op);
 
 /*
  * Commit in two steps, so a caller can release its own ordering lock (the

@@ -18,7 +18,8 @@ const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_
 	                                   [NODE_POP] = ".ctl/pop", [NODE_JDIR] = ".ctl/json",
 	                                   [NODE_JPATH] = ".ctl/json", [NODE_INCR] = ".ctl/incr",
 	                                   [NODE_BPOP] = ".ctl/bpop", [NODE_JIDIR] = ".ctl/jincr",
-	                                   [NODE_JINCR] = ".ctl/jincr", [NODE_SREM] = ".ctl/srem"};
+	                                   [NODE_JINCR] = ".ctl/jincr", [NODE_SREM] = ".ctl/srem",
+	                                   [NODE_EXPIRE] = ".ctl/expire"};
 	char esc[3 * MF_KEY_MAX + 8];
 	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
 	         mf_log_key(esc, sizeof esc, key, klen));
@@ -69,7 +70,8 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 		/* 0400: with allow_other (default_permissions), only the owner
 		 * may pop; 0200: control files one writes to. */
 		int64_t t = fs->start.tv_sec * 1000000000LL;
-		file_attr(fs, n->ino, ctlw_type(n->type) ? 0200 : 0400, 0, t, t, st);
+		mode_t mode = n->type == NODE_EXPIRE ? 0600 : ctlw_type(n->type) ? 0200 : 0400;
+		file_attr(fs, n->ino, mode, 0, t, t, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)

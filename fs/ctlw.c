@@ -1,6 +1,6 @@
 /*
- * ctlw.c — the write-only control files: /.ctl/incr/<key>,
- * /.ctl/srem/<set> and /.ctl/jincr/<doc>/<path>.  Each complete line written is part of one operation:
+ * ctlw.c — the control files one writes lines to: /.ctl/incr/<key>,
+ * /.ctl/srem/<set>, /.ctl/jincr/<doc>/<path> and /.ctl/expire/<key>.  Each complete line written is part of one operation:
  * a write(2) holding lines logs ONE record (INCRBY of their sum, or SREM of
  * them) before it returns, so its error (not an integer, overflow, wrong
  * type) comes back from write, not from a close bash ignores; a line split
@@ -66,6 +66,56 @@ static int jincr_commit(mf_fs *fs, node *nd, const char *p, size_t n)
 	return r == -EDOM ? -EINVAL : r; /* not a number there: EINVAL, as a bad line */
 }
 
+/* /.ctl/expire/<key>: one EXPIRE per line, "N" (seconds from now; N <= 0
+ * deletes the key, as Redis's EXPIRE) or "persist" (no expiry). */
+static int expire_commit(mf_fs *fs, node *nd, const char *p, size_t n)
+{
+	const char *k = mf_slice_ptr(nd->key);
+	int r = 0;
+	for (size_t i = 0; i < n && r == 0;) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t l = nl ? (size_t)(nl - (p + i)) : n - i;
+		long long secs;
+		bool had_nl;
+		int64_t now = mf_now_ns(), when = 0;
+		if (!(l == 7 && memcmp(p + i, "persist", 7) == 0)) {
+			r = mf_num_parse_ll(p + i, l, &secs, &had_nl);
+			if (r == 0 && (secs > (INT64_MAX - now) / 1000000000 || secs < -now / 1000000000))
+				r = -ERANGE;
+			when = r ? 0 : secs <= 0 ? 1 : now + secs * 1000000000;
+		}
+		if (r == 0) {
+			mf_op op = key_op(MF_OP_EXPIRE, MF_T_NONE, k, nd->key.len);
+			op.arg = (uint64_t)when;
+			op.time_ns = now;
+			r = commit(fs, &op);
+			mf_op_clear(&op);
+		}
+		i += l + 1;
+	}
+	/* A deleting expiry: the key's file is gone (any type: ask each). */
+	for (uint8_t t = MF_T_STRING; t <= MF_T_MAX_; t++)
+		if (key_type(t))
+			invalidate_key(fs, t, k, nd->key.len);
+	return r;
+}
+
+int ctlw_ttl_text(mf_fs *fs, node *n, handle *h)
+{
+	mf_entry_info e;
+	int r = mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &e);
+	if (r)
+		return r;
+	long long left = -1;
+	if (e.expire_ns) {
+		left = (e.expire_ns - mf_now_ns() + 500000000) / 1000000000;
+		left = left < 0 ? 0 : left;
+	}
+	h->text = mf_xmalloc(32);
+	h->textlen = (size_t)snprintf(h->text, 32, "%lld\n", left);
+	return 0;
+}
+
 /* Log the lines p[0..n) as one op on the handle's key; tell the kernel the
  * key's file changed. */
 static int ctlw_commit(mf_fs *fs, handle *h, const char *p, size_t n)
@@ -73,6 +123,8 @@ static int ctlw_commit(mf_fs *fs, handle *h, const char *p, size_t n)
 	node *nd = h->n;
 	if (nd->type == NODE_JINCR)
 		return jincr_commit(fs, nd, p, n);
+	if (nd->type == NODE_EXPIRE)
+		return expire_commit(fs, nd, p, n);
 	uint8_t kt = nd->type == NODE_INCR ? MF_T_STRING : MF_T_SET;
 	mf_op op = key_op(nd->type == NODE_INCR ? MF_OP_INCRBY : MF_OP_SREM, kt,
 	                  mf_slice_ptr(nd->key), nd->key.len);

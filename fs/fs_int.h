@@ -90,6 +90,7 @@ enum {
 	INO_SREMDIR = 12,
 	INO_BPOPDIR = 13,
 	INO_JINCRDIR = 14,
+	INO_EXPIREDIR = 15,
 	INO_FIRST_KEY = 64,
 };
 
@@ -128,6 +129,8 @@ typedef struct live_list {
  * each line a JSON.NUMINCRBY of the member (ctlw.c). */
 #define NODE_JIDIR 106
 #define NODE_JINCR 107
+/* /.ctl/expire/<key>: read the key's TTL, write one to set it (ctlw.c). */
+#define NODE_EXPIRE 108
 
 /* Key types whose value is lines and whose files take appends only. */
 static inline bool lines_type(uint8_t t)
@@ -143,7 +146,7 @@ static inline bool key_type(uint8_t t)
 
 static inline bool ctlw_type(uint8_t t)
 {
-	return t == NODE_INCR || t == NODE_SREM || t == NODE_JINCR;
+	return t == NODE_INCR || t == NODE_SREM || t == NODE_JINCR || t == NODE_EXPIRE;
 }
 
 /* /.ctl verbs: names that resolve on lookup, are never listed, and take
@@ -395,6 +398,8 @@ void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* ctlw.c: the write-only control files /.ctl/incr, /.ctl/srem, /.ctl/jincr */
 int ctlw_write(mf_fs *fs, handle *h, const char *buf, size_t size);
 int ctlw_flush(mf_fs *fs, handle *h);
+/* /.ctl/expire/<key> opened for reading: its TTL as text. */
+int ctlw_ttl_text(mf_fs *fs, node *n, handle *h);
 
 /* bpop.c: /.ctl/bpop/<list>, a pop that waits */
 int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi);

@@ -23,6 +23,7 @@ static const layout_entry layout[] = {
 	{INO_SREMDIR, INO_CTL, "srem", S_IFDIR | 0755, NODE_SREM},
 	{INO_BPOPDIR, INO_CTL, "bpop", S_IFDIR | 0755, NODE_BPOP},
 	{INO_JINCRDIR, INO_CTL, "jincr", S_IFDIR | 0755, NODE_JIDIR},
+	{INO_EXPIREDIR, INO_CTL, "expire", S_IFDIR | 0755, NODE_EXPIRE},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 

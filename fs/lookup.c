@@ -67,7 +67,8 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	             : type == NODE_JIDIR ? MF_T_JSON
 	             : type == NODE_INCR ? MF_T_STRING
 	                                 : type;
-	bool found = mf_kv_get(&fs->kv, name, len, false, &info) == 0 && info.type == want;
+	bool found = mf_kv_get(&fs->kv, name, len, false, &info) == 0 &&
+	             (info.type == want || type == NODE_EXPIRE); /* expire: any type */
 	/* An increment may create its key: /.ctl/incr/<any name> resolves
 	 * (the write says EEXIST if the key has another type). */
 	if (type == NODE_INCR || type == NODE_BPOP) /* bpop: a list yet to come */

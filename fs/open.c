@@ -154,11 +154,13 @@ static int open_jpath(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 
 /* /.ctl/incr, /.ctl/srem, /.ctl/jincr: write-only verbs (-o ro refuses
  * writers in the kernel already). */
-static int open_ctlw(handle *h, struct fuse_file_info *fi)
+static int open_ctlw(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 {
-	(void)h;
 	fi->direct_io = 1;
-	return (fi->flags & O_ACCMODE) == O_RDONLY ? -EACCES : 0;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return 0;
+	/* /.ctl/expire/<key> reads as the key's TTL; the others are write-only. */
+	return n->type == NODE_EXPIRE ? ctlw_ttl_text(fs, n, h) : -EACCES;
 }
 
 /* Opening a pop file pops one element: each opener gets its own. */
@@ -224,7 +226,7 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		    : fs->readonly                      ? -EROFS
 		                                        : bpop_open(req, n, h, fi);
 	else if (ctlw_type(n->type))
-		r = open_ctlw(h, fi);
+		r = open_ctlw(fs, n, h, fi);
 	else
 		r = open_key(fs, n, h, fi);
 	if (r) {

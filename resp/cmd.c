@@ -564,22 +564,52 @@ static void c_get(resp_ctx *x, client *c, req *r)
 
 /* SET: a blind SET under the key's shared lock; with NX/XX/GET, or over
  * a key of another type, read-decide-write under its exclusive lock. */
+/* An expiry argument as Redis reads it (seconds or ms; from now, or
+ * absolute with EXAT/EXPIREAT): the absolute time in ns, or 0 with the
+ * error replied (not an integer; overflowing, or for SET not positive:
+ * "invalid expire time").  A time before 1970 is 1: past, so it deletes;
+ * one after 2262 is INT64_MAX. */
+static int64_t expire_arg(client *c, const req *r, int i, bool ms, bool at, bool positive,
+                          const char *cmd)
+{
+	long long v, when;
+	if (!arg_ll(c, r, i, &v))
+		return 0;
+	long long base = at ? 0 : mf_now_ns() / 1000000;
+	if ((positive && v <= 0) || __builtin_mul_overflow(v, ms ? 1LL : 1000LL, &when) ||
+	    __builtin_add_overflow(when, base, &when)) {
+		char msg[80];
+		snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
+		r_err(c, msg);
+		return 0;
+	}
+	/* Times are ns in an int64 (to 2262): later ones are kept as the
+	 * last one it holds (EXPIRETIME then says so). */
+	return when <= 0 ? 1 : when > INT64_MAX / 1000000 ? INT64_MAX : when * 1000000;
+}
+
 static void c_set(resp_ctx *x, client *c, req *r)
 {
-	bool nx = false, xx = false, get = false;
+	bool nx = false, xx = false, get = false, keepttl = false;
+	int64_t when = 0; /* EX/PX/EXAT/PXAT: absolute ns */
+	int nexp = 0;
 	for (int i = 3; i < r->argc; i++) {
-		if (argis(r, i, "nx") && !xx)
+		if (argis(r, i, "nx") && !xx) {
 			nx = true;
-		else if (argis(r, i, "xx") && !nx)
+		} else if (argis(r, i, "xx") && !nx) {
 			xx = true;
-		else if (argis(r, i, "get"))
+		} else if (argis(r, i, "get")) {
 			get = true;
-		else if (argis(r, i, "keepttl"))
-			; /* memfluxfs keys never expire: nothing to keep */
-		else if ((argis(r, i, "ex") || argis(r, i, "px") || argis(r, i, "exat") ||
-		          argis(r, i, "pxat")) && i + 1 < r->argc) {
-			r_err(c, "ERR memfluxfs keys do not expire (EX/PX/EXAT/PXAT unsupported)");
-			return;
+		} else if (argis(r, i, "keepttl") && !nexp) {
+			keepttl = true;
+		} else if ((argis(r, i, "ex") || argis(r, i, "px") || argis(r, i, "exat") ||
+		            argis(r, i, "pxat")) && i + 1 < r->argc && !keepttl && !nexp) {
+			nexp++;
+			bool ms = argis(r, i, "px") || argis(r, i, "pxat");
+			bool at = argis(r, i, "exat") || argis(r, i, "pxat");
+			i++;
+			if (!(when = expire_arg(c, r, i, ms, at, true, "set")))
+				return;
 		} else {
 			r_err(c, E_SYNTAX);
 			return;
@@ -587,7 +617,7 @@ static void c_set(resp_ctx *x, client *c, req *r)
 	}
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
-	if (!nx && !xx && !get) {
+	if (!nx && !xx && !get && !when && !keepttl) {
 		/* Blind: one SET op, unless the key has another type. */
 		lockset m = lock_shared(x, r, 1, 1, 1);
 		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
@@ -617,12 +647,33 @@ static void c_set(resp_ctx *x, client *c, req *r)
 		goto out;
 	}
 	int rc = 0;
-	if (exists && e.type != MF_T_STRING)
-		rc = del_key(x, r->argv[1], r->argl[1]);
-	if (rc == 0) {
-		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
-		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
-		rc = commit(x, &op);
+	if (keepttl && exists)
+		when = e.expire_ns; /* SET drops it: give it back in the same record */
+	if (when) {
+		/* SET (over any type) and EXPIRE as one MULTI record: the key is
+		 * never without its expiry, even across a crash. */
+		mf_op sub[2] = {kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]),
+		                kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1])};
+		sub[0].val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		sub[0].arg = 1;
+		sub[1].arg = (uint64_t)when;
+		mf_op op = {0};
+		op.type = MF_OP_MULTI;
+		op.val = mf_multi_encode(sub, 2);
+		mf_op_clear(&sub[0]);
+		mf_op_clear(&sub[1]);
+		rc = mf_db_commit_notify(x->db, &op);
+		if (rc == 0 && op.sub[0].rc)
+			rc = op.sub[0].rc;
+		mf_op_clear(&op);
+	} else {
+		if (exists && e.type != MF_T_STRING)
+			rc = del_key(x, r->argv[1], r->argl[1]);
+		if (rc == 0) {
+			mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
+			op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+			rc = commit(x, &op);
+		}
 	}
 	if (rc)
 		r_errno(c, rc);
@@ -1349,6 +1400,135 @@ static void c_lindex(resp_ctx *x, client *c, req *r)
 	mf_slice_unref(&e.val);
 }
 
+/* ---------- expiry (EXPIRE records: absolute times) ---------- */
+
+/* EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT key time [NX|XX|GT|LT]. */
+static void do_expire(resp_ctx *x, client *c, req *r, bool ms, bool at, const char *name)
+{
+	bool nx = false, xx = false, gt = false, lt = false;
+	for (int i = 3; i < r->argc; i++) {
+		if (argis(r, i, "nx"))
+			nx = true;
+		else if (argis(r, i, "xx"))
+			xx = true;
+		else if (argis(r, i, "gt"))
+			gt = true;
+		else if (argis(r, i, "lt"))
+			lt = true;
+		else {
+			char msg[160];
+			snprintf(msg, sizeof msg, "ERR Unsupported option %.*s",
+			         (int)(r->argl[i] > 64 ? 64 : r->argl[i]), r->argv[i]);
+			r_err(c, msg);
+			return;
+		}
+	}
+	if (nx && (xx || gt || lt)) {
+		r_err(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
+		return;
+	}
+	if (gt && lt) {
+		r_err(c, "ERR GT and LT options at the same time are not compatible");
+		return;
+	}
+	int64_t when = expire_arg(c, r, 2, ms, at, false, name);
+	if (!when || !keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_args(x, r, 1, 1, 1); /* the conditions read, then write */
+	mf_entry_info e;
+	int rc = kget(x, r, 1, false, &e);
+	if (rc == 0) {
+		/* No expiry counts as infinite (Redis): GT never, LT always. */
+		int64_t cur = e.expire_ns;
+		if ((nx && cur) || (xx && !cur) || (gt && (!cur || when <= cur)) ||
+		    (lt && cur && when >= cur))
+			rc = -EALREADY;
+	}
+	mf_op op = kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1]);
+	op.arg = (uint64_t)when;
+	if (rc == 0)
+		rc = commit(x, &op);
+	else
+		mf_op_clear(&op);
+	unlock_set(x, m);
+	r_int_result(c, rc == -ENOENT || rc == -EALREADY ? 0 : rc, rc ? 0 : 1);
+}
+
+static void c_expire(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, false, false, "expire");
+}
+
+static void c_pexpire(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, true, false, "pexpire");
+}
+
+static void c_expireat(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, false, true, "expireat");
+}
+
+static void c_pexpireat(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, true, true, "pexpireat");
+}
+
+/* TTL/PTTL (remaining) and EXPIRETIME/PEXPIRETIME (absolute): -2 no key,
+ * -1 no expiry; TTL rounds to the nearest second, as Redis. */
+static void ttl_reply(resp_ctx *x, client *c, req *r, bool ms, bool absolute)
+{
+	mf_entry_info e;
+	if (kget(x, r, 1, false, &e) != 0) {
+		r_int(c, -2);
+		return;
+	}
+	if (!e.expire_ns) {
+		r_int(c, -1);
+		return;
+	}
+	long long at = e.expire_ns / 1000000;
+	if (absolute) {
+		r_int(c, ms ? at : at / 1000);
+		return;
+	}
+	long long left = at - mf_now_ns() / 1000000;
+	if (left < 0)
+		left = 0;
+	r_int(c, ms ? left : (left + 500) / 1000);
+}
+
+static void c_ttl(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, false, false);
+}
+
+static void c_pttl(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, true, false);
+}
+
+static void c_expiretime(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, false, true);
+}
+
+static void c_pexpiretime(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, true, true);
+}
+
+static void c_persist(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1]); /* arg 0: none */
+	int rc = commit(x, &op);
+	unlock_set(x, m);
+	r_int_result(c, rc == -ENOENT ? 0 : rc, rc ? 0 : (long long)op.res);
+}
+
 /* ---------- counters (INCRBY / INCRBYFLOAT records: atomic in the store) */
 
 #define E_OVERFLOW "ERR increment or decrement would overflow"
@@ -1951,7 +2131,8 @@ static void c_dbinfo(resp_ctx *x, client *c, req *r)
 	       VERSION, (long)getpid(), (long long)((now - x->start_ns) / 1000000000),
 	       atomic_load(&x->nclients));
 	if (s.keys[0])
-		rb_fmt(&b, "db0:keys=%" PRIu64 ",expires=0,avg_ttl=0\r\n", s.keys[0]);
+		rb_fmt(&b, "db0:keys=%" PRIu64 ",expires=%" PRIu64 ",avg_ttl=0\r\n", s.keys[0],
+		       s.expires);
 	rb_fmt(&b, "\r\n# Memfluxfs\r\n");
 	/* /.ctl/stats lines are "name value": INFO's form is "name:value". */
 	for (char *line = stats; line && *line;) {
@@ -2596,6 +2777,15 @@ static const cmd cmds[] = {
 	{"json.numincrby", 4, CMD_WRITE, 1, 1, 1, c_json_numincrby},
 	{"json.arrappend", -4, CMD_WRITE, 1, 1, 1, c_json_arrappend},
 	{"json.strappend", -3, CMD_WRITE, 1, 1, 1, c_json_strappend},
+	{"expire", -3, CMD_WRITE, 1, 1, 1, c_expire},
+	{"pexpire", -3, CMD_WRITE, 1, 1, 1, c_pexpire},
+	{"expireat", -3, CMD_WRITE, 1, 1, 1, c_expireat},
+	{"pexpireat", -3, CMD_WRITE, 1, 1, 1, c_pexpireat},
+	{"persist", 2, CMD_WRITE, 1, 1, 1, c_persist},
+	{"ttl", 2, CMD_READONLY, 1, 1, 1, c_ttl},
+	{"pttl", 2, CMD_READONLY, 1, 1, 1, c_pttl},
+	{"expiretime", 2, CMD_READONLY, 1, 1, 1, c_expiretime},
+	{"pexpiretime", 2, CMD_READONLY, 1, 1, 1, c_pexpiretime},
 	{"multi", 1, 0, 0, 0, 0, c_multi},
 	{"exec", 1, 0, 0, 0, 0, c_exec},
 	{"discard", 1, 0, 0, 0, 0, c_discard},

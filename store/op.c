@@ -21,7 +21,7 @@ const char *mf_optype_name(int type)
 		[MF_OP_SADD] = "SADD", [MF_OP_SREM] = "SREM", [MF_OP_SMOVE] = "SMOVE",
 		[MF_OP_JSON_NUMINCRBY] = "JSON.NUMINCRBY", [MF_OP_JSON_ARRAPPEND] = "JSON.ARRAPPEND",
 		[MF_OP_JSON_STRAPPEND] = "JSON.STRAPPEND", [MF_OP_MULTI] = "MULTI",
-		[MF_OP_READ] = "READ",
+		[MF_OP_READ] = "READ", [MF_OP_EXPIRE] = "EXPIRE", [MF_OP_EXPIRED] = "EXPIRED",
 	};
 	/* Reserved numbers (another branch's ops) have no name here. */
 	if (type <= 0 || type > MF_OP_MAX_ || !names[type])

@@ -59,6 +59,19 @@
  *                                         count and value at that point: the
  *                                         reads queued between a transaction's
  *                                         writes
+ *   EXPIRE      NONE  key arg=when        set the key's expiry to the absolute
+ *                                         time `when` (ns since the epoch, as
+ *                                         int64); 0 removes it (PERSIST); a time
+ *                                         not after time_ns deletes the key;
+ *                                         res = 1 if the key was there (PERSIST:
+ *                                         and had an expiry)
+ *   EXPIRED     NONE  key                 the active expire cycle: delete the
+ *                                         key if its expiry is not after time_ns
+ *                                         (else nothing: it was extended)
+ * Expiry rule (every op): a key whose expiry is not after the op's time_ns
+ * is absent for that op (it is deleted first), so replay decides exactly as
+ * the live apply did.  SET (a whole new value) drops the expiry, as Redis's
+ * SET; every other change keeps it; RENAME moves it with the key.
  * Inside a MULTI, SET with arg=1 replaces a key of any type (Redis's SET)
  * and DEL with ktype NONE deletes a key of any type.
  *
@@ -118,7 +131,9 @@ typedef enum mf_optype {
 	MF_OP_JSON_STRAPPEND = 29,
 	MF_OP_MULTI = 30,
 	MF_OP_READ = 31,     /* only inside a MULTI record */
-	MF_OP_MAX_ = 31,
+	MF_OP_EXPIRE = 32,
+	MF_OP_EXPIRED = 33,
+	MF_OP_MAX_ = 33,
 } mf_optype;
 
 typedef struct mf_op {

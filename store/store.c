@@ -15,6 +15,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,10 @@ typedef struct entry {
 	 * cache: value_bytes counts mf_set_bytes, never val.len (vlen). */
 	bool text_ok;
 	mf_set *set;
+	/* Expiry: 0 or the absolute time; entries with one are on the store's
+	 * ring (tprev/tnext), which the active cycle walks. */
+	int64_t expire_ns;
+	struct entry *tprev, *tnext;
 } entry;
 
 struct mf_store {
@@ -46,6 +51,9 @@ struct mf_store {
 	 * once); writers hold the write lock and need not take it. */
 	pthread_mutex_t text_mu;
 	bool in_multi;      /* applying a MULTI's sub-ops (op.h: SET/DEL rules) */
+	entry *ttl;         /* ring of entries with an expiry; the cycle's next */
+	uint64_t nexpires;
+	uint64_t expired;
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
@@ -101,6 +109,8 @@ static void flush_all(mf_store *st)
 	st->nkeys = 0;
 	memset(st->ntype, 0, sizeof st->ntype);
 	st->value_bytes = 0;
+	st->ttl = NULL;
+	st->nexpires = 0;
 }
 
 void mf_store_free(mf_store *st)
@@ -175,6 +185,60 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	return e;
 }
 
+/* ---- expiry ---- */
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Past its expiry at time t (an op's time_ns, or the wall clock). */
+static bool expired_at(const entry *e, int64_t t)
+{
+	return e && e->expire_ns && e->expire_ns <= t;
+}
+
+static void ttl_del(mf_store *st, entry *e)
+{
+	if (!e->expire_ns)
+		return;
+	if (e->tnext == e) {
+		st->ttl = NULL;
+	} else {
+		e->tprev->tnext = e->tnext;
+		e->tnext->tprev = e->tprev;
+		if (st->ttl == e)
+			st->ttl = e->tnext;
+	}
+	e->tprev = e->tnext = NULL;
+	e->expire_ns = 0;
+	st->nexpires--;
+}
+
+/* Set (when != 0) or clear an entry's expiry, keeping the ring. */
+static void set_expire(mf_store *st, entry *e, int64_t when)
+{
+	if (!when) {
+		ttl_del(st, e);
+		return;
+	}
+	if (!e->expire_ns) {
+		if (!st->ttl) {
+			e->tprev = e->tnext = e;
+			st->ttl = e;
+		} else { /* just behind the cycle's cursor: looked at last */
+			e->tnext = st->ttl;
+			e->tprev = st->ttl->tprev;
+			e->tprev->tnext = e;
+			st->ttl->tprev = e;
+		}
+		st->nexpires++;
+	}
+	e->expire_ns = when;
+}
+
 static void unlink_entry(mf_store *st, entry *e)
 {
 	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
@@ -184,6 +248,27 @@ static void unlink_entry(mf_store *st, entry *e)
 	st->nkeys--;
 	st->ntype[e->type]--;
 	st->value_bytes -= vlen(e);
+}
+
+/* Remove a key: out of the table and the expiry ring, freed. */
+static void drop_entry(mf_store *st, entry *e)
+{
+	unlink_entry(st, e);
+	ttl_del(st, e);
+	entry_free(e);
+}
+
+/* An op's view of a key: one past its expiry at the op's time is deleted
+ * first (op.h, expiry rule), so every op decides as replay will. */
+static entry *find_live(mf_store *st, mf_slice key, int64_t t)
+{
+	entry *e = find(st, key);
+	if (expired_at(e, t)) {
+		drop_entry(st, e);
+		st->expired++;
+		e = NULL;
+	}
+	return e;
 }
 
 uint64_t mf_count_lines(const char *p, size_t n)
@@ -255,6 +340,8 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		return op->ktype == MF_T_NONE && op->key.len == 0 ? 0 : -EINVAL;
 	if (st->in_multi && op->type == MF_OP_DEL && op->ktype == MF_T_NONE && valid_key(op->key))
 		return e ? 0 : -ENOENT; /* any type (MULTI's DEL) */
+	if (op->type == MF_OP_EXPIRE || op->type == MF_OP_EXPIRED) /* any type */
+		return op->ktype != MF_T_NONE || !valid_key(op->key) ? -EINVAL : e ? 0 : -ENOENT;
 	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
@@ -428,6 +515,8 @@ int mf_store_check(mf_store *st, const mf_op *op)
 	pthread_rwlock_rdlock(&st->lock);
 	bool keyed = mf_op_has_key(op->type);
 	entry *e = keyed && op->key.len <= MF_KEY_BYTES_MAX ? find(st, op->key) : NULL;
+	if (op->type != MF_OP_EXPIRED && expired_at(e, op->time_ns ? op->time_ns : wall_ns()))
+		e = NULL; /* absent for the op (apply deletes it first) */
 	int r = !keyed || op->key.len <= MF_KEY_BYTES_MAX ? validate(st, op, e) : -EINVAL;
 	if (op->type == MF_OP_MULTI) {
 		/* Sub-ops fail or not at apply, one by one (Redis's EXEC): only
@@ -606,7 +695,8 @@ static int apply_multi(mf_store *st, mf_op *op)
 		s.val = mf_slice_from(mf_slice_ptr(s.val), s.val.len, s.val.len);
 		s.time_ns = op->time_ns;
 		if (s.type == MF_OP_READ) {
-			entry *e = s.key.len && s.key.len <= MF_KEY_BYTES_MAX ? find(st, s.key) : NULL;
+			entry *e = s.key.len && s.key.len <= MF_KEY_BYTES_MAX ? find_live(st, s.key, s.time_ns)
+			                                                      : NULL;
 			res->rc = e ? 0 : -ENOENT;
 			if (e) {
 				res->type = e->type;
@@ -653,16 +743,18 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	if (op->key.len > MF_KEY_BYTES_MAX)
 		return -EINVAL;
-	entry *e = find(st, op->key);
+	int64_t t = op->time_ns;
+	entry *e = op->type == MF_OP_EXPIRED ? find(st, op->key) : find_live(st, op->key, t);
+	if ((op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) && op->key2.len &&
+	    op->key2.len <= MF_KEY_BYTES_MAX)
+		find_live(st, op->key2, t); /* an expired target is absent too */
 	int r = validate(st, op, e);
 	if (r)
 		return r;
-	int64_t t = op->time_ns;
 	if (st->in_multi && ((op->type == MF_OP_SET && e && e->type != op->ktype) ||
 	                     (op->type == MF_OP_DEL && op->ktype == MF_T_NONE))) {
 		/* MULTI's Redis-style SET over another type, DEL of any type. */
-		unlink_entry(st, e);
-		entry_free(e);
+		drop_entry(st, e);
 		e = NULL;
 		if (op->type == MF_OP_DEL)
 			return 0;
@@ -673,7 +765,25 @@ static int do_apply(mf_store *st, mf_op *op)
 		if (!e)
 			insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		return 0;
+	case MF_OP_EXPIRE: {
+		int64_t when = (int64_t)op->arg;
+		op->res = when || e->expire_ns;
+		if (when && when <= t)
+			drop_entry(st, e); /* Redis: an expiry in the past deletes */
+		else
+			set_expire(st, e, when);
+		return 0; /* the value did not change: no new version */
+	}
+	case MF_OP_EXPIRED:
+		op->res = expired_at(e, t);
+		if (op->res) {
+			drop_entry(st, e);
+			st->expired++;
+		}
+		return 0;
 	case MF_OP_SET: {
+		if (e)
+			set_expire(st, e, 0); /* a new value: no expiry (Redis's SET) */
 		if (op->ktype == MF_T_SET) {
 			if (!e)
 				e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
@@ -719,8 +829,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		e->count = 0;
 		break;
 	case MF_OP_DEL:
-		unlink_entry(st, e);
-		entry_free(e);
+		drop_entry(st, e);
 		return 0;
 	case MF_OP_RENAME: {
 		if (op->key2.len == op->key.len &&
@@ -728,8 +837,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			return 0;
 		entry *tgt = find(st, op->key2);
 		if (tgt) {
-			unlink_entry(st, tgt);
-			entry_free(tgt);
+			drop_entry(st, tgt);
 		}
 		unlink_entry(st, e);
 		mf_slice_unref(&e->key);
@@ -824,8 +932,7 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	case MF_OP_JSON_DELPATH:
 		if (json_del_root(op)) {
-			unlink_entry(st, e);
-			entry_free(e);
+			drop_entry(st, e);
 			return 0;
 		}
 		/* fall through */
@@ -887,8 +994,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			return 0; /* nothing changed: no new version */
 		set_changed(st, e, old, false);
 		if (mf_set_count(e->set) == 0) { /* Redis has no empty sets */
-			unlink_entry(st, e);
-			entry_free(e);
+			drop_entry(st, e);
 			return 0;
 		}
 		break;
@@ -897,8 +1003,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		if (!smove(st, e, op))
 			return 0; /* nothing moved: no new version */
 		if (mf_set_count(e->set) == 0) {
-			unlink_entry(st, e);
-			entry_free(e);
+			drop_entry(st, e);
 			return 0;
 		}
 		break;
@@ -945,6 +1050,7 @@ static void fill_info(mf_store *st, entry *e, bool want_value, mf_entry_info *ou
 	out->mtime_ns = e->mtime_ns;
 	out->ctime_ns = e->ctime_ns;
 	out->version = e->version;
+	out->expire_ns = e->expire_ns;
 }
 
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
@@ -952,6 +1058,8 @@ int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
 {
 	pthread_rwlock_rdlock(&st->lock);
 	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (expired_at(e, wall_ns()))
+		e = NULL; /* lazy expiry: gone for readers; the cycle deletes it */
 	if (e)
 		fill_info(st, e, want_value, out);
 	pthread_rwlock_unlock(&st->lock);
@@ -963,9 +1071,10 @@ size_t mf_store_keys(mf_store *st, mf_type type, mf_slice **keys)
 	pthread_rwlock_rdlock(&st->lock);
 	size_t n = type ? st->ntype[type] : st->nkeys, i = 0;
 	mf_slice *k = mf_xmalloc((n ? n : 1) * sizeof *k);
+	int64_t now = wall_ns();
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			if (!type || e->type == type)
+			if ((!type || e->type == type) && !expired_at(e, now))
 				k[i++] = mf_slice_ref(e->key);
 	pthread_rwlock_unlock(&st->lock);
 	*keys = k;
@@ -977,10 +1086,12 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 	pthread_rwlock_rdlock(&st->lock);
 	size_t n = st->nkeys, i = 0;
 	mf_item *it = mf_xmalloc((n ? n : 1) * sizeof *it);
+	int64_t now = wall_ns();
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			it[i++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
-			                    e->mtime_ns, e->ctime_ns};
+			if (!expired_at(e, now))
+				it[i++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
+				                    e->mtime_ns, e->ctime_ns, e->expire_ns};
 	*lsn = st->applied_lsn;
 	pthread_rwlock_unlock(&st->lock);
 	*items = it;
@@ -1011,6 +1122,8 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 	} else {
 		entry *e = insert(st, item->key, item->type, item->ctime_ns);
 		e->mtime_ns = item->mtime_ns;
+		if (item->expire_ns)
+			set_expire(st, e, item->expire_ns);
 		if (e->type == MF_T_LIST) {
 			/* LPOP relies on a list value ending in '\n': complete a final
 			 * line the way SET does (a snapshot is only CRC-checked). */
@@ -1049,6 +1162,8 @@ void mf_store_stats_get(mf_store *st, mf_store_stats *out)
 		out->keys[t] = st->ntype[t];
 	out->value_bytes = st->value_bytes;
 	out->applied_lsn = st->applied_lsn;
+	out->expires = st->nexpires;
+	out->expired = st->expired;
 	pthread_rwlock_unlock(&st->lock);
 }
 
@@ -1056,7 +1171,23 @@ int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, 
 {
 	pthread_rwlock_rdlock(&st->lock);
 	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (expired_at(e, wall_ns()))
+		e = NULL;
 	int r = !e ? -ENOENT : !e->set ? -EEXIST : mf_set_has(e->set, m, mlen);
 	pthread_rwlock_unlock(&st->lock);
 	return r;
+}
+
+size_t mf_store_expired_sample(mf_store *st, int64_t now, mf_slice *keys, size_t max)
+{
+	size_t n = 0;
+	pthread_rwlock_wrlock(&st->lock); /* moves the ring's cursor */
+	for (size_t seen = 0; st->ttl && seen < 4 * max && seen < st->nexpires && n < max; seen++) {
+		entry *e = st->ttl;
+		if (expired_at(e, now))
+			keys[n++] = mf_slice_ref(e->key);
+		st->ttl = e->tnext;
+	}
+	pthread_rwlock_unlock(&st->lock);
+	return n;
 }

@@ -10,6 +10,12 @@
  * No FUSE and no I/O here.  Mutations happen only through mf_store_apply(),
  * which both live writes (via the WAL writer) and WAL replay call.
  *
+ * Expiry: a key may carry an absolute expiry time (EXPIRE records).  Reads
+ * treat a key past it as absent (lazy expiry: get, keys, export, set_has
+ * use the wall clock); ops treat it as absent at their own time_ns and
+ * delete it first (deterministic on replay); the db's active cycle logs
+ * EXPIRED records for keys past it (mf_store_expired_sample).
+ *
  * Locking: one rwlock.  apply takes it for writing; get/keys/export/stats
  * take it for reading and hand out slice references, so a reader never holds
  * the lock while it copies value bytes.  apply must be called from one thread
@@ -49,6 +55,7 @@ typedef struct mf_entry_info {
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	uint64_t version;   /* changes whenever the value changes */
+	int64_t expire_ns;  /* absolute expiry (ns since the epoch); 0: none */
 } mf_entry_info;
 
 /* One key as captured for a snapshot: references, not copies. */
@@ -58,12 +65,15 @@ typedef struct mf_item {
 	mf_slice val;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t expire_ns;  /* 0: none (snapshot format v1 cannot hold it yet) */
 } mf_item;
 
 typedef struct mf_store_stats {
 	uint64_t keys[MF_T_MAX_ + 1]; /* indexed by mf_type; [0] = total */
 	uint64_t value_bytes;   /* sum of live value lengths */
 	uint64_t applied_lsn;
+	uint64_t expires;       /* keys with an expiry */
+	uint64_t expired;       /* keys deleted because they expired (this run) */
 } mf_store_stats;
 
 mf_store *mf_store_new(void);
@@ -106,6 +116,12 @@ int mf_store_load_item(mf_store *st, mf_item *item);
 void mf_store_set_applied_lsn(mf_store *st, uint64_t lsn);
 
 void mf_store_stats_get(mf_store *st, mf_store_stats *out);
+
+/* The active expire cycle's sample: up to max keys whose expiry is not
+ * after now (as referenced slices in keys[], caller unrefs), looking at no
+ * more than 4 * max keys with an expiry per call (bounded work, rotating
+ * through them).  The caller logs an EXPIRED op for each. */
+size_t mf_store_expired_sample(mf_store *st, int64_t now, mf_slice *keys, size_t max);
 
 /* SISMEMBER: 1 or 0; -ENOENT (no key), -EEXIST (not a set).  O(1). */
 int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, size_t mlen);

@@ -604,3 +604,132 @@ def test_resp_exec_is_one_record_all_or_none(mfr):
     assert d.returncode == 0, d.stderr
     assert d.stdout.count("op=MULTI") == 1 and "1 records" in d.stdout, d.stdout[-2000:]
     assert "INCRBY" not in d.stdout  # inside the one record, not records of their own
+
+
+# ---------- expiry ----------
+
+EXPIRE_SCRIPT = [
+    ["SET", "k", "v"], ["TTL", "k"], ["PTTL", "k"], ["TTL", "nokey"], ["PTTL", "nokey"],
+    ["EXPIRE", "k", "100"], ["TTL", "k"], ["EXPIRE", "k", "100", "NX"], ["EXPIRE", "k", "200", "XX"],
+    ["TTL", "k"], ["EXPIRE", "k", "50", "GT"], ["EXPIRE", "k", "300", "GT"], ["TTL", "k"],
+    ["EXPIRE", "k", "400", "LT"], ["EXPIRE", "k", "100", "LT"], ["TTL", "k"],
+    ["EXPIRE", "k", "1", "NX", "XX"], ["EXPIRE", "k", "1", "GT", "LT"], ["EXPIRE", "k", "1", "BOGUS"],
+    ["EXPIRE", "k", "x"], ["EXPIRE", "nokey", "10"], ["PERSIST", "k"], ["PERSIST", "k"], ["TTL", "k"],
+    ["PERSIST", "nokey"], ["EXPIRE", "k", "100"], ["APPEND", "k", "w"], ["TTL", "k"],
+    ["SET", "k", "v2"], ["TTL", "k"], ["EXPIRE", "k", "-1"], ["EXISTS", "k"],
+    ["SET", "a", "1", "EX", "100"], ["TTL", "a"], ["SET", "a", "1", "PX", "100000"], ["TTL", "a"],
+    ["SET", "a", "2", "KEEPTTL"], ["TTL", "a"], ["GET", "a"], ["SET", "a", "3"], ["TTL", "a"],
+    ["SET", "a", "1", "EX", "0"], ["SET", "a", "1", "EX", "-5"], ["SET", "a", "1", "EX", "x"],
+    ["SET", "a", "1", "EX", "10", "PX", "10"], ["SET", "a", "1", "EX", "10", "KEEPTTL"],
+    ["SET", "a", "1", "EX", "9223372036854775807"], ["EXPIRE", "a", "9223372036854775807"],
+    ["EXPIREAT", "a", "1"], ["EXISTS", "a"], ["SET", "b", "1"], ["PEXPIREAT", "b", "4102444800000"],
+    ["TTL", "b"], ["EXPIRETIME", "b"], ["PEXPIRETIME", "b"], ["EXPIRETIME", "nokey"],
+    ["RPUSH", "l", "x"], ["PEXPIRE", "l", "100000"], ["TTL", "l"], ["LPUSH", "l", "y"], ["TTL", "l"],
+    ["RENAME", "l", "l2"], ["TTL", "l2"], ["SET", "n", "1", "NX", "EX", "100"], ["TTL", "n"],
+    ["SET", "n", "2", "XX", "GET", "EX", "200"], ["TTL", "n"],
+]
+
+
+@needs_redis
+def test_resp_expiry_matches_redis(mfr, redis_ref):
+    m, port = mfr
+    out = []
+    for p in (redis_ref, port):
+        c = RawClient(p)
+        c.cmd("FLUSHDB")
+        out.append([(cmd, c.cmd(*cmd)) for cmd in EXPIRE_SCRIPT])
+        c.close()
+    bad = [(cmd, w, g) for (cmd, w), (_, g) in zip(*out) if w != g]
+    assert not bad, "\n".join(f"{c}: redis {w!r} memfluxfs {g!r}" for c, w, g in bad)
+
+
+def wait_until(pred, timeout=30):
+    """Poll a time-based condition (expiry is about time): not a sync stand-in."""
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_expire_file_interface_and_active_expiry(mf):
+    e = mf.ctl("expire")
+    assert sh(f"echo v > {mf.kv('k')} && echo 100 > {e / 'k'}").returncode == 0
+    assert (e / "k").read_text() in ("100\n", "99\n")
+    assert sh(f"echo persist > {e / 'k'}").returncode == 0
+    assert (e / "k").read_text() == "-1\n"
+    # Any type; absent key: ENOENT; not a number: EINVAL from write.
+    assert sh(f"echo a >> {mf.lists('l')} && echo 100 > {e / 'l'}").returncode == 0
+    assert not (e / "nokey").exists()
+    r = sh(f"echo soon > {e / 'k'}")
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    # Expired: gone from reads at once, from listings (the active cycle
+    # tells the kernel), and counted.
+    assert sh(f"echo 1 > {e / 'k'}").returncode == 0
+    assert "k" in os.listdir(mf.kv())
+    wait_until(lambda: not mf.kv("k").exists())
+    wait_until(lambda: "k" not in os.listdir(mf.kv()))
+    wait_until(lambda: int(mf.stats()["expired_keys"]) >= 1)
+    assert mf.stats()["keys_with_expiry"] == "1"  # l
+    # N <= 0 deletes at once (Redis's EXPIRE k 0).
+    assert sh(f"echo 0 > {e / 'l'}").returncode == 0
+    assert not mf.lists("l").exists()
+    assert os.listdir(e) == []
+
+
+def test_expiry_is_absolute_across_restarts(mkmount):
+    m = mkmount()
+    assert sh(f"echo v > {m.kv('s')} && echo 100 > {m.ctl('expire') / 's'}").returncode == 0
+    assert sh(f"echo w > {m.kv('t')} && echo 1 > {m.ctl('expire') / 't'}").returncode == 0
+    m.kill9()
+    m.start()
+    ttl = int((m.ctl("expire") / "s").read_text())
+    assert 90 <= ttl <= 100  # not extended by the restart (an absolute time)
+    wait_until(lambda: not m.kv("t").exists())  # replayed with its expiry
+    m.stop()
+    m.start()
+    assert not m.kv("t").exists()  # the cycle logged its deletion
+
+
+@needs_redis
+def test_resp_expiry_reaches_the_mount(mfr):
+    m, port = mfr
+    c = RawClient(port)
+    try:
+        assert c.cmd("SET", "sess", "x", "PX", "300") == b"+OK\r\n"
+        assert m.kv("sess").read_text() == "x"
+        assert c.cmd("SADD", "tmp", "a") == b":1\r\n"
+        assert c.cmd("PEXPIRE", "tmp", "300") == b":1\r\n"
+        wait_until(lambda: "sess" not in os.listdir(m.kv()) and "tmp" not in os.listdir(sets(m)))
+        assert c.cmd("GET", "sess") == b"$-1\r\n"
+        assert c.cmd("EXISTS", "tmp") == b":0\r\n"
+        # A transaction: SET + EXPIRE in one record.
+        c.cmd("MULTI")
+        c.cmd("SET", "t", "1")
+        c.cmd("INCR", "t")
+        assert c.cmd("EXEC") == b"*2\r\n+OK\r\n:2\r\n"
+    finally:
+        c.close()
+
+
+def test_expiry_write_path_cost(mf):
+    """The TTL lives in the store, set through /.ctl/expire: an ordinary
+    write to a key with a TTL costs what it costs without one.  Figures are
+    printed (medians of 5 runs of 200 `echo >> key` each: APPEND keeps the TTL)."""
+    import statistics
+    for i in range(20):
+        sh(f"echo v > {mf.kv(f'with{i}')} && echo 1000 > {mf.ctl('expire') / f'with{i}'}")
+        sh(f"echo v > {mf.kv(f'without{i}')}")
+    res = {}
+    for kind in ("without", "with"):
+        runs = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            r = sh(f"for n in $(seq 10); do for i in $(seq 0 19); do echo x >> {mf.kv()}/{kind}$i; done; done")
+            assert r.returncode == 0
+            runs.append(200 / (time.monotonic() - t0))
+        res[kind] = statistics.median(runs)
+    print(f"appends/s without TTL {res['without']:.0f}, with TTL {res['with']:.0f}")
+    assert int((mf.ctl("expire") / "with0").read_text()) > 900  # kept by APPEND
+    # `echo >` is SET: Redis's rule, it drops the TTL.
+    assert sh(f"echo v > {mf.kv('with0')}").returncode == 0
+    assert (mf.ctl("expire") / "with0").read_text() == "-1\n"

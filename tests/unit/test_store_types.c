@@ -299,7 +299,7 @@ static void test_set_export_load(void **state)
 	mf_store_items_free(items, n);
 	assert_string_equal(members(st2, "s", b, sizeof b), "a,c");
 	/* A snapshot item with duplicates and no final newline still loads. */
-	mf_item it = {sl(V("t")), MF_T_SET, sl(V("q\nq\nr")), 5, 5};
+	mf_item it = {sl(V("t")), MF_T_SET, sl(V("q\nq\nr")), 5, 5, 0};
 	assert_int_equal(mf_store_load_item(st2, &it), 0);
 	assert_null(it.key.buf); /* taken over */
 	assert_string_equal(members(st2, "t", b, sizeof b), "q,r");
@@ -586,6 +586,126 @@ static void test_multi(void **state)
 	mf_store_free(st);
 }
 
+/* An op at time t (ns). */
+static int opt(mf_store *st, int type, int ktype, const char *k, const char *v, uint64_t arg,
+               int64_t t, uint64_t *res)
+{
+	mf_op op;
+	memset(&op, 0, sizeof op);
+	op.type = (uint8_t)type;
+	op.ktype = (uint8_t)ktype;
+	op.key = sl(k, strlen(k));
+	if (v)
+		op.val = sl(v, strlen(v));
+	op.arg = arg;
+	op.time_ns = t;
+	int c = mf_store_check(st, &op);
+	int r = mf_store_apply(st, &op);
+	assert_int_equal(c, r);
+	if (res)
+		*res = op.res;
+	mf_op_clear(&op);
+	return r;
+}
+
+static void test_expiry(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	int64_t now = (int64_t)time(NULL) * 1000000000, s = 1000000000;
+	uint64_t res;
+	mf_entry_info e;
+	char b[64];
+	assert_int_equal(opt(st, MF_OP_SET, MF_T_STRING, "k", "v", 0, now, NULL), 0);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, (uint64_t)(now + 100 * s), now,
+	                     &res), 0);
+	assert_int_equal(res, 1);
+	assert_int_equal(mf_store_get(st, V("k"), false, &e), 0);
+	assert_true(e.expire_ns == now + 100 * s);
+	mf_store_stats ss;
+	mf_store_stats_get(st, &ss);
+	assert_int_equal(ss.expires, 1);
+	/* Ops keep it (APPEND), SET drops it, PERSIST clears it. */
+	assert_int_equal(opt(st, MF_OP_APPEND, MF_T_STRING, "k", "w", 0, now, NULL), 0);
+	assert_int_equal(mf_store_get(st, V("k"), false, &e), 0);
+	assert_true(e.expire_ns == now + 100 * s);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, 0, now, &res), 0);
+	assert_int_equal(res, 1);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, 0, now, &res), 0);
+	assert_int_equal(res, 0); /* PERSIST of a key without one */
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, (uint64_t)(now + s), now, NULL), 0);
+	assert_int_equal(opt(st, MF_OP_SET, MF_T_STRING, "k", "v2", 0, now, NULL), 0);
+	assert_int_equal(mf_store_get(st, V("k"), false, &e), 0);
+	assert_true(e.expire_ns == 0);
+	/* An op after the expiry sees no key (deterministic: its own time). */
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, (uint64_t)(now + s), now, NULL), 0);
+	assert_int_equal(opt(st, MF_OP_INCRBY, MF_T_STRING, "k", NULL, 5, now + 2 * s, &res), 0);
+	assert_int_equal(res, 5); /* from 0: the old "v2" had expired */
+	mf_store_stats_get(st, &ss);
+	assert_int_equal(ss.expired, 1);
+	assert_int_equal(ss.expires, 0);
+	/* Readers: a key past its expiry (wall clock) is gone at once. */
+	assert_int_equal(opt(st, MF_OP_SET, MF_T_STRING, "old", "x", 0, now - 10 * s, NULL), 0);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "old", NULL, (uint64_t)(now - 5 * s),
+	                     now - 10 * s, NULL), 0);
+	assert_int_equal(mf_store_get(st, V("old"), false, &e), -ENOENT);
+	mf_slice *keys;
+	size_t nk = mf_store_keys(st, MF_T_NONE, &keys);
+	for (size_t i = 0; i < nk; i++) {
+		assert_false(keys[i].len == 3 && memcmp(mf_slice_ptr(keys[i]), "old", 3) == 0);
+		mf_slice_unref(&keys[i]);
+	}
+	free(keys);
+	mf_item *items;
+	uint64_t lsn;
+	size_t ni = mf_store_export(st, &items, &lsn);
+	assert_int_equal(ni, 1); /* "k" only */
+	mf_store_items_free(items, ni);
+	/* The active cycle: sample, then EXPIRED deletes (only if still due). */
+	mf_slice due[8];
+	assert_int_equal(mf_store_expired_sample(st, now, due, 8), 1);
+	assert_int_equal(opt(st, MF_OP_EXPIRED, MF_T_NONE, "old", NULL, 0, now, &res), 0);
+	assert_int_equal(res, 1);
+	mf_slice_unref(&due[0]);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, (uint64_t)(now + 50 * s), now, NULL), 0);
+	assert_int_equal(opt(st, MF_OP_EXPIRED, MF_T_NONE, "k", NULL, 0, now, &res), 0);
+	assert_int_equal(res, 0); /* not due: kept */
+	assert_int_equal(mf_store_get(st, V("k"), false, &e), 0);
+	assert_int_equal(mf_store_expired_sample(st, now, due, 8), 0);
+	/* An expiry in the past deletes (Redis's EXPIRE k -1); errors. */
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, (uint64_t)(now - s), now, &res), 0);
+	assert_int_equal(mf_store_get(st, V("k"), false, &e), -ENOENT);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "k", NULL, 1, now, NULL), -ENOENT);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_STRING, "k", NULL, 1, now, NULL), -EINVAL);
+	/* RENAME moves it; export/load keeps it; DEL and FLUSH drop the ring. */
+	assert_int_equal(opt(st, MF_OP_RPUSH, MF_T_LIST, "l", "a\n", 0, now, NULL), 0);
+	assert_int_equal(opt(st, MF_OP_EXPIRE, MF_T_NONE, "l", NULL, (uint64_t)(now + 9 * s), now, NULL), 0);
+	mf_op rn;
+	memset(&rn, 0, sizeof rn);
+	rn.type = MF_OP_RENAME;
+	rn.ktype = MF_T_LIST;
+	rn.key = sl(V("l"));
+	rn.key2 = sl(V("l2"));
+	rn.time_ns = now;
+	assert_int_equal(mf_store_apply(st, &rn), 0);
+	mf_op_clear(&rn);
+	assert_int_equal(mf_store_get(st, V("l2"), false, &e), 0);
+	assert_true(e.expire_ns == now + 9 * s);
+	ni = mf_store_export(st, &items, &lsn);
+	mf_store *st2 = mf_store_new();
+	for (size_t i = 0; i < ni; i++)
+		assert_int_equal(mf_store_load_item(st2, &items[i]), 0);
+	mf_store_items_free(items, ni);
+	assert_int_equal(mf_store_get(st2, V("l2"), false, &e), 0);
+	assert_true(e.expire_ns == now + 9 * s);
+	mf_store_free(st2);
+	assert_int_equal(opt(st, MF_OP_DEL, MF_T_LIST, "l2", NULL, 0, now, NULL), 0);
+	mf_store_stats_get(st, &ss);
+	assert_int_equal(ss.expires, 0);
+	(void)b;
+	mf_store_free(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +719,7 @@ int main(void)
 		cmocka_unit_test(test_json_updates),
 		cmocka_unit_test(test_json_paths_multi),
 		cmocka_unit_test(test_multi),
+		cmocka_unit_test(test_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
