@@ -79,6 +79,7 @@ typedef struct model {
 	size_t len[NKEYS];
 	bool exists[NKEYS];
 	unsigned smask;    /* S7's members */
+	int64_t expire[NKEYS]; /* EXPIRE of strings: absolute, far in the future */
 } model;
 
 #define KEY_COUNTER 6
@@ -100,11 +101,18 @@ static int key_ktype(int k)
 static void model_apply(model *m, const wl_op *o)
 {
 	int k = o->key;
+	if (o->type == MF_OP_EXPIRE) {
+		m->expire[k] = (int64_t)o->delta;
+		return;
+	}
+	if (o->type == MF_OP_SET)
+		m->expire[k] = 0; /* a new value drops it */
 	if (o->type == MF_OP_DEL) {
 		free(m->v[k]);
 		m->v[k] = NULL;
 		m->len[k] = 0;
 		m->exists[k] = false;
+		m->expire[k] = 0;
 		if (k == KEY_SET)
 			m->smask = 0;
 		return;
@@ -159,6 +167,10 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 {
 	int n = 24 + (int)pc_below(rng, MAXOPS - 24);
 	model m = {0};
+	/* A third of the single-threaded workloads set expiries (EXPIRE
+	 * records); those take no snapshot, because snapshot format v1 has no
+	 * field for an expiry (issue 14's v2 adds it: then drop this rule). */
+	bool expiries = !concurrent && pc_below(rng, 3) == 0;
 	for (int i = 0; i < n; i++) {
 		wl_op *o = &ops[i];
 		memset(o, 0, sizeof *o);
@@ -168,7 +180,7 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 			continue;
 		}
 		if (r < 11) {
-			o->kind = 2;
+			o->kind = expiries ? 1 : 2;
 			continue;
 		}
 		/* The concurrent check finds each thread's state by searching
@@ -181,6 +193,11 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 		r = pc_below(rng, 100);
 		if (r < 8 && m.exists[o->key]) {
 			o->type = MF_OP_DEL;
+		} else if (r < 16 && o->key < 4 && m.exists[o->key] && expiries) {
+			/* An expiry in 2100 (absolute), or none: the record must
+			 * survive like any other; nothing expires in the run. */
+			o->type = MF_OP_EXPIRE;
+			o->delta = pc_below(rng, 2) ? 4102444800LL * 1000000000LL + i : 0;
 		} else if (o->key == KEY_COUNTER) {
 			o->type = r < 40 ? MF_OP_MULTI : MF_OP_INCRBY;
 			o->delta = (long long)pc_below(rng, 2000) - 1000;
@@ -199,7 +216,7 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 			o->type = MF_OP_RPUSH;
 		else
 			o->type = r < 25 ? MF_OP_SET : MF_OP_APPEND;
-		if (o->type != MF_OP_DEL && o->key < KEY_COUNTER) {
+		if (o->type != MF_OP_DEL && o->type != MF_OP_EXPIRE && o->key < KEY_COUNTER) {
 			/* Mostly small; sometimes several sectors; rarely past the
 			 * writer's inline limit (its own iovec). */
 			size_t pad = 0;
@@ -280,7 +297,7 @@ static int commit(mf_db *db, const wl_op *o)
 	mf_op op;
 	memset(&op, 0, sizeof op);
 	op.type = (uint8_t)o->type;
-	op.ktype = (uint8_t)key_ktype(o->key);
+	op.ktype = o->type == MF_OP_EXPIRE ? MF_T_NONE : (uint8_t)key_ktype(o->key);
 	op.arg = (uint64_t)o->delta;
 	if (o->type == MF_OP_MULTI) {
 		char ck[16], sk[16];
@@ -374,6 +391,11 @@ static bool store_matches(mf_db *db, int thread, const wl_op *ops, int m, char *
 				snprintf(why, whylen, "set %s: members %#x, expected %#x", name, got, md.smask);
 				ok = false;
 			}
+			mf_slice_unref(&ei.val);
+		} else if (r == 0 && ei.expire_ns != md.expire[k]) {
+			snprintf(why, whylen, "key %s: expiry %" PRId64 ", expected %" PRId64, name,
+			         ei.expire_ns, md.expire[k]);
+			ok = false;
 			mf_slice_unref(&ei.val);
 		} else if (r == 0) {
 			if (ei.val.len != md.len[k] ||
