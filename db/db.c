@@ -588,8 +588,8 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		db->wal = NULL;
 		goto fail;
 	}
-	if (mf_expire_start(&db->expire, db) != 0)
-		mf_log_warn("cannot start the expire cycle: expired keys are deleted when met");
+	if (mf_expire_start(&db->expire, db) != 0) /* then deleted when met */
+		mf_log_warn("cannot start the expire cycle");
 	return db;
 
 fail:

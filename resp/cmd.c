@@ -588,6 +588,40 @@ static int64_t expire_arg(client *c, const req *r, int i, bool ms, bool at, bool
 	return when <= 0 ? 1 : when > INT64_MAX / 1000000 ? INT64_MAX : when * 1000000;
 }
 
+/* SET's write once decided: over a key of type `type` (MF_T_NONE: none),
+ * with the expiry `when` (0: none).  With one, the SET (over any type) and
+ * its EXPIRE are one MULTI record: the key is never without its expiry,
+ * even across a crash; without, a type change is a DEL then the SET. */
+static int set_with_expiry(resp_ctx *x, const req *r, uint8_t type, int64_t when)
+{
+	int rc = 0;
+	if (when) {
+		mf_op sub[2] = {kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]),
+		                kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1])};
+		sub[0].val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		sub[0].arg = 1;
+		sub[1].arg = (uint64_t)when;
+		mf_op op = {0};
+		op.type = MF_OP_MULTI;
+		op.val = mf_multi_encode(sub, 2);
+		mf_op_clear(&sub[0]);
+		mf_op_clear(&sub[1]);
+		rc = mf_db_commit_notify(x->db, &op);
+		if (rc == 0 && op.sub[0].rc)
+			rc = op.sub[0].rc;
+		mf_op_clear(&op);
+		return rc;
+	}
+	if (type != MF_T_NONE && type != MF_T_STRING)
+		rc = del_key(x, r->argv[1], r->argl[1]);
+	if (rc == 0) {
+		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
+		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		rc = commit(x, &op);
+	}
+	return rc;
+}
+
 static void c_set(resp_ctx *x, client *c, req *r)
 {
 	bool nx = false, xx = false, get = false, keepttl = false;
@@ -646,35 +680,8 @@ static void c_set(resp_ctx *x, client *c, req *r)
 			r_nil(c);
 		goto out;
 	}
-	int rc = 0;
-	if (keepttl && exists)
-		when = e.expire_ns; /* SET drops it: give it back in the same record */
-	if (when) {
-		/* SET (over any type) and EXPIRE as one MULTI record: the key is
-		 * never without its expiry, even across a crash. */
-		mf_op sub[2] = {kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]),
-		                kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1])};
-		sub[0].val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
-		sub[0].arg = 1;
-		sub[1].arg = (uint64_t)when;
-		mf_op op = {0};
-		op.type = MF_OP_MULTI;
-		op.val = mf_multi_encode(sub, 2);
-		mf_op_clear(&sub[0]);
-		mf_op_clear(&sub[1]);
-		rc = mf_db_commit_notify(x->db, &op);
-		if (rc == 0 && op.sub[0].rc)
-			rc = op.sub[0].rc;
-		mf_op_clear(&op);
-	} else {
-		if (exists && e.type != MF_T_STRING)
-			rc = del_key(x, r->argv[1], r->argl[1]);
-		if (rc == 0) {
-			mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
-			op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
-			rc = commit(x, &op);
-		}
-	}
+	int rc = set_with_expiry(x, r, exists ? e.type : MF_T_NONE,
+	                         keepttl && exists ? e.expire_ns : when);
 	if (rc)
 		r_errno(c, rc);
 	else if (!get)
@@ -2349,8 +2356,7 @@ static void tx_queue(client *c, req *r)
 	r_simple(c, "QUEUED");
 }
 
-/* One queued command's sub-ops; *err: a reply decided without the store
- * (a bad argument, as Redis finds it at EXEC).  Returns the count added. */
+/* The sub-ops EXEC builds, in queue order. */
 typedef struct txbuild {
 	mf_op *ops;
 	int n, cap;
@@ -2367,34 +2373,15 @@ static mf_op *tx_add(txbuild *b, int type, int ktype, const char *k, size_t kn)
 	return o;
 }
 
-static void tx_build(const req *r, txbuild *b, const char **err)
+/* Strings and keys: SET DEL UNLINK INCR DECR INCRBY DECRBY INCRBYFLOAT
+ * APPEND.  false: not one of them. */
+static bool tx_build_string(const req *r, txbuild *b, const char **err, const char *k, size_t kn)
 {
-	const char *k = r->argc > 1 ? r->argv[1] : "";
-	size_t kn = r->argc > 1 ? r->argl[1] : 0;
 	long long d = 0;
-	*err = NULL;
-	if (r->argc > 1 && (kn == 0 || kn > MF_KEY_BYTES_MAX)) {
-		*err = "ERR memfluxfs does not support empty keys";
-		return;
-	}
-	switch (tx_kind(r)) {
-	case TX_READ:
-		/* One READ per key argument (MGET/EXISTS: all; others: argv[1]). */
-		for (int i = 1; i < r->argc; i++) {
-			if (i > 1 && !argis(r, 0, "mget") && !argis(r, 0, "exists"))
-				break;
-			tx_add(b, MF_OP_READ, MF_T_NONE, r->argv[i], r->argl[i]);
-		}
-		return;
-	case TX_PLAIN:
-		return;
-	default:
-		break;
-	}
 	if (argis(r, 0, "set")) {
 		if (r->argc != 3) {
 			*err = "ERR memfluxfs: SET options are not supported inside MULTI";
-			return;
+			return true;
 		}
 		mf_op *o = tx_add(b, MF_OP_SET, MF_T_STRING, k, kn);
 		o->val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
@@ -2408,11 +2395,11 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 		d = 1;
 		if (by && !parse_ll(r->argv[2], r->argl[2], &d)) {
 			*err = E_NOTINT;
-			return;
+			return true;
 		}
 		if (dec && d == LLONG_MIN) {
 			*err = "ERR decrement would overflow";
-			return;
+			return true;
 		}
 		tx_add(b, MF_OP_INCRBY, MF_T_STRING, k, kn)->arg = (uint64_t)(dec ? -d : d);
 	} else if (argis(r, 0, "incrbyfloat")) {
@@ -2421,11 +2408,20 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 	} else if (argis(r, 0, "append")) {
 		tx_add(b, MF_OP_APPEND, MF_T_STRING, k, kn)->val =
 			mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
-	} else if (argis(r, 0, "rpush") || argis(r, 0, "lpush")) {
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* Lists and sets: RPUSH LPUSH LPOP RPOP SADD SREM SMOVE.  false: not one. */
+static bool tx_build_coll(const req *r, txbuild *b, const char **err, const char *k, size_t kn)
+{
+	if (argis(r, 0, "rpush") || argis(r, 0, "lpush")) {
 		for (int i = 2; i < r->argc; i++)
 			if (memchr(r->argv[i], '\n', r->argl[i])) {
 				*err = E_NEWLINE;
-				return;
+				return true;
 			}
 		mf_op *o = tx_add(b, MF_OP_RPUSH, MF_T_LIST, k, kn);
 		mf_op_clear(o);
@@ -2433,7 +2429,7 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 	} else if (argis(r, 0, "lpop") || argis(r, 0, "rpop")) {
 		if (r->argc != 2) {
 			*err = "ERR memfluxfs: LPOP/RPOP with a count are not supported inside MULTI";
-			return;
+			return true;
 		}
 		tx_add(b, argis(r, 0, "lpop") ? MF_OP_LPOP : MF_OP_RPOP, MF_T_LIST, k, kn)->arg = 1;
 		tx_add(b, MF_OP_DEL, MF_T_LIST, k, kn)->arg = 1; /* emptied: gone, as Redis */
@@ -2443,7 +2439,7 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 		if (skipped && argis(r, 0, "sadd")) {
 			mf_slice_unref(&v);
 			*err = E_MEMBER_NL;
-			return;
+			return true;
 		}
 		tx_add(b, MF_OP_READ, MF_T_NONE, k, kn); /* its type, for WRONGTYPE */
 		if (v.len)
@@ -2454,7 +2450,16 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 		mf_op *o = tx_add(b, MF_OP_SMOVE, MF_T_SET, k, kn);
 		o->key2 = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
 		o->val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
-	} else if (argis(r, 0, "json.set")) {
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* JSON.SET JSON.NUMINCRBY JSON.ARRAPPEND JSON.STRAPPEND. */
+static void tx_build_json(const req *r, txbuild *b, const char **err, const char *k, size_t kn)
+{
+	if (argis(r, 0, "json.set")) {
 		size_t plen;
 		bool legacy;
 		char *path = json_path(r, 2, &plen, &legacy);
@@ -2501,6 +2506,35 @@ static void tx_build(const req *r, txbuild *b, const char **err)
 			o->val = mf_slice_from(r->argv[vi], r->argl[vi], r->argl[vi]);
 		}
 	}
+}
+
+/* Add one queued command's sub-ops to b; *err: a reply decided without
+ * the store (a bad argument, as Redis finds it at EXEC). */
+static void tx_build(const req *r, txbuild *b, const char **err)
+{
+	const char *k = r->argc > 1 ? r->argv[1] : "";
+	size_t kn = r->argc > 1 ? r->argl[1] : 0;
+	*err = NULL;
+	if (r->argc > 1 && (kn == 0 || kn > MF_KEY_BYTES_MAX)) {
+		*err = "ERR memfluxfs does not support empty keys";
+		return;
+	}
+	switch (tx_kind(r)) {
+	case TX_READ:
+		/* One READ per key argument (MGET/EXISTS: all; others: argv[1]). */
+		for (int i = 1; i < r->argc; i++) {
+			if (i > 1 && !argis(r, 0, "mget") && !argis(r, 0, "exists"))
+				break;
+			tx_add(b, MF_OP_READ, MF_T_NONE, r->argv[i], r->argl[i]);
+		}
+		return;
+	case TX_PLAIN:
+		return;
+	default:
+		break;
+	}
+	if (!tx_build_string(r, b, err, k, kn) && !tx_build_coll(r, b, err, k, kn))
+		tx_build_json(r, b, err, k, kn);
 }
 
 /* The reply of one queued write from its sub-ops' results. */
