@@ -1973,10 +1973,10 @@ static void c_json_numincrby(resp_ctx *x, client *c, req *r)
 	            mf_slice_from(r->argv[3], r->argl[3], r->argl[3]));
 }
 
-static void c_json_arrappend(resp_ctx *x, client *c, req *r)
+/* JSON.ARRAPPEND's values (argv[3..]) as one JSON array "[v1,v2,...]":
+ * the op's argument (each is checked by the store as part of it). */
+static mf_slice arrappend_values(const req *r)
 {
-	/* The values as one JSON array: "[v1,v2,...]" (each is checked by
-	 * the store as part of it). */
 	rbuf b = {0};
 	rb_put(&b, "[", 1);
 	for (int i = 3; i < r->argc; i++) {
@@ -1987,7 +1987,12 @@ static void c_json_arrappend(resp_ctx *x, client *c, req *r)
 	rb_put(&b, "]", 1);
 	mf_slice v = mf_slice_from(b.p, b.len, b.len);
 	free(b.p);
-	json_update(x, c, r, MF_OP_JSON_ARRAPPEND, 2, v);
+	return v;
+}
+
+static void c_json_arrappend(resp_ctx *x, client *c, req *r)
+{
+	json_update(x, c, r, MF_OP_JSON_ARRAPPEND, 2, arrappend_values(r));
 }
 
 static void c_json_strappend(resp_ctx *x, client *c, req *r)
@@ -2491,16 +2496,7 @@ static void tx_build_json(const req *r, txbuild *b, const char **err, const char
 		o->key2 = mf_slice_from(path, plen, plen);
 		free(path);
 		if (arr) {
-			rbuf v = {0};
-			rb_put(&v, "[", 1);
-			for (int i = 3; i < r->argc; i++) {
-				if (i > 3)
-					rb_put(&v, ",", 1);
-				rb_put(&v, r->argv[i], r->argl[i]);
-			}
-			rb_put(&v, "]", 1);
-			o->val = mf_slice_from(v.p, v.len, v.len);
-			free(v.p);
+			o->val = arrappend_values(r);
 		} else {
 			int vi = r->argc - 1;
 			o->val = mf_slice_from(r->argv[vi], r->argl[vi], r->argl[vi]);
