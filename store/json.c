@@ -6,14 +6,10 @@
  *      that decides whether bytes are JSON.  One pass, no recursion, a fixed
  *      MF_JSON_MAX_DEPTH-byte stack of open brackets, so adversarial input
  *      (100k '[') costs O(n) and cannot overflow the C stack.
- *   2. Path get/set/del: one forward scan over a document already known
- *      valid (mf_json_validate() passed it, or the store holds it: the
- *      *_doc entry points), skipping sibling values by brackets and string
- *      quotes, no token array.  It reads only the containers on the path,
- *      up to the member (to their end for objects: the last duplicate name
- *      wins), so a member read or update of a 50 MB document costs one pass
- *      at most and no re-parse (issue 12: it was tokenized two or three
- *      times per call, and a store update called it twice).
+ *   2. Path get/set: jsmn tokenizes a document that mf_json_validate() has
+ *      already accepted.  On valid input jsmn's token spans are exact, and
+ *      with JSMN_PARENT_LINKS closing a bracket is O(1) instead of a scan
+ *      back over all tokens, so tokenizing stays linear.
  * See json.h for the contract and the implementation-defined choices.
  */
 #include "json.h"
@@ -21,12 +17,19 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
 
+/* jsmn is header-only: this file is the single translation unit that
+ * instantiates it, and JSMN_STATIC keeps its symbols private so another
+ * module including jsmn.h cannot clash at link time. */
+#define JSMN_STATIC
+#define JSMN_PARENT_LINKS
+#include <jsmn.h>
 
 /* ------------------------------------------------------------------ */
 /* Validator                                                           */
@@ -403,7 +406,7 @@ int mf_json_validate(const char *p, size_t n, size_t *err_off, const char **why)
 /* Paths                                                               */
 /* ------------------------------------------------------------------ */
 
-enum step_kind { STEP_MEMBER, STEP_INDEX };
+enum step_kind { STEP_MEMBER, STEP_INDEX, STEP_WILD };
 
 typedef struct step {
 	enum step_kind kind;
@@ -411,6 +414,8 @@ typedef struct step {
 	size_t namelen;
 	int quoted;       /* bracketed: backslash escapes the next byte */
 	size_t index;
+	int neg;          /* [-N]: index counts from the end (index = N >= 1) */
+	int desc;         /* ..: the step applies at any depth below (reads) */
 } step;
 
 static int is_name_char(unsigned char c)
@@ -426,9 +431,23 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 
 	if (i >= len)
 		return 0;
+	st->desc = 0;
+	st->neg = 0;
+	if (p[i] == '.' && i + 1 < len && p[i + 1] == '.') {
+		/* ..name, ..*, ..[...]: recursive descent */
+		st->desc = 1;
+		i++;
+		if (i + 1 < len && p[i + 1] == '[')
+			i++;
+	}
 	if (p[i] == '.') {
 		size_t start = ++i;
 
+		if (i < len && p[i] == '*') {
+			st->kind = STEP_WILD;
+			*pos = i + 1;
+			return 1;
+		}
 		while (i < len && is_name_char(p[i]))
 			i++;
 		if (i == start)
@@ -441,7 +460,10 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 		i++;
 		if (i >= len)
 			return -EINVAL;
-		if (p[i] == '\'' || p[i] == '"') {
+		if (p[i] == '*') {
+			st->kind = STEP_WILD;
+			i++;
+		} else if (p[i] == '\'' || p[i] == '"') {
 			unsigned char q = p[i];
 			size_t start = ++i, k;
 
@@ -467,9 +489,14 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 			st->namelen = i - start;
 			st->quoted = 1;
 			i++;
-		} else if (is_digit(p[i])) {
+		} else if (is_digit(p[i]) || (p[i] == '-' && i + 1 < len && p[i + 1] >= '1' &&
+		                               p[i + 1] <= '9')) {
 			size_t v = 0;
 
+			if (p[i] == '-') {
+				st->neg = 1; /* [-1] is the last element */
+				i++;
+			}
 			if (p[i] == '0' && i + 1 < len && is_digit(p[i + 1]))
 				return -EINVAL;
 			while (i < len && is_digit(p[i])) {
@@ -631,6 +658,54 @@ static int name_matches(const step *st, const char *key, size_t keylen)
 /* Tokens and walking                                                  */
 /* ------------------------------------------------------------------ */
 
+static int tokenize(const char *doc, size_t n, jsmntok_t **out, int *ntok)
+{
+	jsmn_parser ps;
+	jsmntok_t *t;
+	int cnt, r;
+
+	/* Two passes: count, then fill.  Cheaper in memory than sizing for
+	 * the worst case (one token per byte). */
+	jsmn_init(&ps);
+	cnt = jsmn_parse(&ps, doc, n, NULL, 0);
+	if (cnt < 1)
+		return -EINVAL;
+	t = malloc((size_t)cnt * sizeof(*t));
+	if (t == NULL)
+		return -ENOMEM;
+	jsmn_init(&ps);
+	r = jsmn_parse(&ps, doc, n, t, (unsigned)cnt);
+	if (r != cnt) {
+		free(t);
+		return -EINVAL;
+	}
+	*out = t;
+	*ntok = cnt;
+	return 0;
+}
+
+/* jsmn string spans exclude the quotes; ours include them. */
+static size_t tok_off(const jsmntok_t *t)
+{
+	return (size_t)t->start - (t->type == JSMN_STRING ? 1 : 0);
+}
+
+static size_t tok_end(const jsmntok_t *t)
+{
+	return (size_t)t->end + (t->type == JSMN_STRING ? 1 : 0);
+}
+
+/* Index of the token after value v and all its descendants.  Tokens are
+ * in document order and a descendant starts before its ancestor ends. */
+static int skip_value(const jsmntok_t *t, int ntok, int v)
+{
+	int k = v + 1;
+
+	while (k < ntok && t[k].start < t[v].end)
+		k++;
+	return k;
+}
+
 typedef struct walk_res {
 	size_t off, len;  /* found: span of the value */
 	size_t elem_off;  /* found: where its member (key) or element starts */
@@ -638,8 +713,680 @@ typedef struct walk_res {
 	size_t ins_off;   /* where to insert the new member */
 	int empty;        /* the object had no members */
 	step last;        /* the member step to add */
-	size_t steps;     /* path steps walked: containers around the value */
+	int tok;          /* found: the value's token */
+	size_t steps;     /* path steps walked (scan_walk): containers around the value */
 } walk_res;
+
+/* allow_add: a missing final member of an existing object is reported as
+ * res->add instead of -ENOENT. */
+static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
+		size_t pathlen, int allow_add, walk_res *res)
+{
+	size_t pos = 1;
+	int cur = 0;
+	step st;
+	int rc;
+
+	while ((rc = path_next(path, pathlen, &pos, &st)) > 0) {
+		int j = cur + 1, k;
+
+		if (st.kind == STEP_WILD || st.desc)
+			return -EINVAL; /* several matches: only reads take them */
+		if (st.kind == STEP_MEMBER) {
+			int found = -1, found_key = -1;
+			size_t last_end = (size_t)t[cur].start + 1;
+
+			if (t[cur].type != JSMN_OBJECT)
+				return -ENOENT;
+			for (k = 0; k < t[cur].size; k++) {
+				if (j + 1 >= ntok || t[j].type != JSMN_STRING)
+					return -EINVAL; /* not on validated text */
+				/* No break: with duplicate names the last one
+				 * wins, as in Python, jq and RedisJSON (and as a
+				 * reader of the whole document sees it). */
+				if (name_matches(&st, doc + t[j].start,
+						 (size_t)(t[j].end - t[j].start)))
+					found = j + 1, found_key = j;
+				last_end = tok_end(&t[j + 1]);
+				j = skip_value(t, ntok, j + 1);
+			}
+			if (found < 0) {
+				if (!allow_add || pos < pathlen)
+					return -ENOENT;
+				res->add = 1;
+				res->ins_off = last_end;
+				res->empty = t[cur].size == 0;
+				res->last = st;
+				return 0;
+			}
+			cur = found;
+			res->elem_off = tok_off(&t[found_key]);
+		} else {
+			if (t[cur].type != JSMN_ARRAY)
+				return -ENOENT;
+			if (st.neg) {
+				if (st.index > (size_t)t[cur].size)
+					return -ENOENT;
+				st.index = (size_t)t[cur].size - st.index;
+			}
+			if (st.index >= (size_t)t[cur].size)
+				return -ENOENT;
+			for (k = 0; (size_t)k < st.index; k++) {
+				if (j >= ntok)
+					return -EINVAL;
+				j = skip_value(t, ntok, j);
+			}
+			if (j >= ntok)
+				return -EINVAL;
+			cur = j;
+			res->elem_off = tok_off(&t[j]);
+		}
+	}
+	if (rc < 0)
+		return rc;
+	res->add = 0;
+	res->tok = cur;
+	res->off = tok_off(&t[cur]);
+	res->len = tok_end(&t[cur]) - res->off;
+	return 0;
+}
+
+/* Span of p without RFC whitespace on either side. */
+static void trim(const char *p, size_t n, size_t *off, size_t *len)
+{
+	size_t a = 0, b = n;
+
+	while (a < b && is_ws((unsigned char)p[a]))
+		a++;
+	while (b > a && is_ws((unsigned char)p[b - 1]))
+		b--;
+	*off = a;
+	*len = b - a;
+}
+
+/* Tokenize doc and walk path through it (allow_add: a missing last member
+ * may be added, for set).  0 with *res filled, or -errno. */
+static int resolve(const char *doc, size_t n, const char *path, size_t pathlen, int allow_add,
+                   walk_res *res)
+{
+	jsmntok_t *t;
+	int ntok;
+	int rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	memset(res, 0, sizeof(*res));
+	rc = walk(doc, t, ntok, path, pathlen, allow_add, res);
+	free(t);
+	return rc;
+}
+
+/* What every path read checks first: the path's syntax, the document's
+ * size (jsmn's int offsets) and that it is JSON (checked, not trusted). */
+static int doc_path_ok(const char *doc, size_t n, const char *path, size_t pathlen)
+{
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (n > INT_MAX)
+		return -E2BIG;
+	return mf_json_validate(doc, n, NULL, NULL) < 0 ? -EINVAL : 0;
+}
+
+int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     size_t *out_off, size_t *out_len)
+{
+	walk_res res;
+	int rc;
+
+	rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen == 1) {
+		trim(doc, n, out_off, out_len);
+		return 0;
+	}
+	rc = resolve(doc, n, path, pathlen, 0, &res);
+	if (rc < 0)
+		return rc;
+	*out_off = res.off;
+	*out_len = res.len;
+	return 0;
+}
+
+/* Write the decoded path name as JSON string content (no quotes). Returns
+ * the byte count; with dst == NULL only counts. */
+static size_t emit_name(const step *st, char *dst)
+{
+	static const char hexd[] = "0123456789abcdef";
+	pcur c = { (const unsigned char *)st->name, st->namelen, 0, st->quoted };
+	size_t n = 0;
+	int b;
+
+	while ((b = pcur_next(&c)) >= 0) {
+		if (b == '"' || b == '\\') {
+			if (dst) {
+				dst[n] = '\\';
+				dst[n + 1] = (char)b;
+			}
+			n += 2;
+		} else if (b < 0x20) {
+			if (dst) {
+				memcpy(dst + n, "\\u00", 4);
+				dst[n + 4] = hexd[b >> 4];
+				dst[n + 5] = hexd[b & 15];
+			}
+			n += 6;
+		} else {
+			if (dst)
+				dst[n] = (char)b;
+			n++;
+		}
+	}
+	return n;
+}
+
+int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     const char *val, size_t vallen, char **out, size_t *outlen)
+{
+	size_t voff, vlen, total, pre, post_off;
+	walk_res res;
+	char *buf, *w;
+	int rc;
+
+	rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (mf_json_validate(val, vallen, NULL, NULL) < 0)
+		return -EINVAL;
+	if (vallen > INT_MAX)
+		return -E2BIG;
+
+	if (pathlen == 1) {
+		buf = malloc(vallen + 1);
+		if (buf == NULL)
+			return -ENOMEM;
+		memcpy(buf, val, vallen);
+		buf[vallen] = '\0';
+		*out = buf;
+		*outlen = vallen;
+		return 0;
+	}
+
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (mf_json_validate(doc, n, NULL, NULL) < 0)
+		return -EINVAL;
+	trim(val, vallen, &voff, &vlen);
+	rc = resolve(doc, n, path, pathlen, 1, &res);
+	if (rc < 0)
+		return rc;
+
+	/* Sizes: n and vlen are each <= INT_MAX and the name is bounded by
+	 * 6 * pathlen, so the sums below are checked only against INT_MAX. */
+	if (res.add) {
+		size_t nm = emit_name(&res.last, NULL);
+
+		if (nm > INT_MAX)
+			return -E2BIG;
+		pre = res.ins_off;
+		post_off = res.ins_off;
+		total = n + (res.empty ? 0 : 1) + 2 + nm + 1 + vlen;
+	} else {
+		pre = res.off;
+		post_off = res.off + res.len;
+		total = n - res.len + vlen;
+	}
+	if (total > INT_MAX)
+		return -E2BIG;
+
+	buf = malloc(total + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	w = buf;
+	memcpy(w, doc, pre);
+	w += pre;
+	if (res.add) {
+		if (!res.empty)
+			*w++ = ',';
+		*w++ = '"';
+		w += emit_name(&res.last, w);
+		*w++ = '"';
+		*w++ = ':';
+	}
+	memcpy(w, val + voff, vlen);
+	w += vlen;
+	memcpy(w, doc + post_off, n - post_off);
+	w += n - post_off;
+	*w = '\0';
+
+	/* Both inputs were valid, so only the combined nesting depth can
+	 * make the result invalid; checking the whole result also guards
+	 * against any splicing mistake ever reaching storage. */
+	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
+		free(buf);
+		return -EINVAL;
+	}
+	*out = buf;
+	*outlen = total;
+	return 0;
+}
+
+int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
+		     char **out, size_t *outlen)
+{
+	size_t a, b, total;
+	jsmntok_t *t;
+	walk_res res;
+	char *buf;
+	int ntok, rc;
+
+	rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen == 1)
+		return -EINVAL; /* the root is not a member: the caller deletes the key */
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (mf_json_validate(doc, n, NULL, NULL) < 0)
+		return -EINVAL;
+	rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	memset(&res, 0, sizeof(res));
+	rc = walk(doc, t, ntok, path, pathlen, 0, &res);
+	free(t);
+	if (rc < 0)
+		return rc;
+	/* Cut [a, b): the member (key through value) or element, with the
+	 * comma that follows it, or else the one before it (last of several);
+	 * an only member leaves its container empty.  Whitespace outside the
+	 * cut stays where it was. */
+	a = res.elem_off;
+	b = res.off + res.len;
+	{
+		size_t k = b;
+
+		while (k < n && is_ws((unsigned char)doc[k]))
+			k++;
+		if (k < n && doc[k] == ',') {
+			/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
+			b = k + 1;
+			while (b < n && is_ws((unsigned char)doc[b]))
+				b++;
+		} else {
+			k = a;
+			while (k > 0 && is_ws((unsigned char)doc[k - 1]))
+				k--;
+			if (k > 0 && doc[k - 1] == ',')
+				a = k - 1;
+		}
+	}
+	total = n - (b - a);
+	buf = malloc(total + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	memcpy(buf, doc, a);
+	memcpy(buf + a, doc + b, n - b);
+	buf[total] = '\0';
+	/* As in set: never let a splicing mistake reach storage. */
+	if (mf_json_validate(buf, total, NULL, NULL) < 0) {
+		free(buf);
+		return -EINVAL;
+	}
+	*out = buf;
+	*outlen = total;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads with several matches ([*], .., .*)                            */
+/* ------------------------------------------------------------------ */
+
+int mf_json_path_multi(const char *path, size_t pathlen)
+{
+	size_t pos = 1;
+	step st;
+	int rc;
+
+	if (mf_json_path_check(path, pathlen) < 0)
+		return -EINVAL;
+	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
+		if (st.kind == STEP_WILD || st.desc)
+			return 1;
+	return 0;
+}
+
+/* A growing list of token indices. */
+typedef struct tlist {
+	int *v;
+	size_t n, cap;
+} tlist;
+
+static int tl_push(tlist *l, int k)
+{
+	if (l->n == l->cap) {
+		size_t c = l->cap ? l->cap * 2 : 16;
+		int *nv = realloc(l->v, c * sizeof *nv);
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = c;
+	}
+	l->v[l->n++] = k;
+	return 0;
+}
+
+/* Apply one (non-descending) step to container token c, adding matches in
+ * document order. */
+static int step_matches(const char *doc, const jsmntok_t *t, int ntok, int c, const step *st,
+                        tlist *out)
+{
+	int j = c + 1, k, rc = 0;
+
+	if (t[c].type == JSMN_OBJECT && st->kind != STEP_INDEX) {
+		int found = -1;
+
+		for (k = 0; k < t[c].size && rc == 0; k++) {
+			if (j + 1 >= ntok)
+				return -EINVAL;
+			if (st->kind == STEP_WILD)
+				rc = tl_push(out, j + 1);
+			else if (name_matches(st, doc + t[j].start, (size_t)(t[j].end - t[j].start)))
+				found = j + 1; /* the last duplicate, as everywhere */
+			j = skip_value(t, ntok, j + 1);
+		}
+		if (found >= 0 && rc == 0)
+			rc = tl_push(out, found);
+	} else if (t[c].type == JSMN_ARRAY && st->kind != STEP_MEMBER) {
+		size_t want = st->index, size = (size_t)t[c].size;
+
+		if (st->kind == STEP_INDEX && st->neg) {
+			if (want > size)
+				return 0;
+			want = size - want;
+		}
+		for (k = 0; (size_t)k < size && rc == 0; k++) {
+			if (j >= ntok)
+				return -EINVAL;
+			if (st->kind == STEP_WILD || (size_t)k == want)
+				rc = tl_push(out, j);
+			j = skip_value(t, ntok, j);
+		}
+	}
+	return rc;
+}
+
+int mf_json_query(const char *doc, size_t n, const char *path, size_t pathlen, char **out,
+                  size_t *outlen)
+{
+	jsmntok_t *t;
+	int ntok, rc;
+	tlist cur = {0}, next = {0};
+	size_t pos = 1;
+	step st;
+
+	rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	rc = tl_push(&cur, 0);
+	while (rc == 0 && (rc = path_next(path, pathlen, &pos, &st)) > 0) {
+		rc = 0;
+		next.n = 0;
+		for (size_t i = 0; i < cur.n && rc == 0; i++) {
+			int c = cur.v[i];
+			if (!st.desc) {
+				rc = step_matches(doc, t, ntok, c, &st, &next);
+				continue;
+			}
+			/* ..: c and every container below it, in document order
+			 * (tokens are in pre-order). */
+			int end = skip_value(t, ntok, c);
+			for (int k = c; k < end && rc == 0; k++)
+				if (t[k].type == JSMN_OBJECT || t[k].type == JSMN_ARRAY)
+					rc = step_matches(doc, t, ntok, k, &st, &next);
+		}
+		tlist sw = cur;
+		cur = next;
+		next = sw;
+	}
+	if (rc == 0) {
+		size_t total = 2;
+		for (size_t i = 0; i < cur.n; i++)
+			total += tok_end(&t[cur.v[i]]) - tok_off(&t[cur.v[i]]) + 1;
+		char *b = malloc(total + 1);
+		if (!b) {
+			rc = -ENOMEM;
+		} else {
+			size_t w = 0;
+			b[w++] = '[';
+			for (size_t i = 0; i < cur.n; i++) {
+				size_t o = tok_off(&t[cur.v[i]]), l = tok_end(&t[cur.v[i]]) - o;
+				if (i)
+					b[w++] = ',';
+				memcpy(b + w, doc + o, l);
+				w += l;
+			}
+			b[w++] = ']';
+			b[w] = '\0';
+			*out = b;
+			*outlen = w;
+		}
+	}
+	free(cur.v);
+	free(next.v);
+	free(t);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Atomic updates: NUMINCRBY, ARRAPPEND, STRAPPEND                     */
+/* ------------------------------------------------------------------ */
+
+/* A JSON number that is an integer (no fraction, no exponent). */
+static int is_int_text(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
+			return 0;
+	return 1;
+}
+
+/* Shortest text that reads back as v, with ".0" when it would look like
+ * an integer (a float stays a float, as in RedisJSON). */
+static size_t format_double(double v, char *buf)
+{
+	int l = 0;
+	for (int prec = 1; prec <= 17; prec++) {
+		l = snprintf(buf, MF_JSON_NUM_MAX, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	if (!strpbrk(buf, ".eE")) {
+		memcpy(buf + l, ".0", 3);
+		l += 2;
+	}
+	return (size_t)l;
+}
+
+int mf_json_numincrby(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *inc, size_t inclen, char **out, size_t *outlen, char *num,
+                      size_t *numlen)
+{
+	size_t ioff, ilen;
+	walk_res res;
+	int rc;
+
+	trim(inc, inclen, &ioff, &ilen);
+	if (mf_json_validate(inc, inclen, NULL, NULL) < 0 || ilen == 0 ||
+	    !(inc[ioff] == '-' || is_digit((unsigned char)inc[ioff])) || ilen >= 64)
+		return -EINVAL; /* not a number */
+	rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen == 1) {
+		trim(doc, n, &res.off, &res.len);
+	} else {
+		rc = resolve(doc, n, path, pathlen, 0, &res);
+		if (rc < 0)
+			return rc;
+	}
+	const char *v = doc + res.off;
+	if (res.len == 0 || res.len >= 64 || !(v[0] == '-' || is_digit((unsigned char)v[0])))
+		return -EDOM; /* the member is not a number */
+	char a[64], b[64];
+	memcpy(a, v, res.len);
+	a[res.len] = '\0';
+	memcpy(b, inc + ioff, ilen);
+	b[ilen] = '\0';
+	long long x, y, z;
+	char *e1, *e2;
+	errno = 0;
+	x = strtoll(a, &e1, 10);
+	y = strtoll(b, &e2, 10);
+	if (is_int_text(a, res.len) && is_int_text(b, ilen) && errno == 0 && !*e1 && !*e2 &&
+	    !__builtin_add_overflow(x, y, &z)) {
+		*numlen = (size_t)snprintf(num, MF_JSON_NUM_MAX, "%lld", z);
+	} else {
+		double d = strtod(a, NULL) + strtod(b, NULL);
+		if (d != d || d - d != 0)
+			return -ERANGE; /* NaN or infinite: not JSON */
+		*numlen = format_double(d, num);
+	}
+	return mf_json_set_path(doc, n, path, pathlen, num, *numlen, out, outlen);
+}
+
+/* Bytes of a JSON string's content once decoded (s: inside the quotes). */
+static uint64_t decoded_len(const char *s, size_t n)
+{
+	kcur c = { (const unsigned char *)s, n, 0, { 0 }, 0, 0 };
+	uint64_t k = 0;
+	while (kcur_next(&c) >= 0)
+		k++;
+	return k;
+}
+
+/* Resolve path (single match) to a token index. */
+static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathlen,
+                       jsmntok_t **tp, int *ntokp, int *tok)
+{
+	int rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	rc = tokenize(doc, n, tp, ntokp);
+	if (rc < 0)
+		return rc;
+	walk_res res;
+	memset(&res, 0, sizeof res);
+	rc = walk(doc, *tp, *ntokp, path, pathlen, 0, &res);
+	if (rc < 0) {
+		free(*tp);
+		return rc;
+	}
+	*tok = res.tok;
+	return 0;
+}
+
+/* doc with ins[0..ilen) inserted at off (malloc'd), validated. */
+static int splice_in(const char *doc, size_t n, size_t off, const char *pre, size_t plen,
+                     const char *ins, size_t ilen, char **out, size_t *outlen)
+{
+	size_t total = n + plen + ilen;
+	if (total > INT_MAX)
+		return -E2BIG;
+	char *b = malloc(total + 1);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, doc, off);
+	memcpy(b + off, pre, plen);
+	memcpy(b + off + plen, ins, ilen);
+	memcpy(b + off + plen + ilen, doc + off, n - off);
+	b[total] = '\0';
+	if (mf_json_validate(b, total, NULL, NULL) < 0) { /* depth, or a splicing mistake */
+		free(b);
+		return -EINVAL;
+	}
+	*out = b;
+	*outlen = total;
+	return 0;
+}
+
+/* An update's argument: valid JSON whose value starts with `first` ('['
+ * an array, '"' a string); its span without blanks in *off, *len. */
+static int update_arg(const char *p, size_t n, char first, size_t *off, size_t *len)
+{
+	trim(p, n, off, len);
+	if (mf_json_validate(p, n, NULL, NULL) < 0 || *len < 2 || p[*off] != first)
+		return -EINVAL;
+	return 0;
+}
+
+int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *vals, size_t vlen, char **out, size_t *outlen, uint64_t *newlen)
+{
+	size_t voff, vl;
+	if (update_arg(vals, vlen, '[', &voff, &vl) < 0)
+		return -EINVAL;
+	jsmntok_t *vt;
+	int nvt, rc = tokenize(vals + voff, vl, &vt, &nvt);
+	if (rc < 0)
+		return rc;
+	int added = vt[0].size;
+	free(vt);
+	/* The values' text: inside the brackets, blanks trimmed. */
+	size_t ioff, ilen;
+	trim(vals + voff + 1, vl - 2, &ioff, &ilen);
+	const char *ins = vals + voff + 1 + ioff;
+	if (added == 0)
+		return -EINVAL;
+	jsmntok_t *t;
+	int ntok, a;
+	rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	if (rc < 0)
+		return rc;
+	if (t[a].type != JSMN_ARRAY) {
+		free(t);
+		return -EDOM;
+	}
+	int size = t[a].size;
+	size_t at = tok_off(&t[a]) + 1; /* empty: right after '[' */
+	int j = a + 1;
+	for (int k = 0; k < size; k++) {
+		at = tok_end(&t[j]); /* after the last element */
+		j = skip_value(t, ntok, j);
+	}
+	free(t);
+	rc = splice_in(doc, n, at, ",", size ? 1 : 0, ins, ilen, out, outlen);
+	if (rc == 0)
+		*newlen = (uint64_t)size + (uint64_t)added;
+	return rc;
+}
+
+int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *str, size_t slen, char **out, size_t *outlen, uint64_t *newlen)
+{
+	size_t soff, sl;
+	if (update_arg(str, slen, '"', &soff, &sl) < 0)
+		return -EINVAL;
+	jsmntok_t *t;
+	int ntok, a;
+	int rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	if (rc < 0)
+		return rc;
+	if (t[a].type != JSMN_STRING) {
+		free(t);
+		return -EDOM;
+	}
+	size_t at = (size_t)t[a].end; /* the closing quote */
+	uint64_t before = decoded_len(doc + t[a].start, (size_t)(t[a].end - t[a].start));
+	free(t);
+	rc = splice_in(doc, n, at, "", 0, str + soff + 1, sl - 2, out, outlen);
+	if (rc == 0)
+		*newlen = before + decoded_len(str + soff + 1, sl - 2);
+	return rc;
+}
 
 /* ---- one pass over a valid document ------------------------------------ */
 
@@ -693,7 +1440,7 @@ static size_t next_struct(const char *d, size_t n, size_t i)
 }
 
 /* The value starting at d[i]: the index after it. */
-static size_t skip_value(const char *d, size_t n, size_t i)
+static size_t scan_skip(const char *d, size_t n, size_t i)
 {
 	if (i >= n)
 		return n;
@@ -745,7 +1492,7 @@ static int scan_walk(const char *doc, size_t n, const char *path, size_t pathlen
 					return -EINVAL; /* not on valid text */
 				size_t kend = skip_string(doc, n, i);
 				size_t v = blank_end(doc, n, blank_end(doc, n, kend) + 1); /* past ':' */
-				size_t vend = skip_value(doc, n, v);
+				size_t vend = scan_skip(doc, n, v);
 				if (kend < i + 2 || v >= n)
 					return -EINVAL;
 				/* No break: with duplicate names the last one wins, as
@@ -781,7 +1528,7 @@ static int scan_walk(const char *doc, size_t n, const char *path, size_t pathlen
 			if (i >= n || doc[i] == ']')
 				return -ENOENT;
 			for (size_t k = 0; k < st.index; k++) {
-				i = blank_end(doc, n, skip_value(doc, n, i));
+				i = blank_end(doc, n, scan_skip(doc, n, i));
 				if (i >= n || doc[i] != ',')
 					return i < n ? -ENOENT : -EINVAL; /* ']': out of range */
 				i = blank_end(doc, n, i + 1);
@@ -796,7 +1543,7 @@ static int scan_walk(const char *doc, size_t n, const char *path, size_t pathlen
 		return rc;
 	res->add = 0;
 	res->off = cur;
-	res->len = skip_value(doc, n, cur) - cur;
+	res->len = scan_skip(doc, n, cur) - cur;
 	return 0;
 }
 
@@ -821,19 +1568,6 @@ static size_t value_depth(const char *d, size_t n)
 	return max;
 }
 
-/* Span of p without RFC whitespace on either side. */
-static void trim(const char *p, size_t n, size_t *off, size_t *len)
-{
-	size_t a = 0, b = n;
-
-	while (a < b && is_ws((unsigned char)p[a]))
-		a++;
-	while (b > a && is_ws((unsigned char)p[b - 1]))
-		b--;
-	*off = a;
-	*len = b - a;
-}
-
 int mf_json_get_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
                          size_t *out_off, size_t *out_len)
 {
@@ -853,62 +1587,6 @@ int mf_json_get_path_doc(const char *doc, size_t n, const char *path, size_t pat
 	*out_off = res.off;
 	*out_len = res.len;
 	return 0;
-}
-
-int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
-		     size_t *out_off, size_t *out_len)
-{
-	int rc = mf_json_path_check(path, pathlen);
-	if (rc < 0)
-		return rc;
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
-	return mf_json_get_path_doc(doc, n, path, pathlen, out_off, out_len);
-}
-
-/* Write the decoded path name as JSON string content (no quotes). Returns
- * the byte count; with dst == NULL only counts. */
-static size_t emit_name(const step *st, char *dst)
-{
-	static const char hexd[] = "0123456789abcdef";
-	pcur c = { (const unsigned char *)st->name, st->namelen, 0, st->quoted };
-	size_t n = 0;
-	int b;
-
-	while ((b = pcur_next(&c)) >= 0) {
-		if (b == '"' || b == '\\') {
-			if (dst) {
-				dst[n] = '\\';
-				dst[n + 1] = (char)b;
-			}
-			n += 2;
-		} else if (b < 0x20) {
-			if (dst) {
-				memcpy(dst + n, "\\u00", 4);
-				dst[n + 4] = hexd[b >> 4];
-				dst[n + 5] = hexd[b & 15];
-			}
-			n += 6;
-		} else {
-			if (dst)
-				dst[n] = (char)b;
-			n++;
-		}
-	}
-	return n;
-}
-
-int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
-		     const char *val, size_t vallen, char **out, size_t *outlen)
-{
-	int rc = mf_json_path_check(path, pathlen);
-	if (rc < 0)
-		return rc;
-	if (pathlen != 1 && n <= INT_MAX && mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
-	return mf_json_set_path_doc(doc, n, path, pathlen, val, vallen, out, outlen, NULL, NULL);
 }
 
 /* The result buffer: from the caller's allocator (the store builds its
@@ -997,21 +1675,6 @@ int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pat
 	*out = buf;
 	*outlen = total;
 	return 0;
-}
-
-int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
-		     char **out, size_t *outlen)
-{
-	int rc = mf_json_path_check(path, pathlen);
-	if (rc < 0)
-		return rc;
-	if (pathlen == 1)
-		return -EINVAL; /* the root is not a member: the caller deletes the key */
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
-	return mf_json_del_path_doc(doc, n, path, pathlen, out, outlen, NULL, NULL);
 }
 
 int mf_json_del_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,

@@ -9,9 +9,13 @@
  */
 #include "store.h"
 #include "json.h"
+#include "set.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +29,16 @@ typedef struct entry {
 	int64_t ctime_ns;
 	uint64_t version;
 	uint8_t type;
+	/* Sets: the members, and whether val holds their text.  The text is
+	 * made when a reader asks for it (under text_mu, see set_text) and
+	 * extended in place by SADD; SREM/SMOVE drop it.  So a set's val is a
+	 * cache: value_bytes counts mf_set_bytes, never val.len (vlen). */
+	bool text_ok;
+	mf_set *set;
+	/* Expiry: 0 or the absolute time; entries with one are on the store's
+	 * ring (tprev/tnext), which the active cycle walks. */
+	int64_t expire_ns;
+	struct entry *tprev, *tnext;
 	uint32_t cap_epoch; /* the last capture that has this key (walked or
 	                       pre-imaged); fits the struct's padding */
 } entry;
@@ -35,7 +49,9 @@ typedef struct capture {
 	bool active;
 	uint32_t epoch;
 	size_t cursor;      /* next bucket to walk */
-	size_t expect;      /* keys at begin: exactly this many items */
+	size_t expect;      /* keys at begin: items + skipped, exactly */
+	size_t skipped;     /* keys left out: expired at `now` */
+	int64_t now;        /* wall clock at begin (expiry cut-off, as export's) */
 	mf_item *items;
 	size_t n, cap;
 } capture;
@@ -45,7 +61,14 @@ struct mf_store {
 	entry **tab;
 	size_t nbuckets;    /* power of two */
 	size_t nkeys;
-	uint64_t ntype[4];
+	uint64_t ntype[MF_T_MAX_ + 1];
+	/* Builds a set's text under the read lock (several readers may ask at
+	 * once); writers hold the write lock and need not take it. */
+	pthread_mutex_t text_mu;
+	bool in_multi;      /* applying a MULTI's sub-ops (op.h: SET/DEL rules) */
+	entry *ttl;         /* ring of entries with an expiry; the cycle's next */
+	uint64_t nexpires;
+	uint64_t expired;
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
@@ -53,17 +76,18 @@ struct mf_store {
 	                       into under the write lock (the applier) */
 };
 
-/* FNV-1a is enough: keys come from one user's file names, not an attacker
- * probing for collisions over the network, and chains stay short on
- * average because the table doubles at load factor 1. */
+/* FNV-1a (set.c) is enough: keys come from one user's file names or local
+ * RESP clients, and chains stay short on average because the table
+ * doubles at load factor 1. */
 static uint64_t hash_key(const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 1099511628211ULL;
-	}
-	return h ^ (h >> 29);
+	return mf_hash_bytes(p, n);
+}
+
+/* The bytes a value counts for (stats, memory limit, EFBIG). */
+static uint64_t vlen(const entry *e)
+{
+	return e->set ? mf_set_bytes(e->set) : e->val.len;
 }
 
 mf_store *mf_store_new(void)
@@ -78,6 +102,7 @@ mf_store *mf_store_new(void)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&st->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&st->text_mu, NULL);
 	st->nbuckets = 1024;
 	st->tab = calloc(st->nbuckets, sizeof *st->tab);
 	if (!st->tab)
@@ -89,17 +114,29 @@ static void entry_free(entry *e)
 {
 	mf_slice_unref(&e->key);
 	mf_slice_unref(&e->val);
+	mf_set_free(e->set);
 	free(e);
 }
 
-static void cap_add(capture *c, const entry *e)
+static mf_slice value_ref(mf_store *st, entry *e);
+static bool expired_at(const entry *e, int64_t t);
+
+/* Take e into the capture as it is now.  A key already expired at the
+ * capture's time is left out, as an export leaves it (the snapshot cannot
+ * hold expiry times yet); counted, for the end's check. */
+static void cap_add(mf_store *st, entry *e)
 {
+	capture *c = &st->cap;
+	if (expired_at(e, c->now)) {
+		c->skipped++;
+		return;
+	}
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 1024;
 		c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
 	}
-	c->items[c->n++] = (mf_item){mf_slice_ref(e->key), e->type, mf_slice_ref(e->val),
-	                             e->mtime_ns, e->ctime_ns};
+	c->items[c->n++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
+	                             e->mtime_ns, e->ctime_ns, e->expire_ns};
 }
 
 /* The applier is about to change or remove e: if a capture is running and
@@ -110,7 +147,7 @@ static void cap_touch(mf_store *st, entry *e)
 {
 	capture *c = &st->cap;
 	if (c->active && e->cap_epoch != c->epoch) {
-		cap_add(c, e);
+		cap_add(st, e);
 		e->cap_epoch = c->epoch;
 	}
 }
@@ -131,6 +168,8 @@ static void flush_all(mf_store *st)
 	st->nkeys = 0;
 	memset(st->ntype, 0, sizeof st->ntype);
 	st->value_bytes = 0;
+	st->ttl = NULL;
+	st->nexpires = 0;
 }
 
 void mf_store_free(mf_store *st)
@@ -142,6 +181,7 @@ void mf_store_free(mf_store *st)
 	mf_store_items_free(st->cap.items, st->cap.n);
 	free(st->tab);
 	pthread_rwlock_destroy(&st->lock);
+	pthread_mutex_destroy(&st->text_mu);
 	free(st);
 }
 
@@ -195,12 +235,70 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->mtime_ns = e->ctime_ns = t;
 	e->version = ++st->version;
 	e->cap_epoch = st->cap.epoch; /* born after any capture in progress */
+	if (type == MF_T_SET) {
+		e->set = mf_set_new();
+		e->text_ok = true; /* empty */
+	}
 	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
 	e->next = *pp;
 	*pp = e;
 	st->nkeys++;
 	st->ntype[type]++;
 	return e;
+}
+
+/* ---- expiry ---- */
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Past its expiry at time t (an op's time_ns, or the wall clock). */
+static bool expired_at(const entry *e, int64_t t)
+{
+	return e && e->expire_ns && e->expire_ns <= t;
+}
+
+static void ttl_del(mf_store *st, entry *e)
+{
+	if (!e->expire_ns)
+		return;
+	if (e->tnext == e) {
+		st->ttl = NULL;
+	} else {
+		e->tprev->tnext = e->tnext;
+		e->tnext->tprev = e->tprev;
+		if (st->ttl == e)
+			st->ttl = e->tnext;
+	}
+	e->tprev = e->tnext = NULL;
+	e->expire_ns = 0;
+	st->nexpires--;
+}
+
+/* Set (when != 0) or clear an entry's expiry, keeping the ring. */
+static void set_expire(mf_store *st, entry *e, int64_t when)
+{
+	if (!when) {
+		ttl_del(st, e);
+		return;
+	}
+	if (!e->expire_ns) {
+		if (!st->ttl) {
+			e->tprev = e->tnext = e;
+			st->ttl = e;
+		} else { /* just behind the cycle's cursor: looked at last */
+			e->tnext = st->ttl;
+			e->tprev = st->ttl->tprev;
+			e->tprev->tnext = e;
+			st->ttl->tprev = e;
+		}
+		st->nexpires++;
+	}
+	e->expire_ns = when;
 }
 
 static void unlink_entry(mf_store *st, entry *e)
@@ -211,7 +309,29 @@ static void unlink_entry(mf_store *st, entry *e)
 	*pp = e->next;
 	st->nkeys--;
 	st->ntype[e->type]--;
-	st->value_bytes -= e->val.len;
+	st->value_bytes -= vlen(e);
+}
+
+/* Remove a key: out of the table and the expiry ring, freed. */
+static void drop_entry(mf_store *st, entry *e)
+{
+	cap_touch(st, e); /* a capture in progress keeps the key as it was */
+	unlink_entry(st, e);
+	ttl_del(st, e);
+	entry_free(e);
+}
+
+/* An op's view of a key: one past its expiry at the op's time is deleted
+ * first (op.h, expiry rule), so every op decides as replay will. */
+static entry *find_live(mf_store *st, mf_slice key, int64_t t)
+{
+	entry *e = find(st, key);
+	if (expired_at(e, t)) {
+		drop_entry(st, e);
+		st->expired++;
+		e = NULL;
+	}
+	return e;
 }
 
 uint64_t mf_count_lines(const char *p, size_t n)
@@ -244,18 +364,55 @@ int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const
 	return 0;
 }
 
+/* The new text of a counter (INCRBY/INCRBYFLOAT on e, absent: 0) in buf
+ * (MF_NUM_LD_BUF + 2 bytes), or -EINVAL (not a number: the value or the
+ * increment) / -ERANGE (overflow, NaN or infinity).  Shared by validate and
+ * apply.  *res: INCRBY's result. */
+static int counter_text(const entry *e, const mf_op *op, char *buf, size_t *len, long long *res)
+{
+	const char *p = e ? mf_slice_ptr(e->val) : "0";
+	size_t n = e ? e->val.len : 1;
+	bool nl;
+	int r;
+	if (op->type == MF_OP_INCRBY) {
+		long long v;
+		if ((r = mf_num_parse_ll(p, n, &v, &nl)) != 0 ||
+		    (r = mf_num_add_ll(v, (long long)op->arg, res)) != 0)
+			return r;
+		*len = (size_t)snprintf(buf, MF_NUM_LD_BUF, "%lld", *res);
+	} else {
+		long double v, inc;
+		bool inl;
+		if (mf_num_parse_ld(mf_slice_ptr(op->val), op->val.len, &inc, &inl) != 0 || inl ||
+		    (r = mf_num_parse_ld(p, n, &v, &nl)) != 0)
+			return -EINVAL;
+		v += inc;
+		if (isnan(v) || isinf(v))
+			return -ERANGE;
+		*len = mf_num_format_ld(v, buf);
+	}
+	if (nl) /* keep the mount's newline (echo 5 > /kv/c) */
+		buf[(*len)++] = '\n';
+	return 0;
+}
+
 /* Everything that can make an op fail, checked before anything changes. */
 static int validate(mf_store *st, const mf_op *op, entry *e)
 {
 	if (op->type == MF_OP_FLUSH)
 		return op->ktype == MF_T_NONE && op->key.len == 0 ? 0 : -EINVAL;
-	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || !valid_key(op->key))
+	if (st->in_multi && op->type == MF_OP_DEL && op->ktype == MF_T_NONE && valid_key(op->key))
+		return e ? 0 : -ENOENT; /* any type (MULTI's DEL) */
+	if (op->type == MF_OP_EXPIRE || op->type == MF_OP_EXPIRED) /* any type */
+		return op->ktype != MF_T_NONE || !valid_key(op->key) ? -EINVAL : e ? 0 : -ENOENT;
+	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
-	uint64_t cur = same ? e->val.len : 0;
+	uint64_t cur = same ? vlen(e) : 0;
 	if (op->val.len > MF_VALUE_MAX ||
-	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
-	     cur + op->val.len > MF_VALUE_MAX) ||
+	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH ||
+	      op->type == MF_OP_SADD) &&
+	     cur + op->val.len + 1 > MF_VALUE_MAX) ||
 	    (op->type == MF_OP_SETRANGE &&
 	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)) ||
 	    (op->type == MF_OP_WRITEV && op->arg > MF_VALUE_MAX))
@@ -264,7 +421,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_CREATE:
 		return e && !same ? -EEXIST : 0;
 	case MF_OP_SET:
-		if (e && !same)
+		if (e && !same && !(st->in_multi && op->arg == 1)) /* MULTI's SET: any type */
 			return -EEXIST;
 		return mf_value_check(op->ktype, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
 	case MF_OP_APPEND:
@@ -294,7 +451,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 			return -ENOENT;
 		/* arg 1: only an empty value (RESP deletes a list its pop
 		 * emptied, as Redis does, without racing a concurrent push). */
-		return op->arg == 0 ? 0 : op->arg == 1 && e->val.len == 0 ? 0 : -ENOTEMPTY;
+		return op->arg == 0 ? 0 : op->arg == 1 && vlen(e) == 0 ? 0 : -ENOTEMPTY;
 	case MF_OP_SETTIME:
 		return same ? 0 : -ENOENT;
 	case MF_OP_SETRANGE:
@@ -340,39 +497,89 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (!same)
 			return -ENOENT;
 		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	case MF_OP_JSON_NUMINCRBY:
+	case MF_OP_JSON_ARRAPPEND:
+	case MF_OP_JSON_STRAPPEND:
+		/* The document decides the rest (json_edit, in check and apply). */
+		if (op->ktype != MF_T_JSON)
+			return -EINVAL;
+		return same ? 0 : e ? -EEXIST : -ENOENT;
+	case MF_OP_INCRBY:
+	case MF_OP_INCRBYFLOAT: {
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		if (e && !same)
+			return -EEXIST;
+		char buf[MF_NUM_LD_BUF + 2];
+		size_t len;
+		long long res;
+		return counter_text(e, op, buf, &len, &res);
+	}
+	case MF_OP_SADD:
+		if (op->ktype != MF_T_SET || op->val.len == 0)
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_SREM:
+		if (op->ktype != MF_T_SET || op->val.len == 0)
+			return -EINVAL;
+		return same ? 0 : e ? -EEXIST : -ENOENT;
+	case MF_OP_SMOVE: {
+		if (op->ktype != MF_T_SET || !valid_key(op->key2) ||
+		    memchr(mf_slice_ptr(op->val), '\n', op->val.len))
+			return -EINVAL;
+		if (!same)
+			return e ? -EEXIST : -ENOENT;
+		entry *t = find(st, op->key2);
+		return t && t->type != MF_T_SET ? -EEXIST : 0;
+	}
 	default:
 		return -EINVAL;
 	}
 }
 
-/* json.c builds the edited document straight into a value buffer. */
-static char *json_out(void *ctx, size_t n)
+static bool json_path_op(int type)
 {
-	mf_slice *s = ctx;
-	*s = mf_slice_alloc(n, n);
-	return s->buf ? s->buf->data : NULL;
+	return type == MF_OP_JSON_SETPATH || type == MF_OP_JSON_DELPATH ||
+	       type == MF_OP_JSON_NUMINCRBY || type == MF_OP_JSON_ARRAPPEND ||
+	       type == MF_OP_JSON_STRAPPEND;
 }
 
-/* Edit a JSON document for JSON_SETPATH / JSON_DELPATH: the new text in
- * *out (a slice owning one reference), or -errno.  Shared by check
- * (prepare) and apply. */
-static int json_edit(const entry *e, const mf_op *op, mf_slice *out)
+/* Edit a JSON document for a JSON_* path op: the new text in *doc
+ * (malloc'd), or -errno.  Shared by check and apply.  res, num (at least
+ * MF_JSON_NUM_MAX bytes) and numlen: the op's result (a length, the new
+ * number); may be NULL for a check. */
+static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen, uint64_t *res,
+                     char *num, size_t *numlen)
 {
-	char *doc;
-	size_t dlen;
-	*out = MF_SLICE_EMPTY;
-	int r = op->type == MF_OP_JSON_DELPATH
-	            ? mf_json_del_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-	                                   op->key2.len, &doc, &dlen, json_out, out)
-	            : mf_json_set_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-	                                   op->key2.len, mf_slice_ptr(op->val), op->val.len, &doc,
-	                                   &dlen, json_out, out);
-	if (r) {
-		mf_slice_unref(out);
-		return r;
+	const char *d = mf_slice_ptr(e->val), *path = mf_slice_ptr(op->key2);
+	const char *v = mf_slice_ptr(op->val);
+	uint64_t r0;
+	char nb[MF_JSON_NUM_MAX];
+	size_t nl;
+	if (!res)
+		res = &r0;
+	if (!num)
+		num = nb, numlen = &nl;
+	switch (op->type) {
+	case MF_OP_JSON_NUMINCRBY:
+		return mf_json_numincrby(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         num, numlen);
+	case MF_OP_JSON_ARRAPPEND:
+		return mf_json_arrappend(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         res);
+	case MF_OP_JSON_STRAPPEND:
+		return mf_json_strappend(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         res);
+	default:
+		break;
 	}
-	out->len = dlen; /* without the NUL json.c adds */
-	return 0;
+	/* A stored document is valid JSON: one scan, no re-validation. */
+	if (op->type == MF_OP_JSON_DELPATH)
+		return mf_json_del_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+		                            op->key2.len, doc, dlen, NULL, NULL);
+	return mf_json_set_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+	                            op->key2.len, mf_slice_ptr(op->val), op->val.len, doc, dlen,
+	                            NULL, NULL);
 }
 
 /* A JSON_DELPATH of "$" deletes the whole document. */
@@ -388,21 +595,32 @@ static int check_op(mf_store *st, const mf_op *op, mf_op *keep)
 	pthread_rwlock_rdlock(&st->lock);
 	bool keyed = mf_op_has_key(op->type);
 	entry *e = keyed && op->key.len <= MF_KEY_BYTES_MAX ? find(st, op->key) : NULL;
+	if (op->type != MF_OP_EXPIRED && expired_at(e, op->time_ns ? op->time_ns : wall_ns()))
+		e = NULL; /* absent for the op (apply deletes it first) */
 	int r = !keyed || op->key.len <= MF_KEY_BYTES_MAX ? validate(st, op, e) : -EINVAL;
-	if (r == 0 && (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH) &&
-	    !json_del_root(op)) {
+	if (op->type == MF_OP_MULTI) {
+		/* Sub-ops fail or not at apply, one by one (Redis's EXEC): only
+		 * the record's shape is checked before it is logged. */
+		mf_op *subs;
+		size_t n;
+		r = op->key.len ? -EINVAL : mf_multi_decode(op->val, &subs, &n);
+		if (r == 0)
+			free(subs);
+	}
+	if (r == 0 && json_path_op(op->type) && !json_del_root(op)) {
 		/* Whether the path resolves depends on the document: try it, so
 		 * a missing path is refused before it is logged. */
-		mf_slice doc;
-		r = json_edit(e, op, &doc);
-		if (r == 0 && keep) {
+		char *doc = NULL;
+		size_t dlen;
+		r = json_edit(e, op, &doc, &dlen, NULL, NULL, NULL);
+		if (r == 0 && keep &&
+		    (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH)) {
 			mf_slice_unref(&keep->prep);
 			mf_slice_unref(&keep->prep_of);
-			keep->prep = doc;
+			keep->prep = mf_slice_from(doc, dlen, dlen);
 			keep->prep_of = mf_slice_ref(e->val);
-		} else {
-			mf_slice_unref(&doc);
 		}
+		free(doc);
 	}
 	pthread_rwlock_unlock(&st->lock);
 	return r;
@@ -498,6 +716,135 @@ static int apply_writev(mf_store *st, entry **ep, mf_op *op)
 	return 0;
 }
 
+/* ---- sets ---- */
+
+/* After changing e->set: the count, the store's bytes (from old), and the
+ * text cache (keep: SADD extended it in place). */
+static void set_changed(mf_store *st, entry *e, uint64_t old_bytes, bool keep_text)
+{
+	st->value_bytes = st->value_bytes - old_bytes + mf_set_bytes(e->set);
+	e->count = mf_set_count(e->set);
+	if (!keep_text) {
+		detach_key(e);
+		mf_slice_unref(&e->val);
+		e->text_ok = false;
+	}
+}
+
+typedef struct sadd_ctx {
+	entry *e;
+	uint64_t n;
+} sadd_ctx;
+
+static void sadd_one(void *ctx, const char *l, size_t len)
+{
+	sadd_ctx *a = ctx;
+	if (mf_set_add(a->e->set, l, len) != 1)
+		return;
+	a->n++;
+	if (a->e->text_ok) { /* in place: O(added), readers' slices unchanged */
+		mf_slice_append(&a->e->val, l, len);
+		mf_slice_append(&a->e->val, "\n", 1);
+	}
+}
+
+/* Replace the members by the lines of v (SET, TRUNCATE to 0).  v's bytes
+ * become the text when they are exactly the members, one per line. */
+static void set_replace(mf_store *st, entry *e, mf_slice v)
+{
+	uint64_t old = mf_set_bytes(e->set);
+	mf_set_free(e->set);
+	e->set = mf_set_new();
+	set_changed(st, e, old, false); /* drops the text: no appends below */
+	sadd_ctx a = {e, 0};
+	mf_lines_each(mf_slice_ptr(v), v.len, sadd_one, &a);
+	set_changed(st, e, 0, false); /* the new members' bytes and count */
+	if (a.n == mf_count_lines(mf_slice_ptr(v), v.len) && mf_set_bytes(e->set) == v.len) {
+		e->val = mf_slice_ref(v);
+		e->text_ok = true;
+	}
+}
+
+static void srem_one(void *ctx, const char *l, size_t len)
+{
+	sadd_ctx *a = ctx;
+	a->n += (uint64_t)mf_set_del(a->e->set, l, len);
+}
+
+/* SMOVE from e; false if nothing moved (not a member, or key2 = key). */
+static bool smove(mf_store *st, entry *e, mf_op *op)
+{
+	const char *m = mf_slice_ptr(op->val);
+	size_t n = op->val.len;
+	op->res = 0;
+	if (op->key2.len == op->key.len &&
+	    memcmp(mf_slice_ptr(op->key), mf_slice_ptr(op->key2), op->key.len) == 0) {
+		op->res = mf_set_has(e->set, m, n); /* Redis: no change */
+		return false;
+	}
+	uint64_t old = mf_set_bytes(e->set);
+	if (!mf_set_del(e->set, m, n))
+		return false;
+	op->res = 1;
+	set_changed(st, e, old, false);
+	entry *d = find(st, op->key2);
+	if (!d)
+		d = insert(st, own_key(op->key2, MF_SLICE_EMPTY), MF_T_SET, op->time_ns);
+	uint64_t dold = mf_set_bytes(d->set);
+	sadd_ctx a = {d, 0};
+	sadd_one(&a, m, n);
+	set_changed(st, d, dold, true);
+	d->mtime_ns = d->ctime_ns = op->time_ns;
+	d->version = ++st->version;
+	return true;
+}
+
+static int do_apply(mf_store *st, mf_op *op);
+static mf_slice value_ref(mf_store *st, entry *e);
+
+/* MULTI: every sub-op in order, each as apply would do it alone (a failed
+ * one changes nothing; the rest go on).  Sub-ops get their own copies of
+ * key and value, so no stored key or value keeps the whole record alive. */
+static int apply_multi(mf_store *st, mf_op *op)
+{
+	mf_op *subs;
+	size_t n;
+	int r = mf_multi_decode(op->val, &subs, &n);
+	if (r)
+		return r;
+	op->sub = mf_xmalloc((n ? n : 1) * sizeof *op->sub);
+	op->nsub = n;
+	memset(op->sub, 0, (n ? n : 1) * sizeof *op->sub);
+	st->in_multi = true;
+	for (size_t i = 0; i < n; i++) {
+		mf_op s = subs[i];
+		mf_op_result *res = &op->sub[i];
+		s.key = mf_slice_from(mf_slice_ptr(s.key), s.key.len, s.key.len);
+		s.key2 = mf_slice_from(mf_slice_ptr(s.key2), s.key2.len, s.key2.len);
+		s.val = mf_slice_from(mf_slice_ptr(s.val), s.val.len, s.val.len);
+		s.time_ns = op->time_ns;
+		if (s.type == MF_OP_READ) {
+			entry *e = s.key.len && s.key.len <= MF_KEY_BYTES_MAX ? find_live(st, s.key, s.time_ns)
+			                                                      : NULL;
+			res->rc = e ? 0 : -ENOENT;
+			if (e) {
+				res->type = e->type;
+				res->count = e->count;
+				res->out = value_ref(st, e);
+			}
+		} else {
+			res->rc = do_apply(st, &s);
+			res->res = s.res;
+			res->out = s.out;
+			s.out = MF_SLICE_EMPTY;
+		}
+		mf_op_clear(&s);
+	}
+	st->in_multi = false;
+	free(subs);
+	return 0;
+}
+
 /* APPEND, RPUSH, LPUSH: op->val joins one end of the key's value (the key
  * is created if need be); in place when the buffer has room. */
 static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
@@ -515,6 +862,8 @@ static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
 
 static int do_apply(mf_store *st, mf_op *op)
 {
+	if (op->type == MF_OP_MULTI)
+		return apply_multi(st, op);
 	if (op->type == MF_OP_FLUSH) {
 		int r = validate(st, op, NULL);
 		if (r == 0)
@@ -523,20 +872,33 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	if (op->key.len > MF_KEY_BYTES_MAX)
 		return -EINVAL;
-	entry *e = find(st, op->key);
+	int64_t t = op->time_ns;
+	entry *e = op->type == MF_OP_EXPIRED ? find(st, op->key) : find_live(st, op->key, t);
+	if ((op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) && op->key2.len &&
+	    op->key2.len <= MF_KEY_BYTES_MAX)
+		find_live(st, op->key2, t); /* an expired target is absent too */
 	int r = validate(st, op, e);
 	if (r)
 		return r;
-	int64_t t = op->time_ns;
-	/* Every op that gets here may change e (or, RENAME, its target): a
-	 * capture in progress takes them first.  (An op that then changes
-	 * nothing only costs a pre-image equal to the key as it is.) */
+	/* Every op that gets here may change e (or, RENAME/SMOVE, the key2
+	 * entry): a capture in progress takes them first.  (An op that then
+	 * changes nothing only costs a pre-image equal to the key as it is.)
+	 * Removals take theirs in drop_entry. */
 	if (e)
 		cap_touch(st, e);
-	if (op->type == MF_OP_RENAME) {
+	if ((op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) && op->key2.len &&
+	    op->key2.len <= MF_KEY_BYTES_MAX) {
 		entry *tgt = find(st, op->key2);
 		if (tgt)
 			cap_touch(st, tgt);
+	}
+	if (st->in_multi && ((op->type == MF_OP_SET && e && e->type != op->ktype) ||
+	                     (op->type == MF_OP_DEL && op->ktype == MF_T_NONE))) {
+		/* MULTI's Redis-style SET over another type, DEL of any type. */
+		drop_entry(st, e);
+		e = NULL;
+		if (op->type == MF_OP_DEL)
+			return 0;
 	}
 
 	switch (op->type) {
@@ -544,7 +906,31 @@ static int do_apply(mf_store *st, mf_op *op)
 		if (!e)
 			insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		return 0;
+	case MF_OP_EXPIRE: {
+		int64_t when = (int64_t)op->arg;
+		op->res = when || e->expire_ns;
+		if (when && when <= t)
+			drop_entry(st, e); /* Redis: an expiry in the past deletes */
+		else
+			set_expire(st, e, when);
+		return 0; /* the value did not change: no new version */
+	}
+	case MF_OP_EXPIRED:
+		op->res = expired_at(e, t);
+		if (op->res) {
+			drop_entry(st, e);
+			st->expired++;
+		}
+		return 0;
 	case MF_OP_SET: {
+		if (e)
+			set_expire(st, e, 0); /* a new value: no expiry (Redis's SET) */
+		if (op->ktype == MF_T_SET) {
+			if (!e)
+				e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+			set_replace(st, e, op->val);
+			break;
+		}
 		if (!e)
 			e = insert(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
 			           op->ktype, t);
@@ -567,7 +953,9 @@ static int do_apply(mf_store *st, mf_op *op)
 		op->res = op->type == MF_OP_RPUSH ? e->count : e->val.len;
 		break;
 	case MF_OP_TRUNCATE:
-		if (op->arg <= e->val.len) {
+		if (e->set) {
+			set_replace(st, e, MF_SLICE_EMPTY); /* validate: to 0 only */
+		} else if (op->arg <= e->val.len) {
 			/* Shrinking shares the buffer: a sub-slice, no copy. */
 			mf_slice v = mf_slice_ref(e->val);
 			v.len = op->arg;
@@ -583,8 +971,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		e->count = 0;
 		break;
 	case MF_OP_DEL:
-		unlink_entry(st, e);
-		entry_free(e);
+		drop_entry(st, e);
 		return 0;
 	case MF_OP_RENAME: {
 		if (op->key2.len == op->key.len &&
@@ -592,8 +979,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			return 0;
 		entry *tgt = find(st, op->key2);
 		if (tgt) {
-			unlink_entry(st, tgt);
-			entry_free(tgt);
+			drop_entry(st, tgt);
 		}
 		unlink_entry(st, e);
 		mf_slice_unref(&e->key);
@@ -604,7 +990,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		*pp = e;
 		st->nkeys++;
 		st->ntype[e->type]++;
-		st->value_bytes += e->val.len;
+		st->value_bytes += vlen(e);
 		e->ctime_ns = t;
 		e->version = ++st->version;
 		return 0;
@@ -693,26 +1079,89 @@ static int do_apply(mf_store *st, mf_op *op)
 		break;
 	case MF_OP_JSON_DELPATH:
 		if (json_del_root(op)) {
-			unlink_entry(st, e);
-			entry_free(e);
+			drop_entry(st, e);
 			return 0;
 		}
 		/* fall through */
-	case MF_OP_JSON_SETPATH: {
-		/* What prepare built from exactly this value (the same immutable
-		 * bytes, so the edit would give the same text; replay edits). */
+	case MF_OP_JSON_SETPATH:
+	case MF_OP_JSON_NUMINCRBY:
+	case MF_OP_JSON_ARRAPPEND:
+	case MF_OP_JSON_STRAPPEND: {
+		mf_slice v;
+		/* What prepare built from exactly this value (SETPATH, DELPATH:
+		 * the same immutable bytes give the same text; replay edits). */
 		if (op->prep.buf && op->prep_of.buf == e->val.buf && op->prep_of.off == e->val.off &&
 		    op->prep_of.len == e->val.len) {
-			set_val(st, e, mf_slice_ref(op->prep));
-			break;
+			v = mf_slice_ref(op->prep);
+		} else {
+			char *doc;
+			size_t dlen, numlen = 0;
+			char num[MF_JSON_NUM_MAX];
+			r = json_edit(e, op, &doc, &dlen, &op->res, num, &numlen);
+			if (r)
+				return r;
+			v = mf_slice_from(doc, dlen, dlen);
+			free(doc);
+			if (op->type == MF_OP_JSON_NUMINCRBY) {
+				mf_slice_unref(&op->out);
+				op->out = mf_slice_from(num, numlen, numlen);
+			}
 		}
-		mf_slice v;
-		r = json_edit(e, op, &v);
-		if (r)
-			return r;
 		set_val(st, e, v);
 		break;
 	}
+	case MF_OP_INCRBY:
+	case MF_OP_INCRBYFLOAT: {
+		char buf[MF_NUM_LD_BUF + 2];
+		size_t len;
+		long long res = 0;
+		r = counter_text(e, op, buf, &len, &res);
+		if (r)
+			return r;
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		mf_slice v = mf_slice_from(buf, len, len);
+		set_val(st, e, v);
+		op->res = (uint64_t)res;
+		if (op->type == MF_OP_INCRBYFLOAT) {
+			mf_slice_unref(&op->out);
+			op->out = mf_slice_ref(v);
+		}
+		break;
+	}
+	case MF_OP_SADD: {
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		uint64_t old = mf_set_bytes(e->set);
+		detach_key(e); /* the text may move */
+		sadd_ctx a = {e, 0};
+		mf_lines_each(mf_slice_ptr(op->val), op->val.len, sadd_one, &a);
+		set_changed(st, e, old, true);
+		op->res = a.n;
+		break;
+	}
+	case MF_OP_SREM: {
+		uint64_t old = mf_set_bytes(e->set);
+		sadd_ctx a = {e, 0};
+		mf_lines_each(mf_slice_ptr(op->val), op->val.len, srem_one, &a);
+		op->res = a.n;
+		if (a.n == 0)
+			return 0; /* nothing changed: no new version */
+		set_changed(st, e, old, false);
+		if (mf_set_count(e->set) == 0) { /* Redis has no empty sets */
+			drop_entry(st, e);
+			return 0;
+		}
+		break;
+	}
+	case MF_OP_SMOVE:
+		if (!smove(st, e, op))
+			return 0; /* nothing moved: no new version */
+		if (mf_set_count(e->set) == 0) {
+			drop_entry(st, e);
+			return 0;
+		}
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -731,15 +1180,32 @@ int mf_store_apply(mf_store *st, mf_op *op)
 	return r;
 }
 
-static void fill_info(entry *e, bool want_value, mf_entry_info *out)
+/* A reference to e's value; a set's text is made here if a write dropped
+ * it.  Caller holds the lock (read or write). */
+static mf_slice value_ref(mf_store *st, entry *e)
+{
+	if (!e->set)
+		return mf_slice_ref(e->val);
+	pthread_mutex_lock(&st->text_mu);
+	if (!e->text_ok) {
+		e->val = mf_set_text(e->set);
+		e->text_ok = true;
+	}
+	mf_slice v = mf_slice_ref(e->val);
+	pthread_mutex_unlock(&st->text_mu);
+	return v;
+}
+
+static void fill_info(mf_store *st, entry *e, bool want_value, mf_entry_info *out)
 {
 	out->type = e->type;
-	out->val = want_value ? mf_slice_ref(e->val) : MF_SLICE_EMPTY;
-	out->size = e->val.len;
+	out->val = want_value ? value_ref(st, e) : MF_SLICE_EMPTY;
+	out->size = vlen(e);
 	out->count = e->count;
 	out->mtime_ns = e->mtime_ns;
 	out->ctime_ns = e->ctime_ns;
 	out->version = e->version;
+	out->expire_ns = e->expire_ns;
 }
 
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
@@ -747,8 +1213,10 @@ int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
 {
 	pthread_rwlock_rdlock(&st->lock);
 	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (expired_at(e, wall_ns()))
+		e = NULL; /* lazy expiry: gone for readers; the cycle deletes it */
 	if (e)
-		fill_info(e, want_value, out);
+		fill_info(st, e, want_value, out);
 	pthread_rwlock_unlock(&st->lock);
 	return e ? 0 : -ENOENT;
 }
@@ -758,9 +1226,10 @@ size_t mf_store_keys(mf_store *st, mf_type type, mf_slice **keys)
 	pthread_rwlock_rdlock(&st->lock);
 	size_t n = type ? st->ntype[type] : st->nkeys, i = 0;
 	mf_slice *k = mf_xmalloc((n ? n : 1) * sizeof *k);
+	int64_t now = wall_ns();
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			if (!type || e->type == type)
+			if ((!type || e->type == type) && !expired_at(e, now))
 				k[i++] = mf_slice_ref(e->key);
 	pthread_rwlock_unlock(&st->lock);
 	*keys = k;
@@ -772,10 +1241,12 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 	pthread_rwlock_rdlock(&st->lock);
 	size_t n = st->nkeys, i = 0;
 	mf_item *it = mf_xmalloc((n ? n : 1) * sizeof *it);
+	int64_t now = wall_ns();
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			it[i++] = (mf_item){mf_slice_ref(e->key), e->type, mf_slice_ref(e->val),
-			                    e->mtime_ns, e->ctime_ns};
+			if (!expired_at(e, now))
+				it[i++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
+				                    e->mtime_ns, e->ctime_ns, e->expire_ns};
 	*lsn = st->applied_lsn;
 	pthread_rwlock_unlock(&st->lock);
 	*items = it;
@@ -790,6 +1261,8 @@ void mf_store_capture_begin(mf_store *st, uint64_t *lsn)
 	c->epoch++;
 	c->cursor = 0;
 	c->expect = st->nkeys;
+	c->skipped = 0;
+	c->now = wall_ns();
 	c->n = 0;
 	c->cap = st->nkeys + 64; /* walk + pre-images: exactly nkeys in all */
 	c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
@@ -812,7 +1285,7 @@ bool mf_store_capture_step(mf_store *st, size_t buckets)
 	for (size_t b = c->cursor; b < end; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
 			if (e->cap_epoch != c->epoch) {
-				cap_add(c, e);
+				cap_add(st, e);
 				e->cap_epoch = c->epoch;
 			}
 	c->cursor = end;
@@ -829,7 +1302,7 @@ size_t mf_store_capture_end(mf_store *st, mf_item **items)
 	capture *c = &st->cap;
 	size_t n = c->n;
 	*items = c->items;
-	if (n != c->expect) /* every key at begin, once: cannot happen */
+	if (n + c->skipped != c->expect) /* every key at begin, once: cannot happen */
 		abort();
 	c->items = NULL;
 	c->n = c->cap = 0;
@@ -851,7 +1324,7 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 {
 	/* The type rules SET enforces (an empty JSON value is the "created, no
 	 * document yet" state CREATE makes). */
-	if (item->type < MF_T_STRING || item->type > MF_T_LIST || !valid_key(item->key) ||
+	if (!mf_type_valid(item->type) || !valid_key(item->key) ||
 	    (item->val.len &&
 	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0))
 		return -EINVAL;
@@ -862,15 +1335,23 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 	} else {
 		entry *e = insert(st, item->key, item->type, item->ctime_ns);
 		e->mtime_ns = item->mtime_ns;
+		if (item->expire_ns)
+			set_expire(st, e, item->expire_ns);
 		if (e->type == MF_T_LIST) {
 			/* LPOP relies on a list value ending in '\n': complete a final
 			 * line the way SET does (a snapshot is only CRC-checked). */
 			e->val = list_value(item->val);
 			mf_slice_unref(&item->val);
+		} else if (e->type == MF_T_SET) {
+			/* A set's snapshot value is its members' text (any order);
+			 * duplicates are dropped as SET drops them. */
+			set_replace(st, e, item->val);
+			mf_slice_unref(&item->val);
 		} else {
 			e->val = item->val;
 		}
-		st->value_bytes += e->val.len;
+		if (e->type != MF_T_SET)
+			st->value_bytes += e->val.len;
 		if (e->type == MF_T_LIST)
 			e->count = mf_count_lines(mf_slice_ptr(e->val), e->val.len);
 		item->key = item->val = MF_SLICE_EMPTY;
@@ -890,9 +1371,36 @@ void mf_store_stats_get(mf_store *st, mf_store_stats *out)
 {
 	pthread_rwlock_rdlock(&st->lock);
 	out->keys[0] = st->nkeys;
-	for (int t = 1; t < 4; t++)
+	for (int t = 1; t <= MF_T_MAX_; t++)
 		out->keys[t] = st->ntype[t];
 	out->value_bytes = st->value_bytes;
 	out->applied_lsn = st->applied_lsn;
+	out->expires = st->nexpires;
+	out->expired = st->expired;
 	pthread_rwlock_unlock(&st->lock);
+}
+
+int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, size_t mlen)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (expired_at(e, wall_ns()))
+		e = NULL;
+	int r = !e ? -ENOENT : !e->set ? -EEXIST : mf_set_has(e->set, m, mlen);
+	pthread_rwlock_unlock(&st->lock);
+	return r;
+}
+
+size_t mf_store_expired_sample(mf_store *st, int64_t now, mf_slice *keys, size_t max)
+{
+	size_t n = 0;
+	pthread_rwlock_wrlock(&st->lock); /* moves the ring's cursor */
+	for (size_t seen = 0; st->ttl && seen < 4 * max && seen < st->nexpires && n < max; seen++) {
+		entry *e = st->ttl;
+		if (expired_at(e, now))
+			keys[n++] = mf_slice_ref(e->key);
+		st->ttl = e->tnext;
+	}
+	pthread_rwlock_unlock(&st->lock);
+	return n;
 }

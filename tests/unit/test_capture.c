@@ -87,8 +87,22 @@ static void random_op(mf_store *st, rng *r, uint64_t nkeys, int64_t t, bool allo
 	} else if (c < 86) {
 		op.type = list ? MF_OP_LPOP : MF_OP_TRUNCATE;
 		op.arg = list ? 1 : below(r, 8);
-	} else if (c < 93) {
+	} else if (c < 90) {
 		op.type = MF_OP_CREATE;
+	} else if (c < 93) {
+		/* sets: their text is made on demand, a pre-image must make it */
+		mf_slice_unref(&op.key);
+		op.key = key_of(below(r, nkeys), false);
+		op.key.buf->data[0] = 'S';
+		op.ktype = MF_T_SET;
+		op.type = below(r, 3) ? MF_OP_SADD : MF_OP_SREM;
+		int ml = snprintf(v, sizeof v, "m%d\n", (int)below(r, 6));
+		op.val = sl(v, (size_t)ml);
+	} else if (c < 95) {
+		/* an expiry far ahead (kept) or already past (deletes the key) */
+		op.type = MF_OP_EXPIRE;
+		op.ktype = MF_T_NONE;
+		op.arg = below(r, 2) ? (uint64_t)4102444800LL * 1000000000ULL : (uint64_t)t;
 	} else {
 		/* WRITEV with keep 0: a whole new value in a few bytes */
 		op.type = MF_OP_WRITEV;
