@@ -1481,6 +1481,8 @@ static int scan_walk(const char *doc, size_t n, const char *path, size_t pathlen
 		return -EINVAL; /* empty: the store's "no document yet" */
 	while ((rc = path_next(path, pathlen, &pos, &st)) > 0) {
 		res->steps++;
+		if (st.kind == STEP_WILD || st.desc || st.neg)
+			return -ENOTSUP; /* the tokenizing functions handle these */
 		if (st.kind == STEP_MEMBER) {
 			if (doc[cur] != '{')
 				return -ENOENT;
@@ -1582,6 +1584,8 @@ int mf_json_get_path_doc(const char *doc, size_t n, const char *path, size_t pat
 		return *out_len ? 0 : -EINVAL; /* empty: no document yet */
 	}
 	rc = scan_walk(doc, n, path, pathlen, 0, &res);
+	if (rc == -ENOTSUP) /* [*], .., [-N]: the general function */
+		return mf_json_get_path(doc, n, path, pathlen, out_off, out_len);
 	if (rc < 0)
 		return rc;
 	*out_off = res.off;
@@ -1628,8 +1632,10 @@ int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pat
 		return -E2BIG;
 	trim(val, vallen, &voff, &vlen);
 	rc = scan_walk(doc, n, path, pathlen, 1, &res);
+	if (rc == -ENOTSUP && !alloc)
+		return mf_json_set_path(doc, n, path, pathlen, val, vallen, out, outlen);
 	if (rc < 0)
-		return rc;
+		return rc == -ENOTSUP ? -EINVAL : rc;
 	/* Both inputs are valid, so only the combined nesting depth can make
 	 * the result invalid: the value goes inside res.steps containers. */
 	if (res.steps + value_depth(val + voff, vlen) > MF_JSON_MAX_DEPTH)
@@ -1691,8 +1697,10 @@ int mf_json_del_path_doc(const char *doc, size_t n, const char *path, size_t pat
 	if (n > INT_MAX)
 		return -E2BIG;
 	rc = scan_walk(doc, n, path, pathlen, 0, &res);
+	if (rc == -ENOTSUP && !alloc)
+		return mf_json_del_path(doc, n, path, pathlen, out, outlen);
 	if (rc < 0)
-		return rc;
+		return rc == -ENOTSUP ? -EINVAL : rc;
 	/* Cut [a, b): the member (key through value) or element, with the
 	 * comma that follows it, or else the one before it (last of several);
 	 * an only member leaves its container empty.  Whitespace outside the
