@@ -340,10 +340,7 @@ bool cmd_defer(resp_ctx *x, client *c, req *r)
 static void defer_reply(client *c, int kind, const req *r, mf_op *op, int rc)
 {
 	if (kind == BATCH_SET) {
-		if (rc)
-			r_errno(c, rc);
-		else
-			r_ok(c);
+		r_ok_or_errno(c, rc);
 	} else if (kind == BATCH_PUSH) {
 		r_int_result(c, rc, (long long)op->res);
 	} else if (rc == -EEXIST) {

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define VERSION "7.0.15" /* the Redis version HELLO and INFO report */
+
 /* ---------- connection commands ---------- */
 
 void c_ping(resp_ctx *x, client *c, req *r)
@@ -298,10 +300,7 @@ void c_save(resp_ctx *x, client *c, req *r)
 {
 	(void)r;
 	int rc = mf_db_snapshot(x->db);
-	if (rc)
-		r_errno(c, rc);
-	else
-		r_ok(c);
+	r_ok_or_errno(c, rc);
 }
 
 static void *bgsave_main(void *arg)
@@ -369,8 +368,5 @@ void c_flushdb(resp_ctx *x, client *c, req *r)
 	op.type = MF_OP_FLUSH;
 	int rc = rc_commit(x, &op);
 	rc_unlock_set(x, m);
-	if (rc)
-		r_errno(c, rc);
-	else
-		r_ok(c);
+	r_ok_or_errno(c, rc);
 }

@@ -38,14 +38,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VERSION "7.0.15"
 #define E_WRONGTYPE "WRONGTYPE Operation against a key holding the wrong kind of value"
 #define E_SYNTAX "ERR syntax error"
 #define E_NOTINT "ERR value is not an integer or out of range"
 #define E_NOKEY "ERR no such key"
 #define E_NEWLINE "ERR memfluxfs list elements are lines: an element cannot contain a newline"
-#define E_OVERFLOW "ERR increment or decrement would overflow"
-#define E_NOTFLOAT "ERR value is not a valid float"
 #define E_MEMBER_NL "ERR memfluxfs set members are lines: a member cannot contain a newline"
 
 /* ---------- replies (reply.c): appended to c->out ---------- */
@@ -61,7 +58,8 @@ void r_nil_arr(client *c); /* RESP3 null, RESP2 nil array */
 void r_arr(client *c, size_t n);
 void r_map(client *c, size_t n);
 void r_errno(client *c, int err);
-void r_int_result(client *c, int rc, long long v);
+void r_ok_or_errno(client *c, int rc);
+void r_int_result(client *c, int rc, long long v); /* -EEXIST: WRONGTYPE */
 /* A read's reply for a missing key (rc_kget_as's `missing`). */
 void r_zero(client *c);
 void r_empty_bulk(client *c);
@@ -106,6 +104,7 @@ bool rc_keys_ok(client *c, const req *r, int first, int last, int step);
 
 int64_t rc_expire_arg(client *c, const req *r, int i, bool ms, bool at, bool positive,
                       const char *cmd);                                  /* cmd_expire.c */
+void rc_incr_reply(client *c, bool is_float, int rc, uint64_t res, mf_slice out); /* cmd_string.c */
 mf_op rc_push_op(const req *r, bool left);                               /* cmd_list.c */
 void rc_pop_result(client *c, const mf_op *op, int rc, bool left, bool with_count);
 void rc_drop_if_empty(resp_ctx *x, const req *r);

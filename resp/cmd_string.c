@@ -9,6 +9,9 @@
 #include <limits.h>
 #include <string.h>
 
+#define E_OVERFLOW "ERR increment or decrement would overflow"
+#define E_NOTFLOAT "ERR value is not a valid float"
+
 /* ---------- strings ---------- */
 
 void c_get(resp_ctx *x, client *c, req *r)
@@ -93,10 +96,7 @@ void c_set(resp_ctx *x, client *c, req *r)
 		int rc = rc_commit(x, &op);
 		rc_unlock_set(x, m);
 		if (rc != -EEXIST) {
-			if (rc)
-				r_errno(c, rc);
-			else
-				r_ok(c);
+			r_ok_or_errno(c, rc);
 			return;
 		}
 	}
@@ -164,10 +164,7 @@ void c_mset(resp_ctx *x, client *c, req *r)
 		rc = rc_commit(x, &op);
 	}
 	rc_unlock_set(x, m);
-	if (rc)
-		r_errno(c, rc);
-	else
-		r_ok(c);
+	r_ok_or_errno(c, rc);
 }
 
 void c_append(resp_ctx *x, client *c, req *r)
@@ -269,6 +266,24 @@ out:
 /* ---------- counters (INCRBY / INCRBYFLOAT records: atomic in the store) */
 
 
+/* An INCRBY (res: the new value) or INCRBYFLOAT (out: the new value as
+ * text) record's reply for its result rc, live or in EXEC. */
+void rc_incr_reply(client *c, bool is_float, int rc, uint64_t res, mf_slice out)
+{
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -EINVAL)
+		r_err(c, is_float ? E_NOTFLOAT : E_NOTINT);
+	else if (rc == -ERANGE)
+		r_err(c, is_float ? "ERR increment would produce NaN or Infinity" : E_OVERFLOW);
+	else if (rc)
+		r_errno(c, rc);
+	else if (is_float)
+		r_bulk(c, mf_slice_ptr(out), out.len);
+	else
+		r_int(c, (long long)res);
+}
+
 /* INCR/DECR/INCRBY/DECRBY: one INCRBY record; the store says whether the
  * value is an integer and whether the sum fits (so a writer through the
  * mount cannot slip in between a read and a write here). */
@@ -281,16 +296,7 @@ static void do_incrby(resp_ctx *x, client *c, req *r, long long d)
 	op.arg = (uint64_t)d;
 	int rc = rc_commit(x, &op);
 	rc_unlock_set(x, m);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE);
-	else if (rc == -EINVAL)
-		r_err(c, E_NOTINT);
-	else if (rc == -ERANGE)
-		r_err(c, E_OVERFLOW);
-	else if (rc)
-		r_errno(c, rc);
-	else
-		r_int(c, (long long)op.res);
+	rc_incr_reply(c, false, rc, op.res, MF_SLICE_EMPTY);
 }
 
 void c_incr(resp_ctx *x, client *c, req *r)
@@ -331,15 +337,6 @@ void c_incrbyfloat(resp_ctx *x, client *c, req *r)
 	op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
 	int rc = mf_db_commit_notify(x->db, &op);
 	rc_unlock_set(x, m);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE);
-	else if (rc == -EINVAL)
-		r_err(c, E_NOTFLOAT);
-	else if (rc == -ERANGE)
-		r_err(c, "ERR increment would produce NaN or Infinity");
-	else if (rc)
-		r_errno(c, rc);
-	else
-		r_bulk(c, mf_slice_ptr(op.out), op.out.len); /* the new value */
+	rc_incr_reply(c, true, rc, op.res, op.out);
 	mf_op_clear(&op);
 }

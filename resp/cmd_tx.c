@@ -297,29 +297,14 @@ static void tx_reply_write(client *c, const req *r, const mf_op *ops, const mf_o
 {
 	int rc = n ? res[n - 1].rc : 0;
 	if (rc_argis(r, 0, "set")) {
-		if (rc)
-			r_errno(c, rc);
-		else
-			r_ok(c);
+		r_ok_or_errno(c, rc);
 	} else if (rc_argis(r, 0, "del") || rc_argis(r, 0, "unlink")) {
 		long long k = 0;
 		for (int i = 0; i < n; i++)
 			k += res[i].rc == 0;
 		r_int(c, k);
 	} else if (ops[0].type == MF_OP_INCRBY || ops[0].type == MF_OP_INCRBYFLOAT) {
-		bool f = ops[0].type == MF_OP_INCRBYFLOAT;
-		if (rc == -EEXIST)
-			r_err(c, E_WRONGTYPE);
-		else if (rc == -EINVAL)
-			r_err(c, f ? E_NOTFLOAT : E_NOTINT);
-		else if (rc == -ERANGE)
-			r_err(c, f ? "ERR increment would produce NaN or Infinity" : E_OVERFLOW);
-		else if (rc)
-			r_errno(c, rc);
-		else if (f)
-			r_bulk(c, mf_slice_ptr(res[0].out), res[0].out.len);
-		else
-			r_int(c, (long long)res[0].res);
+		rc_incr_reply(c, ops[0].type == MF_OP_INCRBYFLOAT, rc, res[0].res, res[0].out);
 	} else if (ops[0].type == MF_OP_APPEND || ops[0].type == MF_OP_RPUSH ||
 	           ops[0].type == MF_OP_LPUSH || ops[0].type == MF_OP_SMOVE) {
 		if (rc == -EEXIST)

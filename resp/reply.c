@@ -87,6 +87,15 @@ void r_errno(client *c, int err)
 	r_err(c, msg);
 }
 
+/* A write's reply: OK, or why it failed (any error as r_errno's). */
+void r_ok_or_errno(client *c, int rc)
+{
+	if (rc)
+		r_errno(c, rc);
+	else
+		r_ok(c);
+}
+
 /* A write's reply: its integer result, or why it failed.  -EEXIST: the key
  * holds another type (it may have changed type meanwhile, e.g. through the
  * mount, after the command looked). */
