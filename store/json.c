@@ -519,17 +519,27 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 	return 1;
 }
 
-int mf_json_path_check(const char *path, size_t pathlen)
+/* Walk every step of a "$..." path: 0 if it is valid (*multi: whether a
+ * step can match several places, [*] .. .*), else -EINVAL. */
+static int path_walk(const char *path, size_t pathlen, int *multi)
 {
 	size_t pos = 1;
 	step st;
 	int rc;
 
+	*multi = 0;
 	if (path == NULL || pathlen == 0 || path[0] != '$')
 		return -EINVAL;
 	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
-		;
+		*multi = *multi || st.kind == STEP_WILD || st.desc;
 	return rc;
+}
+
+int mf_json_path_check(const char *path, size_t pathlen)
+{
+	int multi;
+
+	return path_walk(path, pathlen, &multi);
 }
 
 /* Byte streams for comparing names: a path name (with \x escapes when
@@ -1040,16 +1050,11 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 
 int mf_json_path_multi(const char *path, size_t pathlen)
 {
-	size_t pos = 1;
-	step st;
-	int rc;
+	int multi;
 
-	if (mf_json_path_check(path, pathlen) < 0)
+	if (path_walk(path, pathlen, &multi) < 0)
 		return -EINVAL;
-	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
-		if (st.kind == STEP_WILD || st.desc)
-			return 1;
-	return 0;
+	return multi;
 }
 
 /* A growing list of token indices. */
