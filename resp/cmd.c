@@ -143,10 +143,7 @@ static void c_command(resp_ctx *x, client *c, req *r)
 				r_nil_arr(c);
 		}
 	} else {
-		char msg[200];
-		snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
-		         (int)(r->argl[1] > 128 ? 128 : r->argl[1]), r->argv[1]);
-		r_err(c, msg);
+		r_unknown_subcommand(c, r, "COMMAND");
 	}
 }
 

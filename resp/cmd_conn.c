@@ -209,10 +209,7 @@ void c_client(resp_ctx *x, client *c, req *r)
 				*p = (char)tolower((unsigned char)*p);
 		r_err(c, msg);
 	} else {
-		char msg[200];
-		snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
-		         (int)(r->argl[1] > 128 ? 128 : r->argl[1]), r->argv[1]);
-		r_err(c, msg);
+		r_unknown_subcommand(c, r, "CLIENT");
 	}
 }
 
@@ -245,10 +242,7 @@ void c_config(resp_ctx *x, client *c, req *r)
 		r_ok(c);
 		return;
 	}
-	char msg[200];
-	snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try CONFIG HELP.",
-	         (int)(r->argl[1] > 128 ? 128 : r->argl[1]), r->argv[1]);
-	r_err(c, msg);
+	r_unknown_subcommand(c, r, "CONFIG");
 }
 
 /* ---------- server ---------- */

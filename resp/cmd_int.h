@@ -58,6 +58,7 @@ void r_nil_arr(client *c); /* RESP3 null, RESP2 nil array */
 void r_arr(client *c, size_t n);
 void r_map(client *c, size_t n);
 void r_errno(client *c, int err);
+void r_unknown_subcommand(client *c, const req *r, const char *cmd);
 void r_ok_or_errno(client *c, int rc);
 void r_int_result(client *c, int rc, long long v); /* -EEXIST: WRONGTYPE */
 /* A read's reply for a missing key (rc_kget_as's `missing`). */

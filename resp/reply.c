@@ -75,6 +75,15 @@ void r_map(client *c, size_t n)
 		rb_fmt(&c->out, "*%zu\r\n", 2 * n);
 }
 
+/* Redis's reply to an unknown subcommand (argv[1]) of `cmd`. */
+void r_unknown_subcommand(client *c, const req *r, const char *cmd)
+{
+	char msg[200];
+	snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try %s HELP.",
+	         (int)(r->argl[1] > 128 ? 128 : r->argl[1]), r->argv[1], cmd);
+	r_err(c, msg);
+}
+
 /* A store/WAL failure as an error reply. */
 void r_errno(client *c, int err)
 {

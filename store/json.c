@@ -1269,9 +1269,10 @@ static uint64_t decoded_len(const char *s, size_t n)
 	return k;
 }
 
-/* Resolve path (single match) to a token index. */
+/* Resolve path (single match) to a token index; -EDOM (nothing left to
+ * free) if the value there is not of type `want`. */
 static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathlen,
-                       jsmntok_t **tp, int *ntokp, int *tok)
+                       jsmntype_t want, jsmntok_t **tp, int *ntokp, int *tok)
 {
 	int rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
@@ -1285,6 +1286,10 @@ static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathl
 	if (rc < 0) {
 		free(*tp);
 		return rc;
+	}
+	if ((*tp)[res.tok].type != want) {
+		free(*tp);
+		return -EDOM;
 	}
 	*tok = res.tok;
 	return 0;
@@ -1344,13 +1349,9 @@ int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathle
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;
-	rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	rc = resolve_tok(doc, n, path, pathlen, JSMN_ARRAY, &t, &ntok, &a);
 	if (rc < 0)
 		return rc;
-	if (t[a].type != JSMN_ARRAY) {
-		free(t);
-		return -EDOM;
-	}
 	int size = t[a].size;
 	size_t at = tok_off(&t[a]) + 1; /* empty: right after '[' */
 	int j = a + 1;
@@ -1373,13 +1374,9 @@ int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathle
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;
-	int rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	int rc = resolve_tok(doc, n, path, pathlen, JSMN_STRING, &t, &ntok, &a);
 	if (rc < 0)
 		return rc;
-	if (t[a].type != JSMN_STRING) {
-		free(t);
-		return -EDOM;
-	}
 	size_t at = (size_t)t[a].end; /* the closing quote */
 	uint64_t before = decoded_len(doc + t[a].start, (size_t)(t[a].end - t[a].start));
 	free(t);
