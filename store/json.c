@@ -522,17 +522,27 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 	return 1;
 }
 
-int mf_json_path_check(const char *path, size_t pathlen)
+/* Walk every step of a "$..." path: 0 if it is valid (*multi: whether a
+ * step can match several places, [*] .. .*), else -EINVAL. */
+static int path_walk(const char *path, size_t pathlen, int *multi)
 {
 	size_t pos = 1;
 	step st;
 	int rc;
 
+	*multi = 0;
 	if (path == NULL || pathlen == 0 || path[0] != '$')
 		return -EINVAL;
 	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
-		;
+		*multi = *multi || st.kind == STEP_WILD || st.desc;
 	return rc;
+}
+
+int mf_json_path_check(const char *path, size_t pathlen)
+{
+	int multi;
+
+	return path_walk(path, pathlen, &multi);
 }
 
 /* Byte streams for comparing names: a path name (with \x escapes when
@@ -1044,16 +1054,11 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 
 int mf_json_path_multi(const char *path, size_t pathlen)
 {
-	size_t pos = 1;
-	step st;
-	int rc;
+	int multi;
 
-	if (mf_json_path_check(path, pathlen) < 0)
+	if (path_walk(path, pathlen, &multi) < 0)
 		return -EINVAL;
-	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
-		if (st.kind == STEP_WILD || st.desc)
-			return 1;
-	return 0;
+	return multi;
 }
 
 /* A growing list of token indices. */
@@ -1268,9 +1273,10 @@ static uint64_t decoded_len(const char *s, size_t n)
 	return k;
 }
 
-/* Resolve path (single match) to a token index. */
+/* Resolve path (single match) to a token index; -EDOM (nothing left to
+ * free) if the value there is not of type `want`. */
 static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathlen,
-                       jsmntok_t **tp, int *ntokp, int *tok)
+                       jsmntype_t want, jsmntok_t **tp, int *ntokp, int *tok)
 {
 	int rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
@@ -1284,6 +1290,10 @@ static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathl
 	if (rc < 0) {
 		free(*tp);
 		return rc;
+	}
+	if ((*tp)[res.tok].type != want) {
+		free(*tp);
+		return -EDOM;
 	}
 	*tok = res.tok;
 	return 0;
@@ -1343,13 +1353,9 @@ int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathle
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;
-	rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	rc = resolve_tok(doc, n, path, pathlen, JSMN_ARRAY, &t, &ntok, &a);
 	if (rc < 0)
 		return rc;
-	if (t[a].type != JSMN_ARRAY) {
-		free(t);
-		return -EDOM;
-	}
 	int size = t[a].size;
 	size_t at = tok_off(&t[a]) + 1; /* empty: right after '[' */
 	int j = a + 1;
@@ -1372,13 +1378,9 @@ int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathle
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;
-	int rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	int rc = resolve_tok(doc, n, path, pathlen, JSMN_STRING, &t, &ntok, &a);
 	if (rc < 0)
 		return rc;
-	if (t[a].type != JSMN_STRING) {
-		free(t);
-		return -EDOM;
-	}
 	size_t at = (size_t)t[a].end; /* the closing quote */
 	uint64_t before = decoded_len(doc + t[a].start, (size_t)(t[a].end - t[a].start));
 	free(t);

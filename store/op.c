@@ -1,5 +1,6 @@
 /*
- * op.c — names for operation and key types (logs, memflux-check --dump).
+ * op.c — names for operation and key types (logs, memflux-check --dump), the
+ * MULTI payload codec, and the op shape both it and WAL records encode.
  */
 #include "op.h"
 #include "../io/le.h"
@@ -63,6 +64,16 @@ void mf_op_clear(mf_op *op)
 	op->nsub = 0;
 }
 
+void mf_op_put_shape(uint8_t *dst, const mf_op *op)
+{
+	dst[0] = op->type;
+	dst[1] = op->ktype;
+	mf_le_put16(dst + 2, 0);
+	mf_le_put32(dst + 4, (uint32_t)op->key.len);
+	mf_le_put32(dst + 8, (uint32_t)op->key2.len);
+	mf_le_put32(dst + 12, (uint32_t)op->val.len);
+}
+
 #define SUB_HEAD 24
 
 mf_slice mf_multi_encode(const mf_op *ops, size_t n)
@@ -74,13 +85,8 @@ mf_slice mf_multi_encode(const mf_op *ops, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const mf_op *o = &ops[i];
 		uint8_t h[SUB_HEAD];
-		h[0] = o->type;
-		h[1] = o->ktype;
-		mf_le_put16(h + 2, 0);
-		mf_le_put32(h + 4, (uint32_t)o->key.len);
-		mf_le_put32(h + 8, (uint32_t)o->key2.len);
-		mf_le_put32(h + 12, (uint32_t)o->val.len);
-		mf_le_put64(h + 16, o->arg);
+		mf_op_put_shape(h, o);
+		mf_le_put64(h + MF_OP_SHAPE, o->arg);
 		mf_slice_append(&v, h, SUB_HEAD);
 		mf_slice_append(&v, mf_slice_ptr(o->key), o->key.len);
 		mf_slice_append(&v, mf_slice_ptr(o->key2), o->key2.len);

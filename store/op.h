@@ -199,6 +199,12 @@ typedef struct mf_op_result {
 mf_slice mf_multi_encode(const mf_op *ops, size_t n);
 int mf_multi_decode(mf_slice val, mf_op **ops, size_t *n);
 
+/* The 16 bytes a WAL record header (at byte 24, wal/FORMAT.md) and a MULTI
+ * sub-op (at byte 0) both start with: u8 type, u8 ktype, u16 0, u32 klen,
+ * u32 k2len, u32 vlen (little-endian).  One writer for both layouts. */
+#define MF_OP_SHAPE 16
+void mf_op_put_shape(uint8_t *dst, const mf_op *op);
+
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows
  * keys of 1..MF_KEY_MAX bytes without '/' and NUL. */
 #define MF_KEY_MAX 255
