@@ -3,6 +3,8 @@
  */
 #include "op.h"
 
+#include "../io/le.h"
+
 const char *mf_optype_name(int type)
 {
 	static const char *const names[] = {
@@ -13,6 +15,9 @@ const char *mf_optype_name(int type)
 		[MF_OP_LPOP] = "LPOP", [MF_OP_JSON_SETPATH] = "JSON.SETPATH",
 		[MF_OP_LPUSH] = "LPUSH", [MF_OP_RPOP] = "RPOP", [MF_OP_SETRANGE] = "SETRANGE",
 		[MF_OP_FLUSH] = "FLUSH", [MF_OP_JSON_DELPATH] = "JSON.DELPATH",
+		[MF_OP_MKDIR] = "MKDIR", [MF_OP_RMDIR] = "RMDIR",
+		[MF_OP_RENAMEDIR] = "RENAMEDIR", [MF_OP_SYMLINK] = "SYMLINK",
+		[MF_OP_SETATTR] = "SETATTR", [MF_OP_MKFILE] = "MKFILE",
 	};
 	if (type <= 0 || type > MF_OP_MAX_)
 		return "?";
@@ -25,6 +30,8 @@ const char *mf_type_name(int type)
 	case MF_T_STRING: return "string";
 	case MF_T_JSON: return "json";
 	case MF_T_LIST: return "list";
+	case MF_T_FOLDER: return "folder";
+	case MF_T_SYMLINK: return "symlink";
 	default: return "none";
 	}
 }
@@ -35,4 +42,26 @@ void mf_op_clear(mf_op *op)
 	mf_slice_unref(&op->key2);
 	mf_slice_unref(&op->val);
 	mf_slice_unref(&op->out);
+}
+
+void mf_attr_encode(const mf_attr *a, uint8_t *out, size_t len)
+{
+	mf_le_put32(out, a->mode);
+	mf_le_put32(out + 4, a->uid);
+	mf_le_put32(out + 8, a->gid);
+	if (len >= MF_ATTR_B_LEN) {
+		mf_le_put64(out + 12, (uint64_t)a->atime_ns);
+		mf_le_put64(out + 20, (uint64_t)a->mtime_ns);
+	}
+}
+
+void mf_attr_decode(const uint8_t *p, size_t len, mf_attr *a)
+{
+	a->mode = mf_le_get32(p);
+	a->uid = mf_le_get32(p + 4);
+	a->gid = mf_le_get32(p + 8);
+	if (len >= MF_ATTR_B_LEN) {
+		a->atime_ns = (int64_t)mf_le_get64(p + 12);
+		a->mtime_ns = (int64_t)mf_le_get64(p + 20);
+	}
 }

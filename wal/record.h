@@ -13,7 +13,7 @@
  *    8  u64 lsn
  *   16  u64 durable    highest LSN known fsynced when the record was written
  *   24  u8  type       mf_optype, 1..MF_OP_MAX_
- *   25  u8  ktype      mf_type, 0..3
+ *   25  u8  ktype      mf_type, 0..MF_T_MAX_
  *   26  u16 flags      0
  *   28  u32 klen
  *   32  u32 k2len
