@@ -28,27 +28,27 @@ void log_err(const char *what, uint8_t type, const char *key, size_t klen, int e
 	mf_log_error("%s %s: %s", what, key_name(kn, sizeof kn, type, key, klen), strerror(err));
 }
 
-void dir_attr(fuse_ino_t ino, struct stat *st)
+void dir_attr(mf_fs *fs, fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = ino;
 	st->st_mode = S_IFDIR | 0755;
 	st->st_nlink = 2;
-	st->st_uid = fsg.uid;
-	st->st_gid = fsg.gid;
-	st->st_atim = st->st_mtim = st->st_ctim = fsg.start;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_atim = st->st_mtim = st->st_ctim = fs->start;
 	st->st_blksize = 4096;
 }
 
-void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
-                      struct stat *st)
+void file_attr(mf_fs *fs, fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
+               struct stat *st)
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = ino;
 	st->st_mode = S_IFREG | mode;
 	st->st_nlink = 1;
-	st->st_uid = fsg.uid;
-	st->st_gid = fsg.gid;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
 	st->st_size = (off_t)size;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 	st->st_blksize = 4096;
@@ -57,17 +57,18 @@ void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_
 	st->st_ctim = ns_to_ts(ctime);
 }
 
-/* Attributes of a key node.  Caller holds fsg.mu. */
-int node_attr(node *n, struct stat *st)
+/* Attributes of a key node.  Caller holds fs->mu. */
+int node_attr(mf_fs *fs, node *n, struct stat *st)
 {
 	if (n->type == NODE_POP) {
 		/* 0400: with allow_other (default_permissions), only the owner
 		 * may pop. */
-		file_attr(n->ino, 0400, 0, fsg.start.tv_sec * 1000000000LL, fsg.start.tv_sec * 1000000000LL, st);
+		int64_t t = fs->start.tv_sec * 1000000000LL;
+		file_attr(fs, n->ino, 0400, 0, t, t, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
-		return jpath_attr(n, st);
+		return jpath_attr(fs, n, st);
 	if (!n->named && !n->nopen && n->stillborn)
 		return -ESTALE; /* see mf_open: the kernel looks the name up again */
 	mf_entry_info info;
@@ -79,7 +80,7 @@ int node_attr(node *n, struct stat *st)
 	} else if (n->named && !n->transit) {
 		/* (In transit, the store may already have applied the unlink or
 		 * rename: the node's copy is its value, as for node_value.) */
-		if (mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		if (mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != n->type)
 			return -ENOENT;
 		size = info.size;
@@ -93,177 +94,212 @@ int node_attr(node *n, struct stat *st)
 		size = n->dirty_size;
 		mtime = ctime = n->dirty_mtime;
 	}
-	file_attr(n->ino, 0644, size, mtime, ctime, st);
+	file_attr(fs, n->ino, 0644, size, mtime, ctime, st);
 	if (!n->named)
 		st->st_nlink = 0;
 	return 0;
 }
 
-int ino_attr(fuse_ino_t ino, struct stat *st)
+int ino_attr(mf_fs *fs, fuse_ino_t ino, struct stat *st)
 {
 	if (ino < INO_FIRST_KEY) {
 		const layout_entry *f = layout_find(ino);
 		if (!f)
 			return -ENOENT;
-		layout_attr(f, st);
+		layout_attr(fs, f, st);
 		return 0;
 	}
-	pthread_mutex_lock(&fsg.mu);
-	node *n = by_ino(ino);
-	int r = n ? node_attr(n, st) : -ENOENT;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_lock(&fs->mu);
+	node *n = by_ino(fs, ino);
+	int r = n ? node_attr(fs, n, st) : -ENOENT;
+	pthread_mutex_unlock(&fs->mu);
 	return r;
 }
 
 void mf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	(void)fi;
 	struct stat st;
-	int r = ino_attr(ino, &st);
+	int r = ino_attr(fs, ino, &st);
 	if (r)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, ino < INO_FIRST_KEY ? layout_attr_timeout(layout_find(ino))
-		                                               : fsg.timeout);
+		fuse_reply_attr(req, &st, ino < INO_FIRST_KEY ? layout_attr_timeout(fs, layout_find(ino))
+		                                               : fs->timeout);
+}
+
+/* chmod/chown: the store keeps no permissions.  Setting what is already
+ * there succeeds (cp -p, sed -i do that); anything else is refused (true),
+ * and logged. */
+static bool perm_change_refused(mf_fs *fs, fuse_ino_t ino, const struct stat *attr, int to_set,
+                                const struct stat *cur)
+{
+	if (!((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (cur->st_mode & 07777)) &&
+	    !((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur->st_uid) &&
+	    !((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur->st_gid))
+		return false;
+	char kn[KEY_NAME_MAX] = "(fixed tree)";
+	pthread_mutex_lock(&fs->mu);
+	node *pn = ino >= INO_FIRST_KEY ? by_ino(fs, ino) : NULL;
+	if (pn)
+		key_name(kn, sizeof kn, pn->type, mf_slice_ptr(pn->key), pn->key.len);
+	pthread_mutex_unlock(&fs->mu);
+	mf_log_warn("chmod/chown of %s refused: permissions are fixed", kn);
+	return true;
+}
+
+/* ftruncate on a writable handle: part of that handle's value (private
+ * until it commits, like its writes). */
+static int truncate_handle(mf_fs *fs, handle *h, node *n, uint64_t size)
+{
+	pthread_mutex_lock(&h->mu);
+	int r = handle_make_full(fs, h);
+	if (r == 0)
+		r = handle_reserve(h, size);
+	if (r == 0) {
+		if (size > h->size)
+			memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
+		h->size = size;
+		h->data.len = h->data.buf->used = size;
+		h->wrote = true;
+		set_dirty(fs, h);
+		pthread_mutex_lock(&fs->mu);
+		n->dirty_size = size;
+		pthread_mutex_unlock(&fs->mu);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return r;
+}
+
+/* truncate by name.  Caller holds the name's stripe. */
+static int truncate_name(mf_fs *fs, uint8_t type, mf_slice key, uint64_t size)
+{
+	if (type == MF_T_JSON) {
+		/* A cut or padded document is not JSON; truncating to the size
+		 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
+		mf_entry_info info;
+		uint64_t have = mf_kv_get(&fs->kv, mf_slice_ptr(key), key.len, false, &info) == 0
+		                    ? info.size : 0; /* pending: empty so far */
+		return size == have ? 0 : -EINVAL;
+	}
+	mf_op op = key_op(MF_OP_TRUNCATE, type, mf_slice_ptr(key), key.len);
+	op.arg = size;
+	int r = commit(fs, &op);
+	mf_op_clear(&op);
+	return r;
+}
+
+/* utimens by name.  Caller holds the name's stripe. */
+static int settime_name(mf_fs *fs, node *n, mf_slice key, const struct stat *attr, int to_set)
+{
+	mf_op op = key_op(MF_OP_SETTIME, n->type, mf_slice_ptr(key), key.len);
+	op.time_ns = mf_now_ns();
+	op.arg = (to_set & FUSE_SET_ATTR_MTIME_NOW)
+	             ? (uint64_t)op.time_ns
+	             : (uint64_t)(attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec);
+	/* With uncommitted writes (cp -p, tar x, mv: write, futimens,
+	 * close), their commit would stamp its own time over this one,
+	 * and a new JSON document is not even in the store yet (ENOENT):
+	 * keep the time on the node, shown by stat at once and logged
+	 * when the last dirty handle has committed (settime_deferred). */
+	pthread_mutex_lock(&fs->mu);
+	bool defer = n->ndirty > 0;
+	if (defer) {
+		n->has_set_mtime = true;
+		n->set_mtime = n->dirty_mtime = (int64_t)op.arg;
+	}
+	pthread_mutex_unlock(&fs->mu);
+	int r = defer ? 0 : commit(fs, &op);
+	mf_op_clear(&op);
+	return r;
+}
+
+/* Size and time changes by name, ordered against unlink/rename of the name
+ * like every commit by name: a `touch` racing `rm` cannot bring the key
+ * back.  (A change by name of an orphan without a handle is unobservable:
+ * nothing to do.) */
+static int setattr_name(mf_fs *fs, node *n, const struct stat *attr, int to_set)
+{
+	pthread_mutex_t *m = name_lock(fs, n);
+	if (!m)
+		return 0;
+	pthread_mutex_lock(&fs->mu);
+	mf_slice key = mf_slice_ref(n->key);
+	pthread_mutex_unlock(&fs->mu);
+	name_drain(fs, n->type, mf_slice_ptr(key), key.len);
+	int r = materialize(fs, n->type, mf_slice_ptr(key), key.len);
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		r = truncate_name(fs, n->type, key, (uint64_t)attr->st_size);
+	if (r == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)))
+		r = settime_name(fs, n, key, attr, to_set);
+	pthread_mutex_unlock(m);
+	mf_slice_unref(&key);
+	return r;
+}
+
+/* setattr of a key file: a size change through a writable handle stays in
+ * that handle; by name (truncate, utimens) it is committed at once. */
+static int setattr_key(mf_fs *fs, node *n, const struct stat *attr, int to_set, handle *h)
+{
+	bool by_handle = (to_set & FUSE_SET_ATTR_SIZE) && h && (h->flags & O_ACCMODE) != O_RDONLY;
+	uint64_t size = (uint64_t)attr->st_size;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && size > MF_VALUE_MAX)
+		return -EFBIG;
+	if ((to_set & FUSE_SET_ATTR_SIZE) && n->type == MF_T_LIST && size != 0)
+		return -EINVAL;
+	if (by_handle) {
+		int r = truncate_handle(fs, h, n, size);
+		if (r)
+			return r;
+	}
+	if ((to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ||
+	    ((to_set & FUSE_SET_ATTR_SIZE) && !by_handle))
+		return setattr_name(fs, n, attr, to_set);
+	return 0;
 }
 
 void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-                       struct fuse_file_info *fi)
+                struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	struct stat cur;
-	int r = ino_attr(ino, &cur);
+	int r = ino_attr(fs, ino, &cur);
 	if (r) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	/* chmod/chown: the store keeps no permissions.  Setting what is already
-	 * there succeeds (cp -p, sed -i do that); anything else is EPERM. */
-	if (((to_set & FUSE_SET_ATTR_MODE) && (attr->st_mode & 07777) != (cur.st_mode & 07777)) ||
-	    ((to_set & FUSE_SET_ATTR_UID) && attr->st_uid != cur.st_uid) ||
-	    ((to_set & FUSE_SET_ATTR_GID) && attr->st_gid != cur.st_gid)) {
-		char kn[KEY_NAME_MAX] = "(fixed tree)";
-		pthread_mutex_lock(&fsg.mu);
-		node *pn = ino >= INO_FIRST_KEY ? by_ino(ino) : NULL;
-		if (pn)
-			key_name(kn, sizeof kn, pn->type, mf_slice_ptr(pn->key), pn->key.len);
-		pthread_mutex_unlock(&fsg.mu);
-		mf_log_warn("chmod/chown of %s refused: permissions are fixed", kn);
+	if (perm_change_refused(fs, ino, attr, to_set, &cur)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
 	if (ino < INO_FIRST_KEY) {
-		fuse_reply_attr(req, &cur, fsg.timeout);
+		fuse_reply_attr(req, &cur, fs->timeout);
 		return;
 	}
-	pthread_mutex_lock(&fsg.mu);
-	node *n = by_ino(ino);
-	bool named = n && n->named;
-	mf_slice key = n ? mf_slice_ref(n->key) : MF_SLICE_EMPTY;
+	pthread_mutex_lock(&fs->mu);
+	node *n = by_ino(fs, ino);
 	uint8_t type = n ? n->type : 0;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	if (!n || type == NODE_POP || type == NODE_JDIR || type == NODE_JPATH) {
-		mf_slice_unref(&key);
 		fuse_reply_err(req, n ? EPERM : ENOENT);
 		return;
 	}
-	handle *h = fi ? fh(fi) : NULL;
-	bool by_handle = (to_set & FUSE_SET_ATTR_SIZE) && h && (h->flags & O_ACCMODE) != O_RDONLY;
-	uint64_t size = (uint64_t)attr->st_size;
-	if ((to_set & FUSE_SET_ATTR_SIZE) && size > MF_VALUE_MAX)
-		r = -EFBIG;
-	else if ((to_set & FUSE_SET_ATTR_SIZE) && type == MF_T_LIST && size != 0)
-		r = -EINVAL;
-	if (r == 0 && by_handle) {
-		/* ftruncate on a writable handle: part of that handle's value
-		 * (private until it commits, like its writes). */
-		pthread_mutex_lock(&h->mu);
-		r = handle_make_full(h);
-		if (r == 0)
-			r = handle_reserve(h, size);
-		if (r == 0) {
-			if (size > h->size)
-				memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
-			h->size = size;
-			h->data.len = h->data.buf->used = size;
-			h->wrote = true;
-			set_dirty(h);
-			pthread_mutex_lock(&fsg.mu);
-			n->dirty_size = size;
-			pthread_mutex_unlock(&fsg.mu);
-		}
-		pthread_mutex_unlock(&h->mu);
-	}
-	bool by_name = (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) ||
-	               ((to_set & FUSE_SET_ATTR_SIZE) && !by_handle);
-	pthread_mutex_t *m = NULL;
-	if (r == 0 && by_name) {
-		/* Ordered against unlink/rename of the name like every commit by
-		 * name: a `touch` racing `rm` cannot bring the key back. */
-		m = name_lock(n);
-		mf_slice_unref(&key);
-		pthread_mutex_lock(&fsg.mu);
-		key = mf_slice_ref(n->key);
-		pthread_mutex_unlock(&fsg.mu);
-		named = m != NULL;
-		if (named)
-			name_drain(type, mf_slice_ptr(key), key.len);
-		if (named)
-			r = materialize(type, mf_slice_ptr(key), key.len);
-	}
-	if (r == 0 && by_name && (to_set & FUSE_SET_ATTR_SIZE) && named) {
-		if (type == MF_T_JSON) {
-			/* A cut or padded document is not JSON; truncating to the size
-			 * it has is a no-op (rsync --inplace, `truncate -s` to it). */
-			mf_entry_info info;
-			uint64_t have = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, false, &info) == 0
-			                    ? info.size : 0; /* pending: empty so far */
-			r = size == have ? 0 : -EINVAL;
-		} else {
-			mf_op op = key_op(MF_OP_TRUNCATE, type, mf_slice_ptr(key), key.len);
-			op.arg = size;
-			r = commit(&op);
-			mf_op_clear(&op);
-		}
-	}
-	/* (A size change by name on an orphan without a handle is unobservable.) */
-	if (r == 0 && (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) && named) {
-		mf_op op = key_op(MF_OP_SETTIME, type, mf_slice_ptr(key), key.len);
-		op.time_ns = mf_now_ns();
-		op.arg = (to_set & FUSE_SET_ATTR_MTIME_NOW)
-		             ? (uint64_t)op.time_ns
-		             : (uint64_t)(attr->st_mtim.tv_sec * 1000000000LL + attr->st_mtim.tv_nsec);
-		/* With uncommitted writes (cp -p, tar x, mv: write, futimens,
-		 * close), their commit would stamp its own time over this one,
-		 * and a new JSON document is not even in the store yet (ENOENT):
-		 * keep the time on the node, shown by stat at once and logged
-		 * when the last dirty handle has committed (settime_deferred). */
-		pthread_mutex_lock(&fsg.mu);
-		bool defer = n->ndirty > 0;
-		if (defer) {
-			n->has_set_mtime = true;
-			n->set_mtime = n->dirty_mtime = (int64_t)op.arg;
-		}
-		pthread_mutex_unlock(&fsg.mu);
-		if (!defer)
-			r = commit(&op);
-		mf_op_clear(&op);
-	}
-	if (m)
-		pthread_mutex_unlock(m);
-	mf_slice_unref(&key);
+	r = setattr_key(fs, n, attr, to_set, fi ? fh(fi) : NULL);
 	if (r == 0)
-		r = ino_attr(ino, &cur);
+		r = ino_attr(fs, ino, &cur);
 	if (r)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &cur, fsg.timeout);
+		fuse_reply_attr(req, &cur, fs->timeout);
 }
 
 void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	(void)ino;
 	mf_store_stats ss;
-	mf_kv_stats(&fsg.kv, &ss);
+	mf_kv_stats(&fs->kv, &ss);
 	struct statvfs sv = {0};
 	long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
 	long psz = sysconf(_SC_PAGESIZE);
@@ -275,7 +311,7 @@ void mf_statfs(fuse_req_t req, fuse_ino_t ino)
 	 * Inodes: keys in use, no fixed limit. */
 	sv.f_blocks = (fsblkcnt_t)pages * (fsblkcnt_t)psz / 4096;
 	uint64_t limit = 0;
-	mf_kv_memory(&fsg.kv, &limit);
+	mf_kv_memory(&fs->kv, &limit);
 	if (limit) /* --max-memory: the limit is the size */
 		sv.f_blocks = limit / 4096;
 	fsblkcnt_t used = (ss.value_bytes + 4095) / 4096;

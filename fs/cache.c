@@ -7,10 +7,10 @@
 /* Tell the kernel a node's cached attributes and pages may be stale.
  * Called only outside the kernel's locked paths for that inode (flush,
  * release, fsync, xattr, pop) — see the deadlock note in fuse_lowlevel.h. */
-void invalidate(fuse_ino_t ino)
+void invalidate(mf_fs *fs, fuse_ino_t ino)
 {
-	if (fsg.se)
-		fuse_lowlevel_notify_inval_inode(fsg.se, ino, 0, 0);
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
 /* ---------- kernel cache policy ----------
@@ -44,25 +44,25 @@ void cache_open(struct fuse_file_info *fi)
  * notifying.  Drops the kernel's cached dentry (so `ls`/lookup see a new or
  * deleted key at once) and the inode's cached attributes and pages (so
  * `cat`/`stat` see the new value). */
-void mf_fs_key_changed(int type, const void *key, size_t len)
+void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 {
-	struct fuse_session *se = fsg.se;
+	struct fuse_session *se = fs->se;
 	if (!se)
 		return;
 	static const fuse_ino_t parent[] = {
 		[MF_T_STRING] = INO_KV, [MF_T_JSON] = INO_JSON, [MF_T_LIST] = INO_LISTS};
 	if (type == MF_T_NONE) {
 		/* FLUSHDB: every name the kernel may have cached. */
-		pthread_mutex_lock(&fsg.mu);
-		size_t n = 0, cap = fsg.nnodes + 1;
+		pthread_mutex_lock(&fs->mu);
+		size_t n = 0, cap = fs->nnodes + 1;
 		node **all = malloc(cap * sizeof *all);
-		for (size_t b = 0; all && b < fsg.nbuckets; b++)
-			for (node *x = fsg.names[b]; x; x = x->name_next)
+		for (size_t b = 0; all && b < fs->nbuckets; b++)
+			for (node *x = fs->names[b]; x; x = x->name_next)
 				if (x->type >= MF_T_STRING && x->type <= MF_T_LIST && n < cap) {
 					x->busy++; /* keep it (and its key) until we are done */
 					all[n++] = x;
 				}
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 		for (size_t i = 0; i < n; i++) {
 			/* libfuse sends the name with its NUL: copy it out. */
 			char nm[MF_KEY_MAX + 1];
@@ -72,21 +72,21 @@ void mf_fs_key_changed(int type, const void *key, size_t len)
 			fuse_lowlevel_notify_inval_inode(se, all[i]->ino, 0, 0);
 			fuse_lowlevel_notify_inval_entry(se, parent[all[i]->type], nm, l);
 		}
-		pthread_mutex_lock(&fsg.mu);
+		pthread_mutex_lock(&fs->mu);
 		for (size_t i = 0; i < n; i++) {
 			all[i]->busy--;
-			node_maybe_free(all[i]);
+			node_maybe_free(fs, all[i]);
 		}
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 		free(all);
 		return;
 	}
 	if (type < MF_T_STRING || type > MF_T_LIST || !mf_key_is_filename(key, len))
 		return; /* no file name can hold it: the mount never showed it */
-	pthread_mutex_lock(&fsg.mu);
-	node *n = *name_slot((uint8_t)type, key, len);
+	pthread_mutex_lock(&fs->mu);
+	node *n = *name_slot(fs, (uint8_t)type, key, len);
 	fuse_ino_t ino = n ? n->ino : 0;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	if (ino)
 		fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
 	/* Even without a node: a failed lookup leaves a negative dentry (the

@@ -21,51 +21,39 @@ typedef struct dirh {
 	 * whatever keys come and go meanwhile; entries are encoded per call. */
 	dirent_rec *ents;
 	size_t n;
-	struct dirh *prev, *next; /* on dirhs.list until freed */
+	/* On fs->dirs until freed, so unmount can free those whose RELEASEDIR
+	 * never comes: the kernel sends it in the background after close()
+	 * returns and drops it if the unmount aborts the connection first. */
+	live_link live;
 } dirh;
 
-/* Every live dir handle, so unmount can free those whose RELEASEDIR never
- * comes: the kernel sends it in the background after close() returns and
- * drops it if the unmount aborts the connection first. */
-static struct {
-	pthread_mutex_t mu;
-	dirh *list;
-} dirhs = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static void dirh_free(dirh *d)
+static void dirh_free(mf_fs *fs, dirh *d)
 {
-	pthread_mutex_lock(&dirhs.mu);
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		dirhs.list = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	pthread_mutex_unlock(&dirhs.mu);
+	live_del(&fs->dirs, &d->live);
 	for (size_t i = 0; i < d->n; i++)
 		mf_slice_unref(&d->ents[i].key);
 	free(d->ents);
 	free(d);
 }
 
-static void dirh_put(dirh *d)
+static void dirh_put(mf_fs *fs, dirh *d)
 {
 	if (atomic_fetch_sub(&d->refs, 1) == 1)
-		dirh_free(d);
+		dirh_free(fs, d);
 }
 
 /* Keys created through this mount whose first commit is still to come
  * exist for its users (open(O_CREAT) makes a file visible at once), so a
  * listing shows them too.  A scan of the node table: the same order as the
  * listing itself.  Returns the new count; keys grows. */
-size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
+size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice **keys, size_t nkeys)
 {
-	pthread_mutex_lock(&fsg.mu);
-	for (size_t b = 0; b < fsg.nbuckets; b++) {
-		for (node *n = fsg.inos[b]; n; n = n->ino_next) {
+	pthread_mutex_lock(&fs->mu);
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (node *n = fs->inos[b]; n; n = n->ino_next) {
 			mf_entry_info info;
 			if (n->type != type || !n->named || !pending_visible(n) ||
-			    mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+			    mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
 				continue;
 			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
 			if (!nk)
@@ -74,14 +62,15 @@ size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys)
 			nk[nkeys++] = mf_slice_ref(n->key);
 		}
 	}
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	return nkeys;
 }
 
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	struct stat st;
-	int r = ino_attr(ino, &st);
+	int r = ino_attr(fs, ino, &st);
 	if (r || !S_ISDIR(st.st_mode)) {
 		fuse_reply_err(req, r ? -r : ENOTDIR);
 		return;
@@ -115,9 +104,9 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
 	 * would drain.  Its names still resolve on lookup. */
 	if (type != MF_T_NONE && type != NODE_POP)
-		nkeys = mf_kv_keys(&fsg.kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
+		nkeys = mf_kv_keys(&fs->kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
-		nkeys = add_pending_names(type, &keys, nkeys);
+		nkeys = add_pending_names(fs, type, &keys, nkeys);
 	d->ents = calloc(nfixed + nkeys, sizeof *d->ents);
 	for (size_t i = 0; d->ents && i < nfixed + nkeys; i++) {
 		dirent_rec *e = &d->ents[d->n];
@@ -130,8 +119,11 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			if (!mf_key_is_filename(mf_slice_ptr(k), k.len))
 				continue; /* a RESP key no file name can hold: not listed */
 			e->key = mf_slice_ref(k);
-			/* d_ino is informational here; lookup gives the real one. */
-			e->ino = INO_FIRST_KEY + (name_hash(type, mf_slice_ptr(k), k.len) >> 8);
+			/* The number lookup gives it (ls -i, find and du trust
+			 * d_ino); fs->mu per key, not across a huge listing. */
+			pthread_mutex_lock(&fs->mu);
+			e->ino = name_ino(fs, type, mf_slice_ptr(k), k.len);
+			pthread_mutex_unlock(&fs->mu);
 			e->mode = type == NODE_JDIR ? S_IFDIR : S_IFREG;
 		}
 		d->n++;
@@ -144,21 +136,15 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&dirhs.mu);
-	d->next = dirhs.list;
-	if (dirhs.list)
-		dirhs.list->prev = d;
-	dirhs.list = d;
-	pthread_mutex_unlock(&dirhs.mu);
+	live_add(&fs->dirs, &d->live);
 	fi->fh = (uint64_t)(uintptr_t)d;
 	/* -ENOENT: the opener was interrupted and the kernel discarded the
 	 * reply, so no RELEASEDIR will ever name this handle. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		dirh_put(d);
+		dirh_put(fs, d);
 }
 
-void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi)
+void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
 	dirh *d = (dirh *)(uintptr_t)fi->fh;
@@ -191,18 +177,19 @@ void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	(void)ino;
 	fuse_reply_err(req, 0);
-	dirh_put((dirh *)(uintptr_t)fi->fh);
+	dirh_put(fs, (dirh *)(uintptr_t)fi->fh);
 }
 
 /* At unmount: free the dir handles whose RELEASEDIR the unmount dropped
  * (the kernel sends it in the background after close() returns). */
-void dir_free_all(void)
+void dir_free_all(mf_fs *fs)
 {
 	size_t ndirs = 0;
-	while (dirhs.list) {
-		dirh_free(dirhs.list);
+	while (fs->dirs.head) {
+		dirh_free(fs, LIVE_OF(dirh, fs->dirs.head));
 		ndirs++;
 	}
 	if (ndirs)

@@ -33,17 +33,26 @@
  * operation; which opens may use the kernel's page cache, and when it is
  * invalidated, is decided in one place: cache.c.
  *
- * Locking (order: h->mu, then a name stripe, then fsg.mu):
+ * Context.  All state is one struct mf_fs per mount (below), made by
+ * mf_fs_mount and given to fuse_session_new as the session's userdata: each
+ * op starts with `mf_fs *fs = fuse_req_userdata(req)` and passes fs to
+ * every helper.  Nothing in fs/ is a mutable global except main.c's
+ * start-up plumbing (callbacks that libfuse and db call without a context
+ * pointer; see there).
+ *
+ * Locking.  ONE order: h->mu, then a name stripe, then fs->mu.
  *  - h->mu: one handle's state (the kernel may send concurrent requests on
  *    one handle); held across that handle's commit.
- *  - name stripes (names.c): a handle's commit holds its name's stripe
+ *  - fs->stripes[] (names.c): a handle's commit holds its name's stripe
  *    until its op is enqueued (its place in the log, = apply order, is then
  *    fixed; commit.c); unlink, rename and truncate/utimens by name hold it
  *    across their commit and first drain the name's enqueued commits
- *    (name_drain, with fsg.drain_cv), so they read its value after them.
- *  - fsg.mu: the node tables and every node field; never held across a
+ *    (name_drain, with fs->drain_cv), so they read its value after them.
+ *    Two stripes (rename): in address order.
+ *  - fs->mu: the node tables and every node field; never held across a
  *    commit (which waits for the WAL).
- *  - fsg.hmu: the list of live handles only; taken alone.
+ *  - fs->handles.mu, fs->dirs.mu: the links of the live handle and dir
+ *    handle lists only; taken alone, nothing is locked while they are held.
  */
 #ifndef MF_FS_INT_H
 #define MF_FS_INT_H
@@ -56,6 +65,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +86,21 @@ enum {
 	INO_FIRST_KEY = 64,
 };
 
+
+/* A place on one of the context's lists of live objects (file handles, dir
+ * handles): unmount frees what the kernel never released (it drops queued
+ * RELEASE/RELEASEDIR requests when the connection goes). */
+typedef struct live_link {
+	struct live_link *prev, *next;
+} live_link;
+
+typedef struct live_list {
+	pthread_mutex_t mu; /* guards this list's links only; taken alone */
+	live_link *head;
+} live_list;
+
+/* The object a live_link is the `live` member of. */
+#define LIVE_OF(type, link) ((type *)(void *)((char *)(link) - offsetof(type, live)))
 
 /* A node is a key file (type 1..3) or a pop file (type POP, key = list). */
 #define NODE_POP 4
@@ -146,7 +171,7 @@ typedef enum hdirty {
 } hdirty;
 
 typedef struct handle {
-	struct handle *prev, *next; /* all live handles (fsg.hmu), for shutdown */
+	live_link live;   /* on fs->handles until freed */
 	atomic_int refs;  /* 1 for the kernel's handle + 1 per read in flight */
 	pthread_mutex_t mu;
 	node *n;
@@ -173,46 +198,49 @@ typedef struct handle {
 } handle;
 
 
-typedef struct fs_state {
+/* Name ordering: one of NSTRIPES mutexes per (type, key) (names.c). */
+#define NSTRIPES 64
+
+/* The adapter's whole state: one per mount, made by mf_fs_mount and handed
+ * to every request as the session's userdata (fuse_req_userdata). */
+struct mf_fs {
 	mf_kv kv;               /* the keyspace (db/kv.h): all data goes through it */
 	struct fuse_session *se;
 	pthread_mutex_t mu;
-	pthread_mutex_t hmu;    /* guards the handle list */
 	pthread_cond_t drain_cv; /* with mu: a node's inflight count fell to 0 */
-	handle *handles;
+	pthread_mutex_t stripes[NSTRIPES];
+	live_list handles;      /* file handles (handle.c) */
+	live_list dirs;         /* dir handles (dir.c) */
 	node **names;
 	node **inos;
 	size_t nbuckets;
 	size_t nnodes;
-	fuse_ino_t next_ino;
 	uid_t uid;
 	gid_t gid;
 	double timeout;
 	bool readonly;          /* mounted with -o ro: pops are refused too */
 	struct timespec start;
-} fs_state;
-
-/* The one adapter state (session.c). */
-extern fs_state fsg;
+};
 
 /* layout.c: the fixed tree as one table */
 const layout_entry *layout_find(fuse_ino_t ino);
 const layout_entry *layout_child(fuse_ino_t parent, const char *name);
 size_t layout_children(fuse_ino_t parent, const layout_entry **out, size_t max);
-void layout_attr(const layout_entry *f, struct stat *st);
-double layout_attr_timeout(const layout_entry *f);
+void layout_attr(mf_fs *fs, const layout_entry *f, struct stat *st);
+double layout_attr_timeout(mf_fs *fs, const layout_entry *f);
 
 /* nodes.c: the inode table: (type, key) <-> node, lookup counts, node lifetime */
 uint64_t name_hash(uint8_t type, const char *k, size_t n);
-void tables_grow(void);
-node *by_ino(fuse_ino_t ino);
-node **name_slot(uint8_t type, const char *k, size_t len);
-void name_unlink(node *n);
-node *node_get(uint8_t type, const char *k, size_t len);
-void node_maybe_free(node *n);
-void node_stillborn(node *n);
+void tables_grow(mf_fs *fs);
+node *by_ino(mf_fs *fs, fuse_ino_t ino);
+node **name_slot(mf_fs *fs, uint8_t type, const char *k, size_t len);
+void name_unlink(mf_fs *fs, node *n);
+fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len);
+node *node_get(mf_fs *fs, uint8_t type, const char *k, size_t len);
+void node_maybe_free(mf_fs *fs, node *n);
+void node_stillborn(mf_fs *fs, node *n);
 bool pending_visible(const node *n);
-void forget_one(fuse_ino_t ino, uint64_t nlookup);
+void forget_one(mf_fs *fs, fuse_ino_t ino, uint64_t nlookup);
 void mf_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void mf_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f);
 
@@ -224,29 +252,31 @@ struct timespec ns_to_ts(int64_t ns);
 #define KEY_NAME_MAX (3 * MF_KEY_MAX + 32)
 const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen);
 void log_err(const char *what, uint8_t type, const char *key, size_t klen, int err);
-void dir_attr(fuse_ino_t ino, struct stat *st);
-void file_attr(fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
-                      struct stat *st);
-int node_attr(node *n, struct stat *st);
-int ino_attr(fuse_ino_t ino, struct stat *st);
+void dir_attr(mf_fs *fs, fuse_ino_t ino, struct stat *st);
+void file_attr(mf_fs *fs, fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mtime, int64_t ctime,
+               struct stat *st);
+int node_attr(mf_fs *fs, node *n, struct stat *st);
+int ino_attr(mf_fs *fs, fuse_ino_t ino, struct stat *st);
 void mf_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-                       struct fuse_file_info *fi);
+                struct fuse_file_info *fi);
 void mf_statfs(fuse_req_t req, fuse_ino_t ino);
 
 /* names.c: name ordering (stripes) and the namespace ops: unlink, rename, refusals */
-int commit(mf_op *op);
-int commit_enqueue(mf_op *op, mf_kv_ticket *t);
+int commit(mf_fs *fs, mf_op *op);
+int commit_enqueue(mf_fs *fs, mf_op *op, mf_kv_ticket *t);
 mf_op key_op(int type, uint8_t ktype, const char *k, size_t klen);
-void names_init(void);
-pthread_mutex_t *stripe(uint8_t type, const char *k, size_t len);
-pthread_mutex_t *name_lock(node *n);
-int materialize(uint8_t type, const char *k, size_t klen);
+void names_init(mf_fs *fs);
+void live_add(live_list *l, live_link *x);
+void live_del(live_list *l, live_link *x);
+pthread_mutex_t *stripe(mf_fs *fs, uint8_t type, const char *k, size_t len);
+pthread_mutex_t *name_lock(mf_fs *fs, node *n);
+int materialize(mf_fs *fs, uint8_t type, const char *k, size_t klen);
 void node_transit(node *n, mf_slice val, int64_t mtime);
-void node_transit_end(node *n);
+void node_transit_end(mf_fs *fs, node *n);
 void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-                      const char *newname, unsigned int flags);
+               const char *newname, unsigned int flags);
 void mf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
 void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
 void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
@@ -254,13 +284,13 @@ void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* cache.c: the kernel cache policy: how opens use the page cache, invalidation */
-void invalidate(fuse_ino_t ino);
+void invalidate(mf_fs *fs, fuse_ino_t ino);
 void cache_open(struct fuse_file_info *fi);
 
 /* lookup.c: lookup: the fixed tree and key names to nodes */
-void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino);
+void fill_entry(mf_fs *fs, struct fuse_entry_param *e, fuse_ino_t ino);
 void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
-                             struct fuse_entry_param *e);
+                      struct fuse_entry_param *e);
 void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* Longest JSON view node key: "<doc>/<path>" (jsonpath.c). */
@@ -268,63 +298,60 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* jsonpath.c: the /.ctl/json/<doc>/<path> member view */
 void jpath_split(node *n, size_t *klen, const char **path, size_t *plen);
-int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char **out,
-                      size_t *outlen, int64_t *mtime);
-int jpath_attr(node *n, struct stat *st);
-int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
-                         char nk[JPATH_NK_MAX], size_t *klen);
+int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t plen, char **out,
+               size_t *outlen, int64_t *mtime);
+int jpath_attr(mf_fs *fs, node *n, struct stat *st);
+int jpath_nodekey(mf_fs *fs, fuse_ino_t parent, const char *name, size_t plen,
+                  char nk[JPATH_NK_MAX], size_t *klen);
 void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 int jpath_refuse_append(node *n);
-int jpath_commit(handle *h, bool final);
-void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-                         struct fuse_file_info *fi);
+int jpath_commit(mf_fs *fs, handle *h, bool final);
+void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_file_info *fi);
 
 /* handle.c: file handles: views, private buffers, read and write */
-handle *handle_new(node *n, int flags);
-void handle_free(handle *h);
-void handle_put(handle *h);
-int node_value(node *n, mf_slice *out);
-void view_refresh_latest(handle *h);
+handle *handle_new(mf_fs *fs, node *n, int flags);
+void handle_free(mf_fs *fs, handle *h);
+void handle_put(mf_fs *fs, handle *h);
+int node_value(mf_fs *fs, node *n, mf_slice *out);
+void view_refresh_latest(mf_fs *fs, handle *h);
 int handle_reserve(handle *h, uint64_t len);
-int handle_make_full(handle *h);
-void set_dirty(handle *h);
-void clear_dirty(handle *h);
+int handle_make_full(mf_fs *fs, handle *h);
+void set_dirty(mf_fs *fs, handle *h);
+void clear_dirty(mf_fs *fs, handle *h);
 handle *fh(struct fuse_file_info *fi);
-void view_refresh(handle *h, uint64_t off);
-void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                    struct fuse_file_info *fi);
+void view_refresh(mf_fs *fs, handle *h, uint64_t off);
+void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                     struct fuse_file_info *fi);
+              struct fuse_file_info *fi);
 
 /* commit.c: the commit state machine: flush, fsync, release -> one mf_op */
-int commit_handle_locked_then_inval(handle *h, bool final);
-void settime_deferred(node *n);
-int handle_commit(handle *h, bool final);
-void handle_reset(handle *h, mf_slice view);
-int commit_orphan(handle *h);
-bool committed_empty(node *n, mf_slice key);
-int handle_commit_inner(handle *h, bool final, pthread_mutex_t **stripe_held);
-void name_drain(uint8_t type, const char *k, size_t len);
+int commit_handle_locked_then_inval(mf_fs *fs, handle *h, bool final);
+void settime_deferred(mf_fs *fs, node *n);
+int handle_commit(mf_fs *fs, handle *h, bool final);
+void handle_reset(mf_fs *fs, handle *h, mf_slice view);
+int commit_orphan(mf_fs *fs, handle *h);
+bool committed_empty(mf_fs *fs, node *n, mf_slice key);
+int handle_commit_inner(mf_fs *fs, handle *h, bool final, pthread_mutex_t **stripe_held);
+void name_drain(mf_fs *fs, uint8_t type, const char *k, size_t len);
 void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /* open.c: open and create: pinning a view, O_TRUNC, /.ctl files and pops */
-char *ctl_text(fuse_ino_t ino);
-void undo_open(node *n, handle *h, uint64_t lookups);
+char *ctl_text(mf_fs *fs, fuse_ino_t ino);
+void undo_open(mf_fs *fs, node *n, handle *h, uint64_t lookups);
 void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi);
-int open_key(node *n, handle *h, struct fuse_file_info *fi);
+int open_key(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi);
 void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi);
+               struct fuse_file_info *fi);
 
 /* dir.c: directory handles: listings built at opendir, paged by readdir */
-void dir_free_all(void);
-size_t add_pending_names(uint8_t type, mf_slice **keys, size_t nkeys);
+void dir_free_all(mf_fs *fs);
+size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice **keys, size_t nkeys);
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi);
+void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /* session.c: the session: ops table, init, mount, loop, unmount */

@@ -6,7 +6,7 @@
 
 /* ---------- handles ---------- */
 
-handle *handle_new(node *n, int flags)
+handle *handle_new(mf_fs *fs, node *n, int flags)
 {
 	handle *h = calloc(1, sizeof *h);
 	if (!h)
@@ -15,29 +15,17 @@ handle *handle_new(node *n, int flags)
 	atomic_init(&h->refs, 1);
 	h->n = n;
 	h->flags = flags;
-	pthread_mutex_lock(&fsg.hmu);
-	h->next = fsg.handles;
-	if (fsg.handles)
-		fsg.handles->prev = h;
-	fsg.handles = h;
-	pthread_mutex_unlock(&fsg.hmu);
-	mf_kv_handles_add(&fsg.kv, 1); /* stats: open_handles */
+	live_add(&fs->handles, &h->live);
+	mf_kv_handles_add(&fs->kv, 1); /* stats: open_handles */
 	return h;
 }
 
-void handle_free(handle *h)
+void handle_free(mf_fs *fs, handle *h)
 {
 	if (!h)
 		return;
-	pthread_mutex_lock(&fsg.hmu);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fsg.handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&fsg.hmu);
-	mf_kv_handles_add(&fsg.kv, -1);
+	live_del(&fs->handles, &h->live);
+	mf_kv_handles_add(&fs->kv, -1);
 	mf_slice_unref(&h->view);
 	mf_slice_unref(&h->data);
 	free(h->text);
@@ -45,39 +33,39 @@ void handle_free(handle *h)
 	free(h);
 }
 
-void handle_put(handle *h)
+void handle_put(mf_fs *fs, handle *h)
 {
 	if (atomic_fetch_sub(&h->refs, 1) == 1)
-		handle_free(h);
+		handle_free(fs, h);
 }
 
 /* Current committed value of a node (named: the store; orphan: its copy). */
-int node_value(node *n, mf_slice *out)
+int node_value(mf_fs *fs, node *n, mf_slice *out)
 {
 	for (;;) {
-		pthread_mutex_lock(&fsg.mu);
+		pthread_mutex_lock(&fs->mu);
 		bool named = n->named && !n->transit;
 		mf_slice key = mf_slice_ref(n->key);
 		if (!named)
 			*out = mf_slice_ref(n->orphan);
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 		if (!named) {
 			mf_slice_unref(&key);
 			return 0;
 		}
 		mf_entry_info info;
-		int r = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, true, &info);
+		int r = mf_kv_get(&fs->kv, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
 		}
-		/* The get ran without fsg.mu: an unlink or rename of this name may
+		/* The get ran without fs->mu: an unlink or rename of this name may
 		 * have begun (transit) or ended meanwhile, and then the store
 		 * answered for a name that is no longer this node's.  Look again. */
-		pthread_mutex_lock(&fsg.mu);
+		pthread_mutex_lock(&fs->mu);
 		bool same = n->named && !n->transit && n->key.len == key.len &&
 		            memcmp(mf_slice_ptr(n->key), mf_slice_ptr(key), key.len) == 0;
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 		mf_slice_unref(&key);
 		if (same) {
 			*out = r == 0 ? info.val : MF_SLICE_EMPTY;
@@ -89,10 +77,10 @@ int node_value(node *n, mf_slice *out)
 }
 
 /* Re-pin the handle's view to the latest committed value.  Caller holds h->mu. */
-void view_refresh_latest(handle *h)
+void view_refresh_latest(mf_fs *fs, handle *h)
 {
 	mf_slice cur = MF_SLICE_EMPTY;
-	if (node_value(h->n, &cur) == 0) {
+	if (node_value(fs, h->n, &cur) == 0) {
 		mf_slice_unref(&h->view);
 		h->view = cur;
 	}
@@ -114,12 +102,12 @@ int handle_reserve(handle *h, uint64_t len)
 /* Switch to full mode: private copy of the latest committed value (what a
  * write on a local filesystem would land on: a truncate or commit by others
  * since this handle's open counts), plus what it appended so far. */
-int handle_make_full(handle *h)
+int handle_make_full(mf_fs *fs, handle *h)
 {
 	if (h->mode == H_FULL)
 		return 0;
 	if (h->mode != H_APPEND)
-		view_refresh_latest(h);
+		view_refresh_latest(fs, h);
 	mf_slice cur = h->view;
 	uint64_t len = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
 	mf_slice d;
@@ -136,9 +124,9 @@ int handle_make_full(handle *h)
 	return 0;
 }
 
-void set_dirty(handle *h)
+void set_dirty(mf_fs *fs, handle *h)
 {
-	pthread_mutex_lock(&fsg.mu);
+	pthread_mutex_lock(&fs->mu);
 	if (h->dstate != D_SIZED)
 		h->n->ndirty++;
 	h->dstate = D_SIZED;
@@ -146,18 +134,18 @@ void set_dirty(handle *h)
 	h->n->dirty_size = h->mode == H_FULL ? h->size : h->n->dirty_size;
 	h->n->dirty_mtime = mf_now_ns();
 	h->n->has_set_mtime = false; /* a write after utimens moves mtime on */
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 }
 
-void clear_dirty(handle *h)
+void clear_dirty(mf_fs *fs, handle *h)
 {
 	if (h->dstate == D_CLEAN)
 		return;
-	pthread_mutex_lock(&fsg.mu);
+	pthread_mutex_lock(&fs->mu);
 	if (h->dstate == D_SIZED && --h->n->ndirty)
 		h->n->dirty_stale = true;
 	h->dstate = D_CLEAN;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 }
 
 handle *fh(struct fuse_file_info *fi)
@@ -172,7 +160,7 @@ handle *fh(struct fuse_file_info *fi)
  * offset 0 again, so a list reader sees the list as of its open), and, for
  * strings and documents, when it reads at the end of its version and the
  * latest one extends it (so `tail -f` sees appends).  Caller holds h->mu. */
-void view_refresh(handle *h, uint64_t off)
+void view_refresh(mf_fs *fs, handle *h, uint64_t off)
 {
 	if (h->mode == H_APPEND)
 		return; /* its tail is relative to the pinned view */
@@ -181,7 +169,7 @@ void view_refresh(handle *h, uint64_t off)
 	if (!rewind && (off < h->view.len || h->n->type == MF_T_LIST))
 		return;
 	mf_slice cur = MF_SLICE_EMPTY;
-	if (node_value(h->n, &cur) != 0)
+	if (node_value(fs, h->n, &cur) != 0)
 		return;
 	/* An append in place keeps the buffer: the same bytes, no compare
 	 * (tail -f on a big value must not cost O(value) per read). */
@@ -197,9 +185,9 @@ void view_refresh(handle *h, uint64_t off)
 	}
 }
 
-void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	(void)ino;
 	handle *h = fh(fi);
 	if (h->text || !h->n) {
@@ -209,7 +197,7 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		size_t o = (size_t)off < h->textlen ? (size_t)off : h->textlen;
 		size_t n = h->textlen - o < size ? h->textlen - o : size;
 		fuse_reply_buf(req, h->text + o, n);
-		handle_put(h);
+		handle_put(fs, h);
 		return;
 	}
 	pthread_mutex_lock(&h->mu);
@@ -228,7 +216,7 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(copy);
 		return;
 	} else {
-		view_refresh(h, (uint64_t)off);
+		view_refresh(fs, h, (uint64_t)off);
 		v = mf_slice_ref(h->view);
 		h->has_read = true;
 		vlen = v.len;
@@ -259,12 +247,13 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-                     struct fuse_file_info *fi)
+              struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	(void)ino;
 	handle *h = fh(fi);
 	if (!h->n) { /* /.ctl/snapshot: any write takes a snapshot */
-		int r = mf_kv_snapshot(&fsg.kv);
+		int r = mf_kv_snapshot(&fs->kv);
 		if (r)
 			fuse_reply_err(req, -r);
 		else
@@ -292,7 +281,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	} else if (h->n->type == MF_T_LIST && h->mode != H_FULL) {
 		/* A list takes appends only; a write at its end is one too. */
 		mf_slice cur = MF_SLICE_EMPTY;
-		node_value(h->n, &cur);
+		node_value(fs, h->n, &cur);
 		uint64_t end = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
 		mf_slice_unref(&cur);
 		if ((uint64_t)off != end) {
@@ -307,7 +296,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			mf_slice_append(&h->data, buf, size);
 		}
 	} else {
-		r = handle_make_full(h);
+		r = handle_make_full(fs, h);
 		if (r == 0 && (h->flags & O_APPEND))
 			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
 		if (r == 0)
@@ -324,18 +313,18 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	}
 	if (r == 0) {
 		h->wrote = true;
-		set_dirty(h);
+		set_dirty(fs, h);
 		if (h->mode != H_FULL) {
 			mf_slice cur = MF_SLICE_EMPTY;
-			node_value(h->n, &cur);
-			pthread_mutex_lock(&fsg.mu);
+			node_value(fs, h->n, &cur);
+			pthread_mutex_lock(&fs->mu);
 			h->n->dirty_size = cur.len + h->data.len;
-			pthread_mutex_unlock(&fsg.mu);
+			pthread_mutex_unlock(&fs->mu);
 			mf_slice_unref(&cur);
 		} else {
-			pthread_mutex_lock(&fsg.mu);
+			pthread_mutex_lock(&fs->mu);
 			h->n->dirty_size = h->size;
-			pthread_mutex_unlock(&fsg.mu);
+			pthread_mutex_unlock(&fs->mu);
 		}
 	}
 	pthread_mutex_unlock(&h->mu);

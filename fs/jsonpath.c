@@ -16,11 +16,11 @@ void jpath_split(node *n, size_t *klen, const char **path, size_t *plen)
 
 /* The member a path names in a JSON document, as text + '\n' (malloc'd).
  * 0, -ENOENT (no such key or member), -EINVAL (bad path). */
-int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char **out,
-                      size_t *outlen, int64_t *mtime)
+int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t plen, char **out,
+               size_t *outlen, int64_t *mtime)
 {
 	mf_entry_info info = {0};
-	int r = mf_kv_get(&fsg.kv, key, klen, true, &info);
+	int r = mf_kv_get(&fs->kv, key, klen, true, &info);
 	if (r == 0 && info.type != MF_T_JSON)
 		r = -ENOENT;
 	size_t off = 0, len = 0;
@@ -39,27 +39,27 @@ int jpath_read(const char *key, size_t klen, const char *path, size_t plen, char
 	return r;
 }
 
-int jpath_attr(node *n, struct stat *st)
+int jpath_attr(mf_fs *fs, node *n, struct stat *st)
 {
 	int64_t now = mf_now_ns(), mtime = now;
 	if (n->type == NODE_JDIR) {
 		mf_entry_info info;
-		if (mf_kv_get(&fsg.kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
+		if (mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != MF_T_JSON)
 			return -ENOENT;
-		dir_attr(n->ino, st);
+		dir_attr(fs, n->ino, st);
 		st->st_mtim = st->st_ctim = ns_to_ts(info.mtime_ns);
 		return 0;
 	}
 	size_t klen, plen, len = 0;
 	const char *path;
 	jpath_split(n, &klen, &path, &plen);
-	int r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, NULL, &len, &mtime);
+	int r = jpath_read(fs, mf_slice_ptr(n->key), klen, path, plen, NULL, &len, &mtime);
 	if (r == -ENOENT && n->ndirty)
 		r = 0, len = 0; /* being created through this mount */
 	if (r)
 		return r;
-	file_attr(n->ino, 0644, len, mtime, mtime, st);
+	file_attr(fs, n->ino, 0644, len, mtime, mtime, st);
 	return 0;
 }
 
@@ -68,13 +68,13 @@ int jpath_attr(node *n, struct stat *st)
  * (NAME_MAX, what statfs reports as f_namemax), although FUSE passes names
  * up to 1024 bytes.  Checking that before copying is what keeps the node key
  * inside its fixed buffer: doc (a store key, <= MF_KEY_MAX) + '/' + name. */
-int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
-                         char nk[JPATH_NK_MAX], size_t *klen)
+int jpath_nodekey(mf_fs *fs, fuse_ino_t parent, const char *name, size_t plen,
+                  char nk[JPATH_NK_MAX], size_t *klen)
 {
-	pthread_mutex_lock(&fsg.mu);
-	node *d = by_ino(parent);
+	pthread_mutex_lock(&fs->mu);
+	node *d = by_ino(fs, parent);
 	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	*klen = key.len;
 	int r = 0;
 	if (!key.len)
@@ -93,18 +93,19 @@ int jpath_nodekey(fuse_ino_t parent, const char *name, size_t plen,
 /* Lookup inside /.ctl/json/<key>/: names are paths into that document. */
 void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e;
 	size_t plen = strlen(name), klen;
 	char nk[JPATH_NK_MAX];
-	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen);
 	if (r) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	r = mf_json_path_check(name, plen) == 0 ? 0 : -ENOENT;
 	if (r == 0)
-		r = jpath_read(nk, klen, name, plen, NULL, NULL, NULL);
-	fill_entry(&e, 0);
+		r = jpath_read(fs, nk, klen, name, plen, NULL, NULL, NULL);
+	fill_entry(fs, &e, 0);
 	e.attr_timeout = e.entry_timeout = 0; /* the document may change any time */
 	if (r) {
 		fuse_reply_entry(req, &e); /* negative, not cached */
@@ -130,7 +131,7 @@ int jpath_refuse_append(node *n)
 
 /* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
  * h->mu; h owes a commit.  final: the handle is going away (or fsync). */
-int jpath_commit(handle *h, bool final)
+int jpath_commit(mf_fs *fs, handle *h, bool final)
 {
 	node *n = h->n;
 	size_t klen, plen;
@@ -143,7 +144,7 @@ int jpath_commit(handle *h, bool final)
 		 * closes a duplicate of the descriptor before it writes; the
 		 * last one gives up, once, and logs it. */
 		if (final) {
-			clear_dirty(h);
+			clear_dirty(fs, h);
 			char kn[KEY_NAME_MAX];
 			mf_log_warn("JSON path %s %.*s: empty value refused, document unchanged",
 			            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path);
@@ -164,7 +165,7 @@ int jpath_commit(handle *h, bool final)
 		op.key2 = mf_slice_from(path, plen, plen);
 		op.val = mf_slice_ref(h->data);
 		op.val.len = h->size;
-		r = commit(&op);
+		r = commit(fs, &op);
 		if (r) {
 			char kn[KEY_NAME_MAX];
 			mf_log_error("JSON path %s %.*s: update failed: %s",
@@ -177,24 +178,24 @@ int jpath_commit(handle *h, bool final)
 	mf_slice_unref(&h->data);
 	h->size = 0;
 	h->wrote = false;
-	clear_dirty(h);
+	clear_dirty(fs, h);
 	if (r == 0) {
-		pthread_mutex_lock(&fsg.mu);
-		node *doc = *name_slot(MF_T_JSON, k, klen);
+		pthread_mutex_lock(&fs->mu);
+		node *doc = *name_slot(fs, MF_T_JSON, k, klen);
 		fuse_ino_t ino = doc ? doc->ino : 0;
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 		h->inval_ino = ino; /* the document changed under its inode */
 	}
 	return r;
 }
 
 /* Create /.ctl/json/<key>/<path>: adding a member (`echo 1 > '$.new'`). */
-void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-                         struct fuse_file_info *fi)
+void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	size_t plen = strlen(name), klen;
 	char nk[JPATH_NK_MAX];
-	int r = jpath_nodekey(parent, name, plen, nk, &klen);
+	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen);
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
 		char kn[KEY_NAME_MAX];
 		mf_log_warn("bad JSON path '%s' for %s", name, key_name(kn, sizeof kn, MF_T_JSON, nk, klen));
@@ -207,14 +208,14 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		r = -EOPNOTSUPP;
 	}
 	struct fuse_entry_param e;
-	fill_entry(&e, 0);
+	fill_entry(fs, &e, 0);
 	e.attr_timeout = e.entry_timeout = 0;
 	handle *h = NULL;
 	node *n = NULL;
 	if (r == 0) {
-		pthread_mutex_lock(&fsg.mu);
-		n = node_get(NODE_JPATH, nk, klen + 1 + plen);
-		h = n ? handle_new(n, fi->flags) : NULL;
+		pthread_mutex_lock(&fs->mu);
+		n = node_get(fs, NODE_JPATH, nk, klen + 1 + plen);
+		h = n ? handle_new(fs, n, fi->flags) : NULL;
 		if (h) {
 			h->mode = H_FULL;
 			h->dstate = D_SIZED;
@@ -222,20 +223,20 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			n->nlookup++;
 			n->nopen++;
 			e.ino = n->ino;
-			r = node_attr(n, &e.attr);
+			r = node_attr(fs, n, &e.attr);
 		} else {
 			r = -ENOMEM;
 		}
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 	}
 	if (r) {
 		if (h)
-			undo_open(n, h, 1);
+			undo_open(fs, n, h, 1);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
-		undo_open(n, h, 1);
+		undo_open(fs, n, h, 1);
 }

@@ -52,21 +52,21 @@ uint8_t dir_type(fuse_ino_t dir)
 	return f ? f->keys : MF_T_NONE;
 }
 
-void layout_attr(const layout_entry *f, struct stat *st)
+void layout_attr(mf_fs *fs, const layout_entry *f, struct stat *st)
 {
 	if (S_ISDIR(f->mode)) {
-		dir_attr(f->ino, st);
+		dir_attr(fs, f->ino, st);
 	} else {
 		/* A control file's size is that of its text now (ls -l, tar and
 		 * cp read that many bytes); it changes, hence no attr caching. */
-		char *text = ctl_text(f->ino);
+		char *text = ctl_text(fs, f->ino);
 		int64_t now = mf_now_ns();
-		file_attr(f->ino, f->mode & 07777, text ? strlen(text) : 0, now, now, st);
+		file_attr(fs, f->ino, f->mode & 07777, text ? strlen(text) : 0, now, now, st);
 		free(text);
 	}
 }
 
-double layout_attr_timeout(const layout_entry *f)
+double layout_attr_timeout(mf_fs *fs, const layout_entry *f)
 {
-	return S_ISDIR(f->mode) ? fsg.timeout : 0;
+	return S_ISDIR(f->mode) ? fs->timeout : 0;
 }

@@ -6,29 +6,30 @@
 
 /* ---------- lookup / attrs ---------- */
 
-void fill_entry(struct fuse_entry_param *e, fuse_ino_t ino)
+void fill_entry(mf_fs *fs, struct fuse_entry_param *e, fuse_ino_t ino)
 {
 	memset(e, 0, sizeof *e);
 	e->ino = ino;
-	e->attr_timeout = fsg.timeout;
-	e->entry_timeout = fsg.timeout;
+	e->attr_timeout = fs->timeout;
+	e->entry_timeout = fs->timeout;
 }
 
 /* Reply to a lookup with the node for (type, key), taking a lookup
  * reference on it; e carries the timeouts to use. */
 void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
-                             struct fuse_entry_param *e)
+                      struct fuse_entry_param *e)
 {
-	pthread_mutex_lock(&fsg.mu);
-	node *n = node_get(type, k, len);
-	int r = n ? node_attr(n, &e->attr) : -ENOMEM;
+	mf_fs *fs = fuse_req_userdata(req);
+	pthread_mutex_lock(&fs->mu);
+	node *n = node_get(fs, type, k, len);
+	int r = n ? node_attr(fs, n, &e->attr) : -ENOMEM;
 	if (r == 0) {
 		n->nlookup++;
 		e->ino = n->ino;
 	} else if (n) {
-		node_maybe_free(n);
+		node_maybe_free(fs, n);
 	}
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	if (r)
 		fuse_reply_err(req, -r);
 	else
@@ -37,12 +38,13 @@ void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
 
 void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e;
 	const layout_entry *f = layout_child(parent, name);
 	if (f) {
-		fill_entry(&e, f->ino);
-		e.attr_timeout = layout_attr_timeout(f);
-		layout_attr(f, &e.attr);
+		fill_entry(fs, &e, f->ino);
+		e.attr_timeout = layout_attr_timeout(fs, f);
+		layout_attr(fs, f, &e.attr);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -60,24 +62,24 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * directory's type (one keyspace: a key shows only in its type's dir). */
 	mf_entry_info info;
 	uint8_t want = type == NODE_POP ? MF_T_LIST : type == NODE_JDIR ? MF_T_JSON : type;
-	bool found = mf_kv_get(&fsg.kv, name, len, false, &info) == 0 && info.type == want;
+	bool found = mf_kv_get(&fs->kv, name, len, false, &info) == 0 && info.type == want;
 	if (!found && type != NODE_POP && type != NODE_JDIR) {
 		/* Created through this mount, first commit still to come. */
-		pthread_mutex_lock(&fsg.mu);
-		node *pn = *name_slot(type, name, len);
+		pthread_mutex_lock(&fs->mu);
+		node *pn = *name_slot(fs, type, name, len);
 		found = pn && pending_visible(pn);
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 	}
 	if (!found) {
 		/* Negative entry cached for the same timeout: creates through this
 		 * mount invalidate it themselves, and nothing else adds keys. */
-		fill_entry(&e, 0);
+		fill_entry(fs, &e, 0);
 		if (type == NODE_POP || type == NODE_JDIR)
 			e.entry_timeout = 0; /* created through another directory */
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	fill_entry(&e, 0);
+	fill_entry(fs, &e, 0);
 	if (type == NODE_POP || type == NODE_JDIR)
 		e.attr_timeout = e.entry_timeout = 0; /* they come and go with their key */
 	reply_node_entry(req, type, name, len, &e);

@@ -143,7 +143,9 @@ static int cli_proc(void *data, const char *arg, int key, struct fuse_args *outa
 }
 
 /* libfuse's own messages while checking options: collected, so that a bad
- * option is reported as one line of ours. */
+ * option is reported as one line of ours.  File-static because libfuse's
+ * log callback takes no context pointer; only main's thread, before the
+ * session exists, uses it. */
 static char fuse_msg[512];
 
 static void capture_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
@@ -196,8 +198,7 @@ static int check_fuse_options(const struct fuse_args *args)
 /* db change hook -> kernel cache invalidation (RESP writes). */
 static void key_changed(void *ctx, int ktype, const void *key, size_t klen)
 {
-	(void)ctx;
-	mf_fs_key_changed(ktype, key, klen);
+	mf_fs_key_changed(ctx, ktype, key, klen);
 }
 
 static void usage(const char *prog)
@@ -300,7 +301,9 @@ static int same_dir(const char *a, const char *b)
 /*
  * Progress the user should see while it happens (waiting for a data dir
  * lock): straight to the terminal even while the daemon collects its other
- * start-up output, and kept for the daemon's log.
+ * start-up output, and kept for the daemon's log.  File-static because the
+ * database calls notice/progress (mf_db_opts) without a context pointer;
+ * set by main's thread around mf_db_open only.
  */
 static int notice_fd = 2;
 static char notice_copy[512];
@@ -475,66 +478,77 @@ static void reexec_with_hugepage_heap(char *argv[])
 #endif
 }
 
-int main(int argc, char *argv[])
+/* What main works from: the command line as parsed, and what it started. */
+struct run {
+	struct fuse_args args;
+	struct cli cli;
+	struct fuse_cmdline_opts fo;
+	const char *source;  /* mount.fuse3's SOURCE argument: the data dir */
+	char *dir;           /* the data dir as given */
+	mf_db_opts dbo;
+	mf_resp_opts rso;
+	mf_fs_opts fso;
+	int pipefd[2];       /* daemon mode: the child's verdict to the waiting parent */
+	FILE *early;         /* daemon mode: start-up log lines until the log opens */
+	mf_db *db;
+	mf_resp *resp;
+	mf_fs *fs;
+	char err[1024];      /* why the start failed */
+};
+
+/* libfuse's options and the generic ones.  -1: go on; else main's exit
+ * code (0 after --help or --version, 2 for a bad command line). */
+static int parse_options(struct run *r, const char *prog)
 {
-	reexec_with_hugepage_heap(argv);
-	/* Data files (WAL, snapshot, lock, log, state) are the user's keys:
-	 * nobody else's business, whatever umask we were started with. */
-	umask(077);
-	/* Until the daemon starts, messages are a command's errors. */
-	mf_log_set_plain(true);
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct cli cli = {0};
-	struct fuse_cmdline_opts fo = {0};
-	mf_db_opts dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
-	                  .wal_threshold = 128ull << 20, .progress = progress_now};
-	char *dir = NULL;
-	int rc = 2;
 	/* While parsing, libfuse's complaints are collected and reported as
 	 * one line of ours. */
 	fuse_set_log_func(capture_fuse_log);
-	if (fuse_opt_parse(&args, &cli, cli_opts, cli_proc) != 0) {
+	if (fuse_opt_parse(&r->args, &r->cli, cli_opts, cli_proc) != 0) {
 		report_fuse_error("bad options");
-		goto out;
+		return 2;
 	}
-	if (cli.error) {
-		mf_log_error("%s", cli.error);
-		goto out;
+	if (r->cli.error) {
+		mf_log_error("%s", r->cli.error);
+		return 2;
 	}
 	fuse_msg[0] = '\0';
-	if (fuse_parse_cmdline(&args, &fo) != 0) {
+	if (fuse_parse_cmdline(&r->args, &r->fo) != 0) {
 		report_fuse_error("bad options");
-		goto out;
+		return 2;
 	}
-	if (fo.show_help) {
-		usage(argv[0]);
-		rc = 0;
-		goto out;
+	if (r->fo.show_help) {
+		usage(prog);
+		return 0;
 	}
-	if (fo.show_version) {
+	if (r->fo.show_version) {
 		printf("memfluxfs %s (libfuse %s, liblz4 %s)\n", MF_VERSION, fuse_pkgversion(),
 		       LZ4_versionString());
-		rc = 0;
-		goto out;
+		return 0;
 	}
 	/* allow_other without default_permissions would let every local user
 	 * write and delete the owner's keys while ls shows 0644: the kernel
 	 * checks mode bits only with default_permissions. */
-	if (cli.allow_other &&
-	    (fuse_opt_add_arg(&args, "-o") != 0 || fuse_opt_add_arg(&args, "default_permissions") != 0)) {
+	if (r->cli.allow_other && (fuse_opt_add_arg(&r->args, "-o") != 0 ||
+	                           fuse_opt_add_arg(&r->args, "default_permissions") != 0)) {
 		mf_log_error("out of memory");
-		goto out;
+		return 2;
 	}
-	if (check_fuse_options(&args) != 0)
-		goto out;
+	if (check_fuse_options(&r->args) != 0)
+		return 2;
 	fuse_set_log_func(NULL);
+	return -1;
+}
+
+/* The mountpoint, an existing directory, made absolute (fo.mountpoint). */
+static bool check_mountpoint(struct run *r)
+{
 	/* One argument: the mountpoint.  Two, as mount.fuse3 runs us
 	 * (`memfluxfs SOURCE MOUNTPOINT -o rw,...`): the source is the data dir. */
-	const char *source = cli.npos == 2 ? cli.pos[0] : NULL;
-	const char *mnt_arg = cli.npos ? cli.pos[cli.npos - 1] : NULL;
+	r->source = r->cli.npos == 2 ? r->cli.pos[0] : NULL;
+	const char *mnt_arg = r->cli.npos ? r->cli.pos[r->cli.npos - 1] : NULL;
 	if (!mnt_arg) {
 		mf_log_error("no mountpoint given (usage: memfluxfs [options] [DATA_DIR] MOUNTPOINT)");
-		goto out;
+		return false;
 	}
 	char mnt[PATH_MAX];
 	struct stat sb;
@@ -545,234 +559,319 @@ int main(int argc, char *argv[])
 		why = "not a directory";
 	if (why) {
 		mf_log_error("mountpoint %s: %s", mnt_arg, why);
-		goto out;
+		return false;
 	}
-	fo.mountpoint = strdup(mnt);
-	if ((cli.data_dir && !*cli.data_dir) || (source && !*source)) {
+	r->fo.mountpoint = strdup(mnt);
+	return true;
+}
+
+/* The data dir's and the database's options (fsync, sizes). */
+static bool parse_db_options(struct run *r)
+{
+	const struct cli *c = &r->cli;
+	if ((c->data_dir && !*c->data_dir) || (r->source && !*r->source)) {
 		mf_log_error("the data dir is empty (give a directory)");
-		goto out;
+		return false;
 	}
 	/* Both a source and -o data_dir (an fstab line can have both): the
 	 * option names the data dir; the source may then be a label without
 	 * '/' (like tmpfs's "none"), or the same dir, but not another dir. */
-	if (source && cli.data_dir && strchr(source, '/') && !same_dir(source, cli.data_dir)) {
-		mf_log_error("source %s and data_dir=%s name different data dirs",
-		        source, cli.data_dir);
-		goto out;
+	if (r->source && c->data_dir && strchr(r->source, '/') && !same_dir(r->source, c->data_dir)) {
+		mf_log_error("source %s and data_dir=%s name different data dirs", r->source,
+		             c->data_dir);
+		return false;
 	}
-
-	if (cli.fsync && mf_fsync_mode_parse(cli.fsync, &dbo.fsync_mode) != 0) {
-		mf_log_error("--fsync=%s: expected interval, always or none", cli.fsync);
-		goto out;
+	if (c->fsync && mf_fsync_mode_parse(c->fsync, &r->dbo.fsync_mode) != 0) {
+		mf_log_error("--fsync=%s: expected interval, always or none", c->fsync);
+		return false;
 	}
-	if (cli.fsync_interval) {
+	if (c->fsync_interval) {
 		char *end;
-		long v = strtol(cli.fsync_interval, &end, 10);
+		long v = strtol(c->fsync_interval, &end, 10);
 		if (*end || v <= 0 || v > 3600000) {
-			mf_log_error("--fsync-interval-ms=%s: expected 1..3600000",
-			        cli.fsync_interval);
-			goto out;
+			mf_log_error("--fsync-interval-ms=%s: expected 1..3600000", c->fsync_interval);
+			return false;
 		}
-		dbo.fsync_interval_ms = (unsigned)v;
+		r->dbo.fsync_interval_ms = (unsigned)v;
 	}
-	if (cli.wal_threshold && mf_parse_size(cli.wal_threshold, &dbo.wal_threshold) != 0) {
-		mf_log_error("--wal-threshold=%s: expected a size like 128M",
-		        cli.wal_threshold);
-		goto out;
+	if (c->wal_threshold && mf_parse_size(c->wal_threshold, &r->dbo.wal_threshold) != 0) {
+		mf_log_error("--wal-threshold=%s: expected a size like 128M", c->wal_threshold);
+		return false;
 	}
-	if (cli.max_memory && strcmp(cli.max_memory, "0") != 0 &&
-	    mf_parse_size(cli.max_memory, &dbo.max_memory) != 0) {
-		mf_log_error("--max-memory=%s: expected a size like 512M (0: no limit)", cli.max_memory);
-		goto out;
+	if (c->max_memory && strcmp(c->max_memory, "0") != 0 &&
+	    mf_parse_size(c->max_memory, &r->dbo.max_memory) != 0) {
+		mf_log_error("--max-memory=%s: expected a size like 512M (0: no limit)", c->max_memory);
+		return false;
 	}
-	mf_resp_opts rso = {.addr = cli.resp, .password_file = cli.resp_password_file,
-	                    .inline_writes = dbo.fsync_mode != MF_FSYNC_ALWAYS};
-	if (cli.resp_password_file && !cli.resp) {
+	return true;
+}
+
+/* The options of the two faces: RESP and the mount. */
+static bool parse_face_options(struct run *r)
+{
+	const struct cli *c = &r->cli;
+	r->rso = (mf_resp_opts){.addr = c->resp, .password_file = c->resp_password_file,
+	                        .inline_writes = r->dbo.fsync_mode != MF_FSYNC_ALWAYS};
+	if (c->resp_password_file && !c->resp) {
 		mf_log_error("--resp-password-file needs --resp=ADDR");
-		goto out;
+		return false;
 	}
-	if (cli.resp) {
+	if (c->resp) {
 		char rerr[512];
-		if (mf_resp_check_opts(&rso, rerr, sizeof rerr) != 0) {
+		if (mf_resp_check_opts(&r->rso, rerr, sizeof rerr) != 0) {
 			mf_log_error("%s", rerr);
-			goto out;
+			return false;
 		}
 	}
-	mf_fs_opts fso = {.foreground = fo.foreground, .singlethread = fo.singlethread,
-	                  .clone_fd = fo.clone_fd, .max_threads = fo.max_threads, .timeout = 1.0};
-	if (cli.cache_timeout) {
+	r->fso = (mf_fs_opts){.foreground = r->fo.foreground, .singlethread = r->fo.singlethread,
+	                      .clone_fd = r->fo.clone_fd, .max_threads = r->fo.max_threads,
+	                      .timeout = 1.0};
+	if (c->cache_timeout) {
 		char *end;
-		fso.timeout = strtod(cli.cache_timeout, &end);
-		if (*end || fso.timeout < 0) {
-			mf_log_error("--cache-timeout=%s: expected seconds", cli.cache_timeout);
-			goto out;
+		r->fso.timeout = strtod(c->cache_timeout, &end);
+		if (*end || r->fso.timeout < 0) {
+			mf_log_error("--cache-timeout=%s: expected seconds", c->cache_timeout);
+			return false;
 		}
 	}
-	dir = cli.data_dir ? strdup(cli.data_dir) : source ? strdup(source) : default_data_dir();
-	dbo.dir = absolute(dir);
+	return true;
+}
+
+/* The data dir (absolute: the daemon chdirs to /), named in the mount's
+ * source, and how its lock is waited for. */
+static void set_data_dir(struct run *r)
+{
+	r->dir = r->cli.data_dir ? strdup(r->cli.data_dir)
+	         : r->source     ? strdup(r->source)
+	                         : default_data_dir();
+	r->dbo.dir = absolute(r->dir);
 	/* The mount's source names the data dir ("memfluxfs:DIR", as sshfs
 	 * shows user@host:path): df and findmnt show which data a mount serves,
 	 * and a restart finds in mountinfo whether the lock holder still serves
 	 * one (db.c, MF_DB_FSNAME_PREFIX). */
 	char *esc = NULL, *fsname = NULL;
-	if (fuse_opt_add_opt_escaped(&esc, dbo.dir) == 0 &&
+	if (fuse_opt_add_opt_escaped(&esc, r->dbo.dir) == 0 &&
 	    asprintf(&fsname, "fsname=" MF_DB_FSNAME_PREFIX "%s", esc) > 0)
-		if (fuse_opt_add_arg(&args, "-o") != 0 || fuse_opt_add_arg(&args, fsname) != 0)
+		if (fuse_opt_add_arg(&r->args, "-o") != 0 || fuse_opt_add_arg(&r->args, fsname) != 0)
 			mf_log_error("out of memory");
 	free(esc);
 	free(fsname);
-	dbo.lock_wait_ms = 30000;
-	dbo.notice = notice_now;
+	r->dbo.lock_wait_ms = 30000;
+	r->dbo.notice = notice_now;
+}
 
-	if (fo.debug)
-		mf_log_set_level(MF_LOG_DEBUG);
-	/* Before any thread exists, so that every thread inherits the mask. */
-	sighup_block();
-	int pipefd[2] = {-1, -1};
-	if (!fo.foreground) {
-		if (pipe(pipefd) != 0) {
-			mf_log_error("pipe: %s", strerror(errno));
-			rc = 1;
-			goto out;
-		}
-		pid_t pid = fork();
-		if (pid < 0) {
-			mf_log_error("fork: %s", strerror(errno));
-			rc = 1;
-			goto out;
-		}
-		if (pid > 0) {
-			/* Parent: wait for the child's verdict. */
-			close(pipefd[1]);
-			char status = 1;
-			if (read(pipefd[0], &status, 1) != 1)
-				status = 1;
-			rc = status;
-			goto out;
-		}
-		close(pipefd[0]);
-		setsid();
+/* Everything the command line decides.  -1: go on; else main's exit code. */
+static int configure(struct run *r, const char *prog)
+{
+	int rc = parse_options(r, prog);
+	if (rc >= 0)
+		return rc;
+	if (!check_mountpoint(r) || !parse_db_options(r) || !parse_face_options(r))
+		return 2;
+	set_data_dir(r);
+	return -1;
+}
+
+/* Unless -f: fork; the parent waits for the child's verdict (one byte on
+ * the pipe) and exits with it.  -1: go on (the child, or -f); else the
+ * parent's exit code. */
+static int daemonize(struct run *r)
+{
+	if (r->fo.foreground)
+		return -1;
+	if (pipe(r->pipefd) != 0) {
+		mf_log_error("pipe: %s", strerror(errno));
+		return 1;
 	}
-	/* From here on, the daemon's log lines. */
-	mf_log_set_plain(false);
+	pid_t pid = fork();
+	if (pid < 0) {
+		mf_log_error("fork: %s", strerror(errno));
+		return 1;
+	}
+	if (pid > 0) {
+		close(r->pipefd[1]);
+		char status = 1;
+		if (read(r->pipefd[0], &status, 1) != 1)
+			status = 1;
+		return status;
+	}
+	close(r->pipefd[0]);
+	setsid();
+	return -1;
+}
 
-	/* In daemon mode, what recovery prints (torn tails cut, counts) must
-	 * reach the log too, which cannot be opened before the data dir exists:
-	 * collect it in a temp file, then copy it to the log and the terminal. */
-	FILE *early = NULL;
+/* Daemon mode: the verdict for the waiting parent (0: mounted). */
+static void tell_parent(struct run *r, char status)
+{
+	if (r->pipefd[1] >= 0)
+		(void)!write(r->pipefd[1], &status, 1);
+}
+
+/* Open the database: the data dir lock, snapshot, WAL replay.  In daemon
+ * mode what recovery prints (torn tails cut, counts) must reach the log
+ * too, which cannot be opened before the data dir exists: collect it in a
+ * temp file (early), copied to the log and the terminal later. */
+static bool open_db(struct run *r)
+{
 	int saved_err = -1;
-	if (pipefd[1] >= 0 && (early = tmpfile()) != NULL) {
+	if (r->pipefd[1] >= 0 && (r->early = tmpfile()) != NULL) {
 		saved_err = dup(2);
-		dup2(fileno(early), 2);
+		dup2(fileno(r->early), 2);
 		notice_fd = saved_err;
 	}
-	char err[1024] = "";
-	mf_db *db = mf_db_open(&dbo, err, sizeof err);
-	if (early) {
+	r->db = mf_db_open(&r->dbo, r->err, sizeof r->err);
+	if (r->early) {
 		dup2(saved_err, 2);
 		close(saved_err);
 		notice_fd = 2;
 	}
-	if (!db) {
-		replay_early(early, 2, -1);
-		mf_log_set_plain(true); /* the command's verdict, one line */
-		mf_log_error("%s", err);
-		if (pipefd[1] >= 0) {
-			char st = 1;
-			(void)!write(pipefd[1], &st, 1);
-		}
-		rc = 1;
-		goto out;
+	return r->db != NULL;
+}
+
+/* RESP, then the mount.  RESP first, so a busy port fails the start like
+ * any other error; its changes reach the kernel through the hook, which is
+ * installed once the mount exists (before, there is no kernel cache to
+ * drop, and the mount's tables are still being built). */
+static bool start_faces(struct run *r)
+{
+	if (r->cli.resp && !(r->resp = mf_resp_start(r->db, &r->rso, r->err, sizeof r->err)))
+		return false;
+	mf_kv kv = mf_db_kv(r->db);
+	r->fs = mf_fs_mount(&kv, &r->args, r->fo.mountpoint, &r->fso);
+	if (!r->fs) {
+		snprintf(r->err, sizeof r->err, "cannot mount on %s", r->fo.mountpoint);
+		return false;
 	}
-	/* RESP before the mount, so a busy port fails the start like any
-	 * other error; its changes reach the kernel through the hook, which
-	 * is installed once the mount exists (before, there is no kernel
-	 * cache to drop, and the mount's tables are still being built). */
-	mf_resp *resp = NULL;
-	if (cli.resp) {
-		resp = mf_resp_start(db, &rso, err, sizeof err);
-		if (!resp)
-			goto start_failed;
+	if (r->resp)
+		mf_db_set_change_hook(r->db, key_changed, r->fs);
+	return true;
+}
+
+/* A failed start: one line for the user (the parent prints what we
+ * replay), what was started stopped, the database closed, and the waiting
+ * parent told: exit 1. */
+static int start_failed(struct run *r)
+{
+	mf_resp_stop(r->resp);
+	replay_early(r->early, 2, -1);
+	r->early = NULL;
+	mf_log_set_plain(true);
+	mf_log_error("%s", r->err);
+	if (r->db)
+		mf_db_close(r->db);
+	tell_parent(r, 1);
+	return 1;
+}
+
+/* Daemon mode, once mounted: log to the data dir, stdio away from the
+ * terminal, and tell the waiting parent "ok". */
+static void detach(struct run *r)
+{
+	if (r->pipefd[1] < 0)
+		return;
+	char *logpath = join(r->dbo.dir, "memflux.log");
+	int lfd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+	if (lfd >= 0)
+		mf_log_set_file(logpath); /* for SIGHUP */
+	free(logpath);
+	int nfd = open("/dev/null", O_RDWR);
+	if (nfd >= 0) {
+		dup2(nfd, 0);
+		dup2(nfd, 1);
+		close(nfd);
 	}
-	mf_kv kv = mf_db_kv(db);
-	struct fuse_session *se = mf_fs_mount(&kv, &args, fo.mountpoint, &fso);
-	if (se && resp)
-		mf_db_set_change_hook(db, key_changed, NULL);
-	if (!se) {
-		snprintf(err, sizeof err, "cannot mount on %s", fo.mountpoint);
-		mf_resp_stop(resp);
-	start_failed:
-		/* One line for the user (the parent prints what we replay), the
-		 * database closed, and the waiting parent told: exit 1. */
-		replay_early(early, 2, -1);
-		mf_log_set_plain(true);
-		mf_log_error("%s", err);
-		mf_db_close(db);
-		if (pipefd[1] >= 0) {
-			char st = 1;
-			(void)!write(pipefd[1], &st, 1);
-		}
-		rc = 1;
-		goto out;
+	if (lfd >= 0 && notice_copy[0]) {
+		char t[40];
+		dprintf(lfd, "%s WARN %s\n", mf_log_time(t, sizeof t, mf_now_ns()), notice_copy);
 	}
-	if (pipefd[1] >= 0) {
-		/* Detach: logs to the data dir, stdio away from the terminal. */
-		char *logpath = join(dbo.dir, "memflux.log");
-		int lfd = logpath ? open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
-		if (lfd >= 0)
-			mf_log_set_file(logpath); /* for SIGHUP */
-		free(logpath);
-		int nfd = open("/dev/null", O_RDWR);
-		if (nfd >= 0) {
-			dup2(nfd, 0);
-			dup2(nfd, 1);
-			close(nfd);
-		}
-		if (lfd >= 0 && notice_copy[0]) {
-			char t[40];
-			dprintf(lfd, "%s WARN %s\n", mf_log_time(t, sizeof t, mf_now_ns()), notice_copy);
-		}
-		replay_early(early, 2, lfd);
-		early = NULL;
-		if (lfd >= 0) {
-			dup2(lfd, 2);
-			close(lfd);
-		}
-		if (chdir("/") != 0)
-			mf_log_error("chdir /: %s", strerror(errno));
-		char st = 0;
-		(void)!write(pipefd[1], &st, 1);
-		close(pipefd[1]);
+	replay_early(r->early, 2, lfd);
+	r->early = NULL;
+	if (lfd >= 0) {
+		dup2(lfd, 2);
+		close(lfd);
 	}
+	if (chdir("/") != 0)
+		mf_log_error("chdir /: %s", strerror(errno));
+	tell_parent(r, 0);
+	close(r->pipefd[1]);
+}
+
+/* Serve until unmount or a signal, then stop in order: RESP (its threads
+ * notify the mount mf_fs_unmount frees), the mount, the database.  Returns
+ * main's exit code. */
+static int serve(struct run *r)
+{
 	mf_log_info("memfluxfs %s (pid %ld) mounted %s (data dir %s, fsync %s)", MF_VERSION,
-	            (long)getpid(), fo.mountpoint, dbo.dir, mf_fsync_mode_name(dbo.fsync_mode));
+	            (long)getpid(), r->fo.mountpoint, r->dbo.dir,
+	            mf_fsync_mode_name(r->dbo.fsync_mode));
 	sighup_start();
 	sd_notify_send("READY=1\nSTATUS=mounted");
-	int r = mf_fs_loop(se, &fso);
-	/* RESP first: its threads notify the session mf_fs_unmount destroys. */
-	mf_resp_stop(resp);
+	int rc = mf_fs_loop(r->fs, &r->fso);
+	mf_resp_stop(r->resp);
 	sd_notify_send("STOPPING=1\nSTATUS=unmounting, closing the WAL");
-	mf_fs_unmount(se);
+	mf_fs_unmount(r->fs);
 	hold_after_unmount();
-	mf_db_close(db);
-	mf_log_info("unmounted %s", fo.mountpoint);
-	rc = r ? 1 : 0;
-out:
+	mf_db_close(r->db);
+	mf_log_info("unmounted %s", r->fo.mountpoint);
+	return rc ? 1 : 0;
+}
+
+/* Start (as a daemon unless -f), serve, stop.  Returns the exit code. */
+static int run(struct run *r)
+{
+	if (r->fo.debug)
+		mf_log_set_level(MF_LOG_DEBUG);
+	/* Before any thread exists, so that every thread inherits the mask. */
+	sighup_block();
+	int rc = daemonize(r);
+	if (rc >= 0)
+		return rc;
+	/* From here on, the daemon's log lines. */
+	mf_log_set_plain(false);
+	if (!open_db(r) || !start_faces(r))
+		return start_failed(r);
+	detach(r);
+	return serve(r);
+}
+
+static void run_free(struct run *r)
+{
 	fuse_set_log_func(NULL);
-	free(fo.mountpoint);
-	fuse_opt_free_args(&args);
-	free(cli.pos[0]);
-	free(cli.pos[1]);
-	free(cli.error);
-	free(cli.data_dir);
-	free(cli.fsync);
-	free(cli.fsync_interval);
-	free(cli.wal_threshold);
-	free(cli.cache_timeout);
-	free(cli.max_memory);
-	free(cli.resp);
-	free(cli.resp_password_file);
-	free(dir);
-	free((char *)dbo.dir);
+	free(r->fo.mountpoint);
+	fuse_opt_free_args(&r->args);
+	struct cli *c = &r->cli;
+	free(c->pos[0]);
+	free(c->pos[1]);
+	free(c->error);
+	free(c->data_dir);
+	free(c->fsync);
+	free(c->fsync_interval);
+	free(c->wal_threshold);
+	free(c->cache_timeout);
+	free(c->max_memory);
+	free(c->resp);
+	free(c->resp_password_file);
+	free(r->dir);
+	free((char *)r->dbo.dir);
+}
+
+int main(int argc, char *argv[])
+{
+	reexec_with_hugepage_heap(argv);
+	/* Data files (WAL, snapshot, lock, log, state) are the user's keys:
+	 * nobody else's business, whatever umask we were started with. */
+	umask(077);
+	/* Until the daemon starts, messages are a command's errors. */
+	mf_log_set_plain(true);
+	struct run r = {
+		.args = FUSE_ARGS_INIT(argc, argv),
+		.dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
+		        .wal_threshold = 128ull << 20, .progress = progress_now},
+		.pipefd = {-1, -1},
+	};
+	int rc = configure(&r, argv[0]);
+	if (rc < 0)
+		rc = run(&r);
+	run_free(&r);
 	return rc;
 }

@@ -4,35 +4,36 @@
  */
 #include "fs_int.h"
 
-char *ctl_text(fuse_ino_t ino)
+char *ctl_text(mf_fs *fs, fuse_ino_t ino)
 {
-	return ino == INO_STATS ? mf_kv_stats_text(&fsg.kv) : mf_kv_snapshot_text(&fsg.kv);
+	return ino == INO_STATS ? mf_kv_stats_text(&fs->kv) : mf_kv_snapshot_text(&fs->kv);
 }
 
 /* Undo an open (or create) the kernel will never release: failed, or the
  * opener was interrupted before the reply.  Drops the open count, the
  * lookups the reply would have given, the handle's dirty mark (and a
  * created key that never got committed), then frees the handle. */
-void undo_open(node *n, handle *h, uint64_t lookups)
+void undo_open(mf_fs *fs, node *n, handle *h, uint64_t lookups)
 {
-	pthread_mutex_lock(&fsg.mu);
+	pthread_mutex_lock(&fs->mu);
 	if (h && h->dstate == D_SIZED)
 		n->ndirty--;
 	n->nopen--;
 	n->nlookup -= lookups;
 	if (n->pending && !n->ndirty) {
-		node_stillborn(n);
+		node_stillborn(fs, n);
 	}
-	node_maybe_free(n);
-	pthread_mutex_unlock(&fsg.mu);
-	handle_free(h);
+	node_maybe_free(fs, n);
+	pthread_mutex_unlock(&fs->mu);
+	handle_free(fs, h);
 }
 
 void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		undo_open(h->n, h, 0);
+		undo_open(fs, h->n, h, 0);
 }
 
 /* Open of a key file: pin the committed value the handle will see (under
@@ -40,20 +41,20 @@ void reply_open(fuse_req_t req, handle *h, struct fuse_file_info *fi)
  * cache mode, and apply O_TRUNC to this handle.  O_TRUNC is never dropped,
  * even on an empty or pending key: the handle's value starts empty, so its
  * writes cannot land on top of what another handle commits meanwhile. */
-int open_key(node *n, handle *h, struct fuse_file_info *fi)
+int open_key(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 {
 	bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
-	pthread_mutex_t *m = name_lock(n);
-	pthread_mutex_lock(&fsg.mu);
+	pthread_mutex_t *m = name_lock(fs, n);
+	pthread_mutex_lock(&fs->mu);
 	bool pending = n->pending;
 	mf_slice key = mf_slice_ref(n->key);
 	if (!m)
 		h->view = mf_slice_ref(n->orphan);
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	mf_entry_info info = {0};
 	int r = 0;
 	if (m && !pending) {
-		r = mf_kv_get(&fsg.kv, mf_slice_ptr(key), key.len, true, &info);
+		r = mf_kv_get(&fs->kv, mf_slice_ptr(key), key.len, true, &info);
 		if (r == 0 && info.type != n->type) {
 			mf_slice_unref(&info.val);
 			r = -ENOENT;
@@ -64,7 +65,7 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 	if (r == 0)
 		cache_open(fi);
 	if (!writer) /* stats: reads, hits and misses */
-		mf_kv_count_read(&fsg.kv, r == 0);
+		mf_kv_count_read(&fs->kv, r == 0);
 	if (m)
 		pthread_mutex_unlock(m);
 	mf_slice_unref(&key);
@@ -74,112 +75,145 @@ int open_key(node *n, handle *h, struct fuse_file_info *fi)
 		h->mode = H_FULL;
 		h->trunc = true;
 		h->size = 0;
-		set_dirty(h);
-		pthread_mutex_lock(&fsg.mu);
+		set_dirty(fs, h);
+		pthread_mutex_lock(&fs->mu);
 		n->dirty_size = 0;
-		pthread_mutex_unlock(&fsg.mu);
+		pthread_mutex_unlock(&fs->mu);
 	}
 	if (!writer)
 		fi->noflush = 1; /* nothing to commit: spare the FLUSH request */
 	return 0;
 }
 
-void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Open of /.ctl/stats or /.ctl/snapshot: a reader gets the text as of
+ * open; only /.ctl/snapshot may be opened for writing (a write asks for a
+ * snapshot). */
+static void open_ctl(mf_fs *fs, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (ino == INO_STATS || ino == INO_SNAPSHOT) {
-		handle *h = handle_new(NULL, fi->flags);
-		if (!h) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-			h->text = ctl_text(ino);
-			h->textlen = h->text ? strlen(h->text) : 0;
-		} else if (ino == INO_STATS) {
-			handle_free(h);
-			fuse_reply_err(req, EACCES);
-			return;
-		}
-		fi->direct_io = 1;
-		fi->fh = (uint64_t)(uintptr_t)h;
-		fuse_reply_open(req, fi);
+	handle *h = handle_new(fs, NULL, fi->flags);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	if (ino < INO_FIRST_KEY) {
-		fuse_reply_err(req, EISDIR);
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		h->text = ctl_text(fs, ino);
+		h->textlen = h->text ? strlen(h->text) : 0;
+	} else if (ino == INO_STATS) {
+		handle_free(fs, h);
+		fuse_reply_err(req, EACCES);
 		return;
 	}
-	pthread_mutex_lock(&fsg.mu);
-	node *n = by_ino(ino);
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fuse_reply_open(req, fi);
+}
+
+/* The node an open is for, its open count raised (*np), or the errno to
+ * answer. */
+static int open_count(mf_fs *fs, fuse_ino_t ino, node **np)
+{
+	pthread_mutex_lock(&fs->mu);
+	node *n = by_ino(fs, ino);
 	/* A nameless key node can be reopened (/proc/self/fd) only while some
 	 * handle keeps it alive; otherwise it is gone (unlinked, or a create
 	 * that was never committed) even if the kernel still caches its name. */
 	bool gone = n && !n->named && !n->nopen && n->stillborn;
 	if (n && !gone)
 		n->nopen++;
-	pthread_mutex_unlock(&fsg.mu);
-	if (!n || gone) {
-		/* ESTALE for a gone node makes the kernel look the name up again
-		 * (so open(O_CREAT) through a stale cached entry creates). */
-		fuse_reply_err(req, gone ? ESTALE : ENOENT);
-		return;
+	pthread_mutex_unlock(&fs->mu);
+	*np = n;
+	/* ESTALE for a gone node makes the kernel look the name up again (so
+	 * open(O_CREAT) through a stale cached entry creates). */
+	return !n ? ENOENT : gone ? ESTALE : 0;
+}
+
+/* Open of a JSON member view: reads see the member as of open; writes
+ * replace it at close. */
+static int open_jpath(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
+{
+	fi->direct_io = 1;
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		size_t klen, plen;
+		const char *path;
+		jpath_split(n, &klen, &path, &plen);
+		return jpath_read(fs, mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen,
+		                  NULL);
 	}
-	handle *h = handle_new(n, fi->flags);
-	int r = h ? 0 : -ENOMEM;
-	if (r == 0 && n->type == NODE_JPATH) {
-		/* Reads see the member as of open; writes replace it at close. */
-		fi->direct_io = 1;
-		if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-			size_t klen, plen;
-			const char *path;
-			jpath_split(n, &klen, &path, &plen);
-			r = jpath_read(mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen, NULL);
-		} else if (fi->flags & O_APPEND) {
-			r = jpath_refuse_append(n);
-		} else {
-			h->mode = H_FULL; /* the new member text starts empty */
-			if (fi->flags & O_TRUNC)
-				set_dirty(h); /* a value is due: closing without one is EINVAL */
-		}
-	} else if (r == 0 && n->type == NODE_JDIR) {
-		r = -EISDIR;
-	} else if (r == 0 && n->type == NODE_POP && (fi->flags & O_ACCMODE) != O_RDONLY) {
+	if (fi->flags & O_APPEND)
+		return jpath_refuse_append(n);
+	h->mode = H_FULL; /* the new member text starts empty */
+	if (fi->flags & O_TRUNC)
+		set_dirty(fs, h); /* a value is due: closing without one is EINVAL */
+	return 0;
+}
+
+/* Opening a pop file pops one element: each opener gets its own. */
+static int open_pop(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		/* `echo x > .ctl/pop/q` or `: >> .ctl/pop/q` would pop the head
 		 * and throw it away: a pop is for a reader only.  EACCES, as for
 		 * writing /.ctl/stats ("Permission denied"); nothing is popped. */
 		char kn[KEY_NAME_MAX];
 		mf_log_warn("write-open of %s refused: pop files are read-only",
 		            key_name(kn, sizeof kn, NODE_POP, mf_slice_ptr(n->key), n->key.len));
-		r = -EACCES;
-	} else if (r == 0 && n->type == NODE_POP && fsg.readonly) {
-		/* -o ro: the kernel refuses writes itself, but a pop is a
-		 * read-only open that mutates; refuse it here, before the log. */
-		r = -EROFS;
-	} else if (r == 0 && n->type == NODE_POP) {
-		/* Opening a pop file pops one element: each opener gets its own. */
-		mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
-		op.arg = 1;
-		r = commit(&op);
-		if (r == 0 && op.out.len == 0)
-			r = -ENODATA;
-		if (r == 0) {
-			h->text = mf_xmalloc(op.out.len);
-			memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
-			h->textlen = op.out.len;
-			fi->direct_io = 1;
-			pthread_mutex_lock(&fsg.mu);
-			node *ln = *name_slot(MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
-			fuse_ino_t lino = ln ? ln->ino : 0;
-			pthread_mutex_unlock(&fsg.mu);
-			if (lino)
-				invalidate(lino);
-		}
-		mf_op_clear(&op);
-	} else if (r == 0) {
-		r = open_key(n, h, fi);
+		return -EACCES;
 	}
+	/* -o ro: the kernel refuses writes itself, but a pop is a read-only
+	 * open that mutates; refuse it here, before the log. */
+	if (fs->readonly)
+		return -EROFS;
+	mf_op op = key_op(MF_OP_LPOP, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
+	op.arg = 1;
+	int r = commit(fs, &op);
+	if (r == 0 && op.out.len == 0)
+		r = -ENODATA;
+	if (r == 0) {
+		h->text = mf_xmalloc(op.out.len);
+		memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
+		h->textlen = op.out.len;
+		fi->direct_io = 1;
+		pthread_mutex_lock(&fs->mu);
+		node *ln = *name_slot(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
+		fuse_ino_t lino = ln ? ln->ino : 0;
+		pthread_mutex_unlock(&fs->mu);
+		if (lino)
+			invalidate(fs, lino);
+	}
+	mf_op_clear(&op);
+	return r;
+}
+
+void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	if (ino == INO_STATS || ino == INO_SNAPSHOT) {
+		open_ctl(fs, req, ino, fi);
+		return;
+	}
+	if (ino < INO_FIRST_KEY) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	node *n;
+	int r = open_count(fs, ino, &n);
 	if (r) {
-		undo_open(n, h, 0);
+		fuse_reply_err(req, r);
+		return;
+	}
+	handle *h = handle_new(fs, n, fi->flags);
+	if (!h)
+		r = -ENOMEM;
+	else if (n->type == NODE_JPATH)
+		r = open_jpath(fs, n, h, fi);
+	else if (n->type == NODE_JDIR)
+		r = -EISDIR;
+	else if (n->type == NODE_POP)
+		r = open_pop(fs, n, h, fi);
+	else
+		r = open_key(fs, n, h, fi);
+	if (r) {
+		undo_open(fs, n, h, 0);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -187,8 +221,9 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                      struct fuse_file_info *fi)
+               struct fuse_file_info *fi)
 {
+	mf_fs *fs = fuse_req_userdata(req);
 	(void)mode;
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
@@ -211,7 +246,7 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	 * untouched.  Only the checks run now (EEXIST etc). */
 	mf_op op = key_op(MF_OP_CREATE, type, name, len);
 	op.time_ns = mf_now_ns();
-	int r = mf_kv_check(&fsg.kv, &op);
+	int r = mf_kv_check(&fs->kv, &op);
 	mf_op_clear(&op);
 	if (r) {
 		char kn[KEY_NAME_MAX];
@@ -224,11 +259,11 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	mf_entry_info cur;
-	bool exists = mf_kv_get(&fsg.kv, name, len, false, &cur) == 0;
+	bool exists = mf_kv_get(&fs->kv, name, len, false, &cur) == 0;
 	struct fuse_entry_param e;
-	pthread_mutex_lock(&fsg.mu);
-	node *n = node_get(type, name, len);
-	handle *h = n ? handle_new(n, fi->flags) : NULL;
+	pthread_mutex_lock(&fs->mu);
+	node *n = node_get(fs, type, name, len);
+	handle *h = n ? handle_new(fs, n, fi->flags) : NULL;
 	if (h && !exists) {
 		n->pending = true;
 		n->orphan_mtime = mf_now_ns();
@@ -254,8 +289,8 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	if (h)
 		cache_open(fi);
-	fill_entry(&e, n ? n->ino : 0);
-	r = h && n ? node_attr(n, &e.attr) : -ENOMEM;
+	fill_entry(fs, &e, n ? n->ino : 0);
+	r = h && n ? node_attr(fs, n, &e.attr) : -ENOMEM;
 	if (r == 0) {
 		n->nlookup++;
 		n->nopen++;
@@ -263,15 +298,15 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		if (h && h->dstate == D_SIZED)
 			n->ndirty--;
 		n->pending = false;
-		handle_free(h);
-		node_maybe_free(n);
+		handle_free(fs, h);
+		node_maybe_free(fs, n);
 	}
-	pthread_mutex_unlock(&fsg.mu);
+	pthread_mutex_unlock(&fs->mu);
 	if (r) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
-		undo_open(n, h, 1); /* the creator was interrupted */
+		undo_open(fs, n, h, 1); /* the creator was interrupted */
 }

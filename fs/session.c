@@ -6,7 +6,7 @@
 
 void mf_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	(void)userdata; /* the mf_fs, complete before the session starts */
 	/* Plain readdir: readdirplus would take a lookup reference on every
 	 * key of a listing (one node per key for a 1M-key `ls`). */
 	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
@@ -17,9 +17,6 @@ void mf_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->max_write = 1 << 20;
 }
-
-fs_state fsg = {.mu = PTHREAD_MUTEX_INITIALIZER, .hmu = PTHREAD_MUTEX_INITIALIZER,
-               .drain_cv = PTHREAD_COND_INITIALIZER};
 
 static const struct fuse_lowlevel_ops ops = {
 	.init = mf_init,
@@ -62,39 +59,101 @@ static int ro_opt(void *data, const char *arg, int key, struct fuse_args *outarg
 	return 1;
 }
 
-struct fuse_session *mf_fs_mount(const mf_kv *kv, struct fuse_args *args, const char *mountpoint,
-                                 const mf_fs_opts *opts)
+/* The context without a session: its locks, empty tables and lists. */
+static mf_fs *fs_new(const mf_kv *kv, const mf_fs_opts *opts)
+{
+	mf_fs *fs = calloc(1, sizeof *fs);
+	if (!fs)
+		return NULL;
+	fs->nbuckets = 1024;
+	fs->names = calloc(fs->nbuckets, sizeof *fs->names);
+	fs->inos = calloc(fs->nbuckets, sizeof *fs->inos);
+	if (!fs->names || !fs->inos) {
+		free(fs->names);
+		free(fs->inos);
+		free(fs);
+		return NULL;
+	}
+	fs->kv = *kv;
+	pthread_mutex_init(&fs->mu, NULL);
+	pthread_cond_init(&fs->drain_cv, NULL);
+	names_init(fs);
+	pthread_mutex_init(&fs->handles.mu, NULL);
+	pthread_mutex_init(&fs->dirs.mu, NULL);
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->timeout = opts->timeout;
+	clock_gettime(CLOCK_REALTIME, &fs->start);
+	return fs;
+}
+
+/* Free the context: every node, handle and dir handle is gone by now. */
+static void fs_free(mf_fs *fs)
+{
+	free(fs->names);
+	free(fs->inos);
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_destroy(&fs->stripes[i]);
+	pthread_mutex_destroy(&fs->handles.mu);
+	pthread_mutex_destroy(&fs->dirs.mu);
+	pthread_cond_destroy(&fs->drain_cv);
+	pthread_mutex_destroy(&fs->mu);
+	free(fs);
+}
+
+/* Lists of live objects (fs_int.h, live_list). */
+void live_add(live_list *l, live_link *x)
+{
+	pthread_mutex_lock(&l->mu);
+	x->prev = NULL;
+	x->next = l->head;
+	if (l->head)
+		l->head->prev = x;
+	l->head = x;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void live_del(live_list *l, live_link *x)
+{
+	pthread_mutex_lock(&l->mu);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		l->head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	pthread_mutex_unlock(&l->mu);
+}
+
+mf_fs *mf_fs_mount(const mf_kv *kv, struct fuse_args *args, const char *mountpoint,
+                   const mf_fs_opts *opts)
 {
 	static const struct fuse_opt ro_opts[] = {
 		FUSE_OPT_KEY("ro", KEY_RO), FUSE_OPT_KEY("rw", KEY_RW), FUSE_OPT_END,
 	};
-	if (fuse_opt_parse(args, &fsg.readonly, ro_opts, ro_opt) != 0)
+	mf_fs *fs = fs_new(kv, opts);
+	if (!fs)
 		return NULL;
-	fsg.kv = *kv;
-	names_init();
-	fsg.uid = getuid();
-	fsg.gid = getgid();
-	fsg.timeout = opts->timeout;
-	fsg.next_ino = INO_FIRST_KEY;
-	fsg.nbuckets = 1024;
-	fsg.names = calloc(fsg.nbuckets, sizeof *fsg.names);
-	fsg.inos = calloc(fsg.nbuckets, sizeof *fsg.inos);
-	clock_gettime(CLOCK_REALTIME, &fsg.start);
-	if (!fsg.names || !fsg.inos)
-		return NULL;
-	struct fuse_session *se = fuse_session_new(args, &ops, sizeof ops, NULL);
+	if (fuse_opt_parse(args, &fs->readonly, ro_opts, ro_opt) != 0)
+		goto fail;
+	/* fs is every request's userdata (fuse_req_userdata). */
+	struct fuse_session *se = fuse_session_new(args, &ops, sizeof ops, fs);
 	if (!se)
-		return NULL;
+		goto fail;
 	if (fuse_session_mount(se, mountpoint) != 0) {
 		fuse_session_destroy(se);
-		return NULL;
+		goto fail;
 	}
-	fsg.se = se;
-	return se;
+	fs->se = se;
+	return fs;
+fail:
+	fs_free(fs);
+	return NULL;
 }
 
-int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts)
+int mf_fs_loop(mf_fs *fs, const mf_fs_opts *opts)
 {
+	struct fuse_session *se = fs->se;
 	if (fuse_set_signal_handlers(se) != 0)
 		return 1;
 	int r;
@@ -112,27 +171,27 @@ int mf_fs_loop(struct fuse_session *se, const mf_fs_opts *opts)
 	return r;
 }
 
-void mf_fs_unmount(struct fuse_session *se)
+void mf_fs_unmount(mf_fs *fs)
 {
-	fsg.se = NULL;
+	struct fuse_session *se = fs->se;
+	fs->se = NULL;
 	fuse_session_unmount(se);
 	fuse_session_destroy(se);
 	/* Handles whose RELEASE never came (the kernel drops queued requests
 	 * at unmount): commit what they hold, as a release would, and free. */
-	while (fsg.handles) {
-		handle *h = fsg.handles;
+	while (fs->handles.head) {
+		handle *h = LIVE_OF(handle, fs->handles.head);
 		if (h->n && h->n->type != NODE_POP)
-			handle_commit(h, true);
-		handle_free(h);
+			handle_commit(fs, h, true);
+		handle_free(fs, h);
 	}
-	for (size_t b = 0; b < fsg.nbuckets; b++) {
-		while (fsg.inos[b]) {
-			node *n = fsg.inos[b];
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		while (fs->inos[b]) {
+			node *n = fs->inos[b];
 			n->nlookup = n->nopen = 0;
-			node_maybe_free(n);
+			node_maybe_free(fs, n);
 		}
 	}
-	free(fsg.names);
-	free(fsg.inos);
-	dir_free_all();
+	dir_free_all(fs);
+	fs_free(fs);
 }

@@ -104,6 +104,19 @@ static void r_errno(client *c, int err)
 	r_err(c, msg);
 }
 
+/* A write's reply: its integer result, or why it failed.  -EEXIST: the key
+ * holds another type (it may have changed type meanwhile, e.g. through the
+ * mount, after the command looked). */
+static void r_int_result(client *c, int rc, long long v)
+{
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, v);
+}
+
 /* ---------- arguments ---------- */
 
 static bool argis(const req *r, int i, const char *s)
@@ -145,6 +158,41 @@ static int kget(resp_ctx *x, const req *r, int i, bool want, mf_entry_info *e)
 {
 	memset(e, 0, sizeof *e);
 	return mf_store_get(x->st, r->argv[i], r->argl[i], want, e);
+}
+
+/* The replies a read sends for a missing key (kget_as). */
+static void r_zero(client *c)
+{
+	r_int(c, 0);
+}
+
+static void r_empty_bulk(client *c)
+{
+	r_bulk(c, "", 0);
+}
+
+static void r_empty_arr(client *c)
+{
+	r_arr(c, 0);
+}
+
+/* Key argv[1] when it holds `type`: true.  Otherwise false, with the reply
+ * sent: `missing` for no such key (each command answers that its own way),
+ * WRONGTYPE for another type.  With `want`, e->val holds a reference the
+ * caller drops. */
+static bool kget_as(resp_ctx *x, client *c, const req *r, uint8_t type, bool want,
+                    void (*missing)(client *), mf_entry_info *e)
+{
+	if (kget(x, r, 1, want, e) != 0) {
+		missing(c);
+		return false;
+	}
+	if (e->type != type) {
+		r_err(c, E_WRONGTYPE);
+		mf_slice_unref(&e->val);
+		return false;
+	}
+	return true;
 }
 
 static mf_op kop(int type, int ktype, const char *k, size_t n)
@@ -491,14 +539,9 @@ static void c_config(resp_ctx *x, client *c, req *r)
 static void c_get(resp_ctx *x, client *c, req *r)
 {
 	mf_entry_info e;
-	if (kget(x, r, 1, true, &e) != 0) {
-		r_nil(c);
+	if (!kget_as(x, c, r, MF_T_STRING, true, r_nil, &e))
 		return;
-	}
-	if (e.type != MF_T_STRING)
-		r_err(c, E_WRONGTYPE);
-	else
-		r_bulk(c, mf_slice_ptr(e.val), e.val.len);
+	r_bulk(c, mf_slice_ptr(e.val), e.val.len);
 	mf_slice_unref(&e.val);
 }
 
@@ -683,42 +726,40 @@ static void c_append(resp_ctx *x, client *c, req *r)
 	op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
 	int rc = exists && !r->argl[2] ? 0 : commit(x, &op);
 	mf_op_clear(&op);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE); /* its type changed meanwhile */
-	else if (rc)
-		r_errno(c, rc);
-	else
-		r_int(c, (long long)(r->argl[2] ? op.res : cur));
+	r_int_result(c, rc, (long long)(r->argl[2] ? op.res : cur));
 out:
 	unlock_set(x, m);
 }
 
-static void c_strlen(resp_ctx *x, client *c, req *r)
+/* STRLEN and LLEN: a string's bytes, a list's elements; 0 for no key. */
+static void key_len(resp_ctx *x, client *c, const req *r, uint8_t type)
 {
 	mf_entry_info e;
-	if (kget(x, r, 1, false, &e) != 0)
-		r_int(c, 0);
-	else if (e.type != MF_T_STRING)
-		r_err(c, E_WRONGTYPE);
-	else
-		r_int(c, (long long)e.size);
+	if (kget_as(x, c, r, type, false, r_zero, &e))
+		r_int(c, (long long)(type == MF_T_LIST ? e.count : e.size));
+}
+
+static void c_strlen(resp_ctx *x, client *c, req *r)
+{
+	key_len(x, c, r, MF_T_STRING);
+}
+
+/* GETRANGE and LRANGE: "key start end", and the key's value when it holds
+ * `type` (else false, replied). */
+static bool range_args(resp_ctx *x, client *c, const req *r, uint8_t type,
+                       void (*missing)(client *), long long *start, long long *end,
+                       mf_entry_info *e)
+{
+	return arg_ll(c, r, 2, start) && arg_ll(c, r, 3, end) &&
+	       kget_as(x, c, r, type, true, missing, e);
 }
 
 static void c_getrange(resp_ctx *x, client *c, req *r)
 {
 	long long start, end;
-	if (!arg_ll(c, r, 2, &start) || !arg_ll(c, r, 3, &end))
-		return;
 	mf_entry_info e;
-	if (kget(x, r, 1, true, &e) != 0) {
-		r_bulk(c, "", 0);
+	if (!range_args(x, c, r, MF_T_STRING, r_empty_bulk, &start, &end, &e))
 		return;
-	}
-	if (e.type != MF_T_STRING) {
-		r_err(c, E_WRONGTYPE);
-		mf_slice_unref(&e.val);
-		return;
-	}
 	long long len = (long long)e.val.len;
 	/* Redis: negative counts from the end; a negative start past the
 	 * beginning is 0; an empty result when start > end. */
@@ -776,12 +817,7 @@ static void c_setrange(resp_ctx *x, client *c, req *r)
 	op.arg = (uint64_t)off;
 	op.val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
 	int rc = commit(x, &op);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE);
-	else if (rc)
-		r_errno(c, rc);
-	else
-		r_int(c, (long long)op.res);
+	r_int_result(c, rc, (long long)op.res);
 out:
 	unlock_set(x, m);
 }
@@ -984,37 +1020,40 @@ static void c_dbsize(resp_ctx *x, client *c, req *r)
 
 /* ---------- lists ---------- */
 
-static void do_push(resp_ctx *x, client *c, req *r, bool left)
+/* LPUSH/RPUSH's op: the elements as one block of lines, in the order they
+ * end up in: RPUSH a b c appends "a\nb\nc\n", LPUSH a b c prepends
+ * "c\nb\na\n". */
+static mf_op push_op(const req *r, bool left)
 {
-	if (!keys_ok(c, r, 1, 1, 1))
-		return;
 	size_t total = 0;
-	for (int i = 2; i < r->argc; i++) {
-		if (memchr(r->argv[i], '\n', r->argl[i])) {
-			r_err(c, E_NEWLINE);
-			return;
-		}
+	for (int i = 2; i < r->argc; i++)
 		total += r->argl[i] + 1;
-	}
-	/* The elements as one block of lines, in the order they end up in:
-	 * RPUSH a b c appends "a\nb\nc\n", LPUSH a b c prepends "c\nb\na\n". */
 	mf_slice v = mf_slice_alloc(0, total);
 	for (int k = 2; k < r->argc; k++) {
 		int i = left ? r->argc + 1 - k : k;
 		mf_slice_append(&v, r->argv[i], r->argl[i]);
 		mf_slice_append(&v, "\n", 1);
 	}
-	lockset m = lock_shared(x, r, 1, 1, 1);
 	mf_op op = kop(left ? MF_OP_LPUSH : MF_OP_RPUSH, MF_T_LIST, r->argv[1], r->argl[1]);
 	op.val = v;
+	return op;
+}
+
+static void do_push(resp_ctx *x, client *c, req *r, bool left)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	for (int i = 2; i < r->argc; i++) {
+		if (memchr(r->argv[i], '\n', r->argl[i])) {
+			r_err(c, E_NEWLINE);
+			return;
+		}
+	}
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = push_op(r, left);
 	int rc = commit(x, &op);
 	unlock_set(x, m);
-	if (rc == -EEXIST)
-		r_err(c, E_WRONGTYPE); /* the key holds another type */
-	else if (rc)
-		r_errno(c, rc);
-	else
-		r_int(c, (long long)op.res); /* the length apply left */
+	r_int_result(c, rc, (long long)op.res); /* the length apply left */
 }
 
 static void c_lpush(resp_ctx *x, client *c, req *r)
@@ -1074,35 +1113,48 @@ static void pop_reply(client *c, const mf_op *op, bool left, bool with_count)
 	}
 }
 
+/* A pop's reply for its commit's result rc (0: the popped lines are in
+ * op->out). */
+static void pop_result(client *c, const mf_op *op, int rc, bool left, bool with_count)
+{
+	if (rc == -ENODATA || rc == -ENOENT) {
+		/* emptied/deleted meanwhile (or by an earlier pop of a batch) */
+		if (with_count)
+			r_nil_arr(c);
+		else
+			r_nil(c);
+	} else if (rc) {
+		r_errno(c, rc);
+	} else {
+		pop_reply(c, op, left, with_count);
+	}
+}
+
+/* Redis has no empty lists: a pop that empties one deletes it.  A
+ * conditional DEL (arg 1), so a push through the mount in between wins. */
+static void drop_if_empty(resp_ctx *x, const req *r)
+{
+	mf_entry_info after;
+	if (kget(x, r, 1, false, &after) == 0 && after.type == MF_T_LIST && after.size == 0) {
+		mf_op d = kop(MF_OP_DEL, MF_T_LIST, r->argv[1], r->argl[1]);
+		d.arg = 1;
+		commit(x, &d); /* ENOTEMPTY/ENOENT: someone else was first */
+	}
+}
+
 static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
 {
 	long long count = 1;
-	bool with_count = r->argc == 3;
-	if (r->argc > 3) {
-		r_err(c, left ? "ERR wrong number of arguments for 'lpop' command"
-		               : "ERR wrong number of arguments for 'rpop' command");
-		return;
-	}
+	bool with_count = r->argc == 3; /* do_pop checked argc and the key */
 	if (with_count) {
 		if (!parse_ll(r->argv[2], r->argl[2], &count) || count < 0) {
 			r_err(c, "ERR value is out of range, must be positive");
 			return;
 		}
 	}
-	if (!keys_ok(c, r, 1, 1, 1))
-		return;
 	mf_entry_info e;
-	if (kget(x, r, 1, false, &e) != 0) {
-		if (with_count)
-			r_nil_arr(c);
-		else
-			r_nil(c);
+	if (!kget_as(x, c, r, MF_T_LIST, false, with_count ? r_nil_arr : r_nil, &e))
 		return;
-	}
-	if (e.type != MF_T_LIST) {
-		r_err(c, E_WRONGTYPE);
-		return;
-	}
 	if (with_count && count == 0) {
 		r_arr(c, 0);
 		return;
@@ -1110,30 +1162,9 @@ static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
 	mf_op op = kop(left ? MF_OP_LPOP : MF_OP_RPOP, MF_T_LIST, r->argv[1], r->argl[1]);
 	op.arg = (uint64_t)count;
 	int rc = mf_db_commit_notify(x->db, &op);
-	if (rc == -ENODATA || rc == -ENOENT) {
-		/* emptied/deleted meanwhile */
-		if (with_count)
-			r_nil_arr(c);
-		else
-			r_nil(c);
-		mf_op_clear(&op);
-		return;
-	}
-	if (rc) {
-		r_errno(c, rc);
-		mf_op_clear(&op);
-		return;
-	}
-	/* Redis has no empty lists: a pop that empties one deletes it.  A
-	 * conditional DEL (arg 1), so a push through the mount in between
-	 * wins. */
-	mf_entry_info after;
-	if (kget(x, r, 1, false, &after) == 0 && after.type == MF_T_LIST && after.size == 0) {
-		mf_op d = kop(MF_OP_DEL, MF_T_LIST, r->argv[1], r->argl[1]);
-		d.arg = 1;
-		commit(x, &d); /* ENOTEMPTY/ENOENT: someone else was first */
-	}
-	pop_reply(c, &op, left, with_count);
+	if (rc == 0)
+		drop_if_empty(x, r);
+	pop_result(c, &op, rc, left, with_count);
 	mf_op_clear(&op);
 }
 
@@ -1149,30 +1180,15 @@ static void c_rpop(resp_ctx *x, client *c, req *r)
 
 static void c_llen(resp_ctx *x, client *c, req *r)
 {
-	mf_entry_info e;
-	if (kget(x, r, 1, false, &e) != 0)
-		r_int(c, 0);
-	else if (e.type != MF_T_LIST)
-		r_err(c, E_WRONGTYPE);
-	else
-		r_int(c, (long long)e.count);
+	key_len(x, c, r, MF_T_LIST);
 }
 
 static void c_lrange(resp_ctx *x, client *c, req *r)
 {
 	long long start, stop;
-	if (!arg_ll(c, r, 2, &start) || !arg_ll(c, r, 3, &stop))
-		return;
 	mf_entry_info e;
-	if (kget(x, r, 1, true, &e) != 0) {
-		r_arr(c, 0);
+	if (!range_args(x, c, r, MF_T_LIST, r_empty_arr, &start, &stop, &e))
 		return;
-	}
-	if (e.type != MF_T_LIST) {
-		r_err(c, E_WRONGTYPE);
-		mf_slice_unref(&e.val);
-		return;
-	}
 	long long len = (long long)e.count;
 	if (start < 0)
 		start += len;
@@ -1206,15 +1222,8 @@ static void c_lindex(resp_ctx *x, client *c, req *r)
 	if (!arg_ll(c, r, 2, &idx))
 		return;
 	mf_entry_info e;
-	if (kget(x, r, 1, true, &e) != 0) {
-		r_nil(c);
+	if (!kget_as(x, c, r, MF_T_LIST, true, r_nil, &e))
 		return;
-	}
-	if (e.type != MF_T_LIST) {
-		r_err(c, E_WRONGTYPE);
-		mf_slice_unref(&e.val);
-		return;
-	}
 	long long len = (long long)e.count;
 	if (idx < 0)
 		idx += len;
@@ -1269,6 +1278,20 @@ static char *json_path(const req *r, int i, size_t *len, bool *legacy)
 	return out;
 }
 
+/* JSON.SET and JSON.DEL's path (argument 2), checked: NULL (replied) if
+ * it is not a valid path.  The caller frees it. */
+static char *json_path_arg(client *c, const req *r, size_t *len)
+{
+	bool legacy;
+	char *path = json_path(r, 2, len, &legacy);
+	if (mf_json_path_check(path, *len) != 0) {
+		free(path);
+		r_err(c, "ERR invalid JSON path");
+		return NULL;
+	}
+	return path;
+}
+
 static const char *json_kind(const char *v, size_t n)
 {
 	switch (n ? v[0] : 0) {
@@ -1288,15 +1311,8 @@ static const char *json_kind(const char *v, size_t n)
 static void c_json_get(resp_ctx *x, client *c, req *r)
 {
 	mf_entry_info e;
-	if (kget(x, r, 1, true, &e) != 0) {
-		r_nil(c);
+	if (!kget_as(x, c, r, MF_T_JSON, true, r_nil, &e))
 		return;
-	}
-	if (e.type != MF_T_JSON) {
-		r_err(c, E_WRONGTYPE);
-		mf_slice_unref(&e.val);
-		return;
-	}
 	const char *doc = mf_slice_ptr(e.val);
 	rbuf out = {0};
 	int npaths = r->argc - 2;
@@ -1370,13 +1386,9 @@ static void c_json_set(resp_ctx *x, client *c, req *r)
 		return;
 	}
 	size_t plen;
-	bool legacy;
-	char *path = json_path(r, 2, &plen, &legacy);
-	if (mf_json_path_check(path, plen) != 0) {
-		free(path);
-		r_err(c, "ERR invalid JSON path");
+	char *path = json_path_arg(c, r, &plen);
+	if (!path)
 		return;
-	}
 	bool root = plen == 1;
 	lockset m = lock_args(x, r, 1, 1, 1);
 	mf_entry_info e;
@@ -1426,20 +1438,12 @@ static void c_json_del(resp_ctx *x, client *c, req *r)
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
 	size_t plen;
-	bool legacy;
-	char *path = json_path(r, 2, &plen, &legacy);
-	if (mf_json_path_check(path, plen) != 0) {
-		free(path);
-		r_err(c, "ERR invalid JSON path");
+	char *path = json_path_arg(c, r, &plen);
+	if (!path)
 		return;
-	}
 	lockset m = lock_args(x, r, 1, 1, 1);
 	mf_entry_info e;
-	if (kget(x, r, 1, false, &e) != 0) {
-		r_int(c, 0);
-	} else if (e.type != MF_T_JSON) {
-		r_err(c, E_WRONGTYPE);
-	} else {
+	if (kget_as(x, c, r, MF_T_JSON, false, r_zero, &e)) {
 		mf_op op = kop(MF_OP_JSON_DELPATH, MF_T_JSON, r->argv[1], r->argl[1]);
 		op.key2 = mf_slice_from(path, plen, plen);
 		int rc = commit(x, &op);
@@ -1461,15 +1465,8 @@ static void c_json_type(resp_ctx *x, client *c, req *r)
 		return;
 	}
 	mf_entry_info e;
-	if (kget(x, r, 1, true, &e) != 0) {
-		r_nil(c);
+	if (!kget_as(x, c, r, MF_T_JSON, true, r_nil, &e))
 		return;
-	}
-	if (e.type != MF_T_JSON) {
-		r_err(c, E_WRONGTYPE);
-		mf_slice_unref(&e.val);
-		return;
-	}
 	size_t plen, off, len;
 	bool legacy;
 	char *path = json_path(r, 2, &plen, &legacy);
@@ -1847,18 +1844,7 @@ static mf_op defer_op(int kind, const req *r, long long count)
 		op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
 		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
 	} else if (kind == BATCH_PUSH) {
-		bool left = is_left(r);
-		size_t total = 0;
-		for (int i = 2; i < r->argc; i++)
-			total += r->argl[i] + 1;
-		mf_slice v = mf_slice_alloc(0, total);
-		for (int k = 2; k < r->argc; k++) {
-			int i = left ? r->argc + 1 - k : k;
-			mf_slice_append(&v, r->argv[i], r->argl[i]);
-			mf_slice_append(&v, "\n", 1);
-		}
-		op = kop(left ? MF_OP_LPUSH : MF_OP_RPUSH, MF_T_LIST, r->argv[1], r->argl[1]);
-		op.val = v;
+		op = push_op(r, is_left(r));
 	} else {
 		op = kop(is_left(r) ? MF_OP_LPOP : MF_OP_RPOP, MF_T_LIST, r->argv[1], r->argl[1]);
 		op.arg = (uint64_t)count;
@@ -1919,27 +1905,11 @@ static void defer_reply(client *c, int kind, const req *r, mf_op *op, int rc)
 		else
 			r_ok(c);
 	} else if (kind == BATCH_PUSH) {
-		if (rc == -EEXIST)
-			r_err(c, E_WRONGTYPE); /* changed type through the mount meanwhile */
-		else if (rc)
-			r_errno(c, rc);
-		else
-			r_int(c, (long long)op->res);
+		r_int_result(c, rc, (long long)op->res);
+	} else if (rc == -EEXIST) {
+		r_err(c, E_WRONGTYPE); /* changed type through the mount meanwhile */
 	} else {
-		bool with_count = r->argc == 3;
-		if (rc == -ENODATA || rc == -ENOENT) {
-			/* emptied/deleted by an earlier pop or meanwhile */
-			if (with_count)
-				r_nil_arr(c);
-			else
-				r_nil(c);
-		} else if (rc == -EEXIST) {
-			r_err(c, E_WRONGTYPE);
-		} else if (rc) {
-			r_errno(c, rc);
-		} else {
-			pop_reply(c, op, is_left(r), with_count);
-		}
+		pop_result(c, op, rc, is_left(r), r->argc == 3);
 	}
 }
 
@@ -1967,15 +1937,8 @@ void cmd_flush(resp_ctx *x, client *c)
 	/* Redis has no empty lists: once, after the batch's pops (conditional
 	 * DEL, so a push through the mount in between wins), as do_pop does
 	 * after each, and before the stripe is released. */
-	if (popped) {
-		const req *r = b->p[0].r;
-		mf_entry_info after;
-		if (kget(x, r, 1, false, &after) == 0 && after.type == MF_T_LIST && after.size == 0) {
-			mf_op d = kop(MF_OP_DEL, MF_T_LIST, r->argv[1], r->argl[1]);
-			d.arg = 1;
-			commit(x, &d);
-		}
-	}
+	if (popped)
+		drop_if_empty(x, b->p[0].r);
 	pthread_rwlock_unlock(&x->stripes[b->stripe]);
 	for (int i = 0; i < b->n; i++)
 		req_free(b->p[i].r);

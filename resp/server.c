@@ -571,6 +571,18 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Tell the workers to stop (each finishes what it runs and what is
+ * queued) and wait for them. */
+static void workers_stop(mf_resp *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+}
+
 static void *loop_main(void *arg)
 {
 	mf_resp *s = arg;
@@ -637,12 +649,7 @@ mf_resp *mf_resp_start(mf_db *db, const mf_resp_opts *o, char *err, size_t errle
 			break;
 	if (s->nworkers == 0 || pthread_create(&s->loop_thread, NULL, loop_main, s) != 0) {
 		snprintf(err, errlen, "--resp: cannot start threads");
-		pthread_mutex_lock(&s->mu);
-		s->stop = true;
-		pthread_cond_broadcast(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-		for (int i = 0; i < s->nworkers; i++)
-			pthread_join(s->workers[i], NULL);
+		workers_stop(s);
 		goto fail;
 	}
 	fprintf(stderr, "memfluxfs: RESP server on %s (%s)\n", o->addr,
@@ -664,12 +671,7 @@ void mf_resp_stop(mf_resp *s)
 		return;
 	event_base_loopexit(s->base, NULL);
 	pthread_join(s->loop_thread, NULL);
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	for (int i = 0; i < s->nworkers; i++)
-		pthread_join(s->workers[i], NULL);
+	workers_stop(s);
 	/* A BGSAVE thread still running holds the db: wait for it. */
 	pthread_mutex_lock(&s->x.save_mu);
 	while (s->x.bgsave_running)

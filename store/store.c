@@ -804,6 +804,20 @@ static mf_slice list_value(mf_slice v)
 	return n;
 }
 
+/* APPEND, RPUSH, LPUSH: op->val joins one end of the key's value (the key
+ * is created if need be); in place when the buffer has room. */
+static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
+{
+	if (!e)
+		e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, op->time_ns);
+	detach_key(e); /* the append may move the value */
+	st->value_bytes += op->val.len;
+	if (front)
+		mf_slice_prepend(&e->val, mf_slice_ptr(op->val), op->val.len);
+	else
+		mf_slice_append(&e->val, mf_slice_ptr(op->val), op->val.len);
+	return e;
+}
 
 /* The new key of an entry or folder moved from prefix p (plen bytes) to q. */
 static mf_slice moved_key(mf_slice old, size_t plen, mf_slice q)
@@ -995,11 +1009,7 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	case MF_OP_APPEND:
 	case MF_OP_RPUSH:
-		if (!e)
-			e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
-		detach_key(e); /* the append may move the value */
-		st->value_bytes += op->val.len;
-		mf_slice_append(&e->val, mf_slice_ptr(op->val), op->val.len);
+		e = add_to_end(st, e, op, false);
 		if (op->type == MF_OP_RPUSH) {
 			e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
 			if (mf_slice_ptr(op->val)[op->val.len - 1] != '\n') {
@@ -1089,11 +1099,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		break;
 	}
 	case MF_OP_LPUSH:
-		if (!e)
-			e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
-		detach_key(e); /* the prepend may move the value */
-		st->value_bytes += op->val.len;
-		mf_slice_prepend(&e->val, mf_slice_ptr(op->val), op->val.len);
+		e = add_to_end(st, e, op, true);
 		e->count += mf_count_lines(mf_slice_ptr(op->val), op->val.len);
 		op->res = e->count;
 		break;

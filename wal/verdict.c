@@ -9,9 +9,30 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The verdict "refuse to open the data dir", and why. */
+__attribute__((format(printf, 2, 3)))
+static void refuse(mf_wal_verdict *v, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	v->action = MF_WAL_REFUSE;
+	vsnprintf(v->msg, sizeof v->msg, fmt, ap);
+	va_end(ap);
+}
+
+/* The verdict "empty the active segment": a creation cut short, so it
+ * never held a record. */
+static void cut_whole(mf_wal_verdict *v, const mf_wal_scan *sc)
+{
+	v->action = MF_WAL_CUT;
+	v->cut_off = 0;
+	v->cut_bytes = sc->file_size;
+}
 
 void mf_wal_judge(const char *path, const mf_wal_scan *sc, bool active, uint64_t horizon,
                   mf_wal_verdict *v)
@@ -27,38 +48,31 @@ void mf_wal_judge(const char *path, const mf_wal_scan *sc, bool active, uint64_t
 		if (active) {
 			/* Creation writes and fsyncs the header before any record:
 			 * a file this short never held one. */
-			v->action = MF_WAL_CUT;
-			v->cut_off = 0;
-			v->cut_bytes = sc->file_size;
+			cut_whole(v, sc);
 			snprintf(v->msg, sizeof v->msg,
 			         "WAL %s: segment creation cut short (%" PRIu64
 			         " bytes, no record): emptied", path, sc->file_size);
 			return;
 		}
-		v->action = MF_WAL_REFUSE;
-		snprintf(v->msg, sizeof v->msg,
-		         "WAL %s: sealed segment shorter than its header (%" PRIu64 " bytes)",
-		         path, sc->file_size);
+		refuse(v,
+		       "WAL %s: sealed segment shorter than its header (%" PRIu64 " bytes)",
+		       path, sc->file_size);
 		return;
 	case MF_SCAN_BAD_HEADER:
 		if (active && sc->file_size == MF_WAL_FILE_HEADER) {
 			/* Exactly a header's worth, not valid: the header write was
 			 * torn before its fsync, and no record follows it. */
-			v->action = MF_WAL_CUT;
-			v->cut_off = 0;
-			v->cut_bytes = sc->file_size;
+			cut_whole(v, sc);
 			snprintf(v->msg, sizeof v->msg,
 			         "WAL %s: segment header torn at creation (no record): emptied", path);
 			return;
 		}
-		v->action = MF_WAL_REFUSE;
-		snprintf(v->msg, sizeof v->msg, "WAL %s: %s", path, sc->why);
+		refuse(v, "WAL %s: %s", path, sc->why);
 		return;
 	case MF_SCAN_BAD_LSN:
-		v->action = MF_WAL_REFUSE;
-		snprintf(v->msg, sizeof v->msg,
-		         "WAL %s: record at offset %" PRIu64 " is valid but does not carry LSN %" PRIu64
-		         " (corruption or a foreign record)", path, sc->bad_off, sc->expected_lsn);
+		refuse(v,
+		       "WAL %s: record at offset %" PRIu64 " is valid but does not carry LSN %" PRIu64
+		       " (corruption or a foreign record)", path, sc->bad_off, sc->expected_lsn);
 		return;
 	default:
 		break;
@@ -66,28 +80,25 @@ void mf_wal_judge(const char *path, const mf_wal_scan *sc, bool active, uint64_t
 	/* MF_SCAN_DAMAGED: no valid record at bad_off, where LSN E is due. */
 	uint64_t e = sc->expected_lsn;
 	if (!active) {
-		v->action = MF_WAL_REFUSE;
-		snprintf(v->msg, sizeof v->msg,
-		         "WAL %s: sealed segment damaged at offset %" PRIu64 " (%s), LSN %" PRIu64
-		         ": sealed segments are fsynced before sealing, so this is corruption of "
-		         "durable data", path, sc->bad_off, sc->why, e);
+		refuse(v,
+		       "WAL %s: sealed segment damaged at offset %" PRIu64 " (%s), LSN %" PRIu64
+		       ": sealed segments are fsynced before sealing, so this is corruption of "
+		       "durable data", path, sc->bad_off, sc->why, e);
 		return;
 	}
 	if (sc->resync_capped) {
-		v->action = MF_WAL_REFUSE;
-		snprintf(v->msg, sizeof v->msg,
-		         "WAL %s: damaged at offset %" PRIu64 " (%s), LSN %" PRIu64
-		         "; the bytes after it are too inconsistent to tell a torn write "
-		         "from corruption", path, sc->bad_off, sc->why, e);
+		refuse(v,
+		       "WAL %s: damaged at offset %" PRIu64 " (%s), LSN %" PRIu64
+		       "; the bytes after it are too inconsistent to tell a torn write "
+		       "from corruption", path, sc->bad_off, sc->why, e);
 		return;
 	}
 	if (e <= h) {
-		v->action = MF_WAL_REFUSE;
-		snprintf(v->msg, sizeof v->msg,
-		         "WAL %s: corrupt record at offset %" PRIu64 " (%s), LSN %" PRIu64
-		         ", which was durable (fsynced through LSN %" PRIu64 ")%s",
-		         path, sc->bad_off, sc->why, e, h,
-		         sc->after_records ? "; valid records follow it" : "");
+		refuse(v,
+		       "WAL %s: corrupt record at offset %" PRIu64 " (%s), LSN %" PRIu64
+		       ", which was durable (fsynced through LSN %" PRIu64 ")%s",
+		       path, sc->bad_off, sc->why, e, h,
+		       sc->after_records ? "; valid records follow it" : "");
 		return;
 	}
 	/* Everything from bad_off on was written after the last completed

@@ -1,4 +1,5 @@
 """Issue #2: the mount, the store and /kv files that behave like real files."""
+import ctypes
 import errno
 import os
 import subprocess
@@ -457,3 +458,67 @@ def test_listing_spanning_many_readdir_calls(mf):
                 os.unlink(mf.kv(names[-1]))  # the open listing keeps its view
     assert sorted(seen) == sorted(names)
     assert len(os.listdir(mf.kv())) == 2999
+
+
+class _Dirent(ctypes.Structure):
+    # glibc's struct dirent on 64-bit Linux (readdir is readdir64 there)
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                ("d_name", ctypes.c_char * 256)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.opendir.restype = ctypes.c_void_p
+_libc.opendir.argtypes = [ctypes.c_char_p]
+_libc.readdir.restype = ctypes.POINTER(_Dirent)
+_libc.readdir.argtypes = [ctypes.c_void_p]
+_libc.closedir.argtypes = [ctypes.c_void_p]
+
+
+def raw_listing(d):
+    """{name: d_ino} as readdir returns them, "." and ".." included
+    (os.scandir leaves those two out)."""
+    h = _libc.opendir(os.fsencode(d))
+    assert h, os.strerror(ctypes.get_errno())
+    out = {}
+    try:
+        while True:
+            e = _libc.readdir(h)
+            if not e:
+                break
+            out[e.contents.d_name.decode()] = e.contents.d_ino
+    finally:
+        _libc.closedir(h)
+    return out
+
+
+def test_readdir_inode_is_stat_inode(mkmount):
+    """ls -i, find and du -l trust d_ino: every listed entry's d_ino must be
+    the st_ino a stat of it returns, for keys the kernel has looked up and
+    for keys it never has (listed first after a restart), fixed tree
+    entries, "." and ".."."""
+    m = mkmount()
+    m.kv("a").write_bytes(b"1")
+    m.kv("b b").write_bytes(b"2")
+    m.json("doc").write_text('{"x": 1}')
+    m.lists("q").write_bytes(b"one\n")
+    dirs = [m.mnt, m.kv(), m.json(), m.lists(), m.ctl(""), m.ctl("json"),
+            m.ctl("json/doc"), m.ctl("pop")]
+
+    def check():
+        for d in dirs:
+            raw = raw_listing(d)
+            assert "." in raw and ".." in raw, d
+            for name, ino in raw.items():
+                if d == m.mnt and name == "..":
+                    continue  # the mountpoint's parent is not ours
+                assert ino == os.stat(d / name).st_ino, (d, name)
+            for e in os.scandir(d):
+                assert e.inode() == os.stat(e.path, follow_symlinks=False).st_ino, e.path
+        # a listed key's number stays its number while it is listed
+        assert raw_listing(m.kv())["a"] == os.stat(m.kv("a")).st_ino
+
+    check()
+    m.stop()
+    m.start()
+    check()  # listed before any lookup of the keys
