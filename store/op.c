@@ -44,8 +44,9 @@ void mf_op_clear(mf_op *op)
 	mf_slice_unref(&op->out);
 }
 
-void mf_attr_encode(const mf_attr *a, uint8_t *out, size_t len)
+void mf_attr_encode(const mf_attr *a, void *outp, size_t len)
 {
+	uint8_t *out = outp;
 	mf_le_put32(out, a->mode);
 	mf_le_put32(out + 4, a->uid);
 	mf_le_put32(out + 8, a->gid);
@@ -55,8 +56,9 @@ void mf_attr_encode(const mf_attr *a, uint8_t *out, size_t len)
 	}
 }
 
-void mf_attr_decode(const uint8_t *p, size_t len, mf_attr *a)
+void mf_attr_decode(const void *pp, size_t len, mf_attr *a)
 {
+	const uint8_t *p = pp;
 	a->mode = mf_le_get32(p);
 	a->uid = mf_le_get32(p + 4);
 	a->gid = mf_le_get32(p + 8);

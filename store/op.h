@@ -125,9 +125,9 @@ typedef struct mf_attr {
 } mf_attr;
 
 /* Encode a (12 bytes) or b (28 bytes): out holds len bytes. */
-void mf_attr_encode(const mf_attr *a, uint8_t *out, size_t len);
+void mf_attr_encode(const mf_attr *a, void *out, size_t len);
 /* Decode the first len (12 or 28) bytes of p; fields beyond stay as given. */
-void mf_attr_decode(const uint8_t *p, size_t len, mf_attr *a);
+void mf_attr_decode(const void *p, size_t len, mf_attr *a);
 
 typedef struct mf_op {
 	uint8_t type;      /* mf_optype */
