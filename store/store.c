@@ -218,6 +218,18 @@ bool mf_tree_key(const char *k, size_t n)
 	return true;
 }
 
+/* The types the tree holds: what /kv shows.  JSON documents and lists
+ * stay flat keys whatever their names (store.h). */
+static bool tree_type(uint8_t t)
+{
+	return t == MF_T_STRING || t == MF_T_FOLDER || t == MF_T_SYMLINK;
+}
+
+static bool in_tree(uint8_t t, const char *k, size_t n)
+{
+	return tree_type(t) && mf_tree_key(k, n);
+}
+
 /* Length of the parent folder's path (0: the root). */
 static size_t parent_len(const char *k, size_t n)
 {
@@ -342,7 +354,7 @@ static void dprune(mf_store *st, dnode *d)
 static void index_add(mf_store *st, entry *e, int64_t t)
 {
 	const char *k = mf_slice_ptr(e->key);
-	if (!mf_tree_key(k, e->key.len))
+	if (!in_tree(e->type, k, e->key.len))
 		return;
 	if (e->type == MF_T_FOLDER) {
 		e->dir = dget(st, k, e->key.len, t);
@@ -396,9 +408,9 @@ static void dtouch(mf_store *st, dnode *d, int64_t t)
 	}
 }
 
-static void touch_parent(mf_store *st, const char *k, size_t n, int64_t t)
+static void touch_parent(mf_store *st, uint8_t type, const char *k, size_t n, int64_t t)
 {
-	if (mf_tree_key(k, n))
+	if (in_tree(type, k, n))
 		dtouch(st, dfind(st, k, parent_len(k, n)), t);
 }
 
@@ -427,7 +439,7 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 static entry *insert_new(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 {
 	entry *e = insert(st, key, type, t);
-	touch_parent(st, mf_slice_ptr(e->key), e->key.len, t);
+	touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
 	return e;
 }
 
@@ -443,7 +455,7 @@ static void unlink_entry(mf_store *st, entry *e)
 /* An op removes a key: its folder changes. */
 static void remove_key(mf_store *st, entry *e, int64_t t)
 {
-	touch_parent(st, mf_slice_ptr(e->key), e->key.len, t);
+	touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
 	unlink_entry(st, e);
 	entry_free(e);
 }
@@ -481,13 +493,14 @@ int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const
 /* A key k of type t about to be made: the tree rules (store.h). */
 static int tree_rules(mf_store *st, const char *k, size_t n, uint8_t t)
 {
-	if (!mf_tree_key(k, n))
+	if (!in_tree(t, k, n))
 		return 0;
 	/* Walk up to the nearest existing folder: above it the rules already
-	 * held when it was made. */
+	 * held when it was made.  (A JSON document or list named like a
+	 * prefix is no folder's business: they are not in the tree.) */
 	for (size_t i = parent_len(k, n); i > 0; i = parent_len(k, i)) {
 		entry *p = find_kn(st, k, i);
-		if (p) {
+		if (p && tree_type(p->type)) {
 			if (p->type != MF_T_FOLDER)
 				return -ENOTDIR;
 			break;
@@ -529,6 +542,41 @@ static int check_attr_block(const mf_op *op, size_t len, bool mode)
 	return mode && (a.mode & ~07777u) ? -EINVAL : 0;
 }
 
+static mf_slice moved_key(mf_slice old, size_t plen, mf_slice q);
+
+/* Would moving d's subtree (prefix plen bytes) to q put a key on an
+ * existing key?  Only keys outside the tree can be there (inside it, the
+ * target is an empty folder or absent).  O(subtree), as the move. */
+static bool subtree_collides(mf_store *st, dnode *d, size_t plen, mf_slice q)
+{
+	dnode *x = d;
+	for (;;) {
+		for (entry *f = x->files; f; f = f->snext) {
+			mf_slice k = moved_key(f->key, plen, q);
+			bool hit = find(st, k) != NULL;
+			mf_slice_unref(&k);
+			if (hit)
+				return true;
+		}
+		if (x != d && x->self) {
+			mf_slice k = moved_key(x->self->key, plen, q);
+			entry *c = find(st, k);
+			mf_slice_unref(&k);
+			if (c)
+				return true;
+		}
+		if (x->subs) {
+			x = x->subs;
+			continue;
+		}
+		while (x != d && !x->snext)
+			x = x->up;
+		if (x == d)
+			return false;
+		x = x->snext;
+	}
+}
+
 /* The folder ops (issue 14): MKDIR, RMDIR, RENAMEDIR, SYMLINK, SETATTR. */
 static int validate_tree(mf_store *st, const mf_op *op, entry *e)
 {
@@ -545,7 +593,7 @@ static int validate_tree(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_RMDIR: {
 		if (op->ktype != MF_T_FOLDER)
 			return -EINVAL;
-		if (e && e->type != MF_T_FOLDER)
+		if (e && tree_type(e->type) && e->type != MF_T_FOLDER)
 			return -ENOTDIR;
 		dnode *d = tree ? dfind(st, k, op->key.len) : NULL;
 		if (!d)
@@ -557,9 +605,10 @@ static int validate_tree(mf_store *st, const mf_op *op, entry *e)
 		size_t qn = op->key2.len;
 		if (op->ktype != MF_T_FOLDER || !tree || !mf_tree_key(q, qn))
 			return -EINVAL;
-		if (e && e->type != MF_T_FOLDER)
+		if (e && tree_type(e->type) && e->type != MF_T_FOLDER)
 			return -ENOTDIR;
-		if (!dfind(st, k, op->key.len))
+		dnode *d = dfind(st, k, op->key.len);
+		if (!d)
 			return -ENOENT;
 		if (same_key(op->key, op->key2))
 			return 0;
@@ -568,11 +617,13 @@ static int validate_tree(mf_store *st, const mf_op *op, entry *e)
 			return -EINVAL;
 		entry *t = find(st, op->key2);
 		if (t && t->type != MF_T_FOLDER)
-			return -ENOTDIR;
+			return tree_type(t->type) ? -ENOTDIR : -EEXIST;
 		dnode *td = dfind(st, q, qn);
-		if (td)
-			return td->nfiles || td->nsubs ? -ENOTEMPTY : 0;
-		return tree_rules(st, q, qn, MF_T_FOLDER);
+		int r = td ? (td->nfiles || td->nsubs ? -ENOTEMPTY : 0)
+		           : tree_rules(st, q, qn, MF_T_FOLDER);
+		/* A moved key may not land on a key outside the tree (a JSON
+		 * document or list with that name): one key, one type. */
+		return r ? r : subtree_collides(st, d, op->key.len, op->key2) ? -EEXIST : 0;
 	}
 	case MF_OP_SYMLINK: {
 		if (op->ktype != MF_T_SYMLINK || !tree || op->val.len <= MF_ATTR_A_LEN ||
@@ -1044,7 +1095,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			return 0;
 		if (tgt)
 			remove_key(st, tgt, t);
-		touch_parent(st, mf_slice_ptr(e->key), e->key.len, t);
+		touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
 		table_unlink(st, e);
 		index_del(st, e);
 		mf_slice_unref(&e->key);
@@ -1052,7 +1103,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		e->hash = hash_key(mf_slice_ptr(e->key), e->key.len);
 		table_link(st, e);
 		index_add(st, e, t);
-		touch_parent(st, mf_slice_ptr(e->key), e->key.len, t);
+		touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
 		e->ctime_ns = t;
 		e->version = ++st->version;
 		return 0;
@@ -1199,7 +1250,10 @@ int mf_store_stat(mf_store *st, const void *path, size_t len, mf_entry_info *out
 {
 	pthread_rwlock_rdlock(&st->lock);
 	entry *e = len ? find_kn(st, path, len) : NULL;
-	dnode *d = e || (len && !mf_tree_key(path, len)) ? NULL : dfind(st, path, len);
+	dnode *d = (e && tree_type(e->type)) || (len && !mf_tree_key(path, len))
+	               ? NULL : dfind(st, path, len);
+	if (d && e) /* a JSON document or list named like a folder: the folder */
+		e = NULL;
 	if (e) {
 		fill_info(e, false, out);
 	} else if (d) {
@@ -1237,7 +1291,7 @@ int mf_store_list(mf_store *st, const void *path, size_t len, mf_dirent **out, s
 	entry *e = len ? find_kn(st, path, len) : NULL;
 	dnode *d = dfind(st, path, len);
 	int r = 0;
-	if (e && e->type != MF_T_FOLDER)
+	if (e && tree_type(e->type) && e->type != MF_T_FOLDER)
 		r = -ENOTDIR;
 	else if (!d)
 		r = -ENOENT;
@@ -1253,7 +1307,7 @@ int mf_store_list(mf_store *st, const void *path, size_t len, mf_dirent **out, s
 		/* A folder whose name a non-folder key also has (keys from before
 		 * the tree rules): the key is what the name shows. */
 		entry *c = x->self ? x->self : find(st, x->path);
-		if (c && c->type != MF_T_FOLDER)
+		if (c && tree_type(c->type) && c->type != MF_T_FOLDER)
 			continue;
 		v[i++] = (mf_dirent){last_name(x->path), MF_T_FOLDER};
 	}

@@ -7,16 +7,18 @@
  * whenever the value does.  One keyspace, as in Redis: a key has one type at
  * a time.
  *
- * The tree: a key of '/'-separated components, each 1..255 bytes without NUL
- * and not "." or ".." (a "tree key"), is also filed in a child index under
- * its parent folder, so listing a folder is O(its children) and a folder
+ * The tree: a string, folder or symlink key (the types /kv shows) of
+ * '/'-separated components, each 1..255 bytes without NUL and not "." or
+ * ".." (a "tree key"), is also filed in a child index under its parent
+ * folder, so listing a folder is O(its children) and a folder
  * rename is O(its subtree), never O(keyspace).  A folder exists while it is
  * explicit (a MF_T_FOLDER key, made by MKDIR: an empty one persists) or has
  * anything below it (implicit: "user/1/x" made over RESP shows "user" and
  * "user/1").  Tree rules, enforced by check and apply for every op that
  * makes a key: no proper prefix of a tree key is a non-folder key (ENOTDIR),
  * and no non-folder key is made where a folder is (EISDIR).  Keys that are
- * not tree keys ("a//b", components over 255 bytes) stay outside the index.
+ * not tree keys ("a//b", components over 255 bytes) and JSON documents and
+ * lists (flat, whatever their names) stay outside the index.
  *
  * No FUSE and no I/O here.  Mutations happen only through mf_store_apply(),
  * which both live writes (via the WAL writer) and WAL replay call.

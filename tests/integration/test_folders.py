@@ -473,3 +473,54 @@ def test_git_init_commit_status_clone(mf, shm):
     assert git(clone, "log", "--format=%s") == "second\nfirst\n"
     diff_r(os.path.join(ref, "proj"), os.path.join(clone, "proj"))
     stats_equal(os.path.join(ref, "proj"), os.path.join(clone, "proj"), times=False)
+
+
+def test_open_file_follows_its_folder_rename(mf):
+    """A handle open in a folder that is renamed commits under the new name."""
+    kv = mf.kv()
+    os.makedirs(kv / "d" / "sub")
+    write(kv / "d" / "sub" / "f", b"old")
+    fd = os.open(kv / "d" / "sub" / "f", os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.rename(kv / "d", kv / "e")
+        os.write(fd, b"new")
+    finally:
+        os.close(fd)
+    assert (kv / "e" / "sub" / "f").read_bytes() == b"new"
+    assert not (kv / "d").exists()
+    assert sorted(os.listdir(kv)) == ["e"]
+
+
+def resp(sock_path, *args):
+    """One RESP command over a unix socket; the raw reply."""
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    msg = b"*%d\r\n" % len(args) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args))
+    s.sendall(msg)
+    out = s.recv(65536)
+    s.close()
+    return out
+
+
+def test_resp_keys_show_as_folders(mkmount, tmp_path):
+    sock = str(tmp_path / "r.sock")
+    m = mkmount(f"--resp=unix:{sock}")
+    kv = m.kv()
+    assert resp(sock, "SET", "user/1/name", "ann") == b"+OK\r\n"
+    assert sorted(os.listdir(kv)) == ["user"]
+    assert (kv / "user" / "1" / "name").read_text() == "ann"
+    assert stat.S_ISDIR(os.stat(kv / "user" / "1").st_mode)
+    # a key that appears or goes in a folder the kernel has listed: seen at once
+    assert not (kv / "user" / "1" / "mail").exists()
+    assert resp(sock, "SET", "user/1/mail", "a@x") == b"+OK\r\n"
+    assert sorted(os.listdir(kv / "user" / "1")) == ["mail", "name"]
+    assert (kv / "user" / "1" / "mail").read_text() == "a@x"
+    # the tree rules hold for RESP too: no key under a key
+    assert resp(sock, "SET", "user/1/name/x", "v").startswith(b"-")
+    assert resp(sock, "DEL", "user/1/name", "user/1/mail") == b":2\r\n"
+    assert os.listdir(kv) == []
+    # folders made through the mount are not RESP values
+    os.mkdir(kv / "d")
+    assert resp(sock, "GET", "d").startswith(b"-WRONGTYPE") or resp(sock, "GET", "d") == b"$-1\r\n"

@@ -2220,17 +2220,28 @@ static void test_folders_implicit(void **state)
 	mf_store *st = mf_store_new();
 	/* Keys made over RESP show their folders. */
 	assert_int_equal(o_set(st, MF_T_STRING, "user/1/name", "ann", 3, 5), 0);
-	assert_int_equal(o_set(st, MF_T_JSON, "user/1/doc", "{}", 2, 6), 0);
+	assert_int_equal(o_set(st, MF_T_STRING, "user/1/mail", "a@x", 3, 6), 0);
+	/* JSON documents and lists stay flat: not in the tree, no rules. */
+	assert_int_equal(o_set(st, MF_T_JSON, "user/1/doc", "{}", 2, 7), 0);
+	assert_int_equal(o_set(st, MF_T_JSON, "user/1/name/x", "{}", 2, 7), 0);
+	assert_int_equal(o_set(st, MF_T_JSON, "q/1", "{}", 2, 7), 0);
 	EXPECT_LIST(st, "", "user:4");
 	EXPECT_LIST(st, "user", "1:4");
-	EXPECT_LIST(st, "user/1", "doc:2 name:1");
+	EXPECT_LIST(st, "user/1", "mail:1 name:1");
 	mf_entry_info in = pstat(st, "user/1");
 	assert_true(in.implicit);
 	assert_int_equal(in.mtime_ns, 6);
 	assert_int_equal(pstat(st, "user").count, 1); /* subfolders */
 	/* A folder is not a key: RESP's GET/EXISTS do not see it. */
 	expect_absent(st, "user");
-	assert_int_equal(stats(st).keys[0], 2);
+	assert_int_equal(stats(st).keys[0], 5);
+	assert_int_equal(o_del(st, MF_T_JSON, "user/1/doc"), 0);
+	assert_int_equal(o_del(st, MF_T_JSON, "user/1/name/x"), 0);
+	assert_int_equal(o_del(st, MF_T_JSON, "q/1"), 0);
+	/* A folder move never lands a key on a flat one. */
+	assert_int_equal(o_set(st, MF_T_JSON, "v/1/mail", "{}", 2, 7), 0);
+	assert_int_equal(o_renamedir(st, "user", "v", 7), -EEXIST);
+	assert_int_equal(o_del(st, MF_T_JSON, "v/1/mail"), 0);
 	/* No file where a folder is; no folder under a file. */
 	assert_int_equal(o_set(st, MF_T_STRING, "user", "x", 1, 7), -EISDIR);
 	assert_int_equal(o_set(st, MF_T_STRING, "user/1/name/x", "x", 1, 7), -ENOTDIR);
@@ -2238,7 +2249,7 @@ static void test_folders_implicit(void **state)
 	assert_int_equal(o_rmdir(st, "user/1", 7), -ENOTEMPTY);
 	/* Removing the last key removes its implicit folders. */
 	assert_int_equal(o_del(st, MF_T_STRING, "user/1/name"), 0);
-	assert_int_equal(o_del(st, MF_T_JSON, "user/1/doc"), 0);
+	assert_int_equal(o_del(st, MF_T_STRING, "user/1/mail"), 0);
 	mf_entry_info x;
 	assert_int_equal(mf_store_stat(st, K("user"), &x), -ENOENT);
 	EXPECT_LIST(st, "", "");
