@@ -303,7 +303,9 @@ static int kv_name(fuse_req_t req, fuse_ino_t parent, const char *name, const ch
 	if (r)
 		return r;
 	mf_slice prefix;
-	if (kv_folder(fs, parent, &prefix))
+	bool kv = kv_folder(fs, parent, &prefix);
+	mf_slice_unref(&prefix);
+	if (kv)
 		return 0;
 	char kn[KEY_NAME_MAX];
 	mf_log_warn("%s %s refused: only /kv has folders and symlinks", what,
