@@ -19,6 +19,7 @@ dirs=("$@")
 tmp=$(mktemp -d /var/tmp/mf-pjd.XXXXXX)
 mkdir "$tmp/mnt"
 cleanup() {
+  cd /
   fusermount3 -u "$tmp/mnt" 2>/dev/null || true
   local pid
   pid=$(cat "$tmp/data/memflux.lock" 2>/dev/null || true)
@@ -27,12 +28,11 @@ cleanup() {
 }
 trap cleanup EXIT
 "$bin" --data-dir="$tmp/data" "$tmp/mnt"
-cd "$tmp/mnt/kv"
 total_ok=0
 total=0
 for d in "${dirs[@]}"; do
   [ -d "$pjd/tests/$d" ] || continue
-  out=$(prove -v -r "$pjd/tests/$d" 2>&1 || true)
+  out=$(cd "$tmp/mnt/kv" && prove -v -r "$pjd/tests/$d" 2>&1 || true)
   ok=$(grep -cE '^ok [0-9]+' <<<"$out" || true)
   # the planned assertions (1..N of each file): a script that dies early
   # still counts all it planned
