@@ -105,7 +105,10 @@ static void open_ctl(mf_fs *fs, fuse_req_t req, fuse_ino_t ino, struct fuse_file
 	}
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fuse_reply_open(req, fi);
+	/* -ENOENT: the opener was interrupted and the kernel dropped the reply,
+	 * so no RELEASE will ever name this handle. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(fs, h);
 }
 
 /* The node an open is for, its open count raised (*np), or the errno to

@@ -306,6 +306,32 @@ def test_refused_empty_truncate_leaves_document_visible(mf):
         assert os.stat(d).st_size == len(doc)
 
 
+def test_refused_empty_truncate_is_not_seen_by_an_open_reader(mf):
+    """A reader holding the document open, reading again from offset 0
+    after another handle's O_TRUNC was refused at close, sees the document:
+    on 2a77cae it read b'' in 162 of 200 rounds (the kernel kept the size 0
+    that the O_TRUNC open had set)."""
+    d = mf.json("x")
+    doc = b'{"a":1}'
+    put(d, doc)
+    seen = []
+    for _ in range(200):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            assert os.read(fd, 100) == doc
+            w = os.open(d, os.O_WRONLY | os.O_TRUNC)
+            with pytest.raises(OSError) as e:
+                os.close(w)
+            assert e.value.errno == errno.EINVAL
+            os.lseek(fd, 0, os.SEEK_SET)
+            v = os.read(fd, 100)
+            if v != doc:
+                seen.append(v)
+        finally:
+            os.close(fd)
+    assert not seen, f"{len(seen)} of 200 reads after a refused truncate: {seen[:3]}"
+
+
 def test_invalid_json_into_unlinked_document_is_refused(mf):
     d = mf.json("x")
     put(d, b"[1]")

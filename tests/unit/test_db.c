@@ -553,9 +553,13 @@ static void fault_loop(unsigned long times)
 	unsigned long n, runs = 0, calls_max = 0;
 	double t0 = mf_mono_sec();
 	for (n = 1;; n++) {
-		/* Each run has its own stream, so a failure names a repeatable
-		 * (seed, N, mode). */
+		/* The workload's stream is the same in every run of a mode, so
+		 * its I/O calls are the same sequence and N sweeps every one of
+		 * them (a stream per run moved the rename around, and a seed could
+		 * miss it); the fault's kind has a stream per run.  A failure
+		 * names a repeatable (seed, N, mode). */
 		uint64_t rs = g_seed ^ (n * 4 + times) * 0x2545f4914f6cdd1dull;
+		uint64_t ws = g_seed ^ (times + 1) * 0x9e3779b97f4a7c15ull;
 		model m = {.n = 0};
 		uint64_t base_rs = g_seed;
 		char *base = make_base(&m, &base_rs);
@@ -576,7 +580,7 @@ static void fault_loop(unsigned long times)
 		         mode, n);
 		g_where = where;
 		int q = quiet_begin();
-		workload(dir, &f.io, &m, &rs, ops);
+		workload(dir, &f.io, &m, &ws, ops);
 		quiet_end(q);
 		unsigned long fired = faultio_fired(&f, rule);
 		unsigned long calls = faultio_calls(&f, FIO_ANY);
