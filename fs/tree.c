@@ -7,6 +7,13 @@
  * /kv/a/b/c is the key "a/b/c": a folder node's key is its path, and a
  * name below it is "<path>/<name>".  The store keeps the tree (store.h:
  * the child index, the tree rules); this file only translates.
+ *
+ * Locking: fs->mu for the node table only, as everywhere.  A folder
+ * rename holds the name stripes of every file node the kernel knows below
+ * it (in stripe order, the order rename uses too) across its RENAMEDIR and
+ * the renaming of those nodes: a handle's commit, which reads its name and
+ * enqueues under its stripe (commit.c), then either lands before the
+ * RENAMEDIR (log order: it moves with the folder) or reads the new name.
  */
 #include "fs_int.h"
 
@@ -485,6 +492,29 @@ static void rename_subtree_nodes(mf_fs *fs, const char *from, size_t flen, const
 	free(moved);
 }
 
+/* Lock the stripes of the file nodes below folder `from` (each stripe
+ * once, in index order = address order); returns how many are held. */
+static size_t lock_below(mf_fs *fs, const char *from, size_t flen, pthread_mutex_t **held)
+{
+	bool want[NSTRIPES] = {0};
+	pthread_mutex_lock(&fs->mu);
+	for (size_t b = 0; b < fs->nbuckets; b++)
+		for (node *x = fs->inos[b]; x; x = x->ino_next) {
+			const char *k = mf_slice_ptr(x->key);
+			if (x->named && x->type == MF_T_STRING && x->key.len > flen &&
+			    k[flen] == '/' && memcmp(k, from, flen) == 0)
+				want[name_hash(x->type, k, x->key.len) % NSTRIPES] = true;
+		}
+	pthread_mutex_unlock(&fs->mu);
+	size_t n = 0;
+	for (size_t i = 0; i < NSTRIPES; i++)
+		if (want[i]) {
+			pthread_mutex_lock(&fs->stripes[i]);
+			held[n++] = &fs->stripes[i];
+		}
+	return n;
+}
+
 /* rename of a folder or symlink (files: names.c).  The folder's subtree
  * moves in one RENAMEDIR record; then the known nodes follow.  Handles of
  * files below commit under their new names from then on.  -ENOENT if from
@@ -501,6 +531,8 @@ int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t
 		return -EEXIST;
 	if (target && in.type == MF_T_SYMLINK && tin.type == MF_T_FOLDER)
 		return -EISDIR;
+	pthread_mutex_t *held[NSTRIPES];
+	size_t nheld = in.type == MF_T_FOLDER ? lock_below(fs, from, flen, held) : 0;
 	mf_op op = key_op(in.type == MF_T_FOLDER ? MF_OP_RENAMEDIR : MF_OP_RENAME, in.type, from,
 	                  flen);
 	op.key2 = mf_slice_from(to, tlen, tlen);
@@ -529,6 +561,8 @@ int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t
 		}
 		pthread_mutex_unlock(&fs->mu);
 	}
+	while (nheld)
+		pthread_mutex_unlock(held[--nheld]);
 	return r;
 }
 
