@@ -74,8 +74,10 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 	if (!n->named && !n->nopen && n->stillborn)
 		return -ESTALE; /* see mf_open: the kernel looks the name up again */
 	mf_entry_info info = {.mode = n->cattr.mode, .uid = n->cattr.uid, .gid = n->cattr.gid};
-	if (!n->has_cattr)
+	if (!n->has_cattr) {
+		info.mode = MF_MODE_DEFAULT;
 		info.uid = info.gid = MF_ID_DEFAULT;
+	}
 	uint64_t size;
 	int64_t mtime, ctime;
 	if (n->pending) {

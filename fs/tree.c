@@ -82,7 +82,7 @@ uint8_t node_ktype(uint8_t ntype)
 /* The store's "default" markers as this mount shows them. */
 void kv_attr(mf_fs *fs, const mf_entry_info *in, mode_t dflt, struct stat *st)
 {
-	st->st_mode = (st->st_mode & S_IFMT) | (in->mode ? in->mode : dflt);
+	st->st_mode = (st->st_mode & S_IFMT) | (in->mode != MF_MODE_DEFAULT ? in->mode : dflt);
 	st->st_uid = in->uid == MF_ID_DEFAULT ? fs->uid : in->uid;
 	st->st_gid = in->gid == MF_ID_DEFAULT ? fs->gid : in->gid;
 	st->st_atim = ns_to_ts(in->atime_ns);
@@ -117,7 +117,7 @@ int tree_node_attr(mf_fs *fs, node *n, struct stat *st)
 /* /kv itself: its times move when entries come and go (the store's root). */
 void kv_root_attr(mf_fs *fs, struct stat *st)
 {
-	mf_entry_info in;
+	mf_entry_info in = {0};
 	if (mf_kv_stat(&fs->kv, "", 0, &in) == 0 && in.mtime_ns) {
 		st->st_mtim = st->st_atim = ns_to_ts(in.mtime_ns);
 		st->st_ctim = ns_to_ts(in.ctime_ns);
@@ -130,7 +130,7 @@ void kv_root_attr(mf_fs *fs, struct stat *st)
 mf_attr creator_attr(mf_fs *fs, fuse_req_t req, mode_t mode, mode_t dflt)
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
-	mf_attr a = {0, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
+	mf_attr a = {MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
 	if ((mode & 07777) != dflt)
 		a.mode = mode & 07777;
 	if (c->uid != fs->uid)
@@ -142,7 +142,7 @@ mf_attr creator_attr(mf_fs *fs, fuse_req_t req, mode_t mode, mode_t dflt)
 
 bool attr_is_default(const mf_attr *a)
 {
-	return a->mode == 0 && a->uid == MF_ID_DEFAULT && a->gid == MF_ID_DEFAULT;
+	return a->mode == MF_MODE_DEFAULT && a->uid == MF_ID_DEFAULT && a->gid == MF_ID_DEFAULT;
 }
 
 /* A pending key's first record with its creator's attributes: CREATE and
@@ -182,7 +182,7 @@ void commit_creator_rest(mf_fs *fs, node *n, const mf_op *done)
 	mf_op op = key_op(MF_OP_SETATTR, done->ktype, mf_slice_ptr(done->key), done->key.len);
 	op.arg = (atime ? MF_ATTR_ATIME : 0);
 	if (perms)
-		op.arg |= (a.mode ? MF_ATTR_MODE : 0) | (a.uid != MF_ID_DEFAULT ? MF_ATTR_UID : 0) |
+		op.arg |= (a.mode != MF_MODE_DEFAULT ? MF_ATTR_MODE : 0) | (a.uid != MF_ID_DEFAULT ? MF_ATTR_UID : 0) |
 		          (a.gid != MF_ID_DEFAULT ? MF_ATTR_GID : 0);
 	op.val = mf_slice_alloc(MF_ATTR_B_LEN, MF_ATTR_B_LEN);
 	mf_attr_encode(&a, op.val.buf->data, MF_ATTR_B_LEN);
@@ -201,7 +201,7 @@ static int perm_change(mf_fs *fs, fuse_req_t req, node *n, const struct stat *at
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	uint64_t mask = 0;
-	mf_attr a = {0, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
+	mf_attr a = {MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
 	if ((to_set & FUSE_SET_ATTR_MODE) && n->type != NODE_LINK) {
 		mask |= MF_ATTR_MODE;
 		a.mode = attr->st_mode & 07777;
@@ -236,9 +236,9 @@ int setattr_perm_pending(mf_fs *fs, fuse_req_t req, node *n, const struct stat *
 		return r;
 	pthread_mutex_lock(&fs->mu);
 	if (!n->has_cattr)
-		n->cattr = (mf_attr){0, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
+		n->cattr = (mf_attr){MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
 	if (mask & MF_ATTR_MODE)
-		n->cattr.mode = a.mode == 0644 ? 0 : a.mode;
+		n->cattr.mode = a.mode == 0644 ? MF_MODE_DEFAULT : a.mode;
 	if (mask & MF_ATTR_UID)
 		n->cattr.uid = a.uid;
 	if (mask & MF_ATTR_GID)

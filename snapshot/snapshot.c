@@ -373,7 +373,7 @@ static int p_value_done(snap_parser *p)
 		return 0;
 	}
 	/* v1: the attributes every key had then (store/op.h defaults). */
-	p->cur.mode = 0;
+	p->cur.mode = MF_MODE_DEFAULT;
 	p->cur.uid = p->cur.gid = MF_ID_DEFAULT;
 	p->cur.atime_ns = p->cur.mtime_ns;
 	p->cur.expire_ns = 0;

@@ -49,8 +49,9 @@
  * Attribute blocks, little-endian (mf_attr_encode/decode):
  *   A (MF_ATTR_A_LEN = 12): u32 mode, u32 uid, u32 gid
  *   B (MF_ATTR_B_LEN = 28): A, then i64 atime_ns, i64 mtime_ns
- * mode 0 means "the default" (files 0644, folders 0755, links 0777) and uid or
- * gid MF_ID_DEFAULT "the mounting user", so data written before attributes
+ * mode MF_MODE_DEFAULT means "the type's default" (files 0644, folders 0755,
+ * links 0777) and uid or gid MF_ID_DEFAULT "the mounting user" (mode 0 is a
+ * real mode: chmod 000), so data written before attributes
  * existed, and files a default-umask owner creates, need no attributes logged.
  */
 #ifndef MF_OP_H
@@ -115,11 +116,12 @@ typedef enum mf_optype {
 #define MF_ATTR_A_LEN 12
 #define MF_ATTR_B_LEN 28
 #define MF_ID_DEFAULT UINT32_MAX   /* uid/gid: the mounting user */
+#define MF_MODE_DEFAULT UINT32_MAX /* mode: the type's default */
 #define MF_SYMLINK_MAX 4095        /* longest link target (PATH_MAX - 1) */
 
 /* Attributes as carried by ops and kept per key and folder. */
 typedef struct mf_attr {
-	uint32_t mode;     /* permission bits (07777); 0 = the type's default */
+	uint32_t mode;     /* permission bits (07777), or MF_MODE_DEFAULT */
 	uint32_t uid, gid; /* MF_ID_DEFAULT = the mounting user */
 	int64_t atime_ns, mtime_ns;
 } mf_attr;

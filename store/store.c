@@ -426,6 +426,7 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->hash = hash_key(mf_slice_ptr(key), key.len);
 	e->type = type;
 	e->mtime_ns = e->ctime_ns = e->atime_ns = t;
+	e->mode = MF_MODE_DEFAULT;
 	e->uid = e->gid = MF_ID_DEFAULT;
 	e->version = ++st->version;
 	table_link(st, e);
@@ -539,7 +540,7 @@ static int check_attr_block(const mf_op *op, size_t len, bool mode)
 		return -EINVAL;
 	mf_attr a;
 	mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), len, &a);
-	return mode && (a.mode & ~07777u) ? -EINVAL : 0;
+	return mode && a.mode != MF_MODE_DEFAULT && (a.mode & ~07777u) ? -EINVAL : 0;
 }
 
 static mf_slice moved_key(mf_slice old, size_t plen, mf_slice q);
@@ -929,7 +930,7 @@ static void set_attrs(entry *e, const mf_attr *a)
 static int apply_tree(mf_store *st, mf_op *op, entry *e)
 {
 	int64_t t = op->time_ns;
-	mf_attr a = {0, MF_ID_DEFAULT, MF_ID_DEFAULT, t, t};
+	mf_attr a = {MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, t, t};
 	const char *k = mf_slice_ptr(op->key);
 	switch (op->type) {
 	case MF_OP_MKDIR:
@@ -967,7 +968,7 @@ static int apply_tree(mf_store *st, mf_op *op, entry *e)
 	case MF_OP_SYMLINK: {
 		e = insert_new(st, own_key(op->key, op->val), MF_T_SYMLINK, t);
 		mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
-		a.mode = 0; /* a link's mode is always 0777 */
+		a.mode = MF_MODE_DEFAULT; /* a link's mode is always 0777 */
 		set_attrs(e, &a);
 		mf_slice v = mf_slice_ref(op->val);
 		v.off += MF_ATTR_A_LEN;
@@ -1384,7 +1385,7 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 	    (item->type == MF_T_FOLDER &&
 	     (item->val.len || !mf_tree_key(mf_slice_ptr(item->key), item->key.len))) ||
 	    (item->type == MF_T_SYMLINK && (item->val.len == 0 || item->val.len > MF_SYMLINK_MAX)) ||
-	    (item->mode & ~07777u))
+	    (item->mode != MF_MODE_DEFAULT && (item->mode & ~07777u)))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&st->lock);
 	int r = 0;

@@ -59,7 +59,7 @@ typedef struct mf_entry_info {
 	int64_t ctime_ns;
 	int64_t atime_ns;
 	int64_t expire_ns;  /* 0 = never */
-	uint32_t mode;      /* 0 = the type's default (store/op.h) */
+	uint32_t mode;      /* MF_MODE_DEFAULT: the type's default (store/op.h) */
 	uint32_t uid, gid;  /* MF_ID_DEFAULT = the mounting user */
 	bool implicit;      /* a folder with no key of its own (mf_store_stat) */
 	uint64_t version;   /* changes whenever the value changes */

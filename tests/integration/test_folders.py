@@ -220,6 +220,8 @@ def attr_script(b):
     os.symlink("f", j("d", "l"))
     out = []
     os.chmod(j("d", "f"), 0o640)
+    write(j("d", "z"))
+    os.chmod(j("d", "z"), 0)
     os.chmod(j("d"), 0o711)
     os.chown(j("d", "f"), 1234, 5678)
     os.chown(j("d"), 42, 43)
@@ -229,12 +231,12 @@ def attr_script(b):
     out.append(("atime only", st.st_atime_ns))
     utimensat(j("d", "f"), UTIME_OMIT, (2**32, 7))           # mtime only
     utimensat(j("d"), (100, 0), (50, 0))                    # atime after mtime
-    for name in ("d", "d/f", "d/l"):
+    for name in ("d", "d/f", "d/l", "d/z"):
         st = os.lstat(j(name))
         out.append((name, stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid,
                     st.st_gid, st.st_size if name != "d" else 0,  # a folder's size: fs-specific
-                    st.st_atime_ns if name != "d/l" else 0,
-                    st.st_mtime_ns if name != "d/l" else 0))
+                    st.st_atime_ns if name in ("d", "d/f") else 0,  # times this script set
+                    st.st_mtime_ns if name in ("d", "d/f") else 0))
     return out
 
 

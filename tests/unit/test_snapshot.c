@@ -105,6 +105,7 @@ static mf_item mk(uint8_t type, const void *k, size_t kl, const void *v, size_t 
 {
 	mf_item it;
 	memset(&it, 0, sizeof it);
+	it.mode = MF_MODE_DEFAULT;
 	it.uid = it.gid = MF_ID_DEFAULT;
 	it.atime_ns = mt;
 	it.type = type;
@@ -845,7 +846,7 @@ static void test_v1_loads_with_defaults(void **state)
 		fail_msg("v1: %s", err);
 	assert_int_equal(c.n, 2);
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(c.v[i].mode, 0);
+		assert_int_equal(c.v[i].mode, MF_MODE_DEFAULT);
 		assert_int_equal(c.v[i].uid, MF_ID_DEFAULT);
 		assert_int_equal(c.v[i].gid, MF_ID_DEFAULT);
 		assert_int_equal(c.v[i].atime_ns, 100); /* rb_record's mtime */

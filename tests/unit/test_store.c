@@ -2305,6 +2305,11 @@ static void test_folder_times(void **state)
 	assert_int_equal(in.mtime_ns, big); /* omitted: unchanged */
 	/* Bad masks and modes are refused. */
 	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", 64, &a, 60), -EINVAL);
+	/* A new key has the default mode; chmod 000 is a mode like any other. */
+	assert_int_equal(pstat(st, "d/t").mode, MF_MODE_DEFAULT);
+	a.mode = 0;
+	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", MF_ATTR_MODE, &a, 61), 0);
+	assert_int_equal(pstat(st, "d/t").mode, 0);
 	a.mode = 010000;
 	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", MF_ATTR_MODE, &a, 60), -EINVAL);
 	assert_int_equal(o_setattr(st, MF_T_JSON, "d/t", MF_ATTR_ATIME, &a, 60), -ENOENT);
