@@ -141,24 +141,31 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 	return 0;
 }
 
+/* opendir of /kv or a /kv folder (prefix: its key, consumed). */
+static void kv_opendir(fuse_req_t req, fuse_ino_t ino, mf_slice prefix, struct fuse_file_info *fi)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	dirh *d = calloc(1, sizeof *d);
+	int r = d ? kv_listing(fs, ino, prefix, d) : -ENOMEM;
+	mf_slice_unref(&prefix);
+	if (r) {
+		free(d);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	atomic_init(&d->refs, 1);
+	live_add(&fs->dirs, &d->live);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_put(fs, d); /* interrupted: no RELEASEDIR will come */
+}
+
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	mf_fs *fs = fuse_req_userdata(req);
 	mf_slice prefix;
 	if (kv_folder(fs, ino, &prefix)) {
-		dirh *d = calloc(1, sizeof *d);
-		int r = d ? kv_listing(fs, ino, prefix, d) : -ENOMEM;
-		mf_slice_unref(&prefix);
-		if (r) {
-			free(d);
-			fuse_reply_err(req, -r);
-			return;
-		}
-		atomic_init(&d->refs, 1);
-		live_add(&fs->dirs, &d->live);
-		fi->fh = (uint64_t)(uintptr_t)d;
-		if (fuse_reply_open(req, fi) == -ENOENT)
-			dirh_put(fs, d);
+		kv_opendir(req, ino, prefix, fi);
 		return;
 	}
 	struct stat st;

@@ -539,7 +539,7 @@ static int check_attr_block(const mf_op *op, size_t len, bool mode)
 	if (op->val.len < len)
 		return -EINVAL;
 	mf_attr a;
-	mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), len, &a);
+	mf_attr_decode(mf_slice_ptr(op->val), len, &a);
 	return mode && a.mode != MF_MODE_DEFAULT && (a.mode & ~07777u) ? -EINVAL : 0;
 }
 
@@ -926,48 +926,108 @@ static void set_attrs(entry *e, const mf_attr *a)
 	e->gid = a->gid;
 }
 
+/* RENAMEDIR (validated): the subtree moves in one step, the empty folder
+ * it replaces goes, both parents change. */
+static void apply_renamedir(mf_store *st, mf_op *op, int64_t t)
+{
+	if (same_key(op->key, op->key2))
+		return;
+	dnode *d = dfind(st, mf_slice_ptr(op->key), op->key.len);
+	entry *te = find(st, op->key2);
+	if (te)
+		remove_key(st, te, t); /* an empty folder: replaced */
+	dnode *oldup = d->up;
+	dtouch(st, oldup, t);
+	sub_unlink(d);
+	move_subtree(st, d, op->key.len, op->key2);
+	const char *q = mf_slice_ptr(d->path);
+	dnode *nup = dget(st, q, parent_len(q, d->path.len), t);
+	sub_link(nup, d);
+	dtouch(st, nup, t);
+	dprune(st, oldup);
+	if (d->self) {
+		d->self->ctime_ns = t;
+		d->self->version = ++st->version;
+	}
+}
+
+/* SETATTR (validated); an implicit folder becomes explicit, keeping its
+ * times. */
+static void apply_setattr(mf_store *st, mf_op *op, entry *e, int64_t t)
+{
+	if (!e) {
+		dnode *d = dfind(st, mf_slice_ptr(op->key), op->key.len);
+		int64_t mt = d->mtime_ns, ct = d->ctime_ns;
+		e = insert(st, own_key(op->key, MF_SLICE_EMPTY), MF_T_FOLDER, t);
+		e->mtime_ns = e->atime_ns = mt;
+		e->ctime_ns = ct;
+	}
+	mf_attr a;
+	mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_B_LEN, &a);
+	if (op->arg & MF_ATTR_MODE)
+		e->mode = a.mode;
+	if (op->arg & MF_ATTR_UID)
+		e->uid = a.uid;
+	if (op->arg & MF_ATTR_GID)
+		e->gid = a.gid;
+	if (op->arg & MF_ATTR_ATIME)
+		e->atime_ns = a.atime_ns;
+	if (op->arg & MF_ATTR_MTIME)
+		e->mtime_ns = a.mtime_ns;
+	e->ctime_ns = t;
+}
+
+/* MKFILE (validated): SET, or with MF_MKFILE_KEEP CREATE, and the
+ * creator's attributes on a key it makes. */
+static void apply_mkfile(mf_store *st, mf_op *op, entry *e, int64_t t)
+{
+	mf_attr a;
+	mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+	if (op->arg & MF_MKFILE_KEEP) {
+		if (!e)
+			set_attrs(insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t), &a);
+		return;
+	}
+	if (!e) {
+		e = insert_new(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
+		               op->ktype, t);
+		set_attrs(e, &a);
+	}
+	mf_slice c = mf_slice_ref(op->val);
+	c.off += MF_ATTR_A_LEN;
+	c.len -= MF_ATTR_A_LEN;
+	if (c.len == 0)
+		mf_slice_unref(&c);
+	mf_slice v = op->ktype == MF_T_LIST ? list_value(c) : mf_slice_ref(c);
+	mf_slice_unref(&c);
+	e->count = op->ktype == MF_T_LIST ? mf_count_lines(mf_slice_ptr(v), v.len) : 0;
+	set_val(st, e, v);
+	e->mtime_ns = e->ctime_ns = t;
+	e->version = ++st->version;
+}
+
 /* Apply the folder ops (validated). */
 static int apply_tree(mf_store *st, mf_op *op, entry *e)
 {
 	int64_t t = op->time_ns;
 	mf_attr a = {MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, t, t};
-	const char *k = mf_slice_ptr(op->key);
 	switch (op->type) {
 	case MF_OP_MKDIR:
 		e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), MF_T_FOLDER, t);
 		if (op->val.len)
-			mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+			mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
 		set_attrs(e, &a);
 		return 0;
 	case MF_OP_RMDIR:
 		if (e)
 			remove_key(st, e, t);
 		return 0; /* (an implicit folder with nothing below is already gone) */
-	case MF_OP_RENAMEDIR: {
-		if (same_key(op->key, op->key2))
-			return 0;
-		dnode *d = dfind(st, k, op->key.len);
-		entry *te = find(st, op->key2);
-		if (te)
-			remove_key(st, te, t); /* an empty folder: replaced */
-		dnode *oldup = d->up;
-		dtouch(st, oldup, t);
-		sub_unlink(d);
-		move_subtree(st, d, op->key.len, op->key2);
-		const char *q = mf_slice_ptr(d->path);
-		dnode *nup = dget(st, q, parent_len(q, d->path.len), t);
-		sub_link(nup, d);
-		dtouch(st, nup, t);
-		dprune(st, oldup);
-		if (d->self) {
-			d->self->ctime_ns = t;
-			d->self->version = ++st->version;
-		}
+	case MF_OP_RENAMEDIR:
+		apply_renamedir(st, op, t);
 		return 0;
-	}
 	case MF_OP_SYMLINK: {
 		e = insert_new(st, own_key(op->key, op->val), MF_T_SYMLINK, t);
-		mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+		mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
 		a.mode = MF_MODE_DEFAULT; /* a link's mode is always 0777 */
 		set_attrs(e, &a);
 		mf_slice v = mf_slice_ref(op->val);
@@ -976,53 +1036,12 @@ static int apply_tree(mf_store *st, mf_op *op, entry *e)
 		set_val(st, e, v);
 		return 0;
 	}
-	case MF_OP_SETATTR: {
-		if (!e) {
-			dnode *d = dfind(st, k, op->key.len);
-			int64_t mt = d->mtime_ns, ct = d->ctime_ns;
-			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), MF_T_FOLDER, t);
-			e->mtime_ns = e->atime_ns = mt;
-			e->ctime_ns = ct;
-		}
-		mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), MF_ATTR_B_LEN, &a);
-		if (op->arg & MF_ATTR_MODE)
-			e->mode = a.mode;
-		if (op->arg & MF_ATTR_UID)
-			e->uid = a.uid;
-		if (op->arg & MF_ATTR_GID)
-			e->gid = a.gid;
-		if (op->arg & MF_ATTR_ATIME)
-			e->atime_ns = a.atime_ns;
-		if (op->arg & MF_ATTR_MTIME)
-			e->mtime_ns = a.mtime_ns;
-		e->ctime_ns = t;
+	case MF_OP_SETATTR:
+		apply_setattr(st, op, e, t);
 		return 0;
-	}
-	case MF_OP_MKFILE: {
-		mf_attr_decode((const uint8_t *)mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
-		if (op->arg & MF_MKFILE_KEEP) {
-			if (!e)
-				set_attrs(insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t), &a);
-			return 0;
-		}
-		if (!e) {
-			e = insert_new(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
-			               op->ktype, t);
-			set_attrs(e, &a);
-		}
-		mf_slice c = mf_slice_ref(op->val);
-		c.off += MF_ATTR_A_LEN;
-		c.len -= MF_ATTR_A_LEN;
-		if (c.len == 0)
-			mf_slice_unref(&c);
-		mf_slice v = op->ktype == MF_T_LIST ? list_value(c) : mf_slice_ref(c);
-		mf_slice_unref(&c);
-		e->count = op->ktype == MF_T_LIST ? mf_count_lines(mf_slice_ptr(v), v.len) : 0;
-		set_val(st, e, v);
-		e->mtime_ns = e->ctime_ns = t;
-		e->version = ++st->version;
+	case MF_OP_MKFILE:
+		apply_mkfile(st, op, e, t);
 		return 0;
-	}
 	}
 	return -EINVAL;
 }
