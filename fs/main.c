@@ -226,7 +226,7 @@ static void usage(const char *prog)
 	       "                     unix:PATH (default: off)\n"
 	       "    --resp-password-file=FILE, -o resp_password_file=FILE\n"
 	       "                     AUTH password (first line); needed for a non-loopback ADDR\n"
-	       "    -o allow_other   let other users in; implies -o default_permissions\n"
+	       "    -o allow_other   let other users in (mode bits apply: default_permissions)\n"
 	       "                     (others get what the mode bits allow: read only)\n"
 	       "    -o ro            read-only mount\n"
 	       "    -f               stay in the foreground\n"

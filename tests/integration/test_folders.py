@@ -556,3 +556,43 @@ def test_folder_rename_and_rmdir_survive_every_crash_point(mkmount, point):
     m.stop()
     m.start()
     assert os.path.isdir(os.path.join(kv, "after"))
+
+
+def as_nobody(cmd):
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "sh", "-c", cmd], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_modes_and_owners_enforced_for_other_users(tmp_path):
+    """With -o allow_other the kernel applies each key's and folder's mode;
+    a file another user creates is theirs (uid/gid from the request)."""
+    base = tempfile.mkdtemp(prefix="mf-folders-")
+    os.chmod(base, 0o755)
+    m = Mount(base)
+    try:
+        m.start("-o", "allow_other")
+        kv = m.kv()
+        write(kv / "private", b"secret", 0o600)
+        os.chmod(kv / "private", 0o600)
+        write(kv / "public", b"hello")
+        os.mkdir(kv / "shared", 0o777)
+        os.chmod(kv / "shared", 0o777)
+        r = as_nobody(f"cat {kv / 'private'}")
+        assert r.returncode != 0 and "Permission denied" in r.stderr, r
+        assert as_nobody(f"cat {kv / 'public'}").stdout == "hello"
+        r = as_nobody(f"umask 022; echo mine > {kv / 'shared' / 'n'}; mkdir {kv / 'shared' / 'd'}")
+        assert r.returncode == 0, r
+        st = os.stat(kv / "shared" / "n")
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o644)
+        assert os.stat(kv / "shared" / "d").st_uid == 65534
+        r = as_nobody(f"chown 0 {kv / 'shared' / 'n'}")
+        assert r.returncode != 0, r  # only root gives files away
+        m.stop()
+        m.start("-o", "allow_other")
+        st = os.stat(kv / "shared" / "n")
+        assert (st.st_uid, st.st_gid) == (65534, 65534)
+        assert stat.S_IMODE(os.stat(kv / "private").st_mode) == 0o600
+    finally:
+        m.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
