@@ -8,7 +8,8 @@
 # PJDFSTEST_DIR holds pjdfstest.c's built binary `pjdfstest` and tests/ (without
 # autotools: write a config.h with the Linux HAVE_* macros and
 # `gcc -o pjdfstest pjdfstest.c`).  Run as root.  Prints passing/total per
-# directory of tests and in all.
+# directory of tests and in all.  MF_MOUNT_OPTS: extra mount options
+# (`-o allow_other` lets the tests that act as other users in).
 set -euo pipefail
 pjd=$(cd "$1" && pwd)
 bin=${2:-$(git -C "$(dirname "$0")" rev-parse --show-toplevel)/build/fs/memfluxfs}
@@ -17,6 +18,7 @@ dirs=("$@")
 ((${#dirs[@]})) || dirs=(chmod chown link mkdir mkfifo mknod open posix_fallocate rename rmdir
                           symlink truncate unlink utimensat ftruncate granular)
 tmp=$(mktemp -d /var/tmp/mf-pjd.XXXXXX)
+chmod 755 "$tmp" # other users must reach the mountpoint
 mkdir "$tmp/mnt"
 cleanup() {
   cd /
@@ -27,7 +29,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-"$bin" --data-dir="$tmp/data" "$tmp/mnt"
+"$bin" --data-dir="$tmp/data" ${MF_MOUNT_OPTS:-} "$tmp/mnt"
 total_ok=0
 total=0
 for d in "${dirs[@]}"; do
