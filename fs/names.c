@@ -96,17 +96,25 @@ int materialize(mf_fs *fs, uint8_t type, const char *k, size_t klen)
 	mf_op op = key_op(MF_OP_CREATE, type, k, klen), wire;
 	op.time_ns = mf_now_ns();
 	pthread_mutex_lock(&fs->mu);
-	bool attrs = creator_op(n, &op, &wire);
+	n = *name_slot(fs, type, k, klen); /* (fs->mu was dropped: look again) */
+	bool attrs = n && creator_op(n, &op, &wire);
 	pthread_mutex_unlock(&fs->mu);
 	int r = commit(fs, attrs ? &wire : &op);
 	if (r == 0) {
 		pthread_mutex_lock(&fs->mu);
 		n = *name_slot(fs, type, k, klen);
-		if (n)
+		if (n) {
 			n->pending = false;
+			n->busy++; /* kept while its atime/owner follow */
+		}
 		pthread_mutex_unlock(&fs->mu);
-		if (n)
+		if (n) {
 			commit_creator_rest(fs, n, attrs ? &wire : &op);
+			pthread_mutex_lock(&fs->mu);
+			n->busy--;
+			node_maybe_free(fs, n);
+			pthread_mutex_unlock(&fs->mu);
+		}
 	}
 	if (attrs)
 		mf_op_clear(&wire);
