@@ -199,6 +199,7 @@ typedef struct handle {
 	bool inval_attr_only;
 	bool trunc;     /* opened with O_TRUNC: its value starts empty */
 	bool has_read;  /* a later read at offset 0 is a rewind (see view_refresh) */
+	atomic_bool privs_checked; /* set-user-ID bits looked at (tree.c, kill_privs) */
 	/* The committed value this handle sees: pinned at open (an immutable
 	 * slice), re-pinned to what the handle itself committed.  So a handle
 	 * keeps the file it opened across unlink/rename-over, and a reader
@@ -384,6 +385,7 @@ int setattr_perm(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr, in
                  const struct stat *cur);
 int setattr_perm_pending(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr,
                          int to_set, const struct stat *cur);
+void kill_privs(mf_fs *fs, fuse_req_t req, handle *h);
 int unlink_symlink(mf_fs *fs, const char *key, size_t klen);
 int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t tlen,
                 unsigned int flags);

@@ -289,6 +289,41 @@ int setattr_perm(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr, in
 	return r;
 }
 
+/* A write by a user without CAP_FSETID (not root) clears the file's
+ * set-user-ID bit, and its set-group-ID bit when group-executable (POSIX;
+ * with FUSE_CAP_HANDLE_KILLPRIV on, the kernel leaves this to us, and its
+ * direct-I/O path would not do it anyway).  Once per handle. */
+void kill_privs(mf_fs *fs, fuse_req_t req, handle *h)
+{
+	if (fuse_req_ctx(req)->uid == 0 || atomic_exchange(&h->privs_checked, true))
+		return;
+	pthread_mutex_lock(&fs->mu);
+	node *n = h->n;
+	bool named = n->named && !n->pending && n->type == MF_T_STRING;
+	mf_slice key = named ? mf_slice_ref(n->key) : MF_SLICE_EMPTY;
+	pthread_mutex_unlock(&fs->mu);
+	mf_entry_info in;
+	if (!named || mf_kv_stat(&fs->kv, mf_slice_ptr(key), key.len, &in) != 0 ||
+	    in.mode == MF_MODE_DEFAULT) {
+		mf_slice_unref(&key);
+		return;
+	}
+	uint32_t kill = (in.mode & S_ISUID) | ((in.mode & S_IXGRP) ? (in.mode & S_ISGID) : 0);
+	if (kill) {
+		mf_attr a = {in.mode & ~kill, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
+		mf_op op = key_op(MF_OP_SETATTR, MF_T_STRING, mf_slice_ptr(key), key.len);
+		op.arg = MF_ATTR_MODE;
+		op.val = mf_slice_alloc(MF_ATTR_B_LEN, MF_ATTR_B_LEN);
+		mf_attr_encode(&a, op.val.buf->data, MF_ATTR_B_LEN);
+		int r = commit(fs, &op);
+		if (r)
+			log_err("clearing set-user-ID bits failed for", MF_T_STRING, mf_slice_ptr(key),
+			        key.len, -r);
+		mf_op_clear(&op);
+	}
+	mf_slice_unref(&key);
+}
+
 /* ---------- namespace ops ---------- */
 
 /* Reply to mkdir/symlink with the new name's node. */

@@ -588,6 +588,12 @@ def test_modes_and_owners_enforced_for_other_users(tmp_path):
         assert os.stat(kv / "shared" / "d").st_uid == 65534
         r = as_nobody(f"chown 0 {kv / 'shared' / 'n'}")
         assert r.returncode != 0, r  # only root gives files away
+        # a write by another user clears the set-user-ID bit (POSIX)
+        write(kv / "suid", b"#!/bin/sh\n")
+        os.chmod(kv / "suid", 0o4777)
+        r = as_nobody(f"echo x >> {kv / 'suid'}")
+        assert r.returncode == 0, r
+        assert stat.S_IMODE(os.stat(kv / "suid").st_mode) == 0o777
         m.stop()
         m.start("-o", "allow_other")
         st = os.stat(kv / "shared" / "n")
