@@ -195,7 +195,7 @@ static int check_fuse_options(const struct fuse_args *args)
 	return -1;
 }
 
-/* db change hook -> kernel cache invalidation (RESP writes). */
+/* db change hook -> kernel cache invalidation (RESP writes, expiry). */
 static void key_changed(void *ctx, int ktype, const void *key, size_t klen)
 {
 	mf_fs_key_changed(ctx, ktype, key, klen);
@@ -743,8 +743,8 @@ static bool start_faces(struct run *r)
 		snprintf(r->err, sizeof r->err, "cannot mount on %s", r->fo.mountpoint);
 		return false;
 	}
-	if (r->resp)
-		mf_db_set_change_hook(r->db, key_changed, r->fs);
+	/* RESP writes and the expire cycle tell the kernel what changed. */
+	mf_db_set_change_hook(r->db, key_changed, r->fs);
 	return true;
 }
 

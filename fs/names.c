@@ -150,11 +150,18 @@ static int unlink_key(mf_fs *fs, uint8_t type, const char *name, size_t len);
 void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	mf_fs *fs = fuse_req_userdata(req);
+	mf_slice prefix;
+	bool kv = kv_folder(fs, parent, &prefix);
+	mf_slice_unref(&prefix);
+	if (parent >= INO_FIRST_KEY && !kv) { /* rm /.ctl/json/<doc>/<path> */
+		jpath_unlink(req, parent, name);
+		return;
+	}
 	uint8_t type;
 	char *key;
 	size_t klen;
 	int r = name_key(fs, parent, name, &type, &key, &klen);
-	if (r == 0 && (type == MF_T_NONE || type == NODE_POP))
+	if (r == 0 && (type == MF_T_NONE || verb_type(type)))
 		r = parent == INO_ROOT || parent == INO_CTL ? -EPERM : -ENOENT;
 	if (r == 0 && type == MF_T_STRING) {
 		/* A /kv symlink or folder (unlink of a folder: EISDIR). */
@@ -221,7 +228,7 @@ static int unlink_key(mf_fs *fs, uint8_t type, const char *name, size_t len)
 static int rename_refusal(uint8_t type, uint8_t ntype, const char *name, const char *newname,
                           unsigned int flags)
 {
-	if (type == MF_T_NONE || type == NODE_POP || ntype == MF_T_NONE || ntype == NODE_POP)
+	if (type == MF_T_NONE || ntype == MF_T_NONE || verb_type(type) || verb_type(ntype))
 		return EPERM;
 	if (type != ntype) {
 		char a[KEY_NAME_MAX], b[KEY_NAME_MAX];

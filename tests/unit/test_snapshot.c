@@ -378,7 +378,7 @@ static void test_invalid_items(void **state)
 	const char *dir = *state;
 	mf_item it = mk(0, "k", 1, "v", 1, 0, 0);
 	assert_int_equal(mf_snapshot_write(P(), dir, 1, &it, 1, NULL), -EINVAL);
-	it.type = MF_T_SLOTS;
+	it.type = (MF_T_MAX_ + 1);
 	assert_int_equal(mf_snapshot_write(P(), dir, 1, &it, 1, NULL), -EINVAL);
 	mf_slice_unref(&it.key);
 	it.type = MF_T_STRING;

@@ -392,7 +392,7 @@ static void test_validate(void **state)
 	op.type = MF_OP_MAX_ + 1;
 	assert_int_equal(mf_wal_record_validate(&op), -EINVAL);
 	op.type = MF_OP_SET;
-	op.ktype = MF_T_SLOTS;
+	op.ktype = (MF_T_MAX_ + 1);
 	assert_int_equal(mf_wal_record_validate(&op), -EINVAL);
 	op.ktype = MF_T_STRING;
 	/* A fake 2 GiB length (never dereferenced by validate). */
