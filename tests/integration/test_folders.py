@@ -602,3 +602,20 @@ def test_modes_and_owners_enforced_for_other_users(tmp_path):
     finally:
         m.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_snapshot_v2_keeps_expiry_and_modes(mkmount):
+    """Snapshot v2's attribute block: an expiry, a mode and an owner come
+    back from the snapshot alone (the WAL it covers is dropped)."""
+    m = mkmount()
+    write(m.kv("k"), b"v")
+    (m.mnt / ".ctl" / "expire" / "k").write_text("1000\n")
+    os.chmod(m.kv("k"), 0o640)
+    os.chown(m.kv("k"), 123, 456)
+    m.ctl("snapshot").write_text("1\n")
+    m.stop()
+    m.start()
+    left = int((m.mnt / ".ctl" / "expire" / "k").read_text())
+    assert 900 <= left <= 1000
+    st = os.stat(m.kv("k"))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 123, 456)
