@@ -1840,7 +1840,7 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 		/* "$" paths answer with every match ([*], .., negative indexes)
 		 * as an array; legacy paths with the one value. */
 		char *q = NULL;
-		int rc = legacy ? mf_json_get_path(doc, e.val.len, path, plen, &off, &len)
+		int rc = legacy ? mf_json_get_path_doc(doc, e.val.len, path, plen, &off, &len)
 		                : mf_json_query(doc, e.val.len, path, plen, &q, &len);
 		if (rc == -EINVAL && mf_json_path_check(path, plen) != 0) {
 			free(path);
@@ -2044,7 +2044,7 @@ static void c_json_set(resp_ctx *x, client *c, req *r)
 	bool there = exists;
 	if (exists && !root) {
 		size_t off, len;
-		there = mf_json_get_path(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len) == 0;
+		there = mf_json_get_path_doc(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len) == 0;
 	}
 	if ((nx && there) || (xx && !there)) {
 		r_nil(c);
@@ -2109,7 +2109,7 @@ static void c_json_type(resp_ctx *x, client *c, req *r)
 	size_t plen, off, len;
 	bool legacy;
 	char *path = json_path(r, 2, &plen, &legacy);
-	int rc = mf_json_get_path(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len);
+	int rc = mf_json_get_path_doc(mf_slice_ptr(e.val), e.val.len, path, plen, &off, &len);
 	if (rc == -EINVAL && mf_json_path_check(path, plen) != 0)
 		r_err(c, "ERR invalid JSON path");
 	else if (legacy && rc)

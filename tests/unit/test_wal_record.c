@@ -161,6 +161,8 @@ static void test_roundtrip_all_types(void **state)
 	static const char bin[] = {0, 1, 2, '\n', (char)0xff, 0, 'x'};
 	static const char *keys[] = {"", "k", "a/b c\tnul"};
 	for (int t = MF_OP_CREATE; t <= MF_OP_MAX_; t++) {
+		if (!mf_optype_valid(t))
+			continue; /* numbers reserved for later ops */
 		for (int kt = MF_T_NONE; kt <= MF_T_MAX_; kt++) {
 			for (int v = 0; v < 4; v++) {
 				const void *val = v == 0 ? "" : v == 1 ? "hello" : bin;
@@ -195,7 +197,7 @@ static void test_roundtrip_all_types(void **state)
 	const char *why;
 	assert_int_equal(mf_wal_record_decode(enc, rl, &AT, &out, &used, NULL, &why), MF_REC_BAD);
 	enc[25] = MF_T_FOLDER;
-	enc[24] = MF_OP_MAX_ + 1;
+	enc[24] = MF_OP_MAX_ + 1; /* type out of range */
 	assert_int_equal(mf_wal_record_decode(enc, rl, &AT, &out, &used, NULL, &why), MF_REC_BAD);
 	free(enc);
 	mf_op_clear(&d);
