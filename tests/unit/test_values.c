@@ -405,9 +405,9 @@ static void test_snapshot_sparse_roundtrip(void **state)
 	mf_buf_write(sparse.buf, 0, "head", 4);
 	mf_slice hole_only = mf_slice_zeroed((size_t)8 << 20);
 	mf_item it[3] = {
-		{sl("a", 1), MF_T_STRING, sparse, 1, 2, 0},
-		{sl("bb", 2), MF_T_STRING, sl("plain", 5), 3, 4, 0},
-		{sl("ccc", 3), MF_T_STRING, hole_only, 5, 6, 0},
+		{sl("a", 1), MF_T_STRING, sparse, 1, 2, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 1},
+		{sl("bb", 2), MF_T_STRING, sl("plain", 5), 3, 4, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 3},
+		{sl("ccc", 3), MF_T_STRING, hole_only, 5, 6, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 5},
 	};
 	mf_snapshot_info info;
 	assert_int_equal(mf_snapshot_write(mf_io_posix(), dir, 7, it, 3, &info), 0);
