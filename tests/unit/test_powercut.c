@@ -177,8 +177,7 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 	int n = 24 + (int)pc_below(rng, MAXOPS - 24);
 	model m = {0};
 	/* A third of the single-threaded workloads set expiries (EXPIRE
-	 * records); those take no snapshot, because snapshot format v1 has no
-	 * field for an expiry (issue 14's v2 adds it: then drop this rule). */
+	 * records), with snapshots like any other (v2 items carry expire_ns). */
 	bool expiries = !concurrent && pc_below(rng, 3) == 0;
 	for (int i = 0; i < n; i++) {
 		wl_op *o = &ops[i];
@@ -189,7 +188,7 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 			continue;
 		}
 		if (r < 11) {
-			o->kind = expiries ? 1 : 2;
+			o->kind = 2;
 			continue;
 		}
 		/* The concurrent check finds each thread's state by searching

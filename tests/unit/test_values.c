@@ -486,6 +486,7 @@ static void gen(sbuf *b, int depth, char *path, jpath *paths, int *np)
 		for (int i = 0; i < n; i++) {
 			sputs(b, blank[rndn(4)]);
 			char sub[256];
+			int w;
 			if (obj) {
 				const char *nm = names[rndn(5)];
 				sputs(b, "\"");
@@ -494,10 +495,11 @@ static void gen(sbuf *b, int depth, char *path, jpath *paths, int *np)
 				sputs(b, blank[rndn(4)]);
 				sputs(b, ":");
 				sputs(b, blank[rndn(4)]);
-				snprintf(sub, sizeof sub, "%s.%s", path, nm);
+				w = snprintf(sub, sizeof sub, "%s.%s", path, nm);
 			} else {
-				snprintf(sub, sizeof sub, "%s[%d]", path, i);
+				w = snprintf(sub, sizeof sub, "%s[%d]", path, i);
 			}
+			assert_true(w > 0 && (size_t)w < sizeof sub); /* depth <= 4: short */
 			gen(b, depth + 1, sub, paths, np);
 			sputs(b, blank[rndn(4)]);
 			if (i + 1 < n)
