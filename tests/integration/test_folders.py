@@ -523,9 +523,24 @@ def test_resp_keys_show_as_folders(mkmount, tmp_path):
     assert resp(sock, "SET", "user/1/name/x", "v").startswith(b"-")
     assert resp(sock, "DEL", "user/1/name", "user/1/mail") == b":2\r\n"
     assert os.listdir(kv) == []
-    # folders made through the mount are not RESP values
+    # folders and symlinks made through the mount are keys of their own
+    # kind, told apart by TYPE (as a module's type is): GET refuses them,
+    # DEL (and SET over one) removes an empty folder or a symlink
     os.mkdir(kv / "d")
-    assert resp(sock, "GET", "d").startswith(b"-WRONGTYPE") or resp(sock, "GET", "d") == b"$-1\r\n"
+    os.mkdir(kv / "full")
+    (kv / "full" / "f").write_text("x")
+    os.symlink("full/f", kv / "ln")
+    assert resp(sock, "TYPE", "d") == b"+folder\r\n"
+    assert resp(sock, "TYPE", "ln") == b"+symlink\r\n"
+    assert resp(sock, "GET", "d").startswith(b"-WRONGTYPE")
+    assert resp(sock, "EXISTS", "d", "ln", "full") == b":3\r\n"
+    assert resp(sock, "DEL", "full").startswith(b"-")  # not empty: stays
+    assert os.listdir(kv / "full") == ["f"]
+    assert resp(sock, "DEL", "d", "ln") == b":2\r\n"
+    os.mkdir(kv / "d")
+    assert resp(sock, "SET", "d", "v") == b"+OK\r\n"
+    assert sorted(os.listdir(kv)) == ["d", "full"]
+    assert (kv / "d").read_text() == "v"
 
 
 CRASH_POINTS = ["snapshot-before-tmp", "snapshot-after-tmp-write", "snapshot-after-tmp-fsync",
