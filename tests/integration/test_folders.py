@@ -780,6 +780,9 @@ def test_specials_persist_remount_kill9_snapshot(mkmount, tmp_path):
     assert resp(sock, "GET", "dev/null").startswith(b"-WRONGTYPE")
     assert resp(sock, "DEL", "dev/fifo") == b":1\r\n"
     assert not os.path.lexists(m.kv("dev/fifo"))
+    assert resp(sock, "SET", "dev/null", "v") == b"+OK\r\n"  # SET replaces any type
+    assert stat.S_ISREG(os.lstat(m.kv("dev/null")).st_mode)
+    assert m.kv("dev/null").read_text() == "v"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
