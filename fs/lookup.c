@@ -62,7 +62,14 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * directory's type (one keyspace: a key shows only in its type's dir). */
 	mf_entry_info info;
 	uint8_t want = type == NODE_POP ? MF_T_LIST : type == NODE_JDIR ? MF_T_JSON : type;
-	bool found = mf_kv_get(&fs->kv, name, len, false, &info) == 0 && info.type == want;
+	int gr = mf_kv_get(&fs->kv, name, len, false, &info);
+	if (gr != 0 && gr != -ENOENT) {
+		/* The keyspace could not answer (a remote server away: EIO):
+		 * say so, rather than caching a negative entry. */
+		fuse_reply_err(req, -gr);
+		return;
+	}
+	bool found = gr == 0 && info.type == want;
 	if (!found && type != NODE_POP && type != NODE_JDIR) {
 		/* Created through this mount, first commit still to come. */
 		pthread_mutex_lock(&fs->mu);

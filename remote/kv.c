@@ -1,0 +1,711 @@
+/*
+ * kv.c — the remote keyspace as an mf_kv (db/kv.h): get, keys, check,
+ * commit, and the /.ctl texts.  Internals: remote_int.h; the scripts:
+ * scripts.c.
+ */
+#include "remote_int.h"
+#include "../io/log.h"
+#include "../store/json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---------- helpers ---------- */
+
+/* Wall clock in ns (mtimes; what db.c's mf_now_ns gives the embedded
+ * store, kept here so this library needs nothing of db/). */
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const char kind_letter[] = {[MF_T_STRING] = 's', [MF_T_JSON] = 'j', [MF_T_LIST] = 'l'};
+
+static int64_t meta_mtime(const mf_remote *r, const redisReply *m)
+{
+	if (!m || m->type != REDIS_REPLY_STRING || m->len < 2)
+		return r->start_ns;
+	return strtoll(m->str + 1, NULL, 10);
+}
+
+static char meta_kind(const redisReply *m)
+{
+	return m && m->type == REDIS_REPLY_STRING && m->len >= 1 ? m->str[0] : 0;
+}
+
+/* Elements (a reply array) as list text: one '\n'-terminated line each. */
+static mf_slice join_lines(const redisReply *a, size_t from, bool reverse)
+{
+	size_t n = 0;
+	for (size_t i = from; i < a->elements; i++)
+		n += a->element[i]->len + 1;
+	if (n == 0)
+		return MF_SLICE_EMPTY;
+	mf_slice s = mf_slice_alloc(n, n);
+	char *p = s.buf->data + s.off;
+	size_t cnt = a->elements - from;
+	for (size_t j = 0; j < cnt; j++) {
+		const redisReply *e = a->element[from + (reverse ? cnt - 1 - j : j)];
+		memcpy(p, e->str, e->len);
+		p += e->len;
+		*p++ = '\n';
+	}
+	return s;
+}
+
+/* "MF ENOENT" -> -ENOENT; any other error reply -> -EIO (logged). */
+static int reply_errno(const redisReply *rep, const char *what)
+{
+	static const struct {
+		const char *name;
+		int e;
+	} map[] = {{"ENOENT", ENOENT}, {"EEXIST", EEXIST}, {"EINVAL", EINVAL},
+	           {"ENODATA", ENODATA}, {"ENOTEMPTY", ENOTEMPTY}, {"EFBIG", EFBIG}};
+	if (rep->len > 3 && memcmp(rep->str, "MF ", 3) == 0)
+		for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+			if (strcmp(rep->str + 3, map[i].name) == 0)
+				return -map[i].e;
+	mf_log_error("remote %s: %s", what, rep->str);
+	return -EIO;
+}
+
+/* EVALSHA of a script on the node of KEYS[0] (argv[0..1] are filled here:
+ * the command and the script).  NOSCRIPT (a server that lost its scripts)
+ * is answered by sending the text: nothing was run, so resending is safe. */
+static int run_script(mf_remote *r, int script, int flags, int argc, const char **argv,
+                      size_t *lens, redisReply **rep, long long *acks)
+{
+	argv[0] = "EVALSHA";
+	lens[0] = 7;
+	argv[1] = r->sha[script];
+	lens[1] = 40;
+	int slot = (int)rm_slot(argv[3], lens[3]);
+	int e = rm_call(r, slot, -1, flags, argc, argv, lens, rep, acks);
+	if (e == 0 && (*rep)->type == REDIS_REPLY_ERROR && strncmp((*rep)->str, "NOSCRIPT", 8) == 0) {
+		freeReplyObject(*rep);
+		argv[0] = "EVAL";
+		lens[0] = 4;
+		argv[1] = rm_scripts[script];
+		lens[1] = strlen(rm_scripts[script]);
+		e = rm_call(r, slot, -1, flags, argc, argv, lens, rep, acks);
+	}
+	return e;
+}
+
+/* ---------- get ---------- */
+
+static int rk_get(void *impl, const void *key, size_t klen, bool want_value, mf_entry_info *out)
+{
+	mf_remote *r = impl;
+	char meta[32];
+	const char *argv[5] = {NULL, NULL, "2", key, meta};
+	size_t lens[5] = {0, 0, 1, klen, rm_meta_name(r, key, klen, meta)};
+	const char *want = want_value ? "1" : "0";
+	const char *av[6] = {argv[0], argv[1], argv[2], argv[3], argv[4], want};
+	size_t lv[6] = {lens[0], lens[1], lens[2], lens[3], lens[4], 1};
+	redisReply *rep;
+	memset(out, 0, sizeof *out);
+	atomic_fetch_add(&r->n_reads, 1);
+	int e = run_script(r, RM_SCRIPT_GET, RM_IDEMPOTENT, 6, av, lv, &rep, NULL);
+	if (e)
+		return e;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+	    rep->element[0]->type != REDIS_REPLY_STRING) {
+		e = rep->type == REDIS_REPLY_ERROR ? reply_errno(rep, "read") : -EIO;
+		freeReplyObject(rep);
+		return e;
+	}
+	const char *t = rep->element[0]->str;
+	const redisReply *m = rep->element[1];
+	out->mtime_ns = out->ctime_ns = meta_mtime(r, m);
+	if (strcmp(t, "string") == 0 && rep->elements >= 3) {
+		out->type = meta_kind(m) == 'j' ? MF_T_JSON : MF_T_STRING;
+		const redisReply *v = rep->element[2];
+		if (want_value) {
+			out->size = v->len;
+			out->val = v->len ? mf_slice_from(v->str, v->len, v->len) : MF_SLICE_EMPTY;
+		} else {
+			out->size = (uint64_t)v->integer;
+		}
+	} else if (strcmp(t, "list") == 0 && rep->elements >= 3) {
+		out->type = MF_T_LIST;
+		if (want_value) {
+			out->val = join_lines(rep->element[2], 0, false);
+			out->size = out->val.len;
+			out->count = rep->element[2]->elements;
+		} else if (rep->elements >= 4) {
+			out->size = (uint64_t)rep->element[2]->integer;
+			out->count = (uint64_t)rep->element[3]->integer;
+		}
+	} else if (strcmp(t, "none") == 0 && meta_kind(m) == 'l') {
+		out->type = MF_T_LIST; /* an empty list: Redis keeps no key for it */
+	} else {
+		/* Absent, or a Redis type the mount does not show (hash, set...). */
+		e = -ENOENT;
+	}
+	out->version = (uint64_t)out->mtime_ns;
+	freeReplyObject(rep);
+	return e;
+}
+
+/* ---------- keys ---------- */
+
+typedef struct named {
+	char *name;
+	size_t len;
+	char kind;
+} named;
+
+typedef struct names {
+	named *v;
+	size_t n, cap;
+} names;
+
+static void names_add(names *a, const char *p, size_t n, char kind)
+{
+	if (a->n == a->cap) {
+		a->cap = a->cap ? 2 * a->cap : 64;
+		a->v = mf_xrealloc(a->v, a->cap * sizeof *a->v);
+	}
+	char *c = mf_xmalloc(n + 1);
+	memcpy(c, p, n);
+	c[n] = '\0';
+	a->v[a->n++] = (named){c, n, kind};
+}
+
+static void names_free(names *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i].name);
+	free(a->v);
+}
+
+static int named_cmp(const void *a, const void *b)
+{
+	const named *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->name, y->name, n);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static const named *names_find(const names *a, const char *p, size_t n)
+{
+	named k = {(char *)p, n, 0};
+	return a->n ? bsearch(&k, a->v, a->n, sizeof *a->v, named_cmp) : NULL;
+}
+
+/* SCAN one node; add each key to out (kind: the scanned type's letter).
+ * match/type may be NULL. */
+static int scan_node(mf_remote *r, int node, const char *match, const char *type, char kind,
+                     names *out)
+{
+	char cursor[32] = "0";
+	do {
+		const char *argv[8] = {"SCAN", cursor, "COUNT", "1000"};
+		int argc = 4;
+		if (match) {
+			argv[argc++] = "MATCH";
+			argv[argc++] = match;
+		}
+		if (type) {
+			argv[argc++] = "TYPE";
+			argv[argc++] = type;
+		}
+		size_t lens[8];
+		for (int i = 0; i < argc; i++)
+			lens[i] = strlen(argv[i]);
+		redisReply *rep;
+		int e = rm_call(r, -1, node, RM_IDEMPOTENT, argc, argv, lens, &rep, NULL);
+		if (e)
+			return e;
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+		    rep->element[0]->type != REDIS_REPLY_STRING) {
+			freeReplyObject(rep);
+			return -EIO;
+		}
+		snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+		const redisReply *ks = rep->element[1];
+		for (size_t i = 0; i < ks->elements; i++)
+			names_add(out, ks->element[i]->str, ks->element[i]->len, kind);
+		freeReplyObject(rep);
+	} while (strcmp(cursor, "0") != 0);
+	return 0;
+}
+
+/* Every meta field (key -> kind) of one node. */
+static int metas_node(mf_remote *r, int node, names *out)
+{
+	names hashes = {0};
+	int e = scan_node(r, node, "__mf:{*", "hash", 0, &hashes);
+	for (size_t i = 0; !e && i < hashes.n; i++) {
+		const char *argv[2] = {"HGETALL", hashes.v[i].name};
+		size_t lens[2] = {7, hashes.v[i].len};
+		redisReply *rep;
+		e = rm_call(r, -1, node, RM_IDEMPOTENT, 2, argv, lens, &rep, NULL);
+		if (e)
+			break;
+		if (rep->type == REDIS_REPLY_ARRAY)
+			for (size_t j = 0; j + 1 < rep->elements; j += 2)
+				names_add(out, rep->element[j]->str, rep->element[j]->len,
+				          rep->element[j + 1]->len ? rep->element[j + 1]->str[0] : 0);
+		freeReplyObject(rep);
+	}
+	names_free(&hashes);
+	return e;
+}
+
+static size_t rk_keys(void *impl, mf_type type, mf_slice **keys)
+{
+	mf_remote *r = impl;
+	int masters[RM_MAX_NODES];
+	int nm = rm_masters(r, masters, RM_MAX_NODES);
+	names metas = {0}, found = {0};
+	int e = 0;
+	for (int i = 0; i < nm && !e; i++) {
+		e = metas_node(r, masters[i], &metas);
+		if (!e && type != MF_T_LIST)
+			e = scan_node(r, masters[i], NULL, "string", 's', &found);
+		if (!e && (type == MF_T_LIST || type == MF_T_NONE))
+			e = scan_node(r, masters[i], NULL, "list", 'l', &found);
+	}
+	if (e)
+		mf_log_error("remote: listing keys failed: %s", strerror(-e));
+	qsort(metas.v, metas.n, sizeof *metas.v, named_cmp);
+	qsort(found.v, found.n, sizeof *found.v, named_cmp);
+	size_t n = 0, cap = found.n + metas.n + 1;
+	mf_slice *out = mf_xmalloc(cap * sizeof *out);
+	for (size_t i = 0; !e && i < found.n; i++) {
+		const named *x = &found.v[i];
+		const named *m = names_find(&metas, x->name, x->len);
+		mf_type t = x->kind == 'l' ? MF_T_LIST : m && m->kind == 'j' ? MF_T_JSON : MF_T_STRING;
+		if (type == MF_T_NONE || type == t)
+			out[n++] = mf_slice_from(x->name, x->len, x->len);
+	}
+	/* Empty lists: a meta field without a key. */
+	for (size_t i = 0; !e && i < metas.n && (type == MF_T_LIST || type == MF_T_NONE); i++)
+		if (metas.v[i].kind == 'l' && !names_find(&found, metas.v[i].name, metas.v[i].len))
+			out[n++] = mf_slice_from(metas.v[i].name, metas.v[i].len, metas.v[i].len);
+	names_free(&metas);
+	names_free(&found);
+	*keys = out;
+	return n;
+}
+
+/* ---------- check ---------- */
+
+static bool op_creates(int t)
+{
+	return t == MF_OP_CREATE || t == MF_OP_SET || t == MF_OP_APPEND || t == MF_OP_SETRANGE ||
+	       t == MF_OP_RPUSH || t == MF_OP_LPUSH;
+}
+
+/* What can be refused without the server (mirrors store.c validate). */
+static int local_check(const mf_op *op)
+{
+	if (op->type == MF_OP_FLUSH)
+		return 0;
+	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || op->key.len == 0 ||
+	    op->key.len > MF_KEY_BYTES_MAX)
+		return -EINVAL;
+	if (op->val.len > MF_VALUE_MAX ||
+	    (op->type == MF_OP_SETRANGE && op->arg + op->val.len > MF_VALUE_MAX) ||
+	    (op->type == MF_OP_TRUNCATE && op->arg > MF_VALUE_MAX))
+		return -EFBIG;
+	if (op->type == MF_OP_SET)
+		return mf_value_check(op->ktype, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	if ((op->type == MF_OP_APPEND || op->type == MF_OP_SETRANGE) && op->ktype != MF_T_STRING)
+		return -EINVAL;
+	if ((op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
+	    (op->ktype != MF_T_LIST || op->val.len == 0))
+		return -EINVAL;
+	if (op->type == MF_OP_JSON_SETPATH)
+		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	return 0;
+}
+
+static int rk_check(void *impl, const mf_op *op)
+{
+	int e = local_check(op);
+	if (e || op->type == MF_OP_FLUSH)
+		return e;
+	mf_entry_info info;
+	e = rk_get(impl, mf_slice_ptr(op->key), op->key.len, false, &info);
+	if (e && e != -ENOENT)
+		return e;
+	bool exists = e == 0, same = exists && info.type == op->ktype;
+	if (op_creates(op->type))
+		return exists && !same ? -EEXIST : 0;
+	return same ? 0 : -ENOENT;
+}
+
+/* ---------- commit ---------- */
+
+/* A list value as elements: its lines (an unterminated last line is one
+ * too, as the store completes it).  Fills argv/lens from index at. */
+static int split_lines(const mf_op *op, const char ***argv, size_t **lens, int at, bool reverse)
+{
+	const char *p = mf_slice_ptr(op->val);
+	size_t n = op->val.len;
+	int cnt = 0;
+	for (size_t i = 0; i < n;) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		i = nl ? (size_t)(nl - p) + 1 : n;
+		cnt++;
+	}
+	*argv = mf_xrealloc(*argv, (size_t)(at + cnt) * sizeof **argv);
+	*lens = mf_xrealloc(*lens, (size_t)(at + cnt) * sizeof **lens);
+	int k = 0;
+	for (size_t i = 0; i < n; k++) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - p) : n;
+		int idx = at + (reverse ? cnt - 1 - k : k);
+		(*argv)[idx] = p + i;
+		(*lens)[idx] = end - i;
+		i = nl ? end + 1 : n;
+	}
+	return at + cnt;
+}
+
+static const char *op_word(int type)
+{
+	switch (type) {
+	case MF_OP_CREATE: return "CREATE";
+	case MF_OP_SET: return "SET";
+	case MF_OP_APPEND: return "APPEND";
+	case MF_OP_TRUNCATE: return "TRUNCATE";
+	case MF_OP_DEL: return "DEL";
+	case MF_OP_RENAME: return "RENAME";
+	case MF_OP_SETTIME: return "SETTIME";
+	case MF_OP_RPUSH: return "RPUSH";
+	case MF_OP_LPOP: return "LPOP";
+	case MF_OP_LPUSH: return "LPUSH";
+	case MF_OP_RPOP: return "RPOP";
+	case MF_OP_SETRANGE: return "SETRANGE";
+	default: return NULL;
+	}
+}
+
+/* After a write: were enough replicas told?  -EIO (and a log line) if not. */
+static int check_acks(mf_remote *r, const mf_op *op, long long acks)
+{
+	if (r->opts.replicas == 0 || acks >= (long long)r->opts.replicas)
+		return 0;
+	atomic_fetch_add(&r->n_wait_short, 1);
+	char kb[400];
+	mf_log_error("remote: %s %s acknowledged by %lld of %u replicas within %u ms: failing it (EIO); "
+	             "the master has it and may still lose it",
+	             mf_optype_name(op->type), mf_log_key(kb, sizeof kb, mf_slice_ptr(op->key), op->key.len),
+	             acks, r->opts.replicas, r->opts.timeout_ms / 2);
+	return -EIO;
+}
+
+static int flush_all(mf_remote *r, mf_op *op)
+{
+	int masters[RM_MAX_NODES];
+	int nm = rm_masters(r, masters, RM_MAX_NODES);
+	int flags = r->opts.replicas ? RM_WAIT : 0;
+	for (int i = 0; i < nm; i++) {
+		const char *argv[1] = {"FLUSHDB"};
+		size_t lens[1] = {7};
+		redisReply *rep;
+		long long acks = 0;
+		int e = rm_call(r, -1, masters[i], flags, 1, argv, lens, &rep, &acks);
+		if (e)
+			return e;
+		e = rep->type == REDIS_REPLY_ERROR ? reply_errno(rep, "FLUSHDB") : check_acks(r, op, acks);
+		freeReplyObject(rep);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* JSON path edits: read the document, edit it here (json.c), write it
+ * back only if unchanged meanwhile (cas script); retried on a race. */
+static int json_path_edit(mf_remote *r, mf_op *op, int64_t now)
+{
+	const char *key = mf_slice_ptr(op->key);
+	bool del_root = op->type == MF_OP_JSON_DELPATH && op->key2.len == 1 &&
+	                mf_slice_ptr(op->key2)[0] == '$';
+	for (int tries = 0; tries < 100; tries++) {
+		mf_entry_info info;
+		int e = rk_get(r, key, op->key.len, true, &info);
+		if (e == 0 && info.type != MF_T_JSON)
+			e = -ENOENT;
+		if (e) {
+			mf_slice_unref(&info.val);
+			return e;
+		}
+		char *doc = NULL;
+		size_t dlen = 0;
+		if (!del_root) {
+			e = op->type == MF_OP_JSON_DELPATH
+			        ? mf_json_del_path(mf_slice_ptr(info.val), info.val.len,
+			                           mf_slice_ptr(op->key2), op->key2.len, &doc, &dlen)
+			        : mf_json_set_path(mf_slice_ptr(info.val), info.val.len,
+			                           mf_slice_ptr(op->key2), op->key2.len,
+			                           mf_slice_ptr(op->val), op->val.len, &doc, &dlen);
+			if (e) {
+				mf_slice_unref(&info.val);
+				return e;
+			}
+		}
+		char meta[32], nowbuf[24];
+		const char *argv[8] = {NULL, NULL, "2", key, meta, mf_slice_ptr(info.val),
+		                       doc ? doc : "", nowbuf};
+		size_t lens[8] = {0, 0, 1, op->key.len, rm_meta_name(r, key, op->key.len, meta),
+		                  info.val.len, dlen, (size_t)sprintf(nowbuf, "%" PRId64, now)};
+		const char *av[9];
+		size_t lv[9];
+		memcpy(av, argv, sizeof argv);
+		memcpy(lv, lens, sizeof lens);
+		av[8] = del_root ? "del" : "set";
+		lv[8] = 3;
+		redisReply *rep;
+		long long acks = 0;
+		e = run_script(r, RM_SCRIPT_CAS, r->opts.replicas ? RM_WAIT : 0, 9, av, lv, &rep, &acks);
+		free(doc);
+		mf_slice_unref(&info.val);
+		if (e)
+			return e;
+		bool done = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+		if (rep->type == REDIS_REPLY_ERROR)
+			e = reply_errno(rep, "JSON edit");
+		freeReplyObject(rep);
+		if (e)
+			return e;
+		if (done)
+			return check_acks(r, op, acks);
+	}
+	return -EIO; /* a document rewritten 100 times under us: give up */
+}
+
+static int rk_commit(void *impl, mf_op *op)
+{
+	mf_remote *r = impl;
+	int e = local_check(op);
+	if (e)
+		return e;
+	atomic_fetch_add(&r->n_writes, 1);
+	int64_t now = op->time_ns ? op->time_ns : wall_ns();
+	if (op->type == MF_OP_FLUSH)
+		return flush_all(r, op);
+	if (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH)
+		return json_path_edit(r, op, now);
+	const char *word = op_word(op->type);
+	if (!word)
+		return -EINVAL;
+	const char *key = mf_slice_ptr(op->key), *key2 = mf_slice_ptr(op->key2);
+	bool rename = op->type == MF_OP_RENAME;
+	if (rename && r->cluster && rm_slot(key, op->key.len) != rm_slot(key2, op->key2.len))
+		return -EXDEV; /* RENAME cannot cross cluster slots */
+	char meta[32], meta2[32], nowbuf[24], argbuf[24], kind[2] = {kind_letter[op->ktype], 0};
+	int nkeys = rename ? 4 : 2;
+	const char **argv = mf_xmalloc(16 * sizeof *argv);
+	size_t *lens = mf_xmalloc(16 * sizeof *lens);
+	int argc = 0;
+	argv[argc] = NULL, lens[argc++] = 0; /* EVALSHA sha: run_script */
+	argv[argc] = NULL, lens[argc++] = 0;
+	argv[argc] = rename ? "4" : "2", lens[argc++] = 1;
+	argv[argc] = key, lens[argc++] = op->key.len;
+	argv[argc] = meta, lens[argc++] = rm_meta_name(r, key, op->key.len, meta);
+	if (rename) {
+		argv[argc] = key2, lens[argc++] = op->key2.len;
+		argv[argc] = meta2, lens[argc++] = rm_meta_name(r, key2, op->key2.len, meta2);
+	}
+	(void)nkeys;
+	argv[argc] = word, lens[argc++] = strlen(word);
+	argv[argc] = kind, lens[argc++] = 1;
+	argv[argc] = nowbuf, lens[argc++] = (size_t)sprintf(nowbuf, "%" PRId64, now);
+	argv[argc] = argbuf, lens[argc++] = (size_t)sprintf(argbuf, "%" PRIu64, op->arg);
+	if (op->ktype == MF_T_LIST && (op->type == MF_OP_SET || op->type == MF_OP_RPUSH ||
+	                               op->type == MF_OP_LPUSH))
+		/* LPUSH prepends the lines as a block: pushed last line first. */
+		argc = split_lines(op, &argv, &lens, argc, op->type == MF_OP_LPUSH);
+	else if (op->type == MF_OP_SET || op->type == MF_OP_APPEND || op->type == MF_OP_SETRANGE)
+		argv[argc] = mf_slice_ptr(op->val), lens[argc++] = op->val.len;
+	redisReply *rep;
+	long long acks = 0;
+	e = run_script(r, RM_SCRIPT_APPLY, r->opts.replicas ? RM_WAIT : 0, argc, argv, lens, &rep,
+	               &acks);
+	free(argv);
+	free(lens);
+	if (e)
+		return e;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		e = reply_errno(rep, mf_optype_name(op->type));
+	} else if (rep->type == REDIS_REPLY_INTEGER) {
+		op->res = (uint64_t)rep->integer;
+	} else if (rep->type == REDIS_REPLY_ARRAY) {
+		/* LPOP/RPOP: popped elements; RPOP's come tail first. */
+		mf_slice_unref(&op->out);
+		op->out = join_lines(rep, 0, op->type == MF_OP_RPOP);
+	}
+	freeReplyObject(rep);
+	return e ? e : check_acks(r, op, acks);
+}
+
+/* The remote applies an op before answering, so enqueue does the whole
+ * commit: its place in the order is fixed once the server has run it. */
+typedef struct rk_ticket {
+	int result;
+} rk_ticket;
+_Static_assert(sizeof(rk_ticket) <= sizeof(mf_kv_ticket), "ticket fits");
+
+static int rk_commit_enqueue(void *impl, mf_op *op, mf_kv_ticket *t)
+{
+	((rk_ticket *)(void *)t->opaque)->result = rk_commit(impl, op);
+	return 0;
+}
+
+static int rk_commit_wait(void *impl, mf_kv_ticket *t)
+{
+	(void)impl;
+	return ((rk_ticket *)(void *)t->opaque)->result;
+}
+
+/* Every acknowledged commit is already the server's (and, with
+ * --replicas, its replicas'): nothing of ours to flush. */
+static int rk_sync(void *impl)
+{
+	(void)impl;
+	return 0;
+}
+
+static int rk_snapshot(void *impl)
+{
+	(void)impl;
+	return -EOPNOTSUPP; /* the server's persistence (RDB/AOF) is its own */
+}
+
+static char *rk_stats_text(void *impl)
+{
+	mf_remote *r = impl;
+	char *s = NULL;
+	int masters[RM_MAX_NODES];
+	int nm = rm_masters(r, masters, RM_MAX_NODES);
+	if (asprintf(&s,
+	             "backend remote\nstore %s\nremote_nodes %d\nremote_masters %d\nreplicas_wait %u\n"
+	             "remote_reads %" PRIuFAST64 "\nremote_writes %" PRIuFAST64
+	             "\nremote_errors %" PRIuFAST64 "\nremote_connects %" PRIuFAST64
+	             "\nremote_redirects %" PRIuFAST64 "\nremote_invalidations %" PRIuFAST64
+	             "\nremote_wait_short %" PRIuFAST64 "\nopen_handles %" PRIuFAST64
+	             "\nreads_hit %" PRIuFAST64 "\nreads_miss %" PRIuFAST64 "\n",
+	             r->opts.url, r->nnodes, nm, r->opts.replicas, atomic_load(&r->n_reads),
+	             atomic_load(&r->n_writes), atomic_load(&r->n_errors),
+	             atomic_load(&r->n_reconnects), atomic_load(&r->n_redirects),
+	             atomic_load(&r->n_invalidations), atomic_load(&r->n_wait_short),
+	             atomic_load(&r->n_handles), atomic_load(&r->n_read_hits),
+	             atomic_load(&r->n_read_misses)) < 0)
+		return NULL;
+	return s;
+}
+
+static char *rk_snapshot_text(void *impl)
+{
+	(void)impl;
+	return strdup("snapshots none: durability is the server's (its RDB/AOF settings)\n");
+}
+
+static void rk_stats(void *impl, mf_store_stats *out)
+{
+	mf_remote *r = impl;
+	memset(out, 0, sizeof *out);
+	int masters[RM_MAX_NODES];
+	int nm = rm_masters(r, masters, RM_MAX_NODES);
+	for (int i = 0; i < nm; i++) {
+		const char *argv[1] = {"DBSIZE"};
+		size_t lens[1] = {6};
+		redisReply *rep;
+		if (rm_call(r, -1, masters[i], RM_IDEMPOTENT, 1, argv, lens, &rep, NULL) == 0) {
+			if (rep->type == REDIS_REPLY_INTEGER)
+				out->keys[0] += (uint64_t)rep->integer;
+			freeReplyObject(rep);
+		}
+	}
+}
+
+static uint64_t rk_memory(void *impl, uint64_t *limit)
+{
+	(void)impl;
+	*limit = 0; /* the server's maxmemory is its own */
+	return 0;
+}
+
+static void rk_count_read(void *impl, bool hit)
+{
+	mf_remote *r = impl;
+	atomic_fetch_add(hit ? &r->n_read_hits : &r->n_read_misses, 1);
+}
+
+static void rk_handles_add(void *impl, int delta)
+{
+	mf_remote *r = impl;
+	atomic_fetch_add(&r->n_handles, (uint_fast64_t)(int64_t)delta);
+}
+
+static const mf_kv_ops remote_ops = {
+	.get = rk_get,
+	.keys = rk_keys,
+	.check = rk_check,
+	.commit = rk_commit,
+	.commit_enqueue = rk_commit_enqueue,
+	.commit_wait = rk_commit_wait,
+	.sync = rk_sync,
+	.snapshot = rk_snapshot,
+	.stats_text = rk_stats_text,
+	.snapshot_text = rk_snapshot_text,
+	.stats = rk_stats,
+	.memory = rk_memory,
+	.count_read = rk_count_read,
+	.handles_add = rk_handles_add,
+};
+
+mf_kv mf_remote_kv(mf_remote *r)
+{
+	return (mf_kv){.ops = &remote_ops, .impl = r};
+}
+
+/* ---------- open / close ---------- */
+
+mf_remote *mf_remote_open(const mf_remote_opts *opts, char *err, size_t errlen)
+{
+	mf_remote *r = calloc(1, sizeof *r);
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->opts = *opts;
+	if (!r->opts.timeout_ms)
+		r->opts.timeout_ms = 5000;
+	r->opts.url = strdup(opts->url);
+	r->start_ns = wall_ns();
+	r->stop_pipe[0] = r->stop_pipe[1] = -1;
+	pthread_mutex_init(&r->map_mu, NULL);
+	pthread_mutex_init(&r->hook_mu, NULL);
+	rm_tags_init(r);
+	if (rm_parse_url(r, opts->url, err, errlen) != 0 || rm_connect_all(r, err, errlen) != 0 ||
+	    rm_track_start(r, err, errlen) != 0) {
+		mf_remote_close(r);
+		return NULL;
+	}
+	return r;
+}
+
+void mf_remote_close(mf_remote *r)
+{
+	if (!r)
+		return;
+	rm_track_stop(r);
+	rm_free_nodes(r);
+	pthread_mutex_destroy(&r->map_mu);
+	pthread_mutex_destroy(&r->hook_mu);
+	free((char *)r->opts.url);
+	free(r);
+}

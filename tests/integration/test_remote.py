@@ -1,0 +1,264 @@
+"""The remote backend (issue 17): memfluxfs --store=redis://... on a private
+redis-server (and a 3-master + 3-replica Redis Cluster) on loopback.
+
+Every server is started here on an ephemeral port in a temp dir and stopped
+at teardown; every mount is unmounted (conftest's Mount).  Waiting for a
+server is polling PING with a deadline.  redis-server comes from
+scripts/install-deps: if it is missing the tests fail, they are not skipped.
+"""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import Mount
+
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(port, *args, check=True):
+    p = subprocess.run([REDIS_CLI, "-p", str(port), *[str(a) for a in args]],
+                       capture_output=True, timeout=30)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p.stdout.decode(errors="replace").strip()
+
+
+def poll(cond, timeout=20.0, what="condition"):
+    """Poll cond() until true or the deadline (an external server is what
+    we wait for: no event to block on)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class RedisServer:
+    def __init__(self, base, port=None, extra=()):
+        self.port = port or free_port()
+        self.dir = base / f"redis-{self.port}"
+        self.dir.mkdir(exist_ok=True)
+        self.extra = list(extra)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+             "--logfile", str(self.dir / "redis.log"), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        poll(self.ping, what=f"redis-server on {self.port}")
+        return self
+
+    def ping(self):
+        p = subprocess.run([REDIS_CLI, "-p", str(self.port), "PING"], capture_output=True,
+                           timeout=10)
+        return p.stdout.strip() == b"PONG"
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield s
+    s.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def rmount(tmp_path, server):
+    """Factory: a mount of the module's server (flushed first)."""
+    cli(server.port, "FLUSHALL")
+    mounts = []
+
+    def make(*args, name="m", url=None):
+        m = Mount(tmp_path, name)
+        mounts.append(m)
+        m.start(f"--store={url or server.url()}", "--store-timeout-ms=2000", *args)
+        return m
+
+    yield make
+    for m in mounts:
+        m.cleanup()
+    for m in mounts:
+        m.assert_no_sanitizer_report()
+
+
+@pytest.fixture
+def mf(rmount):
+    """The embedded store's behaviour tests (imported below) run on this."""
+    return rmount()
+
+
+# ---- the /kv, /json and /lists behaviour tests, against the remote ----
+# (those about the WAL, data dirs, restarts and the embedded store's
+# limits do not apply: see README "Many machines")
+from test_core import (  # noqa: E402,F401
+    test_layout, test_set_get_append_rename_delete_shell, test_create_touch_and_missing,
+    test_trunc_append_offsets_holes, test_truncate_up_and_down, test_mtime_ctime_and_utimens,
+    test_binary_values_and_odd_names, test_empty_and_large_value,
+    test_rename_replaces_atomically_and_exdev, test_unlink_while_open_keeps_data,
+    test_rename_over_open_file, test_shell_tools, test_visibility_after_close_no_stale_cache,
+    test_concurrent_appenders_no_loss)
+from test_json_lists import (  # noqa: E402,F401
+    test_json_round_trip_cp_cmp, test_json_round_trip_echo_and_python,
+    test_retry_after_rejected_new_document, test_path_view_get_set_nested_arrays_add_member,
+    test_path_view_errors_leave_document_unchanged, test_type_conflicts_all_pairs,
+    test_list_append_pieces_and_unterminated_tail, test_list_shell_tools_and_size,
+    test_list_replace_rm_and_mid_writes, test_pop_basics, test_concurrent_appends_bash_loops,
+    test_concurrent_pops_while_producing, test_pop_and_json_view_see_new_keys_at_once)
+
+
+# ---- what only the remote backend has ----
+
+def test_data_is_plain_redis_both_ways(rmount, server):
+    m = rmount()
+    m.kv("greeting").write_bytes(b"hello\n")
+    m.lists("q").write_bytes(b"a\nb\n")
+    m.json("cfg").write_bytes(b'{"a": 1}')
+    assert cli(server.port, "GET", "greeting") == "hello"
+    assert cli(server.port, "LRANGE", "q", 0, -1).split() == ["a", "b"]
+    assert cli(server.port, "GET", "cfg") == '{"a": 1}'
+    # and what redis-cli writes shows in the mount, in its type's directory
+    cli(server.port, "SET", "fromcli", "x y")
+    cli(server.port, "RPUSH", "clilist", "1", "2")
+    assert m.kv("fromcli").read_bytes() == b"x y"
+    assert m.lists("clilist").read_bytes() == b"1\n2\n"
+    assert sorted(os.listdir(m.kv())) == ["fromcli", "greeting"]
+    assert sorted(os.listdir(m.lists())) == ["clilist", "q"]
+    assert os.listdir(m.json()) == ["cfg"]
+    # a key of a type the mount does not show is not a file, and is not overwritten
+    cli(server.port, "HSET", "h", "f", "v")
+    assert not m.kv("h").exists()
+    with pytest.raises(FileExistsError):
+        m.kv("h").write_bytes(b"x")
+    assert cli(server.port, "TYPE", "h") == "hash"
+
+
+def test_mtime_is_shared_and_persistent(rmount):
+    a = rmount(name="a")
+    b = rmount(name="b")
+    a.kv("t").write_bytes(b"x")
+    os.utime(a.kv("t"), ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    assert b.kv("t").stat().st_mtime_ns == 1_500_000_000_000_000_000
+    a.stop()
+    a.start(*a.args)
+    assert a.kv("t").stat().st_mtime_ns == 1_500_000_000_000_000_000
+
+
+def test_two_mounts_see_each_others_changes_at_once(rmount, server):
+    # A long attr timeout: only the invalidation messages can make B see it.
+    a = rmount("--cache-timeout=600", name="a")
+    b = rmount("--cache-timeout=600", name="b")
+    a.kv("k").write_bytes(b"one")
+    assert b.kv("k").read_bytes() == b"one"
+    assert b.kv("k").stat().st_size == 3
+    a.kv("k").write_bytes(b"three")
+    poll(lambda: b.kv("k").stat().st_size == 5, timeout=5, what="B's size")
+    assert b.kv("k").read_bytes() == b"three"
+    # a key deleted on A vanishes from B; one made by redis-cli appears
+    os.unlink(a.kv("k"))
+    poll(lambda: not b.kv("k").exists(), timeout=5, what="B's unlink")
+    assert not os.path.exists(b.kv("new"))  # a negative dentry on B ...
+    cli(server.port, "SET", "new", "v")
+    poll(lambda: b.kv("new").exists(), timeout=5, what="B sees redis-cli's key")
+
+
+def test_visibility_lag(rmount):
+    """Close on A -> stat on B shows the new size; prints the figures."""
+    a = rmount("--cache-timeout=600", name="a")
+    b = rmount("--cache-timeout=600", name="b")
+    a.kv("lag").write_bytes(b"")
+    b.kv("lag").stat()
+    lags, writes = [], []
+    for i in range(1, 201):
+        t0 = time.monotonic()
+        a.kv("lag").write_bytes(b"x" * i)
+        t1 = time.monotonic()
+        while b.kv("lag").stat().st_size != i:
+            pass
+        lags.append(time.monotonic() - t1)
+        writes.append(t1 - t0)
+    lags.sort()
+    writes.sort()
+    ms = lambda v: f"median {v[len(v) // 2] * 1e3:.2f} ms, p99 {v[int(len(v) * 0.99)] * 1e3:.2f} ms"
+    print(f"\nvisibility lag, 200 rounds: close on A returned -> stat on B shows the new "
+          f"size: {ms(lags)}, max {lags[-1] * 1e3:.2f} ms; the write on A itself: {ms(writes)}")
+    assert lags[len(lags) // 2] < 0.5
+
+
+def test_server_gone_eio_bounded_then_recovers(tmp_path):
+    srv = RedisServer(tmp_path).start()
+    m = Mount(tmp_path, "m")
+    try:
+        m.start(f"--store={srv.url()}", "--store-timeout-ms=1000")
+        m.kv("a").write_bytes(b"1")
+        srv.kill()
+        for op in (lambda: m.kv("a").read_bytes(), lambda: m.kv("b").write_bytes(b"2"),
+                   lambda: m.lists("q").read_bytes()):
+            t0 = time.monotonic()
+            with pytest.raises(OSError) as ei:
+                op()
+            took = time.monotonic() - t0
+            assert ei.value.errno in (5,), ei.value  # EIO
+            assert took < 5, f"took {took:.1f} s"
+        # the server comes back (empty: it kept nothing): the mount works again
+        srv.start()
+        poll(lambda: _try_write(m.kv("c"), b"3"), timeout=10, what="recovery")
+        assert m.kv("c").read_bytes() == b"3"
+        assert cli(srv.port, "GET", "c") == "3"
+    finally:
+        m.cleanup()
+        srv.kill()
+
+
+def _try_write(path, data):
+    try:
+        path.write_bytes(data)
+        return True
+    except OSError:
+        return False
+
+
+def test_store_options_refused(tmp_path):
+    from conftest import BIN
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for args, msg in ((["--store=http://x"], "expected redis://"),
+                      (["--store=redis://localhost"], "HOST:PORT"),
+                      (["--store=redis://127.0.0.1:1/x"], "database"),
+                      (["--replicas=1"], "need --store"),
+                      (["--store=redis://127.0.0.1:1", "--resp=127.0.0.1:0"], "do not apply")):
+        p = subprocess.run([BIN, f"--data-dir={tmp_path / 'd'}", *args, str(mnt)],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (args, p.stderr)
+        assert msg in p.stderr, (args, p.stderr)
+    # a server that is not there: a one-line error, nothing mounted
+    p = subprocess.run([BIN, f"--data-dir={tmp_path / 'd'}", f"--store=redis://127.0.0.1:{free_port()}",
+                        "--store-timeout-ms=500", str(mnt)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 1 and "127.0.0.1" in p.stderr, p.stderr
+    assert not os.path.ismount(mnt)
