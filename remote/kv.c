@@ -105,7 +105,7 @@ static int rk_get(void *impl, const void *key, size_t klen, bool want_value, mf_
 	mf_remote *r = impl;
 	char meta[32];
 	const char *argv[5] = {NULL, NULL, "2", key, meta};
-	size_t lens[5] = {0, 0, 1, klen, rm_meta_name(r, key, klen, meta)};
+	size_t lens[5] = {0, 0, 1, klen, mf_remote_meta_key(key, klen, meta)};
 	const char *want = want_value ? "1" : "0";
 	const char *av[6] = {argv[0], argv[1], argv[2], argv[3], argv[4], want};
 	size_t lv[6] = {lens[0], lens[1], lens[2], lens[3], lens[4], 1};
@@ -459,7 +459,7 @@ static int json_path_edit(mf_remote *r, mf_op *op, int64_t now)
 		char meta[32], nowbuf[24];
 		const char *argv[8] = {NULL, NULL, "2", key, meta, mf_slice_ptr(info.val),
 		                       doc ? doc : "", nowbuf};
-		size_t lens[8] = {0, 0, 1, op->key.len, rm_meta_name(r, key, op->key.len, meta),
+		size_t lens[8] = {0, 0, 1, op->key.len, mf_remote_meta_key(key, op->key.len, meta),
 		                  info.val.len, dlen, (size_t)sprintf(nowbuf, "%" PRId64, now)};
 		const char *av[9];
 		size_t lv[9];
@@ -514,10 +514,10 @@ static int rk_commit(void *impl, mf_op *op)
 	argv[argc] = NULL, lens[argc++] = 0;
 	argv[argc] = rename ? "4" : "2", lens[argc++] = 1;
 	argv[argc] = key, lens[argc++] = op->key.len;
-	argv[argc] = meta, lens[argc++] = rm_meta_name(r, key, op->key.len, meta);
+	argv[argc] = meta, lens[argc++] = mf_remote_meta_key(key, op->key.len, meta);
 	if (rename) {
 		argv[argc] = key2, lens[argc++] = op->key2.len;
-		argv[argc] = meta2, lens[argc++] = rm_meta_name(r, key2, op->key2.len, meta2);
+		argv[argc] = meta2, lens[argc++] = mf_remote_meta_key(key2, op->key2.len, meta2);
 	}
 	(void)nkeys;
 	argv[argc] = word, lens[argc++] = strlen(word);
@@ -689,7 +689,6 @@ mf_remote *mf_remote_open(const mf_remote_opts *opts, char *err, size_t errlen)
 	r->stop_pipe[0] = r->stop_pipe[1] = -1;
 	pthread_mutex_init(&r->map_mu, NULL);
 	pthread_mutex_init(&r->hook_mu, NULL);
-	rm_tags_init(r);
 	if (rm_parse_url(r, opts->url, err, errlen) != 0 || rm_connect_all(r, err, errlen) != 0 ||
 	    rm_track_start(r, err, errlen) != 0) {
 		mf_remote_close(r);

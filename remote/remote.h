@@ -93,4 +93,11 @@ void mf_remote_set_change_hook(mf_remote *r, mf_remote_change_fn fn, void *ctx);
 /* The server's CRC16 key slot (hash tags respected), for tests. */
 unsigned mf_remote_key_slot(const void *key, size_t len);
 
+/* The meta hash holding key's kind and mtime: "__mf:{TAG}", TAG hashing to
+ * key's slot; NUL-terminated into buf (>= 16 bytes); returns its length.
+ * The field is the key, the value a kind letter (s: /kv, j: /json, l:
+ * /lists) followed by the mtime in ns as decimal digits: the format
+ * memflux-check --export writes too. */
+size_t mf_remote_meta_key(const void *key, size_t len, char *buf);
+
 #endif

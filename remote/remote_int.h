@@ -53,7 +53,6 @@ struct mf_remote {
 	uint8_t slots[RM_SLOTS];         /* node index serving each slot */
 	int64_t last_refresh_ns;
 	char sha[RM_NSCRIPTS][41];       /* set at open, same on every server */
-	char tags[RM_SLOTS][RM_TAG_MAX]; /* a string hashing to each slot */
 	/* change hook (track.c) */
 	pthread_mutex_t hook_mu;
 	mf_remote_change_fn hook;
@@ -68,9 +67,6 @@ struct mf_remote {
 
 /* slot.c */
 unsigned rm_slot(const void *key, size_t len);
-void rm_tags_init(mf_remote *r);
-/* "__mf:{TAG}" for key's slot, NUL-terminated, into buf (>= 16 bytes). */
-size_t rm_meta_name(const mf_remote *r, const void *key, size_t len, char *buf);
 
 /* conn.c */
 int rm_parse_url(mf_remote *r, const char *url, char *err, size_t errlen);

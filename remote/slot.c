@@ -5,6 +5,7 @@
 #include "remote_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the checksum the
@@ -45,13 +46,16 @@ unsigned mf_remote_key_slot(const void *key, size_t len)
 
 /* For every slot, a short alphanumeric string that hashes to it: the tag of
  * that slot's meta hash.  All strings of 1..3 characters from 62 symbols
- * (242,235 of them) cover the 16384 slots (checked at start: a slot left
- * without a tag would abort here, never silently share a hash). */
-void rm_tags_init(mf_remote *r)
+ * (242,235 of them) cover the 16384 slots (checked: a slot left without a
+ * tag aborts, never silently shares a hash).  A pure function of nothing,
+ * so computed once per process (about 2 ms) and shared. */
+static char tags[RM_SLOTS][RM_TAG_MAX];
+static pthread_once_t tags_once = PTHREAD_ONCE_INIT;
+
+static void tags_init(void)
 {
 	static const char sym[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 	const size_t ns = sizeof sym - 1;
-	memset(r->tags, 0, sizeof r->tags);
 	size_t left = RM_SLOTS;
 	char s[RM_TAG_MAX];
 	for (size_t len = 1; len < RM_TAG_MAX && left; len++) {
@@ -63,8 +67,8 @@ void rm_tags_init(mf_remote *r)
 			for (size_t i = 0; i < len; i++, x /= ns)
 				s[i] = sym[x % ns];
 			unsigned slot = crc16((const unsigned char *)s, len) % RM_SLOTS;
-			if (!r->tags[slot][0]) {
-				memcpy(r->tags[slot], s, len);
+			if (!tags[slot][0]) {
+				memcpy(tags[slot], s, len);
 				left--;
 			}
 		}
@@ -75,7 +79,8 @@ void rm_tags_init(mf_remote *r)
 	}
 }
 
-size_t rm_meta_name(const mf_remote *r, const void *key, size_t len, char *buf)
+size_t mf_remote_meta_key(const void *key, size_t len, char *buf)
 {
-	return (size_t)sprintf(buf, "__mf:{%s}", r->tags[rm_slot(key, len)]);
+	pthread_once(&tags_once, tags_init);
+	return (size_t)sprintf(buf, "__mf:{%s}", tags[rm_slot(key, len)]);
 }

@@ -519,3 +519,55 @@ def test_cluster_failover_keeps_every_acknowledged_write(tmp_path):
         stop.set()
         m.cleanup()
         c.stop()
+
+
+# ---- migration: memflux-check --export | redis-cli --pipe ----
+
+def test_export_pipe_then_mount_shows_the_same_tree(mkmount, server, tmp_path):
+    from conftest import CHECK
+    seed = int(os.environ.get("MF_SEED", random.randrange(1 << 32)))
+    print(f"\nseed {seed}")
+    rnd = random.Random(seed)
+    emb = mkmount(name="emb")
+    expect = {}
+    for i in range(40):
+        k = f"k{i}-{rnd.randrange(1 << 30)}"
+        v = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 300)))
+        emb.kv(k).write_bytes(v)
+        expect[("kv", k)] = v
+    for name, v in (("odd name \x01{tag}", b"x\r\n$3\r\n"), ("empty", b"")):
+        emb.kv(name).write_bytes(v)
+        expect[("kv", name)] = v
+    emb.json("doc").write_bytes(b'{"a": [1, 2, {"b": null}]}')
+    expect[("json", "doc")] = b'{"a": [1, 2, {"b": null}]}'
+    big = b"".join(b"%d\n" % i for i in range(2500))  # more than one RPUSH
+    emb.lists("q").write_bytes(big)
+    expect[("lists", "q")] = big
+    emb.lists("none").touch()
+    expect[("lists", "none")] = b""
+    os.utime(emb.kv("empty"), ns=(1_400_000_000_000_000_000, 1_400_000_000_000_000_000))
+    mtimes = {(d, k): (emb.mnt / d / k).stat().st_mtime_ns for d, k in expect}
+    emb.stop()
+
+    dump = tmp_path / "dump.resp"
+    with open(dump, "wb") as f:
+        p = subprocess.run([CHECK, "--export", str(emb.data)], stdout=f, stderr=subprocess.PIPE,
+                           text=False, timeout=60)
+    assert p.returncode == 0, p.stderr
+    cli(server.port, "FLUSHALL")
+    with open(dump, "rb") as f:
+        p = subprocess.run([REDIS_CLI, "-p", str(server.port), "--pipe"], stdin=f,
+                           capture_output=True, timeout=60)
+    assert p.returncode == 0 and b"errors: 0" in p.stdout, p.stdout + p.stderr
+
+    m = Mount(tmp_path, "remote")
+    try:
+        m.start(f"--store={server.url()}")
+        for d in ("kv", "json", "lists"):
+            assert sorted(os.listdir(m.mnt / d)) == sorted(k for dd, k in expect if dd == d)
+        for (d, k), v in expect.items():
+            assert (m.mnt / d / k).read_bytes() == v, (d, k)
+            assert (m.mnt / d / k).stat().st_mtime_ns == mtimes[(d, k)], (d, k)
+        assert cli(server.port, "LLEN", "q") == "2500"
+    finally:
+        m.cleanup()
