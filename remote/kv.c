@@ -276,8 +276,10 @@ static size_t rk_keys(void *impl, mf_type type, mf_slice **keys)
 	}
 	if (e)
 		mf_log_error("remote: listing keys failed: %s", strerror(-e));
-	qsort(metas.v, metas.n, sizeof *metas.v, named_cmp);
-	qsort(found.v, found.n, sizeof *found.v, named_cmp);
+	if (metas.n) /* (qsort's base must not be NULL, even for 0 items) */
+		qsort(metas.v, metas.n, sizeof *metas.v, named_cmp);
+	if (found.n)
+		qsort(found.v, found.n, sizeof *found.v, named_cmp);
 	size_t n = 0, cap = found.n + metas.n + 1;
 	mf_slice *out = mf_xmalloc(cap * sizeof *out);
 	for (size_t i = 0; !e && i < found.n; i++) {

@@ -326,6 +326,7 @@ def test_server_gone_eio_bounded_then_recovers(tmp_path):
         assert cli(srv.port, "GET", "c") == "3"
     finally:
         m.cleanup()
+        m.assert_no_sanitizer_report()
         srv.kill()
 
 
@@ -405,6 +406,7 @@ def test_replicas_wait_fails_the_close_with_eio(tmp_path):
         assert "acknowledged by 0 of 1 replicas" in m.log()
     finally:
         m.cleanup()
+        m.assert_no_sanitizer_report()
         replica.kill()
         master.kill()
 
@@ -518,6 +520,7 @@ def test_cluster_failover_keeps_every_acknowledged_write(tmp_path):
     finally:
         stop.set()
         m.cleanup()
+        m.assert_no_sanitizer_report()
         c.stop()
 
 
@@ -546,6 +549,9 @@ def test_export_pipe_then_mount_shows_the_same_tree(mkmount, server, tmp_path):
     emb.lists("none").touch()
     expect[("lists", "none")] = b""
     os.utime(emb.kv("empty"), ns=(1_400_000_000_000_000_000, 1_400_000_000_000_000_000))
+    # (as stored: a fresh mount, not attributes the kernel cached at create)
+    emb.stop()
+    emb.start(*emb.args)
     mtimes = {(d, k): (emb.mnt / d / k).stat().st_mtime_ns for d, k in expect}
     emb.stop()
 
@@ -571,3 +577,15 @@ def test_export_pipe_then_mount_shows_the_same_tree(mkmount, server, tmp_path):
         assert cli(server.port, "LLEN", "q") == "2500"
     finally:
         m.cleanup()
+        m.assert_no_sanitizer_report()
+
+
+def test_remote_bench_quick():
+    """bench/remote_bench.py --quick runs (figures: bench/results/remote.txt)."""
+    from conftest import ROOT, BIN
+    p = subprocess.run(["/usr/bin/python3", str(ROOT / "bench/remote_bench.py"), "--quick"],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, MEMFLUXFS_BIN=BIN))
+    assert p.returncode == 0, p.stdout + p.stderr
+    print("\n" + p.stdout)
+    assert "mount/py" in p.stdout
