@@ -2,6 +2,7 @@
  * db.c — store + WAL + snapshots (see db.h for the contract).
  */
 #include "db.h"
+#include "expire.h"
 #include "../io/log.h"
 #include "../wal/record.h"
 
@@ -26,6 +27,8 @@
 
 struct mf_db {
 	mf_db_opts opts;
+	mf_bpop bp;             /* blocking pops' waiters (bpop.c) */
+	mf_expire expire;       /* the active expire cycle (expire.c) */
 	char *dir;
 	int lock_fd;
 	mf_store *store;
@@ -492,6 +495,7 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->snap_mu, NULL);
 	pthread_cond_init(&db->snap_cv, NULL);
+	mf_bpop_init(&db->bp);
 	pthread_mutex_init(&db->rate_mu, NULL);
 	double t0 = mf_mono_sec();
 	db->open_mono = t0;
@@ -584,6 +588,8 @@ mf_db *mf_db_open(const mf_db_opts *opts, char *err, size_t errlen)
 		db->wal = NULL;
 		goto fail;
 	}
+	if (mf_expire_start(&db->expire, db) != 0) /* then deleted when met */
+		mf_log_warn("cannot start the expire cycle");
 	return db;
 
 fail:
@@ -591,6 +597,7 @@ fail:
 		mf_store_free(db->store);
 	if (db->lock_fd >= 0)
 		close(db->lock_fd);
+	mf_bpop_destroy(&db->bp);
 	free(db->dir);
 	free(db);
 	return NULL;
@@ -598,6 +605,7 @@ fail:
 
 void mf_db_close(mf_db *db)
 {
+	mf_expire_stop(&db->expire); /* its commits end before the WAL does */
 	pthread_mutex_lock(&db->snap_mu);
 	db->snap_stop = true;
 	pthread_cond_broadcast(&db->snap_cv);
@@ -610,6 +618,7 @@ void mf_db_close(mf_db *db)
 	 * before the slow part (freeing millions of keys). */
 	close(db->lock_fd);
 	mf_store_free(db->store);
+	mf_bpop_destroy(&db->bp); /* callers are gone: no waiter is left */
 	free(db->dir);
 	free(db);
 }
@@ -713,8 +722,10 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 
 int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
 {
+	mf_op *op = t->wal.op;
 	int r = mf_wal_wait(db->wal, &t->wal);
 	if (r == 0) {
+		mf_bpop_notify(&db->bp, op);
 		atomic_fetch_add(&db->writes, 1);
 		rate_note(db, true);
 	} else {
@@ -734,6 +745,11 @@ int mf_db_commit_wait(mf_db *db, mf_db_ticket *t)
 	return r;
 }
 
+mf_bpop *mf_db_bpop_state(mf_db *db)
+{
+	return &db->bp;
+}
+
 /* ---------- change notification (RESP -> kernel caches) ---------- */
 
 void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx)
@@ -745,18 +761,44 @@ void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx)
 int mf_db_commit_notify(mf_db *db, mf_op *op)
 {
 	int r = mf_db_commit(db, op);
+	if (r == 0)
+		mf_db_notify_changed(db, op);
+	return r;
+}
+
+void mf_db_notify_changed(mf_db *db, const mf_op *op)
+{
 	mf_db_change_fn fn = atomic_load_explicit(&db->change_fn, memory_order_acquire);
-	if (r || !fn)
-		return r;
+	if (!fn)
+		return;
 	void *ctx = atomic_load_explicit(&db->change_ctx, memory_order_relaxed);
 	if (op->type == MF_OP_FLUSH) {
 		fn(ctx, MF_T_NONE, NULL, 0);
-		return 0;
+		return;
 	}
-	fn(ctx, op->ktype, mf_slice_ptr(op->key), op->key.len);
-	if (op->type == MF_OP_RENAME)
-		fn(ctx, op->ktype, mf_slice_ptr(op->key2), op->key2.len);
-	return 0;
+	const mf_op *subs = op;
+	mf_op *alloc = NULL;
+	size_t n = 1;
+	if (op->type == MF_OP_MULTI && mf_multi_decode(op->val, &alloc, &n) == 0)
+		subs = alloc; /* each key a transaction touched */
+	for (size_t i = 0; i < n; i++) {
+		const mf_op *s = &subs[i];
+		if (s->type == MF_OP_READ || s->type == MF_OP_MULTI)
+			continue;
+		if (s->type == MF_OP_FLUSH) {
+			fn(ctx, MF_T_NONE, NULL, 0);
+			continue;
+		}
+		/* A DEL of any type (ktype 0) or a SET over another type: the
+		 * key's name in every type directory. */
+		for (int t = MF_T_STRING; t <= MF_T_MAX_; t++)
+			if (mf_type_valid(t) && (t == s->ktype || s->ktype == MF_T_NONE ||
+			                         (s->type == MF_OP_SET && op->type == MF_OP_MULTI)))
+				fn(ctx, t, mf_slice_ptr(s->key), s->key.len);
+		if (s->type == MF_OP_RENAME || s->type == MF_OP_SMOVE) /* key2: the other key */
+			fn(ctx, s->ktype, mf_slice_ptr(s->key2), s->key2.len);
+	}
+	free(alloc);
 }
 
 int mf_db_commit(mf_db *db, mf_op *op)
@@ -924,14 +966,16 @@ char *mf_db_stats_text(mf_db *db)
 			*p = '_';
 	char *a = text_printf(
 		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
-		"\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
+		"\nkeys_sets %" PRIu64 "\nkeys_with_expiry %" PRIu64 "\nexpired_keys %" PRIu64
+		"\nblocked_pops %zu\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
 		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
 		"\nwal_synced_lsn %" PRIu64 "\nwal_records %" PRIu64 "\nwal_batches %" PRIu64
 		"\nwal_fsyncs %" PRIu64 "\nwal_read_only %d\nfsync_mode %s\nfsync_interval_ms %u"
 		"\nwal_threshold %" PRIu64 "\nsnapshots %" PRIu64 "\nsnapshot_running %d"
 		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
 		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
-		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST],
+		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET], ss.expires, ss.expired,
+		atomic_load(&db->bp.nwaiters),
 		ss.value_bytes, mem, ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
 		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
 		mf_fsync_mode_name(db->opts.fsync_mode),
@@ -1013,6 +1057,17 @@ static int kv_commit(void *impl, mf_op *op) { return mf_db_commit(impl, op); }
 
 _Static_assert(sizeof(mf_db_ticket) <= sizeof(((mf_kv_ticket *)0)->opaque),
                "an mf_db_ticket fits the interface's opaque ticket");
+static int kv_bpop(void *impl, const mf_slice *keys, size_t nkeys, bool left, int64_t timeout_ns,
+                   mf_bpop_waiter *w, mf_op *out, size_t *which)
+{
+	return mf_db_bpop(impl, keys, nkeys, left, timeout_ns, false, w, out, which);
+}
+
+static void kv_bpop_cancel(void *impl, mf_bpop_waiter *w)
+{
+	mf_db_bpop_cancel(impl, w);
+}
+
 static int kv_commit_enqueue(void *impl, mf_op *op, mf_kv_ticket *t)
 {
 	return mf_db_commit_enqueue(impl, op, (mf_db_ticket *)(void *)t->opaque);
@@ -1035,6 +1090,8 @@ static const mf_kv_ops db_kv_ops = {
 	.check = kv_check,
 	.commit = kv_commit,
 	.commit_enqueue = kv_commit_enqueue,
+	.bpop = kv_bpop,
+	.bpop_cancel = kv_bpop_cancel,
 	.commit_wait = kv_commit_wait,
 	.sync = kv_sync,
 	.snapshot = kv_snapshot,

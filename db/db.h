@@ -36,6 +36,7 @@
 #include "../wal/wal.h"
 #include "../io/log.h"
 #include "kv.h"
+#include "bpop.h"
 
 #define MF_DB_FSNAME_PREFIX "memfluxfs:"
 
@@ -86,7 +87,7 @@ int mf_db_commit(mf_db *db, mf_op *op);
 
 /* ---- change notification (for committers outside the FUSE layer) ----
  * The RESP server (resp/) commits through mf_db_commit_notify: after a
- * successful commit it calls the hook once per key the op touched (RENAME:
+ * successful commit it calls the hook once per key the op touched (RENAME, SMOVE:
  * source and target; FLUSH: once with key NULL, meaning every key), on the
  * caller's thread, holding no db lock, so the hook may ask the kernel to
  * drop cached entries/attributes (mf_fs_key_changed).  The FUSE layer keeps
@@ -97,6 +98,9 @@ int mf_db_commit(mf_db *db, mf_op *op);
 typedef void (*mf_db_change_fn)(void *ctx, int ktype, const void *key, size_t klen);
 void mf_db_set_change_hook(mf_db *db, mf_db_change_fn fn, void *ctx);
 int mf_db_commit_notify(mf_db *db, mf_op *op);
+/* The hook part of mf_db_commit_notify, for an op committed by enqueue and
+ * wait (the expire cycle's batches). */
+void mf_db_notify_changed(mf_db *db, const mf_op *op);
 
 /*
  * Commit in two steps, so a caller can release its own ordering lock (the
@@ -126,6 +130,22 @@ typedef struct mf_db_ticket {
 } mf_db_ticket;
 int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t);
 int mf_db_commit_wait(mf_db *db, mf_db_ticket *t);
+
+/* ---- blocking pops (bpop.h) ----
+ * Pop one element from the first of keys[] (lists) that has one, left (LPOP)
+ * or right (RPOP), waiting for a push if none has: one LPOP/RPOP record for
+ * the element, in out (out->out holds the element's line; caller clears
+ * out), *which = the key's index.  Waiters of a key are served in arrival
+ * order.  timeout_ns < 0: wait until cancelled; 0: do not wait.  notify:
+ * commit with mf_db_commit_notify (RESP; FUSE request handlers must not).
+ * w: the caller's waiter record, zeroed, alive until this returns; another
+ * thread may pass it to mf_db_bpop_cancel meanwhile (before it too).
+ * 0, -ETIMEDOUT, -EINTR (cancelled, nothing popped) or a commit's error. */
+int mf_db_bpop(mf_db *db, const mf_slice *keys, size_t nkeys, bool left, int64_t timeout_ns,
+               bool notify, mf_bpop_waiter *w, mf_op *out, size_t *which);
+void mf_db_bpop_cancel(mf_db *db, mf_bpop_waiter *w);
+/* The db's waiter queue (bpop.c). */
+mf_bpop *mf_db_bpop_state(mf_db *db);
 
 /* fsync everything acknowledged so far. */
 int mf_db_sync(mf_db *db);

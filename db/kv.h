@@ -17,6 +17,7 @@
 #define MF_KV_H
 
 #include "../store/store.h"
+#include "bpop.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,6 +49,10 @@ typedef struct mf_kv_ops {
 	uint64_t (*memory)(void *impl, uint64_t *limit);
 	void (*count_read)(void *impl, bool hit);
 	void (*handles_add)(void *impl, int delta);
+	/* Blocking pop (db.h: mf_db_bpop, without the change hook). */
+	int (*bpop)(void *impl, const mf_slice *keys, size_t nkeys, bool left, int64_t timeout_ns,
+	            mf_bpop_waiter *w, mf_op *out, size_t *which);
+	void (*bpop_cancel)(void *impl, mf_bpop_waiter *w);
 } mf_kv_ops;
 
 typedef struct mf_kv {
@@ -111,6 +116,16 @@ static inline void mf_kv_count_read(const mf_kv *kv, bool hit)
 static inline void mf_kv_handles_add(const mf_kv *kv, int delta)
 {
 	kv->ops->handles_add(kv->impl, delta);
+}
+
+static inline int mf_kv_bpop(const mf_kv *kv, const mf_slice *keys, size_t nkeys, bool left,
+                             int64_t timeout_ns, mf_bpop_waiter *w, mf_op *out, size_t *which)
+{
+	return kv->ops->bpop(kv->impl, keys, nkeys, left, timeout_ns, w, out, which);
+}
+static inline void mf_kv_bpop_cancel(const mf_kv *kv, mf_bpop_waiter *w)
+{
+	kv->ops->bpop_cancel(kv->impl, w);
 }
 
 /* Current time in ns (CLOCK_REALTIME), for op->time_ns. */

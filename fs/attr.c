@@ -14,8 +14,12 @@ struct timespec ns_to_ts(int64_t ns)
 const char *key_name(char *buf, size_t len, uint8_t type, const void *key, size_t klen)
 {
 	static const char *const dirs[] = {[MF_T_STRING] = "kv", [MF_T_JSON] = "json",
-	                                   [MF_T_LIST] = "lists", [NODE_POP] = ".ctl/pop",
-	                                   [NODE_JDIR] = ".ctl/json", [NODE_JPATH] = ".ctl/json"};
+	                                   [MF_T_LIST] = "lists", [MF_T_SET] = "sets",
+	                                   [NODE_POP] = ".ctl/pop", [NODE_JDIR] = ".ctl/json",
+	                                   [NODE_JPATH] = ".ctl/json", [NODE_INCR] = ".ctl/incr",
+	                                   [NODE_BPOP] = ".ctl/bpop", [NODE_JIDIR] = ".ctl/jincr",
+	                                   [NODE_JINCR] = ".ctl/jincr", [NODE_SREM] = ".ctl/srem",
+	                                   [NODE_EXPIRE] = ".ctl/expire"};
 	char esc[3 * MF_KEY_MAX + 8];
 	snprintf(buf, len, "%s/%s", type < sizeof dirs / sizeof dirs[0] && dirs[type] ? dirs[type] : "?",
 	         mf_log_key(esc, sizeof esc, key, klen));
@@ -60,11 +64,14 @@ void file_attr(mf_fs *fs, fuse_ino_t ino, mode_t mode, uint64_t size, int64_t mt
 /* Attributes of a key node.  Caller holds fs->mu. */
 int node_attr(mf_fs *fs, node *n, struct stat *st)
 {
-	if (n->type == NODE_POP) {
+	if (n->type == NODE_JIDIR)
+		return jpath_attr(fs, n, st);
+	if (verb_type(n->type)) {
 		/* 0400: with allow_other (default_permissions), only the owner
-		 * may pop. */
+		 * may pop; 0200: control files one writes to. */
 		int64_t t = fs->start.tv_sec * 1000000000LL;
-		file_attr(fs, n->ino, 0400, 0, t, t, st);
+		mode_t mode = n->type == NODE_EXPIRE ? 0600 : ctlw_type(n->type) ? 0200 : 0400;
+		file_attr(fs, n->ino, mode, 0, t, t, st);
 		return 0;
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
@@ -248,7 +255,7 @@ static int setattr_key(mf_fs *fs, node *n, const struct stat *attr, int to_set, 
 	uint64_t size = (uint64_t)attr->st_size;
 	if ((to_set & FUSE_SET_ATTR_SIZE) && size > MF_VALUE_MAX)
 		return -EFBIG;
-	if ((to_set & FUSE_SET_ATTR_SIZE) && n->type == MF_T_LIST && size != 0)
+	if ((to_set & FUSE_SET_ATTR_SIZE) && lines_type(n->type) && size != 0)
 		return -EINVAL;
 	if (by_handle) {
 		int r = truncate_handle(fs, h, n, size);
@@ -283,7 +290,7 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	node *n = by_ino(fs, ino);
 	uint8_t type = n ? n->type : 0;
 	pthread_mutex_unlock(&fs->mu);
-	if (!n || type == NODE_POP || type == NODE_JDIR || type == NODE_JPATH) {
+	if (!n || !key_type(type)) {
 		fuse_reply_err(req, n ? EPERM : ENOENT);
 		return;
 	}

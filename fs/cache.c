@@ -13,6 +13,16 @@ void invalidate(mf_fs *fs, fuse_ino_t ino)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
+void invalidate_key(mf_fs *fs, uint8_t type, const char *k, size_t klen)
+{
+	pthread_mutex_lock(&fs->mu);
+	node *n = *name_slot(fs, type, k, klen);
+	fuse_ino_t ino = n ? n->ino : 0;
+	pthread_mutex_unlock(&fs->mu);
+	if (ino)
+		invalidate(fs, ino);
+}
+
 /* ---------- kernel cache policy ----------
  *
  * The kernel keeps ONE page cache and ONE cached size per inode, shared by
@@ -50,7 +60,8 @@ void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 	if (!se)
 		return;
 	static const fuse_ino_t parent[] = {
-		[MF_T_STRING] = INO_KV, [MF_T_JSON] = INO_JSON, [MF_T_LIST] = INO_LISTS};
+		[MF_T_STRING] = INO_KV, [MF_T_JSON] = INO_JSON, [MF_T_LIST] = INO_LISTS,
+		[MF_T_SET] = INO_SETS};
 	if (type == MF_T_NONE) {
 		/* FLUSHDB: every name the kernel may have cached. */
 		pthread_mutex_lock(&fs->mu);
@@ -58,7 +69,7 @@ void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 		node **all = malloc(cap * sizeof *all);
 		for (size_t b = 0; all && b < fs->nbuckets; b++)
 			for (node *x = fs->names[b]; x; x = x->name_next)
-				if (x->type >= MF_T_STRING && x->type <= MF_T_LIST && n < cap) {
+				if (key_type(x->type) && n < cap) {
 					x->busy++; /* keep it (and its key) until we are done */
 					all[n++] = x;
 				}
@@ -81,7 +92,7 @@ void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 		free(all);
 		return;
 	}
-	if (type < MF_T_STRING || type > MF_T_LIST || !mf_key_is_filename(key, len))
+	if (!key_type((uint8_t)type) || !mf_key_is_filename(key, len))
 		return; /* no file name can hold it: the mount never showed it */
 	pthread_mutex_lock(&fs->mu);
 	node *n = *name_slot(fs, (uint8_t)type, key, len);

@@ -6,6 +6,8 @@
 
 int commit_handle_locked_then_inval(mf_fs *fs, handle *h, bool final)
 {
+	if (ctlw_type(h->n->type))
+		return ctlw_flush(fs, h);
 	pthread_mutex_lock(&h->mu);
 	int r = handle_commit(fs, h, final);
 	fuse_ino_t ino = h->inval_ino;
@@ -104,7 +106,7 @@ int commit_orphan(mf_fs *fs, handle *h)
 		h->data = MF_SLICE_EMPTY;
 	} else {
 		mf_slice_append(&n->orphan, mf_slice_ptr(h->data), h->data.len);
-		if (n->type == MF_T_LIST)
+		if (lines_type(n->type))
 			mf_list_terminate(&n->orphan); /* the store's list rule, as RPUSH */
 	}
 	n->orphan_mtime = mf_now_ns();
@@ -166,7 +168,9 @@ static int commit_op(mf_fs *fs, handle *h, node *n, bool pending, mf_slice key, 
 	case H_APPEND:
 		/* Every commit point (close, fsync) pushes whole elements: the
 		 * store completes an unterminated last line (its list rule). */
-		op->type = n->type == MF_T_LIST ? MF_OP_RPUSH : MF_OP_APPEND;
+		op->type = n->type == MF_T_LIST  ? MF_OP_RPUSH
+		         : n->type == MF_T_SET ? MF_OP_SADD
+		                               : MF_OP_APPEND;
 		op->val = mf_slice_ref(h->data);
 		return 0;
 	}
@@ -365,6 +369,8 @@ void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	mf_fs *fs = fuse_req_userdata(req);
 	(void)ino;
 	handle *h = fh(fi);
+	if (h->n && atomic_exchange(&h->owed, false))
+		bpop_giveback(fs, h); /* closed before its element was read */
 	if (h->n) {
 		commit_handle_locked_then_inval(fs, h, true); /* errors logged; release can't report */
 		clear_dirty(fs, h);

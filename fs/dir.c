@@ -84,14 +84,14 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Build the whole listing now: readdir then pages through one stable
 	 * view, whatever keys come and go meanwhile. */
 	/* ".", "..", then the fixed children (layout.c), then the keys. */
-	const char *names[2 + 8];
-	fuse_ino_t inos[2 + 8];
-	mode_t modes[2 + 8];
-	const layout_entry *self = layout_find(ino), *kids[8];
+	const char *names[2 + 12];
+	fuse_ino_t inos[2 + 12];
+	mode_t modes[2 + 12];
+	const layout_entry *self = layout_find(ino), *kids[12];
 	names[0] = ".", inos[0] = ino, modes[0] = S_IFDIR;
 	names[1] = "..", modes[1] = S_IFDIR;
 	inos[1] = self ? self->parent : INO_JPATHDIR; /* a /.ctl/json/<doc> dir */
-	size_t nfixed = 2, nkids = layout_children(ino, kids, 8);
+	size_t nfixed = 2, nkids = layout_children(ino, kids, 12);
 	for (size_t i = 0; i < nkids; i++, nfixed++) {
 		names[nfixed] = kids[i]->name;
 		inos[nfixed] = kids[i]->ino;
@@ -102,10 +102,11 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint8_t type = dir_type(ino);
 	/* /.ctl/pop lists nothing: opening a pop file pops, so a listed pop
 	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
-	 * would drain.  Its names still resolve on lookup. */
-	if (type != MF_T_NONE && type != NODE_POP)
+	 * would drain.  Its names still resolve on lookup.  /.ctl/incr,
+	 * /.ctl/srem, /.ctl/bpop and /.ctl/jincr neither: verbs, not data. */
+	if (key_type(type) || type == NODE_JDIR)
 		nkeys = mf_kv_keys(&fs->kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
-	if (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_LIST)
+	if (key_type(type))
 		nkeys = add_pending_names(fs, type, &keys, nkeys);
 	d->ents = calloc(nfixed + nkeys, sizeof *d->ents);
 	for (size_t i = 0; d->ents && i < nfixed + nkeys; i++) {

@@ -8,7 +8,9 @@
  *   names.c     name ordering (stripes) and the namespace ops: unlink, rename, refusals
  *   cache.c     the kernel cache policy: how opens use the page cache, invalidation
  *   lookup.c    lookup: the fixed tree and key names to nodes
- *   jsonpath.c  the /.ctl/json/<doc>/<path> member view
+ *   jsonpath.c  the /.ctl/json/<doc>/<path> member view (and /.ctl/jincr's)
+ *   ctlw.c      the write-only /.ctl verbs: incr, srem, jincr
+ *   bpop.c      /.ctl/bpop: the pop that waits
  *   handle.c    file handles: views, private buffers, read and write
  *   commit.c    the commit state machine: flush, fsync, release -> one mf_op
  *   open.c      open and create: pinning a view, O_TRUNC, /.ctl files and pops
@@ -83,6 +85,12 @@ enum {
 	INO_SNAPSHOT = 7,
 	INO_POPDIR = 8,
 	INO_JPATHDIR = 9,
+	INO_SETS = 10,
+	INO_INCRDIR = 11,
+	INO_SREMDIR = 12,
+	INO_BPOPDIR = 13,
+	INO_JINCRDIR = 14,
+	INO_EXPIREDIR = 15,
 	INO_FIRST_KEY = 64,
 };
 
@@ -102,12 +110,51 @@ typedef struct live_list {
 /* The object a live_link is the `live` member of. */
 #define LIVE_OF(type, link) ((type *)(void *)((char *)(link) - offsetof(type, live)))
 
-/* A node is a key file (type 1..3) or a pop file (type POP, key = list). */
-#define NODE_POP 4
+/* A node is a key file (type: the key's mf_type) or one of these, numbered
+ * above every mf_type (op.h reserves store types up to 6 and beyond): a pop
+ * file (type POP, key = list). */
+#define NODE_POP 100
 /* JSON path view: /.ctl/json/<key>/ is a NODE_JDIR, /.ctl/json/<key>/<path>
  * a NODE_JPATH whose node key is "<key>/<path>" ('/' is in no key). */
-#define NODE_JDIR 5
-#define NODE_JPATH 6
+#define NODE_JDIR 101
+#define NODE_JPATH 102
+/* Write-only control files (ctlw.c): /.ctl/incr/<key> (INCRBY per line),
+ * /.ctl/srem/<set> (SREM per line). */
+#define NODE_INCR 103
+#define NODE_SREM 104
+/* /.ctl/bpop/<list>: a pop that waits (bpop.c). */
+#define NODE_BPOP 105
+/* /.ctl/jincr/<doc>/ (a NODE_JIDIR) and /.ctl/jincr/<doc>/<path> (a
+ * NODE_JINCR, node key "<doc>/<path>" as for NODE_JPATH): write-only,
+ * each line a JSON.NUMINCRBY of the member (ctlw.c). */
+#define NODE_JIDIR 106
+#define NODE_JINCR 107
+/* /.ctl/expire/<key>: read the key's TTL, write one to set it (ctlw.c). */
+#define NODE_EXPIRE 108
+
+/* Key types whose value is lines and whose files take appends only. */
+static inline bool lines_type(uint8_t t)
+{
+	return t == MF_T_LIST || t == MF_T_SET;
+}
+
+/* A key file's type (a type directory's), as opposed to a /.ctl node. */
+static inline bool key_type(uint8_t t)
+{
+	return t == MF_T_STRING || t == MF_T_JSON || t == MF_T_LIST || t == MF_T_SET;
+}
+
+static inline bool ctlw_type(uint8_t t)
+{
+	return t == NODE_INCR || t == NODE_SREM || t == NODE_JINCR || t == NODE_EXPIRE;
+}
+
+/* /.ctl verbs: names that resolve on lookup, are never listed, and take
+ * no unlink, rename or create. */
+static inline bool verb_type(uint8_t t)
+{
+	return t == NODE_POP || t == NODE_BPOP || t == NODE_JIDIR || ctlw_type(t);
+}
 
 typedef struct node {
 	fuse_ino_t ino;
@@ -195,6 +242,10 @@ typedef struct handle {
 	uint64_t size;  /* logical size in full mode */
 	char *text;     /* /.ctl files: content fixed at open */
 	size_t textlen;
+	/* bpop: text is an element popped for this handle and not yet read
+	 * to its end; whoever clears it first (the read that delivers it, or
+	 * release/undo, which push it back) owns it. */
+	atomic_bool owed;
 } handle;
 
 
@@ -220,6 +271,8 @@ struct mf_fs {
 	double timeout;
 	bool readonly;          /* mounted with -o ro: pops are refused too */
 	struct timespec start;
+	int bpop_max;           /* blocking opens that may wait at once (bpop.c) */
+	atomic_int bpop_waiting;
 };
 
 /* layout.c: the fixed tree as one table */
@@ -285,6 +338,9 @@ void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
 
 /* cache.c: the kernel cache policy: how opens use the page cache, invalidation */
 void invalidate(mf_fs *fs, fuse_ino_t ino);
+/* The same for the node of a key changed by another file's op (a pop, a
+ * /.ctl verb), if the kernel knows it.  Takes fs->mu. */
+void invalidate_key(mf_fs *fs, uint8_t type, const char *k, size_t klen);
 void cache_open(struct fuse_file_info *fi);
 
 /* lookup.c: lookup: the fixed tree and key names to nodes */
@@ -302,7 +358,8 @@ int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t
                size_t *outlen, int64_t *mtime);
 int jpath_attr(mf_fs *fs, node *n, struct stat *st);
 int jpath_nodekey(mf_fs *fs, fuse_ino_t parent, const char *name, size_t plen,
-                  char nk[JPATH_NK_MAX], size_t *klen);
+                  char nk[JPATH_NK_MAX], size_t *klen, uint8_t *ptype);
+void jpath_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 int jpath_refuse_append(node *n);
 int jpath_commit(mf_fs *fs, handle *h, bool final);
@@ -337,6 +394,16 @@ void mf_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void mf_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* ctlw.c: the write-only control files /.ctl/incr, /.ctl/srem, /.ctl/jincr */
+int ctlw_write(mf_fs *fs, handle *h, const char *buf, size_t size);
+int ctlw_flush(mf_fs *fs, handle *h);
+/* /.ctl/expire/<key> opened for reading: its TTL as text. */
+int ctlw_ttl_text(mf_fs *fs, node *n, handle *h);
+
+/* bpop.c: /.ctl/bpop/<list>, a pop that waits */
+int bpop_open(fuse_req_t req, node *n, handle *h, struct fuse_file_info *fi);
+void bpop_giveback(mf_fs *fs, handle *h);
 
 /* open.c: open and create: pinning a view, O_TRUNC, /.ctl files and pops */
 char *ctl_text(mf_fs *fs, fuse_ino_t ino);

@@ -165,8 +165,8 @@ void view_refresh(mf_fs *fs, handle *h, uint64_t off)
 	if (h->mode == H_APPEND)
 		return; /* its tail is relative to the pinned view */
 	/* A list reader's first read keeps the list as of its open. */
-	bool rewind = off == 0 && (h->has_read || h->n->type != MF_T_LIST);
-	if (!rewind && (off < h->view.len || h->n->type == MF_T_LIST))
+	bool rewind = off == 0 && (h->has_read || !lines_type(h->n->type));
+	if (!rewind && (off < h->view.len || lines_type(h->n->type)))
 		return;
 	mf_slice cur = MF_SLICE_EMPTY;
 	if (node_value(fs, h->n, &cur) != 0)
@@ -196,7 +196,10 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		atomic_fetch_add(&h->refs, 1);
 		size_t o = (size_t)off < h->textlen ? (size_t)off : h->textlen;
 		size_t n = h->textlen - o < size ? h->textlen - o : size;
-		fuse_reply_buf(req, h->text + o, n);
+		/* bpop: the read that reaches the end delivers the element. */
+		bool mine = h->text && o + n == h->textlen && atomic_exchange(&h->owed, false);
+		if (fuse_reply_buf(req, h->text + o, n) != 0 && mine)
+			bpop_giveback(fs, h); /* the reader was gone: not delivered */
 		handle_put(fs, h);
 		return;
 	}
@@ -220,7 +223,7 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 		v = mf_slice_ref(h->view);
 		h->has_read = true;
 		vlen = v.len;
-		if (h->mode == H_APPEND && h->n->type != MF_T_LIST)
+		if (h->mode == H_APPEND && !lines_type(h->n->type))
 			tail = mf_slice_ref(h->data);
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -260,8 +263,16 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			fuse_reply_write(req, size);
 		return;
 	}
-	if (h->n->type == NODE_POP) {
+	if (h->n->type == NODE_POP || h->n->type == NODE_BPOP) {
 		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (ctlw_type(h->n->type)) {
+		int r = ctlw_write(fs, h, buf, size);
+		if (r)
+			fuse_reply_err(req, -r);
+		else
+			fuse_reply_write(req, size);
 		return;
 	}
 	if ((uint64_t)off > MF_VALUE_MAX || size > MF_VALUE_MAX - (uint64_t)off) {
@@ -278,8 +289,8 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			h->mode = H_APPEND;
 		}
 		mf_slice_append(&h->data, buf, size);
-	} else if (h->n->type == MF_T_LIST && h->mode != H_FULL) {
-		/* A list takes appends only; a write at its end is one too. */
+	} else if (lines_type(h->n->type) && h->mode != H_FULL) {
+		/* A list or set takes appends only; a write at its end is one too. */
 		mf_slice cur = MF_SLICE_EMPTY;
 		node_value(fs, h->n, &cur);
 		uint64_t end = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
@@ -287,7 +298,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 		if ((uint64_t)off != end) {
 			r = -ESPIPE;
 			char kn[KEY_NAME_MAX];
-			mf_log_warn("write at offset %lld inside %s refused: lists take appends only",
+			mf_log_warn("write at offset %lld inside %s refused: lists and sets take appends only",
 			            (long long)off,
 			            key_name(kn, sizeof kn, h->n->type, mf_slice_ptr(h->n->key),
 			                     h->n->key.len));

@@ -24,13 +24,19 @@ int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t
 	if (r == 0 && info.type != MF_T_JSON)
 		r = -ENOENT;
 	size_t off = 0, len = 0;
-	if (r == 0)
+	char *q = NULL;
+	/* [*], .*, ..: every match, as one JSON array (RedisJSON's "$"). */
+	bool multi = mf_json_path_multi(path, plen) == 1;
+	if (r == 0 && multi)
+		r = mf_json_query(mf_slice_ptr(info.val), info.val.len, path, plen, &q, &len);
+	else if (r == 0)
 		r = mf_json_get_path(mf_slice_ptr(info.val), info.val.len, path, plen, &off, &len);
 	if (r == 0 && out) {
 		*out = mf_xmalloc(len + 1);
-		memcpy(*out, mf_slice_ptr(info.val) + off, len);
+		memcpy(*out, multi ? q : mf_slice_ptr(info.val) + off, len);
 		(*out)[len] = '\n';
 	}
+	free(q);
 	if (outlen)
 		*outlen = len + 1;
 	if (mtime)
@@ -42,7 +48,7 @@ int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t
 int jpath_attr(mf_fs *fs, node *n, struct stat *st)
 {
 	int64_t now = mf_now_ns(), mtime = now;
-	if (n->type == NODE_JDIR) {
+	if (n->type == NODE_JDIR || n->type == NODE_JIDIR) {
 		mf_entry_info info;
 		if (mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
 		    info.type != MF_T_JSON)
@@ -69,11 +75,13 @@ int jpath_attr(mf_fs *fs, node *n, struct stat *st)
  * up to 1024 bytes.  Checking that before copying is what keeps the node key
  * inside its fixed buffer: doc (a store key, <= MF_KEY_MAX) + '/' + name. */
 int jpath_nodekey(mf_fs *fs, fuse_ino_t parent, const char *name, size_t plen,
-                  char nk[JPATH_NK_MAX], size_t *klen)
+                  char nk[JPATH_NK_MAX], size_t *klen, uint8_t *ptype)
 {
 	pthread_mutex_lock(&fs->mu);
 	node *d = by_ino(fs, parent);
-	mf_slice key = d && d->type == NODE_JDIR ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
+	bool dir = d && (d->type == NODE_JDIR || d->type == NODE_JIDIR);
+	mf_slice key = dir ? mf_slice_ref(d->key) : MF_SLICE_EMPTY;
+	*ptype = dir ? d->type : 0;
 	pthread_mutex_unlock(&fs->mu);
 	*klen = key.len;
 	int r = 0;
@@ -97,7 +105,8 @@ void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e;
 	size_t plen = strlen(name), klen;
 	char nk[JPATH_NK_MAX];
-	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen);
+	uint8_t ptype;
+	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen, &ptype);
 	if (r) {
 		fuse_reply_err(req, -r);
 		return;
@@ -111,7 +120,7 @@ void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e); /* negative, not cached */
 		return;
 	}
-	reply_node_entry(req, NODE_JPATH, nk, klen + 1 + plen, &e);
+	reply_node_entry(req, ptype == NODE_JIDIR ? NODE_JINCR : NODE_JPATH, nk, klen + 1 + plen, &e);
 }
 
 /* `>>` on a path file: appending to a member's text would splice two
@@ -195,7 +204,10 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fu
 	mf_fs *fs = fuse_req_userdata(req);
 	size_t plen = strlen(name), klen;
 	char nk[JPATH_NK_MAX];
-	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen);
+	uint8_t ptype;
+	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen, &ptype);
+	if (r == 0 && ptype == NODE_JIDIR)
+		r = -ENOENT; /* /.ctl/jincr: the member must exist (a number) */
 	if (r == 0 && mf_json_path_check(name, plen) != 0) {
 		char kn[KEY_NAME_MAX];
 		mf_log_warn("bad JSON path '%s' for %s", name, key_name(kn, sizeof kn, MF_T_JSON, nk, klen));
@@ -239,4 +251,27 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fu
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
 		undo_open(fs, n, h, 1);
+}
+
+/* rm /.ctl/json/<doc>/<path>: delete that member (one JSON_DELPATH
+ * record; "$" deletes the document).  A path with several matches, or in
+ * /.ctl/jincr: EPERM. */
+void jpath_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	size_t plen = strlen(name), klen;
+	char nk[JPATH_NK_MAX];
+	uint8_t ptype;
+	int r = jpath_nodekey(fs, parent, name, plen, nk, &klen, &ptype);
+	if (r == 0 && (ptype != NODE_JDIR || mf_json_path_multi(name, plen) != 0))
+		r = mf_json_path_check(name, plen) == 0 ? -EPERM : -ENOENT;
+	if (r == 0) {
+		mf_op op = key_op(MF_OP_JSON_DELPATH, MF_T_JSON, nk, klen);
+		op.key2 = mf_slice_from(name, plen, plen);
+		r = commit(fs, &op);
+		mf_op_clear(&op);
+	}
+	if (r == 0) /* the document changed under its inode */
+		invalidate_key(fs, MF_T_JSON, nk, klen);
+	fuse_reply_err(req, -r);
 }

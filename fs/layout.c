@@ -12,12 +12,18 @@ static const layout_entry layout[] = {
 	{INO_KV, INO_ROOT, "kv", S_IFDIR | 0755, MF_T_STRING},
 	{INO_JSON, INO_ROOT, "json", S_IFDIR | 0755, MF_T_JSON},
 	{INO_LISTS, INO_ROOT, "lists", S_IFDIR | 0755, MF_T_LIST},
+	{INO_SETS, INO_ROOT, "sets", S_IFDIR | 0755, MF_T_SET},
 	{INO_CTL, INO_ROOT, ".ctl", S_IFDIR | 0755, MF_T_NONE},
 	/* Control files: content changes constantly (no attr caching). */
 	{INO_STATS, INO_CTL, "stats", S_IFREG | 0444, MF_T_NONE},
 	{INO_SNAPSHOT, INO_CTL, "snapshot", S_IFREG | 0644, MF_T_NONE},
 	{INO_POPDIR, INO_CTL, "pop", S_IFDIR | 0755, NODE_POP},
 	{INO_JPATHDIR, INO_CTL, "json", S_IFDIR | 0755, NODE_JDIR},
+	{INO_INCRDIR, INO_CTL, "incr", S_IFDIR | 0755, NODE_INCR},
+	{INO_SREMDIR, INO_CTL, "srem", S_IFDIR | 0755, NODE_SREM},
+	{INO_BPOPDIR, INO_CTL, "bpop", S_IFDIR | 0755, NODE_BPOP},
+	{INO_JINCRDIR, INO_CTL, "jincr", S_IFDIR | 0755, NODE_JIDIR},
+	{INO_EXPIREDIR, INO_CTL, "expire", S_IFDIR | 0755, NODE_EXPIRE},
 };
 #define NLAYOUT (sizeof layout / sizeof layout[0])
 

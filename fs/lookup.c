@@ -61,7 +61,12 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* Pop files exist for every list key; other keys must exist with the
 	 * directory's type (one keyspace: a key shows only in its type's dir). */
 	mf_entry_info info;
-	uint8_t want = type == NODE_POP ? MF_T_LIST : type == NODE_JDIR ? MF_T_JSON : type;
+	uint8_t want = type == NODE_POP    ? MF_T_LIST
+	             : type == NODE_JDIR ? MF_T_JSON
+	             : type == NODE_SREM ? MF_T_SET
+	             : type == NODE_JIDIR ? MF_T_JSON
+	             : type == NODE_INCR ? MF_T_STRING
+	                                 : type;
 	int gr = mf_kv_get(&fs->kv, name, len, false, &info);
 	if (gr != 0 && gr != -ENOENT) {
 		/* The keyspace could not answer (a remote server away: EIO):
@@ -69,8 +74,12 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -gr);
 		return;
 	}
-	bool found = gr == 0 && info.type == want;
-	if (!found && type != NODE_POP && type != NODE_JDIR) {
+	bool found = gr == 0 && (info.type == want || type == NODE_EXPIRE); /* expire: any type */
+	/* An increment may create its key: /.ctl/incr/<any name> resolves
+	 * (the write says EEXIST if the key has another type). */
+	if (type == NODE_INCR || type == NODE_BPOP) /* bpop: a list yet to come */
+		found = true;
+	if (!found && key_type(type)) {
 		/* Created through this mount, first commit still to come. */
 		pthread_mutex_lock(&fs->mu);
 		node *pn = *name_slot(fs, type, name, len);
@@ -81,13 +90,13 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Negative entry cached for the same timeout: creates through this
 		 * mount invalidate it themselves, and nothing else adds keys. */
 		fill_entry(fs, &e, 0);
-		if (type == NODE_POP || type == NODE_JDIR)
+		if (!key_type(type))
 			e.entry_timeout = 0; /* created through another directory */
 		fuse_reply_entry(req, &e);
 		return;
 	}
 	fill_entry(fs, &e, 0);
-	if (type == NODE_POP || type == NODE_JDIR)
+	if (!key_type(type))
 		e.attr_timeout = e.entry_timeout = 0; /* they come and go with their key */
 	reply_node_entry(req, type, name, len, &e);
 }

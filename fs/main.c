@@ -204,7 +204,7 @@ static int check_fuse_options(const struct fuse_args *args)
 	return -1;
 }
 
-/* db change hook -> kernel cache invalidation (RESP writes). */
+/* db change hook -> kernel cache invalidation (RESP writes, expiry). */
 static void key_changed(void *ctx, int ktype, const void *key, size_t klen)
 {
 	mf_fs_key_changed(ctx, ktype, key, klen);
@@ -835,9 +835,10 @@ static bool start_faces(struct run *r)
 		snprintf(r->err, sizeof r->err, "cannot mount on %s", r->fo.mountpoint);
 		return false;
 	}
-	if (r->resp)
+	/* RESP writes and the expire cycle tell the kernel what changed; with
+	 * --store, other machines' changes (server invalidation messages). */
+	if (r->db)
 		mf_db_set_change_hook(r->db, key_changed, r->fs);
-	/* Other machines' changes (server invalidation messages). */
 	if (r->remote)
 		mf_remote_set_change_hook(r->remote, key_changed, r->fs);
 	return true;

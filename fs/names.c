@@ -130,10 +130,14 @@ void node_transit_end(mf_fs *fs, node *n)
 
 void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	if (parent >= INO_FIRST_KEY) { /* rm /.ctl/json/<doc>/<path> */
+		jpath_unlink(req, parent, name);
+		return;
+	}
 	mf_fs *fs = fuse_req_userdata(req);
 	uint8_t type = dir_type(parent);
 	size_t len = strlen(name);
-	if (type == MF_T_NONE || type == NODE_POP) {
+	if (type == MF_T_NONE || verb_type(type)) {
 		fuse_reply_err(req, parent == INO_ROOT || parent == INO_CTL ? EPERM : ENOENT);
 		return;
 	}
@@ -188,7 +192,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static int rename_refusal(uint8_t type, uint8_t ntype, const char *name, const char *newname,
                           unsigned int flags)
 {
-	if (type == MF_T_NONE || type == NODE_POP || ntype == MF_T_NONE || ntype == NODE_POP)
+	if (type == MF_T_NONE || ntype == MF_T_NONE || verb_type(type) || verb_type(ntype))
 		return EPERM;
 	if (type != ntype) {
 		char a[KEY_NAME_MAX], b[KEY_NAME_MAX];

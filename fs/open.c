@@ -15,6 +15,8 @@ char *ctl_text(mf_fs *fs, fuse_ino_t ino)
  * created key that never got committed), then frees the handle. */
 void undo_open(mf_fs *fs, node *n, handle *h, uint64_t lookups)
 {
+	if (h && atomic_exchange(&h->owed, false))
+		bpop_giveback(fs, h); /* popped for an opener that never got it */
 	pthread_mutex_lock(&fs->mu);
 	if (h && h->dstate == D_SIZED)
 		n->ndirty--;
@@ -105,7 +107,10 @@ static void open_ctl(mf_fs *fs, fuse_req_t req, fuse_ino_t ino, struct fuse_file
 	}
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fuse_reply_open(req, fi);
+	/* -ENOENT: the opener was interrupted and the kernel dropped the reply,
+	 * so no RELEASE will ever name this handle. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(fs, h);
 }
 
 /* The node an open is for, its open count raised (*np), or the errno to
@@ -147,6 +152,17 @@ static int open_jpath(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* /.ctl/incr, /.ctl/srem, /.ctl/jincr: write-only verbs (-o ro refuses
+ * writers in the kernel already). */
+static int open_ctlw(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
+{
+	fi->direct_io = 1;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return 0;
+	/* /.ctl/expire/<key> reads as the key's TTL; the others are write-only. */
+	return n->type == NODE_EXPIRE ? ctlw_ttl_text(fs, n, h) : -EACCES;
+}
+
 /* Opening a pop file pops one element: each opener gets its own. */
 static int open_pop(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 {
@@ -173,12 +189,7 @@ static int open_pop(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 		memcpy(h->text, mf_slice_ptr(op.out), op.out.len);
 		h->textlen = op.out.len;
 		fi->direct_io = 1;
-		pthread_mutex_lock(&fs->mu);
-		node *ln = *name_slot(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
-		fuse_ino_t lino = ln ? ln->ino : 0;
-		pthread_mutex_unlock(&fs->mu);
-		if (lino)
-			invalidate(fs, lino);
+		invalidate_key(fs, MF_T_LIST, mf_slice_ptr(n->key), n->key.len);
 	}
 	mf_op_clear(&op);
 	return r;
@@ -206,10 +217,16 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -ENOMEM;
 	else if (n->type == NODE_JPATH)
 		r = open_jpath(fs, n, h, fi);
-	else if (n->type == NODE_JDIR)
+	else if (n->type == NODE_JDIR || n->type == NODE_JIDIR)
 		r = -EISDIR;
 	else if (n->type == NODE_POP)
 		r = open_pop(fs, n, h, fi);
+	else if (n->type == NODE_BPOP)
+		r = (fi->flags & O_ACCMODE) != O_RDONLY ? -EACCES
+		    : fs->readonly                      ? -EROFS
+		                                        : bpop_open(req, n, h, fi);
+	else if (ctlw_type(n->type))
+		r = open_ctlw(fs, n, h, fi);
 	else
 		r = open_key(fs, n, h, fi);
 	if (r) {
@@ -231,8 +248,9 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		jpath_create(req, parent, name, fi);
 		return;
 	}
-	if (type == MF_T_NONE || type == NODE_POP || type == NODE_JDIR) {
-		fuse_reply_err(req, type == MF_T_NONE ? ENOENT : EPERM);
+	if (!key_type(type)) {
+		/* /.ctl/srem/<set> of a set that is not there: ENOENT. */
+		fuse_reply_err(req, type == MF_T_NONE || type == NODE_SREM ? ENOENT : EPERM);
 		return;
 	}
 	if (len > MF_KEY_MAX) {

@@ -157,6 +157,9 @@ int mf_fs_loop(mf_fs *fs, const mf_fs_opts *opts)
 	if (fuse_set_signal_handlers(se) != 0)
 		return 1;
 	int r;
+	/* Blocking opens hold a worker each: leave two for the rest
+	 * (INTERRUPTs included).  libfuse's default cap is 10. */
+	fs->bpop_max = opts->singlethread ? 0 : (int)(opts->max_threads ? opts->max_threads : 10) - 2;
 	if (opts->singlethread) {
 		r = fuse_session_loop(se);
 	} else {
@@ -181,7 +184,11 @@ void mf_fs_unmount(mf_fs *fs)
 	 * at unmount): commit what they hold, as a release would, and free. */
 	while (fs->handles.head) {
 		handle *h = LIVE_OF(handle, fs->handles.head);
-		if (h->n && h->n->type != NODE_POP)
+		if (h->n && atomic_exchange(&h->owed, false))
+			bpop_giveback(fs, h);
+		if (h->n && ctlw_type(h->n->type))
+			ctlw_flush(fs, h);
+		else if (h->n && h->n->type != NODE_POP)
 			handle_commit(fs, h, true);
 		handle_free(fs, h);
 	}

@@ -16,6 +16,8 @@
 
 /* ---------- helpers ---------- */
 
+static const char *op_word(int type);
+
 /* Wall clock in ns (mtimes; what db.c's mf_now_ns gives the embedded
  * store, kept here so this library needs nothing of db/). */
 static int64_t wall_ns(void)
@@ -25,7 +27,8 @@ static int64_t wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static const char kind_letter[] = {[MF_T_STRING] = 's', [MF_T_JSON] = 'j', [MF_T_LIST] = 'l'};
+static const char kind_letter[] = {[MF_T_NONE] = 'n', [MF_T_STRING] = 's', [MF_T_JSON] = 'j',
+                                   [MF_T_LIST] = 'l', [MF_T_SET] = 'S'};
 
 static int64_t meta_mtime(const mf_remote *r, const redisReply *m)
 {
@@ -66,7 +69,8 @@ static int reply_errno(const redisReply *rep, const char *what)
 		const char *name;
 		int e;
 	} map[] = {{"ENOENT", ENOENT}, {"EEXIST", EEXIST}, {"EINVAL", EINVAL},
-	           {"ENODATA", ENODATA}, {"ENOTEMPTY", ENOTEMPTY}, {"EFBIG", EFBIG}};
+	           {"ENODATA", ENODATA}, {"ENOTEMPTY", ENOTEMPTY}, {"EFBIG", EFBIG},
+	           {"ERANGE", ERANGE}};
 	if (rep->len > 3 && memcmp(rep->str, "MF ", 3) == 0)
 		for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
 			if (strcmp(rep->str + 3, map[i].name) == 0)
@@ -115,7 +119,7 @@ static int rk_get(void *impl, const void *key, size_t klen, bool want_value, mf_
 	int e = run_script(r, RM_SCRIPT_GET, RM_IDEMPOTENT, 6, av, lv, &rep, NULL);
 	if (e)
 		return e;
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
 	    rep->element[0]->type != REDIS_REPLY_STRING) {
 		e = rep->type == REDIS_REPLY_ERROR ? reply_errno(rep, "read") : -EIO;
 		freeReplyObject(rep);
@@ -124,29 +128,35 @@ static int rk_get(void *impl, const void *key, size_t klen, bool want_value, mf_
 	const char *t = rep->element[0]->str;
 	const redisReply *m = rep->element[1];
 	out->mtime_ns = out->ctime_ns = meta_mtime(r, m);
-	if (strcmp(t, "string") == 0 && rep->elements >= 3) {
+	if (rep->element[2]->type == REDIS_REPLY_INTEGER && rep->element[2]->integer > 0)
+		out->expire_ns = rep->element[2]->integer * 1000000;
+	bool coll = strcmp(t, "list") == 0 || strcmp(t, "set") == 0;
+	if (strcmp(t, "string") == 0 && rep->elements >= 4) {
 		out->type = meta_kind(m) == 'j' ? MF_T_JSON : MF_T_STRING;
-		const redisReply *v = rep->element[2];
+		const redisReply *v = rep->element[3];
 		if (want_value) {
 			out->size = v->len;
 			out->val = v->len ? mf_slice_from(v->str, v->len, v->len) : MF_SLICE_EMPTY;
 		} else {
 			out->size = (uint64_t)v->integer;
 		}
-	} else if (strcmp(t, "list") == 0 && rep->elements >= 3) {
-		out->type = MF_T_LIST;
+	} else if (coll && rep->elements >= 4) {
+		out->type = t[0] == 'l' ? MF_T_LIST : MF_T_SET;
 		if (want_value) {
-			out->val = join_lines(rep->element[2], 0, false);
+			out->val = join_lines(rep->element[3], 0, false);
 			out->size = out->val.len;
-			out->count = rep->element[2]->elements;
-		} else if (rep->elements >= 4) {
-			out->size = (uint64_t)rep->element[2]->integer;
-			out->count = (uint64_t)rep->element[3]->integer;
+			out->count = rep->element[3]->elements;
+		} else if (rep->elements >= 5) {
+			out->size = (uint64_t)rep->element[3]->integer;
+			out->count = (uint64_t)rep->element[4]->integer;
 		}
-	} else if (strcmp(t, "none") == 0 && meta_kind(m) == 'l') {
-		out->type = MF_T_LIST; /* an empty list: Redis keeps no key for it */
+	} else if (strcmp(t, "none") == 0 && (meta_kind(m) == 'l' || meta_kind(m) == 'S') &&
+	           !memchr(m->str + 1, 'x', m->len - 1)) {
+		/* an empty list or set: Redis keeps no key for it ('x': it had
+		 * an expiry, and Redis removed it) */
+		out->type = meta_kind(m) == 'l' ? MF_T_LIST : MF_T_SET;
 	} else {
-		/* Absent, or a Redis type the mount does not show (hash, set...). */
+		/* Absent, or a Redis type the mount does not show (hash, zset...). */
 		e = -ENOENT;
 	}
 	out->version = (uint64_t)out->mtime_ns;
@@ -251,9 +261,15 @@ static int metas_node(mf_remote *r, int node, names *out)
 		if (e)
 			break;
 		if (rep->type == REDIS_REPLY_ARRAY)
-			for (size_t j = 0; j + 1 < rep->elements; j += 2)
-				names_add(out, rep->element[j]->str, rep->element[j]->len,
-				          rep->element[j + 1]->len ? rep->element[j + 1]->str[0] : 0);
+			for (size_t j = 0; j + 1 < rep->elements; j += 2) {
+				const redisReply *v = rep->element[j + 1];
+				char kind = v->len ? v->str[0] : 0;
+				/* An empty list/set field marked with an expiry ('x'):
+				 * the key expired, so it is no empty list or set. */
+				if (v->len > 1 && memchr(v->str + 1, 'x', v->len - 1))
+					kind = kind == 'l' || kind == 'S' ? '-' : kind;
+				names_add(out, rep->element[j]->str, rep->element[j]->len, kind);
+			}
 		freeReplyObject(rep);
 	}
 	names_free(&hashes);
@@ -269,10 +285,12 @@ static size_t rk_keys(void *impl, mf_type type, mf_slice **keys)
 	int e = 0;
 	for (int i = 0; i < nm && !e; i++) {
 		e = metas_node(r, masters[i], &metas);
-		if (!e && type != MF_T_LIST)
+		if (!e && (type == MF_T_STRING || type == MF_T_JSON || type == MF_T_NONE))
 			e = scan_node(r, masters[i], NULL, "string", 's', &found);
 		if (!e && (type == MF_T_LIST || type == MF_T_NONE))
 			e = scan_node(r, masters[i], NULL, "list", 'l', &found);
+		if (!e && (type == MF_T_SET || type == MF_T_NONE))
+			e = scan_node(r, masters[i], NULL, "set", 'S', &found);
 	}
 	if (e)
 		mf_log_error("remote: listing keys failed: %s", strerror(-e));
@@ -285,14 +303,21 @@ static size_t rk_keys(void *impl, mf_type type, mf_slice **keys)
 	for (size_t i = 0; !e && i < found.n; i++) {
 		const named *x = &found.v[i];
 		const named *m = names_find(&metas, x->name, x->len);
-		mf_type t = x->kind == 'l' ? MF_T_LIST : m && m->kind == 'j' ? MF_T_JSON : MF_T_STRING;
+		mf_type t = x->kind == 'l'   ? MF_T_LIST
+		            : x->kind == 'S' ? MF_T_SET
+		            : m && m->kind == 'j' ? MF_T_JSON
+		                                  : MF_T_STRING;
 		if (type == MF_T_NONE || type == t)
 			out[n++] = mf_slice_from(x->name, x->len, x->len);
 	}
-	/* Empty lists: a meta field without a key. */
-	for (size_t i = 0; !e && i < metas.n && (type == MF_T_LIST || type == MF_T_NONE); i++)
-		if (metas.v[i].kind == 'l' && !names_find(&found, metas.v[i].name, metas.v[i].len))
+	/* Empty lists and sets: a meta field without a key. */
+	for (size_t i = 0; !e && i < metas.n; i++) {
+		char k = metas.v[i].kind;
+		mf_type t = k == 'l' ? MF_T_LIST : k == 'S' ? MF_T_SET : MF_T_NONE;
+		if (t != MF_T_NONE && (type == t || type == MF_T_NONE) &&
+		    !names_find(&found, metas.v[i].name, metas.v[i].len))
 			out[n++] = mf_slice_from(metas.v[i].name, metas.v[i].len, metas.v[i].len);
+	}
 	names_free(&metas);
 	names_free(&found);
 	*keys = out;
@@ -304,7 +329,7 @@ static size_t rk_keys(void *impl, mf_type type, mf_slice **keys)
 static bool op_creates(int t)
 {
 	return t == MF_OP_CREATE || t == MF_OP_SET || t == MF_OP_APPEND || t == MF_OP_SETRANGE ||
-	       t == MF_OP_RPUSH || t == MF_OP_LPUSH;
+	       t == MF_OP_RPUSH || t == MF_OP_LPUSH || t == MF_OP_SADD || t == MF_OP_INCRBY;
 }
 
 /* What can be refused without the server (mirrors store.c validate). */
@@ -312,8 +337,8 @@ static int local_check(const mf_op *op)
 {
 	if (op->type == MF_OP_FLUSH)
 		return 0;
-	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || op->key.len == 0 ||
-	    op->key.len > MF_KEY_BYTES_MAX)
+	if ((op->type == MF_OP_EXPIRE ? op->ktype != MF_T_NONE : !mf_type_valid(op->ktype)) ||
+	    op->key.len == 0 || op->key.len > MF_KEY_BYTES_MAX)
 		return -EINVAL;
 	if (op->val.len > MF_VALUE_MAX ||
 	    (op->type == MF_OP_SETRANGE && op->arg + op->val.len > MF_VALUE_MAX) ||
@@ -326,6 +351,11 @@ static int local_check(const mf_op *op)
 	if ((op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
 	    (op->ktype != MF_T_LIST || op->val.len == 0))
 		return -EINVAL;
+	if ((op->type == MF_OP_SADD || op->type == MF_OP_SREM) &&
+	    (op->ktype != MF_T_SET || op->val.len == 0))
+		return -EINVAL;
+	if (op->type == MF_OP_INCRBY && op->ktype != MF_T_STRING)
+		return -EINVAL;
 	if (op->type == MF_OP_JSON_SETPATH)
 		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
 	return 0;
@@ -336,11 +366,16 @@ static int rk_check(void *impl, const mf_op *op)
 	int e = local_check(op);
 	if (e || op->type == MF_OP_FLUSH)
 		return e;
+	if (!op_word(op->type) && op->type != MF_OP_JSON_SETPATH && op->type != MF_OP_JSON_DELPATH)
+		return -EOPNOTSUPP;
 	mf_entry_info info;
 	e = rk_get(impl, mf_slice_ptr(op->key), op->key.len, false, &info);
 	if (e && e != -ENOENT)
 		return e;
 	bool exists = e == 0, same = exists && info.type == op->ktype;
+	mf_slice_unref(&info.val);
+	if (op->type == MF_OP_EXPIRE)
+		return exists ? 0 : -ENOENT;
 	if (op_creates(op->type))
 		return exists && !same ? -EEXIST : 0;
 	return same ? 0 : -ENOENT;
@@ -389,6 +424,12 @@ static const char *op_word(int type)
 	case MF_OP_LPUSH: return "LPUSH";
 	case MF_OP_RPOP: return "RPOP";
 	case MF_OP_SETRANGE: return "SETRANGE";
+	case MF_OP_SADD: return "SADD";
+	case MF_OP_SREM: return "SREM";
+	case MF_OP_INCRBY: return "INCRBY";
+	case MF_OP_EXPIRE: return "EXPIRE";
+	/* INCRBYFLOAT, SMOVE, the JSON number/array/string edits and MULTI
+	 * come only from the embedded store's RESP face: not mapped. */
 	default: return NULL;
 	}
 }
@@ -488,7 +529,7 @@ static int json_path_edit(mf_remote *r, mf_op *op, int64_t now)
 	return -EIO; /* a document rewritten 100 times under us: give up */
 }
 
-static int rk_commit(void *impl, mf_op *op)
+int rm_commit(void *impl, mf_op *op)
 {
 	mf_remote *r = impl;
 	int e = local_check(op);
@@ -502,7 +543,7 @@ static int rk_commit(void *impl, mf_op *op)
 		return json_path_edit(r, op, now);
 	const char *word = op_word(op->type);
 	if (!word)
-		return -EINVAL;
+		return -EOPNOTSUPP;
 	const char *key = mf_slice_ptr(op->key), *key2 = mf_slice_ptr(op->key2);
 	bool rename = op->type == MF_OP_RENAME;
 	if (rename && r->cluster && rm_slot(key, op->key.len) != rm_slot(key2, op->key2.len))
@@ -525,9 +566,12 @@ static int rk_commit(void *impl, mf_op *op)
 	argv[argc] = word, lens[argc++] = strlen(word);
 	argv[argc] = kind, lens[argc++] = 1;
 	argv[argc] = nowbuf, lens[argc++] = (size_t)sprintf(nowbuf, "%" PRId64, now);
-	argv[argc] = argbuf, lens[argc++] = (size_t)sprintf(argbuf, "%" PRIu64, op->arg);
-	if (op->ktype == MF_T_LIST && (op->type == MF_OP_SET || op->type == MF_OP_RPUSH ||
-	                               op->type == MF_OP_LPUSH))
+	argv[argc] = argbuf, lens[argc++] = op->type == MF_OP_INCRBY /* a signed delta */
+	                                         ? (size_t)sprintf(argbuf, "%" PRId64, (int64_t)op->arg)
+	                                         : (size_t)sprintf(argbuf, "%" PRIu64, op->arg);
+	if (((op->ktype == MF_T_LIST || op->ktype == MF_T_SET) && op->type == MF_OP_SET) ||
+	    op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH || op->type == MF_OP_SADD ||
+	    op->type == MF_OP_SREM)
 		/* LPUSH prepends the lines as a block: pushed last line first. */
 		argc = split_lines(op, &argv, &lens, argc, op->type == MF_OP_LPUSH);
 	else if (op->type == MF_OP_SET || op->type == MF_OP_APPEND || op->type == MF_OP_SETRANGE)
@@ -562,7 +606,7 @@ _Static_assert(sizeof(rk_ticket) <= sizeof(mf_kv_ticket), "ticket fits");
 
 static int rk_commit_enqueue(void *impl, mf_op *op, mf_kv_ticket *t)
 {
-	((rk_ticket *)(void *)t->opaque)->result = rk_commit(impl, op);
+	((rk_ticket *)(void *)t->opaque)->result = rm_commit(impl, op);
 	return 0;
 }
 
@@ -592,20 +636,69 @@ static char *rk_stats_text(void *impl)
 	char *s = NULL;
 	int masters[RM_MAX_NODES];
 	int nm = rm_masters(r, masters, RM_MAX_NODES);
+	/* The same key counts as the embedded store's stats (one listing per
+	 * type: /.ctl/stats is read by people and tests, not in a hot path). */
+	uint64_t cnt[MF_T_MAX_ + 1] = {0};
+	static const mf_type types[] = {MF_T_STRING, MF_T_JSON, MF_T_LIST, MF_T_SET};
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+		mf_slice *ks;
+		size_t n = rk_keys(r, types[i], &ks);
+		for (size_t j = 0; j < n; j++)
+			mf_slice_unref(&ks[j]);
+		free(ks);
+		cnt[types[i]] = n;
+		cnt[0] += n;
+	}
+	size_t blocked = 0;
+	pthread_mutex_lock(&r->bpop_mu);
+	for (rm_bwait *b = r->bwaits; b; b = b->next)
+		blocked++;
+	pthread_mutex_unlock(&r->bpop_mu);
+	/* Expiry figures are the servers' own (INFO): keys with a TTL now, and
+	 * keys expired since each server started. */
+	uint64_t with_ttl = 0, expired = 0;
+	int masters_[RM_MAX_NODES];
+	int nm_ = rm_masters(r, masters_, RM_MAX_NODES);
+	for (int i = 0; i < nm_; i++) {
+		const char *argv[2] = {"INFO", "all"};
+		size_t lens[2] = {4, 3};
+		redisReply *rep;
+		if (rm_call(r, -1, masters_[i], RM_IDEMPOTENT, 2, argv, lens, &rep, NULL) != 0)
+			continue;
+		if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
+			char db[32];
+			snprintf(db, sizeof db, "\ndb%d:", r->db);
+			const char *p = strstr(rep->str, db), *q;
+			if (p && (q = strstr(p, "expires=")) != NULL)
+				with_ttl += strtoull(q + 8, NULL, 10);
+			if ((p = strstr(rep->str, "\nexpired_keys:")) != NULL)
+				expired += strtoull(p + 14, NULL, 10);
+		}
+		freeReplyObject(rep);
+	}
+	char *head = NULL;
+	if (asprintf(&head,
+	             "keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
+	             "\nkeys_sets %" PRIu64 "\nkeys_with_expiry %" PRIu64 "\nexpired_keys %" PRIu64
+	             "\nblocked_pops %zu\n",
+	             cnt[0], cnt[MF_T_STRING], cnt[MF_T_JSON], cnt[MF_T_LIST], cnt[MF_T_SET], with_ttl,
+	             expired, blocked) < 0)
+		return NULL;
 	if (asprintf(&s,
-	             "backend remote\nstore %s\nremote_nodes %d\nremote_masters %d\nreplicas_wait %u\n"
+	             "%sbackend remote\nstore %s\nremote_nodes %d\nremote_masters %d\nreplicas_wait %u\n"
 	             "remote_reads %" PRIuFAST64 "\nremote_writes %" PRIuFAST64
 	             "\nremote_errors %" PRIuFAST64 "\nremote_connects %" PRIuFAST64
 	             "\nremote_redirects %" PRIuFAST64 "\nremote_invalidations %" PRIuFAST64
 	             "\nremote_wait_short %" PRIuFAST64 "\nopen_handles %" PRIuFAST64
 	             "\nreads_hit %" PRIuFAST64 "\nreads_miss %" PRIuFAST64 "\n",
-	             r->opts.url, r->nnodes, nm, r->opts.replicas, atomic_load(&r->n_reads),
+	             head, r->opts.url, r->nnodes, nm, r->opts.replicas, atomic_load(&r->n_reads),
 	             atomic_load(&r->n_writes), atomic_load(&r->n_errors),
 	             atomic_load(&r->n_reconnects), atomic_load(&r->n_redirects),
 	             atomic_load(&r->n_invalidations), atomic_load(&r->n_wait_short),
 	             atomic_load(&r->n_handles), atomic_load(&r->n_read_hits),
 	             atomic_load(&r->n_read_misses)) < 0)
-		return NULL;
+		s = NULL;
+	free(head);
 	return s;
 }
 
@@ -653,10 +746,12 @@ static void rk_handles_add(void *impl, int delta)
 }
 
 static const mf_kv_ops remote_ops = {
+	.bpop = rm_bpop,
+	.bpop_cancel = rm_bpop_cancel,
 	.get = rk_get,
 	.keys = rk_keys,
 	.check = rk_check,
-	.commit = rk_commit,
+	.commit = rm_commit,
 	.commit_enqueue = rk_commit_enqueue,
 	.commit_wait = rk_commit_wait,
 	.sync = rk_sync,
@@ -691,6 +786,7 @@ mf_remote *mf_remote_open(const mf_remote_opts *opts, char *err, size_t errlen)
 	r->stop_pipe[0] = r->stop_pipe[1] = -1;
 	pthread_mutex_init(&r->map_mu, NULL);
 	pthread_mutex_init(&r->hook_mu, NULL);
+	pthread_mutex_init(&r->bpop_mu, NULL);
 	if (rm_parse_url(r, opts->url, err, errlen) != 0 || rm_connect_all(r, err, errlen) != 0 ||
 	    rm_track_start(r, err, errlen) != 0) {
 		mf_remote_close(r);
@@ -707,6 +803,7 @@ void mf_remote_close(mf_remote *r)
 	rm_free_nodes(r);
 	pthread_mutex_destroy(&r->map_mu);
 	pthread_mutex_destroy(&r->hook_mu);
+	pthread_mutex_destroy(&r->bpop_mu);
 	free((char *)r->opts.url);
 	free(r);
 }

@@ -16,12 +16,16 @@
  *   /json/K   Redis string K holding the JSON text (validated here, as the
  *             embedded store does, before it is sent)
  *   /lists/K  Redis list K, one element per line
+ *   /sets/K   Redis set K, one member per line (SADD, SREM; SMEMBERS order)
+ *   /.ctl/incr INCRBY, /.ctl/expire PEXPIREAT/PERSIST/PEXPIRETIME,
+ *   /.ctl/bpop BLPOP on a connection of its own (bpop.c)
  * Which strings are JSON documents, and every key's mtime, live in a small
  * hash per cluster slot, "__mf:{TAG}" (TAG: a short string hashing to that
  * slot, so the hash and the key are always in one slot and one script
  * updates both atomically, in a cluster too).  Field K = kind letter
- * (s, j, l) + mtime in ns.  An empty list, which Redis cannot hold, is a
- * field "l..." without a key.  A key some other client made has no field:
+ * (s, j, l, S) + mtime in ns [+ 'x' + expiry in ms].  An empty list or
+ * set, which Redis cannot hold, is a field "l..."/"S..." without a key (one
+ * marked with an expiry is a key Redis expired: absent).  A key some other client made has no field:
  * /kv or /lists by its Redis type, mtime = the mount's start.
  *
  * Every commit is one Lua script run on the key's node (EVALSHA): type
@@ -53,6 +57,9 @@
  * map_mu guards the slot map and the node list, which only grows (a node is
  * never freed before mf_remote_close), so a node pointer read under it
  * stays valid.  No lock is held while the change hook runs.
+ *
+ * Not mapped (-EOPNOTSUPP): the ops only the embedded store's RESP face
+ * logs (INCRBYFLOAT, SMOVE, JSON number/array/string edits, MULTI).
  *
  * Errors: negative errno (EIO: server unreachable, timed out, or fewer
  * replica acks; the script's own refusals map to the embedded store's:

@@ -7,6 +7,7 @@
  *   slot.c    CRC16 key slots and the per-slot meta hash names
  *   kv.c      the mf_kv table: get, keys, check, commit (Lua scripts)
  *   track.c   the invalidation thread (CLIENT TRACKING BCAST subscribers)
+ *   bpop.c    blocking pops (BLPOP on a connection of their own)
  *
  * Lock order: a connection's mutex, then map_mu (conn.c takes map_mu while
  * holding a connection only to read or update the map); track.c's sub
@@ -40,6 +41,15 @@ typedef struct rm_node {
 	atomic_uint next;      /* round robin over the pool */
 } rm_node;
 
+/* A blocking pop waiting now (bpop.c): its connection's CLIENT ID on which
+ * node, so that a cancel can CLIENT UNBLOCK it. */
+typedef struct rm_bwait {
+	mf_bpop_waiter *w;
+	long long cid;
+	int node;
+	struct rm_bwait *next;
+} rm_bwait;
+
 enum { RM_SCRIPT_GET, RM_SCRIPT_APPLY, RM_SCRIPT_CAS, RM_NSCRIPTS };
 
 struct mf_remote {
@@ -60,6 +70,9 @@ struct mf_remote {
 	pthread_t track_thread;
 	bool track_started;
 	int stop_pipe[2];
+	/* blocking pops waiting now (bpop.c), for cancellation */
+	pthread_mutex_t bpop_mu;         /* the list and every waiter's `cancelled` */
+	rm_bwait *bwaits;
 	/* figures for /.ctl/stats */
 	atomic_uint_fast64_t n_reads, n_writes, n_errors, n_reconnects, n_invalidations,
 		n_redirects, n_wait_short, n_handles, n_read_hits, n_read_misses;
@@ -95,7 +108,13 @@ int rm_track_start(mf_remote *r, char *err, size_t errlen);
 void rm_track_stop(mf_remote *r);
 void rm_notify(mf_remote *r, int ktype, const void *key, size_t klen);
 
-/* kv.c */
+/* kv.c / scripts.c */
 extern const char *const rm_scripts[RM_NSCRIPTS];
+int rm_commit(void *impl, mf_op *op);
+
+/* bpop.c: the mf_kv bpop entries (db/kv.h, db.h mf_db_bpop) */
+int rm_bpop(void *impl, const mf_slice *keys, size_t nkeys, bool left, int64_t timeout_ns,
+            mf_bpop_waiter *w, mf_op *out, size_t *which);
+void rm_bpop_cancel(void *impl, mf_bpop_waiter *w);
 
 #endif

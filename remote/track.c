@@ -107,8 +107,9 @@ static void handle_message(mf_remote *r, redisReply *m)
 			continue;
 		/* The message does not say the key's type: each directory's
 		 * cached name (and the node, if any) is dropped. */
-		for (int t = MF_T_STRING; t <= MF_T_LIST; t++)
-			rm_notify(r, t, k->str, k->len);
+		static const int types[] = {MF_T_STRING, MF_T_JSON, MF_T_LIST, MF_T_SET};
+		for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+			rm_notify(r, types[t], k->str, k->len);
 	}
 }
 

@@ -11,6 +11,7 @@
  */
 #include "resp_int.h"
 #include "../store/json.h"
+#include "../store/set.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -154,9 +155,25 @@ static bool arg_ll(client *c, const req *r, int i, long long *v)
 
 /* ---------- store access ---------- */
 
+/* While EXEC builds the replies of queued reads: what each key argument
+ * (by argv index) looked like at its place in the transaction (the MULTI
+ * record's READ results).  Thread-local: set and cleared around one
+ * command's reply on the thread running it. */
+static _Thread_local const mf_op_result *const *tx_view;
+
 static int kget(resp_ctx *x, const req *r, int i, bool want, mf_entry_info *e)
 {
 	memset(e, 0, sizeof *e);
+	if (tx_view) {
+		const mf_op_result *v = tx_view[i];
+		if (!v || v->rc)
+			return -ENOENT;
+		e->type = v->type;
+		e->size = v->out.len;
+		e->count = v->count;
+		e->val = want ? mf_slice_ref(v->out) : MF_SLICE_EMPTY;
+		return 0;
+	}
 	return mf_store_get(x->st, r->argv[i], r->argl[i], want, e);
 }
 
@@ -547,22 +564,86 @@ static void c_get(resp_ctx *x, client *c, req *r)
 
 /* SET: a blind SET under the key's shared lock; with NX/XX/GET, or over
  * a key of another type, read-decide-write under its exclusive lock. */
+/* An expiry argument as Redis reads it (seconds or ms; from now, or
+ * absolute with EXAT/EXPIREAT): the absolute time in ns, or 0 with the
+ * error replied (not an integer; overflowing, or for SET not positive:
+ * "invalid expire time").  A time before 1970 is 1: past, so it deletes;
+ * one after 2262 is INT64_MAX. */
+static int64_t expire_arg(client *c, const req *r, int i, bool ms, bool at, bool positive,
+                          const char *cmd)
+{
+	long long v, when;
+	if (!arg_ll(c, r, i, &v))
+		return 0;
+	long long base = at ? 0 : mf_now_ns() / 1000000;
+	if ((positive && v <= 0) || __builtin_mul_overflow(v, ms ? 1LL : 1000LL, &when) ||
+	    __builtin_add_overflow(when, base, &when)) {
+		char msg[80];
+		snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
+		r_err(c, msg);
+		return 0;
+	}
+	/* Times are ns in an int64 (to 2262): later ones are kept as the
+	 * last one it holds (EXPIRETIME then says so). */
+	return when <= 0 ? 1 : when > INT64_MAX / 1000000 ? INT64_MAX : when * 1000000;
+}
+
+/* SET's write once decided: over a key of type `type` (MF_T_NONE: none),
+ * with the expiry `when` (0: none).  With one, the SET (over any type) and
+ * its EXPIRE are one MULTI record: the key is never without its expiry,
+ * even across a crash; without, a type change is a DEL then the SET. */
+static int set_with_expiry(resp_ctx *x, const req *r, uint8_t type, int64_t when)
+{
+	int rc = 0;
+	if (when) {
+		mf_op sub[2] = {kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]),
+		                kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1])};
+		sub[0].val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		sub[0].arg = 1;
+		sub[1].arg = (uint64_t)when;
+		mf_op op = {0};
+		op.type = MF_OP_MULTI;
+		op.val = mf_multi_encode(sub, 2);
+		mf_op_clear(&sub[0]);
+		mf_op_clear(&sub[1]);
+		rc = mf_db_commit_notify(x->db, &op);
+		if (rc == 0 && op.sub[0].rc)
+			rc = op.sub[0].rc;
+		mf_op_clear(&op);
+		return rc;
+	}
+	if (type != MF_T_NONE && type != MF_T_STRING)
+		rc = del_key(x, r->argv[1], r->argl[1]);
+	if (rc == 0) {
+		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
+		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		rc = commit(x, &op);
+	}
+	return rc;
+}
+
 static void c_set(resp_ctx *x, client *c, req *r)
 {
-	bool nx = false, xx = false, get = false;
+	bool nx = false, xx = false, get = false, keepttl = false;
+	int64_t when = 0; /* EX/PX/EXAT/PXAT: absolute ns */
+	int nexp = 0;
 	for (int i = 3; i < r->argc; i++) {
-		if (argis(r, i, "nx") && !xx)
+		if (argis(r, i, "nx") && !xx) {
 			nx = true;
-		else if (argis(r, i, "xx") && !nx)
+		} else if (argis(r, i, "xx") && !nx) {
 			xx = true;
-		else if (argis(r, i, "get"))
+		} else if (argis(r, i, "get")) {
 			get = true;
-		else if (argis(r, i, "keepttl"))
-			; /* memfluxfs keys never expire: nothing to keep */
-		else if ((argis(r, i, "ex") || argis(r, i, "px") || argis(r, i, "exat") ||
-		          argis(r, i, "pxat")) && i + 1 < r->argc) {
-			r_err(c, "ERR memfluxfs keys do not expire (EX/PX/EXAT/PXAT unsupported)");
-			return;
+		} else if (argis(r, i, "keepttl") && !nexp) {
+			keepttl = true;
+		} else if ((argis(r, i, "ex") || argis(r, i, "px") || argis(r, i, "exat") ||
+		            argis(r, i, "pxat")) && i + 1 < r->argc && !keepttl && !nexp) {
+			nexp++;
+			bool ms = argis(r, i, "px") || argis(r, i, "pxat");
+			bool at = argis(r, i, "exat") || argis(r, i, "pxat");
+			i++;
+			if (!(when = expire_arg(c, r, i, ms, at, true, "set")))
+				return;
 		} else {
 			r_err(c, E_SYNTAX);
 			return;
@@ -570,7 +651,7 @@ static void c_set(resp_ctx *x, client *c, req *r)
 	}
 	if (!keys_ok(c, r, 1, 1, 1))
 		return;
-	if (!nx && !xx && !get) {
+	if (!nx && !xx && !get && !when && !keepttl) {
 		/* Blind: one SET op, unless the key has another type. */
 		lockset m = lock_shared(x, r, 1, 1, 1);
 		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
@@ -599,14 +680,8 @@ static void c_set(resp_ctx *x, client *c, req *r)
 			r_nil(c);
 		goto out;
 	}
-	int rc = 0;
-	if (exists && e.type != MF_T_STRING)
-		rc = del_key(x, r->argv[1], r->argl[1]);
-	if (rc == 0) {
-		mf_op op = kop(MF_OP_SET, MF_T_STRING, r->argv[1], r->argl[1]);
-		op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
-		rc = commit(x, &op);
-	}
+	int rc = set_with_expiry(x, r, exists ? e.type : MF_T_NONE,
+	                         keepttl && exists ? e.expire_ns : when);
 	if (rc)
 		r_errno(c, rc);
 	else if (!get)
@@ -698,6 +773,7 @@ static const char *type_name(int t)
 	case MF_T_STRING: return "string";
 	case MF_T_LIST: return "list";
 	case MF_T_JSON: return "ReJSON-RL";
+	case MF_T_SET: return "set";
 	default: return "none";
 	}
 }
@@ -959,8 +1035,8 @@ static void c_scan(resp_ctx *x, client *c, req *r)
 			}
 		} else if (argis(r, i, "type")) {
 			want_type = 0; /* an unknown type name matches nothing */
-			for (int t = MF_T_STRING; t <= MF_T_LIST; t++)
-				if (argis(r, i + 1, type_name(t)))
+			for (int t = MF_T_STRING; t <= MF_T_MAX_; t++)
+				if (mf_type_valid(t) && argis(r, i + 1, type_name(t)))
 					want_type = t;
 		} else {
 			r_err(c, E_SYNTAX);
@@ -1132,14 +1208,20 @@ static void pop_result(client *c, const mf_op *op, int rc, bool left, bool with_
 
 /* Redis has no empty lists: a pop that empties one deletes it.  A
  * conditional DEL (arg 1), so a push through the mount in between wins. */
-static void drop_if_empty(resp_ctx *x, const req *r)
+static void drop_key_if_empty(resp_ctx *x, const char *k, size_t n)
 {
 	mf_entry_info after;
-	if (kget(x, r, 1, false, &after) == 0 && after.type == MF_T_LIST && after.size == 0) {
-		mf_op d = kop(MF_OP_DEL, MF_T_LIST, r->argv[1], r->argl[1]);
+	if (mf_store_get(x->st, k, n, false, &after) == 0 && after.type == MF_T_LIST &&
+	    after.size == 0) {
+		mf_op d = kop(MF_OP_DEL, MF_T_LIST, k, n);
 		d.arg = 1;
 		commit(x, &d); /* ENOTEMPTY/ENOENT: someone else was first */
 	}
+}
+
+static void drop_if_empty(resp_ctx *x, const req *r)
+{
+	drop_key_if_empty(x, r->argv[1], r->argl[1]);
 }
 
 static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
@@ -1166,6 +1248,85 @@ static void do_pop_locked(resp_ctx *x, client *c, req *r, bool left)
 		drop_if_empty(x, r);
 	pop_result(c, &op, rc, left, with_count);
 	mf_op_clear(&op);
+}
+
+/* BLPOP/BRPOP key [key ...] timeout: the first non-empty list of the keys
+ * (in order) pops at once; else the client waits, first come first served
+ * among the waiters of a key (db/bpop.h), holding its worker thread; its
+ * connection closing cancels the wait (nothing popped).  Not under a
+ * stripe lock: a pop is a blind op, and a waiter must not hold up the
+ * key's read-modify-write commands. */
+static void do_bpop(resp_ctx *x, client *c, req *r, bool left)
+{
+	if (!keys_ok(c, r, 1, -2, 1))
+		return;
+	/* Redis's getTimeoutFromObjectOrReply: a long double of seconds, cut
+	 * to whole ms (so 0.0001 is 0: wait forever); too large to fit wraps
+	 * negative on x86, hence its "negative" reply for 1e400. */
+	long double secs;
+	bool nl;
+	if (mf_num_parse_ld(r->argv[r->argc - 1], r->argl[r->argc - 1], &secs, &nl) != 0 || nl) {
+		r_err(c, "ERR timeout is not a float or out of range");
+		return;
+	}
+	long double msd = secs * 1000.0L;
+	if (!(msd >= 0) || msd >= (long double)LLONG_MAX) {
+		r_err(c, "ERR timeout is negative");
+		return;
+	}
+	long long ms = (long long)msd;
+	int nkeys = r->argc - 2;
+	/* Redis: a key of another type is an error when reached in order
+	 * before a list with elements. */
+	for (int i = 1; i <= nkeys; i++) {
+		mf_entry_info e;
+		if (kget(x, r, i, false, &e) != 0)
+			continue;
+		if (e.type != MF_T_LIST) {
+			r_err(c, E_WRONGTYPE);
+			return;
+		}
+		if (e.count)
+			break;
+	}
+	/* Keep workers for everyone else: a waiter holds one. */
+	bool may_wait = atomic_fetch_add(&x->nblocked, 1) < MF_RESP_WORKERS - 8;
+	mf_slice *keys = mf_xmalloc((size_t)nkeys * sizeof *keys);
+	for (int i = 0; i < nkeys; i++)
+		keys[i] = mf_slice_from(r->argv[i + 1], r->argl[i + 1], r->argl[i + 1]);
+	int64_t tns = ms == 0 ? -1 : ms > (long long)1e12 ? (int64_t)1e18 : (int64_t)ms * 1000000;
+	mf_op op = {0};
+	size_t which = 0;
+	int rc = mf_db_bpop(x->db, keys, (size_t)nkeys, left, may_wait ? tns : 0, true, &c->bw, &op,
+	                    &which);
+	atomic_fetch_sub(&x->nblocked, 1);
+	if (rc == -ETIMEDOUT && !may_wait) {
+		r_err(c, "ERR memfluxfs: too many clients blocked in BLPOP/BRPOP");
+	} else if (rc == -ETIMEDOUT || rc == -EINTR) {
+		r_nil_arr(c);
+	} else if (rc) {
+		r_errno(c, rc);
+	} else {
+		mf_slice k = keys[which];
+		drop_key_if_empty(x, mf_slice_ptr(k), k.len); /* Redis has no empty lists */
+		r_arr(c, 2);
+		r_bulk(c, mf_slice_ptr(k), k.len);
+		r_bulk(c, mf_slice_ptr(op.out), op.out.len - 1); /* the line without '\n' */
+	}
+	mf_op_clear(&op);
+	for (int i = 0; i < nkeys; i++)
+		mf_slice_unref(&keys[i]);
+	free(keys);
+}
+
+static void c_blpop(resp_ctx *x, client *c, req *r)
+{
+	do_bpop(x, c, r, true);
+}
+
+static void c_brpop(resp_ctx *x, client *c, req *r)
+{
+	do_bpop(x, c, r, false);
 }
 
 static void c_lpop(resp_ctx *x, client *c, req *r)
@@ -1246,6 +1407,360 @@ static void c_lindex(resp_ctx *x, client *c, req *r)
 	mf_slice_unref(&e.val);
 }
 
+/* ---------- expiry (EXPIRE records: absolute times) ---------- */
+
+/* EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT key time [NX|XX|GT|LT]. */
+static void do_expire(resp_ctx *x, client *c, req *r, bool ms, bool at, const char *name)
+{
+	bool nx = false, xx = false, gt = false, lt = false;
+	for (int i = 3; i < r->argc; i++) {
+		if (argis(r, i, "nx"))
+			nx = true;
+		else if (argis(r, i, "xx"))
+			xx = true;
+		else if (argis(r, i, "gt"))
+			gt = true;
+		else if (argis(r, i, "lt"))
+			lt = true;
+		else {
+			char msg[160];
+			snprintf(msg, sizeof msg, "ERR Unsupported option %.*s",
+			         (int)(r->argl[i] > 64 ? 64 : r->argl[i]), r->argv[i]);
+			r_err(c, msg);
+			return;
+		}
+	}
+	if (nx && (xx || gt || lt)) {
+		r_err(c, "ERR NX and XX, GT or LT options at the same time are not compatible");
+		return;
+	}
+	if (gt && lt) {
+		r_err(c, "ERR GT and LT options at the same time are not compatible");
+		return;
+	}
+	int64_t when = expire_arg(c, r, 2, ms, at, false, name);
+	if (!when || !keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_args(x, r, 1, 1, 1); /* the conditions read, then write */
+	mf_entry_info e;
+	int rc = kget(x, r, 1, false, &e);
+	if (rc == 0) {
+		/* No expiry counts as infinite (Redis): GT never, LT always. */
+		int64_t cur = e.expire_ns;
+		if ((nx && cur) || (xx && !cur) || (gt && (!cur || when <= cur)) ||
+		    (lt && cur && when >= cur))
+			rc = -EALREADY;
+	}
+	mf_op op = kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1]);
+	op.arg = (uint64_t)when;
+	if (rc == 0)
+		rc = commit(x, &op);
+	else
+		mf_op_clear(&op);
+	unlock_set(x, m);
+	r_int_result(c, rc == -ENOENT || rc == -EALREADY ? 0 : rc, rc ? 0 : 1);
+}
+
+static void c_expire(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, false, false, "expire");
+}
+
+static void c_pexpire(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, true, false, "pexpire");
+}
+
+static void c_expireat(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, false, true, "expireat");
+}
+
+static void c_pexpireat(resp_ctx *x, client *c, req *r)
+{
+	do_expire(x, c, r, true, true, "pexpireat");
+}
+
+/* TTL/PTTL (remaining) and EXPIRETIME/PEXPIRETIME (absolute): -2 no key,
+ * -1 no expiry; TTL rounds to the nearest second, as Redis. */
+static void ttl_reply(resp_ctx *x, client *c, req *r, bool ms, bool absolute)
+{
+	mf_entry_info e;
+	if (kget(x, r, 1, false, &e) != 0) {
+		r_int(c, -2);
+		return;
+	}
+	if (!e.expire_ns) {
+		r_int(c, -1);
+		return;
+	}
+	long long at = e.expire_ns / 1000000;
+	if (absolute) {
+		r_int(c, ms ? at : at / 1000);
+		return;
+	}
+	long long left = at - mf_now_ns() / 1000000;
+	if (left < 0)
+		left = 0;
+	r_int(c, ms ? left : (left + 500) / 1000);
+}
+
+static void c_ttl(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, false, false);
+}
+
+static void c_pttl(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, true, false);
+}
+
+static void c_expiretime(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, false, true);
+}
+
+static void c_pexpiretime(resp_ctx *x, client *c, req *r)
+{
+	ttl_reply(x, c, r, true, true);
+}
+
+static void c_persist(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_EXPIRE, MF_T_NONE, r->argv[1], r->argl[1]); /* arg 0: none */
+	int rc = commit(x, &op);
+	unlock_set(x, m);
+	r_int_result(c, rc == -ENOENT ? 0 : rc, rc ? 0 : (long long)op.res);
+}
+
+/* ---------- counters (INCRBY / INCRBYFLOAT records: atomic in the store) */
+
+#define E_OVERFLOW "ERR increment or decrement would overflow"
+#define E_NOTFLOAT "ERR value is not a valid float"
+
+/* INCR/DECR/INCRBY/DECRBY: one INCRBY record; the store says whether the
+ * value is an integer and whether the sum fits (so a writer through the
+ * mount cannot slip in between a read and a write here). */
+static void do_incrby(resp_ctx *x, client *c, req *r, long long d)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_INCRBY, MF_T_STRING, r->argv[1], r->argl[1]);
+	op.arg = (uint64_t)d;
+	int rc = commit(x, &op);
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -EINVAL)
+		r_err(c, E_NOTINT);
+	else if (rc == -ERANGE)
+		r_err(c, E_OVERFLOW);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, (long long)op.res);
+}
+
+static void c_incr(resp_ctx *x, client *c, req *r)
+{
+	do_incrby(x, c, r, 1);
+}
+
+static void c_decr(resp_ctx *x, client *c, req *r)
+{
+	do_incrby(x, c, r, -1);
+}
+
+static void c_incrby(resp_ctx *x, client *c, req *r)
+{
+	long long d;
+	if (arg_ll(c, r, 2, &d))
+		do_incrby(x, c, r, d);
+}
+
+static void c_decrby(resp_ctx *x, client *c, req *r)
+{
+	long long d;
+	if (!arg_ll(c, r, 2, &d))
+		return;
+	if (d == LLONG_MIN) {
+		r_err(c, "ERR decrement would overflow");
+		return;
+	}
+	do_incrby(x, c, r, -d);
+}
+
+static void c_incrbyfloat(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 1, 1);
+	mf_op op = kop(MF_OP_INCRBYFLOAT, MF_T_STRING, r->argv[1], r->argl[1]);
+	op.val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	int rc = mf_db_commit_notify(x->db, &op);
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -EINVAL)
+		r_err(c, E_NOTFLOAT);
+	else if (rc == -ERANGE)
+		r_err(c, "ERR increment would produce NaN or Infinity");
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_bulk(c, mf_slice_ptr(op.out), op.out.len); /* the new value */
+	mf_op_clear(&op);
+}
+
+/* ---------- sets (/sets keys: one member per line) ---------- */
+
+/* The members r->argv[from..] as lines; members holding '\n' (which no
+ * set can hold) are left out, *skipped counts them. */
+static mf_slice member_lines(const req *r, int from, int *skipped)
+{
+	size_t total = 0;
+	for (int i = from; i < r->argc; i++)
+		total += r->argl[i] + 1;
+	mf_slice v = mf_slice_alloc(0, total);
+	*skipped = 0;
+	for (int i = from; i < r->argc; i++) {
+		if (memchr(r->argv[i], '\n', r->argl[i])) {
+			(*skipped)++;
+			continue;
+		}
+		mf_slice_append(&v, r->argv[i], r->argl[i]);
+		mf_slice_append(&v, "\n", 1);
+	}
+	return v;
+}
+
+#define E_MEMBER_NL "ERR memfluxfs set members are lines: a member cannot contain a newline"
+
+/* SADD / SREM: one record of the members as lines; the reply is how many
+ * were added / removed.  SREM of a key that is not there: 0. */
+static void set_members_op(resp_ctx *x, client *c, req *r, int type)
+{
+	if (!keys_ok(c, r, 1, 1, 1))
+		return;
+	int skipped;
+	mf_slice v = member_lines(r, 2, &skipped);
+	mf_entry_info e;
+	int rc = 0;
+	if (type == MF_OP_SADD && skipped)
+		rc = -EBADMSG;
+	else if (kget(x, r, 1, false, &e) == 0 && e.type != MF_T_SET)
+		rc = -EEXIST;
+	else if (v.len == 0) /* SREM of only members no set holds */
+		rc = -ENOENT;
+	mf_op op = kop(type, MF_T_SET, r->argv[1], r->argl[1]);
+	op.val = v;
+	if (rc == 0) {
+		lockset m = lock_shared(x, r, 1, 1, 1);
+		rc = commit(x, &op);
+		unlock_set(x, m);
+	} else {
+		mf_op_clear(&op);
+	}
+	if (rc == -EBADMSG)
+		r_err(c, E_MEMBER_NL);
+	else
+		r_int_result(c, rc == -ENOENT ? 0 : rc, (long long)op.res);
+}
+
+static void c_sadd(resp_ctx *x, client *c, req *r)
+{
+	set_members_op(x, c, r, MF_OP_SADD);
+}
+
+static void c_srem(resp_ctx *x, client *c, req *r)
+{
+	set_members_op(x, c, r, MF_OP_SREM);
+}
+
+static void c_smembers(resp_ctx *x, client *c, req *r)
+{
+	mf_entry_info e;
+	if (kget(x, r, 1, true, &e) != 0) {
+		r_arr(c, 0);
+		return;
+	}
+	if (e.type != MF_T_SET) {
+		r_err(c, E_WRONGTYPE);
+		mf_slice_unref(&e.val);
+		return;
+	}
+	const char *p = mf_slice_ptr(e.val);
+	size_t n = e.val.len;
+	size_t k = (size_t)mf_count_lines(p, n);
+	if (c->proto == 3)
+		rb_fmt(&c->out, "~%zu\r\n", k);
+	else
+		r_arr(c, k);
+	for (size_t i = 0; i < n;) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t l = (size_t)(nl - (p + i));
+		r_bulk(c, p + i, l);
+		i += l + 1;
+	}
+	mf_slice_unref(&e.val);
+}
+
+static void c_sismember(resp_ctx *x, client *c, req *r)
+{
+	int h = mf_store_set_has(x->st, r->argv[1], r->argl[1], r->argv[2], r->argl[2]);
+	if (h == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else
+		r_int(c, h == 1);
+}
+
+static void c_scard(resp_ctx *x, client *c, req *r)
+{
+	mf_entry_info e;
+	if (kget(x, r, 1, false, &e) != 0)
+		r_int(c, 0);
+	else if (e.type != MF_T_SET)
+		r_err(c, E_WRONGTYPE);
+	else
+		r_int(c, (long long)e.count);
+}
+
+/* One SMOVE record: the member leaves one set and joins the other
+ * atomically (no reader sees it in both or neither). */
+static void c_smove(resp_ctx *x, client *c, req *r)
+{
+	if (!keys_ok(c, r, 1, 2, 1))
+		return;
+	lockset m = lock_shared(x, r, 1, 2, 1);
+	mf_op op = kop(MF_OP_SMOVE, MF_T_SET, r->argv[1], r->argl[1]);
+	op.key2 = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	int rc;
+	if (memchr(r->argv[3], '\n', r->argl[3])) {
+		/* No set holds it: Redis's checks, then 0. */
+		mf_entry_info s, d;
+		bool hs = kget(x, r, 1, false, &s) == 0, hd = kget(x, r, 2, false, &d) == 0;
+		rc = !hs ? -ENOENT : s.type != MF_T_SET || (hd && d.type != MF_T_SET) ? -EEXIST : 0;
+		op.res = 0;
+		mf_op_clear(&op);
+	} else {
+		op.val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
+		rc = commit(x, &op);
+	}
+	unlock_set(x, m);
+	if (rc == -EEXIST)
+		r_err(c, E_WRONGTYPE);
+	else if (rc == -ENOENT)
+		r_int(c, 0);
+	else if (rc)
+		r_errno(c, rc);
+	else
+		r_int(c, (long long)op.res);
+}
+
 /* ---------- JSON (RedisJSON's commands on /json documents) ---------- */
 
 /* A path argument as the store's "$..." syntax: JSONPath as is; the legacy
@@ -1319,10 +1834,14 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 	if (npaths > 1)
 		rb_put(&out, "{", 1);
 	for (int k = 0; k < (npaths > 0 ? npaths : 1); k++) {
-		size_t plen, off, len;
+		size_t plen, off = 0, len = 0;
 		bool legacy;
 		char *path = json_path(r, 2 + k, &plen, &legacy);
-		int rc = mf_json_get_path(doc, e.val.len, path, plen, &off, &len);
+		/* "$" paths answer with every match ([*], .., negative indexes)
+		 * as an array; legacy paths with the one value. */
+		char *q = NULL;
+		int rc = legacy ? mf_json_get_path(doc, e.val.len, path, plen, &off, &len)
+		                : mf_json_query(doc, e.val.len, path, plen, &q, &len);
 		if (rc == -EINVAL && mf_json_path_check(path, plen) != 0) {
 			free(path);
 			free(out.p);
@@ -1351,14 +1870,13 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 			}
 			rb_put(&out, "\":", 2);
 		}
-		if (legacy) {
+		if (legacy)
 			rb_put(&out, doc + off, len);
-		} else {
-			rb_put(&out, "[", 1);
-			if (rc == 0)
-				rb_put(&out, doc + off, len);
-			rb_put(&out, "]", 1);
-		}
+		else if (rc == 0)
+			rb_put(&out, q, len);
+		else
+			rb_put(&out, "[]", 2);
+		free(q);
 		free(path);
 	}
 	if (npaths > 1)
@@ -1366,6 +1884,127 @@ static void c_json_get(resp_ctx *x, client *c, req *r)
 	r_bulk(c, out.p, out.len);
 	free(out.p);
 	mf_slice_unref(&e.val);
+}
+
+static void json_update_reply(client *c, int type, int rc, bool key_absent, bool legacy,
+                              const char *path, uint64_t res, mf_slice out);
+
+/* JSON.NUMINCRBY / JSON.ARRAPPEND / JSON.STRAPPEND: one record each (the
+ * store does the read-modify-write), so concurrent updates from RESP and
+ * the mount's /.ctl/jincr never lose one.  val: the op's argument. */
+static void json_update(resp_ctx *x, client *c, req *r, int type, int pathi, mf_slice val)
+{
+	size_t plen;
+	bool legacy;
+	char *path = json_path(r, pathi, &plen, &legacy);
+	mf_entry_info e;
+	int rc = kget(x, r, 1, false, &e);
+	if (rc == 0 && e.type != MF_T_JSON)
+		rc = -EEXIST;
+	else if (rc == 0 && mf_json_path_check(path, plen) != 0)
+		rc = -EBADMSG;
+	mf_op op = kop(type, MF_T_JSON, r->argv[1], r->argl[1]);
+	op.key2 = mf_slice_from(path, plen, plen);
+	op.val = val;
+	if (rc == 0) {
+		lockset m = lock_shared(x, r, 1, 1, 1);
+		rc = mf_db_commit_notify(x->db, &op);
+		unlock_set(x, m);
+	}
+	json_update_reply(c, type, rc, e.type != MF_T_JSON, legacy, path, op.res, op.out);
+	mf_op_clear(&op);
+	free(path);
+}
+
+static void json_update_reply(client *c, int type, int rc, bool key_absent, bool legacy,
+                              const char *path, uint64_t res, mf_slice out)
+{
+	char msg[300];
+	if (rc == -ENOENT && key_absent) {
+		r_err(c, "ERR could not perform this operation on a key that doesn't exist");
+	} else if (rc == -EEXIST) {
+		r_err(c, E_WRONGTYPE);
+	} else if (rc == -EBADMSG) {
+		r_err(c, "ERR invalid JSON path");
+	} else if (rc == -ENOENT && !legacy) {
+		if (type == MF_OP_JSON_NUMINCRBY) /* no match */
+			r_cstr(c, "[]");
+		else
+			r_arr(c, 0);
+	} else if (rc == -ENOENT || (rc == -EDOM && legacy)) {
+		snprintf(msg, sizeof msg, rc == -ENOENT ? "ERR Path '%.200s' does not exist"
+		                                        : "ERR wrong JSON type at path '%.200s'", path);
+		r_err(c, msg);
+	} else if (rc == -EDOM) { /* a match of another JSON type: null, as RedisJSON */
+		if (type == MF_OP_JSON_NUMINCRBY) {
+			r_cstr(c, "[null]");
+		} else {
+			r_arr(c, 1);
+			r_nil(c);
+		}
+	} else if (rc == -EINVAL) {
+		r_err(c, type == MF_OP_JSON_NUMINCRBY ? "ERR expected a JSON number"
+		                                      : "ERR expected a JSON value");
+	} else if (rc == -ERANGE) {
+		r_err(c, "ERR result is not a finite number");
+	} else if (rc) {
+		r_errno(c, rc);
+	} else if (type == MF_OP_JSON_NUMINCRBY) {
+		if (legacy) {
+			r_bulk(c, mf_slice_ptr(out), out.len);
+		} else {
+			rbuf b = {0};
+			rb_put(&b, "[", 1);
+			rb_put(&b, mf_slice_ptr(out), out.len);
+			rb_put(&b, "]", 1);
+			r_bulk(c, b.p, b.len);
+			free(b.p);
+		}
+	} else {
+		if (!legacy)
+			r_arr(c, 1);
+		r_int(c, (long long)res);
+	}
+}
+
+static void c_json_numincrby(resp_ctx *x, client *c, req *r)
+{
+	json_update(x, c, r, MF_OP_JSON_NUMINCRBY, 2,
+	            mf_slice_from(r->argv[3], r->argl[3], r->argl[3]));
+}
+
+/* JSON.ARRAPPEND's values (argv[3..]) as one JSON array "[v1,v2,...]":
+ * the op's argument (each is checked by the store as part of it). */
+static mf_slice arrappend_values(const req *r)
+{
+	rbuf b = {0};
+	rb_put(&b, "[", 1);
+	for (int i = 3; i < r->argc; i++) {
+		if (i > 3)
+			rb_put(&b, ",", 1);
+		rb_put(&b, r->argv[i], r->argl[i]);
+	}
+	rb_put(&b, "]", 1);
+	mf_slice v = mf_slice_from(b.p, b.len, b.len);
+	free(b.p);
+	return v;
+}
+
+static void c_json_arrappend(resp_ctx *x, client *c, req *r)
+{
+	json_update(x, c, r, MF_OP_JSON_ARRAPPEND, 2, arrappend_values(r));
+}
+
+static void c_json_strappend(resp_ctx *x, client *c, req *r)
+{
+	/* JSON.STRAPPEND key [path] value */
+	int vi = r->argc - 1;
+	if (r->argc > 4) {
+		r_err(c, "ERR wrong number of arguments for 'json.strappend' command");
+		return;
+	}
+	json_update(x, c, r, MF_OP_JSON_STRAPPEND, r->argc == 4 ? 2 : 99,
+	            mf_slice_from(r->argv[vi], r->argl[vi], r->argl[vi]));
 }
 
 static void c_json_set(resp_ctx *x, client *c, req *r)
@@ -1504,7 +2143,8 @@ static void c_dbinfo(resp_ctx *x, client *c, req *r)
 	       VERSION, (long)getpid(), (long long)((now - x->start_ns) / 1000000000),
 	       atomic_load(&x->nclients));
 	if (s.keys[0])
-		rb_fmt(&b, "db0:keys=%" PRIu64 ",expires=0,avg_ttl=0\r\n", s.keys[0]);
+		rb_fmt(&b, "db0:keys=%" PRIu64 ",expires=%" PRIu64 ",avg_ttl=0\r\n", s.keys[0],
+		       s.expires);
 	rb_fmt(&b, "\r\n# Memfluxfs\r\n");
 	/* /.ctl/stats lines are "name value": INFO's form is "name:value". */
 	for (char *line = stats; line && *line;) {
@@ -1614,6 +2254,502 @@ static void c_flushdb(resp_ctx *x, client *c, req *r)
 
 static void c_command(resp_ctx *x, client *c, req *r);
 
+/* ---------- transactions: MULTI / EXEC / DISCARD / WATCH ----------
+ *
+ * EXEC turns the queued commands into the sub-ops of ONE MULTI record
+ * (store/op.h), applied in order by mf_store_apply: a crash keeps all of
+ * them or none, and no other writer (RESP or the mount) runs in between.
+ * Each command's reply is then built from its sub-ops' results, as Redis
+ * replies to each command of an EXEC (a failing command does not stop the
+ * others).  Reads queued between writes are READ sub-ops: they see the
+ * keyspace at their place.  Supported inside MULTI: the commands tx_build
+ * knows; any other is refused when queued (and EXEC then aborts, as for
+ * Redis's queue-time errors).  EXEC holds every stripe lock, so WATCH's
+ * version check and the record are atomic against other RESP clients; a
+ * write through the mount between the check and the apply is not seen
+ * (the window is one WAL hand-off). */
+
+typedef struct txq {
+	int argc;
+	char **argv;
+	size_t *argl;
+} txq;
+
+typedef struct watched {
+	char *k;
+	size_t n;
+	uint64_t version; /* 0: absent */
+} watched;
+
+static void txq_clear(client *c)
+{
+	for (int i = 0; i < c->ntxq; i++) {
+		for (int a = 0; a < c->txq[i].argc; a++)
+			free(c->txq[i].argv[a]);
+		free(c->txq[i].argv);
+		free(c->txq[i].argl);
+	}
+	c->ntxq = 0;
+	c->in_multi = c->multi_dirty = false;
+}
+
+static void unwatch(client *c)
+{
+	for (int i = 0; i < c->nwatch; i++)
+		free(c->watch[i].k);
+	free(c->watch);
+	c->watch = NULL;
+	c->nwatch = 0;
+}
+
+void cmd_client_free(client *c)
+{
+	txq_clear(c);
+	free(c->txq);
+	c->txq = NULL;
+	unwatch(c);
+}
+
+/* The commands a transaction takes, and how each becomes sub-ops. */
+enum { TX_NO = 0, TX_READ, TX_WRITE, TX_PLAIN };
+
+static int tx_kind(const req *r)
+{
+	static const char *const reads[] = {"get", "mget", "exists", "type", "strlen", "getrange",
+	                                    "llen", "lrange", "lindex", "scard", "smembers",
+	                                    "json.get", "json.type"};
+	static const char *const writes[] = {
+		"set", "del", "unlink", "incr", "decr", "incrby", "decrby", "incrbyfloat", "append",
+		"rpush", "lpush", "lpop", "rpop", "sadd", "srem", "smove", "json.set",
+		"json.numincrby", "json.arrappend", "json.strappend"};
+	for (size_t i = 0; i < sizeof reads / sizeof *reads; i++)
+		if (argis(r, 0, reads[i]))
+			return TX_READ;
+	for (size_t i = 0; i < sizeof writes / sizeof *writes; i++)
+		if (argis(r, 0, writes[i]))
+			return TX_WRITE;
+	if (argis(r, 0, "ping") || argis(r, 0, "echo"))
+		return TX_PLAIN;
+	return TX_NO;
+}
+
+/* Queue a command (MULTI mode).  Its arity was checked. */
+static void tx_queue(client *c, req *r)
+{
+	if (tx_kind(r) == TX_NO) {
+		char msg[200];
+		snprintf(msg, sizeof msg, "ERR memfluxfs: '%.*s' is not supported inside MULTI",
+		         (int)(r->argl[0] > 64 ? 64 : r->argl[0]), r->argv[0]);
+		r_err(c, msg);
+		c->multi_dirty = true;
+		return;
+	}
+	if (c->ntxq == c->captxq) {
+		c->captxq = c->captxq ? c->captxq * 2 : 8;
+		c->txq = mf_xrealloc(c->txq, (size_t)c->captxq * sizeof *c->txq);
+	}
+	txq *q = &c->txq[c->ntxq++];
+	q->argc = r->argc;
+	q->argv = mf_xmalloc((size_t)r->argc * sizeof *q->argv);
+	q->argl = mf_xmalloc((size_t)r->argc * sizeof *q->argl);
+	for (int i = 0; i < r->argc; i++) {
+		q->argv[i] = mf_xmalloc(r->argl[i] + 1);
+		memcpy(q->argv[i], r->argv[i], r->argl[i]);
+		q->argv[i][r->argl[i]] = '\0';
+		q->argl[i] = r->argl[i];
+	}
+	r_simple(c, "QUEUED");
+}
+
+/* The sub-ops EXEC builds, in queue order. */
+typedef struct txbuild {
+	mf_op *ops;
+	int n, cap;
+} txbuild;
+
+static mf_op *tx_add(txbuild *b, int type, int ktype, const char *k, size_t kn)
+{
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 16;
+		b->ops = mf_xrealloc(b->ops, (size_t)b->cap * sizeof *b->ops);
+	}
+	mf_op *o = &b->ops[b->n++];
+	*o = kop(type, ktype, k, kn);
+	return o;
+}
+
+/* Strings and keys: SET DEL UNLINK INCR DECR INCRBY DECRBY INCRBYFLOAT
+ * APPEND.  false: not one of them. */
+static bool tx_build_string(const req *r, txbuild *b, const char **err, const char *k, size_t kn)
+{
+	long long d = 0;
+	if (argis(r, 0, "set")) {
+		if (r->argc != 3) {
+			*err = "ERR memfluxfs: SET options are not supported inside MULTI";
+			return true;
+		}
+		mf_op *o = tx_add(b, MF_OP_SET, MF_T_STRING, k, kn);
+		o->val = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		o->arg = 1; /* over any type, as Redis's SET */
+	} else if (argis(r, 0, "del") || argis(r, 0, "unlink")) {
+		for (int i = 1; i < r->argc; i++)
+			tx_add(b, MF_OP_DEL, MF_T_NONE, r->argv[i], r->argl[i]);
+	} else if (argis(r, 0, "incr") || argis(r, 0, "decr") || argis(r, 0, "incrby") ||
+	           argis(r, 0, "decrby")) {
+		bool by = r->argc == 3, dec = argis(r, 0, "decr") || argis(r, 0, "decrby");
+		d = 1;
+		if (by && !parse_ll(r->argv[2], r->argl[2], &d)) {
+			*err = E_NOTINT;
+			return true;
+		}
+		if (dec && d == LLONG_MIN) {
+			*err = "ERR decrement would overflow";
+			return true;
+		}
+		tx_add(b, MF_OP_INCRBY, MF_T_STRING, k, kn)->arg = (uint64_t)(dec ? -d : d);
+	} else if (argis(r, 0, "incrbyfloat")) {
+		tx_add(b, MF_OP_INCRBYFLOAT, MF_T_STRING, k, kn)->val =
+			mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	} else if (argis(r, 0, "append")) {
+		tx_add(b, MF_OP_APPEND, MF_T_STRING, k, kn)->val =
+			mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* Lists and sets: RPUSH LPUSH LPOP RPOP SADD SREM SMOVE.  false: not one. */
+static bool tx_build_coll(const req *r, txbuild *b, const char **err, const char *k, size_t kn)
+{
+	if (argis(r, 0, "rpush") || argis(r, 0, "lpush")) {
+		for (int i = 2; i < r->argc; i++)
+			if (memchr(r->argv[i], '\n', r->argl[i])) {
+				*err = E_NEWLINE;
+				return true;
+			}
+		mf_op *o = tx_add(b, MF_OP_RPUSH, MF_T_LIST, k, kn);
+		mf_op_clear(o);
+		*o = push_op(r, argis(r, 0, "lpush"));
+	} else if (argis(r, 0, "lpop") || argis(r, 0, "rpop")) {
+		if (r->argc != 2) {
+			*err = "ERR memfluxfs: LPOP/RPOP with a count are not supported inside MULTI";
+			return true;
+		}
+		tx_add(b, argis(r, 0, "lpop") ? MF_OP_LPOP : MF_OP_RPOP, MF_T_LIST, k, kn)->arg = 1;
+		tx_add(b, MF_OP_DEL, MF_T_LIST, k, kn)->arg = 1; /* emptied: gone, as Redis */
+	} else if (argis(r, 0, "sadd") || argis(r, 0, "srem")) {
+		int skipped;
+		mf_slice v = member_lines(r, 2, &skipped);
+		if (skipped && argis(r, 0, "sadd")) {
+			mf_slice_unref(&v);
+			*err = E_MEMBER_NL;
+			return true;
+		}
+		tx_add(b, MF_OP_READ, MF_T_NONE, k, kn); /* its type, for WRONGTYPE */
+		if (v.len)
+			tx_add(b, argis(r, 0, "sadd") ? MF_OP_SADD : MF_OP_SREM, MF_T_SET, k, kn)->val = v;
+		else
+			mf_slice_unref(&v);
+	} else if (argis(r, 0, "smove")) {
+		mf_op *o = tx_add(b, MF_OP_SMOVE, MF_T_SET, k, kn);
+		o->key2 = mf_slice_from(r->argv[2], r->argl[2], r->argl[2]);
+		o->val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* JSON.SET JSON.NUMINCRBY JSON.ARRAPPEND JSON.STRAPPEND. */
+static void tx_build_json(const req *r, txbuild *b, const char **err, const char *k, size_t kn)
+{
+	if (argis(r, 0, "json.set")) {
+		size_t plen;
+		bool legacy;
+		char *path = json_path(r, 2, &plen, &legacy);
+		if (r->argc != 4 || mf_json_path_check(path, plen) != 0) {
+			free(path);
+			*err = r->argc != 4 ? "ERR memfluxfs: JSON.SET NX/XX are not supported inside MULTI"
+			                    : "ERR invalid JSON path";
+			return;
+		}
+		mf_op *o = tx_add(b, plen == 1 ? MF_OP_SET : MF_OP_JSON_SETPATH, MF_T_JSON, k, kn);
+		if (plen == 1)
+			o->arg = 1;
+		else
+			o->key2 = mf_slice_from(path, plen, plen);
+		o->val = mf_slice_from(r->argv[3], r->argl[3], r->argl[3]);
+		free(path);
+	} else { /* json.numincrby / json.arrappend / json.strappend */
+		bool str = argis(r, 0, "json.strappend"), arr = argis(r, 0, "json.arrappend");
+		if (str && r->argc > 4) {
+			*err = "ERR wrong number of arguments for 'json.strappend' command";
+			return;
+		}
+		size_t plen;
+		bool legacy;
+		char *path = json_path(r, str && r->argc == 3 ? 99 : 2, &plen, &legacy);
+		tx_add(b, MF_OP_READ, MF_T_NONE, k, kn); /* does the document exist */
+		mf_op *o = tx_add(b, str ? MF_OP_JSON_STRAPPEND : arr ? MF_OP_JSON_ARRAPPEND
+		                                                : MF_OP_JSON_NUMINCRBY, MF_T_JSON, k, kn);
+		o->key2 = mf_slice_from(path, plen, plen);
+		free(path);
+		if (arr) {
+			o->val = arrappend_values(r);
+		} else {
+			int vi = r->argc - 1;
+			o->val = mf_slice_from(r->argv[vi], r->argl[vi], r->argl[vi]);
+		}
+	}
+}
+
+/* Add one queued command's sub-ops to b; *err: a reply decided without
+ * the store (a bad argument, as Redis finds it at EXEC). */
+static void tx_build(const req *r, txbuild *b, const char **err)
+{
+	const char *k = r->argc > 1 ? r->argv[1] : "";
+	size_t kn = r->argc > 1 ? r->argl[1] : 0;
+	*err = NULL;
+	if (r->argc > 1 && (kn == 0 || kn > MF_KEY_BYTES_MAX)) {
+		*err = "ERR memfluxfs does not support empty keys";
+		return;
+	}
+	switch (tx_kind(r)) {
+	case TX_READ:
+		/* One READ per key argument (MGET/EXISTS: all; others: argv[1]). */
+		for (int i = 1; i < r->argc; i++) {
+			if (i > 1 && !argis(r, 0, "mget") && !argis(r, 0, "exists"))
+				break;
+			tx_add(b, MF_OP_READ, MF_T_NONE, r->argv[i], r->argl[i]);
+		}
+		return;
+	case TX_PLAIN:
+		return;
+	default:
+		break;
+	}
+	if (!tx_build_string(r, b, err, k, kn) && !tx_build_coll(r, b, err, k, kn))
+		tx_build_json(r, b, err, k, kn);
+}
+
+/* The reply of one queued write from its sub-ops' results. */
+static void tx_reply_write(client *c, const req *r, const mf_op *ops, const mf_op_result *res,
+                           int n)
+{
+	int rc = n ? res[n - 1].rc : 0;
+	if (argis(r, 0, "set")) {
+		if (rc)
+			r_errno(c, rc);
+		else
+			r_ok(c);
+	} else if (argis(r, 0, "del") || argis(r, 0, "unlink")) {
+		long long k = 0;
+		for (int i = 0; i < n; i++)
+			k += res[i].rc == 0;
+		r_int(c, k);
+	} else if (ops[0].type == MF_OP_INCRBY || ops[0].type == MF_OP_INCRBYFLOAT) {
+		bool f = ops[0].type == MF_OP_INCRBYFLOAT;
+		if (rc == -EEXIST)
+			r_err(c, E_WRONGTYPE);
+		else if (rc == -EINVAL)
+			r_err(c, f ? E_NOTFLOAT : E_NOTINT);
+		else if (rc == -ERANGE)
+			r_err(c, f ? "ERR increment would produce NaN or Infinity" : E_OVERFLOW);
+		else if (rc)
+			r_errno(c, rc);
+		else if (f)
+			r_bulk(c, mf_slice_ptr(res[0].out), res[0].out.len);
+		else
+			r_int(c, (long long)res[0].res);
+	} else if (ops[0].type == MF_OP_APPEND || ops[0].type == MF_OP_RPUSH ||
+	           ops[0].type == MF_OP_LPUSH || ops[0].type == MF_OP_SMOVE) {
+		if (rc == -EEXIST)
+			r_err(c, E_WRONGTYPE);
+		else if (rc == -ENOENT && ops[0].type == MF_OP_SMOVE)
+			r_int(c, 0);
+		else if (rc)
+			r_errno(c, rc);
+		else
+			r_int(c, (long long)res[0].res);
+	} else if (ops[0].type == MF_OP_LPOP || ops[0].type == MF_OP_RPOP) {
+		rc = res[0].rc;
+		if (rc)
+			r_nil(c); /* absent or empty (a key of another type too) */
+		else
+			r_bulk(c, mf_slice_ptr(res[0].out), res[0].out.len - 1);
+	} else if (argis(r, 0, "sadd") || argis(r, 0, "srem")) {
+		if (res[0].rc == 0 && res[0].type != MF_T_SET)
+			r_err(c, E_WRONGTYPE);
+		else if (n < 2 || rc == -ENOENT)
+			r_int(c, 0);
+		else if (rc)
+			r_errno(c, rc);
+		else
+			r_int(c, (long long)res[1].res);
+	} else if (argis(r, 0, "json.set")) {
+		if (rc == -EEXIST)
+			r_err(c, E_WRONGTYPE);
+		else if (rc == -ENOENT)
+			r_err(c, "ERR new objects must be created at the root");
+		else if (rc)
+			r_err(c, rc == -EINVAL ? "ERR invalid JSON" : "ERR memfluxfs: JSON.SET failed");
+		else
+			r_ok(c);
+	} else { /* JSON updates: READ, then the op */
+		size_t plen;
+		bool legacy;
+		bool str = argis(r, 0, "json.strappend");
+		char *path = json_path(r, str && r->argc == 3 ? 99 : 2, &plen, &legacy);
+		bool absent = res[0].rc != 0 || res[0].type != MF_T_JSON;
+		if (res[0].rc == 0 && res[0].type != MF_T_JSON)
+			r_err(c, E_WRONGTYPE);
+		else
+			json_update_reply(c, ops[1].type, rc, absent, legacy, path, res[1].res, res[1].out);
+		free(path);
+	}
+}
+
+static void c_multi(resp_ctx *x, client *c, req *r)
+{
+	(void)x;
+	(void)r;
+	if (c->in_multi) {
+		r_err(c, "ERR MULTI calls can not be nested");
+		return;
+	}
+	c->in_multi = true;
+	c->multi_dirty = false;
+	r_ok(c);
+}
+
+static void c_discard(resp_ctx *x, client *c, req *r)
+{
+	(void)x;
+	(void)r;
+	if (!c->in_multi) {
+		r_err(c, "ERR DISCARD without MULTI");
+		return;
+	}
+	txq_clear(c);
+	unwatch(c);
+	r_ok(c);
+}
+
+static void c_watch(resp_ctx *x, client *c, req *r)
+{
+	if (c->in_multi) {
+		r_err(c, "ERR WATCH inside MULTI is not allowed");
+		return;
+	}
+	for (int i = 1; i < r->argc; i++) {
+		mf_entry_info e;
+		uint64_t v = kget(x, r, i, false, &e) == 0 ? e.version : 0;
+		c->watch = mf_xrealloc(c->watch, (size_t)(c->nwatch + 1) * sizeof *c->watch);
+		watched *w = &c->watch[c->nwatch++];
+		w->k = mf_xmalloc(r->argl[i] + 1);
+		memcpy(w->k, r->argv[i], r->argl[i]);
+		w->n = r->argl[i];
+		w->version = v;
+	}
+	r_ok(c);
+}
+
+static void c_unwatch(resp_ctx *x, client *c, req *r)
+{
+	(void)x;
+	(void)r;
+	unwatch(c);
+	r_ok(c);
+}
+
+static void c_exec(resp_ctx *x, client *c, req *r)
+{
+	(void)r;
+	if (!c->in_multi) {
+		r_err(c, "ERR EXEC without MULTI");
+		return;
+	}
+	if (c->multi_dirty) {
+		txq_clear(c);
+		unwatch(c);
+		r_err(c, "EXECABORT Transaction discarded because of previous errors.");
+		return;
+	}
+	lockset m = lock_all(x);
+	/* WATCH: any watched key changed (by anyone) since: nothing runs. */
+	bool changed = false;
+	for (int i = 0; i < c->nwatch && !changed; i++) {
+		mf_entry_info e;
+		uint64_t v = mf_store_get(x->st, c->watch[i].k, c->watch[i].n, false, &e) == 0
+		                     ? e.version : 0;
+		changed = v != c->watch[i].version;
+	}
+	if (changed) {
+		unlock_set(x, m);
+		txq_clear(c);
+		unwatch(c);
+		r_nil_arr(c);
+		return;
+	}
+	int nq = c->ntxq;
+	txbuild b = {0};
+	int *first = mf_xmalloc((size_t)(nq + 1) * sizeof *first);
+	const char **errs = mf_xmalloc((size_t)(nq + 1) * sizeof *errs);
+	bool writes = false;
+	req *rs = mf_xmalloc((size_t)(nq + 1) * sizeof *rs);
+	for (int i = 0; i < nq; i++) {
+		rs[i] = (req){NULL, c->txq[i].argc, (const char **)c->txq[i].argv, c->txq[i].argl, NULL};
+		first[i] = b.n;
+		tx_build(&rs[i], &b, &errs[i]);
+		writes = writes || tx_kind(&rs[i]) == TX_WRITE;
+	}
+	first[nq] = b.n;
+	mf_op op = {0};
+	int rc = 0;
+	if (writes) {
+		op.type = MF_OP_MULTI;
+		op.val = mf_multi_encode(b.ops, (size_t)b.n);
+		rc = mf_db_commit_notify(x->db, &op);
+	}
+	r_arr(c, (size_t)nq);
+	for (int i = 0; i < nq; i++) {
+		int n = first[i + 1] - first[i];
+		if (errs[i]) {
+			r_err(c, errs[i]);
+		} else if (rc) {
+			r_errno(c, rc); /* the record itself failed: nothing ran */
+		} else if (tx_kind(&rs[i]) == TX_WRITE) {
+			tx_reply_write(c, &rs[i], b.ops + first[i], op.sub + first[i], n);
+		} else {
+			/* A read (or PING/ECHO): the command itself, its keys as
+			 * the READ sub-ops saw them (without writes: now, under
+			 * every stripe lock). */
+			const mf_op_result **view = NULL;
+			if (writes && n) {
+				view = calloc((size_t)rs[i].argc, sizeof *view);
+				for (int j = 0; j < n; j++)
+					view[1 + j] = &op.sub[first[i] + j];
+				tx_view = (const mf_op_result *const *)view;
+			}
+			const cmd *k = cmd_find(rs[i].argv[0], rs[i].argl[0]);
+			k->fn(x, c, &rs[i]);
+			tx_view = NULL;
+			free(view);
+		}
+	}
+	unlock_set(x, m);
+	mf_op_clear(&op);
+	for (int i = 0; i < b.n; i++)
+		mf_op_clear(&b.ops[i]);
+	free(b.ops);
+	free(first);
+	free(errs);
+	free(rs);
+	txq_clear(c);
+	unwatch(c);
+}
+
 /* ---------- table ---------- */
 
 static const cmd cmds[] = {
@@ -1648,13 +2784,43 @@ static const cmd cmds[] = {
 	{"rpush", -3, CMD_WRITE, 1, 1, 1, c_rpush},
 	{"lpop", -2, CMD_WRITE, 1, 1, 1, c_lpop},
 	{"rpop", -2, CMD_WRITE, 1, 1, 1, c_rpop},
+	{"blpop", -3, CMD_WRITE | CMD_BLOCKING, 1, -2, 1, c_blpop},
+	{"brpop", -3, CMD_WRITE | CMD_BLOCKING, 1, -2, 1, c_brpop},
 	{"llen", 2, CMD_READONLY, 1, 1, 1, c_llen},
 	{"lrange", 4, CMD_READONLY, 1, 1, 1, c_lrange},
 	{"lindex", 3, CMD_READONLY, 1, 1, 1, c_lindex},
+	{"incr", 2, CMD_WRITE, 1, 1, 1, c_incr},
+	{"decr", 2, CMD_WRITE, 1, 1, 1, c_decr},
+	{"incrby", 3, CMD_WRITE, 1, 1, 1, c_incrby},
+	{"decrby", 3, CMD_WRITE, 1, 1, 1, c_decrby},
+	{"incrbyfloat", 3, CMD_WRITE, 1, 1, 1, c_incrbyfloat},
+	{"sadd", -3, CMD_WRITE, 1, 1, 1, c_sadd},
+	{"srem", -3, CMD_WRITE, 1, 1, 1, c_srem},
+	{"smembers", 2, CMD_READONLY, 1, 1, 1, c_smembers},
+	{"sismember", 3, CMD_READONLY, 1, 1, 1, c_sismember},
+	{"scard", 2, CMD_READONLY, 1, 1, 1, c_scard},
+	{"smove", 4, CMD_WRITE, 1, 2, 1, c_smove},
 	{"json.get", -2, CMD_READONLY, 1, 1, 1, c_json_get},
 	{"json.set", -4, CMD_WRITE, 1, 1, 1, c_json_set},
 	{"json.del", -2, CMD_WRITE, 1, 1, 1, c_json_del},
 	{"json.type", -2, CMD_READONLY, 1, 1, 1, c_json_type},
+	{"json.numincrby", 4, CMD_WRITE, 1, 1, 1, c_json_numincrby},
+	{"json.arrappend", -4, CMD_WRITE, 1, 1, 1, c_json_arrappend},
+	{"json.strappend", -3, CMD_WRITE, 1, 1, 1, c_json_strappend},
+	{"expire", -3, CMD_WRITE, 1, 1, 1, c_expire},
+	{"pexpire", -3, CMD_WRITE, 1, 1, 1, c_pexpire},
+	{"expireat", -3, CMD_WRITE, 1, 1, 1, c_expireat},
+	{"pexpireat", -3, CMD_WRITE, 1, 1, 1, c_pexpireat},
+	{"persist", 2, CMD_WRITE, 1, 1, 1, c_persist},
+	{"ttl", 2, CMD_READONLY, 1, 1, 1, c_ttl},
+	{"pttl", 2, CMD_READONLY, 1, 1, 1, c_pttl},
+	{"expiretime", 2, CMD_READONLY, 1, 1, 1, c_expiretime},
+	{"pexpiretime", 2, CMD_READONLY, 1, 1, 1, c_pexpiretime},
+	{"multi", 1, 0, 0, 0, 0, c_multi},
+	{"exec", 1, 0, 0, 0, 0, c_exec},
+	{"discard", 1, 0, 0, 0, 0, c_discard},
+	{"watch", -2, 0, 1, -1, 1, c_watch},
+	{"unwatch", 1, 0, 0, 0, 0, c_unwatch},
 	{"save", 1, 0, 0, 0, 0, c_save},
 	{"bgsave", -1, 0, 0, 0, 0, c_bgsave},
 	{"lastsave", 1, CMD_READONLY, 0, 0, 0, c_lastsave},
@@ -1728,7 +2894,7 @@ static bool arity_ok(const cmd *k, int argc)
 bool cmd_is_keyed(req *r)
 {
 	const cmd *k = cmd_find(r->argv[0], r->argl[0]);
-	return k && (k->flags & (CMD_READONLY | CMD_WRITE));
+	return k && (k->flags & (CMD_READONLY | CMD_WRITE)) && !(k->flags & CMD_BLOCKING);
 }
 
 bool cmd_is_readonly(req *r)
@@ -1759,6 +2925,8 @@ void cmd_run(resp_ctx *x, client *c, req *r)
 		rb_put(&c->out, m.p, m.len);
 		rb_put(&c->out, "\r\n", 2);
 		free(m.p);
+		if (c->in_multi)
+			c->multi_dirty = true; /* Redis: EXEC will abort */
 		return;
 	}
 	if (!c->authed && !(k->flags & CMD_NOAUTH)) {
@@ -1769,6 +2937,13 @@ void cmd_run(resp_ctx *x, client *c, req *r)
 		char msg[128];
 		snprintf(msg, sizeof msg, "ERR wrong number of arguments for '%s' command", k->name);
 		r_err(c, msg);
+		if (c->in_multi)
+			c->multi_dirty = true;
+		return;
+	}
+	if (c->in_multi && k->fn != c_exec && k->fn != c_discard && k->fn != c_multi &&
+	    k->fn != c_watch && k->fn != c_quit) {
+		tx_queue(c, r);
 		return;
 	}
 	k->fn(x, c, r);
@@ -1807,8 +2982,9 @@ enum { BATCH_SET = 1, BATCH_PUSH, BATCH_POP };
  * deferring (anything else, errors included, runs through cmd_run). */
 static int defer_kind(const client *c, const req *r, long long *count)
 {
-	if (!c->authed || r->argc < 2 || r->argl[1] == 0 || r->argl[1] > MF_KEY_BYTES_MAX)
-		return 0;
+	if (!c->authed || c->in_multi || r->argc < 2 || r->argl[1] == 0 ||
+	    r->argl[1] > MF_KEY_BYTES_MAX)
+		return 0; /* MULTI: queued, not run */
 	const char *n = r->argv[0];
 	size_t l = r->argl[0];
 	if (l == 3 && strncasecmp(n, "set", 3) == 0)

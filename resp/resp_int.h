@@ -64,7 +64,21 @@ typedef struct client {
 	char *name;           /* CLIENT SETNAME */
 	rbuf out;             /* replies of the command(s) being run */
 	batch *b;             /* deferred writes (allocated on first use) */
+	/* Its BLPOP/BRPOP waiter: zeroed once with the client and never
+	 * reset, so the cancel of a closed connection (server.c) sticks. */
+	mf_bpop_waiter bw;
+	/* MULTI ... EXEC (cmd.c): queued commands (copies), and WATCHed keys
+	 * with the version each had. */
+	bool in_multi;
+	bool multi_dirty;     /* a queued command was refused: EXECABORT */
+	struct txq *txq;
+	int ntxq, captxq;
+	struct watched *watch;
+	int nwatch;
 } client;
+
+/* Free what a client's MULTI/WATCH state holds (server.c, at close). */
+void cmd_client_free(client *c);
 
 /* The server-wide state commands need. */
 typedef struct resp_ctx {
@@ -78,6 +92,7 @@ typedef struct resp_ctx {
 	pthread_cond_t save_cv;   /* bgsave_running went false */
 	bool bgsave_running;
 	atomic_int nclients;      /* connected clients (INFO) */
+	atomic_int nblocked;      /* clients in BLPOP/BRPOP (each holds a worker) */
 } resp_ctx;
 
 /* Command flags. */
@@ -85,6 +100,7 @@ enum {
 	CMD_READONLY = 1,   /* may run on the loop thread */
 	CMD_NOAUTH = 2,     /* allowed before AUTH */
 	CMD_WRITE = 4,
+	CMD_BLOCKING = 8,   /* may wait (BLPOP): never on the loop thread */
 };
 
 typedef struct cmd {

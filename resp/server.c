@@ -266,6 +266,7 @@ static void conn_unref(conn *c)
 	}
 	pthread_mutex_destroy(&c->mu);
 	bufferevent_decref(c->bev); /* the conn's own reference */
+	cmd_client_free(&c->cl);
 	free(c->cl.name);
 	free(c->cl.out.p);
 	free(c->cl.b); /* always flushed (empty) by whoever ran the client */
@@ -279,6 +280,9 @@ static void conn_close(conn *c)
 	if (c->closed)
 		return;
 	c->closed = true;
+	/* A BLPOP/BRPOP of this client waiting now (or later: the flag
+	 * stays) leaves without popping: nobody would get the element. */
+	mf_db_bpop_cancel(s->x.db, &c->cl.bw);
 	bufferevent_free(c->bev); /* callbacks off, events cancelled */
 	redisReaderFree(c->rd);
 	c->rd = NULL;

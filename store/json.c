@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -402,7 +403,7 @@ int mf_json_validate(const char *p, size_t n, size_t *err_off, const char **why)
 /* Paths                                                               */
 /* ------------------------------------------------------------------ */
 
-enum step_kind { STEP_MEMBER, STEP_INDEX };
+enum step_kind { STEP_MEMBER, STEP_INDEX, STEP_WILD };
 
 typedef struct step {
 	enum step_kind kind;
@@ -410,6 +411,8 @@ typedef struct step {
 	size_t namelen;
 	int quoted;       /* bracketed: backslash escapes the next byte */
 	size_t index;
+	int neg;          /* [-N]: index counts from the end (index = N >= 1) */
+	int desc;         /* ..: the step applies at any depth below (reads) */
 } step;
 
 static int is_name_char(unsigned char c)
@@ -425,9 +428,23 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 
 	if (i >= len)
 		return 0;
+	st->desc = 0;
+	st->neg = 0;
+	if (p[i] == '.' && i + 1 < len && p[i + 1] == '.') {
+		/* ..name, ..*, ..[...]: recursive descent */
+		st->desc = 1;
+		i++;
+		if (i + 1 < len && p[i + 1] == '[')
+			i++;
+	}
 	if (p[i] == '.') {
 		size_t start = ++i;
 
+		if (i < len && p[i] == '*') {
+			st->kind = STEP_WILD;
+			*pos = i + 1;
+			return 1;
+		}
 		while (i < len && is_name_char(p[i]))
 			i++;
 		if (i == start)
@@ -440,7 +457,10 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 		i++;
 		if (i >= len)
 			return -EINVAL;
-		if (p[i] == '\'' || p[i] == '"') {
+		if (p[i] == '*') {
+			st->kind = STEP_WILD;
+			i++;
+		} else if (p[i] == '\'' || p[i] == '"') {
 			unsigned char q = p[i];
 			size_t start = ++i, k;
 
@@ -466,9 +486,14 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 			st->namelen = i - start;
 			st->quoted = 1;
 			i++;
-		} else if (is_digit(p[i])) {
+		} else if (is_digit(p[i]) || (p[i] == '-' && i + 1 < len && p[i + 1] >= '1' &&
+		                               p[i + 1] <= '9')) {
 			size_t v = 0;
 
+			if (p[i] == '-') {
+				st->neg = 1; /* [-1] is the last element */
+				i++;
+			}
 			if (p[i] == '0' && i + 1 < len && is_digit(p[i + 1]))
 				return -EINVAL;
 			while (i < len && is_digit(p[i])) {
@@ -685,6 +710,7 @@ typedef struct walk_res {
 	size_t ins_off;   /* where to insert the new member */
 	int empty;        /* the object had no members */
 	step last;        /* the member step to add */
+	int tok;          /* found: the value's token */
 } walk_res;
 
 /* allow_add: a missing final member of an existing object is reported as
@@ -700,6 +726,8 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 	while ((rc = path_next(path, pathlen, &pos, &st)) > 0) {
 		int j = cur + 1, k;
 
+		if (st.kind == STEP_WILD || st.desc)
+			return -EINVAL; /* several matches: only reads take them */
 		if (st.kind == STEP_MEMBER) {
 			int found = -1, found_key = -1;
 			size_t last_end = (size_t)t[cur].start + 1;
@@ -732,6 +760,11 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 		} else {
 			if (t[cur].type != JSMN_ARRAY)
 				return -ENOENT;
+			if (st.neg) {
+				if (st.index > (size_t)t[cur].size)
+					return -ENOENT;
+				st.index = (size_t)t[cur].size - st.index;
+			}
 			if (st.index >= (size_t)t[cur].size)
 				return -ENOENT;
 			for (k = 0; (size_t)k < st.index; k++) {
@@ -748,6 +781,7 @@ static int walk(const char *doc, const jsmntok_t *t, int ntok, const char *path,
 	if (rc < 0)
 		return rc;
 	res->add = 0;
+	res->tok = cur;
 	res->off = tok_off(&t[cur]);
 	res->len = tok_end(&t[cur]) - res->off;
 	return 0;
@@ -782,19 +816,27 @@ static int resolve(const char *doc, size_t n, const char *path, size_t pathlen, 
 	return rc;
 }
 
+/* What every path read checks first: the path's syntax, the document's
+ * size (jsmn's int offsets) and that it is JSON (checked, not trusted). */
+static int doc_path_ok(const char *doc, size_t n, const char *path, size_t pathlen)
+{
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (n > INT_MAX)
+		return -E2BIG;
+	return mf_json_validate(doc, n, NULL, NULL) < 0 ? -EINVAL : 0;
+}
+
 int mf_json_get_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     size_t *out_off, size_t *out_len)
 {
 	walk_res res;
 	int rc;
 
-	rc = mf_json_path_check(path, pathlen);
+	rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
 		return rc;
-	if (n > INT_MAX)
-		return -E2BIG;
-	if (mf_json_validate(doc, n, NULL, NULL) < 0)
-		return -EINVAL;
 	if (pathlen == 1) {
 		trim(doc, n, out_off, out_len);
 		return 0;
@@ -990,4 +1032,354 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 	*out = buf;
 	*outlen = total;
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads with several matches ([*], .., .*)                            */
+/* ------------------------------------------------------------------ */
+
+int mf_json_path_multi(const char *path, size_t pathlen)
+{
+	size_t pos = 1;
+	step st;
+	int rc;
+
+	if (mf_json_path_check(path, pathlen) < 0)
+		return -EINVAL;
+	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
+		if (st.kind == STEP_WILD || st.desc)
+			return 1;
+	return 0;
+}
+
+/* A growing list of token indices. */
+typedef struct tlist {
+	int *v;
+	size_t n, cap;
+} tlist;
+
+static int tl_push(tlist *l, int k)
+{
+	if (l->n == l->cap) {
+		size_t c = l->cap ? l->cap * 2 : 16;
+		int *nv = realloc(l->v, c * sizeof *nv);
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = c;
+	}
+	l->v[l->n++] = k;
+	return 0;
+}
+
+/* Apply one (non-descending) step to container token c, adding matches in
+ * document order. */
+static int step_matches(const char *doc, const jsmntok_t *t, int ntok, int c, const step *st,
+                        tlist *out)
+{
+	int j = c + 1, k, rc = 0;
+
+	if (t[c].type == JSMN_OBJECT && st->kind != STEP_INDEX) {
+		int found = -1;
+
+		for (k = 0; k < t[c].size && rc == 0; k++) {
+			if (j + 1 >= ntok)
+				return -EINVAL;
+			if (st->kind == STEP_WILD)
+				rc = tl_push(out, j + 1);
+			else if (name_matches(st, doc + t[j].start, (size_t)(t[j].end - t[j].start)))
+				found = j + 1; /* the last duplicate, as everywhere */
+			j = skip_value(t, ntok, j + 1);
+		}
+		if (found >= 0 && rc == 0)
+			rc = tl_push(out, found);
+	} else if (t[c].type == JSMN_ARRAY && st->kind != STEP_MEMBER) {
+		size_t want = st->index, size = (size_t)t[c].size;
+
+		if (st->kind == STEP_INDEX && st->neg) {
+			if (want > size)
+				return 0;
+			want = size - want;
+		}
+		for (k = 0; (size_t)k < size && rc == 0; k++) {
+			if (j >= ntok)
+				return -EINVAL;
+			if (st->kind == STEP_WILD || (size_t)k == want)
+				rc = tl_push(out, j);
+			j = skip_value(t, ntok, j);
+		}
+	}
+	return rc;
+}
+
+int mf_json_query(const char *doc, size_t n, const char *path, size_t pathlen, char **out,
+                  size_t *outlen)
+{
+	jsmntok_t *t;
+	int ntok, rc;
+	tlist cur = {0}, next = {0};
+	size_t pos = 1;
+	step st;
+
+	rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	rc = tokenize(doc, n, &t, &ntok);
+	if (rc < 0)
+		return rc;
+	rc = tl_push(&cur, 0);
+	while (rc == 0 && (rc = path_next(path, pathlen, &pos, &st)) > 0) {
+		rc = 0;
+		next.n = 0;
+		for (size_t i = 0; i < cur.n && rc == 0; i++) {
+			int c = cur.v[i];
+			if (!st.desc) {
+				rc = step_matches(doc, t, ntok, c, &st, &next);
+				continue;
+			}
+			/* ..: c and every container below it, in document order
+			 * (tokens are in pre-order). */
+			int end = skip_value(t, ntok, c);
+			for (int k = c; k < end && rc == 0; k++)
+				if (t[k].type == JSMN_OBJECT || t[k].type == JSMN_ARRAY)
+					rc = step_matches(doc, t, ntok, k, &st, &next);
+		}
+		tlist sw = cur;
+		cur = next;
+		next = sw;
+	}
+	if (rc == 0) {
+		size_t total = 2;
+		for (size_t i = 0; i < cur.n; i++)
+			total += tok_end(&t[cur.v[i]]) - tok_off(&t[cur.v[i]]) + 1;
+		char *b = malloc(total + 1);
+		if (!b) {
+			rc = -ENOMEM;
+		} else {
+			size_t w = 0;
+			b[w++] = '[';
+			for (size_t i = 0; i < cur.n; i++) {
+				size_t o = tok_off(&t[cur.v[i]]), l = tok_end(&t[cur.v[i]]) - o;
+				if (i)
+					b[w++] = ',';
+				memcpy(b + w, doc + o, l);
+				w += l;
+			}
+			b[w++] = ']';
+			b[w] = '\0';
+			*out = b;
+			*outlen = w;
+		}
+	}
+	free(cur.v);
+	free(next.v);
+	free(t);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Atomic updates: NUMINCRBY, ARRAPPEND, STRAPPEND                     */
+/* ------------------------------------------------------------------ */
+
+/* A JSON number that is an integer (no fraction, no exponent). */
+static int is_int_text(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '.' || p[i] == 'e' || p[i] == 'E')
+			return 0;
+	return 1;
+}
+
+/* Shortest text that reads back as v, with ".0" when it would look like
+ * an integer (a float stays a float, as in RedisJSON). */
+static size_t format_double(double v, char *buf)
+{
+	int l = 0;
+	for (int prec = 1; prec <= 17; prec++) {
+		l = snprintf(buf, MF_JSON_NUM_MAX, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	if (!strpbrk(buf, ".eE")) {
+		memcpy(buf + l, ".0", 3);
+		l += 2;
+	}
+	return (size_t)l;
+}
+
+int mf_json_numincrby(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *inc, size_t inclen, char **out, size_t *outlen, char *num,
+                      size_t *numlen)
+{
+	size_t ioff, ilen;
+	walk_res res;
+	int rc;
+
+	trim(inc, inclen, &ioff, &ilen);
+	if (mf_json_validate(inc, inclen, NULL, NULL) < 0 || ilen == 0 ||
+	    !(inc[ioff] == '-' || is_digit((unsigned char)inc[ioff])) || ilen >= 64)
+		return -EINVAL; /* not a number */
+	rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen == 1) {
+		trim(doc, n, &res.off, &res.len);
+	} else {
+		rc = resolve(doc, n, path, pathlen, 0, &res);
+		if (rc < 0)
+			return rc;
+	}
+	const char *v = doc + res.off;
+	if (res.len == 0 || res.len >= 64 || !(v[0] == '-' || is_digit((unsigned char)v[0])))
+		return -EDOM; /* the member is not a number */
+	char a[64], b[64];
+	memcpy(a, v, res.len);
+	a[res.len] = '\0';
+	memcpy(b, inc + ioff, ilen);
+	b[ilen] = '\0';
+	long long x, y, z;
+	char *e1, *e2;
+	errno = 0;
+	x = strtoll(a, &e1, 10);
+	y = strtoll(b, &e2, 10);
+	if (is_int_text(a, res.len) && is_int_text(b, ilen) && errno == 0 && !*e1 && !*e2 &&
+	    !__builtin_add_overflow(x, y, &z)) {
+		*numlen = (size_t)snprintf(num, MF_JSON_NUM_MAX, "%lld", z);
+	} else {
+		double d = strtod(a, NULL) + strtod(b, NULL);
+		if (d != d || d - d != 0)
+			return -ERANGE; /* NaN or infinite: not JSON */
+		*numlen = format_double(d, num);
+	}
+	return mf_json_set_path(doc, n, path, pathlen, num, *numlen, out, outlen);
+}
+
+/* Bytes of a JSON string's content once decoded (s: inside the quotes). */
+static uint64_t decoded_len(const char *s, size_t n)
+{
+	kcur c = { (const unsigned char *)s, n, 0, { 0 }, 0, 0 };
+	uint64_t k = 0;
+	while (kcur_next(&c) >= 0)
+		k++;
+	return k;
+}
+
+/* Resolve path (single match) to a token index. */
+static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathlen,
+                       jsmntok_t **tp, int *ntokp, int *tok)
+{
+	int rc = doc_path_ok(doc, n, path, pathlen);
+	if (rc < 0)
+		return rc;
+	rc = tokenize(doc, n, tp, ntokp);
+	if (rc < 0)
+		return rc;
+	walk_res res;
+	memset(&res, 0, sizeof res);
+	rc = walk(doc, *tp, *ntokp, path, pathlen, 0, &res);
+	if (rc < 0) {
+		free(*tp);
+		return rc;
+	}
+	*tok = res.tok;
+	return 0;
+}
+
+/* doc with ins[0..ilen) inserted at off (malloc'd), validated. */
+static int splice_in(const char *doc, size_t n, size_t off, const char *pre, size_t plen,
+                     const char *ins, size_t ilen, char **out, size_t *outlen)
+{
+	size_t total = n + plen + ilen;
+	if (total > INT_MAX)
+		return -E2BIG;
+	char *b = malloc(total + 1);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, doc, off);
+	memcpy(b + off, pre, plen);
+	memcpy(b + off + plen, ins, ilen);
+	memcpy(b + off + plen + ilen, doc + off, n - off);
+	b[total] = '\0';
+	if (mf_json_validate(b, total, NULL, NULL) < 0) { /* depth, or a splicing mistake */
+		free(b);
+		return -EINVAL;
+	}
+	*out = b;
+	*outlen = total;
+	return 0;
+}
+
+/* An update's argument: valid JSON whose value starts with `first` ('['
+ * an array, '"' a string); its span without blanks in *off, *len. */
+static int update_arg(const char *p, size_t n, char first, size_t *off, size_t *len)
+{
+	trim(p, n, off, len);
+	if (mf_json_validate(p, n, NULL, NULL) < 0 || *len < 2 || p[*off] != first)
+		return -EINVAL;
+	return 0;
+}
+
+int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *vals, size_t vlen, char **out, size_t *outlen, uint64_t *newlen)
+{
+	size_t voff, vl;
+	if (update_arg(vals, vlen, '[', &voff, &vl) < 0)
+		return -EINVAL;
+	jsmntok_t *vt;
+	int nvt, rc = tokenize(vals + voff, vl, &vt, &nvt);
+	if (rc < 0)
+		return rc;
+	int added = vt[0].size;
+	free(vt);
+	/* The values' text: inside the brackets, blanks trimmed. */
+	size_t ioff, ilen;
+	trim(vals + voff + 1, vl - 2, &ioff, &ilen);
+	const char *ins = vals + voff + 1 + ioff;
+	if (added == 0)
+		return -EINVAL;
+	jsmntok_t *t;
+	int ntok, a;
+	rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	if (rc < 0)
+		return rc;
+	if (t[a].type != JSMN_ARRAY) {
+		free(t);
+		return -EDOM;
+	}
+	int size = t[a].size;
+	size_t at = tok_off(&t[a]) + 1; /* empty: right after '[' */
+	int j = a + 1;
+	for (int k = 0; k < size; k++) {
+		at = tok_end(&t[j]); /* after the last element */
+		j = skip_value(t, ntok, j);
+	}
+	free(t);
+	rc = splice_in(doc, n, at, ",", size ? 1 : 0, ins, ilen, out, outlen);
+	if (rc == 0)
+		*newlen = (uint64_t)size + (uint64_t)added;
+	return rc;
+}
+
+int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *str, size_t slen, char **out, size_t *outlen, uint64_t *newlen)
+{
+	size_t soff, sl;
+	if (update_arg(str, slen, '"', &soff, &sl) < 0)
+		return -EINVAL;
+	jsmntok_t *t;
+	int ntok, a;
+	int rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	if (rc < 0)
+		return rc;
+	if (t[a].type != JSMN_STRING) {
+		free(t);
+		return -EDOM;
+	}
+	size_t at = (size_t)t[a].end; /* the closing quote */
+	uint64_t before = decoded_len(doc + t[a].start, (size_t)(t[a].end - t[a].start));
+	free(t);
+	rc = splice_in(doc, n, at, "", 0, str + soff + 1, sl - 2, out, outlen);
+	if (rc == 0)
+		*newlen = before + decoded_len(str + soff + 1, sl - 2);
+	return rc;
 }

@@ -40,6 +40,7 @@
 #define MF_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define MF_JSON_MAX_DEPTH 512
 
@@ -131,5 +132,48 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 /* Check path syntax only: 0 or -EINVAL.  Lets callers reject a bad path
  * before they fetch a document. */
 int mf_json_path_check(const char *path, size_t pathlen);
+
+/*
+ * Paths with several matches (reads only), as RedisJSON's "$" paths:
+ *   $[-N]              the N-th element from the end ([-1]: the last); also
+ *                      in single-match paths, for get, set and delete
+ *   $.*  $[*]          every member value / every element
+ *   $..name  $..[N]  $..*   the step at any depth below (recursive descent,
+ *                      the container itself included), in document order
+ * get/set/del (and the updates below) take single-match paths: a path with
+ * [*], .* or .. is -EINVAL there.
+ */
+/* 1 if path has a [*], .* or .. step, 0 if not, -EINVAL if bad. */
+int mf_json_path_multi(const char *path, size_t pathlen);
+/* Every match of path in doc as one JSON array text "[m1,m2,...]"
+ * (malloc'd, NUL-terminated; "[]" when nothing matches).  0 or -errno. */
+int mf_json_query(const char *doc, size_t n, const char *path, size_t pathlen, char **out,
+                  size_t *outlen);
+
+/*
+ * Atomic updates (one WAL record each; the store applies them), each
+ * building the new document in *out as set does, the rest of the text
+ * untouched.  -ENOENT: no such member; -EDOM: the member has another JSON
+ * type; -EINVAL: bad path or argument.
+ *   numincrby: add the JSON number inc to the number at path; integers
+ *     stay integers while the sum fits int64, else the sum is a double
+ *     written shortest-round-trip with ".0" if integral (RedisJSON's 2.5,
+ *     3.0); -ERANGE if it would be infinite.  num (MF_JSON_NUM_MAX bytes)
+ *     receives the new number's text.
+ *   arrappend: vals is a JSON array of the values to append to the array
+ *     at path; *newlen = its new length.
+ *   strappend: str is a JSON string whose content is appended to the
+ *     string at path; *newlen = its new length in bytes (decoded).
+ */
+#define MF_JSON_NUM_MAX 64
+int mf_json_numincrby(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *inc, size_t inclen, char **out, size_t *outlen, char *num,
+                      size_t *numlen);
+int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *vals, size_t vlen, char **out, size_t *outlen,
+                      uint64_t *newlen);
+int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathlen,
+                      const char *str, size_t slen, char **out, size_t *outlen,
+                      uint64_t *newlen);
 
 #endif /* MF_JSON_H */

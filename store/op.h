@@ -31,8 +31,55 @@
  *   FLUSH       NONE  (no key)            remove every key (FLUSHDB)
  *   JSON_DELPATH JSON key key2=path       remove one member/element; path
  *                                         "$" removes the whole key
+ *   INCRBY      STRING key arg=delta      add the signed 64-bit delta (arg as
+ *                                         int64) to an integer value (absent: 0);
+ *                                         res = the result (as int64)
+ *   INCRBYFLOAT STRING key val=increment  add a decimal increment (text) to a
+ *                                         number; out = the new value
+ *   SADD        SET   key val             val = members, one per line; absent key
+ *                                         created; res = members added
+ *   SREM        SET   key val             val = members, one per line; res =
+ *                                         members removed; an emptied set goes
+ *   SMOVE       SET   key key2=dst val=member  move one member (val, no '\n')
+ *                                         from key to key2; res = 1 if moved
+ *   JSON_NUMINCRBY JSON key key2=path val=number   add to the number at path;
+ *                                         out = the new number's text
+ *   JSON_ARRAPPEND JSON key key2=path val=[v,...]  append the values to the
+ *                                         array at path; res = its length
+ *   JSON_STRAPPEND JSON key key2=path val="s"      append to the string at
+ *                                         path; res = its length (bytes)
+ *   MULTI       NONE  (no key) val=sub-ops     a transaction (RESP EXEC): the
+ *                                         sub-ops (mf_multi_encode) applied in
+ *                                         order under one lock, in one record, so
+ *                                         a crash keeps all or none; a sub-op
+ *                                         that fails changes nothing and the
+ *                                         rest go on (Redis's EXEC); results in
+ *                                         sub[]
+ *   READ        any   key                 (sub-op only) capture the key's type,
+ *                                         count and value at that point: the
+ *                                         reads queued between a transaction's
+ *                                         writes
+ *   EXPIRE      NONE  key arg=when        set the key's expiry to the absolute
+ *                                         time `when` (ns since the epoch, as
+ *                                         int64); 0 removes it (PERSIST); a time
+ *                                         not after time_ns deletes the key;
+ *                                         res = 1 if the key was there (PERSIST:
+ *                                         and had an expiry)
+ *   EXPIRED     NONE  key                 the active expire cycle: delete the
+ *                                         key if its expiry is not after time_ns
+ *                                         (else nothing: it was extended)
+ * Expiry rule (every op): a key whose expiry is not after the op's time_ns
+ * is absent for that op (it is deleted first), so replay decides exactly as
+ * the live apply did.  SET (a whole new value) drops the expiry, as Redis's
+ * SET; every other change keeps it; RENAME moves it with the key.
+ * Inside a MULTI, SET with arg=1 replaces a key of any type (Redis's SET)
+ * and DEL with ktype NONE deletes a key of any type.
  *
  * Ops 11..15 came with the RESP face (issue 15); the mount never logs them.
+ * Numbering agreed between branches (issue 14 / issue 16): ops 16..21 and
+ * types 4, 5 belong to folders/modes/symlinks; ops 22..35 and type 6 to
+ * sets, counters, blocking pops, JSON updates, transactions and expiry.
+ * Numbers not defined here are refused by the store (-EINVAL).
  */
 #ifndef MF_OP_H
 #define MF_OP_H
@@ -46,7 +93,16 @@ typedef enum mf_type {
 	MF_T_STRING = 1,
 	MF_T_JSON = 2,
 	MF_T_LIST = 3,
+	/* 4, 5: reserved (issue 14) */
+	MF_T_SET = 6,       /* unique members, one per line in the value's text */
+	MF_T_MAX_ = 6,
 } mf_type;
+
+/* Types this build's store holds (the numbering has reserved holes). */
+static inline int mf_type_valid(int t)
+{
+	return (t >= MF_T_STRING && t <= MF_T_LIST) || t == MF_T_SET;
+}
 
 typedef enum mf_optype {
 	MF_OP_CREATE = 1,
@@ -64,7 +120,20 @@ typedef enum mf_optype {
 	MF_OP_SETRANGE = 13,
 	MF_OP_FLUSH = 14,
 	MF_OP_JSON_DELPATH = 15,
-	MF_OP_MAX_ = 15,
+	/* 16..21: reserved (issue 14) */
+	MF_OP_INCRBY = 22,
+	MF_OP_INCRBYFLOAT = 23,
+	MF_OP_SADD = 24,
+	MF_OP_SREM = 25,
+	MF_OP_SMOVE = 26,
+	MF_OP_JSON_NUMINCRBY = 27,
+	MF_OP_JSON_ARRAPPEND = 28,
+	MF_OP_JSON_STRAPPEND = 29,
+	MF_OP_MULTI = 30,
+	MF_OP_READ = 31,     /* only inside a MULTI record */
+	MF_OP_EXPIRE = 32,
+	MF_OP_EXPIRED = 33,
+	MF_OP_MAX_ = 33,
 } mf_optype;
 
 typedef struct mf_op {
@@ -76,11 +145,34 @@ typedef struct mf_op {
 	mf_slice key;
 	mf_slice key2;
 	mf_slice val;
-	mf_slice out;      /* result of LPOP/RPOP, filled by apply; caller unrefs */
+	mf_slice out;      /* result of LPOP/RPOP/INCRBYFLOAT, filled by apply;
+	                      caller unrefs */
 	uint64_t res;      /* filled by apply, not logged: the list length after
-	                      LPUSH/RPUSH, the value length after APPEND/SETRANGE
-	                      (exact replies for RESP without locking the key) */
+	                      LPUSH/RPUSH, the value length after APPEND/SETRANGE,
+	                      INCRBY's result, SADD/SREM/SMOVE's count (exact
+	                      replies for RESP without locking the key) */
+	struct mf_op_result *sub; /* MULTI: one result per sub-op, filled by apply
+	                      (malloc'd; mf_op_clear frees) */
+	size_t nsub;
 } mf_op;
+
+/* What apply left for one sub-op of a MULTI. */
+typedef struct mf_op_result {
+	int rc;            /* 0 or -errno, as mf_store_apply would return */
+	uint64_t res;      /* op->res */
+	mf_slice out;      /* op->out; READ: the value */
+	uint8_t type;      /* READ: the key's type (0: absent) */
+	uint64_t count;    /* READ: list elements / set members */
+} mf_op_result;
+
+/* MULTI payload: the sub-ops back to back, each
+ *   u8 type, u8 ktype, u16 0, u32 klen, u32 k2len, u32 vlen, u64 arg,
+ *   key, key2, value
+ * (little-endian).  decode: *ops (malloc'd) are borrowed views of val's
+ * bytes (no references: val must outlive them); -EINVAL if malformed or a
+ * sub-op is a MULTI. */
+mf_slice mf_multi_encode(const mf_op *ops, size_t n);
+int mf_multi_decode(mf_slice val, mf_op **ops, size_t *n);
 
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows
  * keys of 1..MF_KEY_MAX bytes without '/' and NUL. */
@@ -108,12 +200,14 @@ _Static_assert(MF_VALUE_MAX + 64 + 2 * MF_KEY_BYTES_MAX <= MF_FILE_LEN_MAX,
                "a WAL record of the largest value must fit the file bound");
 
 const char *mf_optype_name(int type);
+/* An op type this build knows (the numbering has reserved holes). */
+int mf_optype_valid(int type);
 const char *mf_type_name(int type);
 
 /* Does op->key name a key (FLUSH has none)? */
 static inline int mf_op_has_key(int type)
 {
-	return type != MF_OP_FLUSH;
+	return type != MF_OP_FLUSH && type != MF_OP_MULTI;
 }
 
 /* Drop every slice reference the op holds (key, key2, val, out). */

@@ -9,9 +9,13 @@
  */
 #include "store.h"
 #include "json.h"
+#include "set.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +29,16 @@ typedef struct entry {
 	int64_t ctime_ns;
 	uint64_t version;
 	uint8_t type;
+	/* Sets: the members, and whether val holds their text.  The text is
+	 * made when a reader asks for it (under text_mu, see set_text) and
+	 * extended in place by SADD; SREM/SMOVE drop it.  So a set's val is a
+	 * cache: value_bytes counts mf_set_bytes, never val.len (vlen). */
+	bool text_ok;
+	mf_set *set;
+	/* Expiry: 0 or the absolute time; entries with one are on the store's
+	 * ring (tprev/tnext), which the active cycle walks. */
+	int64_t expire_ns;
+	struct entry *tprev, *tnext;
 } entry;
 
 struct mf_store {
@@ -32,23 +46,31 @@ struct mf_store {
 	entry **tab;
 	size_t nbuckets;    /* power of two */
 	size_t nkeys;
-	uint64_t ntype[4];
+	uint64_t ntype[MF_T_MAX_ + 1];
+	/* Builds a set's text under the read lock (several readers may ask at
+	 * once); writers hold the write lock and need not take it. */
+	pthread_mutex_t text_mu;
+	bool in_multi;      /* applying a MULTI's sub-ops (op.h: SET/DEL rules) */
+	entry *ttl;         /* ring of entries with an expiry; the cycle's next */
+	uint64_t nexpires;
+	uint64_t expired;
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
 };
 
-/* FNV-1a is enough: keys come from one user's file names, not an attacker
- * probing for collisions over the network, and chains stay short on
- * average because the table doubles at load factor 1. */
+/* FNV-1a (set.c) is enough: keys come from one user's file names or local
+ * RESP clients, and chains stay short on average because the table
+ * doubles at load factor 1. */
 static uint64_t hash_key(const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 1099511628211ULL;
-	}
-	return h ^ (h >> 29);
+	return mf_hash_bytes(p, n);
+}
+
+/* The bytes a value counts for (stats, memory limit, EFBIG). */
+static uint64_t vlen(const entry *e)
+{
+	return e->set ? mf_set_bytes(e->set) : e->val.len;
 }
 
 mf_store *mf_store_new(void)
@@ -56,6 +78,7 @@ mf_store *mf_store_new(void)
 	mf_store *st = mf_xmalloc(sizeof *st);
 	memset(st, 0, sizeof *st);
 	pthread_rwlock_init(&st->lock, NULL);
+	pthread_mutex_init(&st->text_mu, NULL);
 	st->nbuckets = 1024;
 	st->tab = calloc(st->nbuckets, sizeof *st->tab);
 	if (!st->tab)
@@ -67,6 +90,7 @@ static void entry_free(entry *e)
 {
 	mf_slice_unref(&e->key);
 	mf_slice_unref(&e->val);
+	mf_set_free(e->set);
 	free(e);
 }
 
@@ -85,6 +109,8 @@ static void flush_all(mf_store *st)
 	st->nkeys = 0;
 	memset(st->ntype, 0, sizeof st->ntype);
 	st->value_bytes = 0;
+	st->ttl = NULL;
+	st->nexpires = 0;
 }
 
 void mf_store_free(mf_store *st)
@@ -94,6 +120,7 @@ void mf_store_free(mf_store *st)
 	flush_all(st);
 	free(st->tab);
 	pthread_rwlock_destroy(&st->lock);
+	pthread_mutex_destroy(&st->text_mu);
 	free(st);
 }
 
@@ -146,12 +173,70 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->type = type;
 	e->mtime_ns = e->ctime_ns = t;
 	e->version = ++st->version;
+	if (type == MF_T_SET) {
+		e->set = mf_set_new();
+		e->text_ok = true; /* empty */
+	}
 	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
 	e->next = *pp;
 	*pp = e;
 	st->nkeys++;
 	st->ntype[type]++;
 	return e;
+}
+
+/* ---- expiry ---- */
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Past its expiry at time t (an op's time_ns, or the wall clock). */
+static bool expired_at(const entry *e, int64_t t)
+{
+	return e && e->expire_ns && e->expire_ns <= t;
+}
+
+static void ttl_del(mf_store *st, entry *e)
+{
+	if (!e->expire_ns)
+		return;
+	if (e->tnext == e) {
+		st->ttl = NULL;
+	} else {
+		e->tprev->tnext = e->tnext;
+		e->tnext->tprev = e->tprev;
+		if (st->ttl == e)
+			st->ttl = e->tnext;
+	}
+	e->tprev = e->tnext = NULL;
+	e->expire_ns = 0;
+	st->nexpires--;
+}
+
+/* Set (when != 0) or clear an entry's expiry, keeping the ring. */
+static void set_expire(mf_store *st, entry *e, int64_t when)
+{
+	if (!when) {
+		ttl_del(st, e);
+		return;
+	}
+	if (!e->expire_ns) {
+		if (!st->ttl) {
+			e->tprev = e->tnext = e;
+			st->ttl = e;
+		} else { /* just behind the cycle's cursor: looked at last */
+			e->tnext = st->ttl;
+			e->tprev = st->ttl->tprev;
+			e->tprev->tnext = e;
+			st->ttl->tprev = e;
+		}
+		st->nexpires++;
+	}
+	e->expire_ns = when;
 }
 
 static void unlink_entry(mf_store *st, entry *e)
@@ -162,7 +247,28 @@ static void unlink_entry(mf_store *st, entry *e)
 	*pp = e->next;
 	st->nkeys--;
 	st->ntype[e->type]--;
-	st->value_bytes -= e->val.len;
+	st->value_bytes -= vlen(e);
+}
+
+/* Remove a key: out of the table and the expiry ring, freed. */
+static void drop_entry(mf_store *st, entry *e)
+{
+	unlink_entry(st, e);
+	ttl_del(st, e);
+	entry_free(e);
+}
+
+/* An op's view of a key: one past its expiry at the op's time is deleted
+ * first (op.h, expiry rule), so every op decides as replay will. */
+static entry *find_live(mf_store *st, mf_slice key, int64_t t)
+{
+	entry *e = find(st, key);
+	if (expired_at(e, t)) {
+		drop_entry(st, e);
+		st->expired++;
+		e = NULL;
+	}
+	return e;
 }
 
 uint64_t mf_count_lines(const char *p, size_t n)
@@ -195,18 +301,55 @@ int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const
 	return 0;
 }
 
+/* The new text of a counter (INCRBY/INCRBYFLOAT on e, absent: 0) in buf
+ * (MF_NUM_LD_BUF + 2 bytes), or -EINVAL (not a number: the value or the
+ * increment) / -ERANGE (overflow, NaN or infinity).  Shared by validate and
+ * apply.  *res: INCRBY's result. */
+static int counter_text(const entry *e, const mf_op *op, char *buf, size_t *len, long long *res)
+{
+	const char *p = e ? mf_slice_ptr(e->val) : "0";
+	size_t n = e ? e->val.len : 1;
+	bool nl;
+	int r;
+	if (op->type == MF_OP_INCRBY) {
+		long long v;
+		if ((r = mf_num_parse_ll(p, n, &v, &nl)) != 0 ||
+		    (r = mf_num_add_ll(v, (long long)op->arg, res)) != 0)
+			return r;
+		*len = (size_t)snprintf(buf, MF_NUM_LD_BUF, "%lld", *res);
+	} else {
+		long double v, inc;
+		bool inl;
+		if (mf_num_parse_ld(mf_slice_ptr(op->val), op->val.len, &inc, &inl) != 0 || inl ||
+		    (r = mf_num_parse_ld(p, n, &v, &nl)) != 0)
+			return -EINVAL;
+		v += inc;
+		if (isnan(v) || isinf(v))
+			return -ERANGE;
+		*len = mf_num_format_ld(v, buf);
+	}
+	if (nl) /* keep the mount's newline (echo 5 > /kv/c) */
+		buf[(*len)++] = '\n';
+	return 0;
+}
+
 /* Everything that can make an op fail, checked before anything changes. */
 static int validate(mf_store *st, const mf_op *op, entry *e)
 {
 	if (op->type == MF_OP_FLUSH)
 		return op->ktype == MF_T_NONE && op->key.len == 0 ? 0 : -EINVAL;
-	if (op->ktype < MF_T_STRING || op->ktype > MF_T_LIST || !valid_key(op->key))
+	if (st->in_multi && op->type == MF_OP_DEL && op->ktype == MF_T_NONE && valid_key(op->key))
+		return e ? 0 : -ENOENT; /* any type (MULTI's DEL) */
+	if (op->type == MF_OP_EXPIRE || op->type == MF_OP_EXPIRED) /* any type */
+		return op->ktype != MF_T_NONE || !valid_key(op->key) ? -EINVAL : e ? 0 : -ENOENT;
+	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
-	uint64_t cur = same ? e->val.len : 0;
+	uint64_t cur = same ? vlen(e) : 0;
 	if (op->val.len > MF_VALUE_MAX ||
-	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH) &&
-	     cur + op->val.len > MF_VALUE_MAX) ||
+	    ((op->type == MF_OP_APPEND || op->type == MF_OP_RPUSH || op->type == MF_OP_LPUSH ||
+	      op->type == MF_OP_SADD) &&
+	     cur + op->val.len + 1 > MF_VALUE_MAX) ||
 	    (op->type == MF_OP_SETRANGE &&
 	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)))
 		return -EFBIG;
@@ -214,7 +357,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_CREATE:
 		return e && !same ? -EEXIST : 0;
 	case MF_OP_SET:
-		if (e && !same)
+		if (e && !same && !(st->in_multi && op->arg == 1)) /* MULTI's SET: any type */
 			return -EEXIST;
 		return mf_value_check(op->ktype, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
 	case MF_OP_APPEND:
@@ -244,7 +387,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 			return -ENOENT;
 		/* arg 1: only an empty value (RESP deletes a list its pop
 		 * emptied, as Redis does, without racing a concurrent push). */
-		return op->arg == 0 ? 0 : op->arg == 1 && e->val.len == 0 ? 0 : -ENOTEMPTY;
+		return op->arg == 0 ? 0 : op->arg == 1 && vlen(e) == 0 ? 0 : -ENOTEMPTY;
 	case MF_OP_SETTIME:
 		return same ? 0 : -ENOENT;
 	case MF_OP_SETRANGE:
@@ -278,15 +421,82 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (!same)
 			return -ENOENT;
 		return mf_value_check(MF_T_JSON, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	case MF_OP_JSON_NUMINCRBY:
+	case MF_OP_JSON_ARRAPPEND:
+	case MF_OP_JSON_STRAPPEND:
+		/* The document decides the rest (json_edit, in check and apply). */
+		if (op->ktype != MF_T_JSON)
+			return -EINVAL;
+		return same ? 0 : e ? -EEXIST : -ENOENT;
+	case MF_OP_INCRBY:
+	case MF_OP_INCRBYFLOAT: {
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		if (e && !same)
+			return -EEXIST;
+		char buf[MF_NUM_LD_BUF + 2];
+		size_t len;
+		long long res;
+		return counter_text(e, op, buf, &len, &res);
+	}
+	case MF_OP_SADD:
+		if (op->ktype != MF_T_SET || op->val.len == 0)
+			return -EINVAL;
+		return e && !same ? -EEXIST : 0;
+	case MF_OP_SREM:
+		if (op->ktype != MF_T_SET || op->val.len == 0)
+			return -EINVAL;
+		return same ? 0 : e ? -EEXIST : -ENOENT;
+	case MF_OP_SMOVE: {
+		if (op->ktype != MF_T_SET || !valid_key(op->key2) ||
+		    memchr(mf_slice_ptr(op->val), '\n', op->val.len))
+			return -EINVAL;
+		if (!same)
+			return e ? -EEXIST : -ENOENT;
+		entry *t = find(st, op->key2);
+		return t && t->type != MF_T_SET ? -EEXIST : 0;
+	}
 	default:
 		return -EINVAL;
 	}
 }
 
-/* Edit a JSON document for JSON_SETPATH / JSON_DELPATH: the new text in
- * *doc (malloc'd), or -errno.  Shared by check and apply. */
-static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen)
+static bool json_path_op(int type)
 {
+	return type == MF_OP_JSON_SETPATH || type == MF_OP_JSON_DELPATH ||
+	       type == MF_OP_JSON_NUMINCRBY || type == MF_OP_JSON_ARRAPPEND ||
+	       type == MF_OP_JSON_STRAPPEND;
+}
+
+/* Edit a JSON document for a JSON_* path op: the new text in *doc
+ * (malloc'd), or -errno.  Shared by check and apply.  res, num (at least
+ * MF_JSON_NUM_MAX bytes) and numlen: the op's result (a length, the new
+ * number); may be NULL for a check. */
+static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen, uint64_t *res,
+                     char *num, size_t *numlen)
+{
+	const char *d = mf_slice_ptr(e->val), *path = mf_slice_ptr(op->key2);
+	const char *v = mf_slice_ptr(op->val);
+	uint64_t r0;
+	char nb[MF_JSON_NUM_MAX];
+	size_t nl;
+	if (!res)
+		res = &r0;
+	if (!num)
+		num = nb, numlen = &nl;
+	switch (op->type) {
+	case MF_OP_JSON_NUMINCRBY:
+		return mf_json_numincrby(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         num, numlen);
+	case MF_OP_JSON_ARRAPPEND:
+		return mf_json_arrappend(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         res);
+	case MF_OP_JSON_STRAPPEND:
+		return mf_json_strappend(d, e->val.len, path, op->key2.len, v, op->val.len, doc, dlen,
+		                         res);
+	default:
+		break;
+	}
 	if (op->type == MF_OP_JSON_DELPATH)
 		return mf_json_del_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
 		                        op->key2.len, doc, dlen);
@@ -305,14 +515,24 @@ int mf_store_check(mf_store *st, const mf_op *op)
 	pthread_rwlock_rdlock(&st->lock);
 	bool keyed = mf_op_has_key(op->type);
 	entry *e = keyed && op->key.len <= MF_KEY_BYTES_MAX ? find(st, op->key) : NULL;
+	if (op->type != MF_OP_EXPIRED && expired_at(e, op->time_ns ? op->time_ns : wall_ns()))
+		e = NULL; /* absent for the op (apply deletes it first) */
 	int r = !keyed || op->key.len <= MF_KEY_BYTES_MAX ? validate(st, op, e) : -EINVAL;
-	if (r == 0 && (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH) &&
-	    !json_del_root(op)) {
+	if (op->type == MF_OP_MULTI) {
+		/* Sub-ops fail or not at apply, one by one (Redis's EXEC): only
+		 * the record's shape is checked before it is logged. */
+		mf_op *subs;
+		size_t n;
+		r = op->key.len ? -EINVAL : mf_multi_decode(op->val, &subs, &n);
+		if (r == 0)
+			free(subs);
+	}
+	if (r == 0 && json_path_op(op->type) && !json_del_root(op)) {
 		/* Whether the path resolves depends on the document: try it, so
 		 * a missing path is refused before it is logged. */
 		char *doc = NULL;
 		size_t dlen;
-		r = json_edit(e, op, &doc, &dlen);
+		r = json_edit(e, op, &doc, &dlen, NULL, NULL, NULL);
 		free(doc);
 	}
 	pthread_rwlock_unlock(&st->lock);
@@ -367,6 +587,135 @@ static mf_slice list_value(mf_slice v)
 	return n;
 }
 
+/* ---- sets ---- */
+
+/* After changing e->set: the count, the store's bytes (from old), and the
+ * text cache (keep: SADD extended it in place). */
+static void set_changed(mf_store *st, entry *e, uint64_t old_bytes, bool keep_text)
+{
+	st->value_bytes = st->value_bytes - old_bytes + mf_set_bytes(e->set);
+	e->count = mf_set_count(e->set);
+	if (!keep_text) {
+		detach_key(e);
+		mf_slice_unref(&e->val);
+		e->text_ok = false;
+	}
+}
+
+typedef struct sadd_ctx {
+	entry *e;
+	uint64_t n;
+} sadd_ctx;
+
+static void sadd_one(void *ctx, const char *l, size_t len)
+{
+	sadd_ctx *a = ctx;
+	if (mf_set_add(a->e->set, l, len) != 1)
+		return;
+	a->n++;
+	if (a->e->text_ok) { /* in place: O(added), readers' slices unchanged */
+		mf_slice_append(&a->e->val, l, len);
+		mf_slice_append(&a->e->val, "\n", 1);
+	}
+}
+
+/* Replace the members by the lines of v (SET, TRUNCATE to 0).  v's bytes
+ * become the text when they are exactly the members, one per line. */
+static void set_replace(mf_store *st, entry *e, mf_slice v)
+{
+	uint64_t old = mf_set_bytes(e->set);
+	mf_set_free(e->set);
+	e->set = mf_set_new();
+	set_changed(st, e, old, false); /* drops the text: no appends below */
+	sadd_ctx a = {e, 0};
+	mf_lines_each(mf_slice_ptr(v), v.len, sadd_one, &a);
+	set_changed(st, e, 0, false); /* the new members' bytes and count */
+	if (a.n == mf_count_lines(mf_slice_ptr(v), v.len) && mf_set_bytes(e->set) == v.len) {
+		e->val = mf_slice_ref(v);
+		e->text_ok = true;
+	}
+}
+
+static void srem_one(void *ctx, const char *l, size_t len)
+{
+	sadd_ctx *a = ctx;
+	a->n += (uint64_t)mf_set_del(a->e->set, l, len);
+}
+
+/* SMOVE from e; false if nothing moved (not a member, or key2 = key). */
+static bool smove(mf_store *st, entry *e, mf_op *op)
+{
+	const char *m = mf_slice_ptr(op->val);
+	size_t n = op->val.len;
+	op->res = 0;
+	if (op->key2.len == op->key.len &&
+	    memcmp(mf_slice_ptr(op->key), mf_slice_ptr(op->key2), op->key.len) == 0) {
+		op->res = mf_set_has(e->set, m, n); /* Redis: no change */
+		return false;
+	}
+	uint64_t old = mf_set_bytes(e->set);
+	if (!mf_set_del(e->set, m, n))
+		return false;
+	op->res = 1;
+	set_changed(st, e, old, false);
+	entry *d = find(st, op->key2);
+	if (!d)
+		d = insert(st, own_key(op->key2, MF_SLICE_EMPTY), MF_T_SET, op->time_ns);
+	uint64_t dold = mf_set_bytes(d->set);
+	sadd_ctx a = {d, 0};
+	sadd_one(&a, m, n);
+	set_changed(st, d, dold, true);
+	d->mtime_ns = d->ctime_ns = op->time_ns;
+	d->version = ++st->version;
+	return true;
+}
+
+static int do_apply(mf_store *st, mf_op *op);
+static mf_slice value_ref(mf_store *st, entry *e);
+
+/* MULTI: every sub-op in order, each as apply would do it alone (a failed
+ * one changes nothing; the rest go on).  Sub-ops get their own copies of
+ * key and value, so no stored key or value keeps the whole record alive. */
+static int apply_multi(mf_store *st, mf_op *op)
+{
+	mf_op *subs;
+	size_t n;
+	int r = mf_multi_decode(op->val, &subs, &n);
+	if (r)
+		return r;
+	op->sub = mf_xmalloc((n ? n : 1) * sizeof *op->sub);
+	op->nsub = n;
+	memset(op->sub, 0, (n ? n : 1) * sizeof *op->sub);
+	st->in_multi = true;
+	for (size_t i = 0; i < n; i++) {
+		mf_op s = subs[i];
+		mf_op_result *res = &op->sub[i];
+		s.key = mf_slice_from(mf_slice_ptr(s.key), s.key.len, s.key.len);
+		s.key2 = mf_slice_from(mf_slice_ptr(s.key2), s.key2.len, s.key2.len);
+		s.val = mf_slice_from(mf_slice_ptr(s.val), s.val.len, s.val.len);
+		s.time_ns = op->time_ns;
+		if (s.type == MF_OP_READ) {
+			entry *e = s.key.len && s.key.len <= MF_KEY_BYTES_MAX ? find_live(st, s.key, s.time_ns)
+			                                                      : NULL;
+			res->rc = e ? 0 : -ENOENT;
+			if (e) {
+				res->type = e->type;
+				res->count = e->count;
+				res->out = value_ref(st, e);
+			}
+		} else {
+			res->rc = do_apply(st, &s);
+			res->res = s.res;
+			res->out = s.out;
+			s.out = MF_SLICE_EMPTY;
+		}
+		mf_op_clear(&s);
+	}
+	st->in_multi = false;
+	free(subs);
+	return 0;
+}
+
 /* APPEND, RPUSH, LPUSH: op->val joins one end of the key's value (the key
  * is created if need be); in place when the buffer has room. */
 static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
@@ -384,6 +733,8 @@ static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
 
 static int do_apply(mf_store *st, mf_op *op)
 {
+	if (op->type == MF_OP_MULTI)
+		return apply_multi(st, op);
 	if (op->type == MF_OP_FLUSH) {
 		int r = validate(st, op, NULL);
 		if (r == 0)
@@ -392,18 +743,53 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	if (op->key.len > MF_KEY_BYTES_MAX)
 		return -EINVAL;
-	entry *e = find(st, op->key);
+	int64_t t = op->time_ns;
+	entry *e = op->type == MF_OP_EXPIRED ? find(st, op->key) : find_live(st, op->key, t);
+	if ((op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) && op->key2.len &&
+	    op->key2.len <= MF_KEY_BYTES_MAX)
+		find_live(st, op->key2, t); /* an expired target is absent too */
 	int r = validate(st, op, e);
 	if (r)
 		return r;
-	int64_t t = op->time_ns;
+	if (st->in_multi && ((op->type == MF_OP_SET && e && e->type != op->ktype) ||
+	                     (op->type == MF_OP_DEL && op->ktype == MF_T_NONE))) {
+		/* MULTI's Redis-style SET over another type, DEL of any type. */
+		drop_entry(st, e);
+		e = NULL;
+		if (op->type == MF_OP_DEL)
+			return 0;
+	}
 
 	switch (op->type) {
 	case MF_OP_CREATE:
 		if (!e)
 			insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		return 0;
+	case MF_OP_EXPIRE: {
+		int64_t when = (int64_t)op->arg;
+		op->res = when || e->expire_ns;
+		if (when && when <= t)
+			drop_entry(st, e); /* Redis: an expiry in the past deletes */
+		else
+			set_expire(st, e, when);
+		return 0; /* the value did not change: no new version */
+	}
+	case MF_OP_EXPIRED:
+		op->res = expired_at(e, t);
+		if (op->res) {
+			drop_entry(st, e);
+			st->expired++;
+		}
+		return 0;
 	case MF_OP_SET: {
+		if (e)
+			set_expire(st, e, 0); /* a new value: no expiry (Redis's SET) */
+		if (op->ktype == MF_T_SET) {
+			if (!e)
+				e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+			set_replace(st, e, op->val);
+			break;
+		}
 		if (!e)
 			e = insert(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
 			           op->ktype, t);
@@ -426,7 +812,9 @@ static int do_apply(mf_store *st, mf_op *op)
 		op->res = op->type == MF_OP_RPUSH ? e->count : e->val.len;
 		break;
 	case MF_OP_TRUNCATE:
-		if (op->arg <= e->val.len) {
+		if (e->set) {
+			set_replace(st, e, MF_SLICE_EMPTY); /* validate: to 0 only */
+		} else if (op->arg <= e->val.len) {
 			/* Shrinking shares the buffer: a sub-slice, no copy. */
 			mf_slice v = mf_slice_ref(e->val);
 			v.len = op->arg;
@@ -441,8 +829,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		e->count = 0;
 		break;
 	case MF_OP_DEL:
-		unlink_entry(st, e);
-		entry_free(e);
+		drop_entry(st, e);
 		return 0;
 	case MF_OP_RENAME: {
 		if (op->key2.len == op->key.len &&
@@ -450,8 +837,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			return 0;
 		entry *tgt = find(st, op->key2);
 		if (tgt) {
-			unlink_entry(st, tgt);
-			entry_free(tgt);
+			drop_entry(st, tgt);
 		}
 		unlink_entry(st, e);
 		mf_slice_unref(&e->key);
@@ -462,7 +848,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		*pp = e;
 		st->nkeys++;
 		st->ntype[e->type]++;
-		st->value_bytes += e->val.len;
+		st->value_bytes += vlen(e);
 		e->ctime_ns = t;
 		e->version = ++st->version;
 		return 0;
@@ -546,22 +932,81 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	case MF_OP_JSON_DELPATH:
 		if (json_del_root(op)) {
-			unlink_entry(st, e);
-			entry_free(e);
+			drop_entry(st, e);
 			return 0;
 		}
 		/* fall through */
-	case MF_OP_JSON_SETPATH: {
+	case MF_OP_JSON_SETPATH:
+	case MF_OP_JSON_NUMINCRBY:
+	case MF_OP_JSON_ARRAPPEND:
+	case MF_OP_JSON_STRAPPEND: {
 		char *doc;
-		size_t dlen;
-		r = json_edit(e, op, &doc, &dlen);
+		size_t dlen, numlen = 0;
+		char num[MF_JSON_NUM_MAX];
+		r = json_edit(e, op, &doc, &dlen, &op->res, num, &numlen);
 		if (r)
 			return r;
 		mf_slice v = mf_slice_from(doc, dlen, dlen);
 		free(doc);
 		set_val(st, e, v);
+		if (op->type == MF_OP_JSON_NUMINCRBY) {
+			mf_slice_unref(&op->out);
+			op->out = mf_slice_from(num, numlen, numlen);
+		}
 		break;
 	}
+	case MF_OP_INCRBY:
+	case MF_OP_INCRBYFLOAT: {
+		char buf[MF_NUM_LD_BUF + 2];
+		size_t len;
+		long long res = 0;
+		r = counter_text(e, op, buf, &len, &res);
+		if (r)
+			return r;
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		mf_slice v = mf_slice_from(buf, len, len);
+		set_val(st, e, v);
+		op->res = (uint64_t)res;
+		if (op->type == MF_OP_INCRBYFLOAT) {
+			mf_slice_unref(&op->out);
+			op->out = mf_slice_ref(v);
+		}
+		break;
+	}
+	case MF_OP_SADD: {
+		if (!e)
+			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+		uint64_t old = mf_set_bytes(e->set);
+		detach_key(e); /* the text may move */
+		sadd_ctx a = {e, 0};
+		mf_lines_each(mf_slice_ptr(op->val), op->val.len, sadd_one, &a);
+		set_changed(st, e, old, true);
+		op->res = a.n;
+		break;
+	}
+	case MF_OP_SREM: {
+		uint64_t old = mf_set_bytes(e->set);
+		sadd_ctx a = {e, 0};
+		mf_lines_each(mf_slice_ptr(op->val), op->val.len, srem_one, &a);
+		op->res = a.n;
+		if (a.n == 0)
+			return 0; /* nothing changed: no new version */
+		set_changed(st, e, old, false);
+		if (mf_set_count(e->set) == 0) { /* Redis has no empty sets */
+			drop_entry(st, e);
+			return 0;
+		}
+		break;
+	}
+	case MF_OP_SMOVE:
+		if (!smove(st, e, op))
+			return 0; /* nothing moved: no new version */
+		if (mf_set_count(e->set) == 0) {
+			drop_entry(st, e);
+			return 0;
+		}
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -580,15 +1025,32 @@ int mf_store_apply(mf_store *st, mf_op *op)
 	return r;
 }
 
-static void fill_info(entry *e, bool want_value, mf_entry_info *out)
+/* A reference to e's value; a set's text is made here if a write dropped
+ * it.  Caller holds the lock (read or write). */
+static mf_slice value_ref(mf_store *st, entry *e)
+{
+	if (!e->set)
+		return mf_slice_ref(e->val);
+	pthread_mutex_lock(&st->text_mu);
+	if (!e->text_ok) {
+		e->val = mf_set_text(e->set);
+		e->text_ok = true;
+	}
+	mf_slice v = mf_slice_ref(e->val);
+	pthread_mutex_unlock(&st->text_mu);
+	return v;
+}
+
+static void fill_info(mf_store *st, entry *e, bool want_value, mf_entry_info *out)
 {
 	out->type = e->type;
-	out->val = want_value ? mf_slice_ref(e->val) : MF_SLICE_EMPTY;
-	out->size = e->val.len;
+	out->val = want_value ? value_ref(st, e) : MF_SLICE_EMPTY;
+	out->size = vlen(e);
 	out->count = e->count;
 	out->mtime_ns = e->mtime_ns;
 	out->ctime_ns = e->ctime_ns;
 	out->version = e->version;
+	out->expire_ns = e->expire_ns;
 }
 
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
@@ -596,8 +1058,10 @@ int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
 {
 	pthread_rwlock_rdlock(&st->lock);
 	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (expired_at(e, wall_ns()))
+		e = NULL; /* lazy expiry: gone for readers; the cycle deletes it */
 	if (e)
-		fill_info(e, want_value, out);
+		fill_info(st, e, want_value, out);
 	pthread_rwlock_unlock(&st->lock);
 	return e ? 0 : -ENOENT;
 }
@@ -607,9 +1071,10 @@ size_t mf_store_keys(mf_store *st, mf_type type, mf_slice **keys)
 	pthread_rwlock_rdlock(&st->lock);
 	size_t n = type ? st->ntype[type] : st->nkeys, i = 0;
 	mf_slice *k = mf_xmalloc((n ? n : 1) * sizeof *k);
+	int64_t now = wall_ns();
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			if (!type || e->type == type)
+			if ((!type || e->type == type) && !expired_at(e, now))
 				k[i++] = mf_slice_ref(e->key);
 	pthread_rwlock_unlock(&st->lock);
 	*keys = k;
@@ -621,10 +1086,12 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 	pthread_rwlock_rdlock(&st->lock);
 	size_t n = st->nkeys, i = 0;
 	mf_item *it = mf_xmalloc((n ? n : 1) * sizeof *it);
+	int64_t now = wall_ns();
 	for (size_t b = 0; b < st->nbuckets; b++)
 		for (entry *e = st->tab[b]; e; e = e->next)
-			it[i++] = (mf_item){mf_slice_ref(e->key), e->type, mf_slice_ref(e->val),
-			                    e->mtime_ns, e->ctime_ns};
+			if (!expired_at(e, now))
+				it[i++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
+				                    e->mtime_ns, e->ctime_ns, e->expire_ns};
 	*lsn = st->applied_lsn;
 	pthread_rwlock_unlock(&st->lock);
 	*items = it;
@@ -644,7 +1111,7 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 {
 	/* The type rules SET enforces (an empty JSON value is the "created, no
 	 * document yet" state CREATE makes). */
-	if (item->type < MF_T_STRING || item->type > MF_T_LIST || !valid_key(item->key) ||
+	if (!mf_type_valid(item->type) || !valid_key(item->key) ||
 	    (item->val.len &&
 	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0))
 		return -EINVAL;
@@ -655,15 +1122,23 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 	} else {
 		entry *e = insert(st, item->key, item->type, item->ctime_ns);
 		e->mtime_ns = item->mtime_ns;
+		if (item->expire_ns)
+			set_expire(st, e, item->expire_ns);
 		if (e->type == MF_T_LIST) {
 			/* LPOP relies on a list value ending in '\n': complete a final
 			 * line the way SET does (a snapshot is only CRC-checked). */
 			e->val = list_value(item->val);
 			mf_slice_unref(&item->val);
+		} else if (e->type == MF_T_SET) {
+			/* A set's snapshot value is its members' text (any order);
+			 * duplicates are dropped as SET drops them. */
+			set_replace(st, e, item->val);
+			mf_slice_unref(&item->val);
 		} else {
 			e->val = item->val;
 		}
-		st->value_bytes += e->val.len;
+		if (e->type != MF_T_SET)
+			st->value_bytes += e->val.len;
 		if (e->type == MF_T_LIST)
 			e->count = mf_count_lines(mf_slice_ptr(e->val), e->val.len);
 		item->key = item->val = MF_SLICE_EMPTY;
@@ -683,9 +1158,36 @@ void mf_store_stats_get(mf_store *st, mf_store_stats *out)
 {
 	pthread_rwlock_rdlock(&st->lock);
 	out->keys[0] = st->nkeys;
-	for (int t = 1; t < 4; t++)
+	for (int t = 1; t <= MF_T_MAX_; t++)
 		out->keys[t] = st->ntype[t];
 	out->value_bytes = st->value_bytes;
 	out->applied_lsn = st->applied_lsn;
+	out->expires = st->nexpires;
+	out->expired = st->expired;
 	pthread_rwlock_unlock(&st->lock);
+}
+
+int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, size_t mlen)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	entry *e = *find_slot(st, key, klen, hash_key(key, klen));
+	if (expired_at(e, wall_ns()))
+		e = NULL;
+	int r = !e ? -ENOENT : !e->set ? -EEXIST : mf_set_has(e->set, m, mlen);
+	pthread_rwlock_unlock(&st->lock);
+	return r;
+}
+
+size_t mf_store_expired_sample(mf_store *st, int64_t now, mf_slice *keys, size_t max)
+{
+	size_t n = 0;
+	pthread_rwlock_wrlock(&st->lock); /* moves the ring's cursor */
+	for (size_t seen = 0; st->ttl && seen < 4 * max && seen < st->nexpires && n < max; seen++) {
+		entry *e = st->ttl;
+		if (expired_at(e, now))
+			keys[n++] = mf_slice_ref(e->key);
+		st->ttl = e->tnext;
+	}
+	pthread_rwlock_unlock(&st->lock);
+	return n;
 }

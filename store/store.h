@@ -1,13 +1,20 @@
 /*
  * store.h — the in-memory keyspace.
  *
- * Owns: one hash table of keys; each key has a type (string, JSON, list), a
- * value (an mf_slice), a list element count, mtime/ctime and a version that
+ * Owns: one hash table of keys; each key has a type (string, JSON, list,
+ * set), a value (an mf_slice; a set's is the text of its members, made
+ * from a member hash table when read), a list/set element count, mtime/ctime and a version that
  * changes whenever the value does.  One keyspace, as in Redis: a key has one
  * type at a time.
  *
  * No FUSE and no I/O here.  Mutations happen only through mf_store_apply(),
  * which both live writes (via the WAL writer) and WAL replay call.
+ *
+ * Expiry: a key may carry an absolute expiry time (EXPIRE records).  Reads
+ * treat a key past it as absent (lazy expiry: get, keys, export, set_has
+ * use the wall clock); ops treat it as absent at their own time_ns and
+ * delete it first (deterministic on replay); the db's active cycle logs
+ * EXPIRED records for keys past it (mf_store_expired_sample).
  *
  * Locking: one rwlock.  apply takes it for writing; get/keys/export/stats
  * take it for reading and hand out slice references, so a reader never holds
@@ -22,11 +29,15 @@
  * (CREATE of a JSON key makes the store's "no document yet" state, which
  * only "$" paths and SET can fill; the mount never logs it); a list value is lines, each '\n'-terminated (SET and
  * RPUSH complete an unterminated last line; a list truncates only to 0);
- * values are at most MF_VALUE_MAX bytes.
+ * values are at most MF_VALUE_MAX bytes; a set's members are unique lines
+ * (SET, SADD take lines; an emptied set is deleted by SREM/SMOVE, as
+ * Redis has no empty sets); a counter (INCRBY, INCRBYFLOAT) is Redis's
+ * integer or float text, optionally followed by one '\n' (kept).
  *
  * Errors: negative errno.  ENOENT (no such key), EEXIST (key exists with
- * another type), EINVAL (malformed op or a value its type refuses), EFBIG
- * (over MF_VALUE_MAX).
+ * another type), EINVAL (malformed op or a value its type refuses; a
+ * counter that is not a number), ERANGE (a counter would overflow, or
+ * become NaN/infinite), EFBIG (over MF_VALUE_MAX).
  */
 #ifndef MF_STORE_H
 #define MF_STORE_H
@@ -40,10 +51,11 @@ typedef struct mf_entry_info {
 	mf_type type;
 	mf_slice val;       /* referenced when asked for; caller unrefs */
 	uint64_t size;      /* value bytes */
-	uint64_t count;     /* list elements (lists only) */
+	uint64_t count;     /* list elements, set members */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	uint64_t version;   /* changes whenever the value changes */
+	int64_t expire_ns;  /* absolute expiry (ns since the epoch); 0: none */
 } mf_entry_info;
 
 /* One key as captured for a snapshot: references, not copies. */
@@ -53,12 +65,15 @@ typedef struct mf_item {
 	mf_slice val;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t expire_ns;  /* 0: none (snapshot format v1 cannot hold it yet) */
 } mf_item;
 
 typedef struct mf_store_stats {
-	uint64_t keys[4];       /* indexed by mf_type; [0] = total */
+	uint64_t keys[MF_T_MAX_ + 1]; /* indexed by mf_type; [0] = total */
 	uint64_t value_bytes;   /* sum of live value lengths */
 	uint64_t applied_lsn;
+	uint64_t expires;       /* keys with an expiry */
+	uint64_t expired;       /* keys deleted because they expired (this run) */
 } mf_store_stats;
 
 mf_store *mf_store_new(void);
@@ -101,6 +116,15 @@ int mf_store_load_item(mf_store *st, mf_item *item);
 void mf_store_set_applied_lsn(mf_store *st, uint64_t lsn);
 
 void mf_store_stats_get(mf_store *st, mf_store_stats *out);
+
+/* The active expire cycle's sample: up to max keys whose expiry is not
+ * after now (as referenced slices in keys[], caller unrefs), looking at no
+ * more than 4 * max keys with an expiry per call (bounded work, rotating
+ * through them).  The caller logs an EXPIRED op for each. */
+size_t mf_store_expired_sample(mf_store *st, int64_t now, mf_slice *keys, size_t max);
+
+/* SISMEMBER: 1 or 0; -ENOENT (no key), -EEXIST (not a set).  O(1). */
+int mf_store_set_has(mf_store *st, const void *key, size_t klen, const void *m, size_t mlen);
 
 /* Count '\n'-terminated lines in a list value. */
 uint64_t mf_count_lines(const char *p, size_t n);

@@ -79,7 +79,7 @@ uint64_t mf_wal_new_salt(void)
 
 int mf_wal_record_validate(const mf_op *op)
 {
-	if (op->type < 1 || op->type > MF_OP_MAX_ || op->ktype > MF_T_LIST)
+	if (!mf_optype_valid(op->type) || (op->ktype && !mf_type_valid(op->ktype)))
 		return -EINVAL;
 	uint64_t len = (uint64_t)MF_WAL_REC_FIXED_BODY + op->key.len + op->key2.len +
 	               op->val.len;
@@ -177,8 +177,11 @@ int mf_wal_rec_hdr_parse(const uint8_t *p, uint64_t avail, const mf_wal_rec_plac
 	h->type = p[24];
 	h->ktype = p[25];
 	h->flags = mf_le_get16(p + 26);
-	bool op_type = h->type >= 1 && h->type <= MF_OP_MAX_;
-	if ((!op_type && h->type != MF_WAL_REC_SYNC) || h->ktype > MF_T_LIST || h->flags != 0 ||
+	/* Numbers reserved for another build's types are out of range here
+	 * (op.h: mf_optype_valid, mf_type_valid). */
+	bool op_type = mf_optype_valid(h->type);
+	if ((!op_type && h->type != MF_WAL_REC_SYNC) || (h->ktype && !mf_type_valid(h->ktype)) ||
+	    h->flags != 0 ||
 	    mf_le_get32(p + 60) != 0) {
 		*why = "record type/ktype/flags out of range";
 		return MF_REC_BAD;

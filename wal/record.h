@@ -12,8 +12,8 @@
  *                      (salt, record offset)
  *    8  u64 lsn
  *   16  u64 durable    highest LSN known fsynced when the record was written
- *   24  u8  type       mf_optype, 1..MF_OP_MAX_
- *   25  u8  ktype      mf_type, 0..3
+ *   24  u8  type       mf_optype, one mf_optype_valid() accepts
+ *   25  u8  ktype      mf_type: 0, or one mf_type_valid() accepts
  *   26  u16 flags      0
  *   28  u32 klen
  *   32  u32 k2len

@@ -16,8 +16,9 @@ def sh(cmd, **kw):
 
 
 def test_layout(mf):
-    assert sorted(os.listdir(mf.mnt)) == [".ctl", "json", "kv", "lists"]
-    assert sorted(os.listdir(mf.ctl(""))) == ["json", "pop", "snapshot", "stats"]
+    assert sorted(os.listdir(mf.mnt)) == [".ctl", "json", "kv", "lists", "sets"]
+    assert sorted(os.listdir(mf.ctl(""))) == ["bpop", "expire", "incr", "jincr", "json", "pop",
+                                              "snapshot", "srem", "stats"]
 
 
 def test_set_get_append_rename_delete_shell(mf):

@@ -224,6 +224,11 @@ from test_json_lists import (  # noqa: E402,F401
     test_list_append_pieces_and_unterminated_tail, test_list_shell_tools_and_size,
     test_list_replace_rm_and_mid_writes, test_pop_basics, test_concurrent_appends_bash_loops,
     test_concurrent_pops_while_producing, test_pop_and_json_view_see_new_keys_at_once)
+from test_types import (  # noqa: E402,F401
+    test_incr_creates_and_adds, test_incr_errors_come_from_write, test_incr_four_processes_reach_800,
+    test_sets_add_replace_remove, test_sets_concurrent_adders, test_bpop_four_consumers_each_element_once,
+    test_bpop_fifo_among_waiters, test_bpop_interrupted_loses_nothing,
+    test_bpop_killed_openers_lose_nothing, test_expire_file_interface_and_active_expiry)
 
 
 # ---- what only the remote backend has ----
@@ -589,3 +594,33 @@ def test_remote_bench_quick():
     assert p.returncode == 0, p.stdout + p.stderr
     print("\n" + p.stdout)
     assert "mount/py" in p.stdout
+
+
+def test_sets_incr_expire_map_to_redis_types(rmount, server):
+    m = rmount()
+    assert subprocess.run(["bash", "-c", f"printf 'a\\nb\\na\\n' >> {m.mnt}/sets/s"]).returncode == 0
+    assert sorted(cli(server.port, "SMEMBERS", "s").split()) == ["a", "b"]
+    cli(server.port, "SADD", "s", "fromcli")
+    assert sorted(m.mnt.joinpath("sets/s").read_text().split()) == ["a", "b", "fromcli"]
+    # counters: INCRBY, and a shell-written value keeps its newline
+    (m.ctl("incr") / "c").write_bytes(b"5\n")
+    assert cli(server.port, "GET", "c") == "5"
+    m.kv("n").write_bytes(b"41\n")
+    (m.ctl("incr") / "n").write_bytes(b"1\n")
+    assert m.kv("n").read_bytes() == b"42\n"
+    cli(server.port, "SET", "big", str(2**63 - 1))
+    with pytest.raises(OSError) as ei:
+        (m.ctl("incr") / "big").write_bytes(b"1\n")
+    assert ei.value.errno == 34  # ERANGE
+    # expiry: PEXPIREAT / PERSIST, read back through /.ctl/expire
+    e = m.ctl("expire")
+    (e / "c").write_bytes(b"100\n")
+    assert 0 < int(cli(server.port, "TTL", "c")) <= 100
+    assert (e / "c").read_text() in ("100\n", "99\n")
+    (e / "c").write_bytes(b"persist\n")
+    assert cli(server.port, "TTL", "c") == "-1"
+    # a list that expires is gone, not left as an empty list
+    m.lists("l").write_bytes(b"x\n")
+    (e / "l").write_bytes(b"1\n")
+    poll(lambda: not m.lists("l").exists(), timeout=10, what="the list to expire")
+    assert "l" not in os.listdir(m.lists())

@@ -103,7 +103,7 @@ static int teardown_dir(void **state)
 static mf_item mk(uint8_t type, const void *k, size_t kl, const void *v, size_t vl,
                   int64_t mt, int64_t ct)
 {
-	mf_item it;
+	mf_item it = {0};
 	it.type = type;
 	it.key = mf_slice_from(k, kl, kl);
 	it.val = mf_slice_from(v, vl, vl);
