@@ -624,3 +624,50 @@ def test_sets_incr_expire_map_to_redis_types(rmount, server):
     (e / "l").write_bytes(b"1\n")
     poll(lambda: not m.lists("l").exists(), timeout=10, what="the list to expire")
     assert "l" not in os.listdir(m.lists())
+
+
+def test_cluster_ask_and_moved_during_a_slot_migration(rmount, cluster):
+    """A slot being migrated: the old owner answers ASK (followed with
+    ASKING); the new owner answers our two-key scripts (key + meta hash)
+    with TRYAGAIN until the migration ends (Redis refuses multi-key commands
+    on keys not all in one place), so the write waits, within its deadline,
+    and lands; afterwards the old owner's MOVED is followed."""
+    cluster.flush()
+    m = rmount("--store-timeout-ms=20000", url=cluster.url())
+    key = "askkey"
+    slot = key_slot(key)
+    ids = {}
+    for line in cli(cluster.masters()[0].port, "CLUSTER", "NODES").splitlines():
+        f = line.split()
+        ids[int(f[1].split("@")[0].split(":")[1])] = f[0]
+    masters = cluster.masters()
+    src = next(n for n in masters if any(lo <= slot <= hi for lo, hi in _slot_ranges(n.port)))
+    dst = next(n for n in masters if n is not src)
+    m.kv("warm").write_bytes(b"1")  # the mount's connections exist
+    cli(dst.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src.port])
+    cli(src.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst.port])
+    before = int(m.stats()["remote_redirects"])
+    result = []
+    t = threading.Thread(target=lambda: result.append(_try_write(m.kv(key), b"asked")))
+    t.start()
+    poll(lambda: int(m.stats()["remote_redirects"]) > before + 2, what="ASK redirects")
+    assert not result  # still waiting: the slot is in migration
+    for n in (dst, src):
+        cli(n.port, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst.port])
+    t.join(timeout=30)
+    assert result == [True]
+    assert subprocess.run([REDIS_CLI, "-c", "-p", str(src.port), "GET", key],
+                          capture_output=True, text=True).stdout.strip() == "asked"
+    assert m.kv(key).read_bytes() == b"asked"
+    m.kv(key).write_bytes(b"moved")
+    assert subprocess.run([REDIS_CLI, "-c", "-p", str(src.port), "GET", key],
+                          capture_output=True, text=True).stdout.strip() == "moved"
+
+
+def _slot_ranges(port):
+    out = []
+    import redis as redis_py
+    for lo, hi, master, *rest in redis_py.Redis(port=port).execute_command("CLUSTER", "SLOTS"):
+        if master[1] == port:
+            out.append((lo, hi))
+    return out
