@@ -11,9 +11,11 @@
  *   DEL key                    (so a second import replaces, never doubles)
  *   SET key value              /kv and /json (a document is its JSON text)
  *   RPUSH key e1 e2 ...        /lists, at most 1000 elements per command
+ *   SADD key m1 m2 ...         /sets, likewise
  *   HSET __mf:{TAG} key KMTIME the kind (s, j, l) and mtime the remote
  *                              backend keeps per key (remote/remote.h); an
- *                              empty list is this field alone
+ *                              empty list or set is this field alone
+ * (Expiry times are not exported: the snapshot format keeps none yet.)
  * For a cluster, redis-cli --pipe talks to one node: import into a single
  * server and migrate, or pipe per node (see README, Many machines).
  */
@@ -37,8 +39,8 @@ static void word(FILE *f, const char *s)
 	bulk(f, s, strlen(s));
 }
 
-/* RPUSH key <lines of the list value>, in commands of at most 1000. */
-static void push_lines(FILE *f, mf_slice key, mf_slice val)
+/* CMD key <lines of the value>, in commands of at most 1000 elements. */
+static void push_lines(FILE *f, const char *cmd, mf_slice key, mf_slice val)
 {
 	const char *p = mf_slice_ptr(val);
 	size_t n = val.len, i = 0;
@@ -51,7 +53,7 @@ static void push_lines(FILE *f, mf_slice key, mf_slice val)
 			cnt++;
 		}
 		fprintf(f, "*%zu\r\n", cnt + 2);
-		word(f, "RPUSH");
+		word(f, cmd);
 		bulk(f, mf_slice_ptr(key), key.len);
 		while (i < j) {
 			const char *nl = memchr(p + i, '\n', n - i);
@@ -75,16 +77,17 @@ int mf_check_export(const char *dir, FILE *out)
 	mf_item *items;
 	uint64_t lsn;
 	size_t n = mf_store_export(mf_db_store(db), &items, &lsn);
-	static const char kinds[] = {[MF_T_STRING] = 's', [MF_T_JSON] = 'j', [MF_T_LIST] = 'l'};
+	static const char kinds[] = {[MF_T_STRING] = 's', [MF_T_JSON] = 'j', [MF_T_LIST] = 'l',
+	                             [MF_T_SET] = 'S'};
 	for (size_t i = 0; i < n; i++) {
 		const mf_item *it = &items[i];
-		if (it->type < MF_T_STRING || it->type > MF_T_LIST)
+		if (!mf_type_valid(it->type) || !kinds[it->type])
 			continue;
 		fputs("*2\r\n", out);
 		word(out, "DEL");
 		bulk(out, mf_slice_ptr(it->key), it->key.len);
-		if (it->type == MF_T_LIST) {
-			push_lines(out, it->key, it->val);
+		if (it->type == MF_T_LIST || it->type == MF_T_SET) {
+			push_lines(out, it->type == MF_T_LIST ? "RPUSH" : "SADD", it->key, it->val);
 		} else {
 			fputs("*3\r\n", out);
 			word(out, "SET");
