@@ -113,12 +113,22 @@ static void handle_message(mf_remote *r, redisReply *m)
 	}
 }
 
+/* The thread's state: made by rm_track_start, which dials the first
+ * subscribers itself, before the mount exists. */
+typedef struct track_state {
+	mf_remote *r;
+	redisContext *sub[RM_MAX_NODES];
+	int64_t next_try[RM_MAX_NODES];
+	bool ever[RM_MAX_NODES];
+} track_state;
+
 static void *track_main(void *arg)
 {
-	mf_remote *r = arg;
-	redisContext *sub[RM_MAX_NODES] = {0};
-	int64_t next_try[RM_MAX_NODES] = {0};
-	bool ever[RM_MAX_NODES] = {0};
+	track_state *ts = arg;
+	mf_remote *r = ts->r;
+	redisContext **sub = ts->sub;
+	int64_t *next_try = ts->next_try;
+	bool *ever = ts->ever;
 	for (;;) {
 		pthread_mutex_lock(&r->map_mu);
 		int n = r->nnodes;
@@ -132,6 +142,8 @@ static void *track_main(void *arg)
 			sub[i] = sub_dial(r, nodes[i]);
 			next_try[i] = now + RETRY_MS * 1000000LL;
 			if (sub[i]) {
+				/* A reconnect, or a node found later (a failover's new
+				 * master): changes made meanwhile were not reported. */
 				if (ever[i])
 					mf_log_info("remote %s:%d: invalidations resumed", nodes[i]->host,
 					            nodes[i]->port);
@@ -188,6 +200,7 @@ static void *track_main(void *arg)
 	for (int i = 0; i < RM_MAX_NODES; i++)
 		if (sub[i])
 			redisFree(sub[i]);
+	free(ts);
 	return NULL;
 }
 
@@ -197,7 +210,27 @@ int rm_track_start(mf_remote *r, char *err, size_t errlen)
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		return -errno;
 	}
-	if (pthread_create(&r->track_thread, NULL, track_main, r) != 0) {
+	track_state *ts = calloc(1, sizeof *ts);
+	if (!ts) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ts->r = r;
+	/* The nodes known now are subscribed before the mount exists: nothing
+	 * can be cached yet, so no "everything changed" call is needed for
+	 * them (one arriving while the first requests run made the kernel
+	 * drop entries of files being created: found under ASan).  A node
+	 * that fails here is retried by the thread, which then does call it. */
+	for (int i = 0; i < r->nnodes; i++) {
+		ts->sub[i] = sub_dial(r, r->nodes[i]);
+		ts->ever[i] = ts->sub[i] != NULL;
+		ts->next_try[i] = rm_now_ns() + RETRY_MS * 1000000LL;
+	}
+	if (pthread_create(&r->track_thread, NULL, track_main, ts) != 0) {
+		for (int i = 0; i < RM_MAX_NODES; i++)
+			if (ts->sub[i])
+				redisFree(ts->sub[i]);
+		free(ts);
 		snprintf(err, errlen, "cannot start the invalidation thread");
 		return -EAGAIN;
 	}
