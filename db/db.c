@@ -58,6 +58,7 @@ struct mf_db {
 	 * hand-off orders the two); nobody else touches them. */
 	mf_item *cap_items;
 	size_t cap_n;
+	bool cap_begun;           /* capture_cb ran: the store's capture must end */
 	double cap_seconds;
 	/* last snapshot as persisted in memflux.state (survives restarts);
 	 * under snap_mu */
@@ -68,6 +69,7 @@ struct mf_db {
 	/* recovery progress (mf_db_open's thread only) */
 	uint64_t prog_total_bytes, prog_done_bytes, prog_records;
 	uint64_t prog_keys_total, prog_keys;
+	uint64_t prog_unticked;   /* bytes recovered since the clock was last read */
 	const mf_snapshot_info *prog_si;  /* its header's key count */
 	double prog_t0, prog_next;
 	double prog_period;        /* 1 s; MEMFLUX_TEST_PROGRESS_MS for tests */
@@ -200,13 +202,28 @@ static uint64_t wal_bytes_on_disk(const char *dir)
 	return total;
 }
 
+/* The clock is read every 1024 records or keys, or sooner after this many
+ * bytes: a log of a few big values would otherwise go minutes between
+ * progress lines (issue 12: once a second while recovery runs). */
+#define PROGRESS_BYTES ((uint64_t)16 << 20)
+
+static bool progress_due(mf_db *db, uint64_t count, uint64_t bytes)
+{
+	db->prog_unticked += bytes;
+	if ((count & 1023) != 0 && db->prog_unticked < PROGRESS_BYTES)
+		return false;
+	db->prog_unticked = 0;
+	return true;
+}
+
 static int apply_cb(void *ctx, mf_op *op)
 {
 	mf_db *db = ctx;
 	if (db->prog_phase == 2) {
 		db->prog_records++;
-		db->prog_done_bytes += MF_WAL_REC_HEADER + op->key.len + op->key2.len + op->val.len;
-		if ((db->prog_records & 1023) == 0)
+		uint64_t b = MF_WAL_REC_HEADER + op->key.len + op->key2.len + op->val.len;
+		db->prog_done_bytes += b;
+		if (progress_due(db, db->prog_records, b))
 			progress_tick(db);
 	}
 	return mf_store_apply(db->store, op);
@@ -215,10 +232,11 @@ static int apply_cb(void *ctx, mf_op *op)
 static int load_cb(void *ctx, mf_item *item)
 {
 	mf_db *db = ctx;
+	uint64_t b = item->key.len + item->val.len;
 	int r = mf_store_load_item(db->store, item);
 	mf_slice_unref(&item->key);
 	mf_slice_unref(&item->val);
-	if ((++db->prog_keys & 1023) == 0) {
+	if (progress_due(db, ++db->prog_keys, b)) {
 		db->prog_keys_total = db->prog_si ? db->prog_si->declared_keys : 0;
 		progress_tick(db);
 	}
@@ -683,7 +701,7 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 	/* Refuse what would fail anyway before it is logged (type conflicts,
 	 * missing keys, values their type refuses); apply re-checks
 	 * deterministically.  The rules are the store's. */
-	int r = mf_store_check(db->store, op);
+	int r = mf_store_prepare(db->store, op); /* check; JSON edits kept for apply */
 	if (r == -EINVAL && (op->type == MF_OP_SET || op->type == MF_OP_JSON_SETPATH) &&
 	    op->ktype == MF_T_JSON) {
 		size_t off = 0;
@@ -701,8 +719,8 @@ int mf_db_commit_enqueue(mf_db *db, mf_op *op, mf_db_ticket *t)
 		uint64_t grow = op->val.len;
 		if (op->type == MF_OP_CREATE)
 			grow += op->key.len;
-		if (op->type == MF_OP_TRUNCATE)
-			grow += op->arg;
+		if (op->type == MF_OP_TRUNCATE || op->type == MF_OP_WRITEV)
+			grow += op->arg; /* sizes count holes, as value_bytes does */
 		uint64_t used = store_memory(db);
 		if (grow && used + grow > db->opts.max_memory) {
 			atomic_fetch_add(&db->refused_memory, 1);
@@ -813,27 +831,53 @@ int mf_db_sync(mf_db *db)
 	return mf_wal_sync(db->wal);
 }
 
-/* Runs on the WAL's leader with nothing else being applied: capture
- * the store as references.  This is the only time writers wait. */
+/* Runs on the WAL's leader with nothing else being applied: fix the state
+ * to capture (O(1): store.h, copy-on-write capture). */
 static void capture_cb(void *ctx, uint64_t last_lsn)
 {
 	mf_db *db = ctx;
 	uint64_t lsn;
 	double t0 = mf_mono_sec();
-	db->cap_n = mf_store_export(db->store, &db->cap_items, &lsn);
+	mf_store_capture_begin(db->store, &lsn);
+	db->cap_begun = true;
 	db->cap_seconds = mf_mono_sec() - t0;
 	(void)last_lsn;
 }
 
+/* Buckets walked per step of a capture: the applier waits for at most one
+ * step (~256 keys' references: tens of microseconds, unless the walker is
+ * preempted while it holds the read lock). */
+#define CAPTURE_CHUNK 256
+
 static int take_snapshot(mf_db *db)
 {
 	uint64_t lsn = 0;
-	int r = mf_wal_rotate(db->wal, capture_cb, db, &lsn);
+	db->cap_begun = false;
+	/* Sealing fsyncs the segment on the WAL's leader, where writers wait
+	 * for it: fsync here first (writers go on meanwhile), so that fsync
+	 * covers only what is written from now until the seal. */
+	int r = mf_wal_sync(db->wal);
+	if (r) {
+		mf_log_error("snapshot: fsync of the WAL before sealing failed: %s", strerror(-r));
+		return r;
+	}
+	r = mf_wal_rotate(db->wal, capture_cb, db, &lsn);
+	if (r && db->cap_begun) { /* never left running */
+		db->cap_n = mf_store_capture_end(db->store, &db->cap_items);
+		mf_store_items_free(db->cap_items, db->cap_n);
+		db->cap_items = NULL;
+	}
 	if (r) {
 		mf_log_error("snapshot: sealing WAL segment failed: %s", strerror(-r));
 		return r;
 	}
-	double held = db->cap_seconds;
+	double held = db->cap_seconds, w0 = mf_mono_sec();
+	/* The walk, a chunk at a time, while writers go on; keys they change
+	 * first are saved by apply as they were. */
+	while (!mf_store_capture_step(db->store, CAPTURE_CHUNK))
+		;
+	db->cap_n = mf_store_capture_end(db->store, &db->cap_items);
+	double walk = mf_mono_sec() - w0;
 	pthread_mutex_lock(&db->snap_mu);
 	db->capture_seconds = held;
 	pthread_mutex_unlock(&db->snap_mu);
@@ -855,8 +899,8 @@ static int take_snapshot(mf_db *db)
 	db->snap_count++;
 	pthread_mutex_unlock(&db->snap_mu);
 	mf_log_info("snapshot lsn %" PRIu64 ": %" PRIu64 " keys, %" PRIu64
-	            " bytes in %.3f s (writers held %.1f ms)",
-	            lsn, info.keys, info.file_bytes, info.seconds, held * 1e3);
+	            " bytes in %.3f s (writers held %.1f ms; capture walked in %.3f s)",
+	            lsn, info.keys, info.file_bytes, info.seconds, held * 1e3, walk);
 	return 0;
 }
 

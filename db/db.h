@@ -14,11 +14,13 @@
  * mf_store_apply (the same function live writes use), then start the WAL.
  * Any corruption: the open fails with a message and nothing is mounted.
  *
- * Snapshots: one at a time on a dedicated thread.  The WAL seals its
- * segment and, as its writer of the moment (so nothing is applied meanwhile), the store
- * is captured as references (O(keys) pointer copies, no value copies); the
- * snapshot thread then serialises and compresses while writers go on.  When
- * the snapshot is durable, sealed segments it covers are deleted.
+ * Snapshots: one at a time on a dedicated thread.  It fsyncs the WAL, then
+ * the WAL seals its segment and, as its writer of the moment (so nothing is
+ * applied meanwhile), the store's copy-on-write capture begins (O(1),
+ * store.h); the snapshot thread walks the store a chunk at a time while
+ * writers go on (apply saves what they change first), then serialises and
+ * compresses.  When the snapshot is durable, sealed segments it covers are
+ * deleted.
  *
  * Thread-safety: every function may be called from any thread.
  * Errors: negative errno; messages go to the log (log.h: fd 2, timestamped).

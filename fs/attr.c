@@ -167,8 +167,9 @@ static int truncate_handle(mf_fs *fs, handle *h, node *n, uint64_t size)
 	if (r == 0)
 		r = handle_reserve(h, size);
 	if (r == 0) {
-		if (size > h->size)
-			memset(h->data.buf->data + h->size, 0, (size_t)(size - h->size));
+		if (size > h->size) /* zeros; a known-zero hole stays untouched */
+			mf_buf_zero(h->data.buf, h->size, (size_t)(size - h->size));
+		handle_resized(h, size);
 		h->size = size;
 		h->data.len = h->data.buf->used = size;
 		h->wrote = true;

@@ -71,6 +71,7 @@ void handle_reset(mf_fs *fs, handle *h, mf_slice view)
 	mf_slice_unref(&h->view);
 	h->view = view;
 	mf_slice_unref(&h->data);
+	handle_forget_changes(h);
 	h->mode = H_VIEW;
 	h->wrote = h->trunc = false;
 	h->size = 0;
@@ -130,6 +131,37 @@ bool committed_empty(mf_fs *fs, node *n, mf_slice key)
  * the name's stripe (handle_commit).  final: the handle is going away, so a
  * list's unterminated last line is pushed now (with its newline completed).
  */
+/* A full-mode string handle logs what it changed (WRITEV, op.h) instead of
+ * its whole value when that is under half the size: `truncate -s 1G`, an
+ * ftruncate after O_TRUNC, a 4 KiB write into a 20 MB value.  Only while
+ * the key still holds the value the handle copied (else its first keep
+ * bytes are not what the handle saw: a whole SET, last close wins); the
+ * store re-checks at apply (-ESTALE, then handle_commit_inner sends the
+ * SET).  True with op filled. */
+static bool commit_writev(mf_fs *fs, handle *h, node *n, mf_slice key, mf_op *op)
+{
+	if (n->type != MF_T_STRING || h->ranges_over)
+		return false;
+	if (mf_writev_size(h->ranges, h->nranges) >= h->size / 2)
+		return false;
+	if (h->keep) {
+		mf_entry_info info;
+		if (mf_kv_get(&fs->kv, mf_slice_ptr(key), key.len, true, &info) != 0)
+			return false;
+		bool same = info.type == n->type && info.val.buf == h->base.buf &&
+		            info.val.off == h->base.off && info.val.len >= h->keep;
+		mf_slice_unref(&info.val);
+		if (!same)
+			return false;
+	}
+	uint64_t hash = h->keep ? mf_hash64(mf_slice_ptr(h->base), (size_t)h->keep) : 0;
+	op->type = MF_OP_WRITEV;
+	op->arg = h->size;
+	op->val = mf_writev_encode(h->keep, hash, h->ranges, h->nranges, mf_slice_ptr(h->data));
+	op->base = mf_slice_ref(h->base);
+	return true;
+}
+
 /* The op a named handle's commit logs, by mode; 1 if there is nothing to
  * log (the handle is reset), else 0 with op filled. */
 static int commit_op(mf_fs *fs, handle *h, node *n, bool pending, mf_slice key, mf_op *op)
@@ -159,6 +191,8 @@ static int commit_op(mf_fs *fs, handle *h, node *n, bool pending, mf_slice key, 
 		op->type = MF_OP_SET;
 		return 0;
 	case H_FULL:
+		if (commit_writev(fs, h, n, key, op))
+			return 0;
 		op->type = MF_OP_SET;
 		h->data.len = h->size;
 		mf_slice_shrink_private(&h->data);
@@ -316,6 +350,20 @@ int handle_commit_inner(mf_fs *fs, handle *h, bool final, pthread_mutex_t **stri
 			*stripe_held = NULL;
 		}
 		r = mf_kv_commit_wait(&fs->kv, &t);
+	}
+	if (r == -ESTALE && op.type == MF_OP_WRITEV) {
+		/* Another writer (RESP) changed the key between our look and the
+		 * apply: the store refused the ranges and changed nothing.  Log
+		 * the whole value, a later close than that writer's. */
+		mf_slice_unref(&op.val);
+		mf_slice_unref(&op.base);
+		op.type = MF_OP_SET;
+		op.arg = 0;
+		op.time_ns = 0;
+		h->data.len = h->size;
+		mf_slice_shrink_private(&h->data);
+		op.val = mf_slice_ref(h->data);
+		r = commit(fs, &op);
 	}
 	commit_outcome(fs, h, &op, r);
 	if (r)

@@ -29,7 +29,9 @@
  * flush/fsync/release commit one whole-value op: SET for full mode, APPEND
  * (kv) or RPUSH (lists) for append mode.  So concurrent writers to one key
  * are serialised by the WAL: last close wins for overwrites, and appends all
- * land (O_APPEND semantics).  No torn mix.
+ * land (O_APPEND semantics).  No torn mix.  A full-mode /kv handle whose
+ * changes are small logs them as a WRITEV instead (commit.c): the same
+ * whole value, in a few bytes, or refused if the key changed (then SET).
  *
  * Caching.  Entry and attr timeouts (opts.timeout) cut the requests per
  * operation; which opens may use the kernel's page cache, and when it is
@@ -240,6 +242,17 @@ typedef struct handle {
 	mf_slice view;
 	mf_slice data;  /* private buffer (refs == 1 while unpublished) */
 	uint64_t size;  /* logical size in full mode */
+	/* What a full-mode handle changed, so that its commit logs that and
+	 * not the whole value (a WRITEV, op.h): its value is the first `keep`
+	 * bytes of `base` (the committed value it copied; empty after
+	 * O_TRUNC), zero-extended to `size`, with data[] at the byte ranges
+	 * in `ranges` (sorted, disjoint, merged) written over it.  Too many
+	 * ranges: ranges_over, and the commit is a whole SET. */
+	mf_slice base;
+	uint64_t keep;
+	mf_range *ranges;
+	size_t nranges, rcap;
+	bool ranges_over;
 	char *text;     /* /.ctl files: content fixed at open */
 	size_t textlen;
 	/* bpop: text is an element popped for this handle and not yet read
@@ -254,8 +267,28 @@ typedef struct handle {
 
 /* The adapter's whole state: one per mount, made by mf_fs_mount and handed
  * to every request as the session's userdata (fuse_req_userdata). */
+/* The member spans last found per (document, path): one user-level read or
+ * update of a member is several requests (lookup, getattr, open; getattr
+ * again after a write), each of which needs the span.  A document version
+ * is an immutable slice, so (its slice, path) names one answer; an entry
+ * holds a reference to the document it describes, and a newer version of
+ * the same key replaces it (jsonpath.c). */
+#define JSPAN_SLOTS 8
+typedef struct jspan {
+	mf_slice doc;           /* the document version (referenced); empty: unused */
+	char key[MF_KEY_MAX];
+	size_t klen;
+	char path[MF_KEY_MAX];
+	size_t plen;
+	size_t off, len;
+	int r;
+} jspan;
+
 struct mf_fs {
 	mf_kv kv;               /* the keyspace (db/kv.h): all data goes through it */
+	pthread_mutex_t jspan_mu; /* the span cache only; taken alone */
+	jspan jspans[JSPAN_SLOTS];
+	unsigned jspan_next;    /* round-robin victim */
 	struct fuse_session *se;
 	pthread_mutex_t mu;
 	pthread_cond_t drain_cv; /* with mu: a node's inflight count fell to 0 */
@@ -373,6 +406,9 @@ int node_value(mf_fs *fs, node *n, mf_slice *out);
 void view_refresh_latest(mf_fs *fs, handle *h);
 int handle_reserve(handle *h, uint64_t len);
 int handle_make_full(mf_fs *fs, handle *h);
+void handle_changed(handle *h, uint64_t off, uint64_t len);
+void handle_resized(handle *h, uint64_t size);
+void handle_forget_changes(handle *h);
 void set_dirty(mf_fs *fs, handle *h);
 void clear_dirty(mf_fs *fs, handle *h);
 handle *fh(struct fuse_file_info *fi);

@@ -28,6 +28,7 @@ void handle_free(mf_fs *fs, handle *h)
 	mf_kv_handles_add(&fs->kv, -1);
 	mf_slice_unref(&h->view);
 	mf_slice_unref(&h->data);
+	handle_forget_changes(h);
 	free(h->text);
 	pthread_mutex_destroy(&h->mu);
 	free(h);
@@ -113,15 +114,97 @@ int handle_make_full(mf_fs *fs, handle *h)
 	mf_slice d;
 	if (mf_slice_try_alloc(&d, 0, len < 4096 ? 4096 : len) != 0)
 		return -ENOMEM;
-	memcpy(d.buf->data, mf_slice_ptr(cur), cur.len);
-	if (h->mode == H_APPEND)
-		memcpy(d.buf->data + cur.len, mf_slice_ptr(h->data), h->data.len);
+	/* A hole in the value stays a hole in the copy (buf.h); `used` first,
+	 * so the copy counts as a write inside the value. */
 	d.len = d.buf->used = len;
+	mf_buf_copy(d.buf, 0, cur, cur.len);
+	if (h->mode == H_APPEND)
+		mf_buf_write(d.buf, cur.len, mf_slice_ptr(h->data), h->data.len);
 	mf_slice_unref(&h->data);
 	h->data = d;
 	h->size = len;
+	handle_forget_changes(h);
+	h->base = mf_slice_ref(cur);
+	h->keep = cur.len;
+	if (h->mode == H_APPEND)
+		handle_changed(h, cur.len, len - cur.len);
 	h->mode = H_FULL;
 	return 0;
+}
+
+/* No changes recorded (a new full copy, or after a commit). */
+void handle_forget_changes(handle *h)
+{
+	mf_slice_unref(&h->base);
+	h->keep = 0;
+	free(h->ranges);
+	h->ranges = NULL;
+	h->nranges = h->rcap = 0;
+	h->ranges_over = false;
+}
+
+/* Past this many disjoint ranges a handle's commit is a whole SET: a
+ * WRITEV of scattered small writes would not be much smaller. */
+#define RANGES_MAX 256
+
+/* Bytes [off, off+len) of a full-mode handle were written: add them to its
+ * ranges, merging with any they touch. */
+void handle_changed(handle *h, uint64_t off, uint64_t len)
+{
+	if (len == 0 || h->ranges_over)
+		return;
+	uint64_t end = off + len;
+	size_t i = 0;
+	while (i < h->nranges && h->ranges[i].off + h->ranges[i].len < off)
+		i++;
+	size_t j = i; /* ranges [i, j) touch [off, end): merge them */
+	while (j < h->nranges && h->ranges[j].off <= end) {
+		if (h->ranges[j].off < off)
+			off = h->ranges[j].off;
+		if (h->ranges[j].off + h->ranges[j].len > end)
+			end = h->ranges[j].off + h->ranges[j].len;
+		j++;
+	}
+	if (i == j) { /* a new range at i */
+		if (h->nranges == RANGES_MAX) {
+			h->ranges_over = true;
+			return;
+		}
+		if (h->nranges == h->rcap) {
+			size_t cap = h->rcap ? h->rcap * 2 : 8;
+			mf_range *r = realloc(h->ranges, cap * sizeof *r);
+			if (!r) { /* only the log gets bigger: SET */
+				h->ranges_over = true;
+				return;
+			}
+			h->ranges = r;
+			h->rcap = cap;
+		}
+		memmove(h->ranges + i + 1, h->ranges + i, (h->nranges - i) * sizeof *h->ranges);
+		h->nranges++;
+		j = i + 1;
+	}
+	h->ranges[i] = (mf_range){off, end - off};
+	memmove(h->ranges + i + 1, h->ranges + j, (h->nranges - j) * sizeof *h->ranges);
+	h->nranges -= j - i - 1;
+}
+
+/* A full-mode handle's value was cut or extended to size: bytes past it
+ * are gone (growth afterwards is zeros, not the base's bytes). */
+void handle_resized(handle *h, uint64_t size)
+{
+	if (size < h->keep)
+		h->keep = size;
+	size_t n = 0;
+	for (size_t i = 0; i < h->nranges; i++) {
+		mf_range r = h->ranges[i];
+		if (r.off >= size)
+			break;
+		if (r.off + r.len > size)
+			r.len = size - r.off;
+		h->ranges[n++] = r;
+	}
+	h->nranges = n;
 }
 
 void set_dirty(mf_fs *fs, handle *h)
@@ -314,9 +397,10 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 			r = handle_reserve(h, (uint64_t)off + size);
 		if (r == 0) {
 			uint64_t end = (uint64_t)off + size;
-			if ((uint64_t)off > h->size) /* hole: zeros */
-				memset(h->data.buf->data + h->size, 0, (size_t)((uint64_t)off - h->size));
-			memcpy(h->data.buf->data + off, buf, size);
+			if ((uint64_t)off > h->size) /* hole: zeros (untouched if known zero) */
+				mf_buf_zero(h->data.buf, h->size, (size_t)((uint64_t)off - h->size));
+			mf_buf_write(h->data.buf, (size_t)off, buf, size);
+			handle_changed(h, (uint64_t)off, size);
 			if (end > h->size)
 				h->size = end;
 			h->data.len = h->data.buf->used = h->size;

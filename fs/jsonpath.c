@@ -14,6 +14,49 @@ void jpath_split(node *n, size_t *klen, const char **path, size_t *plen)
 	*plen = slash ? n->key.len - *klen - 1 : 0;
 }
 
+/* The span of path in this version of the document: from the cache if a
+ * request of the same read or update found it already, else one scan. */
+static int member_span(mf_fs *fs, const char *key, size_t klen, mf_slice doc, const char *path,
+                       size_t plen, size_t *off, size_t *len)
+{
+	pthread_mutex_lock(&fs->jspan_mu);
+	jspan *same_key = NULL;
+	for (int i = 0; i < JSPAN_SLOTS; i++) {
+		jspan *c = &fs->jspans[i];
+		if (!c->doc.buf || c->klen != klen || memcmp(c->key, key, klen) != 0 ||
+		    c->plen != plen || memcmp(c->path, path, plen) != 0)
+			continue;
+		if (c->doc.buf == doc.buf && c->doc.off == doc.off && c->doc.len == doc.len) {
+			int r = c->r;
+			*off = c->off;
+			*len = c->len;
+			pthread_mutex_unlock(&fs->jspan_mu);
+			return r;
+		}
+		same_key = c;
+	}
+	pthread_mutex_unlock(&fs->jspan_mu);
+	/* The scan runs without the lock: it is the long part. */
+	int r = mf_json_get_path_doc(mf_slice_ptr(doc), doc.len, path, plen, off, len);
+	if (klen > MF_KEY_MAX || plen > MF_KEY_MAX || !doc.buf)
+		return r;
+	pthread_mutex_lock(&fs->jspan_mu);
+	jspan *c = same_key ? same_key : &fs->jspans[fs->jspan_next++ % JSPAN_SLOTS];
+	/* same_key may have been replaced meanwhile: any slot is a valid
+	 * place for this answer, and its old content is simply dropped. */
+	mf_slice_unref(&c->doc);
+	c->doc = mf_slice_ref(doc);
+	memcpy(c->key, key, klen);
+	c->klen = klen;
+	memcpy(c->path, path, plen);
+	c->plen = plen;
+	c->off = *off;
+	c->len = *len;
+	c->r = r;
+	pthread_mutex_unlock(&fs->jspan_mu);
+	return r;
+}
+
 /* The member a path names in a JSON document, as text + '\n' (malloc'd).
  * 0, -ENOENT (no such key or member), -EINVAL (bad path). */
 int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t plen, char **out,
@@ -30,7 +73,7 @@ int jpath_read(mf_fs *fs, const char *key, size_t klen, const char *path, size_t
 	if (r == 0 && multi)
 		r = mf_json_query(mf_slice_ptr(info.val), info.val.len, path, plen, &q, &len);
 	else if (r == 0)
-		r = mf_json_get_path(mf_slice_ptr(info.val), info.val.len, path, plen, &off, &len);
+		r = member_span(fs, key, klen, info.val, path, plen, &off, &len);
 	if (r == 0 && out) {
 		*out = mf_xmalloc(len + 1);
 		memcpy(*out, multi ? q : mf_slice_ptr(info.val) + off, len);

@@ -76,6 +76,7 @@ static mf_fs *fs_new(const mf_kv *kv, const mf_fs_opts *opts)
 	}
 	fs->kv = *kv;
 	pthread_mutex_init(&fs->mu, NULL);
+	pthread_mutex_init(&fs->jspan_mu, NULL);
 	pthread_cond_init(&fs->drain_cv, NULL);
 	names_init(fs);
 	pthread_mutex_init(&fs->handles.mu, NULL);
@@ -98,6 +99,9 @@ static void fs_free(mf_fs *fs)
 	pthread_mutex_destroy(&fs->dirs.mu);
 	pthread_cond_destroy(&fs->drain_cv);
 	pthread_mutex_destroy(&fs->mu);
+	for (int i = 0; i < JSPAN_SLOTS; i++)
+		mf_slice_unref(&fs->jspans[i].doc);
+	pthread_mutex_destroy(&fs->jspan_mu);
 	free(fs);
 }
 

@@ -101,6 +101,15 @@ static int w_emit(snap_writer *w, const void *src, size_t n)
 	return 0;
 }
 
+/* Bytes of a value's zero tail the record leaves out (a sparse record,
+ * FORMAT.md), or 0: written as bytes.  Stable for a published slice (buf.h),
+ * so sizing the stream and writing it agree. */
+static uint64_t sparse_tail(const mf_item *it)
+{
+	size_t zt = mf_slice_zero_tail(it->val);
+	return zt >= MF_SNAPSHOT_SPARSE_MIN ? zt : 0;
+}
+
 static int check_items(const mf_item *items, size_t n, uint64_t *raw_total)
 {
 	uint64_t total = MF_SNAPSHOT_HEADER_LEN + MF_SNAPSHOT_TRAILER_LEN;
@@ -112,7 +121,8 @@ static int check_items(const mf_item *items, size_t n, uint64_t *raw_total)
 			return -EINVAL;
 		if (it->val.len > MF_SNAPSHOT_MAX_VALUE)
 			return -EFBIG;
-		total += MF_SNAPSHOT_RECORD_FIXED + it->key.len + it->val.len;
+		uint64_t zt = sparse_tail(it);
+		total += MF_SNAPSHOT_RECORD_FIXED + it->key.len + it->val.len - zt + (zt ? 8 : 0);
 	}
 	*raw_total = total;
 	return 0;
@@ -165,9 +175,10 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 		/* it->expire_ns has no field in format v1: a key's expiry is not
 		 * in the snapshot (issue 14's v2 item carries expire_ns; until it
 		 * lands, a snapshot keeps keys with an expiry without it). */
-		unsigned char rec[MF_SNAPSHOT_RECORD_FIXED - 8 + MF_SNAPSHOT_MAX_KEY + 8];
+		unsigned char rec[MF_SNAPSHOT_RECORD_FIXED + MF_SNAPSHOT_MAX_KEY + 8];
+		uint64_t zt = sparse_tail(it);
 		size_t k = 0;
-		rec[k++] = it->type;
+		rec[k++] = (unsigned char)(it->type | (zt ? MF_SNAPSHOT_SPARSE : 0));
 		mf_le_put64(rec + k, (uint64_t)it->mtime_ns);
 		k += 8;
 		mf_le_put64(rec + k, (uint64_t)it->ctime_ns);
@@ -176,11 +187,15 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 		k += 2;
 		memcpy(rec + k, mf_slice_ptr(it->key), it->key.len);
 		k += it->key.len;
-		mf_le_put64(rec + k, (uint64_t)it->val.len);
+		mf_le_put64(rec + k, (uint64_t)it->val.len - zt);
 		k += 8;
+		if (zt) {
+			mf_le_put64(rec + k, zt);
+			k += 8;
+		}
 		if ((rc = w_emit(w, rec, k)) < 0)
 			return rc;
-		if ((rc = w_emit(w, mf_slice_ptr(it->val), it->val.len)) < 0)
+		if ((rc = w_emit(w, mf_slice_ptr(it->val), it->val.len - zt)) < 0)
 			return rc;
 	}
 
@@ -319,6 +334,7 @@ typedef struct snap_parser {
 	uint64_t raw_cap;      /* most raw bytes the file can decompress to */
 	mf_item cur;
 	uint64_t vlen, vhave;
+	bool sparse;           /* this record has a zero tail (FORMAT.md) */
 	unsigned char keybuf[MF_SNAPSHOT_MAX_KEY];
 	size_t klen;
 	int (*cb)(void *ctx, mf_item *item);
@@ -424,7 +440,8 @@ static int p_field(snap_parser *p)
 		return 0;
 	}
 	case P_RECFIX: {
-		uint8_t type = a[0];
+		uint8_t type = a[0] & (uint8_t)~MF_SNAPSHOT_SPARSE;
+		p->sparse = a[0] & MF_SNAPSHOT_SPARSE;
 		if (!mf_type_valid(type))
 			return p_fail(p, p->field_off, "bad key type %u", type);
 		uint16_t klen = mf_le_get16(a + 17);
@@ -441,29 +458,32 @@ static int p_field(snap_parser *p)
 		 * into one buffer (one allocation per key). */
 		memcpy(p->keybuf, a, p->need);
 		p->klen = p->need;
-		p_expect(p, P_VLEN, 8);
+		p_expect(p, P_VLEN, p->sparse ? 16 : 8); /* value length [, zero tail] */
 		return 0;
 	case P_VLEN: {
-		uint64_t vlen = mf_le_get64(a);
+		uint64_t vlen = mf_le_get64(a), zt = p->sparse ? mf_le_get64(a + 8) : 0;
 		if (vlen > MF_SNAPSHOT_MAX_VALUE)
 			return p_fail(p, p->field_off, "value length %" PRIu64 " too large", vlen);
+		if (zt > MF_SNAPSHOT_MAX_VALUE - vlen)
+			return p_fail(p, p->field_off + 8, "zero tail %" PRIu64 " too large", zt);
 		/* Before allocating: the value must fit in what is left of the
 		 * stream, which a frame without a content size still bounds by
 		 * the file's size (raw_cap). */
 		if (vlen > p_room(p))
 			return p_fail(p, p->field_off, "value length %" PRIu64 " exceeds the stream "
 			              "(at most %" PRIu64 " bytes left)", vlen, p_room(p));
-		mf_slice all = mf_slice_alloc(p->klen + (size_t)vlen, p->klen + (size_t)vlen);
-		memcpy(all.buf->data, p->keybuf, p->klen);
+		/* A zero tail is a hole: pages nobody touches (buf.h). */
+		size_t total = p->klen + (size_t)vlen + (size_t)zt;
+		mf_slice all = zt ? mf_slice_zeroed(total) : mf_slice_alloc(total, total);
+		mf_buf_write(all.buf, 0, p->keybuf, p->klen);
 		p->cur.key = (mf_slice){all.buf, 0, p->klen};
-		if (vlen == 0) {
-			p->cur.val = MF_SLICE_EMPTY;
+		p->cur.val = vlen + zt ? (mf_slice){mf_slice_ref(all).buf, p->klen, (size_t)(vlen + zt)}
+		                       : MF_SLICE_EMPTY;
+		if (vlen == 0)
 			return p_deliver(p);
-		}
 		p_expect(p, P_VAL, 0);
 		p->vlen = vlen;
 		p->vhave = 0;
-		p->cur.val = (mf_slice){mf_slice_ref(all).buf, p->klen, (size_t)vlen};
 		return 0;
 	}
 	case P_TRAILER: {
@@ -492,7 +512,7 @@ static int p_feed(snap_parser *p, const unsigned char *d, size_t n)
 			uint64_t k = p->vlen - p->vhave;
 			if (k > n)
 				k = n;
-			memcpy(p->cur.val.buf->data + p->cur.val.off + p->vhave, d, (size_t)k);
+			mf_buf_write(p->cur.val.buf, p->cur.val.off + (size_t)p->vhave, d, (size_t)k);
 			p->vhave += k;
 			p->raw += k;
 			d += k;

@@ -34,6 +34,12 @@
 #define MF_SNAPSHOT_TRAILER_LEN 21       /* magic, u64 count, u64 stream length */
 #define MF_SNAPSHOT_MAX_KEY MF_KEY_BYTES_MAX /* 65535 (u16); empty is corruption */
 #define MF_SNAPSHOT_MAX_VALUE MF_FILE_LEN_MAX  /* store/op.h; larger is corruption */
+/* A record whose type byte has this bit holds a u64 zero-tail length after
+ * the value length: the value is its bytes, then that many zero bytes not
+ * stored (a hole, e.g. from truncate; FORMAT.md).  Written for a zero tail
+ * of at least MF_SNAPSHOT_SPARSE_MIN bytes. */
+#define MF_SNAPSHOT_SPARSE 0x80u
+#define MF_SNAPSHOT_SPARSE_MIN 4096u
 
 typedef struct mf_snapshot_info {
 	uint64_t lsn;

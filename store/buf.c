@@ -4,6 +4,7 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,10 @@ static mf_buf *buf_try_new(size_t cap)
 	b->cap = cap;
 	b->used = 0;
 	b->lo = 0;
+	/* No zero range unless the caller opts in (buf.h): most callers fill
+	 * data[] themselves, with memcpy or pread. */
+	atomic_init(&b->zlo, 0);
+	atomic_init(&b->zhi, 0);
 	atomic_fetch_add(&live_bytes, cap);
 	return b;
 }
@@ -90,6 +95,96 @@ static mf_buf *buf_new(size_t cap)
 	return b;
 }
 
+static size_t zlo_of(const mf_buf *b)
+{
+	return atomic_load_explicit(&b->zlo, memory_order_relaxed);
+}
+
+static size_t zhi_of(const mf_buf *b)
+{
+	return atomic_load_explicit(&b->zhi, memory_order_relaxed);
+}
+
+/* data[at, at+n) is about to be written: keep one part of the zero range
+ * left on either side.  Only ever shrinks it (buf.h).  A write past `used`
+ * (an append) or below `lo` (a prepend) keeps the side that slices may
+ * see, so the zero tail of a published slice never changes (a snapshot
+ * sizes its stream from it, then writes it); otherwise the larger side. */
+static void zero_shrink(mf_buf *b, size_t at, size_t n)
+{
+	size_t lo = zlo_of(b), hi = zhi_of(b), end = at + n;
+	if (n == 0 || end <= lo || at >= hi)
+		return;
+	size_t left = at > lo ? at - lo : 0, right = hi > end ? hi - end : 0;
+	bool keep_left = at >= b->used ? true : end <= b->lo ? false : left >= right;
+	if (keep_left)
+		atomic_store_explicit(&b->zhi, lo + left, memory_order_relaxed);
+	else
+		atomic_store_explicit(&b->zlo, end, memory_order_relaxed);
+}
+
+void mf_buf_write(mf_buf *b, size_t at, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	zero_shrink(b, at, n);
+	memcpy(b->data + at, p, n);
+}
+
+void mf_buf_zero(mf_buf *b, size_t at, size_t n)
+{
+	size_t lo = zlo_of(b), hi = zhi_of(b), end = at + n;
+	if (lo >= hi || end <= lo || at >= hi) {
+		memset(b->data + at, 0, n);
+		return;
+	}
+	if (at < lo)
+		memset(b->data + at, 0, lo - at);
+	if (end > hi)
+		memset(b->data + hi, 0, end - hi);
+}
+
+void mf_buf_copy(mf_buf *b, size_t at, mf_slice src, size_t n)
+{
+	if (n == 0 || !src.buf)
+		return;
+	/* src's zero range in the slice's own coordinates, clipped to [0, n). */
+	size_t lo = zlo_of(src.buf), hi = zhi_of(src.buf);
+	size_t zs = lo > src.off ? lo - src.off : 0, ze = hi > src.off ? hi - src.off : 0;
+	if (zs > n)
+		zs = n;
+	if (ze > n)
+		ze = n;
+	if (ze <= zs)
+		zs = ze = n;
+	const char *p = mf_slice_ptr(src);
+	mf_buf_write(b, at, p, zs);
+	mf_buf_zero(b, at + zs, ze - zs);
+	mf_buf_write(b, at + ze, p + ze, n - ze);
+}
+
+size_t mf_slice_zero_tail(mf_slice s)
+{
+	if (!s.buf || s.len == 0)
+		return 0;
+	size_t lo = zlo_of(s.buf), hi = zhi_of(s.buf), end = s.off + s.len;
+	if (hi < end || lo >= end)
+		return 0;
+	return end - (lo > s.off ? lo : s.off);
+}
+
+mf_slice mf_slice_zeroed(size_t len)
+{
+	if (len == 0)
+		return MF_SLICE_EMPTY;
+	mf_buf *b = buf_new(len);
+	if (!b->maplen)
+		memset(b->data, 0, len);
+	atomic_store_explicit(&b->zhi, len, memory_order_relaxed);
+	b->used = len;
+	return (mf_slice){b, 0, len};
+}
+
 int mf_slice_try_alloc(mf_slice *out, size_t len, size_t cap)
 {
 	if (cap < len)
@@ -97,7 +192,10 @@ int mf_slice_try_alloc(mf_slice *out, size_t len, size_t cap)
 	mf_buf *b = buf_try_new(cap ? cap : 1);
 	if (!b)
 		return -ENOMEM;
-	memset(b->data, 0, len);
+	if (!b->maplen) /* a mapping is zero already: leave its pages untouched */
+		memset(b->data, 0, len);
+	else
+		atomic_store_explicit(&b->zhi, cap, memory_order_relaxed);
 	b->used = len;
 	*out = (mf_slice){b, 0, len};
 	return 0;
@@ -119,8 +217,7 @@ mf_slice mf_slice_from(const void *p, size_t n, size_t cap)
 	if (cap < n)
 		cap = n;
 	mf_buf *b = buf_new(cap);
-	if (n)
-		memcpy(b->data, p, n);
+	mf_buf_write(b, 0, p, n);
 	b->used = n;
 	return (mf_slice){b, 0, n};
 }
@@ -132,7 +229,8 @@ mf_slice mf_slice_alloc(size_t len, size_t cap)
 	if (cap < len)
 		cap = len;
 	mf_buf *b = buf_new(cap);
-	memset(b->data, 0, len);
+	if (!b->maplen)
+		memset(b->data, 0, len);
 	b->used = len;
 	return (mf_slice){b, 0, len};
 }
@@ -159,7 +257,7 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n)
 	mf_buf *b = s->buf;
 	if (b && s->off + s->len == b->used && b->cap - b->used >= n) {
 		/* In place: bytes past `used` are visible to no slice. */
-		memcpy(b->data + b->used, p, n);
+		mf_buf_write(b, b->used, p, n);
 		b->used += n;
 		s->len += n;
 		return;
@@ -167,9 +265,8 @@ void mf_slice_append(mf_slice *s, const void *p, size_t n)
 	size_t len = s->len + n;
 	size_t cap = len < 64 ? 64 : len + len / 2;
 	mf_buf *nb = buf_new(cap);
-	if (s->len)
-		memcpy(nb->data, mf_slice_ptr(*s), s->len);
-	memcpy(nb->data + s->len, p, n);
+	mf_buf_copy(nb, 0, *s, s->len);
+	mf_buf_write(nb, s->len, p, n);
 	nb->used = len;
 	mf_slice_unref(s);
 	*s = (mf_slice){nb, 0, len};
@@ -182,8 +279,8 @@ void mf_slice_prepend(mf_slice *s, const void *p, size_t n)
 	mf_buf *b = s->buf;
 	if (b && s->off == b->lo && b->lo >= n) {
 		/* In place: bytes below `lo` are visible to no slice. */
+		mf_buf_write(b, b->lo - n, p, n);
 		b->lo -= n;
-		memcpy(b->data + b->lo, p, n);
 		s->off = b->lo;
 		s->len += n;
 		return;
@@ -192,9 +289,8 @@ void mf_slice_prepend(mf_slice *s, const void *p, size_t n)
 	size_t head = len < 64 ? 64 : len; /* room for as much again in front */
 	size_t tail = len / 4;             /* and a little for RPUSH */
 	mf_buf *nb = buf_new(head + len + tail);
-	memcpy(nb->data + head, p, n);
-	if (s->len)
-		memcpy(nb->data + head + n, mf_slice_ptr(*s), s->len);
+	mf_buf_write(nb, head, p, n);
+	mf_buf_copy(nb, head + n, *s, s->len);
 	nb->lo = head;
 	nb->used = head + len;
 	mf_slice_unref(s);
@@ -207,6 +303,8 @@ int mf_slice_try_reserve_private(mf_slice *s, size_t cap)
 		mf_buf *b = buf_try_new(cap);
 		if (!b)
 			return -ENOMEM;
+		if (b->maplen)
+			atomic_store_explicit(&b->zhi, cap, memory_order_relaxed);
 		*s = (mf_slice){b, 0, 0};
 		return 0;
 	}
@@ -225,12 +323,28 @@ int mf_slice_try_reserve_private(mf_slice *s, size_t cap)
 		b = p;
 		b->maplen = len;
 		cap = len - sizeof(mf_buf);
+		/* The grown part is fresh zero pages: extend a zero range that
+		 * reached the old end, or take the new part if it is larger.
+		 * (Private and unpublished: nobody reads the range meanwhile.) */
+		size_t lo = zlo_of(b), hi = zhi_of(b);
+		if (hi == old && lo < hi)
+			atomic_store_explicit(&b->zhi, cap, memory_order_relaxed);
+		else if (cap - old > hi - lo) {
+			atomic_store_explicit(&b->zlo, old, memory_order_relaxed);
+			atomic_store_explicit(&b->zhi, cap, memory_order_relaxed);
+		}
 	} else if (cap >= MAP_MIN) {
 		mf_buf *nb = map_try_new(sizeof(mf_buf) + cap);
 		if (!nb)
 			return -ENOMEM;
-		memcpy(nb, b, sizeof(mf_buf) + b->used);
+		memcpy(nb->data, b->data, b->used);
+		atomic_init(&nb->refs, atomic_load(&b->refs));
+		nb->used = b->used;
+		nb->lo = b->lo;
 		nb->maplen = map_round(sizeof(mf_buf) + cap);
+		/* Only data[0, used) was copied: the rest is fresh zero pages. */
+		atomic_init(&nb->zlo, b->used);
+		atomic_init(&nb->zhi, cap);
 		free(b);
 		b = nb;
 	} else {
@@ -269,6 +383,11 @@ void mf_slice_shrink_private(mf_slice *s)
 	size_t old = b->cap;
 	b = mf_xrealloc(b, sizeof(mf_buf) + want);
 	b->cap = want;
+	if (zhi_of(b) > want) { /* the range may not point past the end */
+		atomic_store_explicit(&b->zhi, want, memory_order_relaxed);
+		if (zlo_of(b) > want)
+			atomic_store_explicit(&b->zlo, want, memory_order_relaxed);
+	}
 	b->used = want;
 	atomic_fetch_sub(&live_bytes, old - want);
 	s->buf = b;

@@ -34,6 +34,18 @@ typedef struct mf_buf {
 	size_t used;  /* bytes of data[] ever handed out (high-water mark) */
 	size_t lo;    /* lowest byte ever handed out (low-water mark): bytes
 	                 below it are free for an in-place prepend */
+	/* data[zlo, zhi) is known to be zero and, in a mapped buffer, never
+	 * touched: a value grown by truncate takes no RAM for its hole, and a
+	 * snapshot stores such a tail as a length (mf_slice_zero_tail).  Only
+	 * ever shrunk once the buffer is published, so any (zlo, zhi) a reader
+	 * loads, even torn, lies inside a range that was zero; relaxed atomics
+	 * for that reason (the single applier shrinks it on in-place appends).
+	 * Opt-in: only mf_slice_zeroed, mf_slice_try_alloc and
+	 * mf_slice_try_reserve_private (the fs handle's private buffers) set
+	 * one, and whoever writes such a buffer does it with mf_buf_write /
+	 * mf_buf_zero / mf_buf_copy (or an append); every other buffer has an
+	 * empty range, so code that fills data[] with memcpy or pread is safe. */
+	atomic_size_t zlo, zhi;
 	char data[];
 } mf_buf;
 
@@ -89,6 +101,22 @@ int mf_slice_try_reserve_private(mf_slice *s, size_t cap);
  * value (a handle grows its buffer with slack; a stored 100-byte value
  * must not keep 4 KiB).  Mapped buffers are left alone. */
 void mf_slice_shrink_private(mf_slice *s);
+
+/* A new buffer of len zero bytes (a slice owning one reference).  A big
+ * one is a fresh mapping left untouched: no RAM until written. */
+mf_slice mf_slice_zeroed(size_t len);
+
+/* Write [p, p+n) at data[at] of a buffer nobody else writes (a new value
+ * being built, a private handle buffer), keeping its zero range true. */
+void mf_buf_write(mf_buf *b, size_t at, const void *p, size_t n);
+/* Make data[at, at+n) zero, touching only bytes not already known zero. */
+void mf_buf_zero(mf_buf *b, size_t at, size_t n);
+/* Copy the first n bytes of src to data[at]: the part of src known zero is
+ * not read, and not written where the destination is known zero (so a hole
+ * stays a hole through a copy). */
+void mf_buf_copy(mf_buf *b, size_t at, mf_slice src, size_t n);
+/* How many trailing bytes of s are known zero. */
+size_t mf_slice_zero_tail(mf_slice s);
 
 /* Bytes currently held by buffers (for stats). */
 size_t mf_buf_bytes(void);

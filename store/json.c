@@ -20,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* jsmn is header-only: this file is the single translation unit that
  * instantiates it, and JSMN_STATIC keeps its symbols private so another
@@ -519,17 +522,27 @@ static int path_next(const char *path, size_t len, size_t *pos, step *st)
 	return 1;
 }
 
-int mf_json_path_check(const char *path, size_t pathlen)
+/* Walk every step of a "$..." path: 0 if it is valid (*multi: whether a
+ * step can match several places, [*] .. .*), else -EINVAL. */
+static int path_walk(const char *path, size_t pathlen, int *multi)
 {
 	size_t pos = 1;
 	step st;
 	int rc;
 
+	*multi = 0;
 	if (path == NULL || pathlen == 0 || path[0] != '$')
 		return -EINVAL;
 	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
-		;
+		*multi = *multi || st.kind == STEP_WILD || st.desc;
 	return rc;
+}
+
+int mf_json_path_check(const char *path, size_t pathlen)
+{
+	int multi;
+
+	return path_walk(path, pathlen, &multi);
 }
 
 /* Byte streams for comparing names: a path name (with \x escapes when
@@ -711,6 +724,7 @@ typedef struct walk_res {
 	int empty;        /* the object had no members */
 	step last;        /* the member step to add */
 	int tok;          /* found: the value's token */
+	size_t steps;     /* path steps walked (scan_walk): containers around the value */
 } walk_res;
 
 /* allow_add: a missing final member of an existing object is reported as
@@ -1040,16 +1054,11 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 
 int mf_json_path_multi(const char *path, size_t pathlen)
 {
-	size_t pos = 1;
-	step st;
-	int rc;
+	int multi;
 
-	if (mf_json_path_check(path, pathlen) < 0)
+	if (path_walk(path, pathlen, &multi) < 0)
 		return -EINVAL;
-	while ((rc = path_next(path, pathlen, &pos, &st)) > 0)
-		if (st.kind == STEP_WILD || st.desc)
-			return 1;
-	return 0;
+	return multi;
 }
 
 /* A growing list of token indices. */
@@ -1264,9 +1273,10 @@ static uint64_t decoded_len(const char *s, size_t n)
 	return k;
 }
 
-/* Resolve path (single match) to a token index. */
+/* Resolve path (single match) to a token index; -EDOM (nothing left to
+ * free) if the value there is not of type `want`. */
 static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathlen,
-                       jsmntok_t **tp, int *ntokp, int *tok)
+                       jsmntype_t want, jsmntok_t **tp, int *ntokp, int *tok)
 {
 	int rc = doc_path_ok(doc, n, path, pathlen);
 	if (rc < 0)
@@ -1280,6 +1290,10 @@ static int resolve_tok(const char *doc, size_t n, const char *path, size_t pathl
 	if (rc < 0) {
 		free(*tp);
 		return rc;
+	}
+	if ((*tp)[res.tok].type != want) {
+		free(*tp);
+		return -EDOM;
 	}
 	*tok = res.tok;
 	return 0;
@@ -1339,13 +1353,9 @@ int mf_json_arrappend(const char *doc, size_t n, const char *path, size_t pathle
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;
-	rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	rc = resolve_tok(doc, n, path, pathlen, JSMN_ARRAY, &t, &ntok, &a);
 	if (rc < 0)
 		return rc;
-	if (t[a].type != JSMN_ARRAY) {
-		free(t);
-		return -EDOM;
-	}
 	int size = t[a].size;
 	size_t at = tok_off(&t[a]) + 1; /* empty: right after '[' */
 	int j = a + 1;
@@ -1368,13 +1378,9 @@ int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathle
 		return -EINVAL;
 	jsmntok_t *t;
 	int ntok, a;
-	int rc = resolve_tok(doc, n, path, pathlen, &t, &ntok, &a);
+	int rc = resolve_tok(doc, n, path, pathlen, JSMN_STRING, &t, &ntok, &a);
 	if (rc < 0)
 		return rc;
-	if (t[a].type != JSMN_STRING) {
-		free(t);
-		return -EDOM;
-	}
 	size_t at = (size_t)t[a].end; /* the closing quote */
 	uint64_t before = decoded_len(doc + t[a].start, (size_t)(t[a].end - t[a].start));
 	free(t);
@@ -1382,4 +1388,353 @@ int mf_json_strappend(const char *doc, size_t n, const char *path, size_t pathle
 	if (rc == 0)
 		*newlen = before + decoded_len(str + soff + 1, sl - 2);
 	return rc;
+}
+
+/* ---- one pass over a valid document ------------------------------------ */
+
+static size_t blank_end(const char *d, size_t n, size_t i)
+{
+	while (i < n && is_ws((unsigned char)d[i]))
+		i++;
+	return i;
+}
+
+/* d[i] is the opening quote of a string: the index after its closing one.
+ * A quote is closing when an even number of backslashes precede it. */
+static size_t skip_string(const char *d, size_t n, size_t i)
+{
+	size_t from = i + 1;
+	for (;;) {
+		const char *q = from < n ? memchr(d + from, '"', n - from) : NULL;
+		if (!q)
+			return n;
+		size_t k = (size_t)(q - d), bs = 0;
+		while (k - bs > i + 1 && d[k - bs - 1] == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			return k + 1;
+		from = k + 1;
+	}
+}
+
+/* The next quote or bracket at or after d[i] (n if none): what skipping a
+ * container has to look at.  Sixteen bytes at a time where SSE2 is there
+ * (every x86-64), so skipping a big array of numbers is not a byte loop. */
+static size_t next_struct(const char *d, size_t n, size_t i)
+{
+#ifdef __SSE2__
+	const __m128i q = _mm_set1_epi8('"'), ob = _mm_set1_epi8('{'), cb = _mm_set1_epi8('}');
+	const __m128i os = _mm_set1_epi8('['), cs = _mm_set1_epi8(']');
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(d + i));
+		__m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, ob)),
+		                         _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cb),
+		                                                   _mm_cmpeq_epi8(v, os)),
+		                                      _mm_cmpeq_epi8(v, cs)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits)
+			return i + (size_t)__builtin_ctz(bits);
+	}
+#endif
+	while (i < n && d[i] != '"' && d[i] != '{' && d[i] != '}' && d[i] != '[' && d[i] != ']')
+		i++;
+	return i;
+}
+
+/* The value starting at d[i]: the index after it. */
+static size_t scan_skip(const char *d, size_t n, size_t i)
+{
+	if (i >= n)
+		return n;
+	if (d[i] == '"')
+		return skip_string(d, n, i);
+	if (d[i] != '{' && d[i] != '[') {
+		while (i < n && d[i] != ',' && d[i] != '}' && d[i] != ']' && !is_ws((unsigned char)d[i]))
+			i++;
+		return i;
+	}
+	size_t depth = 0;
+	while ((i = next_struct(d, n, i)) < n) {
+		char c = d[i];
+		if (c == '"') {
+			i = skip_string(d, n, i);
+			continue;
+		}
+		if (c == '{' || c == '[')
+			depth++;
+		else if (--depth == 0)
+			return i + 1;
+		i++;
+	}
+	return n;
+}
+
+/* allow_add: a missing final member of an existing object is reported as
+ * res->add instead of -ENOENT.  doc must be valid JSON (bounds are still
+ * checked, so a mistake is -EINVAL, never a read past the end). */
+static int scan_walk(const char *doc, size_t n, const char *path, size_t pathlen,
+                     int allow_add, walk_res *res)
+{
+	size_t pos = 1, cur = blank_end(doc, n, 0);
+	step st;
+	int rc;
+	memset(res, 0, sizeof *res);
+	if (cur >= n)
+		return -EINVAL; /* empty: the store's "no document yet" */
+	while ((rc = path_next(path, pathlen, &pos, &st)) > 0) {
+		res->steps++;
+		if (st.kind == STEP_WILD || st.desc || st.neg)
+			return -ENOTSUP; /* the tokenizing functions handle these */
+		if (st.kind == STEP_MEMBER) {
+			if (doc[cur] != '{')
+				return -ENOENT;
+			size_t i = blank_end(doc, n, cur + 1), last_end = cur + 1;
+			size_t found = 0, found_key = 0;
+			int any = 0, members = 0;
+			while (i < n && doc[i] != '}') {
+				if (doc[i] != '"')
+					return -EINVAL; /* not on valid text */
+				size_t kend = skip_string(doc, n, i);
+				size_t v = blank_end(doc, n, blank_end(doc, n, kend) + 1); /* past ':' */
+				size_t vend = scan_skip(doc, n, v);
+				if (kend < i + 2 || v >= n)
+					return -EINVAL;
+				/* No break: with duplicate names the last one wins, as
+				 * in Python, jq and RedisJSON. */
+				if (name_matches(&st, doc + i + 1, kend - i - 2)) {
+					found = v;
+					found_key = i;
+					any = 1;
+				}
+				last_end = vend;
+				members++;
+				i = blank_end(doc, n, vend);
+				if (i < n && doc[i] == ',')
+					i = blank_end(doc, n, i + 1);
+			}
+			if (i >= n)
+				return -EINVAL;
+			if (!any) {
+				if (!allow_add || pos < pathlen)
+					return -ENOENT;
+				res->add = 1;
+				res->ins_off = last_end;
+				res->empty = members == 0;
+				res->last = st;
+				return 0;
+			}
+			cur = found;
+			res->elem_off = found_key;
+		} else {
+			if (doc[cur] != '[')
+				return -ENOENT;
+			size_t i = blank_end(doc, n, cur + 1);
+			if (i >= n || doc[i] == ']')
+				return -ENOENT;
+			for (size_t k = 0; k < st.index; k++) {
+				i = blank_end(doc, n, scan_skip(doc, n, i));
+				if (i >= n || doc[i] != ',')
+					return i < n ? -ENOENT : -EINVAL; /* ']': out of range */
+				i = blank_end(doc, n, i + 1);
+			}
+			if (i >= n)
+				return -EINVAL;
+			cur = i;
+			res->elem_off = i;
+		}
+	}
+	if (rc < 0)
+		return rc;
+	res->add = 0;
+	res->off = cur;
+	res->len = scan_skip(doc, n, cur) - cur;
+	return 0;
+}
+
+/* Container nesting of a valid value (0 for a scalar). */
+static size_t value_depth(const char *d, size_t n)
+{
+	size_t depth = 0, max = 0;
+	for (size_t i = 0; i < n;) {
+		char c = d[i];
+		if (c == '"') {
+			i = skip_string(d, n, i);
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			if (++depth > max)
+				max = depth;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		}
+		i++;
+	}
+	return max;
+}
+
+int mf_json_get_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         size_t *out_off, size_t *out_len)
+{
+	walk_res res;
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (n > INT_MAX)
+		return -E2BIG;
+	if (pathlen == 1) {
+		trim(doc, n, out_off, out_len);
+		return *out_len ? 0 : -EINVAL; /* empty: no document yet */
+	}
+	rc = scan_walk(doc, n, path, pathlen, 0, &res);
+	if (rc == -ENOTSUP) /* [*], .., [-N]: the general function */
+		return mf_json_get_path(doc, n, path, pathlen, out_off, out_len);
+	if (rc < 0)
+		return rc;
+	*out_off = res.off;
+	*out_len = res.len;
+	return 0;
+}
+
+/* The result buffer: from the caller's allocator (the store builds its
+ * value buffer directly, no copy of a 50 MB document), else malloc. */
+static char *out_alloc(mf_json_alloc alloc, void *actx, size_t n)
+{
+	return alloc ? alloc(actx, n) : malloc(n);
+}
+
+int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         const char *val, size_t vallen, char **out, size_t *outlen,
+                         mf_json_alloc alloc, void *actx)
+{
+	size_t voff, vlen, total, pre, post_off;
+	walk_res res;
+	char *buf, *w;
+	int rc;
+
+	rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (mf_json_validate(val, vallen, NULL, NULL) < 0)
+		return -EINVAL;
+	if (vallen > INT_MAX)
+		return -E2BIG;
+
+	if (pathlen == 1) {
+		buf = out_alloc(alloc, actx, vallen + 1);
+		if (buf == NULL)
+			return -ENOMEM;
+		memcpy(buf, val, vallen);
+		buf[vallen] = '\0';
+		*out = buf;
+		*outlen = vallen;
+		return 0;
+	}
+
+	if (n > INT_MAX)
+		return -E2BIG;
+	trim(val, vallen, &voff, &vlen);
+	rc = scan_walk(doc, n, path, pathlen, 1, &res);
+	if (rc == -ENOTSUP && !alloc)
+		return mf_json_set_path(doc, n, path, pathlen, val, vallen, out, outlen);
+	if (rc < 0)
+		return rc == -ENOTSUP ? -EINVAL : rc;
+	/* Both inputs are valid, so only the combined nesting depth can make
+	 * the result invalid: the value goes inside res.steps containers. */
+	if (res.steps + value_depth(val + voff, vlen) > MF_JSON_MAX_DEPTH)
+		return -EINVAL;
+
+	/* Sizes: n and vlen are each <= INT_MAX and the name is bounded by
+	 * 6 * pathlen, so the sums below are checked only against INT_MAX. */
+	if (res.add) {
+		size_t nm = emit_name(&res.last, NULL);
+
+		if (nm > INT_MAX)
+			return -E2BIG;
+		pre = res.ins_off;
+		post_off = res.ins_off;
+		total = n + (res.empty ? 0 : 1) + 2 + nm + 1 + vlen;
+	} else {
+		pre = res.off;
+		post_off = res.off + res.len;
+		total = n - res.len + vlen;
+	}
+	if (total > INT_MAX)
+		return -E2BIG;
+
+	buf = out_alloc(alloc, actx, total + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	w = buf;
+	memcpy(w, doc, pre);
+	w += pre;
+	if (res.add) {
+		if (!res.empty)
+			*w++ = ',';
+		*w++ = '"';
+		w += emit_name(&res.last, w);
+		*w++ = '"';
+		*w++ = ':';
+	}
+	memcpy(w, val + voff, vlen);
+	w += vlen;
+	memcpy(w, doc + post_off, n - post_off);
+	w += n - post_off;
+	*w = '\0';
+	*out = buf;
+	*outlen = total;
+	return 0;
+}
+
+int mf_json_del_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         char **out, size_t *outlen, mf_json_alloc alloc, void *actx)
+{
+	size_t a, b, total;
+	walk_res res;
+	char *buf;
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (pathlen == 1)
+		return -EINVAL;
+	if (n > INT_MAX)
+		return -E2BIG;
+	rc = scan_walk(doc, n, path, pathlen, 0, &res);
+	if (rc == -ENOTSUP && !alloc)
+		return mf_json_del_path(doc, n, path, pathlen, out, outlen);
+	if (rc < 0)
+		return rc == -ENOTSUP ? -EINVAL : rc;
+	/* Cut [a, b): the member (key through value) or element, with the
+	 * comma that follows it, or else the one before it (last of several);
+	 * an only member leaves its container empty.  Whitespace outside the
+	 * cut stays where it was. */
+	a = res.elem_off;
+	b = res.off + res.len;
+	{
+		size_t k = b;
+
+		while (k < n && is_ws((unsigned char)doc[k]))
+			k++;
+		if (k < n && doc[k] == ',') {
+			/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
+			b = k + 1;
+			while (b < n && is_ws((unsigned char)doc[b]))
+				b++;
+		} else {
+			k = a;
+			while (k > 0 && is_ws((unsigned char)doc[k - 1]))
+				k--;
+			if (k > 0 && doc[k - 1] == ',')
+				a = k - 1;
+		}
+	}
+	total = n - (b - a);
+	buf = out_alloc(alloc, actx, total + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	memcpy(buf, doc, a);
+	memcpy(buf + a, doc + b, n - b);
+	buf[total] = '\0';
+	*out = buf;
+	*outlen = total;
+	return 0;
 }

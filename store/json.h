@@ -6,20 +6,20 @@
  * time.  Inputs are never modified; documents are (pointer, length) pairs and
  * are NOT required to be NUL-terminated — no function reads past p[n-1].
  *
- * Why this exists: /json/<key> files must only ever hold valid JSON, and the
- * tokenizer we use (jsmn) is not a validator — it accepts `tru`, `01`,
+ * Why this exists: /json/<key> files must only ever hold valid JSON, and
+ * tokenizers such as jsmn are not validators — jsmn accepts `tru`, `01`,
  * `{"a":1,}`, several top-level values and more (measured against
- * JSONTestSuite: it is a tokenizer, not a validator).  So every
- * document is checked by mf_json_validate() (our own strict checker); jsmn is
- * only ever run over text that has already passed it, where its token spans
- * are trustworthy and give us byte offsets for splicing.
+ * JSONTestSuite).  So every document is checked by mf_json_validate() (our
+ * own strict checker), and the path functions only ever scan text that has
+ * passed it, where skipping values by brackets and quotes gives exact byte
+ * offsets for splicing.
  *
  * Errors: negative errno, 0 on success.
  *   -EINVAL  invalid JSON (document or value), or malformed path
  *   -ENOENT  the path does not exist in the document
  *   -ENOMEM  allocation failed
- *   -E2BIG   document (or result) larger than INT_MAX bytes (jsmn uses int
- *            offsets) — only from the path functions
+ *   -E2BIG   document (or result) larger than INT_MAX bytes — only from the
+ *            path functions
  *
  * Decisions (the RFC leaves these to the implementation):
  *   - Lone surrogate escapes (\uD800 without a low surrogate, or a lone
@@ -128,6 +128,26 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
  */
 int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     char **out, size_t *outlen);
+
+/*
+ * The same three on a document already known valid — one the store holds
+ * (every stored document passed mf_json_validate; the empty "no document
+ * yet" value gives -EINVAL): no validation of doc, one forward scan over
+ * the containers on the path, and set checks the result's nesting depth
+ * instead of validating the result.  A member read or update then costs
+ * one pass at most, not three to eight (issue 12).  Passing text that is
+ * not valid JSON gives a wrong span or -EINVAL, never a read out of bounds.
+ */
+typedef char *(*mf_json_alloc)(void *ctx, size_t n); /* n bytes, or NULL */
+int mf_json_get_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         size_t *out_off, size_t *out_len);
+/* *out comes from alloc(actx, *outlen + 1) if alloc is given (else malloc):
+ * the store builds the new value in its own buffer. */
+int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         const char *val, size_t vallen, char **out, size_t *outlen,
+                         mf_json_alloc alloc, void *actx);
+int mf_json_del_path_doc(const char *doc, size_t n, const char *path, size_t pathlen,
+                         char **out, size_t *outlen, mf_json_alloc alloc, void *actx);
 
 /* Check path syntax only: 0 or -EINVAL.  Lets callers reject a bad path
  * before they fetch a document. */

@@ -68,6 +68,17 @@
  *   EXPIRED     NONE  key                 the active expire cycle: delete the
  *                                         key if its expiry is not after time_ns
  *                                         (else nothing: it was extended)
+ *   WRITEV      STRING key arg=size val   what a file handle changed: the
+ *                                         value becomes its first `keep`
+ *                                         bytes, zero-extended (or cut) to
+ *                                         size, with byte ranges written
+ *                                         over it (val: mf_writev_encode).
+ *                                         keep > 0 requires the value's
+ *                                         first keep bytes to hash to the
+ *                                         logged hash, else -ESTALE and
+ *                                         nothing changes: so the result is
+ *                                         exactly the handle's whole value
+ *                                         (a SET in a few bytes), or nothing
  * Expiry rule (every op): a key whose expiry is not after the op's time_ns
  * is absent for that op (it is deleted first), so replay decides exactly as
  * the live apply did.  SET (a whole new value) drops the expiry, as Redis's
@@ -79,6 +90,7 @@
  * Numbering agreed between branches (issue 14 / issue 16): ops 16..21 and
  * types 4, 5 belong to folders/modes/symlinks; ops 22..35 and type 6 to
  * sets, counters, blocking pops, JSON updates, transactions and expiry.
+ * Ops 36..40 belong to the performance work (issue 12).
  * Numbers not defined here are refused by the store (-EINVAL).
  */
 #ifndef MF_OP_H
@@ -86,6 +98,7 @@
 
 #include "buf.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 typedef enum mf_type {
@@ -133,7 +146,9 @@ typedef enum mf_optype {
 	MF_OP_READ = 31,     /* only inside a MULTI record */
 	MF_OP_EXPIRE = 32,
 	MF_OP_EXPIRED = 33,
-	MF_OP_MAX_ = 33,
+	/* 34, 35: reserved (issue 16) */
+	MF_OP_WRITEV = 36,
+	MF_OP_MAX_ = 36,
 } mf_optype;
 
 typedef struct mf_op {
@@ -154,6 +169,16 @@ typedef struct mf_op {
 	struct mf_op_result *sub; /* MULTI: one result per sub-op, filled by apply
 	                      (malloc'd; mf_op_clear frees) */
 	size_t nsub;
+	mf_slice base;     /* not logged, WRITEV only: the value the handle
+	                      started from.  If the key still holds exactly this
+	                      slice (same immutable bytes), apply skips hashing
+	                      them: the hash would match, so replay (which has
+	                      no hint and hashes) decides the same. */
+	mf_slice prep;     /* not logged, JSON path ops only: the edited
+	                      document mf_store_prepare made from prep_of; apply
+	                      uses it if the key holds exactly prep_of (replay,
+	                      without it, edits the same bytes the same way) */
+	mf_slice prep_of;
 } mf_op;
 
 /* What apply left for one sub-op of a MULTI. */
@@ -173,6 +198,12 @@ typedef struct mf_op_result {
  * sub-op is a MULTI. */
 mf_slice mf_multi_encode(const mf_op *ops, size_t n);
 int mf_multi_decode(mf_slice val, mf_op **ops, size_t *n);
+
+/* The 16 bytes a WAL record header (at byte 24, wal/FORMAT.md) and a MULTI
+ * sub-op (at byte 0) both start with: u8 type, u8 ktype, u16 0, u32 klen,
+ * u32 k2len, u32 vlen (little-endian).  One writer for both layouts. */
+#define MF_OP_SHAPE 16
+void mf_op_put_shape(uint8_t *dst, const mf_op *op);
 
 /* Longest file name the kernel lets us see (NAME_MAX): the mount shows
  * keys of 1..MF_KEY_MAX bytes without '/' and NUL. */
@@ -210,7 +241,33 @@ static inline int mf_op_has_key(int type)
 	return type != MF_OP_FLUSH && type != MF_OP_MULTI;
 }
 
-/* Drop every slice reference the op holds (key, key2, val, out). */
+/* ---- WRITEV payload: u64 keep, u64 hash, then ranges, each u64 offset,
+ * u32 length and the bytes, little-endian, until the end of val. ---- */
+typedef struct mf_range {
+	uint64_t off, len;
+} mf_range;
+
+typedef struct mf_writev {
+	uint64_t keep, hash;
+	const unsigned char *p, *end; /* the ranges not yet read */
+} mf_writev;
+
+/* Check a WRITEV's payload against its size (op->arg): well formed, keep
+ * and every range inside the size.  0 or -EINVAL. */
+int mf_writev_open(const mf_op *op, mf_writev *w);
+/* The next range (after a successful open); false at the end. */
+bool mf_writev_next(mf_writev *w, uint64_t *off, const char **bytes, uint32_t *len);
+/* The payload for ranges r[0..n) whose bytes are src[off, off+len). */
+size_t mf_writev_size(const mf_range *r, size_t n);
+mf_slice mf_writev_encode(uint64_t keep, uint64_t hash, const mf_range *r, size_t n,
+                          const char *src);
+
+/* A 64-bit hash of bytes (WRITEV's precondition): fast, not cryptographic.
+ * A handle's own base against the key's value, so no adversary picks both. */
+uint64_t mf_hash64(const void *p, size_t n);
+
+/* Drop every slice reference the op holds (key, key2, val, out, base,
+ * prep, prep_of). */
 void mf_op_clear(mf_op *op);
 
 #endif

@@ -39,7 +39,22 @@ typedef struct entry {
 	 * ring (tprev/tnext), which the active cycle walks. */
 	int64_t expire_ns;
 	struct entry *tprev, *tnext;
+	uint32_t cap_epoch; /* the last capture that has this key (walked or
+	                       pre-imaged); fits the struct's padding */
 } entry;
+
+/* A capture in progress (store.h): items taken so far, walked or saved by
+ * apply; the walk's cursor over the buckets. */
+typedef struct capture {
+	bool active;
+	uint32_t epoch;
+	size_t cursor;      /* next bucket to walk */
+	size_t expect;      /* keys at begin: items + skipped, exactly */
+	size_t skipped;     /* keys left out: expired at `now` */
+	int64_t now;        /* wall clock at begin (expiry cut-off, as export's) */
+	mf_item *items;
+	size_t n, cap;
+} capture;
 
 struct mf_store {
 	pthread_rwlock_t lock;
@@ -57,6 +72,8 @@ struct mf_store {
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
+	capture cap;        /* walked under the read lock (one walker), saved
+	                       into under the write lock (the applier) */
 };
 
 /* FNV-1a (set.c) is enough: keys come from one user's file names or local
@@ -77,7 +94,14 @@ mf_store *mf_store_new(void)
 {
 	mf_store *st = mf_xmalloc(sizeof *st);
 	memset(st, 0, sizeof *st);
-	pthread_rwlock_init(&st->lock, NULL);
+	/* Writer-preferring: a capture's walker takes the read lock chunk
+	 * after chunk, and the applier must get in between two chunks, not
+	 * wait for the whole walk.  (Nothing takes the read lock twice.) */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&st->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&st->text_mu, NULL);
 	st->nbuckets = 1024;
 	st->tab = calloc(st->nbuckets, sizeof *st->tab);
@@ -94,6 +118,40 @@ static void entry_free(entry *e)
 	free(e);
 }
 
+static mf_slice value_ref(mf_store *st, entry *e);
+static bool expired_at(const entry *e, int64_t t);
+
+/* Take e into the capture as it is now.  A key already expired at the
+ * capture's time is left out, as an export leaves it (the snapshot cannot
+ * hold expiry times yet); counted, for the end's check. */
+static void cap_add(mf_store *st, entry *e)
+{
+	capture *c = &st->cap;
+	if (expired_at(e, c->now)) {
+		c->skipped++;
+		return;
+	}
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 1024;
+		c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
+	}
+	c->items[c->n++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
+	                             e->mtime_ns, e->ctime_ns, e->expire_ns};
+}
+
+/* The applier is about to change or remove e: if a capture is running and
+ * has not taken e yet, take it now, as it was at the capture's LSN (the
+ * value's bytes are immutable, so references suffice).  Caller holds the
+ * write lock. */
+static void cap_touch(mf_store *st, entry *e)
+{
+	capture *c = &st->cap;
+	if (c->active && e->cap_epoch != c->epoch) {
+		cap_add(st, e);
+		e->cap_epoch = c->epoch;
+	}
+}
+
 /* FLUSH: drop every key (readers keep their slice references). */
 static void flush_all(mf_store *st)
 {
@@ -101,6 +159,7 @@ static void flush_all(mf_store *st)
 		entry *e = st->tab[i];
 		while (e) {
 			entry *n = e->next;
+			cap_touch(st, e);
 			entry_free(e);
 			e = n;
 		}
@@ -117,7 +176,9 @@ void mf_store_free(mf_store *st)
 {
 	if (!st)
 		return;
+	st->cap.active = false; /* a capture never ended: nothing more to save */
 	flush_all(st);
+	mf_store_items_free(st->cap.items, st->cap.n);
 	free(st->tab);
 	pthread_rwlock_destroy(&st->lock);
 	pthread_mutex_destroy(&st->text_mu);
@@ -173,6 +234,7 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->type = type;
 	e->mtime_ns = e->ctime_ns = t;
 	e->version = ++st->version;
+	e->cap_epoch = st->cap.epoch; /* born after any capture in progress */
 	if (type == MF_T_SET) {
 		e->set = mf_set_new();
 		e->text_ok = true; /* empty */
@@ -253,6 +315,7 @@ static void unlink_entry(mf_store *st, entry *e)
 /* Remove a key: out of the table and the expiry ring, freed. */
 static void drop_entry(mf_store *st, entry *e)
 {
+	cap_touch(st, e); /* a capture in progress keeps the key as it was */
 	unlink_entry(st, e);
 	ttl_del(st, e);
 	entry_free(e);
@@ -351,7 +414,8 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	      op->type == MF_OP_SADD) &&
 	     cur + op->val.len + 1 > MF_VALUE_MAX) ||
 	    (op->type == MF_OP_SETRANGE &&
-	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)))
+	     (op->arg > MF_VALUE_MAX || op->arg + op->val.len > MF_VALUE_MAX)) ||
+	    (op->type == MF_OP_WRITEV && op->arg > MF_VALUE_MAX))
 		return -EFBIG;
 	switch (op->type) {
 	case MF_OP_CREATE:
@@ -398,6 +462,18 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		if (op->ktype != MF_T_JSON)
 			return -EINVAL;
 		return same ? 0 : -ENOENT;
+	case MF_OP_WRITEV: {
+		if (op->ktype != MF_T_STRING)
+			return -EINVAL;
+		if (e && !same)
+			return -EEXIST;
+		mf_writev w;
+		if (mf_writev_open(op, &w) != 0)
+			return -EINVAL;
+		/* Built on the first keep bytes of a value: that value must be
+		 * there (whether they are the same bytes, apply checks). */
+		return w.keep && (!same || e->val.len < w.keep) ? -ESTALE : 0;
+	}
 	case MF_OP_LPOP:
 	case MF_OP_RPOP:
 		if (op->ktype != MF_T_LIST)
@@ -497,11 +573,13 @@ static int json_edit(const entry *e, const mf_op *op, char **doc, size_t *dlen, 
 	default:
 		break;
 	}
+	/* A stored document is valid JSON: one scan, no re-validation. */
 	if (op->type == MF_OP_JSON_DELPATH)
-		return mf_json_del_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-		                        op->key2.len, doc, dlen);
-	return mf_json_set_path(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
-	                        op->key2.len, mf_slice_ptr(op->val), op->val.len, doc, dlen);
+		return mf_json_del_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+		                            op->key2.len, doc, dlen, NULL, NULL);
+	return mf_json_set_path_doc(mf_slice_ptr(e->val), e->val.len, mf_slice_ptr(op->key2),
+	                            op->key2.len, mf_slice_ptr(op->val), op->val.len, doc, dlen,
+	                            NULL, NULL);
 }
 
 /* A JSON_DELPATH of "$" deletes the whole document. */
@@ -510,7 +588,9 @@ static bool json_del_root(const mf_op *op)
 	return op->type == MF_OP_JSON_DELPATH && op->key2.len == 1 && mf_slice_ptr(op->key2)[0] == '$';
 }
 
-int mf_store_check(mf_store *st, const mf_op *op)
+/* check and prepare: keep (prepare) hands the edited document of a JSON
+ * path op to apply through op->prep. */
+static int check_op(mf_store *st, const mf_op *op, mf_op *keep)
 {
 	pthread_rwlock_rdlock(&st->lock);
 	bool keyed = mf_op_has_key(op->type);
@@ -533,10 +613,27 @@ int mf_store_check(mf_store *st, const mf_op *op)
 		char *doc = NULL;
 		size_t dlen;
 		r = json_edit(e, op, &doc, &dlen, NULL, NULL, NULL);
+		if (r == 0 && keep &&
+		    (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH)) {
+			mf_slice_unref(&keep->prep);
+			mf_slice_unref(&keep->prep_of);
+			keep->prep = mf_slice_from(doc, dlen, dlen);
+			keep->prep_of = mf_slice_ref(e->val);
+		}
 		free(doc);
 	}
 	pthread_rwlock_unlock(&st->lock);
 	return r;
+}
+
+int mf_store_check(mf_store *st, const mf_op *op)
+{
+	return check_op(st, op, NULL);
+}
+
+int mf_store_prepare(mf_store *st, mf_op *op)
+{
+	return check_op(st, op, op);
 }
 
 /* A key loaded from the WAL or a snapshot shares one buffer with its value
@@ -585,6 +682,38 @@ static mf_slice list_value(mf_slice v)
 	mf_slice n = mf_slice_from(mf_slice_ptr(v), v.len, v.len + 1);
 	mf_slice_append(&n, "\n", 1);
 	return n;
+}
+
+/* WRITEV (op.h): the value's first keep bytes, zero-extended or cut to the
+ * size, with the ranges written over them, in a new buffer (the old bytes
+ * are immutable: readers hold slices of them).  A hole stays a hole. */
+static int apply_writev(mf_store *st, entry **ep, mf_op *op)
+{
+	entry *e = *ep;
+	mf_writev w;
+	mf_writev_open(op, &w); /* validated */
+	if (w.keep) {
+		/* Exactly the slice the handle started from: the same immutable
+		 * bytes, so the hash would match; replay hashes. */
+		bool same = op->base.buf && op->base.buf == e->val.buf && op->base.off == e->val.off;
+		if (!same && mf_hash64(mf_slice_ptr(e->val), (size_t)w.keep) != w.hash)
+			return -ESTALE;
+	}
+	if (!e)
+		e = *ep = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, op->time_ns);
+	mf_slice v = mf_slice_zeroed((size_t)op->arg);
+	if (v.buf) {
+		mf_buf_copy(v.buf, 0, e->val, (size_t)w.keep);
+		uint64_t off;
+		const char *p;
+		uint32_t len;
+		while (mf_writev_next(&w, &off, &p, &len))
+			mf_buf_write(v.buf, (size_t)off, p, len);
+	}
+	set_val(st, e, v);
+	e->count = 0;
+	op->res = op->arg;
+	return 0;
 }
 
 /* ---- sets ---- */
@@ -751,6 +880,18 @@ static int do_apply(mf_store *st, mf_op *op)
 	int r = validate(st, op, e);
 	if (r)
 		return r;
+	/* Every op that gets here may change e (or, RENAME/SMOVE, the key2
+	 * entry): a capture in progress takes them first.  (An op that then
+	 * changes nothing only costs a pre-image equal to the key as it is.)
+	 * Removals take theirs in drop_entry. */
+	if (e)
+		cap_touch(st, e);
+	if ((op->type == MF_OP_RENAME || op->type == MF_OP_SMOVE) && op->key2.len &&
+	    op->key2.len <= MF_KEY_BYTES_MAX) {
+		entry *tgt = find(st, op->key2);
+		if (tgt)
+			cap_touch(st, tgt);
+	}
 	if (st->in_multi && ((op->type == MF_OP_SET && e && e->type != op->ktype) ||
 	                     (op->type == MF_OP_DEL && op->ktype == MF_T_NONE))) {
 		/* MULTI's Redis-style SET over another type, DEL of any type. */
@@ -822,8 +963,9 @@ static int do_apply(mf_store *st, mf_op *op)
 				mf_slice_unref(&v);
 			set_val(st, e, v);
 		} else {
-			mf_slice v = mf_slice_alloc(op->arg, op->arg);
-			memcpy(v.buf->data, mf_slice_ptr(e->val), e->val.len);
+			/* Growth is a hole: zero pages nobody touched (buf.h). */
+			mf_slice v = mf_slice_zeroed(op->arg);
+			mf_buf_copy(v.buf, 0, e->val, e->val.len);
 			set_val(st, e, v);
 		}
 		e->count = 0;
@@ -921,15 +1063,20 @@ static int do_apply(mf_store *st, mf_op *op)
 		size_t len = end > e->val.len ? end : e->val.len;
 		/* A new buffer: bytes of the old value are immutable (readers
 		 * hold slices of them). */
-		mf_slice v = mf_slice_alloc(len, len);
+		mf_slice v = mf_slice_zeroed(len);
 		if (v.buf) {
-			memcpy(v.buf->data, mf_slice_ptr(e->val), e->val.len);
-			memcpy(v.buf->data + op->arg, mf_slice_ptr(op->val), op->val.len);
+			mf_buf_copy(v.buf, 0, e->val, e->val.len);
+			mf_buf_write(v.buf, op->arg, mf_slice_ptr(op->val), op->val.len);
 		}
 		set_val(st, e, v);
 		op->res = len;
 		break;
 	}
+	case MF_OP_WRITEV:
+		r = apply_writev(st, &e, op);
+		if (r)
+			return r;
+		break;
 	case MF_OP_JSON_DELPATH:
 		if (json_del_root(op)) {
 			drop_entry(st, e);
@@ -940,19 +1087,27 @@ static int do_apply(mf_store *st, mf_op *op)
 	case MF_OP_JSON_NUMINCRBY:
 	case MF_OP_JSON_ARRAPPEND:
 	case MF_OP_JSON_STRAPPEND: {
-		char *doc;
-		size_t dlen, numlen = 0;
-		char num[MF_JSON_NUM_MAX];
-		r = json_edit(e, op, &doc, &dlen, &op->res, num, &numlen);
-		if (r)
-			return r;
-		mf_slice v = mf_slice_from(doc, dlen, dlen);
-		free(doc);
-		set_val(st, e, v);
-		if (op->type == MF_OP_JSON_NUMINCRBY) {
-			mf_slice_unref(&op->out);
-			op->out = mf_slice_from(num, numlen, numlen);
+		mf_slice v;
+		/* What prepare built from exactly this value (SETPATH, DELPATH:
+		 * the same immutable bytes give the same text; replay edits). */
+		if (op->prep.buf && op->prep_of.buf == e->val.buf && op->prep_of.off == e->val.off &&
+		    op->prep_of.len == e->val.len) {
+			v = mf_slice_ref(op->prep);
+		} else {
+			char *doc;
+			size_t dlen, numlen = 0;
+			char num[MF_JSON_NUM_MAX];
+			r = json_edit(e, op, &doc, &dlen, &op->res, num, &numlen);
+			if (r)
+				return r;
+			v = mf_slice_from(doc, dlen, dlen);
+			free(doc);
+			if (op->type == MF_OP_JSON_NUMINCRBY) {
+				mf_slice_unref(&op->out);
+				op->out = mf_slice_from(num, numlen, numlen);
+			}
 		}
+		set_val(st, e, v);
 		break;
 	}
 	case MF_OP_INCRBY:
@@ -1096,6 +1251,64 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 	pthread_rwlock_unlock(&st->lock);
 	*items = it;
 	return i;
+}
+
+void mf_store_capture_begin(mf_store *st, uint64_t *lsn)
+{
+	pthread_rwlock_wrlock(&st->lock);
+	capture *c = &st->cap;
+	c->active = true;
+	c->epoch++;
+	c->cursor = 0;
+	c->expect = st->nkeys;
+	c->skipped = 0;
+	c->now = wall_ns();
+	c->n = 0;
+	c->cap = st->nkeys + 64; /* walk + pre-images: exactly nkeys in all */
+	c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
+	*lsn = st->applied_lsn;
+	pthread_rwlock_unlock(&st->lock);
+}
+
+/* The read lock keeps the applier out (and lets readers in); cap_epoch
+ * and the item list are touched only by the walker under it and by the
+ * applier under the write lock.  The table may have doubled since the
+ * last step: a key not yet taken sits at or past the cursor either way
+ * (bucket i splits into i and i + old size), so the cursor stays valid. */
+bool mf_store_capture_step(mf_store *st, size_t buckets)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	capture *c = &st->cap;
+	size_t end = c->cursor + buckets;
+	if (end > st->nbuckets)
+		end = st->nbuckets;
+	for (size_t b = c->cursor; b < end; b++)
+		for (entry *e = st->tab[b]; e; e = e->next)
+			if (e->cap_epoch != c->epoch) {
+				cap_add(st, e);
+				e->cap_epoch = c->epoch;
+			}
+	c->cursor = end;
+	bool done = c->cursor >= st->nbuckets;
+	pthread_rwlock_unlock(&st->lock);
+	return done;
+}
+
+size_t mf_store_capture_end(mf_store *st, mf_item **items)
+{
+	while (!mf_store_capture_step(st, SIZE_MAX / 2))
+		;
+	pthread_rwlock_wrlock(&st->lock);
+	capture *c = &st->cap;
+	size_t n = c->n;
+	*items = c->items;
+	if (n + c->skipped != c->expect) /* every key at begin, once: cannot happen */
+		abort();
+	c->items = NULL;
+	c->n = c->cap = 0;
+	c->active = false;
+	pthread_rwlock_unlock(&st->lock);
+	return n;
 }
 
 void mf_store_items_free(mf_item *items, size_t n)

@@ -17,10 +17,17 @@
  * EXPIRED records for keys past it (mf_store_expired_sample).
  *
  * Locking: one rwlock.  apply takes it for writing; get/keys/export/stats
- * take it for reading and hand out slice references, so a reader never holds
- * the lock while it copies value bytes.  apply must be called from one thread
- * at a time (the WAL writer, or replay before the mount exists): in-place
- * appends rely on a single applier.
+ * and a capture's steps take it for reading and hand out slice references,
+ * so a reader never holds the lock while it copies value bytes.  apply must
+ * be called from one thread at a time (the WAL writer, or replay before the
+ * mount exists): in-place appends rely on a single applier.
+ *
+ * Snapshot capture is copy-on-write: mf_store_capture_begin fixes the
+ * state at the last applied LSN in O(1); mf_store_capture_step then walks
+ * the table a bounded chunk at a time (the applier waits for one chunk at
+ * most), while apply saves the pre-image of any key it is about to change
+ * that the walk has not reached.  Each entry carries the epoch of the
+ * capture that has it, so it is taken exactly once, walked or pre-imaged.
  *
  * Value-type rules live here and nowhere else, enforced by check and apply
  * alike (so replay enforces exactly what live writes do) and by the snapshot
@@ -88,6 +95,12 @@ int mf_store_apply(mf_store *st, mf_op *op);
  * before apply); apply re-checks and is deterministic. */
 int mf_store_check(mf_store *st, const mf_op *op);
 
+/* check, and for a JSON path op also keep the edited document in op->prep
+ * (with the value it was made from in op->prep_of), so that apply, if the
+ * key still holds exactly that value, installs it instead of editing the
+ * document again: a member update parses the document once (issue 12). */
+int mf_store_prepare(mf_store *st, mf_op *op);
+
 /* The whole-value rule of a type: 0, or -EINVAL with the byte offset and a
  * static reason (either may be NULL) — for log lines, and for values that
  * live outside the store (an unlinked file's data). */
@@ -109,6 +122,15 @@ size_t mf_store_keys(mf_store *st, mf_type type, mf_slice **keys);
  * of the last applied op.  Caller frees with mf_store_items_free. */
 size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn);
 void mf_store_items_free(mf_item *items, size_t n);
+
+/* A copy-on-write capture of every key at the LSN applied so far (see
+ * Locking).  One at a time; begin must be called where nothing is being
+ * applied (the WAL leader between batches, as export was).  step walks up
+ * to `buckets` hash buckets and returns true once the walk is complete;
+ * end hands over the items (as export does) and stops the capture. */
+void mf_store_capture_begin(mf_store *st, uint64_t *lsn);
+bool mf_store_capture_step(mf_store *st, size_t buckets);
+size_t mf_store_capture_end(mf_store *st, mf_item **items);
 
 /* Insert one item as loaded from a snapshot (before any apply); takes over
  * the item's references.  -EEXIST if the key is already there. */

@@ -116,6 +116,21 @@ static int dump_record(void *ctx, mf_op *op, uint64_t off)
 	case MF_OP_LPOP:
 		printf(" count=%" PRIu64, op->arg);
 		break;
+	case MF_OP_WRITEV: {
+		mf_writev w;
+		if (mf_writev_open(op, &w) != 0) {
+			printf(" size=%" PRIu64 " (malformed)", op->arg);
+			break;
+		}
+		uint64_t off, bytes = 0, n = 0;
+		const char *p;
+		uint32_t len;
+		while (mf_writev_next(&w, &off, &p, &len))
+			n++, bytes += len;
+		printf(" size=%" PRIu64 " keep=%" PRIu64 " ranges=%" PRIu64 " bytes=%" PRIu64, op->arg,
+		       w.keep, n, bytes);
+		break;
+	}
 	default:
 		if (op->arg)
 			printf(" arg=%" PRIu64, op->arg);

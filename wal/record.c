@@ -121,12 +121,7 @@ void mf_wal_record_encode_head(const mf_op *op, const mf_wal_rec_place *at, uint
 	mf_le_put32(dst, len);
 	mf_le_put64(dst + 8, op->lsn);
 	mf_le_put64(dst + 16, at->durable);
-	dst[24] = op->type;
-	dst[25] = op->ktype;
-	mf_le_put16(dst + 26, 0);
-	mf_le_put32(dst + 28, (uint32_t)op->key.len);
-	mf_le_put32(dst + 32, (uint32_t)op->key2.len);
-	mf_le_put32(dst + 36, (uint32_t)op->val.len);
+	mf_op_put_shape(dst + 24, op); /* type, ktype, flags 0, the 3 lengths */
 	mf_le_put64(dst + 40, (uint64_t)op->time_ns);
 	mf_le_put64(dst + 48, op->arg);
 	mf_le_put32(dst + 56, mf_crc32c_mask(hdr_crc(dst, seed)));

@@ -639,8 +639,20 @@ def test_resp_expiry_matches_redis(mfr, redis_ref):
         c.cmd("FLUSHDB")
         out.append([(cmd, c.cmd(*cmd)) for cmd in EXPIRE_SCRIPT])
         c.close()
-    bad = [(cmd, w, g) for (cmd, w), (_, g) in zip(*out) if w != g]
+    bad = [(cmd, w, g) for (cmd, w), (_, g) in zip(*out) if not same_ttl_reply(cmd, w, g)]
     assert not bad, "\n".join(f"{c}: redis {w!r} memfluxfs {g!r}" for c, w, g in bad)
+
+
+def same_ttl_reply(cmd, want, got):
+    """Replies equal, except that a positive TTL in seconds may differ by
+    one: each server rounds its own clock, and a loaded machine can let a
+    second boundary pass between the two runs of the script."""
+    def num(reply):
+        return int(reply[1:-2]) if reply[:1] == b":" and reply.endswith(b"\r\n") else None
+    w, g = num(want), num(got)
+    if cmd[0] == "TTL" and w is not None and g is not None and w > 0:
+        return abs(w - g) <= 1
+    return want == got
 
 
 def wait_until(pred, timeout=30):

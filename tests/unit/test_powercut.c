@@ -4,7 +4,8 @@
  * daemon's own wiring), with the power-loss simulator of powercut.h.
  *
  * One run: a fresh data dir; a seeded workload of SET / APPEND / DEL / RPUSH / INCRBY / SADD / SREM
- * and MULTI (a transaction record: INCRBY + SADD, both or neither)
+ * and MULTI (a transaction record: INCRBY + SADD, both or neither) / WRITEV
+ * (a handle's ranges over a kept prefix, with a hole)
  * commits (some values are a copy of the live memflux.wal, salt included:
  * such bytes, torn, must never pass for records), fsyncs (mf_db_sync) and
  * snapshots (rotation + snapshot + drop of sealed segments); the power goes at the n-th mutating I/O call; the disk
@@ -72,6 +73,9 @@ typedef struct wl_op {
 	char *val;
 	size_t vlen;
 	long long delta;   /* INCRBY */
+	/* WRITEV: the value becomes its first `keep` bytes (hashing to hash),
+	 * `hole` zero bytes, then val: one range, a hole before it. */
+	uint64_t keep, hash, hole;
 } wl_op;
 
 typedef struct model {
@@ -148,6 +152,11 @@ static void model_apply(model *m, const wl_op *o)
 		m->v[k] = NULL;
 		m->len[k] = 0;
 	}
+	if (o->type == MF_OP_WRITEV) {
+		m->v[k] = realloc(m->v[k], o->keep + o->hole + 1);
+		memset(m->v[k] + o->keep, 0, o->hole);
+		m->len[k] = o->keep + o->hole;
+	}
 	m->v[k] = realloc(m->v[k], m->len[k] + o->vlen + 1);
 	memcpy(m->v[k] + m->len[k], o->val, o->vlen);
 	m->len[k] += o->vlen;
@@ -214,8 +223,16 @@ static int make_workload(pc_rng *rng, wl_op *ops, bool concurrent)
 			snprintf(o->val, 4, "m%d\n", (int)pc_below(rng, 8));
 		} else if (list)
 			o->type = MF_OP_RPUSH;
+		else if (r >= 85 && m.exists[o->key])
+			o->type = MF_OP_WRITEV;
 		else
 			o->type = r < 25 ? MF_OP_SET : MF_OP_APPEND;
+		if (o->type == MF_OP_WRITEV) {
+			/* Keep some of what the model holds then (so the hash is
+			 * right), sometimes none; a hole, sometimes big. */
+			o->keep = pc_below(rng, m.len[o->key] + 1);
+			o->hole = pc_below(rng, 4) == 0 ? 40000 + pc_below(rng, 20000) : pc_below(rng, 64);
+		}
 		if (o->type != MF_OP_DEL && o->type != MF_OP_EXPIRE && o->key < KEY_COUNTER) {
 			/* Mostly small; sometimes several sectors; rarely past the
 			 * writer's inline limit (its own iovec). */
@@ -328,12 +345,39 @@ static int commit(mf_db *db, const wl_op *o)
 	char kb[16];
 	const char *k = key_name_t(o->thread, o->key, kb);
 	op.key = mf_slice_from(k, strlen(k), strlen(k));
-	if (o->vlen)
+	if (o->type == MF_OP_WRITEV) {
+		uint64_t at = o->keep + o->hole;
+		char *src = calloc(1, (size_t)(at + o->vlen));
+		memcpy(src + at, o->val, o->vlen);
+		mf_range rg = {at, o->vlen};
+		op.arg = at + o->vlen;
+		op.val = mf_writev_encode(o->keep, o->hash, &rg, 1, src);
+		free(src);
+	} else if (o->vlen) {
 		op.val = mf_slice_from(o->val, o->vlen, o->vlen);
+	}
 	op.time_ns = 1700000000000000000LL;
 	int r = mf_db_commit(db, &op);
 	mf_op_clear(&op);
 	return r;
+}
+
+/* A WRITEV's precondition, just before it is committed: what ops[0..i)
+ * made of its key (walcopy values and the concurrent runs' rewrites are
+ * only known by then), its keep clipped to that. */
+static void writev_rehash(wl_op *ops, int i)
+{
+	wl_op *o = &ops[i];
+	if (o->type != MF_OP_WRITEV)
+		return;
+	model m = {0};
+	for (int j = 0; j < i; j++)
+		if (ops[j].kind == 0)
+			model_apply(&m, &ops[j]);
+	if (o->keep > m.len[o->key])
+		o->keep = m.len[o->key];
+	o->hash = mf_hash64(m.v[o->key] ? m.v[o->key] : "", (size_t)o->keep);
+	model_free(&m);
 }
 
 /* o's value becomes "<i:" + the first 48 KiB of the live memflux.wal + ">\n". */
@@ -458,6 +502,7 @@ static bool run_one(uint64_t seed, mf_fsync_mode mode, double frac, double *rati
 				commit_idx[done_ops++] = i;
 				if (o->walcopy)
 					fill_walcopy(dir, o, i);
+				writev_rehash(ops, i);
 				r = commit(db, o);
 				if (r == 0) {
 					acked++;
@@ -607,6 +652,7 @@ static void *cthread_main(void *arg)
 				c->promised = c->acked;
 		} else {
 			c->commit_idx[c->ncommits++] = i;
+			writev_rehash(c->ops, i);
 			r = commit(c->db, o);
 			if (r == 0) {
 				c->acked++;

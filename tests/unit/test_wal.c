@@ -391,7 +391,11 @@ static void run_threads(mf_fsync_mode mode)
 	assert_int_equal(st.queued, 0);
 	print_message("%s: %" PRIu64 " records in %" PRIu64 " batches, %" PRIu64 " fsyncs\n",
 	              mf_fsync_mode_name(mode), st.records, st.batches, st.fsyncs);
-	assert_true(st.batches < st.records);  /* group commit happened */
+	/* Whether threads overlapped enough to share a batch is up to the
+	 * scheduler (a loaded machine may run them one by one): that group
+	 * commit forms batches is asserted deterministically, with the gate,
+	 * in test_mixed_batch; here only the counts and the order. */
+	assert_true(st.batches >= 1 && st.batches <= st.records);
 	if (mode == MF_FSYNC_ALWAYS) {
 		assert_int_equal(st.synced_lsn, st.lsn);
 		assert_true(st.fsyncs <= st.batches);
