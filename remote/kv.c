@@ -541,6 +541,11 @@ int rm_commit(void *impl, mf_op *op)
 		return flush_all(r, op);
 	if (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH)
 		return json_path_edit(r, op, now);
+	/* A handle's byte ranges (op.h WRITEV) save WAL bytes, not round trips:
+	 * the server takes whole values.  "Refused, nothing changed" makes the
+	 * mount send the handle's whole value as SET (fs/commit.c). */
+	if (op->type == MF_OP_WRITEV)
+		return -ESTALE;
 	const char *word = op_word(op->type);
 	if (!word)
 		return -EOPNOTSUPP;

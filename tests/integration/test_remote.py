@@ -676,3 +676,17 @@ def _slot_ranges(port):
         if master[1] == port:
             out.append((lo, hi))
     return out
+
+
+def test_partial_writes_reach_the_server_as_whole_values(rmount, server):
+    """The mount's byte-range commits (WRITEV) become whole SETs here."""
+    m = rmount()
+    subprocess.run(["truncate", "-s", "1M", str(m.kv("big"))], check=True)
+    assert cli(server.port, "STRLEN", "big") == str(1 << 20)
+    fd = os.open(m.kv("big"), os.O_WRONLY)
+    os.pwrite(fd, b"x" * 4096, 500_000)
+    os.close(fd)
+    data = m.kv("big").read_bytes()
+    assert len(data) == 1 << 20 and data[500_000:504_096] == b"x" * 4096
+    assert data.count(b"\0") == (1 << 20) - 4096
+    assert cli(server.port, "GETRANGE", "big", 500_000, 500_003) == "xxxx"
