@@ -1010,6 +1010,7 @@ char *mf_db_stats_text(mf_db *db)
 			*p = '_';
 	char *a = text_printf(
 		"keys %" PRIu64 "\nkeys_kv %" PRIu64 "\nkeys_json %" PRIu64 "\nkeys_lists %" PRIu64
+		"\nkeys_folders %" PRIu64 "\nkeys_symlinks %" PRIu64
 		"\nkeys_sets %" PRIu64 "\nkeys_with_expiry %" PRIu64 "\nexpired_keys %" PRIu64
 		"\nblocked_pops %zu\nvalue_bytes %" PRIu64 "\nmemory_bytes %zu\n"
 		"wal_bytes %" PRIu64 "\nwal_sealed_bytes %" PRIu64 "\nwal_lsn %" PRIu64
@@ -1018,7 +1019,8 @@ char *mf_db_stats_text(mf_db *db)
 		"\nwal_threshold %" PRIu64 "\nsnapshots %" PRIu64 "\nsnapshot_running %d"
 		"\nrecovery_seconds %.6f\nrecovery_records_replayed %" PRIu64
 		"\nrecovery_snapshot_lsn %" PRIu64 "\nrecovery_snapshot_keys %" PRIu64 "\n",
-		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST], ss.keys[MF_T_SET], ss.expires, ss.expired,
+		ss.keys[0], ss.keys[MF_T_STRING], ss.keys[MF_T_JSON], ss.keys[MF_T_LIST],
+		ss.keys[MF_T_FOLDER], ss.keys[MF_T_SYMLINK], ss.keys[MF_T_SET], ss.expires, ss.expired,
 		atomic_load(&db->bp.nwaiters),
 		ss.value_bytes, mem, ws.bytes, ws.sealed_bytes, ws.lsn, ws.synced_lsn,
 		ws.records, ws.batches, ws.fsyncs, ws.read_only ? 1 : 0,
@@ -1097,6 +1099,16 @@ static void kv_stats(void *impl, mf_store_stats *out)
 	mf_store_stats_get(((mf_db *)impl)->store, out);
 }
 
+static int kv_stat(void *impl, const void *path, size_t len, mf_entry_info *out)
+{
+	return mf_store_stat(mf_db_store(impl), path, len, out);
+}
+
+static int kv_list(void *impl, const void *path, size_t len, mf_dirent **out, size_t *n)
+{
+	return mf_store_list(mf_db_store(impl), path, len, out, n);
+}
+
 static int kv_commit(void *impl, mf_op *op) { return mf_db_commit(impl, op); }
 
 _Static_assert(sizeof(mf_db_ticket) <= sizeof(((mf_kv_ticket *)0)->opaque),
@@ -1131,6 +1143,8 @@ static void kv_handles_add(void *impl, int delta) { mf_db_handles_add(impl, delt
 static const mf_kv_ops db_kv_ops = {
 	.get = kv_get,
 	.keys = kv_keys,
+	.stat = kv_stat,
+	.list = kv_list,
 	.check = kv_check,
 	.commit = kv_commit,
 	.commit_enqueue = kv_commit_enqueue,

@@ -2,7 +2,7 @@
  * kv.h — the keyspace interface the FUSE layer talks to.
  *
  * fs/ reaches the data only through an mf_kv: read a key (value and
- * attributes), list keys, check and commit an mf_op, sync, snapshot, and
+ * attributes), list keys, stat a path and list a folder of the tree, check and commit an mf_op, sync, snapshot, and
  * the texts and counters of /.ctl.  The embedded database implements it
  * (mf_db_kv in db.h: store + WAL + snapshots); another backend (a remote
  * keyspace) can implement the same table.  No fs/ file includes wal/ or
@@ -32,6 +32,9 @@ typedef struct mf_kv_ticket {
 typedef struct mf_kv_ops {
 	int (*get)(void *impl, const void *key, size_t klen, bool want_value, mf_entry_info *out);
 	size_t (*keys)(void *impl, mf_type type, mf_slice **keys);
+	/* The tree (store.h): a path's attributes, a folder's children. */
+	int (*stat)(void *impl, const void *path, size_t len, mf_entry_info *out);
+	int (*list)(void *impl, const void *path, size_t len, mf_dirent **out, size_t *n);
 	int (*check)(void *impl, const mf_op *op);
 	int (*commit)(void *impl, mf_op *op);
 	/* commit = enqueue + wait.  Order = enqueue order: when enqueue returns
@@ -68,6 +71,15 @@ static inline int mf_kv_get(const mf_kv *kv, const void *key, size_t klen, bool 
 static inline size_t mf_kv_keys(const mf_kv *kv, mf_type type, mf_slice **keys)
 {
 	return kv->ops->keys(kv->impl, type, keys);
+}
+static inline int mf_kv_stat(const mf_kv *kv, const void *path, size_t len, mf_entry_info *out)
+{
+	return kv->ops->stat(kv->impl, path, len, out);
+}
+static inline int mf_kv_list(const mf_kv *kv, const void *path, size_t len, mf_dirent **out,
+                             size_t *n)
+{
+	return kv->ops->list(kv->impl, path, len, out, n);
 }
 static inline int mf_kv_check(const mf_kv *kv, const mf_op *op)
 {

@@ -76,9 +76,15 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
 		return jpath_attr(fs, n, st);
+	if (n->type == NODE_FOLDER || n->type == NODE_LINK)
+		return tree_node_attr(fs, n, st);
 	if (!n->named && !n->nopen && n->stillborn)
 		return -ESTALE; /* see mf_open: the kernel looks the name up again */
-	mf_entry_info info;
+	mf_entry_info info = {.mode = n->cattr.mode, .uid = n->cattr.uid, .gid = n->cattr.gid};
+	if (!n->has_cattr) {
+		info.mode = MF_MODE_DEFAULT;
+		info.uid = info.gid = MF_ID_DEFAULT;
+	}
 	uint64_t size;
 	int64_t mtime, ctime;
 	if (n->pending) {
@@ -95,6 +101,11 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 		size = info.size;
 		mtime = info.mtime_ns;
 		ctime = info.ctime_ns;
+		if (n->has_cattr) { /* its first commit has not set them yet */
+			info.mode = n->cattr.mode;
+			info.uid = n->cattr.uid;
+			info.gid = n->cattr.gid;
+		}
 	} else {
 		size = n->orphan.len;
 		mtime = ctime = n->orphan_mtime;
@@ -104,6 +115,15 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 		mtime = ctime = n->dirty_mtime;
 	}
 	file_attr(fs, n->ino, 0644, size, mtime, ctime, st);
+	info.mtime_ns = mtime;
+	info.ctime_ns = ctime;
+	/* atime: the stored one (reads do not move it: noatime); a value
+	 * with none yet shows its mtime. */
+	if (!info.atime_ns || n->pending || !n->named || n->transit)
+		info.atime_ns = mtime;
+	if (n->has_catime) /* set before its first record: logged after it */
+		info.atime_ns = n->cattr.atime_ns;
+	kv_attr(fs, &info, 0644, st);
 	if (!n->named)
 		st->st_nlink = 0;
 	return 0;
@@ -269,6 +289,33 @@ static int setattr_key(mf_fs *fs, node *n, const struct stat *attr, int to_set, 
 	return 0;
 }
 
+/* chmod/chown/atime of a key file, ordered by name like truncate and
+ * utimens; a created key not yet committed keeps mode and owner for its
+ * first record. */
+static int setattr_perm_key(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr,
+                            int to_set, const struct stat *cur)
+{
+	pthread_mutex_t *m = name_lock(fs, n);
+	if (!m)
+		return 0; /* unlinked: nobody can see its mode any more */
+	pthread_mutex_lock(&fs->mu);
+	mf_slice key = mf_slice_ref(n->key);
+	bool pending = n->pending;
+	pthread_mutex_unlock(&fs->mu);
+	int r;
+	if (pending) {
+		r = setattr_perm_pending(fs, req, n, attr, to_set, cur);
+	} else {
+		name_drain(fs, n->type, mf_slice_ptr(key), key.len);
+		r = materialize(fs, n->type, mf_slice_ptr(key), key.len);
+		if (r == 0)
+			r = setattr_perm(fs, req, n, attr, to_set, cur);
+	}
+	pthread_mutex_unlock(m);
+	mf_slice_unref(&key);
+	return r;
+}
+
 void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                 struct fuse_file_info *fi)
 {
@@ -279,23 +326,37 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, -r);
 		return;
 	}
-	if (perm_change_refused(fs, ino, attr, to_set, &cur)) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
 	if (ino < INO_FIRST_KEY) {
-		fuse_reply_attr(req, &cur, fs->timeout);
+		if (perm_change_refused(fs, ino, attr, to_set, &cur))
+			fuse_reply_err(req, EPERM);
+		else
+			fuse_reply_attr(req, &cur, fs->timeout);
 		return;
 	}
 	pthread_mutex_lock(&fs->mu);
 	node *n = by_ino(fs, ino);
 	uint8_t type = n ? n->type : 0;
+	if (n)
+		n->busy++; /* not freed while we commit for it */
 	pthread_mutex_unlock(&fs->mu);
-	if (!n || !key_type(type)) {
-		fuse_reply_err(req, n ? EPERM : ENOENT);
-		return;
+	if (!n || (!key_type(type) && type != NODE_FOLDER && type != NODE_LINK)) {
+		r = n ? -EPERM : -ENOENT; /* /.ctl nodes */
+	} else if ((type == NODE_FOLDER || type == NODE_LINK) && (to_set & FUSE_SET_ATTR_SIZE)) {
+		r = type == NODE_FOLDER ? -EISDIR : -EINVAL;
+	} else if (type == NODE_FOLDER || type == NODE_LINK) {
+		r = setattr_perm(fs, req, n, attr, to_set, &cur);
+	} else {
+		r = setattr_key(fs, n, attr, to_set, fi ? fh(fi) : NULL);
+		if (r == 0 && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
+		                         FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)))
+			r = setattr_perm_key(fs, req, n, attr, to_set, &cur);
 	}
-	r = setattr_key(fs, n, attr, to_set, fi ? fh(fi) : NULL);
+	if (n) {
+		pthread_mutex_lock(&fs->mu);
+		n->busy--;
+		node_maybe_free(fs, n);
+		pthread_mutex_unlock(&fs->mu);
+	}
 	if (r == 0)
 		r = ino_attr(fs, ino, &cur);
 	if (r)

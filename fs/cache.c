@@ -54,6 +54,34 @@ void cache_open(struct fuse_file_info *fi)
  * notifying.  Drops the kernel's cached dentry (so `ls`/lookup see a new or
  * deleted key at once) and the inode's cached attributes and pages (so
  * `cat`/`stat` see the new value). */
+/* A /kv key below a folder changed over RESP: its node's caches, its name
+ * in its folder (if the kernel knows that folder), and the name of its top
+ * folder in /kv (a RESP SET can make implicit folders appear, a DEL make
+ * them go).  Same context rules as mf_fs_key_changed. */
+static void kv_path_changed(mf_fs *fs, const char *key, size_t len)
+{
+	const char *sl = memrchr(key, '/', len), *top = memchr(key, '/', len);
+	size_t plen = (size_t)(sl - key);
+	pthread_mutex_lock(&fs->mu);
+	node *n = *name_slot(fs, MF_T_STRING, key, len);
+	node *p = *name_slot(fs, NODE_FOLDER, key, plen);
+	fuse_ino_t ino = n ? n->ino : 0, pino = p ? p->ino : 0;
+	pthread_mutex_unlock(&fs->mu);
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+	char name[MF_KEY_MAX + 1];
+	if (pino) {
+		size_t l = len - plen - 1;
+		memcpy(name, sl + 1, l);
+		name[l] = '\0';
+		fuse_lowlevel_notify_inval_entry(fs->se, pino, name, l);
+	}
+	size_t tl = (size_t)(top - key);
+	memcpy(name, key, tl);
+	name[tl] = '\0';
+	fuse_lowlevel_notify_inval_entry(fs->se, INO_KV, name, tl);
+}
+
 void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 {
 	struct fuse_session *se = fs->se;
@@ -90,6 +118,10 @@ void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 		}
 		pthread_mutex_unlock(&fs->mu);
 		free(all);
+		return;
+	}
+	if (type == MF_T_STRING && !mf_key_is_filename(key, len) && mf_tree_key(key, len)) {
+		kv_path_changed(fs, key, len);
 		return;
 	}
 	if (!key_type((uint8_t)type) || !mf_key_is_filename(key, len))

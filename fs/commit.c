@@ -339,7 +339,15 @@ int handle_commit_inner(mf_fs *fs, handle *h, bool final, pthread_mutex_t **stri
 	}
 	bool was_full = h->mode == H_FULL;
 	mf_kv_ticket t;
-	int r = commit_enqueue(fs, &op, &t);
+	/* A created key's first record carries its creator's mode and owner
+	 * (MKFILE for CREATE/SET; a SETATTR after an O_APPEND creator's). */
+	mf_op wire;
+	op.time_ns = mf_now_ns();
+	pthread_mutex_lock(&fs->mu);
+	bool attrs = pending && creator_op(n, &op, &wire);
+	bool rest = pending && (n->has_cattr || n->has_catime) && !attrs;
+	pthread_mutex_unlock(&fs->mu);
+	int r = commit_enqueue(fs, attrs ? &wire : &op, &t);
 	bool queued = r == 0;
 	if (queued) {
 		pthread_mutex_lock(&fs->mu);
@@ -365,6 +373,10 @@ int handle_commit_inner(mf_fs *fs, handle *h, bool final, pthread_mutex_t **stri
 		op.val = mf_slice_ref(h->data);
 		r = commit(fs, &op);
 	}
+	if (r == 0 && (attrs || rest))
+		commit_creator_rest(fs, n, attrs ? &wire : &op);
+	if (attrs)
+		mf_op_clear(&wire);
 	commit_outcome(fs, h, &op, r);
 	if (r)
 		log_err("commit failed for", n->type, mf_slice_ptr(op.key), op.key.len, -r);

@@ -80,22 +80,28 @@ static bool listed(const mf_slice *keys, size_t nkeys, mf_slice k)
 	return false;
 }
 
+/* A name pending before a listing: still to be shown after it (still
+ * pending, or committed since with this type)?  No lock held across the
+ * keyspace read. */
+static bool pending_kept(mf_fs *fs, uint8_t type, mf_slice k)
+{
+	pthread_mutex_lock(&fs->mu);
+	node *x = *name_slot(fs, type, mf_slice_ptr(k), k.len);
+	bool keep = x && pending_visible(x);
+	pthread_mutex_unlock(&fs->mu);
+	mf_entry_info info;
+	if (!keep && mf_kv_get(&fs->kv, mf_slice_ptr(k), k.len, false, &info) == 0)
+		keep = info.type == type;
+	return keep;
+}
+
 /* Takes over pend's references.  Returns the new count; keys grows. */
 size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, mf_slice **keys,
                          size_t nkeys)
 {
 	for (size_t i = 0; i < npend; i++) {
 		mf_slice k = pend[i];
-		bool keep = !listed(*keys, nkeys, k);
-		if (keep) {
-			pthread_mutex_lock(&fs->mu);
-			node *x = *name_slot(fs, type, mf_slice_ptr(k), k.len);
-			keep = x && pending_visible(x);
-			pthread_mutex_unlock(&fs->mu);
-			mf_entry_info info;
-			if (!keep && mf_kv_get(&fs->kv, mf_slice_ptr(k), k.len, false, &info) == 0)
-				keep = info.type == type;
-		}
+		bool keep = !listed(*keys, nkeys, k) && pending_kept(fs, type, k);
 		mf_slice *nk = keep ? realloc(*keys, (nkeys + 1) * sizeof *nk) : NULL;
 		if (nk) {
 			*keys = nk;
@@ -108,9 +114,119 @@ size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, 
 	return nkeys;
 }
 
+/* Length of a folder path's parent path (0: /kv). */
+static size_t parent_prefix_len(mf_slice p)
+{
+	const char *s = p.len ? memrchr(mf_slice_ptr(p), '/', p.len) : NULL;
+	return s ? (size_t)(s - mf_slice_ptr(p)) : 0;
+}
+
+/* The listing of /kv or a /kv folder: its files, folders and symlinks from
+ * the store's child index (O(children)), then this mount's pending creates
+ * in it; d_ino is what lookup will give each name.  -errno. */
+static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
+{
+	mf_dirent *ents;
+	size_t n;
+	/* pending names first: see pending_names */
+	mf_slice *pend = NULL;
+	size_t npend = pending_names(fs, MF_T_STRING, &pend);
+	int r = mf_kv_list(&fs->kv, mf_slice_ptr(prefix), prefix.len, &ents, &n);
+	if (r) {
+		for (size_t i = 0; i < npend; i++)
+			mf_slice_unref(&pend[i]);
+		free(pend);
+		return r;
+	}
+	fuse_ino_t up = INO_KV;
+	size_t plen = parent_prefix_len(prefix);
+	if (prefix.len) {
+		pthread_mutex_lock(&fs->mu);
+		up = plen ? name_ino(fs, NODE_FOLDER, mf_slice_ptr(prefix), plen) : INO_KV;
+		pthread_mutex_unlock(&fs->mu);
+	}
+	d->ents = calloc(2 + n + npend, sizeof *d->ents);
+	if (!d->ents) {
+		mf_store_dirents_free(ents, n);
+		for (size_t i = 0; i < npend; i++)
+			mf_slice_unref(&pend[i]);
+		free(pend);
+		return -ENOMEM;
+	}
+	d->ents[0] = (dirent_rec){".", MF_SLICE_EMPTY, ino, S_IFDIR};
+	d->ents[1] = (dirent_rec){"..", MF_SLICE_EMPTY, prefix.len ? up : INO_ROOT, S_IFDIR};
+	d->n = 2;
+	char *key = mf_xmalloc(prefix.len + 1 + MF_KEY_MAX + 1);
+	memcpy(key, mf_slice_ptr(prefix), prefix.len);
+	size_t at = prefix.len ? prefix.len + 1 : 0;
+	if (prefix.len)
+		key[prefix.len] = '/';
+	for (size_t i = 0; i < n + npend; i++) {
+		mf_slice name;
+		uint8_t nt;
+		if (i < n) {
+			nt = kv_node_type(ents[i].type);
+			name = ents[i].name;
+			if (!nt)
+				continue; /* a JSON document or list below a folder */
+		} else {
+			/* a pending create: listed if it is in this folder */
+			mf_slice k = pend[i - n];
+			const char *kp = mf_slice_ptr(k);
+			if (k.len <= at || memcmp(kp, key, at) != 0 || memchr(kp + at, '/', k.len - at))
+				continue;
+			name = (mf_slice){k.buf, k.off + at, k.len - at};
+			nt = MF_T_STRING;
+			bool dup = false; /* committed while the folder was listed */
+			for (size_t j = 0; j < n && !dup; j++)
+				dup = ents[j].name.len == name.len &&
+				      memcmp(mf_slice_ptr(ents[j].name), mf_slice_ptr(name), name.len) == 0;
+			if (dup || !pending_kept(fs, MF_T_STRING, k))
+				continue;
+		}
+		memcpy(key + at, mf_slice_ptr(name), name.len);
+		dirent_rec *e = &d->ents[d->n++];
+		e->key = mf_slice_ref(name);
+		pthread_mutex_lock(&fs->mu);
+		e->ino = name_ino(fs, nt, key, at + name.len);
+		pthread_mutex_unlock(&fs->mu);
+		e->mode = nt == NODE_FOLDER ? S_IFDIR : nt == NODE_LINK ? S_IFLNK : S_IFREG;
+	}
+	free(key);
+	mf_store_dirents_free(ents, n);
+	for (size_t i = 0; i < npend; i++)
+		mf_slice_unref(&pend[i]);
+	free(pend);
+	return 0;
+}
+
+/* opendir of /kv or a /kv folder (prefix: its key, consumed). */
+static void kv_opendir(fuse_req_t req, fuse_ino_t ino, mf_slice prefix, struct fuse_file_info *fi)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	dirh *d = calloc(1, sizeof *d);
+	int r = d ? kv_listing(fs, ino, prefix, d) : -ENOMEM;
+	mf_slice_unref(&prefix);
+	if (r) {
+		free(d);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	atomic_init(&d->refs, 1);
+	live_add(&fs->dirs, &d->live);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_put(fs, d); /* interrupted: no RELEASEDIR will come */
+}
+
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	mf_fs *fs = fuse_req_userdata(req);
+	mf_slice prefix;
+	if (kv_folder(fs, ino, &prefix)) {
+		kv_opendir(req, ino, prefix, fi);
+		return;
+	}
 	struct stat st;
 	int r = ino_attr(fs, ino, &st);
 	if (r || !S_ISDIR(st.st_mode)) {

@@ -16,6 +16,8 @@
  *   open.c      open and create: pinning a view, O_TRUNC, /.ctl files and pops
  *   dir.c       directory handles: listings built at opendir, paged by readdir
  *   session.c   the session: ops table, init, mount, loop, unmount
+ *   tree.c      /kv folders and symlinks: names to keys, mkdir, rmdir, symlink,
+ *               readlink, folder rename, chmod/chown/atime, creators' modes
  *
  * Nodes.  Each key file the kernel knows about is a node: (type, key) ->
  * inode number, with the kernel's lookup count and our open count.  A node
@@ -133,6 +135,10 @@ typedef struct live_list {
 #define NODE_JINCR 107
 /* /.ctl/expire/<key>: read the key's TTL, write one to set it (ctlw.c). */
 #define NODE_EXPIRE 108
+/* /kv folders and symlinks (tree.c): key = the path ("a/b"); a /kv file is
+ * a MF_T_STRING node whose key is its path too. */
+#define NODE_FOLDER 109
+#define NODE_LINK 110
 
 /* Key types whose value is lines and whose files take appends only. */
 static inline bool lines_type(uint8_t t)
@@ -190,6 +196,13 @@ typedef struct node {
 	 * stamps its own time. */
 	bool has_set_mtime;
 	int64_t set_mtime;
+	/* created through this mount with attributes other than the defaults
+	 * (umask-applied mode, caller's uid/gid): its first record carries
+	 * them (tree.c, creator_op) */
+	bool has_cattr;
+	mf_attr cattr;
+	bool has_catime;        /* and an atime set before that record (cp -p):
+	                         * cattr.atime_ns, logged right after it */
 } node;
 
 
@@ -235,6 +248,7 @@ typedef struct handle {
 	bool inval_attr_only;
 	bool trunc;     /* opened with O_TRUNC: its value starts empty */
 	bool has_read;  /* a later read at offset 0 is a rewind (see view_refresh) */
+	atomic_bool privs_checked; /* set-user-ID bits looked at (tree.c, kill_privs) */
 	/* The committed value this handle sees: pinned at open (an immutable
 	 * slice), re-pinned to what the handle itself committed.  So a handle
 	 * keeps the file it opened across unlink/rename-over, and a reader
@@ -458,6 +472,29 @@ size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, 
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* tree.c: /kv folders and symlinks, attributes */
+bool kv_folder(mf_fs *fs, fuse_ino_t dir, mf_slice *prefix);
+int name_key(mf_fs *fs, fuse_ino_t parent, const char *name, uint8_t *type, char **key,
+             size_t *klen);
+uint8_t kv_node_type(int t);
+uint8_t node_ktype(uint8_t ntype);
+void kv_attr(mf_fs *fs, const mf_entry_info *in, mode_t dflt, struct stat *st);
+int tree_node_attr(mf_fs *fs, node *n, struct stat *st);
+void kv_root_attr(mf_fs *fs, struct stat *st);
+mf_attr creator_attr(mf_fs *fs, fuse_req_t req, mode_t mode, mode_t dflt);
+bool attr_is_default(const mf_attr *a);
+bool creator_op(node *n, const mf_op *op, mf_op *wire);
+void commit_creator_rest(mf_fs *fs, node *n, const mf_op *done);
+int setattr_perm(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr, int to_set,
+                 const struct stat *cur);
+int setattr_perm_pending(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr,
+                         int to_set, const struct stat *cur);
+void kill_privs(mf_fs *fs, fuse_req_t req, handle *h);
+int unlink_symlink(mf_fs *fs, const char *key, size_t klen);
+int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t tlen,
+                unsigned int flags);
+void mf_readlink(fuse_req_t req, fuse_ino_t ino);
 
 /* session.c: the session: ops table, init, mount, loop, unmount */
 void mf_init(void *userdata, struct fuse_conn_info *conn);

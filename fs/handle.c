@@ -423,6 +423,8 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 		}
 	}
 	pthread_mutex_unlock(&h->mu);
+	if (r == 0)
+		kill_privs(fs, req, h);
 	if (r)
 		fuse_reply_err(req, -r);
 	else

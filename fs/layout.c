@@ -62,6 +62,8 @@ void layout_attr(mf_fs *fs, const layout_entry *f, struct stat *st)
 {
 	if (S_ISDIR(f->mode)) {
 		dir_attr(fs, f->ino, st);
+		if (f->ino == INO_KV)
+			kv_root_attr(fs, st);
 	} else {
 		/* A control file's size is that of its text now (ls -l, tar and
 		 * cp read that many bytes); it changes, hence no attr caching. */

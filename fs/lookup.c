@@ -36,6 +36,47 @@ void reply_node_entry(fuse_req_t req, uint8_t type, const char *k, size_t len,
 		fuse_reply_entry(req, e);
 }
 
+/* A name in /kv or a /kv folder: a file, folder or symlink; keys of
+ * other types below a folder are not shown (their names are in /json and
+ * /lists only when they hold no '/'). */
+static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	uint8_t type;
+	char *key;
+	size_t klen;
+	int r = name_key(fs, parent, name, &type, &key, &klen);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	mf_entry_info info;
+	int sr = mf_kv_stat(&fs->kv, key, klen, &info);
+	if (sr != 0 && sr != -ENOENT) {
+		/* The keyspace could not answer (a remote server away: EIO):
+		 * say so, rather than caching a negative entry. */
+		free(key);
+		fuse_reply_err(req, -sr);
+		return;
+	}
+	uint8_t ntype = sr == 0 ? kv_node_type(info.type) : 0;
+	if (!ntype) {
+		/* Created through this mount, first commit still to come. */
+		pthread_mutex_lock(&fs->mu);
+		node *pn = *name_slot(fs, MF_T_STRING, key, klen);
+		if (pn && pending_visible(pn))
+			ntype = MF_T_STRING;
+		pthread_mutex_unlock(&fs->mu);
+	}
+	struct fuse_entry_param e;
+	fill_entry(fs, &e, 0);
+	if (!ntype) /* negative entry: creates through this mount invalidate it */
+		fuse_reply_entry(req, &e);
+	else
+		reply_node_entry(req, ntype, key, klen, &e);
+	free(key);
+}
+
 void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	mf_fs *fs = fuse_req_userdata(req);
@@ -46,6 +87,12 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		e.attr_timeout = layout_attr_timeout(fs, f);
 		layout_attr(fs, f, &e.attr);
 		fuse_reply_entry(req, &e);
+		return;
+	}
+	mf_slice prefix;
+	if (kv_folder(fs, parent, &prefix)) {
+		mf_slice_unref(&prefix);
+		kv_lookup(req, parent, name);
 		return;
 	}
 	uint8_t type = dir_type(parent);

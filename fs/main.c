@@ -244,7 +244,7 @@ static void usage(const char *prog)
 	       "                     fewer fail the close with EIO (default 0)\n"
 	       "    --store-timeout-ms=N, -o store_timeout_ms=N\n"
 	       "                     with --store: deadline of one server operation (default 5000)\n"
-	       "    -o allow_other   let other users in; implies -o default_permissions\n"
+	       "    -o allow_other   let other users in (mode bits apply: default_permissions)\n"
 	       "                     (others get what the mode bits allow: read only)\n"
 	       "    -o ro            read-only mount\n"
 	       "    -f               stay in the foreground\n"
@@ -546,11 +546,12 @@ static int parse_options(struct run *r, const char *prog)
 		       LZ4_versionString());
 		return 0;
 	}
-	/* allow_other without default_permissions would let every local user
-	 * write and delete the owner's keys while ls shows 0644: the kernel
-	 * checks mode bits only with default_permissions. */
-	if (r->cli.allow_other && (fuse_opt_add_arg(&r->args, "-o") != 0 ||
-	                           fuse_opt_add_arg(&r->args, "default_permissions") != 0)) {
+	/* Always default_permissions: keys and folders have modes and owners
+	 * (chmod, chown), and the kernel enforces mode bits (x for exec, w for
+	 * writes, search on folders) only with it.  Without it, allow_other
+	 * would also let every local user write and delete the owner's keys. */
+	if (fuse_opt_add_arg(&r->args, "-o") != 0 ||
+	    fuse_opt_add_arg(&r->args, "default_permissions") != 0) {
 		mf_log_error("out of memory");
 		return 2;
 	}

@@ -93,16 +93,32 @@ int materialize(mf_fs *fs, uint8_t type, const char *k, size_t klen)
 	pthread_mutex_unlock(&fs->mu);
 	if (!pending)
 		return 0;
-	mf_op op = key_op(MF_OP_CREATE, type, k, klen);
-	int r = commit(fs, &op);
-	mf_op_clear(&op);
+	mf_op op = key_op(MF_OP_CREATE, type, k, klen), wire;
+	op.time_ns = mf_now_ns();
+	pthread_mutex_lock(&fs->mu);
+	n = *name_slot(fs, type, k, klen); /* (fs->mu was dropped: look again) */
+	bool attrs = n && creator_op(n, &op, &wire);
+	pthread_mutex_unlock(&fs->mu);
+	int r = commit(fs, attrs ? &wire : &op);
 	if (r == 0) {
 		pthread_mutex_lock(&fs->mu);
 		n = *name_slot(fs, type, k, klen);
-		if (n)
+		if (n) {
 			n->pending = false;
+			n->busy++; /* kept while its atime/owner follow */
+		}
 		pthread_mutex_unlock(&fs->mu);
+		if (n) {
+			commit_creator_rest(fs, n, attrs ? &wire : &op);
+			pthread_mutex_lock(&fs->mu);
+			n->busy--;
+			node_maybe_free(fs, n);
+			pthread_mutex_unlock(&fs->mu);
+		}
 	}
+	if (attrs)
+		mf_op_clear(&wire);
+	mf_op_clear(&op);
 	return r;
 }
 
@@ -128,19 +144,39 @@ void node_transit_end(mf_fs *fs, node *n)
 	node_maybe_free(fs, n);
 }
 
+/* unlink of a key file, by its key. */
+static int unlink_key(mf_fs *fs, uint8_t type, const char *name, size_t len);
+
 void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	if (parent >= INO_FIRST_KEY) { /* rm /.ctl/json/<doc>/<path> */
+	mf_fs *fs = fuse_req_userdata(req);
+	mf_slice prefix;
+	bool kv = kv_folder(fs, parent, &prefix);
+	mf_slice_unref(&prefix);
+	if (parent >= INO_FIRST_KEY && !kv) { /* rm /.ctl/json/<doc>/<path> */
 		jpath_unlink(req, parent, name);
 		return;
 	}
-	mf_fs *fs = fuse_req_userdata(req);
-	uint8_t type = dir_type(parent);
-	size_t len = strlen(name);
-	if (type == MF_T_NONE || verb_type(type)) {
-		fuse_reply_err(req, parent == INO_ROOT || parent == INO_CTL ? EPERM : ENOENT);
-		return;
+	uint8_t type;
+	char *key;
+	size_t klen;
+	int r = name_key(fs, parent, name, &type, &key, &klen);
+	if (r == 0 && (type == MF_T_NONE || verb_type(type)))
+		r = parent == INO_ROOT || parent == INO_CTL ? -EPERM : -ENOENT;
+	if (r == 0 && type == MF_T_STRING) {
+		/* A /kv symlink or folder (unlink of a folder: EISDIR). */
+		r = unlink_symlink(fs, key, klen);
+		if (r == -ENOENT)
+			r = unlink_key(fs, type, key, klen);
+	} else if (r == 0) {
+		r = unlink_key(fs, type, key, klen);
 	}
+	free(key);
+	fuse_reply_err(req, -r);
+}
+
+static int unlink_key(mf_fs *fs, uint8_t type, const char *name, size_t len)
+{
 	/* Keep the value for open handles before the key goes away. */
 	mf_entry_info info = {0};
 	pthread_mutex_t *m = stripe(fs, type, name, len);
@@ -185,7 +221,7 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	pthread_mutex_unlock(m);
 	mf_slice_unref(&info.val);
-	fuse_reply_err(req, -r);
+	return r;
 }
 
 /* The renames this mount refuses, as an errno; 0 for none. */
@@ -203,7 +239,7 @@ static int rename_refusal(uint8_t type, uint8_t ntype, const char *name, const c
 	}
 	if (flags & RENAME_EXCHANGE)
 		return EINVAL;
-	if (strlen(newname) > MF_KEY_MAX)
+	if (strlen(newname) > MF_KEY_MAX || strlen(name) > MF_KEY_MAX)
 		return ENAMETOOLONG;
 	return 0;
 }
@@ -299,14 +335,32 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
                const char *newname, unsigned int flags)
 {
 	mf_fs *fs = fuse_req_userdata(req);
-	uint8_t type = dir_type(parent);
-	int r = rename_refusal(type, dir_type(newparent), name, newname, flags);
+	uint8_t type, ntype;
+	char *from = NULL, *to = NULL;
+	size_t flen, tlen;
+	int r = -name_key(fs, parent, name, &type, &from, &flen);
+	if (r == 0)
+		r = -name_key(fs, newparent, newname, &ntype, &to, &tlen);
+	if (r == 0)
+		r = rename_refusal(type, ntype, name, newname, flags);
+	if (r == 0 && type == MF_T_STRING) {
+		/* A /kv folder (its whole subtree) or symlink. */
+		r = -rename_tree(fs, from, flen, to, tlen, flags);
+		if (r != ENOENT) {
+			free(from);
+			free(to);
+			fuse_reply_err(req, r);
+			return;
+		}
+		r = 0;
+	}
 	if (r) {
+		free(from);
+		free(to);
 		fuse_reply_err(req, r);
 		return;
 	}
-	rename_names rn = {.type = type, .from = name, .to = newname,
-	                   .flen = strlen(name), .tlen = strlen(newname)};
+	rename_names rn = {.type = type, .from = from, .to = to, .flen = flen, .tlen = tlen};
 	pthread_mutex_t *m1 = stripe(fs, type, rn.from, rn.flen);
 	pthread_mutex_t *m2 = stripe(fs, type, rn.to, rn.tlen);
 	if (m1 > m2) {
@@ -321,16 +375,9 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	if (m2 != m1)
 		pthread_mutex_unlock(m2);
 	pthread_mutex_unlock(m1);
+	free(from);
+	free(to);
 	fuse_reply_err(req, -r);
-}
-
-void mf_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-	(void)mode;
-	char kn[KEY_NAME_MAX];
-	mf_log_warn("mkdir %s refused: no subdirectories (yet)",
-	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)));
-	fuse_reply_err(req, EPERM);
 }
 
 void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -343,28 +390,3 @@ void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 	fuse_reply_err(req, EPERM);
 }
 
-/* The store has one kind of object, a key holding a value: a symlink or a
- * second name for a value has nowhere to live. */
-void mf_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
-{
-	char kn[KEY_NAME_MAX];
-	mf_log_warn("symlink %s -> %s refused: only regular files",
-	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), link);
-	fuse_reply_err(req, EPERM);
-}
-
-void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
-{
-	(void)ino;
-	char kn[KEY_NAME_MAX];
-	mf_log_warn("link %s refused: a key has one name",
-	            key_name(kn, sizeof kn, dir_type(newparent), newname, strlen(newname)));
-	fuse_reply_err(req, EPERM);
-}
-
-void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	(void)parent;
-	(void)name;
-	fuse_reply_err(req, EPERM);
-}

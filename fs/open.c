@@ -221,8 +221,10 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -ENOMEM;
 	else if (n->type == NODE_JPATH)
 		r = open_jpath(fs, n, h, fi);
-	else if (n->type == NODE_JDIR || n->type == NODE_JIDIR)
+	else if (n->type == NODE_JDIR || n->type == NODE_JIDIR || n->type == NODE_FOLDER)
 		r = -EISDIR;
+	else if (n->type == NODE_LINK)
+		r = -ELOOP; /* the kernel follows links itself; O_NOFOLLOW lands here */
 	else if (n->type == NODE_POP)
 		r = open_pop(fs, n, h, fi);
 	else if (n->type == NODE_BPOP)
@@ -241,26 +243,43 @@ void mf_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	reply_open(req, h, fi);
 }
 
+static void create_key(fuse_req_t req, uint8_t type, const char *name, size_t len, mf_attr ca,
+                       struct fuse_file_info *fi);
+
 void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                struct fuse_file_info *fi)
 {
 	mf_fs *fs = fuse_req_userdata(req);
-	(void)mode;
-	uint8_t type = dir_type(parent);
-	size_t len = strlen(name);
-	if (parent >= INO_FIRST_KEY) {
+	mf_slice prefix;
+	bool kv = kv_folder(fs, parent, &prefix);
+	mf_slice_unref(&prefix);
+	if (parent >= INO_FIRST_KEY && !kv) {
 		jpath_create(req, parent, name, fi);
+		return;
+	}
+	uint8_t type;
+	char *key;
+	size_t len;
+	int r = name_key(fs, parent, name, &type, &key, &len);
+	if (r) {
+		fuse_reply_err(req, -r);
 		return;
 	}
 	if (!key_type(type)) {
 		/* /.ctl/srem/<set> of a set that is not there: ENOENT. */
+		free(key);
 		fuse_reply_err(req, type == MF_T_NONE || type == NODE_SREM ? ENOENT : EPERM);
 		return;
 	}
-	if (len > MF_KEY_MAX) {
-		fuse_reply_err(req, ENAMETOOLONG);
-		return;
-	}
+	create_key(req, type, key, len, creator_attr(fs, req, mode, 0644), fi);
+	free(key);
+}
+
+/* create of key `name` (a /kv path or a flat name) of a key type. */
+static void create_key(fuse_req_t req, uint8_t type, const char *name, size_t len, mf_attr ca,
+                       struct fuse_file_info *fi)
+{
+	mf_fs *fs = fuse_req_userdata(req);
 	/* A new key is not logged at create: the node is "pending" (visible
 	 * through this mount's lookups as an empty file) and the key comes into
 	 * being with the handle's first commit — one WAL record per `echo v >
@@ -288,6 +307,8 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	handle *h = n ? handle_new(fs, n, fi->flags) : NULL;
 	if (h && !exists) {
 		n->pending = true;
+		n->has_cattr = !attr_is_default(&ca);
+		n->cattr = ca;
 		n->orphan_mtime = mf_now_ns();
 		/* Only an O_TRUNC creator owns a private (empty) value from the
 		 * start (the O_TRUNC rule, as for opens).  Others read the key

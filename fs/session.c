@@ -28,6 +28,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.mknod = mf_mknod,
 	.mkdir = mf_mkdir,
 	.symlink = mf_symlink,
+	.readlink = mf_readlink,
 	.link = mf_link,
 	.unlink = mf_unlink,
 	.rmdir = mf_rmdir,

@@ -115,6 +115,9 @@ static int rk_get(void *impl, const void *key, size_t klen, bool want_value, mf_
 	size_t lv[6] = {lens[0], lens[1], lens[2], lens[3], lens[4], 1};
 	redisReply *rep;
 	memset(out, 0, sizeof *out);
+	/* Modes and owners are not kept remotely: the type's defaults. */
+	out->mode = MF_MODE_DEFAULT;
+	out->uid = out->gid = MF_ID_DEFAULT;
 	atomic_fetch_add(&r->n_reads, 1);
 	int e = run_script(r, RM_SCRIPT_GET, RM_IDEMPOTENT, 6, av, lv, &rep, NULL);
 	if (e)
@@ -322,6 +325,78 @@ static size_t rk_keys(void *impl, mf_type type, mf_slice **keys)
 	names_free(&found);
 	*keys = out;
 	return n;
+}
+
+/* ---------- the tree (/kv folders: store.h mf_store_stat/list) ----------
+ * Folders here are implicit only: a name with '/' in it makes the folders
+ * above it (keys "a/b" and "a/c" show as /kv/a/b, /kv/a/c).  Built from a
+ * listing of every key: O(keys) per folder listed. */
+
+static int rk_list(void *impl, const void *path, size_t len, mf_dirent **out, size_t *n)
+{
+	mf_remote *r = impl;
+	static const mf_type types[] = {MF_T_STRING, MF_T_JSON, MF_T_LIST, MF_T_SET};
+	size_t cnt = 0, cap = 16;
+	mf_dirent *d = mf_xmalloc(cap * sizeof *d);
+	bool below = len == 0;
+	for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+		mf_slice *ks;
+		size_t nk = rk_keys(r, types[t], &ks);
+		for (size_t i = 0; i < nk; i++) {
+			const char *k = mf_slice_ptr(ks[i]);
+			size_t kl = ks[i].len, at = len ? len + 1 : 0;
+			if (len && (kl <= at || memcmp(k, path, len) != 0 || k[len] != '/'))
+				continue;
+			below = true;
+			const char *slash = memchr(k + at, '/', kl - at);
+			size_t cl = slash ? (size_t)(slash - (k + at)) : kl - at;
+			uint8_t ct = slash ? MF_T_FOLDER : (uint8_t)types[t];
+			bool dup = false;
+			for (size_t j = 0; j < cnt && !dup && slash; j++)
+				dup = d[j].type == MF_T_FOLDER && d[j].name.len == cl &&
+				      memcmp(mf_slice_ptr(d[j].name), k + at, cl) == 0;
+			if (dup || cl == 0)
+				continue;
+			if (cnt == cap)
+				d = mf_xrealloc(d, (cap *= 2) * sizeof *d);
+			d[cnt++] = (mf_dirent){mf_slice_from(k + at, cl, cl), ct};
+		}
+		for (size_t i = 0; i < nk; i++)
+			mf_slice_unref(&ks[i]);
+		free(ks);
+	}
+	if (!below) {
+		free(d);
+		mf_entry_info info;
+		int e = rk_get(r, path, len, false, &info);
+		return e == 0 ? -ENOTDIR : e;
+	}
+	*out = d;
+	*n = cnt;
+	return 0;
+}
+
+static int rk_stat(void *impl, const void *path, size_t len, mf_entry_info *out)
+{
+	mf_remote *r = impl;
+	int e = len ? rk_get(r, path, len, false, out) : -ENOENT;
+	if (e != -ENOENT)
+		return e;
+	/* Not a key: an implicit folder if some key lies below it. */
+	mf_dirent *d;
+	size_t n;
+	e = len ? rk_list(r, path, len, &d, &n) : 0;
+	if (e)
+		return e == -ENOTDIR ? -ENOENT : e;
+	if (len)
+		mf_store_dirents_free(d, n);
+	memset(out, 0, sizeof *out);
+	out->type = MF_T_FOLDER;
+	out->implicit = true;
+	out->mode = MF_MODE_DEFAULT;
+	out->uid = out->gid = MF_ID_DEFAULT;
+	out->mtime_ns = out->ctime_ns = r->start_ns;
+	return 0;
 }
 
 /* ---------- check ---------- */
@@ -541,6 +616,36 @@ int rm_commit(void *impl, mf_op *op)
 		return flush_all(r, op);
 	if (op->type == MF_OP_JSON_SETPATH || op->type == MF_OP_JSON_DELPATH)
 		return json_path_edit(r, op, now);
+	/* Modes, owners and atimes are not kept remotely (files show the
+	 * type's defaults): SETATTR sets only the mtime, and refuses a real
+	 * mode/owner change (EPERM, as the embedded store did before it kept
+	 * them); MKFILE (a create carrying its creator's mode) is a create. */
+	if (op->type == MF_OP_SETATTR) {
+		mf_attr a = {MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 0, 0};
+		mf_attr_decode(mf_slice_ptr(op->val), op->val.len >= MF_ATTR_B_LEN ? MF_ATTR_B_LEN
+		                                                                   : MF_ATTR_A_LEN, &a);
+		if (((op->arg & MF_ATTR_MODE) && a.mode != MF_MODE_DEFAULT) ||
+		    ((op->arg & MF_ATTR_UID) && a.uid != MF_ID_DEFAULT) ||
+		    ((op->arg & MF_ATTR_GID) && a.gid != MF_ID_DEFAULT))
+			return -EPERM;
+		mf_op st = {.type = MF_OP_SETTIME, .ktype = op->ktype, .time_ns = now,
+		            .key = op->key};
+		if (op->arg & MF_ATTR_MTIME) {
+			st.arg = (uint64_t)a.mtime_ns;
+			return rm_commit(r, &st);
+		}
+		mf_entry_info info;
+		e = rk_get(r, mf_slice_ptr(op->key), op->key.len, false, &info);
+		return e ? e : info.type == op->ktype ? 0 : -ENOENT;
+	}
+	if (op->type == MF_OP_MKFILE) {
+		mf_op c = {.type = op->arg & MF_MKFILE_KEEP ? MF_OP_CREATE : MF_OP_SET,
+		           .ktype = op->ktype, .time_ns = now, .key = op->key};
+		if (op->val.len > MF_ATTR_A_LEN)
+			c.val = (mf_slice){op->val.buf, op->val.off + MF_ATTR_A_LEN,
+			                   op->val.len - MF_ATTR_A_LEN};
+		return rm_commit(r, &c);
+	}
 	/* A handle's byte ranges (op.h WRITEV) save WAL bytes, not round trips:
 	 * the server takes whole values.  "Refused, nothing changed" makes the
 	 * mount send the handle's whole value as SET (fs/commit.c). */
@@ -755,6 +860,8 @@ static const mf_kv_ops remote_ops = {
 	.bpop_cancel = rm_bpop_cancel,
 	.get = rk_get,
 	.keys = rk_keys,
+	.stat = rk_stat,
+	.list = rk_list,
 	.check = rk_check,
 	.commit = rm_commit,
 	.commit_enqueue = rk_commit_enqueue,

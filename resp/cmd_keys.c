@@ -78,7 +78,10 @@ int rc_del_key(resp_ctx *x, const char *k, size_t n)
 	mf_entry_info e;
 	if (mf_store_get(x->st, k, n, false, &e) != 0)
 		return -ENOENT;
-	mf_op op = rc_kop(MF_OP_DEL, e.type, k, n);
+	/* A folder made through the mount goes as a folder does (only when
+	 * empty: ENOTEMPTY otherwise), so DEL, and SET over it, act on it as on
+	 * any key of another type. */
+	mf_op op = rc_kop(e.type == MF_T_FOLDER ? MF_OP_RMDIR : MF_OP_DEL, e.type, k, n);
 	return rc_commit(x, &op);
 }
 
@@ -213,6 +216,10 @@ static const char *type_name(int t)
 	case MF_T_LIST: return "list";
 	case MF_T_JSON: return "ReJSON-RL";
 	case MF_T_SET: return "set";
+	/* Made through the mount (mkdir, ln -s): keys of their own kind, as a
+	 * module's type is (GET answers WRONGTYPE, DEL removes an empty one). */
+	case MF_T_FOLDER: return "folder";
+	case MF_T_SYMLINK: return "symlink";
 	default: return "none";
 	}
 }

@@ -122,7 +122,8 @@ static int check_items(const mf_item *items, size_t n, uint64_t *raw_total)
 		if (it->val.len > MF_SNAPSHOT_MAX_VALUE)
 			return -EFBIG;
 		uint64_t zt = sparse_tail(it);
-		total += MF_SNAPSHOT_RECORD_FIXED + it->key.len + it->val.len - zt + (zt ? 8 : 0);
+		total += MF_SNAPSHOT_RECORD_FIXED + MF_SNAPSHOT_ATTR_LEN + it->key.len + it->val.len - zt +
+		         (zt ? 8 : 0);
 	}
 	*raw_total = total;
 	return 0;
@@ -172,9 +173,6 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 
 	for (size_t i = 0; i < n; i++) {
 		const mf_item *it = &items[i];
-		/* it->expire_ns has no field in format v1: a key's expiry is not
-		 * in the snapshot (issue 14's v2 item carries expire_ns; until it
-		 * lands, a snapshot keeps keys with an expiry without it). */
 		unsigned char rec[MF_SNAPSHOT_RECORD_FIXED + MF_SNAPSHOT_MAX_KEY + 8];
 		uint64_t zt = sparse_tail(it);
 		size_t k = 0;
@@ -196,6 +194,14 @@ static int write_stream(snap_writer *w, uint64_t lsn, const mf_item *items, size
 		if ((rc = w_emit(w, rec, k)) < 0)
 			return rc;
 		if ((rc = w_emit(w, mf_slice_ptr(it->val), it->val.len - zt)) < 0)
+			return rc;
+		unsigned char attr[MF_SNAPSHOT_ATTR_LEN];
+		mf_le_put32(attr, it->mode);
+		mf_le_put32(attr + 4, it->uid);
+		mf_le_put32(attr + 8, it->gid);
+		mf_le_put64(attr + 12, (uint64_t)it->atime_ns);
+		mf_le_put64(attr + 20, (uint64_t)it->expire_ns);
+		if ((rc = w_emit(w, attr, sizeof attr)) < 0)
 			return rc;
 	}
 
@@ -302,6 +308,7 @@ enum {
 	P_KEY,
 	P_VLEN,
 	P_VAL,
+	P_ATTR,
 	P_TRAILER,
 	P_DONE,
 };
@@ -314,6 +321,7 @@ static const char *state_name(int s)
 	case P_KEY: return "key";
 	case P_VLEN: return "value length";
 	case P_VAL: return "value";
+	case P_ATTR: return "attributes";
 	case P_TRAILER: return "trailer";
 	default: return "end";
 	}
@@ -329,6 +337,7 @@ typedef struct snap_parser {
 	uint64_t field_off;    /* raw offset where the current field began */
 	uint64_t rec_off;      /* raw offset where the current record began */
 	uint64_t count;        /* from the header */
+	uint32_t version;      /* from the header: 1 (no attributes) or 2 */
 	uint64_t seen;         /* records delivered */
 	uint64_t content_size; /* from the LZ4 frame header; 0 = not given */
 	uint64_t raw_cap;      /* most raw bytes the file can decompress to */
@@ -368,6 +377,24 @@ static void p_expect(snap_parser *p, int state, size_t need)
 	p->have = 0;
 	p->need = need;
 	p->field_off = p->raw;
+}
+
+static void p_expect(snap_parser *p, int state, size_t need);
+
+/* The value is complete: v2 has the attribute block still to come. */
+static int p_deliver(snap_parser *p);
+static int p_value_done(snap_parser *p)
+{
+	if (p->version >= 2) {
+		p_expect(p, P_ATTR, MF_SNAPSHOT_ATTR_LEN);
+		return 0;
+	}
+	/* v1: the attributes every key had then (store/op.h defaults). */
+	p->cur.mode = MF_MODE_DEFAULT;
+	p->cur.uid = p->cur.gid = MF_ID_DEFAULT;
+	p->cur.atime_ns = p->cur.mtime_ns;
+	p->cur.expire_ns = 0;
+	return p_deliver(p);
 }
 
 static int p_deliver(snap_parser *p)
@@ -421,14 +448,16 @@ static int p_field(snap_parser *p)
 		if (memcmp(a, HDR_MAGIC, MF_SNAPSHOT_MAGIC_LEN) != 0)
 			return p_fail(p, p->field_off, "bad magic");
 		uint32_t ver = mf_le_get32(a + 6);
-		if (ver != MF_SNAPSHOT_VERSION)
+		if (ver < 1 || ver > MF_SNAPSHOT_VERSION)
 			return p_fail(p, p->field_off + 6, "unsupported format version %" PRIu32, ver);
+		p->version = ver;
 		if (p->info)
 			p->info->lsn = mf_le_get64(a + 10);
 		p->count = mf_le_get64(a + 18);
 		if (p->info)
 			p->info->declared_keys = p->count;
-		if (p->count > p_room(p) / MF_SNAPSHOT_RECORD_FIXED)
+		if (p->count > p_room(p) / (MF_SNAPSHOT_RECORD_FIXED +
+		                            (ver >= 2 ? MF_SNAPSHOT_ATTR_LEN : 0)))
 			return p_fail(p, p->field_off + 18, "key count %" PRIu64 " too large for a %"
 			              PRIu64 "-byte stream", p->count,
 			              p->content_size ? p->content_size : p->raw_cap);
@@ -442,7 +471,10 @@ static int p_field(snap_parser *p)
 	case P_RECFIX: {
 		uint8_t type = a[0] & (uint8_t)~MF_SNAPSHOT_SPARSE;
 		p->sparse = a[0] & MF_SNAPSHOT_SPARSE;
-		if (!mf_type_valid(type))
+		/* v1 predates folders and symlinks (4, 5); sets (6) were written
+		 * as v1 before v2 existed. */
+		if (!mf_type_valid(type) ||
+		    (p->version < 2 && (type == MF_T_FOLDER || type == MF_T_SYMLINK)))
 			return p_fail(p, p->field_off, "bad key type %u", type);
 		uint16_t klen = mf_le_get16(a + 17);
 		if (klen == 0) /* any u16 is <= MF_SNAPSHOT_MAX_KEY (65535) */
@@ -480,12 +512,19 @@ static int p_field(snap_parser *p)
 		p->cur.val = vlen + zt ? (mf_slice){mf_slice_ref(all).buf, p->klen, (size_t)(vlen + zt)}
 		                       : MF_SLICE_EMPTY;
 		if (vlen == 0)
-			return p_deliver(p);
+			return p_value_done(p);
 		p_expect(p, P_VAL, 0);
 		p->vlen = vlen;
 		p->vhave = 0;
 		return 0;
 	}
+	case P_ATTR:
+		p->cur.mode = mf_le_get32(a);
+		p->cur.uid = mf_le_get32(a + 4);
+		p->cur.gid = mf_le_get32(a + 8);
+		p->cur.atime_ns = (int64_t)mf_le_get64(a + 12);
+		p->cur.expire_ns = (int64_t)mf_le_get64(a + 20);
+		return p_deliver(p);
 	case P_TRAILER: {
 		if (memcmp(a, TRL_MAGIC, MF_SNAPSHOT_TRAILER_MAGIC_LEN) != 0)
 			return p_fail(p, p->field_off, "bad trailer magic");
@@ -518,7 +557,7 @@ static int p_feed(snap_parser *p, const unsigned char *d, size_t n)
 			d += k;
 			n -= (size_t)k;
 			if (p->vhave == p->vlen) {
-				int rc = p_deliver(p);
+				int rc = p_value_done(p);
 				if (rc < 0)
 					return rc;
 			}

@@ -26,11 +26,12 @@
 #define MF_SNAPSHOT_TMP_NAME "memflux.snapshot.tmp"
 
 /* Raw stream layout constants (FORMAT.md). */
-#define MF_SNAPSHOT_VERSION 1u
+#define MF_SNAPSHOT_VERSION 2u            /* written; 1 and 2 are read */
 #define MF_SNAPSHOT_MAGIC_LEN 6          /* "MFSNAP" */
 #define MF_SNAPSHOT_TRAILER_MAGIC_LEN 5  /* "MFEND" */
 #define MF_SNAPSHOT_HEADER_LEN 34        /* magic, u32 version, u64 lsn, u64 count, i64 created_ns */
-#define MF_SNAPSHOT_RECORD_FIXED 27      /* u8 type, i64 mtime, i64 ctime, u16 klen, u64 vlen */
+#define MF_SNAPSHOT_RECORD_FIXED 27      /* v1: u8 type, i64 mtime, i64 ctime, u16 klen, u64 vlen */
+#define MF_SNAPSHOT_ATTR_LEN 28          /* v2 adds: u32 mode, u32 uid, u32 gid, i64 atime, i64 expire */
 #define MF_SNAPSHOT_TRAILER_LEN 21       /* magic, u64 count, u64 stream length */
 #define MF_SNAPSHOT_MAX_KEY MF_KEY_BYTES_MAX /* 65535 (u16); empty is corruption */
 #define MF_SNAPSHOT_MAX_VALUE MF_FILE_LEN_MAX  /* store/op.h; larger is corruption */

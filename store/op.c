@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "../io/le.h"
 
 const char *mf_optype_name(int type)
 {
@@ -19,6 +20,9 @@ const char *mf_optype_name(int type)
 		[MF_OP_LPOP] = "LPOP", [MF_OP_JSON_SETPATH] = "JSON.SETPATH",
 		[MF_OP_LPUSH] = "LPUSH", [MF_OP_RPOP] = "RPOP", [MF_OP_SETRANGE] = "SETRANGE",
 		[MF_OP_FLUSH] = "FLUSH", [MF_OP_JSON_DELPATH] = "JSON.DELPATH",
+		[MF_OP_MKDIR] = "MKDIR", [MF_OP_RMDIR] = "RMDIR",
+		[MF_OP_RENAMEDIR] = "RENAMEDIR", [MF_OP_SYMLINK] = "SYMLINK",
+		[MF_OP_SETATTR] = "SETATTR", [MF_OP_MKFILE] = "MKFILE",
 		[MF_OP_INCRBY] = "INCRBY", [MF_OP_INCRBYFLOAT] = "INCRBYFLOAT",
 		[MF_OP_SADD] = "SADD", [MF_OP_SREM] = "SREM", [MF_OP_SMOVE] = "SMOVE",
 		[MF_OP_JSON_NUMINCRBY] = "JSON.NUMINCRBY", [MF_OP_JSON_ARRAPPEND] = "JSON.ARRAPPEND",
@@ -43,6 +47,8 @@ const char *mf_type_name(int type)
 	case MF_T_STRING: return "string";
 	case MF_T_JSON: return "json";
 	case MF_T_LIST: return "list";
+	case MF_T_FOLDER: return "folder";
+	case MF_T_SYMLINK: return "symlink";
 	case MF_T_SET: return "set";
 	default: return "none";
 	}
@@ -129,6 +135,30 @@ int mf_multi_decode(mf_slice val, mf_op **ops, size_t *n)
 bad:
 	free(v);
 	return -EINVAL;
+}
+
+void mf_attr_encode(const mf_attr *a, void *outp, size_t len)
+{
+	uint8_t *out = outp;
+	mf_le_put32(out, a->mode);
+	mf_le_put32(out + 4, a->uid);
+	mf_le_put32(out + 8, a->gid);
+	if (len >= MF_ATTR_B_LEN) {
+		mf_le_put64(out + 12, (uint64_t)a->atime_ns);
+		mf_le_put64(out + 20, (uint64_t)a->mtime_ns);
+	}
+}
+
+void mf_attr_decode(const void *pp, size_t len, mf_attr *a)
+{
+	const uint8_t *p = pp;
+	a->mode = mf_le_get32(p);
+	a->uid = mf_le_get32(p + 4);
+	a->gid = mf_le_get32(p + 8);
+	if (len >= MF_ATTR_B_LEN) {
+		a->atime_ns = (int64_t)mf_le_get64(p + 12);
+		a->mtime_ns = (int64_t)mf_le_get64(p + 20);
+	}
 }
 
 static uint64_t get_le(const unsigned char *p, int n)

@@ -31,6 +31,17 @@
  *   FLUSH       NONE  (no key)            remove every key (FLUSHDB)
  *   JSON_DELPATH JSON key key2=path       remove one member/element; path
  *                                         "$" removes the whole key
+ *   MKDIR       FOLDER key [val=A]        make an explicit (empty) folder
+ *   RMDIR       FOLDER key                remove an empty folder (explicit
+ *                                         or implicit); ENOTEMPTY otherwise
+ *   RENAMEDIR   FOLDER key key2           move a folder and its whole subtree
+ *                                         (replaces an empty folder key2)
+ *   SYMLINK     SYMLINK key val=A‖target  make a symbolic link
+ *   SETATTR     any key arg=mask val=B    set mode/uid/gid/atime/mtime (mask:
+ *                                         MF_ATTR_*); ctime = time_ns.  On
+ *                                         an implicit folder: makes it explicit
+ *   MKFILE      STRING key arg=flags      SET (or, with MF_MKFILE_KEEP,
+ *               val=A‖value               CREATE) with the creator's attributes
  *   INCRBY      STRING key arg=delta      add the signed 64-bit delta (arg as
  *                                         int64) to an integer value (absent: 0);
  *                                         res = the result (as int64)
@@ -87,6 +98,16 @@
  * and DEL with ktype NONE deletes a key of any type.
  *
  * Ops 11..15 came with the RESP face (issue 15); the mount never logs them.
+ * Ops 16..21 came with folders, modes and symlinks (issue 14).
+ *
+ * Attribute blocks, little-endian (mf_attr_encode/decode):
+ *   A (MF_ATTR_A_LEN = 12): u32 mode, u32 uid, u32 gid
+ *   B (MF_ATTR_B_LEN = 28): A, then i64 atime_ns, i64 mtime_ns
+ * mode MF_MODE_DEFAULT means "the type's default" (files 0644, folders 0755,
+ * links 0777) and uid or gid MF_ID_DEFAULT "the mounting user" (mode 0 is a
+ * real mode: chmod 000), so data written before attributes
+ * existed, and files a default-umask owner creates, need no attributes logged.
+ *
  * Numbering agreed between branches (issue 14 / issue 16): ops 16..21 and
  * types 4, 5 belong to folders/modes/symlinks; ops 22..35 and type 6 to
  * sets, counters, blocking pops, JSON updates, transactions and expiry.
@@ -106,15 +127,16 @@ typedef enum mf_type {
 	MF_T_STRING = 1,
 	MF_T_JSON = 2,
 	MF_T_LIST = 3,
-	/* 4, 5: reserved (issue 14) */
+	MF_T_FOLDER = 4,    /* a folder made by MKDIR (value empty) */
+	MF_T_SYMLINK = 5,   /* value = the link target */
 	MF_T_SET = 6,       /* unique members, one per line in the value's text */
 	MF_T_MAX_ = 6,
 } mf_type;
 
-/* Types this build's store holds (the numbering has reserved holes). */
+/* Types this build's store holds. */
 static inline int mf_type_valid(int t)
 {
-	return (t >= MF_T_STRING && t <= MF_T_LIST) || t == MF_T_SET;
+	return t >= MF_T_STRING && t <= MF_T_MAX_;
 }
 
 typedef enum mf_optype {
@@ -133,7 +155,12 @@ typedef enum mf_optype {
 	MF_OP_SETRANGE = 13,
 	MF_OP_FLUSH = 14,
 	MF_OP_JSON_DELPATH = 15,
-	/* 16..21: reserved (issue 14) */
+	MF_OP_MKDIR = 16,
+	MF_OP_RMDIR = 17,
+	MF_OP_RENAMEDIR = 18,
+	MF_OP_SYMLINK = 19,
+	MF_OP_SETATTR = 20,
+	MF_OP_MKFILE = 21,
 	MF_OP_INCRBY = 22,
 	MF_OP_INCRBYFLOAT = 23,
 	MF_OP_SADD = 24,
@@ -150,6 +177,35 @@ typedef enum mf_optype {
 	MF_OP_WRITEV = 36,
 	MF_OP_MAX_ = 36,
 } mf_optype;
+
+/* SETATTR mask bits (op->arg). */
+#define MF_ATTR_MODE 1u
+#define MF_ATTR_UID 2u
+#define MF_ATTR_GID 4u
+#define MF_ATTR_ATIME 8u
+#define MF_ATTR_MTIME 16u
+#define MF_ATTR_ALL_ 31u
+
+/* MKFILE flag (op->arg): keep an existing value (CREATE), else replace (SET). */
+#define MF_MKFILE_KEEP 1u
+
+#define MF_ATTR_A_LEN 12
+#define MF_ATTR_B_LEN 28
+#define MF_ID_DEFAULT UINT32_MAX   /* uid/gid: the mounting user */
+#define MF_MODE_DEFAULT UINT32_MAX /* mode: the type's default */
+#define MF_SYMLINK_MAX 4095        /* longest link target (PATH_MAX - 1) */
+
+/* Attributes as carried by ops and kept per key and folder. */
+typedef struct mf_attr {
+	uint32_t mode;     /* permission bits (07777), or MF_MODE_DEFAULT */
+	uint32_t uid, gid; /* MF_ID_DEFAULT = the mounting user */
+	int64_t atime_ns, mtime_ns;
+} mf_attr;
+
+/* Encode a (12 bytes) or b (28 bytes): out holds len bytes. */
+void mf_attr_encode(const mf_attr *a, void *out, size_t len);
+/* Decode the first len (12 or 28) bytes of p; fields beyond stay as given. */
+void mf_attr_decode(const void *p, size_t len, mf_attr *a);
 
 typedef struct mf_op {
 	uint8_t type;      /* mf_optype */

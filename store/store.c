@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct dnode dnode;
+
 typedef struct entry {
 	struct entry *next;
 	uint64_t hash;
@@ -27,8 +29,15 @@ typedef struct entry {
 	uint64_t count;     /* list elements */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t atime_ns;
 	uint64_t version;
+	uint32_t mode, uid, gid;
 	uint8_t type;
+	/* Tree index: a non-folder tree key is in up->files; a folder key owns
+	 * its dnode (dir).  Keys that are not tree keys have neither. */
+	dnode *up;
+	struct entry *sprev, *snext;
+	dnode *dir;
 	/* Sets: the members, and whether val holds their text.  The text is
 	 * made when a reader asks for it (under text_mu, see set_text) and
 	 * extended in place by SADD; SREM/SMOVE drop it.  So a set's val is a
@@ -42,6 +51,21 @@ typedef struct entry {
 	uint32_t cap_epoch; /* the last capture that has this key (walked or
 	                       pre-imaged); fits the struct's padding */
 } entry;
+
+/* A folder of the tree: explicit (self = its MF_T_FOLDER key) or implicit
+ * (exists because something is below it; freed when nothing is). */
+struct dnode {
+	dnode *next;        /* hash chain */
+	uint64_t hash;
+	mf_slice path;      /* the folder's key; empty for the root */
+	dnode *up;          /* NULL for the root */
+	dnode *sprev, *snext; /* siblings in up->subs */
+	entry *files;       /* non-folder children */
+	dnode *subs;        /* child folders */
+	size_t nfiles, nsubs;
+	entry *self;
+	int64_t mtime_ns, ctime_ns; /* used while there is no self */
+};
 
 /* A capture in progress (store.h): items taken so far, walked or saved by
  * apply; the walk's cursor over the buckets. */
@@ -72,6 +96,11 @@ struct mf_store {
 	uint64_t value_bytes;
 	uint64_t version;   /* last version handed out */
 	uint64_t applied_lsn;
+	/* the tree index: folders by path, and the root */
+	dnode **dtab;
+	size_t dbuckets;    /* power of two */
+	size_t ndirs;
+	dnode root;
 	capture cap;        /* walked under the read lock (one walker), saved
 	                       into under the write lock (the applier) */
 };
@@ -105,7 +134,9 @@ mf_store *mf_store_new(void)
 	pthread_mutex_init(&st->text_mu, NULL);
 	st->nbuckets = 1024;
 	st->tab = calloc(st->nbuckets, sizeof *st->tab);
-	if (!st->tab)
+	st->dbuckets = 256;
+	st->dtab = calloc(st->dbuckets, sizeof *st->dtab);
+	if (!st->tab || !st->dtab)
 		abort();
 	return st;
 }
@@ -122,8 +153,8 @@ static mf_slice value_ref(mf_store *st, entry *e);
 static bool expired_at(const entry *e, int64_t t);
 
 /* Take e into the capture as it is now.  A key already expired at the
- * capture's time is left out, as an export leaves it (the snapshot cannot
- * hold expiry times yet); counted, for the end's check. */
+ * capture's time is left out, as an export leaves it; counted, for the
+ * end's check. */
 static void cap_add(mf_store *st, entry *e)
 {
 	capture *c = &st->cap;
@@ -136,7 +167,8 @@ static void cap_add(mf_store *st, entry *e)
 		c->items = mf_xrealloc(c->items, c->cap * sizeof *c->items);
 	}
 	c->items[c->n++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
-	                             e->mtime_ns, e->ctime_ns, e->expire_ns};
+	                             e->mtime_ns, e->ctime_ns, e->expire_ns, e->mode,
+	                             e->uid, e->gid, e->atime_ns};
 }
 
 /* The applier is about to change or remove e: if a capture is running and
@@ -152,7 +184,7 @@ static void cap_touch(mf_store *st, entry *e)
 	}
 }
 
-/* FLUSH: drop every key (readers keep their slice references). */
+/* FLUSH: drop every key and folder (readers keep their slice references). */
 static void flush_all(mf_store *st)
 {
 	for (size_t i = 0; i < st->nbuckets; i++) {
@@ -165,6 +197,20 @@ static void flush_all(mf_store *st)
 		}
 		st->tab[i] = NULL;
 	}
+	for (size_t i = 0; i < st->dbuckets; i++) {
+		dnode *d = st->dtab[i];
+		while (d) {
+			dnode *n = d->next;
+			mf_slice_unref(&d->path);
+			free(d);
+			d = n;
+		}
+		st->dtab[i] = NULL;
+	}
+	st->ndirs = 0;
+	st->root.files = NULL;
+	st->root.subs = NULL;
+	st->root.nfiles = st->root.nsubs = 0;
 	st->nkeys = 0;
 	memset(st->ntype, 0, sizeof st->ntype);
 	st->value_bytes = 0;
@@ -180,6 +226,7 @@ void mf_store_free(mf_store *st)
 	flush_all(st);
 	mf_store_items_free(st->cap.items, st->cap.n);
 	free(st->tab);
+	free(st->dtab);
 	pthread_rwlock_destroy(&st->lock);
 	pthread_mutex_destroy(&st->text_mu);
 	free(st);
@@ -196,10 +243,14 @@ static entry **find_slot(mf_store *st, const char *k, size_t n, uint64_t h)
 	return pp;
 }
 
+static entry *find_kn(mf_store *st, const char *k, size_t n)
+{
+	return *find_slot(st, k, n, hash_key(k, n));
+}
+
 static entry *find(mf_store *st, mf_slice key)
 {
-	const char *k = mf_slice_ptr(key);
-	return *find_slot(st, k, key.len, hash_key(k, key.len));
+	return find_kn(st, mf_slice_ptr(key), key.len);
 }
 
 static void grow(mf_store *st)
@@ -222,7 +273,238 @@ static void grow(mf_store *st)
 	st->nbuckets = nb;
 }
 
-/* Link a new entry (key not present). Takes over `key`. */
+static void table_link(mf_store *st, entry *e)
+{
+	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
+	e->next = *pp;
+	*pp = e;
+}
+
+static void table_unlink(mf_store *st, entry *e)
+{
+	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
+	while (*pp != e)
+		pp = &(*pp)->next;
+	*pp = e->next;
+}
+
+/* ---- the tree index ---- */
+
+bool mf_tree_key(const char *k, size_t n)
+{
+	if (n == 0 || n > MF_KEY_BYTES_MAX || memchr(k, '\0', n))
+		return false;
+	size_t i = 0;
+	while (i <= n) {
+		const char *sl = memchr(k + i, '/', n - i);
+		size_t c = (sl ? (size_t)(sl - k) : n) - i; /* component length */
+		if (c == 0 || c > MF_KEY_MAX || (c == 1 && k[i] == '.') ||
+		    (c == 2 && k[i] == '.' && k[i + 1] == '.'))
+			return false;
+		i += c + 1;
+	}
+	return true;
+}
+
+/* The types the tree holds: what /kv shows.  JSON documents and lists
+ * stay flat keys whatever their names (store.h). */
+static bool tree_type(uint8_t t)
+{
+	return t == MF_T_STRING || t == MF_T_FOLDER || t == MF_T_SYMLINK;
+}
+
+static bool in_tree(uint8_t t, const char *k, size_t n)
+{
+	return tree_type(t) && mf_tree_key(k, n);
+}
+
+/* Length of the parent folder's path (0: the root). */
+static size_t parent_len(const char *k, size_t n)
+{
+	const char *sl = memrchr(k, '/', n);
+	return sl ? (size_t)(sl - k) : 0;
+}
+
+static dnode *dfind(mf_store *st, const char *p, size_t n)
+{
+	if (n == 0)
+		return &st->root;
+	uint64_t h = hash_key(p, n);
+	for (dnode *d = st->dtab[h & (st->dbuckets - 1)]; d; d = d->next)
+		if (d->hash == h && d->path.len == n && memcmp(mf_slice_ptr(d->path), p, n) == 0)
+			return d;
+	return NULL;
+}
+
+static void dtab_link(mf_store *st, dnode *d)
+{
+	dnode **pp = &st->dtab[d->hash & (st->dbuckets - 1)];
+	d->next = *pp;
+	*pp = d;
+}
+
+static void dtab_unlink(mf_store *st, dnode *d)
+{
+	dnode **pp = &st->dtab[d->hash & (st->dbuckets - 1)];
+	while (*pp != d)
+		pp = &(*pp)->next;
+	*pp = d->next;
+}
+
+static void dgrow(mf_store *st)
+{
+	size_t nb = st->dbuckets * 2;
+	dnode **nt = calloc(nb, sizeof *nt);
+	if (!nt)
+		return;
+	for (size_t i = 0; i < st->dbuckets; i++) {
+		dnode *d = st->dtab[i];
+		while (d) {
+			dnode *n = d->next;
+			d->next = nt[d->hash & (nb - 1)];
+			nt[d->hash & (nb - 1)] = d;
+			d = n;
+		}
+	}
+	free(st->dtab);
+	st->dtab = nt;
+	st->dbuckets = nb;
+}
+
+static void sub_link(dnode *up, dnode *d)
+{
+	d->up = up;
+	d->sprev = NULL;
+	d->snext = up->subs;
+	if (up->subs)
+		up->subs->sprev = d;
+	up->subs = d;
+	up->nsubs++;
+}
+
+static void sub_unlink(dnode *d)
+{
+	if (d->sprev)
+		d->sprev->snext = d->snext;
+	else
+		d->up->subs = d->snext;
+	if (d->snext)
+		d->snext->sprev = d->sprev;
+	d->up->nsubs--;
+	d->up = NULL;
+}
+
+/* The folder at p (a tree key's prefix), made (implicit, with its missing
+ * ancestors) if absent.  Iterative: a path may have thousands of levels. */
+static dnode *dget(mf_store *st, const char *p, size_t n, int64_t t)
+{
+	dnode *d = dfind(st, p, n);
+	if (d)
+		return d;
+	/* Find the deepest existing ancestor, then make the rest downwards. */
+	size_t have = parent_len(p, n);
+	while (have > 0 && !dfind(st, p, have))
+		have = parent_len(p, have);
+	dnode *up = dfind(st, p, have);
+	while (have < n) {
+		const char *sl = memchr(p + have + (have > 0), '/', n - have - (have > 0));
+		size_t next = sl ? (size_t)(sl - p) : n;
+		if (st->ndirs >= st->dbuckets)
+			dgrow(st);
+		d = mf_xmalloc(sizeof *d);
+		memset(d, 0, sizeof *d);
+		d->path = mf_slice_from(p, next, next);
+		d->hash = hash_key(p, next);
+		d->mtime_ns = d->ctime_ns = t;
+		dtab_link(st, d);
+		st->ndirs++;
+		sub_link(up, d);
+		up = d;
+		have = next;
+	}
+	return d;
+}
+
+/* Free implicit folders that nothing is below any more, upwards. */
+static void dprune(mf_store *st, dnode *d)
+{
+	while (d && d != &st->root && !d->self && d->nfiles == 0 && d->nsubs == 0) {
+		dnode *up = d->up;
+		sub_unlink(d);
+		dtab_unlink(st, d);
+		st->ndirs--;
+		mf_slice_unref(&d->path);
+		free(d);
+		d = up;
+	}
+}
+
+static void index_add(mf_store *st, entry *e, int64_t t)
+{
+	const char *k = mf_slice_ptr(e->key);
+	if (!in_tree(e->type, k, e->key.len))
+		return;
+	if (e->type == MF_T_FOLDER) {
+		e->dir = dget(st, k, e->key.len, t);
+		e->dir->self = e;
+		return;
+	}
+	dnode *up = dget(st, k, parent_len(k, e->key.len), t);
+	e->up = up;
+	e->sprev = NULL;
+	e->snext = up->files;
+	if (up->files)
+		up->files->sprev = e;
+	up->files = e;
+	up->nfiles++;
+}
+
+static void index_del(mf_store *st, entry *e)
+{
+	if (e->dir) {
+		dnode *d = e->dir;
+		/* An implicit folder keeps the explicit one's times. */
+		d->mtime_ns = e->mtime_ns;
+		d->ctime_ns = e->ctime_ns;
+		d->self = NULL;
+		e->dir = NULL;
+		dprune(st, d);
+	} else if (e->up) {
+		dnode *up = e->up;
+		if (e->sprev)
+			e->sprev->snext = e->snext;
+		else
+			up->files = e->snext;
+		if (e->snext)
+			e->snext->sprev = e->sprev;
+		up->nfiles--;
+		e->up = NULL;
+		dprune(st, up);
+	}
+}
+
+/* A folder's entries changed: its mtime and ctime move (POSIX). */
+static void dtouch(mf_store *st, dnode *d, int64_t t)
+{
+	if (!d)
+		return;
+	if (d->self) {
+		cap_touch(st, d->self); /* a capture in progress keeps the old times */
+		d->self->mtime_ns = d->self->ctime_ns = t;
+		d->self->version = ++st->version;
+	} else {
+		d->mtime_ns = d->ctime_ns = t;
+	}
+}
+
+static void touch_parent(mf_store *st, uint8_t type, const char *k, size_t n, int64_t t)
+{
+	if (in_tree(type, k, n))
+		dtouch(st, dfind(st, k, parent_len(k, n)), t);
+}
+
+/* Link a new entry (key not present). Takes over `key`.  Files it in the
+ * tree, without touching its folder (the snapshot loader uses this too). */
 static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 {
 	if (st->nkeys >= st->nbuckets)
@@ -232,18 +514,27 @@ static entry *insert(mf_store *st, mf_slice key, uint8_t type, int64_t t)
 	e->key = key;
 	e->hash = hash_key(mf_slice_ptr(key), key.len);
 	e->type = type;
-	e->mtime_ns = e->ctime_ns = t;
+	e->mtime_ns = e->ctime_ns = e->atime_ns = t;
+	e->mode = MF_MODE_DEFAULT;
+	e->uid = e->gid = MF_ID_DEFAULT;
 	e->version = ++st->version;
 	e->cap_epoch = st->cap.epoch; /* born after any capture in progress */
 	if (type == MF_T_SET) {
 		e->set = mf_set_new();
 		e->text_ok = true; /* empty */
 	}
-	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
-	e->next = *pp;
-	*pp = e;
+	table_link(st, e);
 	st->nkeys++;
 	st->ntype[type]++;
+	index_add(st, e, t);
+	return e;
+}
+
+/* insert() for an op: the new name changes its folder. */
+static entry *insert_new(mf_store *st, mf_slice key, uint8_t type, int64_t t)
+{
+	entry *e = insert(st, key, type, t);
+	touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
 	return e;
 }
 
@@ -303,10 +594,8 @@ static void set_expire(mf_store *st, entry *e, int64_t when)
 
 static void unlink_entry(mf_store *st, entry *e)
 {
-	entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
-	while (*pp != e)
-		pp = &(*pp)->next;
-	*pp = e->next;
+	table_unlink(st, e);
+	index_del(st, e);
 	st->nkeys--;
 	st->ntype[e->type]--;
 	st->value_bytes -= vlen(e);
@@ -332,6 +621,13 @@ static entry *find_live(mf_store *st, mf_slice key, int64_t t)
 		e = NULL;
 	}
 	return e;
+}
+
+/* An op removes a key: its folder changes. */
+static void remove_key(mf_store *st, entry *e, int64_t t)
+{
+	touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
+	drop_entry(st, e);
 }
 
 uint64_t mf_count_lines(const char *p, size_t n)
@@ -362,6 +658,177 @@ int mf_value_check(mf_type type, const char *p, size_t n, size_t *err_off, const
 	if (type == MF_T_JSON)
 		return mf_json_validate(p, n, err_off, why);
 	return 0;
+}
+
+/* A key k of type t about to be made: the tree rules (store.h). */
+static int tree_rules(mf_store *st, const char *k, size_t n, uint8_t t)
+{
+	if (!in_tree(t, k, n))
+		return 0;
+	/* Walk up to the nearest existing folder: above it the rules already
+	 * held when it was made.  (A JSON document or list named like a
+	 * prefix is no folder's business: they are not in the tree.) */
+	for (size_t i = parent_len(k, n); i > 0; i = parent_len(k, i)) {
+		entry *p = find_kn(st, k, i);
+		if (p && tree_type(p->type)) {
+			if (p->type != MF_T_FOLDER)
+				return -ENOTDIR;
+			break;
+		}
+		if (dfind(st, k, i))
+			break;
+	}
+	if (t != MF_T_FOLDER && dfind(st, k, n))
+		return -EISDIR;
+	return 0;
+}
+
+/* An op that makes the key if absent: same type, or absent and allowed. */
+static int make_ok(mf_store *st, const mf_op *op, const entry *e)
+{
+	if (e)
+		return e->type == op->ktype ? 0 : -EEXIST;
+	return tree_rules(st, mf_slice_ptr(op->key), op->key.len, op->ktype);
+}
+
+/* Types a file in /kv may have; a rename may replace one with the other. */
+static bool kv_file(uint8_t t)
+{
+	return t == MF_T_STRING || t == MF_T_SYMLINK;
+}
+
+static bool same_key(mf_slice a, mf_slice b)
+{
+	return a.len == b.len && memcmp(mf_slice_ptr(a), mf_slice_ptr(b), a.len) == 0;
+}
+
+/* The op's attribute block is there and its mode (if it sets one) valid. */
+static int check_attr_block(const mf_op *op, size_t len, bool mode)
+{
+	if (op->val.len < len)
+		return -EINVAL;
+	mf_attr a;
+	mf_attr_decode(mf_slice_ptr(op->val), len, &a);
+	return mode && a.mode != MF_MODE_DEFAULT && (a.mode & ~07777u) ? -EINVAL : 0;
+}
+
+static mf_slice moved_key(mf_slice old, size_t plen, mf_slice q);
+
+/* Would moving d's subtree (prefix plen bytes) to q put a key on an
+ * existing key?  Only keys outside the tree can be there (inside it, the
+ * target is an empty folder or absent).  O(subtree), as the move. */
+static bool subtree_collides(mf_store *st, dnode *d, size_t plen, mf_slice q)
+{
+	dnode *x = d;
+	for (;;) {
+		for (entry *f = x->files; f; f = f->snext) {
+			mf_slice k = moved_key(f->key, plen, q);
+			bool hit = find(st, k) != NULL;
+			mf_slice_unref(&k);
+			if (hit)
+				return true;
+		}
+		if (x != d && x->self) {
+			mf_slice k = moved_key(x->self->key, plen, q);
+			entry *c = find(st, k);
+			mf_slice_unref(&k);
+			if (c)
+				return true;
+		}
+		if (x->subs) {
+			x = x->subs;
+			continue;
+		}
+		while (x != d && !x->snext)
+			x = x->up;
+		if (x == d)
+			return false;
+		x = x->snext;
+	}
+}
+
+/* The folder ops (issue 14): MKDIR, RMDIR, RENAMEDIR, SYMLINK, SETATTR. */
+static int validate_tree(mf_store *st, const mf_op *op, entry *e)
+{
+	const char *k = mf_slice_ptr(op->key);
+	bool tree = mf_tree_key(k, op->key.len);
+	switch (op->type) {
+	case MF_OP_MKDIR:
+		if (op->ktype != MF_T_FOLDER || !tree || (op->val.len != 0 && op->val.len != MF_ATTR_A_LEN) ||
+		    (op->val.len && check_attr_block(op, MF_ATTR_A_LEN, true)))
+			return -EINVAL;
+		if (e || dfind(st, k, op->key.len))
+			return -EEXIST;
+		return tree_rules(st, k, op->key.len, MF_T_FOLDER);
+	case MF_OP_RMDIR: {
+		if (op->ktype != MF_T_FOLDER)
+			return -EINVAL;
+		if (e && tree_type(e->type) && e->type != MF_T_FOLDER)
+			return -ENOTDIR;
+		dnode *d = tree ? dfind(st, k, op->key.len) : NULL;
+		if (!d)
+			return -ENOENT;
+		return d->nfiles || d->nsubs ? -ENOTEMPTY : 0;
+	}
+	case MF_OP_RENAMEDIR: {
+		const char *q = mf_slice_ptr(op->key2);
+		size_t qn = op->key2.len;
+		if (op->ktype != MF_T_FOLDER || !tree || !mf_tree_key(q, qn))
+			return -EINVAL;
+		if (e && tree_type(e->type) && e->type != MF_T_FOLDER)
+			return -ENOTDIR;
+		dnode *d = dfind(st, k, op->key.len);
+		if (!d)
+			return -ENOENT;
+		if (same_key(op->key, op->key2))
+			return 0;
+		/* Into its own subtree: POSIX says EINVAL. */
+		if (qn > op->key.len && q[op->key.len] == '/' && memcmp(q, k, op->key.len) == 0)
+			return -EINVAL;
+		entry *t = find(st, op->key2);
+		if (t && t->type != MF_T_FOLDER)
+			return tree_type(t->type) ? -ENOTDIR : -EEXIST;
+		dnode *td = dfind(st, q, qn);
+		int r = td ? (td->nfiles || td->nsubs ? -ENOTEMPTY : 0)
+		           : tree_rules(st, q, qn, MF_T_FOLDER);
+		/* A moved key may not land on a key outside the tree (a JSON
+		 * document or list with that name): one key, one type. */
+		return r ? r : subtree_collides(st, d, op->key.len, op->key2) ? -EEXIST : 0;
+	}
+	case MF_OP_SYMLINK: {
+		if (op->ktype != MF_T_SYMLINK || !tree || op->val.len <= MF_ATTR_A_LEN ||
+		    op->val.len > MF_ATTR_A_LEN + MF_SYMLINK_MAX ||
+		    memchr(mf_slice_ptr(op->val) + MF_ATTR_A_LEN, '\0', op->val.len - MF_ATTR_A_LEN))
+			return -EINVAL;
+		if (e || dfind(st, k, op->key.len))
+			return -EEXIST;
+		return tree_rules(st, k, op->key.len, MF_T_SYMLINK);
+	}
+	case MF_OP_SETATTR:
+		if ((op->arg & ~(uint64_t)MF_ATTR_ALL_) || op->val.len != MF_ATTR_B_LEN ||
+		    check_attr_block(op, MF_ATTR_B_LEN, op->arg & MF_ATTR_MODE))
+			return -EINVAL;
+		if (e)
+			return e->type == op->ktype ? 0 : -ENOENT;
+		/* An implicit folder: SETATTR makes it explicit. */
+		return op->ktype == MF_T_FOLDER && tree && dfind(st, k, op->key.len) ? 0 : -ENOENT;
+	case MF_OP_MKFILE:
+		if (op->ktype > MF_T_LIST || (op->arg & ~(uint64_t)MF_MKFILE_KEEP) ||
+		    check_attr_block(op, MF_ATTR_A_LEN, true) ||
+		    ((op->arg & MF_MKFILE_KEEP) && op->val.len != MF_ATTR_A_LEN))
+			return -EINVAL;
+		if (op->val.len - MF_ATTR_A_LEN > MF_VALUE_MAX)
+			return -EFBIG;
+		if (!(op->arg & MF_MKFILE_KEEP)) {
+			int r = mf_value_check(op->ktype, mf_slice_ptr(op->val) + MF_ATTR_A_LEN,
+			                       op->val.len - MF_ATTR_A_LEN, NULL, NULL);
+			if (r)
+				return r;
+		}
+		return make_ok(st, op, e);
+	default:
+		return -EINVAL;
+	}
 }
 
 /* The new text of a counter (INCRBY/INCRBYFLOAT on e, absent: 0) in buf
@@ -407,6 +874,13 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		return op->ktype != MF_T_NONE || !valid_key(op->key) ? -EINVAL : e ? 0 : -ENOENT;
 	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
+	if (op->type >= MF_OP_MKDIR && op->type <= MF_OP_MKFILE)
+		return validate_tree(st, op, e);
+	/* Folders and symlinks take only DEL, RENAME and SETTIME of the older
+	 * ops (and DEL of a folder is refused below: RMDIR removes them). */
+	if ((op->ktype == MF_T_FOLDER || op->ktype == MF_T_SYMLINK) && op->type != MF_OP_DEL &&
+	    op->type != MF_OP_RENAME && op->type != MF_OP_SETTIME)
+		return -EINVAL;
 	bool same = e && e->type == op->ktype;
 	uint64_t cur = same ? vlen(e) : 0;
 	if (op->val.len > MF_VALUE_MAX ||
@@ -419,25 +893,31 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		return -EFBIG;
 	switch (op->type) {
 	case MF_OP_CREATE:
-		return e && !same ? -EEXIST : 0;
-	case MF_OP_SET:
-		if (e && !same && !(st->in_multi && op->arg == 1)) /* MULTI's SET: any type */
-			return -EEXIST;
+		return make_ok(st, op, e);
+	case MF_OP_SET: {
+		/* MULTI's SET replaces a key of any type (Redis): the tree rules
+		 * then apply as if it were absent. */
+		bool any = st->in_multi && op->arg == 1 && e && !same;
+		int r = !any ? make_ok(st, op, e) : e->type == MF_T_FOLDER ? -EISDIR
+		        : tree_rules(st, mf_slice_ptr(op->key), op->key.len, op->ktype);
+		if (r)
+			return r;
 		return mf_value_check(op->ktype, mf_slice_ptr(op->val), op->val.len, NULL, NULL);
+	}
 	case MF_OP_APPEND:
 		if (op->ktype != MF_T_STRING)
 			return -EINVAL;
-		return e && !same ? -EEXIST : 0;
+		return make_ok(st, op, e);
 	case MF_OP_RPUSH:
 		/* An unterminated last line is completed by apply. */
 		if (op->ktype != MF_T_LIST || op->val.len == 0)
 			return -EINVAL;
-		return e && !same ? -EEXIST : 0;
+		return make_ok(st, op, e);
 	case MF_OP_LPUSH:
 		if (op->ktype != MF_T_LIST || op->val.len == 0 ||
 		    mf_slice_ptr(op->val)[op->val.len - 1] != '\n')
 			return -EINVAL;
-		return e && !same ? -EEXIST : 0;
+		return make_ok(st, op, e);
 	case MF_OP_TRUNCATE:
 		if (!same)
 			return -ENOENT;
@@ -449,6 +929,8 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_DEL:
 		if (!same)
 			return -ENOENT;
+		if (op->ktype == MF_T_FOLDER)
+			return -EISDIR; /* RMDIR removes folders */
 		/* arg 1: only an empty value (RESP deletes a list its pop
 		 * emptied, as Redis does, without racing a concurrent push). */
 		return op->arg == 0 ? 0 : op->arg == 1 && vlen(e) == 0 ? 0 : -ENOTEMPTY;
@@ -457,7 +939,7 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_SETRANGE:
 		if (op->ktype != MF_T_STRING)
 			return -EINVAL;
-		return e && !same ? -EEXIST : 0;
+		return make_ok(st, op, e);
 	case MF_OP_JSON_DELPATH:
 		if (op->ktype != MF_T_JSON)
 			return -EINVAL;
@@ -486,10 +968,21 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 	case MF_OP_RENAME: {
 		if (!same)
 			return -ENOENT;
+		if (op->ktype == MF_T_FOLDER)
+			return -EISDIR; /* RENAMEDIR moves folders */
 		if (!valid_key(op->key2))
 			return -EINVAL;
 		entry *t = find(st, op->key2);
-		return t && t->type != op->ktype ? -EEXIST : 0;
+		if (t == e)
+			return 0;
+		if (t) {
+			if (t->type == MF_T_FOLDER)
+				return -EISDIR;
+			/* A file and a symlink replace each other, as in POSIX;
+			 * other types stay one keyspace (a key has one type). */
+			return t->type == op->ktype || (kv_file(t->type) && kv_file(op->ktype)) ? 0 : -EEXIST;
+		}
+		return tree_rules(st, mf_slice_ptr(op->key2), op->key2.len, op->ktype);
 	}
 	case MF_OP_JSON_SETPATH:
 		if (op->ktype != MF_T_JSON)
@@ -850,7 +1343,7 @@ static int apply_multi(mf_store *st, mf_op *op)
 static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
 {
 	if (!e)
-		e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, op->time_ns);
+		e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, op->time_ns);
 	detach_key(e); /* the append may move the value */
 	st->value_bytes += op->val.len;
 	if (front)
@@ -860,14 +1353,192 @@ static entry *add_to_end(mf_store *st, entry *e, const mf_op *op, bool front)
 	return e;
 }
 
+/* The new key of an entry or folder moved from prefix p (plen bytes) to q. */
+static mf_slice moved_key(mf_slice old, size_t plen, mf_slice q)
+{
+	size_t n = q.len + old.len - plen;
+	mf_slice k = mf_slice_alloc(n, n);
+	memcpy(k.buf->data, mf_slice_ptr(q), q.len);
+	memcpy(k.buf->data + q.len, mf_slice_ptr(old) + plen, old.len - plen);
+	return k;
+}
+
+static void rekey_entry(mf_store *st, entry *e, size_t plen, mf_slice q)
+{
+	cap_touch(st, e); /* a capture in progress keeps it under its old name */
+	table_unlink(st, e);
+	mf_slice k = moved_key(e->key, plen, q);
+	mf_slice_unref(&e->key);
+	e->key = k;
+	e->hash = hash_key(mf_slice_ptr(k), k.len);
+	table_link(st, e);
+}
+
+/* RENAMEDIR: rename every folder and key of d's subtree (detached from its
+ * parent), preorder without recursion (a path may be thousands deep). */
+static void move_subtree(mf_store *st, dnode *d, size_t plen, mf_slice q)
+{
+	dnode *x = d;
+	for (;;) {
+		dtab_unlink(st, x);
+		mf_slice k = moved_key(x->path, plen, q);
+		mf_slice_unref(&x->path);
+		x->path = k;
+		x->hash = hash_key(mf_slice_ptr(k), k.len);
+		dtab_link(st, x);
+		for (entry *f = x->files; f; f = f->snext)
+			rekey_entry(st, f, plen, q);
+		if (x->self)
+			rekey_entry(st, x->self, plen, q);
+		if (x->subs) {
+			x = x->subs;
+			continue;
+		}
+		while (x != d && !x->snext)
+			x = x->up;
+		if (x == d)
+			break;
+		x = x->snext;
+	}
+}
+
+static void set_attrs(entry *e, const mf_attr *a)
+{
+	e->mode = a->mode;
+	e->uid = a->uid;
+	e->gid = a->gid;
+}
+
+/* RENAMEDIR (validated): the subtree moves in one step, the empty folder
+ * it replaces goes, both parents change. */
+static void apply_renamedir(mf_store *st, mf_op *op, int64_t t)
+{
+	if (same_key(op->key, op->key2))
+		return;
+	dnode *d = dfind(st, mf_slice_ptr(op->key), op->key.len);
+	entry *te = find(st, op->key2);
+	if (te)
+		remove_key(st, te, t); /* an empty folder: replaced */
+	dnode *oldup = d->up;
+	dtouch(st, oldup, t);
+	sub_unlink(d);
+	move_subtree(st, d, op->key.len, op->key2);
+	const char *q = mf_slice_ptr(d->path);
+	dnode *nup = dget(st, q, parent_len(q, d->path.len), t);
+	sub_link(nup, d);
+	dtouch(st, nup, t);
+	dprune(st, oldup);
+	if (d->self) {
+		d->self->ctime_ns = t;
+		d->self->version = ++st->version;
+	}
+}
+
+/* SETATTR (validated); an implicit folder becomes explicit, keeping its
+ * times. */
+static void apply_setattr(mf_store *st, mf_op *op, entry *e, int64_t t)
+{
+	if (!e) {
+		dnode *d = dfind(st, mf_slice_ptr(op->key), op->key.len);
+		int64_t mt = d->mtime_ns, ct = d->ctime_ns;
+		e = insert(st, own_key(op->key, MF_SLICE_EMPTY), MF_T_FOLDER, t);
+		e->mtime_ns = e->atime_ns = mt;
+		e->ctime_ns = ct;
+	}
+	mf_attr a;
+	mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_B_LEN, &a);
+	if (op->arg & MF_ATTR_MODE)
+		e->mode = a.mode;
+	if (op->arg & MF_ATTR_UID)
+		e->uid = a.uid;
+	if (op->arg & MF_ATTR_GID)
+		e->gid = a.gid;
+	if (op->arg & MF_ATTR_ATIME)
+		e->atime_ns = a.atime_ns;
+	if (op->arg & MF_ATTR_MTIME)
+		e->mtime_ns = a.mtime_ns;
+	e->ctime_ns = t;
+}
+
+/* MKFILE (validated): SET, or with MF_MKFILE_KEEP CREATE, and the
+ * creator's attributes on a key it makes. */
+static void apply_mkfile(mf_store *st, mf_op *op, entry *e, int64_t t)
+{
+	mf_attr a;
+	mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+	if (op->arg & MF_MKFILE_KEEP) {
+		if (!e)
+			set_attrs(insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t), &a);
+		return;
+	}
+	if (!e) {
+		e = insert_new(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
+		               op->ktype, t);
+		set_attrs(e, &a);
+	}
+	mf_slice c = mf_slice_ref(op->val);
+	c.off += MF_ATTR_A_LEN;
+	c.len -= MF_ATTR_A_LEN;
+	if (c.len == 0)
+		mf_slice_unref(&c);
+	mf_slice v = op->ktype == MF_T_LIST ? list_value(c) : mf_slice_ref(c);
+	mf_slice_unref(&c);
+	e->count = op->ktype == MF_T_LIST ? mf_count_lines(mf_slice_ptr(v), v.len) : 0;
+	set_val(st, e, v);
+	e->mtime_ns = e->ctime_ns = t;
+	e->version = ++st->version;
+}
+
+/* Apply the folder ops (validated). */
+static int apply_tree(mf_store *st, mf_op *op, entry *e)
+{
+	int64_t t = op->time_ns;
+	mf_attr a = {MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, t, t};
+	switch (op->type) {
+	case MF_OP_MKDIR:
+		e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), MF_T_FOLDER, t);
+		if (op->val.len)
+			mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+		set_attrs(e, &a);
+		return 0;
+	case MF_OP_RMDIR:
+		if (e)
+			remove_key(st, e, t);
+		return 0; /* (an implicit folder with nothing below is already gone) */
+	case MF_OP_RENAMEDIR:
+		apply_renamedir(st, op, t);
+		return 0;
+	case MF_OP_SYMLINK: {
+		e = insert_new(st, own_key(op->key, op->val), MF_T_SYMLINK, t);
+		mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+		a.mode = MF_MODE_DEFAULT; /* a link's mode is always 0777 */
+		set_attrs(e, &a);
+		mf_slice v = mf_slice_ref(op->val);
+		v.off += MF_ATTR_A_LEN;
+		v.len -= MF_ATTR_A_LEN;
+		set_val(st, e, v);
+		return 0;
+	}
+	case MF_OP_SETATTR:
+		apply_setattr(st, op, e, t);
+		return 0;
+	case MF_OP_MKFILE:
+		apply_mkfile(st, op, e, t);
+		return 0;
+	}
+	return -EINVAL;
+}
+
 static int do_apply(mf_store *st, mf_op *op)
 {
 	if (op->type == MF_OP_MULTI)
 		return apply_multi(st, op);
 	if (op->type == MF_OP_FLUSH) {
 		int r = validate(st, op, NULL);
-		if (r == 0)
+		if (r == 0) {
 			flush_all(st);
+			dtouch(st, &st->root, op->time_ns);
+		}
 		return r;
 	}
 	if (op->key.len > MF_KEY_BYTES_MAX)
@@ -904,7 +1575,7 @@ static int do_apply(mf_store *st, mf_op *op)
 	switch (op->type) {
 	case MF_OP_CREATE:
 		if (!e)
-			insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+			insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		return 0;
 	case MF_OP_EXPIRE: {
 		int64_t when = (int64_t)op->arg;
@@ -932,7 +1603,7 @@ static int do_apply(mf_store *st, mf_op *op)
 			break;
 		}
 		if (!e)
-			e = insert(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
+			e = insert_new(st, own_key(op->key, op->ktype == MF_T_LIST ? MF_SLICE_EMPTY : op->val),
 			           op->ktype, t);
 		mf_slice v = op->ktype == MF_T_LIST ? list_value(op->val) : mf_slice_ref(op->val);
 		e->count = op->ktype == MF_T_LIST ? mf_count_lines(mf_slice_ptr(v), v.len) : 0;
@@ -971,30 +1642,34 @@ static int do_apply(mf_store *st, mf_op *op)
 		e->count = 0;
 		break;
 	case MF_OP_DEL:
-		drop_entry(st, e);
+		remove_key(st, e, t);
 		return 0;
 	case MF_OP_RENAME: {
-		if (op->key2.len == op->key.len &&
-		    memcmp(mf_slice_ptr(op->key), mf_slice_ptr(op->key2), op->key.len) == 0)
-			return 0;
 		entry *tgt = find(st, op->key2);
-		if (tgt) {
-			drop_entry(st, tgt);
-		}
-		unlink_entry(st, e);
+		if (tgt == e)
+			return 0;
+		if (tgt)
+			remove_key(st, tgt, t);
+		touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
+		table_unlink(st, e);
+		index_del(st, e);
 		mf_slice_unref(&e->key);
 		e->key = own_key(op->key2, MF_SLICE_EMPTY);
 		e->hash = hash_key(mf_slice_ptr(e->key), e->key.len);
-		entry **pp = &st->tab[e->hash & (st->nbuckets - 1)];
-		e->next = *pp;
-		*pp = e;
-		st->nkeys++;
-		st->ntype[e->type]++;
-		st->value_bytes += vlen(e);
+		table_link(st, e);
+		index_add(st, e, t);
+		touch_parent(st, e->type, mf_slice_ptr(e->key), e->key.len, t);
 		e->ctime_ns = t;
 		e->version = ++st->version;
 		return 0;
 	}
+	case MF_OP_MKDIR:
+	case MF_OP_RMDIR:
+	case MF_OP_RENAMEDIR:
+	case MF_OP_SYMLINK:
+	case MF_OP_SETATTR:
+	case MF_OP_MKFILE:
+		return apply_tree(st, op, e);
 	case MF_OP_SETTIME:
 		e->mtime_ns = (int64_t)op->arg;
 		e->ctime_ns = t;
@@ -1058,7 +1733,7 @@ static int do_apply(mf_store *st, mf_op *op)
 	}
 	case MF_OP_SETRANGE: {
 		if (!e)
-			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+			e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		size_t end = (size_t)op->arg + op->val.len;
 		size_t len = end > e->val.len ? end : e->val.len;
 		/* A new buffer: bytes of the old value are immutable (readers
@@ -1079,7 +1754,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		break;
 	case MF_OP_JSON_DELPATH:
 		if (json_del_root(op)) {
-			drop_entry(st, e);
+			remove_key(st, e, t);
 			return 0;
 		}
 		/* fall through */
@@ -1119,7 +1794,7 @@ static int do_apply(mf_store *st, mf_op *op)
 		if (r)
 			return r;
 		if (!e)
-			e = insert(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
+			e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), op->ktype, t);
 		mf_slice v = mf_slice_from(buf, len, len);
 		set_val(st, e, v);
 		op->res = (uint64_t)res;
@@ -1204,8 +1879,98 @@ static void fill_info(mf_store *st, entry *e, bool want_value, mf_entry_info *ou
 	out->count = e->count;
 	out->mtime_ns = e->mtime_ns;
 	out->ctime_ns = e->ctime_ns;
-	out->version = e->version;
+	out->atime_ns = e->atime_ns;
 	out->expire_ns = e->expire_ns;
+	out->mode = e->mode;
+	out->uid = e->uid;
+	out->gid = e->gid;
+	out->implicit = false;
+	out->version = e->version;
+	if (e->type == MF_T_FOLDER)
+		out->count = e->dir ? e->dir->nsubs : 0;
+}
+
+int mf_store_stat(mf_store *st, const void *path, size_t len, mf_entry_info *out)
+{
+	pthread_rwlock_rdlock(&st->lock);
+	entry *e = len ? find_kn(st, path, len) : NULL;
+	if (expired_at(e, wall_ns())) /* lazy expiry, as for get */
+		e = NULL;
+	dnode *d = (e && tree_type(e->type)) || (len && !mf_tree_key(path, len))
+	               ? NULL : dfind(st, path, len);
+	if (d && e) /* a JSON document or list named like a folder: the folder */
+		e = NULL;
+	if (e) {
+		fill_info(st, e, false, out);
+	} else if (d) {
+		memset(out, 0, sizeof *out);
+		out->type = MF_T_FOLDER;
+		out->mode = MF_MODE_DEFAULT;
+		out->count = d->nsubs;
+		out->mtime_ns = out->atime_ns = d->mtime_ns;
+		out->ctime_ns = d->ctime_ns;
+		out->uid = out->gid = MF_ID_DEFAULT;
+		out->implicit = true;
+	}
+	pthread_rwlock_unlock(&st->lock);
+	return e || d ? 0 : -ENOENT;
+}
+
+/* The last component of a tree key, as a referenced sub-slice. */
+static mf_slice last_name(mf_slice k)
+{
+	size_t p = parent_len(mf_slice_ptr(k), k.len);
+	mf_slice n = mf_slice_ref(k);
+	if (p) {
+		n.off += p + 1;
+		n.len -= p + 1;
+	}
+	return n;
+}
+
+int mf_store_list(mf_store *st, const void *path, size_t len, mf_dirent **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (len && !mf_tree_key(path, len))
+		return -ENOENT;
+	pthread_rwlock_rdlock(&st->lock);
+	entry *e = len ? find_kn(st, path, len) : NULL;
+	dnode *d = dfind(st, path, len);
+	int r = 0;
+	if (e && tree_type(e->type) && e->type != MF_T_FOLDER)
+		r = -ENOTDIR;
+	else if (!d)
+		r = -ENOENT;
+	if (r) {
+		pthread_rwlock_unlock(&st->lock);
+		return r;
+	}
+	size_t cap = d->nfiles + d->nsubs, i = 0;
+	mf_dirent *v = mf_xmalloc((cap ? cap : 1) * sizeof *v);
+	int64_t now = wall_ns();
+	for (entry *f = d->files; f; f = f->snext)
+		if (!expired_at(f, now))
+			v[i++] = (mf_dirent){last_name(f->key), f->type};
+	for (dnode *x = d->subs; x; x = x->snext) {
+		/* A folder whose name a non-folder key also has (keys from before
+		 * the tree rules): the key is what the name shows. */
+		entry *c = x->self ? x->self : find(st, x->path);
+		if (c && tree_type(c->type) && c->type != MF_T_FOLDER)
+			continue;
+		v[i++] = (mf_dirent){last_name(x->path), MF_T_FOLDER};
+	}
+	pthread_rwlock_unlock(&st->lock);
+	*out = v;
+	*n = i;
+	return 0;
+}
+
+void mf_store_dirents_free(mf_dirent *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mf_slice_unref(&d[i].name);
+	free(d);
 }
 
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
@@ -1246,7 +2011,8 @@ size_t mf_store_export(mf_store *st, mf_item **items, uint64_t *lsn)
 		for (entry *e = st->tab[b]; e; e = e->next)
 			if (!expired_at(e, now))
 				it[i++] = (mf_item){mf_slice_ref(e->key), e->type, value_ref(st, e),
-				                    e->mtime_ns, e->ctime_ns, e->expire_ns};
+				                    e->mtime_ns, e->ctime_ns, e->expire_ns, e->mode,
+				                    e->uid, e->gid, e->atime_ns};
 	*lsn = st->applied_lsn;
 	pthread_rwlock_unlock(&st->lock);
 	*items = it;
@@ -1325,8 +2091,12 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 	/* The type rules SET enforces (an empty JSON value is the "created, no
 	 * document yet" state CREATE makes). */
 	if (!mf_type_valid(item->type) || !valid_key(item->key) ||
-	    (item->val.len &&
-	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0))
+	    (item->type != MF_T_FOLDER && item->type != MF_T_SYMLINK && item->val.len &&
+	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0) ||
+	    (item->type == MF_T_FOLDER &&
+	     (item->val.len || !mf_tree_key(mf_slice_ptr(item->key), item->key.len))) ||
+	    (item->type == MF_T_SYMLINK && (item->val.len == 0 || item->val.len > MF_SYMLINK_MAX)) ||
+	    (item->mode != MF_MODE_DEFAULT && (item->mode & ~07777u)))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&st->lock);
 	int r = 0;
@@ -1337,6 +2107,19 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 		e->mtime_ns = item->mtime_ns;
 		if (item->expire_ns)
 			set_expire(st, e, item->expire_ns);
+		e->atime_ns = item->atime_ns;
+		e->mode = item->mode;
+		e->uid = item->uid;
+		e->gid = item->gid;
+		/* An implicit folder's times: its latest child's (they are not
+		 * kept); an explicit one keeps its own. */
+		dnode *up = e->dir ? e->dir->up : e->up;
+		if (up && !up->self) {
+			if (up->mtime_ns < e->mtime_ns)
+				up->mtime_ns = e->mtime_ns;
+			if (up->ctime_ns < e->ctime_ns)
+				up->ctime_ns = e->ctime_ns;
+		}
 		if (e->type == MF_T_LIST) {
 			/* LPOP relies on a list value ending in '\n': complete a final
 			 * line the way SET does (a snapshot is only CRC-checked). */

@@ -2,10 +2,24 @@
  * store.h — the in-memory keyspace.
  *
  * Owns: one hash table of keys; each key has a type (string, JSON, list,
- * set), a value (an mf_slice; a set's is the text of its members, made
- * from a member hash table when read), a list/set element count, mtime/ctime and a version that
- * changes whenever the value does.  One keyspace, as in Redis: a key has one
- * type at a time.
+ * folder, symlink, set), a value (an mf_slice; a set's is the text of its
+ * members, made from a member hash table when read), a list/set element
+ * count, attributes (mode, uid, gid, atime, mtime, ctime, expiry) and a
+ * version that changes whenever the value does.  One keyspace, as in Redis: a key has one type at
+ * a time.
+ *
+ * The tree: a string, folder or symlink key (the types /kv shows) of
+ * '/'-separated components, each 1..255 bytes without NUL and not "." or
+ * ".." (a "tree key"), is also filed in a child index under its parent
+ * folder, so listing a folder is O(its children) and a folder
+ * rename is O(its subtree), never O(keyspace).  A folder exists while it is
+ * explicit (a MF_T_FOLDER key, made by MKDIR: an empty one persists) or has
+ * anything below it (implicit: "user/1/x" made over RESP shows "user" and
+ * "user/1").  Tree rules, enforced by check and apply for every op that
+ * makes a key: no proper prefix of a tree key is a non-folder key (ENOTDIR),
+ * and no non-folder key is made where a folder is (EISDIR).  Keys that are
+ * not tree keys ("a//b", components over 255 bytes) and JSON documents,
+ * lists and sets (flat, whatever their names) stay outside the index.
  *
  * No FUSE and no I/O here.  Mutations happen only through mf_store_apply(),
  * which both live writes (via the WAL writer) and WAL replay call.
@@ -58,9 +72,13 @@ typedef struct mf_entry_info {
 	mf_type type;
 	mf_slice val;       /* referenced when asked for; caller unrefs */
 	uint64_t size;      /* value bytes */
-	uint64_t count;     /* list elements, set members */
+	uint64_t count;     /* list elements, set members; folders: subfolders */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t atime_ns;
+	uint32_t mode;      /* MF_MODE_DEFAULT: the type's default (store/op.h) */
+	uint32_t uid, gid;  /* MF_ID_DEFAULT = the mounting user */
+	bool implicit;      /* a folder with no key of its own (mf_store_stat) */
 	uint64_t version;   /* changes whenever the value changes */
 	int64_t expire_ns;  /* absolute expiry (ns since the epoch); 0: none */
 } mf_entry_info;
@@ -72,8 +90,17 @@ typedef struct mf_item {
 	mf_slice val;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
-	int64_t expire_ns;  /* 0: none (snapshot format v1 cannot hold it yet) */
+	int64_t expire_ns;  /* absolute expiry; 0: none (snapshot v2 holds it) */
+	/* snapshot v2's attribute block (v1 items load with the defaults) */
+	uint32_t mode, uid, gid;
+	int64_t atime_ns;
 } mf_item;
+
+/* A folder's child, as listed by mf_store_list. */
+typedef struct mf_dirent {
+	mf_slice name;      /* the last component (a referenced sub-slice) */
+	uint8_t type;       /* mf_type; MF_T_FOLDER for implicit folders too */
+} mf_dirent;
 
 typedef struct mf_store_stats {
 	uint64_t keys[MF_T_MAX_ + 1]; /* indexed by mf_type; [0] = total */
@@ -113,6 +140,21 @@ void mf_list_terminate(mf_slice *s);
 /* Look a key up.  want_value: also take a reference to its value. */
 int mf_store_get(mf_store *st, const void *key, size_t klen, bool want_value,
                  mf_entry_info *out);
+
+/* A path in the tree: a key, or an implicit folder (out->implicit; times
+ * of the last change below it, default attributes).  The empty path is the
+ * root (always a folder).  A key that a folder's name would also match (data
+ * from before the tree rules) wins.  -ENOENT. */
+int mf_store_stat(mf_store *st, const void *path, size_t len, mf_entry_info *out);
+
+/* The children of a folder (path "" = the root), in no particular order:
+ * a malloc'd array, caller frees with mf_store_dirents_free.  -ENOENT, or
+ * -ENOTDIR when path names a non-folder key. */
+int mf_store_list(mf_store *st, const void *path, size_t len, mf_dirent **out, size_t *n);
+void mf_store_dirents_free(mf_dirent *d, size_t n);
+
+/* Is k a tree key (see above)? */
+bool mf_tree_key(const char *k, size_t n);
 
 /* All keys of one type (MF_T_NONE: every key), as referenced slices in a
  * malloc'd array; caller unrefs each and frees the array. */

@@ -177,18 +177,21 @@ def test_rename_over_open_file(mf):
     assert os.listdir(mf.kv()) == ["target"]
 
 
-def test_mkdir_refused_and_chmod_policy(mf):
+def test_mkdir_outside_kv_refused_and_chmod_policy(mf):
+    """Folders are in /kv only (issue 14); modes are kept per key (there and
+    in /json, /lists); the fixed tree's own modes are fixed."""
     with pytest.raises(PermissionError):
-        os.mkdir(mf.kv("d"))
-    assert "mkdir d" in mf.log() or "mkdir" in mf.log()
-    p = mf.kv("c")
-    p.write_bytes(b"x")
-    mode = p.stat().st_mode & 0o7777
-    os.chmod(p, mode)  # same mode: accepted
-    with pytest.raises(PermissionError):
-        os.chmod(p, 0o600)
-    assert p.stat().st_mode & 0o7777 == mode
+        os.mkdir(mf.json("d"))
+    assert "mkdir json/d refused" in mf.log()
+    p = mf.json("c")
+    p.write_text("1")
+    assert p.stat().st_mode & 0o7777 == 0o644
+    os.chmod(p, 0o600)
+    assert p.stat().st_mode & 0o7777 == 0o600
     assert p.stat().st_uid == os.getuid()
+    os.chmod(mf.mnt / "json", 0o755)  # same mode: accepted
+    with pytest.raises(PermissionError):
+        os.chmod(mf.mnt / "json", 0o700)
 
 
 def test_ownership_and_statfs(mf):

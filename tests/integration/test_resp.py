@@ -465,8 +465,10 @@ def test_keys_no_file_name_can_hold(mfr):
         assert r.get(k) == f"v{i}".encode()
     assert r.rpush(b"q/1", "e") == 1
     assert sorted(r.keys("*")) == sorted(odd + [b"q/1"])
-    # The mount lists only what a file name can hold.
-    assert sorted(os.listdir(m.kv())) == ["\udcff\udcfe"]
+    # The mount lists only what a file name can hold; a/b is the file b in
+    # the folder a (issue 14); lists stay flat.
+    assert sorted(os.listdir(m.kv())) == ["a", "\udcff\udcfe"]
+    assert (m.kv() / "a" / "b").read_bytes() == b"v0"
     assert os.listdir(m.lists()) == []
     # Empty keys: refused explicitly (the store needs 1+ bytes).
     with pytest.raises(redis.ResponseError, match="empty keys"):

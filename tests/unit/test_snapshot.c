@@ -103,7 +103,11 @@ static int teardown_dir(void **state)
 static mf_item mk(uint8_t type, const void *k, size_t kl, const void *v, size_t vl,
                   int64_t mt, int64_t ct)
 {
-	mf_item it = {0};
+	mf_item it;
+	memset(&it, 0, sizeof it);
+	it.mode = MF_MODE_DEFAULT;
+	it.uid = it.gid = MF_ID_DEFAULT;
+	it.atime_ns = mt;
 	it.type = type;
 	it.key = mf_slice_from(k, kl, kl);
 	it.val = mf_slice_from(v, vl, vl);
@@ -374,7 +378,7 @@ static void test_invalid_items(void **state)
 	const char *dir = *state;
 	mf_item it = mk(0, "k", 1, "v", 1, 0, 0);
 	assert_int_equal(mf_snapshot_write(P(), dir, 1, &it, 1, NULL), -EINVAL);
-	it.type = 4;
+	it.type = (MF_T_MAX_ + 1);
 	assert_int_equal(mf_snapshot_write(P(), dir, 1, &it, 1, NULL), -EINVAL);
 	mf_slice_unref(&it.key);
 	it.type = MF_T_STRING;
@@ -685,7 +689,10 @@ static void test_malformed_streams(void **state)
 	assert_non_null(strstr(err, "content checksum"));
 	b.n = 0;
 
-	rb_header(&b, 2, 1, 0);
+	rb_header(&b, 3, 1, 0);
+	rb_trailer(&b, 0, 0);
+	BAD(true, "version");
+	rb_header(&b, 0, 1, 0);
 	rb_trailer(&b, 0, 0);
 	BAD(true, "version");
 
@@ -776,6 +783,93 @@ static void test_malformed_streams(void **state)
 }
 
 /* ---- I/O faults --------------------------------------------------------- */
+
+/* Version 2: folders, symlinks and the attribute block (mode, uid, gid,
+ * atime, expire_ns) round-trip, whatever their values. */
+static void test_v2_attributes(void **state)
+{
+	const char *dir = *state;
+	mf_item it[3] = {
+		mk(MF_T_FOLDER, "a/b", 3, "", 0, 10, 11),
+		mk(MF_T_SYMLINK, "a/b/l", 5, "../t", 4, 12, 13),
+		mk(MF_T_STRING, "a/b/f", 5, "data", 4, 14, 15),
+	};
+	it[0].mode = 0700;
+	it[0].uid = 0;
+	it[0].gid = 4294967294u;
+	it[0].atime_ns = -1;
+	it[1].atime_ns = (int64_t)1 << 62;
+	it[2].mode = 04755;
+	it[2].uid = 1000;
+	it[2].gid = 100;
+	it[2].atime_ns = ((int64_t)1 << 32) * 1000000000LL;
+	it[2].expire_ns = 1800000000000000000LL;
+	mf_snapshot_info wi, li;
+	assert_int_equal(mf_snapshot_write(P(), dir, 9, it, 3, &wi), 0);
+	assert_int_equal(wi.raw_bytes, MF_SNAPSHOT_HEADER_LEN + MF_SNAPSHOT_TRAILER_LEN +
+	                                3 * (MF_SNAPSHOT_RECORD_FIXED + MF_SNAPSHOT_ATTR_LEN) +
+	                                3 + 5 + 5 + 0 + 4 + 4);
+	coll c = {0};
+	char err[256] = "";
+	assert_int_equal(load(dir, &c, &li, err, sizeof err), 0);
+	assert_int_equal(c.n, 3);
+	assert_items_equal(it, c.v, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(c.v[i].mode, it[i].mode);
+		assert_int_equal(c.v[i].uid, it[i].uid);
+		assert_int_equal(c.v[i].gid, it[i].gid);
+		assert_int_equal(c.v[i].atime_ns, it[i].atime_ns);
+		assert_int_equal(c.v[i].expire_ns, it[i].expire_ns);
+	}
+	coll_free(&c);
+	for (int i = 0; i < 3; i++) {
+		mf_slice_unref(&it[i].key);
+		mf_slice_unref(&it[i].val);
+	}
+}
+
+/* Version 1 (before attributes) still loads: every key gets the attributes
+ * it had then (default mode and owner, atime = mtime, no expiry); a folder
+ * or symlink type in a v1 stream is damage. */
+static void test_v1_loads_with_defaults(void **state)
+{
+	const char *dir = *state;
+	char err[512];
+	coll c = {0};
+	mf_snapshot_info li;
+	rawbuf b = {0};
+	rb_header(&b, 1, 5, 2);
+	rb_record(&b, MF_T_STRING, "k", 1, 3, "abc");
+	rb_record(&b, MF_T_LIST, "l", 1, 2, "x\n");
+	rb_trailer(&b, 2, 0);
+	if (load_raw(dir, &b, true, true, &c, &li, err, sizeof err) != 0)
+		fail_msg("v1: %s", err);
+	assert_int_equal(c.n, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(c.v[i].mode, MF_MODE_DEFAULT);
+		assert_int_equal(c.v[i].uid, MF_ID_DEFAULT);
+		assert_int_equal(c.v[i].gid, MF_ID_DEFAULT);
+		assert_int_equal(c.v[i].atime_ns, 100); /* rb_record's mtime */
+		assert_int_equal(c.v[i].expire_ns, 0);
+	}
+	coll_free(&c);
+	b.n = 0;
+	rb_header(&b, 1, 5, 1);
+	rb_record(&b, MF_T_FOLDER, "d", 1, 0, NULL);
+	rb_trailer(&b, 1, 0);
+	assert_int_equal(load_raw(dir, &b, true, true, &c, &li, err, sizeof err), -EBADMSG);
+	assert_non_null(strstr(err, "bad key type"));
+	coll_free(&c);
+	/* A v2 record cut inside its attribute block is damage. */
+	b.n = 0;
+	rb_header(&b, 2, 5, 1);
+	rb_record(&b, MF_T_STRING, "k", 1, 1, "v");
+	rb_int(&b, 0644, 4);
+	rb_trailer(&b, 1, 0);
+	assert_int_equal(load_raw(dir, &b, true, true, &c, &li, err, sizeof err), -EBADMSG);
+	coll_free(&c);
+	free(b.p);
+}
 
 typedef struct fault_case {
 	const char *name;
@@ -1026,6 +1120,8 @@ int main(int argc, char **argv)
 
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_v2_attributes, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_v1_loads_with_defaults, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_load_short_reads, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_load_missing, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_load_cb_error, setup_dir, teardown_dir),

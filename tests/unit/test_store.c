@@ -16,6 +16,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <inttypes.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -793,7 +795,7 @@ static void test_errors_leave_store_unchanged(void **state)
 			expect_unchanged_after(st, &base, t, kt, bad[b].k, bad[b].n, K(k2), K(v), 0,
 			                       -EINVAL);
 		/* Bad ktype, on an existing key and on a new one. */
-		int kts[] = {MF_T_NONE, 4, 255};
+		int kts[] = {MF_T_NONE, (MF_T_MAX_ + 1), 255};
 		for (size_t b = 0; b < 3; b++) {
 			/* EXPIRE/EXPIRED take any key: their ktype is NONE. */
 			if (kts[b] == MF_T_NONE && (t == MF_OP_EXPIRE || t == MF_OP_EXPIRED))
@@ -1205,7 +1207,7 @@ static void test_export_load_roundtrip(void **state)
 	/* Bad items. */
 	mf_item bad = {.key = sl("ok", 2), .type = 0};
 	assert_int_equal(mf_store_load_item(b, &bad), -EINVAL);
-	bad.type = 4;
+	bad.type = (MF_T_MAX_ + 1);
 	assert_int_equal(mf_store_load_item(b, &bad), -EINVAL);
 	mf_slice_unref(&bad.key);
 	bad = (mf_item){.key = sl(keybig, sizeof keybig), .type = MF_T_STRING};
@@ -1643,7 +1645,7 @@ static void gen_op(mf_op *op, int64_t t)
 	if (rndn(3) && op->type == MF_OP_JSON_SETPATH)
 		op->ktype = MF_T_JSON;
 	if (rndn(200) == 0)
-		op->ktype = rndn(2) ? 0 : 4;
+		op->ktype = rndn(2) ? 0 : (MF_T_MAX_ + 1);
 	int idx;
 	gen_key(&op->key, &idx);
 	/* Prefer existing-typed keys for ops that need them. */
@@ -2085,6 +2087,644 @@ static void test_concurrent_readers(void **state)
 	assert_int_equal(mf_buf_bytes(), live0);
 }
 
+/* ------------------------------------------------------------------ */
+/* The tree: folders, symlinks, attributes (issue 14)                   */
+/* ------------------------------------------------------------------ */
+
+static int o_mkdir(mf_store *st, const char *k, int64_t t)
+{
+	return opx(st, MF_OP_MKDIR, MF_T_FOLDER, K(k), NULL, 0, NULL, 0, 0, t, NULL);
+}
+static int o_rmdir(mf_store *st, const char *k, int64_t t)
+{
+	return opx(st, MF_OP_RMDIR, MF_T_FOLDER, K(k), NULL, 0, NULL, 0, 0, t, NULL);
+}
+static int o_renamedir(mf_store *st, const char *k, const char *k2, int64_t t)
+{
+	return opx(st, MF_OP_RENAMEDIR, MF_T_FOLDER, K(k), K(k2), NULL, 0, 0, t, NULL);
+}
+static int o_symlink(mf_store *st, const char *k, const char *target, uint32_t uid, int64_t t)
+{
+	mf_attr a = {0777, uid, uid, 0, 0};
+	uint8_t v[MF_ATTR_A_LEN + 256];
+	mf_attr_encode(&a, v, MF_ATTR_A_LEN);
+	memcpy(v + MF_ATTR_A_LEN, target, strlen(target));
+	return opx(st, MF_OP_SYMLINK, MF_T_SYMLINK, K(k), NULL, 0, v, MF_ATTR_A_LEN + strlen(target),
+	           0, t, NULL);
+}
+static int o_setattr(mf_store *st, int kt, const char *k, uint64_t mask, const mf_attr *a,
+                     int64_t t)
+{
+	uint8_t v[MF_ATTR_B_LEN];
+	mf_attr_encode(a, v, MF_ATTR_B_LEN);
+	return opx(st, MF_OP_SETATTR, kt, K(k), NULL, 0, v, sizeof v, mask, t, NULL);
+}
+
+static mf_entry_info pstat(mf_store *st, const char *p)
+{
+	mf_entry_info in;
+	memset(&in, 0, sizeof in);
+	assert_int_equal(mf_store_stat(st, K(p), &in), 0);
+	return in;
+}
+
+static int dirent_cmp(const void *a, const void *b)
+{
+	const mf_dirent *x = a, *y = b;
+	size_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
+	int c = memcmp(mf_slice_ptr(x->name), mf_slice_ptr(y->name), n);
+	return c ? c : (x->name.len > y->name.len) - (x->name.len < y->name.len);
+}
+
+/* The listing of folder p as "name:type name:type ..." (sorted). */
+static char *listing(mf_store *st, const char *p)
+{
+	mf_dirent *d;
+	size_t n;
+	int r = mf_store_list(st, K(p), &d, &n);
+	if (r)
+		return NULL;
+	qsort(d, n, sizeof *d, dirent_cmp);
+	size_t cap = 16, len = 0;
+	char *s = malloc(cap);
+	s[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		size_t need = len + d[i].name.len + 8;
+		if (need > cap) {
+			cap = need * 2;
+			s = realloc(s, cap);
+		}
+		len += (size_t)sprintf(s + len, "%s%.*s:%d", i ? " " : "", (int)d[i].name.len,
+		                       mf_slice_ptr(d[i].name), d[i].type);
+	}
+	mf_store_dirents_free(d, n);
+	return s;
+}
+
+#define EXPECT_LIST(st, p, want)                                              \
+	do {                                                                  \
+		char *got_ = listing(st, p);                                  \
+		assert_non_null(got_);                                        \
+		if (strcmp(got_, want) != 0)                                  \
+			fail_msg("list '%s': got '%s' want '%s'", p, got_, want); \
+		free(got_);                                                   \
+	} while (0)
+
+static void test_folders_posix_errors(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	assert_int_equal(o_mkdir(st, "a", 10), 0);
+	assert_int_equal(o_mkdir(st, "a/b", 11), 0);
+	assert_int_equal(o_set(st, MF_T_STRING, "a/b/f", "v", 1, 12), 0);
+	EXPECT_LIST(st, "", "a:4");
+	EXPECT_LIST(st, "a", "b:4");
+	EXPECT_LIST(st, "a/b", "f:1");
+	mf_entry_info in = pstat(st, "a/b");
+	assert_int_equal(in.type, MF_T_FOLDER);
+	assert_false(in.implicit);
+	/* EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, ENOENT as POSIX has them. */
+	assert_int_equal(o_mkdir(st, "a", 13), -EEXIST);
+	assert_int_equal(o_mkdir(st, "a/b/f", 13), -EEXIST);
+	assert_int_equal(o_mkdir(st, "a/b/f/x", 13), -ENOTDIR);
+	assert_int_equal(o_set(st, MF_T_STRING, "a/b", "v", 1, 13), -EEXIST);
+	assert_int_equal(o_create(st, MF_T_STRING, "a/b/f/g", 13), -ENOTDIR);
+	assert_int_equal(o_rmdir(st, "a", 13), -ENOTEMPTY);
+	assert_int_equal(o_rmdir(st, "a/b/f", 13), -ENOTDIR);
+	assert_int_equal(o_rmdir(st, "nope", 13), -ENOENT);
+	assert_int_equal(o_del(st, MF_T_FOLDER, "a/b"), -EISDIR);
+	assert_int_equal(o_rename(st, MF_T_STRING, "a/b/f", "a", 13), -EISDIR);
+	assert_int_equal(o_rename(st, MF_T_STRING, "a/b/f", "a/b/f/x", 13), -ENOTDIR);
+	assert_int_equal(o_renamedir(st, "a", "a/b/c", 13), -EINVAL);
+	assert_int_equal(o_renamedir(st, "a/b/f", "z", 13), -ENOTDIR);
+	assert_int_equal(o_mkdir(st, "z", 13), 0);
+	assert_int_equal(o_renamedir(st, "z", "a", 13), -ENOTEMPTY);
+	assert_int_equal(o_renamedir(st, "z", "a/b/f", 13), -ENOTDIR);
+	/* Not tree keys: refused by the folder ops, untouched by the rules. */
+	assert_int_equal(o_mkdir(st, "x//y", 13), -EINVAL);
+	assert_int_equal(o_mkdir(st, "x/..", 13), -EINVAL);
+	assert_int_equal(o_mkdir(st, "/x", 13), -EINVAL);
+	assert_int_equal(o_set(st, MF_T_STRING, "a//f", "v", 1, 13), 0);
+	EXPECT_LIST(st, "a", "b:4");
+	/* Empty everything, bottom up. */
+	assert_int_equal(o_del(st, MF_T_STRING, "a/b/f"), 0);
+	assert_int_equal(o_rmdir(st, "a/b", 14), 0);
+	assert_int_equal(o_rmdir(st, "a", 15), 0);
+	assert_int_equal(o_rmdir(st, "z", 15), 0);
+	EXPECT_LIST(st, "", "");
+	assert_int_equal(mf_store_list(st, K("a"), &(mf_dirent *){NULL}, &(size_t){0}), -ENOENT);
+	assert_int_equal(mf_store_list(st, K("a//f"), &(mf_dirent *){NULL}, &(size_t){0}), -ENOENT);
+	mf_store_free(st);
+}
+
+static void test_folders_implicit(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	/* Keys made over RESP show their folders. */
+	assert_int_equal(o_set(st, MF_T_STRING, "user/1/name", "ann", 3, 5), 0);
+	assert_int_equal(o_set(st, MF_T_STRING, "user/1/mail", "a@x", 3, 6), 0);
+	/* JSON documents and lists stay flat: not in the tree, no rules. */
+	assert_int_equal(o_set(st, MF_T_JSON, "user/1/doc", "{}", 2, 7), 0);
+	assert_int_equal(o_set(st, MF_T_JSON, "user/1/name/x", "{}", 2, 7), 0);
+	assert_int_equal(o_set(st, MF_T_JSON, "q/1", "{}", 2, 7), 0);
+	EXPECT_LIST(st, "", "user:4");
+	EXPECT_LIST(st, "user", "1:4");
+	EXPECT_LIST(st, "user/1", "mail:1 name:1");
+	mf_entry_info in = pstat(st, "user/1");
+	assert_true(in.implicit);
+	assert_int_equal(in.mtime_ns, 6);
+	assert_int_equal(pstat(st, "user").count, 1); /* subfolders */
+	/* A folder is not a key: RESP's GET/EXISTS do not see it. */
+	expect_absent(st, "user");
+	assert_int_equal(stats(st).keys[0], 5);
+	assert_int_equal(o_del(st, MF_T_JSON, "user/1/doc"), 0);
+	assert_int_equal(o_del(st, MF_T_JSON, "user/1/name/x"), 0);
+	assert_int_equal(o_del(st, MF_T_JSON, "q/1"), 0);
+	/* A folder move never lands a key on a flat one. */
+	assert_int_equal(o_set(st, MF_T_JSON, "v/1/mail", "{}", 2, 7), 0);
+	assert_int_equal(o_renamedir(st, "user", "v", 7), -EEXIST);
+	assert_int_equal(o_del(st, MF_T_JSON, "v/1/mail"), 0);
+	/* No file where a folder is; no folder under a file. */
+	assert_int_equal(o_set(st, MF_T_STRING, "user", "x", 1, 7), -EISDIR);
+	assert_int_equal(o_set(st, MF_T_STRING, "user/1/name/x", "x", 1, 7), -ENOTDIR);
+	assert_int_equal(o_mkdir(st, "user/1", 7), -EEXIST);
+	assert_int_equal(o_rmdir(st, "user/1", 7), -ENOTEMPTY);
+	/* Removing the last key removes its implicit folders. */
+	assert_int_equal(o_del(st, MF_T_STRING, "user/1/name"), 0);
+	assert_int_equal(o_del(st, MF_T_STRING, "user/1/mail"), 0);
+	mf_entry_info x;
+	assert_int_equal(mf_store_stat(st, K("user"), &x), -ENOENT);
+	EXPECT_LIST(st, "", "");
+	/* SETATTR on an implicit folder makes it explicit: it then persists. */
+	assert_int_equal(o_set(st, MF_T_STRING, "p/q", "v", 1, 8), 0);
+	mf_attr a = {0700, 1000, 100, 0, 0};
+	assert_int_equal(o_setattr(st, MF_T_FOLDER, "p", MF_ATTR_MODE | MF_ATTR_UID, &a, 9), 0);
+	in = pstat(st, "p");
+	assert_false(in.implicit);
+	assert_int_equal(in.mode, 0700);
+	assert_int_equal(in.uid, 1000);
+	assert_int_equal(in.gid, MF_ID_DEFAULT);
+	assert_int_equal(in.ctime_ns, 9);
+	assert_int_equal(in.mtime_ns, 8);
+	assert_int_equal(o_del(st, MF_T_STRING, "p/q"), 0);
+	EXPECT_LIST(st, "", "p:4");
+	assert_int_equal(o_rmdir(st, "p", 10), 0);
+	mf_store_free(st);
+}
+
+static void test_folder_times(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	assert_int_equal(o_mkdir(st, "d", 10), 0);
+	assert_int_equal(pstat(st, "").mtime_ns, 10);
+	assert_int_equal(o_create(st, MF_T_STRING, "d/f", 20), 0);
+	mf_entry_info in = pstat(st, "d");
+	assert_int_equal(in.mtime_ns, 20);
+	assert_int_equal(in.ctime_ns, 20);
+	/* Writing a file does not change its folder. */
+	assert_int_equal(o_set(st, MF_T_STRING, "d/f", "x", 1, 25), 0);
+	assert_int_equal(pstat(st, "d").mtime_ns, 20);
+	/* A rename changes both folders. */
+	assert_int_equal(o_rename(st, MF_T_STRING, "d/f", "g", 30), 0);
+	assert_int_equal(pstat(st, "d").mtime_ns, 30);
+	assert_int_equal(pstat(st, "").mtime_ns, 30);
+	assert_int_equal(o_del(st, MF_T_STRING, "g"), 0);
+	/* SETATTR: atime and mtime as given (older than now, 2^31 and 2^32
+	 * seconds, negative), ctime = the op's time. */
+	assert_int_equal(o_create(st, MF_T_STRING, "d/t", 40), 0);
+	int64_t big = ((int64_t)1 << 32) * 1000000000LL;
+	mf_attr a = {0, 0, 0, ((int64_t)1 << 31) * 1000000000LL, big};
+	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", MF_ATTR_ATIME | MF_ATTR_MTIME, &a, 50), 0);
+	in = pstat(st, "d/t");
+	assert_int_equal(in.atime_ns, a.atime_ns);
+	assert_int_equal(in.mtime_ns, big);
+	assert_int_equal(in.ctime_ns, 50);
+	a.atime_ns = -5;
+	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", MF_ATTR_ATIME, &a, 60), 0);
+	in = pstat(st, "d/t");
+	assert_int_equal(in.atime_ns, -5);
+	assert_int_equal(in.mtime_ns, big); /* omitted: unchanged */
+	/* Bad masks and modes are refused. */
+	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", 64, &a, 60), -EINVAL);
+	/* A new key has the default mode; chmod 000 is a mode like any other. */
+	assert_int_equal(pstat(st, "d/t").mode, MF_MODE_DEFAULT);
+	a.mode = 0;
+	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", MF_ATTR_MODE, &a, 61), 0);
+	assert_int_equal(pstat(st, "d/t").mode, 0);
+	a.mode = 010000;
+	assert_int_equal(o_setattr(st, MF_T_STRING, "d/t", MF_ATTR_MODE, &a, 60), -EINVAL);
+	assert_int_equal(o_setattr(st, MF_T_JSON, "d/t", MF_ATTR_ATIME, &a, 60), -ENOENT);
+	assert_int_equal(o_setattr(st, MF_T_FOLDER, "nope", MF_ATTR_ATIME, &a, 60), -ENOENT);
+	mf_store_free(st);
+}
+
+static void test_symlink_and_mkfile(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	assert_int_equal(o_symlink(st, "l", "../target/x", 1000, 5), 0);
+	mf_entry_info in = pstat(st, "l");
+	assert_int_equal(in.type, MF_T_SYMLINK);
+	assert_int_equal(in.uid, 1000);
+	EXPECT_STR(st, MF_T_SYMLINK, "l", "../target/x");
+	assert_int_equal(o_symlink(st, "l", "y", 0, 6), -EEXIST);
+	assert_int_equal(o_symlink(st, "l/x", "y", 0, 6), -ENOTDIR);
+	/* A file and a symlink replace each other by rename. */
+	assert_int_equal(o_set(st, MF_T_STRING, "f", "data", 4, 7), 0);
+	assert_int_equal(o_rename(st, MF_T_STRING, "f", "l", 8), 0);
+	EXPECT_STR(st, MF_T_STRING, "l", "data");
+	assert_int_equal(o_symlink(st, "s", "t", 0, 9), 0);
+	assert_int_equal(o_rename(st, MF_T_SYMLINK, "s", "l", 10), 0);
+	EXPECT_STR(st, MF_T_SYMLINK, "l", "t");
+	assert_int_equal(o_del(st, MF_T_SYMLINK, "l"), 0);
+	/* A symlink's value rules: not empty, no NUL, at most 4095 bytes. */
+	uint8_t v[MF_ATTR_A_LEN + MF_SYMLINK_MAX + 1];
+	memset(v, 'x', sizeof v);
+	mf_attr a = {0, 1, 1, 0, 0};
+	mf_attr_encode(&a, v, MF_ATTR_A_LEN);
+	assert_int_equal(opx(st, MF_OP_SYMLINK, MF_T_SYMLINK, K("big"), NULL, 0, v, sizeof v, 0, 1, NULL), -EINVAL);
+	assert_int_equal(opx(st, MF_OP_SYMLINK, MF_T_SYMLINK, K("big"), NULL, 0, v, sizeof v - 1, 0, 1, NULL), 0);
+	assert_int_equal(opx(st, MF_OP_SYMLINK, MF_T_SYMLINK, K("e"), NULL, 0, v, MF_ATTR_A_LEN, 0, 1, NULL), -EINVAL);
+	/* MKFILE: the creator's attributes with the first value; KEEP leaves an
+	 * existing key alone. */
+	mf_attr c = {0600, 1000, 1001, 0, 0};
+	uint8_t mv[MF_ATTR_A_LEN + 3];
+	mf_attr_encode(&c, mv, MF_ATTR_A_LEN);
+	memcpy(mv + MF_ATTR_A_LEN, "abc", 3);
+	assert_int_equal(opx(st, MF_OP_MKFILE, MF_T_STRING, K("m"), NULL, 0, mv, sizeof mv, 0, 20, NULL), 0);
+	in = pstat(st, "m");
+	assert_int_equal(in.mode, 0600);
+	assert_int_equal(in.uid, 1000);
+	assert_int_equal(in.gid, 1001);
+	EXPECT_STR(st, MF_T_STRING, "m", "abc");
+	assert_int_equal(opx(st, MF_OP_MKFILE, MF_T_STRING, K("m"), NULL, 0, mv, MF_ATTR_A_LEN, MF_MKFILE_KEEP, 21, NULL), 0);
+	EXPECT_STR(st, MF_T_STRING, "m", "abc");
+	assert_int_equal(opx(st, MF_OP_MKFILE, MF_T_STRING, K("n"), NULL, 0, mv, MF_ATTR_A_LEN, MF_MKFILE_KEEP, 22, NULL), 0);
+	EXPECT_STR(st, MF_T_STRING, "n", "");
+	assert_int_equal(pstat(st, "n").mode, 0600);
+	assert_int_equal(opx(st, MF_OP_MKFILE, MF_T_STRING, K("o"), NULL, 0, mv, sizeof mv, MF_MKFILE_KEEP, 22, NULL), -EINVAL);
+	assert_int_equal(opx(st, MF_OP_MKFILE, MF_T_JSON, K("j"), NULL, 0, mv, sizeof mv, 0, 22, NULL), -EINVAL);
+	mf_store_free(st);
+}
+
+static void test_renamedir_subtree(void **state)
+{
+	(void)state;
+	mf_store *st = mf_store_new();
+	assert_int_equal(o_mkdir(st, "a", 1), 0);
+	assert_int_equal(o_mkdir(st, "a/y", 1), 0);
+	char k[64], v[64];
+	for (int i = 0; i < 300; i++) {
+		snprintf(k, sizeof k, "a/x/%d/k%d", i % 7, i);
+		snprintf(v, sizeof v, "value %d", i);
+		assert_int_equal(o_set(st, MF_T_STRING, k, v, strlen(v), 2), 0);
+	}
+	assert_int_equal(o_symlink(st, "a/x/l", "../y", 0, 2), 0);
+	assert_int_equal(o_set(st, MF_T_STRING, "ab", "sibling", 7, 2), 0);
+	uint64_t keys = stats(st).keys[0];
+	assert_int_equal(o_renamedir(st, "a", "b/c", 3), 0);
+	assert_int_equal(stats(st).keys[0], keys);
+	for (int i = 0; i < 300; i++) {
+		snprintf(k, sizeof k, "a/x/%d/k%d", i % 7, i);
+		expect_absent(st, k);
+		snprintf(k, sizeof k, "b/c/x/%d/k%d", i % 7, i);
+		snprintf(v, sizeof v, "value %d", i);
+		expect_val(st, MF_T_STRING, K(k), v, strlen(v));
+	}
+	EXPECT_STR(st, MF_T_STRING, "ab", "sibling");
+	EXPECT_LIST(st, "", "ab:1 b:4");
+	EXPECT_LIST(st, "b", "c:4");
+	EXPECT_LIST(st, "b/c", "x:4 y:4");
+	EXPECT_LIST(st, "b/c/x", "0:4 1:4 2:4 3:4 4:4 5:4 6:4 l:5");
+	assert_false(pstat(st, "b/c").implicit);
+	assert_false(pstat(st, "b/c/y").implicit);
+	assert_true(pstat(st, "b").implicit);
+	assert_int_equal(pstat(st, "b/c").ctime_ns, 3);
+	mf_entry_info x;
+	assert_int_equal(mf_store_stat(st, K("a"), &x), -ENOENT);
+	assert_int_equal(mf_store_stat(st, K("a/x"), &x), -ENOENT);
+	/* Onto an empty folder: replaced.  An implicit folder moves too. */
+	assert_int_equal(o_mkdir(st, "e", 4), 0);
+	assert_int_equal(o_renamedir(st, "b/c/x", "e", 5), 0);
+	EXPECT_LIST(st, "e", "0:4 1:4 2:4 3:4 4:4 5:4 6:4 l:5");
+	assert_true(pstat(st, "e").implicit);
+	assert_int_equal(o_renamedir(st, "e/3", "e/3", 6), 0);
+	assert_int_equal(o_renamedir(st, "e/3", "e/33", 6), 0);
+	EXPECT_LIST(st, "e", "0:4 1:4 2:4 33:4 4:4 5:4 6:4 l:5");
+	mf_store_free(st);
+}
+
+/* Seeded random folder ops against a brute-force model: a list of keys,
+ * folders derived by scanning them (O(keys), fine for a model). */
+#define TM_MAX 256
+typedef struct tm_key {
+	char k[48];
+	int type;
+} tm_key;
+static tm_key tm[TM_MAX];
+static int tm_n;
+
+static int tm_find(const char *k)
+{
+	for (int i = 0; i < tm_n; i++)
+		if (strcmp(tm[i].k, k) == 0)
+			return i;
+	return -1;
+}
+static bool tm_under(const char *k, const char *p)
+{
+	size_t n = strlen(p);
+	return strncmp(k, p, n) == 0 && k[n] == '/';
+}
+static bool tm_has_below(const char *p)
+{
+	for (int i = 0; i < tm_n; i++)
+		if (tm_under(tm[i].k, p))
+			return true;
+	return false;
+}
+static bool tm_folder(const char *p)
+{
+	int i = tm_find(p);
+	return i >= 0 ? tm[i].type == MF_T_FOLDER : tm_has_below(p);
+}
+static bool tm_nonfolder(const char *p)
+{
+	int i = tm_find(p);
+	return i >= 0 && tm[i].type != MF_T_FOLDER;
+}
+static bool tm_prefix_nonfolder(const char *k)
+{
+	char p[48];
+	for (const char *s = strchr(k, '/'); s; s = strchr(s + 1, '/')) {
+		memcpy(p, k, (size_t)(s - k));
+		p[s - k] = '\0';
+		if (tm_nonfolder(p))
+			return true;
+	}
+	return false;
+}
+static void tm_del(int i) { tm[i] = tm[--tm_n]; }
+static void tm_add(const char *k, int type)
+{
+	snprintf(tm[tm_n].k, sizeof tm[tm_n].k, "%s", k);
+	tm[tm_n++].type = type;
+}
+
+/* The model's answer to op (type, k, k2); applies it on success. */
+static int tm_apply(int type, const char *k, const char *k2)
+{
+	int i = tm_find(k);
+	switch (type) {
+	case MF_OP_SET:
+		if (i >= 0)
+			return tm[i].type == MF_T_STRING ? 0 : -EEXIST;
+		if (tm_prefix_nonfolder(k))
+			return -ENOTDIR;
+		if (tm_has_below(k))
+			return -EISDIR;
+		tm_add(k, MF_T_STRING);
+		return 0;
+	case MF_OP_SYMLINK:
+		if (i >= 0 || tm_has_below(k))
+			return -EEXIST;
+		if (tm_prefix_nonfolder(k))
+			return -ENOTDIR;
+		tm_add(k, MF_T_SYMLINK);
+		return 0;
+	case MF_OP_MKDIR:
+		if (i >= 0 || tm_has_below(k))
+			return -EEXIST;
+		if (tm_prefix_nonfolder(k))
+			return -ENOTDIR;
+		tm_add(k, MF_T_FOLDER);
+		return 0;
+	case MF_OP_DEL:
+		if (i < 0 || tm[i].type != MF_T_STRING)
+			return -ENOENT;
+		tm_del(i);
+		return 0;
+	case MF_OP_RMDIR:
+		if (tm_nonfolder(k))
+			return -ENOTDIR;
+		if (!tm_folder(k))
+			return -ENOENT;
+		if (tm_has_below(k))
+			return -ENOTEMPTY;
+		tm_del(i);
+		return 0;
+	case MF_OP_RENAME: {
+		if (i < 0 || tm[i].type != MF_T_STRING)
+			return -ENOENT;
+		int t = tm_find(k2);
+		if (t == i)
+			return 0;
+		if (t >= 0) {
+			if (tm[t].type == MF_T_FOLDER)
+				return -EISDIR;
+		} else {
+			if (tm_prefix_nonfolder(k2))
+				return -ENOTDIR;
+			if (tm_has_below(k2))
+				return -EISDIR;
+		}
+		snprintf(tm[i].k, sizeof tm[i].k, "%s", k2);
+		if (t >= 0)
+			tm_del(t);
+		return 0;
+	}
+	case MF_OP_RENAMEDIR: {
+		if (tm_nonfolder(k))
+			return -ENOTDIR;
+		if (!tm_folder(k))
+			return -ENOENT;
+		if (strcmp(k, k2) == 0)
+			return 0;
+		if (tm_under(k2, k))
+			return -EINVAL;
+		if (tm_nonfolder(k2))
+			return -ENOTDIR;
+		if (tm_folder(k2)) {
+			if (tm_has_below(k2))
+				return -ENOTEMPTY;
+			tm_del(tm_find(k2));
+		} else if (tm_prefix_nonfolder(k2)) {
+			return -ENOTDIR;
+		}
+		size_t n = strlen(k);
+		for (int j = 0; j < tm_n; j++)
+			if (strcmp(tm[j].k, k) == 0 || tm_under(tm[j].k, k)) {
+				char nk[96];
+				snprintf(nk, sizeof nk, "%s%s", k2, tm[j].k + n);
+				if (strlen(nk) >= sizeof tm[j].k)
+					fail_msg("model key too long: %s", nk);
+				snprintf(tm[j].k, sizeof tm[j].k, "%s", nk);
+			}
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static void tm_gen_path(char *out, int maxdepth)
+{
+	static const char *const comp[] = {"a", "b", "c"};
+	int d = 1 + (int)rndn((uint64_t)maxdepth);
+	out[0] = '\0';
+	for (int i = 0; i < d; i++) {
+		strcat(out, comp[rndn(3)]);
+		if (i + 1 < d)
+			strcat(out, "/");
+	}
+}
+
+/* Every path the model can name: stat and listing agree with it. */
+static void tm_compare(mf_store *st, uint64_t seed, int step)
+{
+	char p[16];
+	static const char *const comp[] = {"a", "b", "c"};
+	for (int d = 1; d <= 3; d++) {
+		int combos = d == 1 ? 3 : d == 2 ? 9 : 27;
+		for (int c = 0; c < combos; c++) {
+			int x = c;
+			p[0] = '\0';
+			for (int i = 0; i < d; i++) {
+				strcat(p, comp[x % 3]);
+				x /= 3;
+				if (i + 1 < d)
+					strcat(p, "/");
+			}
+			mf_entry_info in;
+			int r = mf_store_stat(st, K(p), &in);
+			int i = tm_find(p);
+			int want = i >= 0 ? tm[i].type : tm_has_below(p) ? MF_T_FOLDER : 0;
+			if ((r == 0 ? (int)in.type : 0) != want)
+				fail_msg("seed %" PRIu64 " step %d: stat %s: type %d, model %d", seed, step, p,
+				         r == 0 ? (int)in.type : 0, want);
+			if (want == MF_T_FOLDER) {
+				/* The listing names exactly the model's children. */
+				mf_dirent *dl;
+				size_t n;
+				assert_int_equal(mf_store_list(st, K(p), &dl, &n), 0);
+				size_t children = 0;
+				for (int j = 0; j < tm_n; j++) {
+					const char *rest = tm[j].k + strlen(p) + 1;
+					if (tm_under(tm[j].k, p) && !strchr(rest, '/'))
+						children++;
+				}
+				/* implicit child folders are not in tm: count them */
+				for (int j = 0; j < 3; j++) {
+					char q[16];
+					snprintf(q, sizeof q, "%s/%s", p, comp[j]);
+					if (tm_find(q) < 0 && tm_has_below(q))
+						children++;
+				}
+				if (n != children)
+					fail_msg("seed %" PRIu64 " step %d: list %s: %zu entries, model %zu", seed,
+					         step, p, n, children);
+				mf_store_dirents_free(dl, n);
+			}
+		}
+	}
+	mf_store_stats s;
+	mf_store_stats_get(st, &s);
+	if (s.keys[0] != (uint64_t)tm_n)
+		fail_msg("seed %" PRIu64 " step %d: %" PRIu64 " keys, model %d", seed, step, s.keys[0], tm_n);
+}
+
+static void test_tree_model_random(void **state)
+{
+	(void)state;
+	uint64_t seed = getenv("MEMFLUX_SEED") ? strtoull(getenv("MEMFLUX_SEED"), NULL, 0)
+	                                       : (uint64_t)time(NULL);
+	print_message("tree model seed %" PRIu64 " (MEMFLUX_SEED=%" PRIu64 " to rerun)\n", seed, seed);
+	for (int run = 0; run < 20; run++) {
+		rng_state = (seed + (uint64_t)run) * 0x9E3779B97F4A7C15ULL | 1;
+		mf_store *st = mf_store_new();
+		tm_n = 0;
+		for (int step = 0; step < 400; step++) {
+			static const int types[] = {MF_OP_SET, MF_OP_SET, MF_OP_MKDIR, MF_OP_MKDIR,
+			                            MF_OP_SYMLINK, MF_OP_DEL, MF_OP_RMDIR, MF_OP_RMDIR,
+			                            MF_OP_RENAME, MF_OP_RENAMEDIR, MF_OP_RENAMEDIR};
+			int type = types[rndn(sizeof types / sizeof types[0])];
+			char k[16], k2[16];
+			tm_gen_path(k, 3);
+			tm_gen_path(k2, 3);
+			if (tm_n >= TM_MAX - 1 && (type == MF_OP_SET || type == MF_OP_MKDIR ||
+			                           type == MF_OP_SYMLINK))
+				type = MF_OP_DEL;
+			if (type == MF_OP_RENAMEDIR) {
+				/* Keep model keys short: skip moves that would nest
+				 * a subtree too deep (the store has no such limit). */
+				bool deep = false;
+				for (int j = 0; j < tm_n; j++)
+					deep |= tm_under(tm[j].k, k) &&
+					        strlen(tm[j].k) - strlen(k) + strlen(k2) >= 40;
+				if (deep)
+					continue;
+			}
+			int want = tm_apply(type, k, k2);
+			int got;
+			switch (type) {
+			case MF_OP_SET: got = o_set(st, MF_T_STRING, k, "v", 1, step); break;
+			case MF_OP_SYMLINK: got = o_symlink(st, k, "t", 0, step); break;
+			case MF_OP_MKDIR: got = o_mkdir(st, k, step); break;
+			case MF_OP_DEL: got = o_del(st, MF_T_STRING, k); break;
+			case MF_OP_RMDIR: got = o_rmdir(st, k, step); break;
+			case MF_OP_RENAME: got = o_rename(st, MF_T_STRING, k, k2, step); break;
+			default: got = o_renamedir(st, k, k2, step); break;
+			}
+			if (got != want)
+				fail_msg("seed %" PRIu64 " run %d step %d: %s %s %s: got %d, model %d", seed,
+				         run, step, mf_optype_name(type), k, k2, got, want);
+			tm_compare(st, seed, step);
+		}
+		/* Export and load: the same tree (folders, implicit ones too). */
+		mf_item *items;
+		uint64_t lsn;
+		size_t n = mf_store_export(st, &items, &lsn);
+		mf_store *b = mf_store_new();
+		for (size_t i = 0; i < n; i++) {
+			mf_item it = items[i];
+			it.key = mf_slice_ref(it.key);
+			it.val = mf_slice_ref(it.val);
+			assert_int_equal(mf_store_load_item(b, &it), 0);
+		}
+		mf_store_items_free(items, n);
+		tm_compare(b, seed, -1);
+		mf_store_free(b);
+		mf_store_free(st);
+	}
+}
+
+/* Keys written before the tree rules (a file "a" and a key "a/b"): they
+ * load, the key wins the name, nothing is listed twice. */
+static void test_tree_legacy_conflict(void **state)
+{
+	(void)state;
+	mf_store *b = mf_store_new();
+	mf_item it[2] = {
+		{.key = sl("a/b", 3), .type = MF_T_STRING, .val = sl("x", 1), .uid = MF_ID_DEFAULT,
+		 .gid = MF_ID_DEFAULT},
+		{.key = sl("a", 1), .type = MF_T_STRING, .val = sl("y", 1), .uid = MF_ID_DEFAULT,
+		 .gid = MF_ID_DEFAULT},
+	};
+	assert_int_equal(mf_store_load_item(b, &it[0]), 0);
+	assert_int_equal(mf_store_load_item(b, &it[1]), 0);
+	EXPECT_LIST(b, "", "a:1");
+	assert_int_equal(pstat(b, "a").type, MF_T_STRING);
+	mf_dirent *d;
+	size_t n;
+	assert_int_equal(mf_store_list(b, K("a"), &d, &n), -ENOTDIR);
+	/* A folder item must be a tree key with no value. */
+	mf_item f = {.key = sl("x//y", 4), .type = MF_T_FOLDER};
+	assert_int_equal(mf_store_load_item(b, &f), -EINVAL);
+	mf_slice_unref(&f.key);
+	mf_store_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2109,6 +2749,13 @@ int main(void)
 		cmocka_unit_test(test_model_random),
 		cmocka_unit_test(test_concurrent_readers),
 		cmocka_unit_test(test_resp_ops),
+		cmocka_unit_test(test_folders_posix_errors),
+		cmocka_unit_test(test_folders_implicit),
+		cmocka_unit_test(test_folder_times),
+		cmocka_unit_test(test_symlink_and_mkfile),
+		cmocka_unit_test(test_renamedir_subtree),
+		cmocka_unit_test(test_tree_model_random),
+		cmocka_unit_test(test_tree_legacy_conflict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,7 +299,7 @@ static void test_set_export_load(void **state)
 	mf_store_items_free(items, n);
 	assert_string_equal(members(st2, "s", b, sizeof b), "a,c");
 	/* A snapshot item with duplicates and no final newline still loads. */
-	mf_item it = {sl(V("t")), MF_T_SET, sl(V("q\nq\nr")), 5, 5, 0};
+	mf_item it = {sl(V("t")), MF_T_SET, sl(V("q\nq\nr")), 5, 5, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 5};
 	assert_int_equal(mf_store_load_item(st2, &it), 0);
 	assert_null(it.key.buf); /* taken over */
 	assert_string_equal(members(st2, "t", b, sizeof b), "q,r");

@@ -405,9 +405,9 @@ static void test_snapshot_sparse_roundtrip(void **state)
 	mf_buf_write(sparse.buf, 0, "head", 4);
 	mf_slice hole_only = mf_slice_zeroed((size_t)8 << 20);
 	mf_item it[3] = {
-		{sl("a", 1), MF_T_STRING, sparse, 1, 2, 0},
-		{sl("bb", 2), MF_T_STRING, sl("plain", 5), 3, 4, 0},
-		{sl("ccc", 3), MF_T_STRING, hole_only, 5, 6, 0},
+		{sl("a", 1), MF_T_STRING, sparse, 1, 2, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 1},
+		{sl("bb", 2), MF_T_STRING, sl("plain", 5), 3, 4, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 3},
+		{sl("ccc", 3), MF_T_STRING, hole_only, 5, 6, 0, MF_MODE_DEFAULT, MF_ID_DEFAULT, MF_ID_DEFAULT, 5},
 	};
 	mf_snapshot_info info;
 	assert_int_equal(mf_snapshot_write(mf_io_posix(), dir, 7, it, 3, &info), 0);
@@ -486,6 +486,7 @@ static void gen(sbuf *b, int depth, char *path, jpath *paths, int *np)
 		for (int i = 0; i < n; i++) {
 			sputs(b, blank[rndn(4)]);
 			char sub[256];
+			int w;
 			if (obj) {
 				const char *nm = names[rndn(5)];
 				sputs(b, "\"");
@@ -494,10 +495,11 @@ static void gen(sbuf *b, int depth, char *path, jpath *paths, int *np)
 				sputs(b, blank[rndn(4)]);
 				sputs(b, ":");
 				sputs(b, blank[rndn(4)]);
-				snprintf(sub, sizeof sub, "%s.%s", path, nm);
+				w = snprintf(sub, sizeof sub, "%s.%s", path, nm);
 			} else {
-				snprintf(sub, sizeof sub, "%s[%d]", path, i);
+				w = snprintf(sub, sizeof sub, "%s[%d]", path, i);
 			}
+			assert_true(w > 0 && (size_t)w < sizeof sub); /* depth <= 4: short */
 			gen(b, depth + 1, sub, paths, np);
 			sputs(b, blank[rndn(4)]);
 			if (i + 1 < n)

@@ -160,8 +160,10 @@ static void test_roundtrip_all_types(void **state)
 	(void)state;
 	static const char bin[] = {0, 1, 2, '\n', (char)0xff, 0, 'x'};
 	static const char *keys[] = {"", "k", "a/b c\tnul"};
-	for (int t = MF_OP_CREATE; t <= MF_OP_JSON_SETPATH; t++) {
-		for (int kt = MF_T_NONE; kt <= MF_T_LIST; kt++) {
+	for (int t = MF_OP_CREATE; t <= MF_OP_MAX_; t++) {
+		if (!mf_optype_valid(t))
+			continue; /* numbers reserved for later ops */
+		for (int kt = MF_T_NONE; kt <= MF_T_MAX_; kt++) {
 			for (int v = 0; v < 4; v++) {
 				const void *val = v == 0 ? "" : v == 1 ? "hello" : bin;
 				size_t vl = v == 0 ? 0 : v == 1 ? 5 : v == 2 ? sizeof bin : 1;
@@ -174,6 +176,31 @@ static void test_roundtrip_all_types(void **state)
 			}
 		}
 	}
+	/* The folder ops (16..21) with their attribute blocks, and the largest
+	 * ktype; one past them is refused by the decoder as damage. */
+	uint8_t blk[MF_ATTR_B_LEN];
+	mf_attr at = {0755, 1000, 100, -1, (int64_t)1 << 62}, back;
+	mf_attr_encode(&at, blk, sizeof blk);
+	mf_op d = make_op(MF_OP_SETATTR, MF_T_FOLDER, "a/b", 3, NULL, 0, blk, sizeof blk, 7,
+	                  MF_ATTR_ALL_, 9);
+	roundtrip(&d);
+	mf_attr_decode(blk, sizeof blk, &back);
+	assert_true(back.mode == at.mode && back.uid == at.uid && back.gid == at.gid &&
+	            back.atime_ns == at.atime_ns && back.mtime_ns == at.mtime_ns);
+	mf_op_clear(&d);
+	d = make_op(MF_OP_RENAMEDIR, MF_T_FOLDER, "a/b", 3, "c", 1, NULL, 0, 7, 0, 10);
+	size_t rl;
+	uint8_t *enc = mf_wal_record_encode(&d, &AT, &rl);
+	enc[25] = MF_T_MAX_ + 1; /* ktype out of range: bad before any checksum */
+	mf_op out;
+	size_t used;
+	const char *why;
+	assert_int_equal(mf_wal_record_decode(enc, rl, &AT, &out, &used, NULL, &why), MF_REC_BAD);
+	enc[25] = MF_T_FOLDER;
+	enc[24] = MF_OP_MAX_ + 1; /* type out of range */
+	assert_int_equal(mf_wal_record_decode(enc, rl, &AT, &out, &used, NULL, &why), MF_REC_BAD);
+	free(enc);
+	mf_op_clear(&d);
 	/* A key with NUL bytes inside. */
 	mf_op op = make_op(MF_OP_RENAME, MF_T_STRING, "a\0b", 3, "\0", 1, NULL, 0, 1, 0, 1);
 	roundtrip(&op);
@@ -367,7 +394,7 @@ static void test_validate(void **state)
 	op.type = MF_OP_MAX_ + 1;
 	assert_int_equal(mf_wal_record_validate(&op), -EINVAL);
 	op.type = MF_OP_SET;
-	op.ktype = 4;
+	op.ktype = (MF_T_MAX_ + 1);
 	assert_int_equal(mf_wal_record_validate(&op), -EINVAL);
 	op.ktype = MF_T_STRING;
 	/* A fake 2 GiB length (never dereferenced by validate). */
