@@ -475,7 +475,9 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 
 /* dir.c: directory handles: listings built at opendir, paged by readdir */
 void dir_free_all(mf_fs *fs);
-size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice **keys, size_t nkeys);
+size_t pending_names(mf_fs *fs, uint8_t type, mf_slice **out);
+size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, mf_slice **keys,
+                         size_t nkeys);
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

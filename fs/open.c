@@ -119,10 +119,14 @@ static int open_count(mf_fs *fs, fuse_ino_t ino, node **np)
 {
 	pthread_mutex_lock(&fs->mu);
 	node *n = by_ino(fs, ino);
-	/* A nameless key node can be reopened (/proc/self/fd) only while some
-	 * handle keeps it alive; otherwise it is gone (unlinked, or a create
-	 * that was never committed) even if the kernel still caches its name. */
-	bool gone = n && !n->named && !n->nopen && n->stillborn;
+	/* A create that never came into being (stillborn) is gone even if the
+	 * kernel still caches its name, and even while its refused creator's
+	 * handle is open (its RELEASE comes later, unwaited): an open through
+	 * that name must create anew, not write into a nameless node whose
+	 * close would return 0 and keep nothing.  Found on the remote backend,
+	 * where the creator's RELEASE came after the retry's open: a fixed
+	 * JSON document written right after a refused one was lost. */
+	bool gone = n && !n->named && n->stillborn;
 	if (n && !gone)
 		n->nopen++;
 	pthread_mutex_unlock(&fs->mu);
