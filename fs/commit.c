@@ -7,7 +7,7 @@
 
 int commit_handle_locked_then_inval(mf_fs *fs, handle *h, bool final)
 {
-	if (ctlw_type(h->n->type))
+	if (ctlw_handle(h))
 		return ctlw_flush(fs, h);
 	pthread_mutex_lock(&h->mu);
 	int r = handle_commit(fs, h, final);

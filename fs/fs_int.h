@@ -417,11 +417,18 @@ int jpath_nodekey(mf_fs *fs, fuse_ino_t parent, const char *name, size_t plen,
                   char nk[JPATH_NK_MAX], size_t *klen, uint8_t *ptype);
 void jpath_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
-int jpath_refuse_append(node *n);
 int jpath_commit(mf_fs *fs, handle *h, bool final);
+int jpath_append(mf_fs *fs, node *n, const char *p, size_t len);
 void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_file_info *fi);
 
 /* handle.c: file handles: views, private buffers, read and write */
+/* A handle whose writes are lines, each logged as it completes (ctlw.c):
+ * the /.ctl verbs, and `>>` on a /.ctl/json path file (appends). */
+static inline bool ctlw_handle(const handle *h)
+{
+	return h->n && (ctlw_type(h->n->type) || (h->n->type == NODE_JPATH && (h->flags & O_APPEND)));
+}
+
 handle *handle_new(mf_fs *fs, node *n, int flags);
 void handle_free(mf_fs *fs, handle *h);
 void handle_put(mf_fs *fs, handle *h);

@@ -341,7 +341,7 @@ static bool write_ctl(mf_fs *fs, fuse_req_t req, handle *h, const char *buf, siz
 		r = mf_kv_snapshot(&fs->kv);
 	else if (h->n->type == NODE_POP || h->n->type == NODE_BPOP)
 		r = -EBADF;
-	else if (ctlw_type(h->n->type))
+	else if (ctlw_handle(h))
 		r = ctlw_write(fs, h, buf, size);
 	else
 		return false;

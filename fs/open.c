@@ -148,10 +148,8 @@ static int open_jpath(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 		return jpath_read(fs, mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen,
 		                  NULL);
 	}
-	if (fi->flags & O_APPEND)
-		return jpath_refuse_append(n);
-	h->mode = H_FULL; /* the new member text starts empty */
-	if (fi->flags & O_TRUNC)
+	h->mode = H_FULL; /* the new member text starts empty (O_APPEND: the lines to append) */
+	if ((fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
 		set_dirty(fs, h); /* a value is due: closing without one is EINVAL */
 	return 0;
 }
