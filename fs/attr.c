@@ -76,7 +76,7 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 	}
 	if (n->type == NODE_JDIR || n->type == NODE_JPATH)
 		return jpath_attr(fs, n, st);
-	if (n->type == NODE_FOLDER || n->type == NODE_LINK)
+	if (tree_node(n->type))
 		return tree_node_attr(fs, n, st);
 	if (!n->named && !n->nopen && n->stillborn)
 		return -ESTALE; /* see mf_open: the kernel looks the name up again */
@@ -339,11 +339,11 @@ void mf_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (n)
 		n->busy++; /* not freed while we commit for it */
 	pthread_mutex_unlock(&fs->mu);
-	if (!n || (!key_type(type) && type != NODE_FOLDER && type != NODE_LINK)) {
+	if (!n || (!key_type(type) && !tree_node(type))) {
 		r = n ? -EPERM : -ENOENT; /* /.ctl nodes */
-	} else if ((type == NODE_FOLDER || type == NODE_LINK) && (to_set & FUSE_SET_ATTR_SIZE)) {
+	} else if (tree_node(type) && (to_set & FUSE_SET_ATTR_SIZE)) {
 		r = type == NODE_FOLDER ? -EISDIR : -EINVAL;
-	} else if (type == NODE_FOLDER || type == NODE_LINK) {
+	} else if (tree_node(type)) {
 		r = setattr_perm(fs, req, n, attr, to_set, &cur);
 	} else {
 		r = setattr_key(fs, n, attr, to_set, fi ? fh(fi) : NULL);

@@ -54,16 +54,17 @@ void cache_open(struct fuse_file_info *fi)
  * notifying.  Drops the kernel's cached dentry (so `ls`/lookup see a new or
  * deleted key at once) and the inode's cached attributes and pages (so
  * `cat`/`stat` see the new value). */
-/* A /kv key below a folder changed over RESP: its node's caches, its name
- * in its folder (if the kernel knows that folder), and the name of its top
- * folder in /kv (a RESP SET can make implicit folders appear, a DEL make
- * them go).  Same context rules as mf_fs_key_changed. */
-static void kv_path_changed(mf_fs *fs, const char *key, size_t len)
+/* A /kv key below a folder changed over RESP: its node's caches (ntype:
+ * a file's, folder's, link's or special file's), its name in its folder
+ * (if the kernel knows that folder), and the name of its top folder in
+ * /kv (a RESP SET can make implicit folders appear, a DEL make them go).
+ * Same context rules as mf_fs_key_changed. */
+static void kv_path_changed(mf_fs *fs, uint8_t ntype, const char *key, size_t len)
 {
 	const char *sl = memrchr(key, '/', len), *top = memchr(key, '/', len);
 	size_t plen = (size_t)(sl - key);
 	pthread_mutex_lock(&fs->mu);
-	node *n = *name_slot(fs, MF_T_STRING, key, len);
+	node *n = *name_slot(fs, ntype, key, len);
 	node *p = *name_slot(fs, NODE_FOLDER, key, plen);
 	fuse_ino_t ino = n ? n->ino : 0, pino = p ? p->ino : 0;
 	pthread_mutex_unlock(&fs->mu);
@@ -120,14 +121,18 @@ void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 		free(all);
 		return;
 	}
-	if (type == MF_T_STRING && !mf_key_is_filename(key, len) && mf_tree_key(key, len)) {
-		kv_path_changed(fs, key, len);
+	/* A folder, symlink or special file (made through the mount, DEL'd
+	 * over RESP) has its own node type, and its name is in /kv. */
+	uint8_t tree_nt = type == MF_T_STRING ? 0 : kv_node_type(type);
+	if ((type == MF_T_STRING || tree_nt) && !mf_key_is_filename(key, len) &&
+	    mf_tree_key(key, len)) {
+		kv_path_changed(fs, tree_nt ? tree_nt : MF_T_STRING, key, len);
 		return;
 	}
-	if (!key_type((uint8_t)type) || !mf_key_is_filename(key, len))
+	if ((!key_type((uint8_t)type) && !tree_nt) || !mf_key_is_filename(key, len))
 		return; /* no file name can hold it: the mount never showed it */
 	pthread_mutex_lock(&fs->mu);
-	node *n = *name_slot(fs, (uint8_t)type, key, len);
+	node *n = *name_slot(fs, tree_nt ? tree_nt : (uint8_t)type, key, len);
 	fuse_ino_t ino = n ? n->ino : 0;
 	pthread_mutex_unlock(&fs->mu);
 	if (ino)
@@ -137,5 +142,5 @@ void mf_fs_key_changed(mf_fs *fs, int type, const void *key, size_t len)
 	char name[MF_KEY_MAX + 1];
 	memcpy(name, key, len);
 	name[len] = '\0';
-	fuse_lowlevel_notify_inval_entry(se, parent[type], name, len);
+	fuse_lowlevel_notify_inval_entry(se, tree_nt ? INO_KV : parent[type], name, len);
 }

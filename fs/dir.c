@@ -190,7 +190,10 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 		pthread_mutex_lock(&fs->mu);
 		e->ino = name_ino(fs, nt, key, at + name.len);
 		pthread_mutex_unlock(&fs->mu);
-		e->mode = nt == NODE_FOLDER ? S_IFDIR : nt == NODE_LINK ? S_IFLNK : S_IFREG;
+		/* A special file's kind is in its value: DT_UNKNOWN (mode 0) has
+		 * the reader stat it, rather than a listing read every value. */
+		e->mode = nt == NODE_FOLDER ? S_IFDIR : nt == NODE_LINK ? S_IFLNK
+		        : nt == NODE_SPECIAL ? 0 : S_IFREG;
 	}
 	free(key);
 	mf_store_dirents_free(ents, n);

@@ -139,6 +139,15 @@ typedef struct live_list {
  * a MF_T_STRING node whose key is its path too. */
 #define NODE_FOLDER 109
 #define NODE_LINK 110
+/* /kv fifos, sockets and device nodes (tree.c): key = the path.  The
+ * kernel does their I/O; the daemon sees lookups, stat and setattr only. */
+#define NODE_SPECIAL 111
+
+/* The /kv node types that are not regular files (tree.c handles them). */
+static inline bool tree_node(uint8_t t)
+{
+	return t == NODE_FOLDER || t == NODE_LINK || t == NODE_SPECIAL;
+}
 
 /* Key types whose value is lines and whose files take appends only. */
 static inline bool lines_type(uint8_t t)
@@ -498,7 +507,7 @@ int setattr_perm(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr, in
 int setattr_perm_pending(mf_fs *fs, fuse_req_t req, node *n, const struct stat *attr,
                          int to_set, const struct stat *cur);
 void kill_privs(mf_fs *fs, fuse_req_t req, handle *h);
-int unlink_symlink(mf_fs *fs, const char *key, size_t klen);
+int unlink_tree_file(mf_fs *fs, const char *key, size_t klen);
 int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t tlen,
                 unsigned int flags);
 void mf_readlink(fuse_req_t req, fuse_ino_t ino);

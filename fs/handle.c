@@ -332,96 +332,121 @@ void mf_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	mf_slice_unref(&tail);
 }
 
+/* Writes to handles that hold no key value: /.ctl/snapshot, pop files and
+ * the write-only control files.  Replies and returns true for those. */
+static bool write_ctl(mf_fs *fs, fuse_req_t req, handle *h, const char *buf, size_t size)
+{
+	int r;
+	if (!h->n) /* /.ctl/snapshot: any write takes a snapshot */
+		r = mf_kv_snapshot(&fs->kv);
+	else if (h->n->type == NODE_POP || h->n->type == NODE_BPOP)
+		r = -EBADF;
+	else if (ctlw_handle(h))
+		r = ctlw_write(fs, h, buf, size);
+	else
+		return false;
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+	return true;
+}
+
+/* An O_APPEND write to a handle not holding the whole value.  Without
+ * writeback cache the filesystem implements O_APPEND: the bytes go after
+ * whatever the value is at commit time.  Caller holds h->mu. */
+static void write_append(handle *h, const char *buf, size_t size)
+{
+	if (h->mode != H_APPEND) {
+		mf_slice_unref(&h->data);
+		h->mode = H_APPEND;
+	}
+	mf_slice_append(&h->data, buf, size);
+}
+
+/* A write to a list or set: they take appends only, and a write at their
+ * end is one too.  Caller holds h->mu. */
+static int write_lines(mf_fs *fs, handle *h, const char *buf, size_t size, off_t off)
+{
+	mf_slice cur = MF_SLICE_EMPTY;
+	node_value(fs, h->n, &cur);
+	uint64_t end = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
+	mf_slice_unref(&cur);
+	if ((uint64_t)off != end) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("write at offset %lld inside %s refused: lists and sets take appends only",
+		            (long long)off,
+		            key_name(kn, sizeof kn, h->n->type, mf_slice_ptr(h->n->key), h->n->key.len));
+		return -ESPIPE;
+	}
+	h->mode = H_APPEND;
+	mf_slice_append(&h->data, buf, size);
+	return 0;
+}
+
+/* A write into the handle's whole value (made full first).  Caller holds
+ * h->mu. */
+static int write_full(mf_fs *fs, handle *h, const char *buf, size_t size, off_t off)
+{
+	int r = handle_make_full(fs, h);
+	if (r == 0 && (h->flags & O_APPEND))
+		off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
+	if (r == 0)
+		r = handle_reserve(h, (uint64_t)off + size);
+	if (r)
+		return r;
+	uint64_t end = (uint64_t)off + size;
+	if ((uint64_t)off > h->size) /* hole: zeros (untouched if known zero) */
+		mf_buf_zero(h->data.buf, h->size, (size_t)((uint64_t)off - h->size));
+	mf_buf_write(h->data.buf, (size_t)off, buf, size);
+	handle_changed(h, (uint64_t)off, size);
+	if (end > h->size)
+		h->size = end;
+	h->data.len = h->data.buf->used = h->size;
+	return 0;
+}
+
+/* After a write: the handle is dirty, and the node's size (what stat
+ * shows while the write is not committed) follows it.  Caller holds
+ * h->mu. */
+static void write_done(mf_fs *fs, handle *h)
+{
+	h->wrote = true;
+	set_dirty(fs, h);
+	uint64_t size = h->size;
+	if (h->mode != H_FULL) { /* appends: the value, then the bytes to add */
+		mf_slice cur = MF_SLICE_EMPTY;
+		node_value(fs, h->n, &cur);
+		size = cur.len + h->data.len;
+		mf_slice_unref(&cur);
+	}
+	pthread_mutex_lock(&fs->mu);
+	h->n->dirty_size = size;
+	pthread_mutex_unlock(&fs->mu);
+}
+
 void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
               struct fuse_file_info *fi)
 {
 	mf_fs *fs = fuse_req_userdata(req);
 	(void)ino;
 	handle *h = fh(fi);
-	if (!h->n) { /* /.ctl/snapshot: any write takes a snapshot */
-		int r = mf_kv_snapshot(&fs->kv);
-		if (r)
-			fuse_reply_err(req, -r);
-		else
-			fuse_reply_write(req, size);
+	if (write_ctl(fs, req, h, buf, size))
 		return;
-	}
-	if (h->n->type == NODE_POP || h->n->type == NODE_BPOP) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if (ctlw_handle(h)) {
-		int r = ctlw_write(fs, h, buf, size);
-		if (r)
-			fuse_reply_err(req, -r);
-		else
-			fuse_reply_write(req, size);
-		return;
-	}
 	if ((uint64_t)off > MF_VALUE_MAX || size > MF_VALUE_MAX - (uint64_t)off) {
 		fuse_reply_err(req, EFBIG); /* before any buffer grows */
 		return;
 	}
 	pthread_mutex_lock(&h->mu);
 	int r = 0;
-	if (h->mode != H_FULL && (h->flags & O_APPEND) && h->n->type != MF_T_JSON) {
-		/* Without writeback cache the filesystem implements O_APPEND:
-		 * the bytes go after whatever the value is at commit time. */
-		if (h->mode != H_APPEND) {
-			mf_slice_unref(&h->data);
-			h->mode = H_APPEND;
-		}
-		mf_slice_append(&h->data, buf, size);
-	} else if (lines_type(h->n->type) && h->mode != H_FULL) {
-		/* A list or set takes appends only; a write at its end is one too. */
-		mf_slice cur = MF_SLICE_EMPTY;
-		node_value(fs, h->n, &cur);
-		uint64_t end = cur.len + (h->mode == H_APPEND ? h->data.len : 0);
-		mf_slice_unref(&cur);
-		if ((uint64_t)off != end) {
-			r = -ESPIPE;
-			char kn[KEY_NAME_MAX];
-			mf_log_warn("write at offset %lld inside %s refused: lists and sets take appends only",
-			            (long long)off,
-			            key_name(kn, sizeof kn, h->n->type, mf_slice_ptr(h->n->key),
-			                     h->n->key.len));
-		} else {
-			h->mode = H_APPEND;
-			mf_slice_append(&h->data, buf, size);
-		}
-	} else {
-		r = handle_make_full(fs, h);
-		if (r == 0 && (h->flags & O_APPEND))
-			off = (off_t)h->size; /* we implement O_APPEND (no writeback cache) */
-		if (r == 0)
-			r = handle_reserve(h, (uint64_t)off + size);
-		if (r == 0) {
-			uint64_t end = (uint64_t)off + size;
-			if ((uint64_t)off > h->size) /* hole: zeros (untouched if known zero) */
-				mf_buf_zero(h->data.buf, h->size, (size_t)((uint64_t)off - h->size));
-			mf_buf_write(h->data.buf, (size_t)off, buf, size);
-			handle_changed(h, (uint64_t)off, size);
-			if (end > h->size)
-				h->size = end;
-			h->data.len = h->data.buf->used = h->size;
-		}
-	}
-	if (r == 0) {
-		h->wrote = true;
-		set_dirty(fs, h);
-		if (h->mode != H_FULL) {
-			mf_slice cur = MF_SLICE_EMPTY;
-			node_value(fs, h->n, &cur);
-			pthread_mutex_lock(&fs->mu);
-			h->n->dirty_size = cur.len + h->data.len;
-			pthread_mutex_unlock(&fs->mu);
-			mf_slice_unref(&cur);
-		} else {
-			pthread_mutex_lock(&fs->mu);
-			h->n->dirty_size = h->size;
-			pthread_mutex_unlock(&fs->mu);
-		}
-	}
+	if (h->mode != H_FULL && (h->flags & O_APPEND) && h->n->type != MF_T_JSON)
+		write_append(h, buf, size);
+	else if (lines_type(h->n->type) && h->mode != H_FULL)
+		r = write_lines(fs, h, buf, size, off);
+	else
+		r = write_full(fs, h, buf, size, off);
+	if (r == 0)
+		write_done(fs, h);
 	pthread_mutex_unlock(&h->mu);
 	if (r == 0)
 		kill_privs(fs, req, h);

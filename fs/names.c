@@ -164,8 +164,8 @@ void mf_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r == 0 && (type == MF_T_NONE || verb_type(type)))
 		r = parent == INO_ROOT || parent == INO_CTL ? -EPERM : -ENOENT;
 	if (r == 0 && type == MF_T_STRING) {
-		/* A /kv symlink or folder (unlink of a folder: EISDIR). */
-		r = unlink_symlink(fs, key, klen);
+		/* A /kv symlink, special file or folder (a folder: EISDIR). */
+		r = unlink_tree_file(fs, key, klen);
 		if (r == -ENOENT)
 			r = unlink_key(fs, type, key, klen);
 	} else if (r == 0) {
@@ -344,7 +344,7 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	if (r == 0)
 		r = rename_refusal(type, ntype, name, newname, flags);
 	if (r == 0 && type == MF_T_STRING) {
-		/* A /kv folder (its whole subtree) or symlink. */
+		/* A /kv folder (its whole subtree), symlink or special file. */
 		r = -rename_tree(fs, from, flen, to, tlen, flags);
 		if (r != ENOENT) {
 			free(from);
@@ -380,13 +380,4 @@ void mf_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	fuse_reply_err(req, -r);
 }
 
-void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
-{
-	(void)parent;
-	(void)rdev;
-	char kn[KEY_NAME_MAX];
-	mf_log_warn("mknod %s (mode %o) refused: only regular files",
-	            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), mode);
-	fuse_reply_err(req, EPERM);
-}
 

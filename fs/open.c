@@ -273,6 +273,35 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	free(key);
 }
 
+/* A created key that does not exist yet: its node is pending, with the
+ * creator's attributes for the first record.  Caller holds fs->mu. */
+static void create_pending(node *n, handle *h, uint8_t type, mf_attr ca, int flags)
+{
+	n->pending = true;
+	n->has_cattr = !attr_is_default(&ca);
+	n->cattr = ca;
+	n->orphan_mtime = mf_now_ns();
+	/* Only an O_TRUNC creator owns a private (empty) value from the
+	 * start (the O_TRUNC rule, as for opens).  Others read the key
+	 * like any clean handle until they write: O_APPEND creators then
+	 * commit APPEND/RPUSH (so two of them racing on a new key both
+	 * land), the rest build a SET.  Until then their close logs the
+	 * CREATE (touch). */
+	bool own = (flags & O_TRUNC) && (!(flags & O_APPEND) || type == MF_T_JSON);
+	h->mode = own ? H_FULL : H_VIEW;
+	h->trunc = own;
+	/* Only a handle whose size means something (O_TRUNC: empty) shows
+	 * it to getattr; a creator that has not written owes only the
+	 * CREATE of its close, and is hidden from sizes. */
+	h->dstate = own ? D_SIZED : D_HIDDEN;
+	if (own) {
+		n->ndirty++;
+		n->dirty_stale = false;
+		n->dirty_size = 0;
+		n->dirty_mtime = n->orphan_mtime;
+	}
+}
+
 /* create of key `name` (a /kv path or a flat name) of a key type. */
 static void create_key(fuse_req_t req, uint8_t type, const char *name, size_t len, mf_attr ca,
                        struct fuse_file_info *fi)
@@ -303,31 +332,8 @@ static void create_key(fuse_req_t req, uint8_t type, const char *name, size_t le
 	pthread_mutex_lock(&fs->mu);
 	node *n = node_get(fs, type, name, len);
 	handle *h = n ? handle_new(fs, n, fi->flags) : NULL;
-	if (h && !exists) {
-		n->pending = true;
-		n->has_cattr = !attr_is_default(&ca);
-		n->cattr = ca;
-		n->orphan_mtime = mf_now_ns();
-		/* Only an O_TRUNC creator owns a private (empty) value from the
-		 * start (the O_TRUNC rule, as for opens).  Others read the key
-		 * like any clean handle until they write: O_APPEND creators then
-		 * commit APPEND/RPUSH (so two of them racing on a new key both
-		 * land), the rest build a SET.  Until then their close logs the
-		 * CREATE (touch). */
-		bool own = (fi->flags & O_TRUNC) && (!(fi->flags & O_APPEND) || type == MF_T_JSON);
-		h->mode = own ? H_FULL : H_VIEW;
-		h->trunc = own;
-		/* Only a handle whose size means something (O_TRUNC: empty) shows
-		 * it to getattr; a creator that has not written owes only the
-		 * CREATE of its close, and is hidden from sizes. */
-		h->dstate = own ? D_SIZED : D_HIDDEN;
-		if (own) {
-			n->ndirty++;
-			n->dirty_stale = false;
-			n->dirty_size = 0;
-			n->dirty_mtime = n->orphan_mtime;
-		}
-	}
+	if (h && !exists)
+		create_pending(n, h, type, ca, fi->flags);
 	if (h)
 		cache_open(fi);
 	fill_entry(fs, &e, n ? n->ino : 0);

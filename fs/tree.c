@@ -1,7 +1,8 @@
 /*
- * tree.c — folders, symlinks and attributes in /kv: names to keys, mkdir,
- * rmdir, symlink, readlink, folder rename, chmod/chown/utimens as SETATTR,
- * and the creator's attributes on a new key's first record.
+ * tree.c — folders, symlinks, special files and attributes in /kv: names
+ * to keys, mkdir, rmdir, symlink, readlink, mknod, folder rename,
+ * chmod/chown/utimens as SETATTR, and the creator's attributes on a new
+ * key's first record.
  * Shared types, the lock order and every prototype: fs_int.h.
  *
  * /kv/a/b/c is the key "a/b/c": a folder node's key is its path, and a
@@ -16,6 +17,11 @@
  * RENAMEDIR (log order: it moves with the folder) or reads the new name.
  */
 #include "fs_int.h"
+
+/* mknod passes the kernel's S_IF* bits to the store as they are. */
+_Static_assert(S_IFIFO == MF_SPECIAL_FIFO && S_IFCHR == MF_SPECIAL_CHR &&
+                   S_IFBLK == MF_SPECIAL_BLK && S_IFSOCK == MF_SPECIAL_SOCK,
+               "the special value numbers file types as this system does");
 
 /* ---------- names to keys ---------- */
 
@@ -69,12 +75,13 @@ int name_key(mf_fs *fs, fuse_ino_t parent, const char *name, uint8_t *type, char
 uint8_t kv_node_type(int t)
 {
 	return t == MF_T_STRING ? MF_T_STRING : t == MF_T_FOLDER ? NODE_FOLDER
-	       : t == MF_T_SYMLINK ? NODE_LINK : 0;
+	       : t == MF_T_SYMLINK ? NODE_LINK : t == MF_T_SPECIAL ? NODE_SPECIAL : 0;
 }
 
 uint8_t node_ktype(uint8_t ntype)
 {
-	return ntype == NODE_FOLDER ? MF_T_FOLDER : ntype == NODE_LINK ? MF_T_SYMLINK : ntype;
+	return ntype == NODE_FOLDER ? MF_T_FOLDER : ntype == NODE_LINK ? MF_T_SYMLINK
+	       : ntype == NODE_SPECIAL ? MF_T_SPECIAL : ntype;
 }
 
 /* ---------- attributes ---------- */
@@ -90,13 +97,33 @@ void kv_attr(mf_fs *fs, const mf_entry_info *in, mode_t dflt, struct stat *st)
 	st->st_ctim = ns_to_ts(in->ctime_ns);
 }
 
-/* Attributes of a folder or symlink node.  Caller holds fs->mu. */
+/* A special file's st_mode type bits and st_rdev, from its value. */
+static int special_attr(const mf_entry_info *in, struct stat *st)
+{
+	uint32_t fmt;
+	uint64_t rdev;
+	if (mf_special_decode(mf_slice_ptr(in->val), in->val.len, &fmt, &rdev))
+		return -EIO; /* the store checks every value it takes: cannot happen */
+	st->st_mode = fmt;
+	st->st_rdev = (dev_t)rdev;
+	return 0;
+}
+
+/* Attributes of a folder, symlink or special file node.  Caller holds
+ * fs->mu. */
 int tree_node_attr(mf_fs *fs, node *n, struct stat *st)
 {
-	mf_entry_info in;
-	if (!n->named || mf_kv_stat(&fs->kv, mf_slice_ptr(n->key), n->key.len, &in) != 0 ||
-	    in.type != node_ktype(n->type))
+	mf_entry_info in = {0};
+	bool special = n->type == NODE_SPECIAL; /* its type is in its value */
+	const char *k = mf_slice_ptr(n->key);
+	/* (stat, not get, for the rest: an implicit folder has no key) */
+	if (!n->named ||
+	    (special ? mf_kv_get(&fs->kv, k, n->key.len, true, &in)
+	             : mf_kv_stat(&fs->kv, k, n->key.len, &in)) != 0 ||
+	    in.type != node_ktype(n->type)) {
+		mf_slice_unref(&in.val);
 		return -ENOENT;
+	}
 	memset(st, 0, sizeof *st);
 	st->st_ino = n->ino;
 	st->st_blksize = 4096;
@@ -104,6 +131,13 @@ int tree_node_attr(mf_fs *fs, node *n, struct stat *st)
 		st->st_mode = S_IFDIR;
 		st->st_nlink = 2 + in.count; /* ".", its name, each subfolder's ".." */
 		kv_attr(fs, &in, 0755, st);
+	} else if (special) {
+		int r = special_attr(&in, st);
+		mf_slice_unref(&in.val);
+		if (r)
+			return r;
+		st->st_nlink = 1;
+		kv_attr(fs, &in, 0644, st);
 	} else {
 		st->st_mode = S_IFLNK;
 		st->st_nlink = 1;
@@ -467,20 +501,21 @@ void mf_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -r);
 }
 
-/* unlink of a symlink (files: names.c); -ENOENT if key is no symlink. */
-int unlink_symlink(mf_fs *fs, const char *key, size_t klen)
+/* unlink of a symlink or special file (files: names.c); -ENOENT if key
+ * is neither. */
+int unlink_tree_file(mf_fs *fs, const char *key, size_t klen)
 {
 	mf_entry_info in;
 	int r = mf_kv_stat(&fs->kv, key, klen, &in);
 	if (r == 0 && in.type == MF_T_FOLDER)
 		return -EISDIR;
-	if (r || in.type != MF_T_SYMLINK)
+	if (r || (in.type != MF_T_SYMLINK && in.type != MF_T_SPECIAL))
 		return -ENOENT;
-	mf_op op = key_op(MF_OP_DEL, MF_T_SYMLINK, key, klen);
+	mf_op op = key_op(MF_OP_DEL, in.type, key, klen);
 	r = commit(fs, &op);
 	mf_op_clear(&op);
 	if (r == 0)
-		drop_name(fs, NODE_LINK, key, klen);
+		drop_name(fs, kv_node_type(in.type), key, klen);
 	return r;
 }
 
@@ -494,8 +529,7 @@ static void rename_subtree_nodes(mf_fs *fs, const char *from, size_t flen, const
 	node **moved = mf_xmalloc(cap * sizeof *moved);
 	for (size_t b = 0; b < fs->nbuckets; b++)
 		for (node *x = fs->inos[b]; x; x = x->ino_next) {
-			if (!x->named || (x->type != MF_T_STRING && x->type != NODE_FOLDER &&
-			                  x->type != NODE_LINK))
+			if (!x->named || (x->type != MF_T_STRING && !tree_node(x->type)))
 				continue;
 			const char *k = mf_slice_ptr(x->key);
 			bool in = x->key.len >= flen && memcmp(k, from, flen) == 0 &&
@@ -550,21 +584,21 @@ static size_t lock_below(mf_fs *fs, const char *from, size_t flen, pthread_mutex
 	return n;
 }
 
-/* rename of a folder or symlink (files: names.c).  The folder's subtree
- * moves in one RENAMEDIR record; then the known nodes follow.  Handles of
- * files below commit under their new names from then on.  -ENOENT if from
- * is neither. */
+/* rename of a folder, symlink or special file (files: names.c).  The
+ * folder's subtree moves in one RENAMEDIR record; then the known nodes
+ * follow.  Handles of files below commit under their new names from then
+ * on.  -ENOENT if from is none of them. */
 int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t tlen,
                 unsigned int flags)
 {
 	mf_entry_info in, tin;
 	int r = mf_kv_stat(&fs->kv, from, flen, &in);
-	if (r || (in.type != MF_T_FOLDER && in.type != MF_T_SYMLINK))
+	if (r || (in.type != MF_T_FOLDER && in.type != MF_T_SYMLINK && in.type != MF_T_SPECIAL))
 		return -ENOENT;
 	bool target = mf_kv_stat(&fs->kv, to, tlen, &tin) == 0;
 	if (target && (flags & RENAME_NOREPLACE))
 		return -EEXIST;
-	if (target && in.type == MF_T_SYMLINK && tin.type == MF_T_FOLDER)
+	if (target && in.type != MF_T_FOLDER && tin.type == MF_T_FOLDER)
 		return -EISDIR;
 	pthread_mutex_t *held[NSTRIPES];
 	size_t nheld = in.type == MF_T_FOLDER ? lock_below(fs, from, flen, held) : 0;
@@ -583,12 +617,13 @@ int rename_tree(mf_fs *fs, const char *from, size_t flen, const char *to, size_t
 		if (in.type == MF_T_FOLDER) {
 			rename_subtree_nodes(fs, from, flen, to, tlen);
 		} else {
-			node *s = *name_slot(fs, NODE_LINK, from, flen);
+			uint8_t nt = kv_node_type(in.type);
+			node *s = *name_slot(fs, nt, from, flen);
 			if (s) {
 				name_unlink(fs, s);
 				mf_slice_unref(&s->key);
 				s->key = mf_slice_from(to, tlen, tlen);
-				node **pp = name_slot(fs, NODE_LINK, to, tlen);
+				node **pp = name_slot(fs, nt, to, tlen);
 				s->name_next = *pp;
 				*pp = s;
 				s->named = true;
@@ -610,4 +645,52 @@ void mf_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	mf_log_warn("link %s refused: a key has one name",
 	            key_name(kn, sizeof kn, dir_type(newparent), newname, strlen(newname)));
 	fuse_reply_err(req, EPERM);
+}
+
+/* The device number mknod stores: none for a fifo or socket (POSIX
+ * ignores the argument for them). */
+static uint64_t special_rdev(uint32_t fmt, dev_t rdev)
+{
+	return fmt == MF_SPECIAL_CHR || fmt == MF_SPECIAL_BLK ? (uint64_t)rdev : 0;
+}
+
+/* mknod of a fifo, socket or device node in /kv: one MKNOD record with the
+ * creator's attributes.  Regular files come by create (the kernel sends
+ * mknod(S_IFREG) there); device nodes need root, as POSIX has it (the
+ * kernel checks CAP_MKNOD too; this is the check without it). */
+void mf_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	mf_fs *fs = fuse_req_userdata(req);
+	uint32_t fmt = mode & S_IFMT;
+	bool dev = fmt == S_IFCHR || fmt == S_IFBLK;
+	if (!dev && fmt != S_IFIFO && fmt != S_IFSOCK) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("mknod %s (mode %o) refused: not a fifo, socket or device",
+		            key_name(kn, sizeof kn, dir_type(parent), name, strlen(name)), mode);
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (dev && fuse_req_ctx(req)->uid != 0) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	char *key;
+	size_t klen;
+	int r = kv_name(req, parent, name, "mknod", &key, &klen);
+	if (r) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	mf_attr a = creator_attr(fs, req, mode, 0644);
+	mf_op op = key_op(MF_OP_MKNOD, MF_T_SPECIAL, key, klen);
+	op.val = mf_slice_alloc(MF_ATTR_A_LEN + MF_SPECIAL_LEN, MF_ATTR_A_LEN + MF_SPECIAL_LEN);
+	mf_attr_encode(&a, op.val.buf->data, MF_ATTR_A_LEN);
+	mf_special_encode(fmt, special_rdev(fmt, rdev), op.val.buf->data + MF_ATTR_A_LEN);
+	r = commit(fs, &op);
+	mf_op_clear(&op);
+	if (r)
+		fuse_reply_err(req, -r);
+	else
+		reply_new(req, NODE_SPECIAL, key, klen);
+	free(key);
 }

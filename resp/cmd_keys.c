@@ -216,10 +216,11 @@ static const char *type_name(int t)
 	case MF_T_LIST: return "list";
 	case MF_T_JSON: return "ReJSON-RL";
 	case MF_T_SET: return "set";
-	/* Made through the mount (mkdir, ln -s): keys of their own kind, as a
+	/* Made through the mount (mkdir, ln -s, mkfifo): keys of their own kind, as a
 	 * module's type is (GET answers WRONGTYPE, DEL removes an empty one). */
 	case MF_T_FOLDER: return "folder";
 	case MF_T_SYMLINK: return "symlink";
+	case MF_T_SPECIAL: return "special"; /* mkfifo, mknod */
 	default: return "none";
 	}
 }

@@ -471,10 +471,11 @@ static int p_field(snap_parser *p)
 	case P_RECFIX: {
 		uint8_t type = a[0] & (uint8_t)~MF_SNAPSHOT_SPARSE;
 		p->sparse = a[0] & MF_SNAPSHOT_SPARSE;
-		/* v1 predates folders and symlinks (4, 5); sets (6) were written
-		 * as v1 before v2 existed. */
+		/* v1 predates folders, symlinks and special files (4, 5, 7);
+		 * sets (6) were written as v1 before v2 existed. */
 		if (!mf_type_valid(type) ||
-		    (p->version < 2 && (type == MF_T_FOLDER || type == MF_T_SYMLINK)))
+		    (p->version < 2 &&
+		     (type == MF_T_FOLDER || type == MF_T_SYMLINK || type == MF_T_SPECIAL)))
 			return p_fail(p, p->field_off, "bad key type %u", type);
 		uint16_t klen = mf_le_get16(a + 17);
 		if (klen == 0) /* any u16 is <= MF_SNAPSHOT_MAX_KEY (65535) */

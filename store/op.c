@@ -28,7 +28,7 @@ const char *mf_optype_name(int type)
 		[MF_OP_JSON_NUMINCRBY] = "JSON.NUMINCRBY", [MF_OP_JSON_ARRAPPEND] = "JSON.ARRAPPEND",
 		[MF_OP_JSON_STRAPPEND] = "JSON.STRAPPEND", [MF_OP_MULTI] = "MULTI",
 		[MF_OP_READ] = "READ", [MF_OP_EXPIRE] = "EXPIRE", [MF_OP_EXPIRED] = "EXPIRED",
-		[MF_OP_WRITEV] = "WRITEV",
+		[MF_OP_WRITEV] = "WRITEV", [MF_OP_MKNOD] = "MKNOD",
 	};
 	/* Reserved numbers (another branch's ops) have no name here. */
 	if (type <= 0 || type > MF_OP_MAX_ || !names[type])
@@ -50,8 +50,30 @@ const char *mf_type_name(int type)
 	case MF_T_FOLDER: return "folder";
 	case MF_T_SYMLINK: return "symlink";
 	case MF_T_SET: return "set";
+	case MF_T_SPECIAL: return "special";
 	default: return "none";
 	}
+}
+
+void mf_special_encode(uint32_t fmt, uint64_t rdev, void *out)
+{
+	mf_le_put32((uint8_t *)out, fmt);
+	mf_le_put64((uint8_t *)out + 4, rdev);
+}
+
+int mf_special_decode(const void *p, size_t n, uint32_t *fmt, uint64_t *rdev)
+{
+	if (n != MF_SPECIAL_LEN)
+		return -EINVAL;
+	uint32_t f = mf_le_get32((const uint8_t *)p);
+	uint64_t d = mf_le_get64((const uint8_t *)p + 4);
+	bool dev = f == MF_SPECIAL_CHR || f == MF_SPECIAL_BLK;
+	/* A fifo or socket has no device: a nonzero one is not ours. */
+	if (!dev && ((f != MF_SPECIAL_FIFO && f != MF_SPECIAL_SOCK) || d != 0))
+		return -EINVAL;
+	*fmt = f;
+	*rdev = d;
+	return 0;
 }
 
 void mf_op_clear(mf_op *op)

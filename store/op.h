@@ -90,6 +90,9 @@
  *                                         nothing changes: so the result is
  *                                         exactly the handle's whole value
  *                                         (a SET in a few bytes), or nothing
+ *   MKNOD       SPECIAL key val=A‖S       make a fifo, socket or device node
+ *                                         (S: the special value below); A's
+ *                                         mode is the permission bits
  * Expiry rule (every op): a key whose expiry is not after the op's time_ns
  * is absent for that op (it is deleted first), so replay decides exactly as
  * the live apply did.  SET (a whole new value) drops the expiry, as Redis's
@@ -111,7 +114,14 @@
  * Numbering agreed between branches (issue 14 / issue 16): ops 16..21 and
  * types 4, 5 belong to folders/modes/symlinks; ops 22..35 and type 6 to
  * sets, counters, blocking pops, JSON updates, transactions and expiry.
- * Ops 36..40 belong to the performance work (issue 12).
+ * Ops 36..40 belong to the performance work (issue 12); of them, 37 and
+ * type 7 went to special files (issue 14's mknod).
+ *
+ * Special value S (MF_SPECIAL_LEN = 12, little-endian): u32 file type (the
+ * S_IFMT bits as Linux and POSIX systems number them: 0010000 fifo,
+ * 0020000 character device, 0060000 block device, 0140000 socket), u64
+ * rdev (the device number as Linux encodes a dev_t; 0 for fifos and
+ * sockets).  The key's value is S itself: snapshots carry it as any value.
  * Numbers not defined here are refused by the store (-EINVAL).
  */
 #ifndef MF_OP_H
@@ -130,7 +140,8 @@ typedef enum mf_type {
 	MF_T_FOLDER = 4,    /* a folder made by MKDIR (value empty) */
 	MF_T_SYMLINK = 5,   /* value = the link target */
 	MF_T_SET = 6,       /* unique members, one per line in the value's text */
-	MF_T_MAX_ = 6,
+	MF_T_SPECIAL = 7,   /* fifo, socket or device node: value = S (above) */
+	MF_T_MAX_ = 7,
 } mf_type;
 
 /* Types this build's store holds. */
@@ -175,7 +186,8 @@ typedef enum mf_optype {
 	MF_OP_EXPIRED = 33,
 	/* 34, 35: reserved (issue 16) */
 	MF_OP_WRITEV = 36,
-	MF_OP_MAX_ = 36,
+	MF_OP_MKNOD = 37,
+	MF_OP_MAX_ = 37,
 } mf_optype;
 
 /* SETATTR mask bits (op->arg). */
@@ -194,6 +206,17 @@ typedef enum mf_optype {
 #define MF_ID_DEFAULT UINT32_MAX   /* uid/gid: the mounting user */
 #define MF_MODE_DEFAULT UINT32_MAX /* mode: the type's default */
 #define MF_SYMLINK_MAX 4095        /* longest link target (PATH_MAX - 1) */
+
+/* The special value (MF_T_SPECIAL): file type bits and device number. */
+#define MF_SPECIAL_LEN 12
+#define MF_SPECIAL_FIFO 0010000u
+#define MF_SPECIAL_CHR 0020000u
+#define MF_SPECIAL_BLK 0060000u
+#define MF_SPECIAL_SOCK 0140000u
+void mf_special_encode(uint32_t fmt, uint64_t rdev, void *out);
+/* 0, or -EINVAL unless p is MF_SPECIAL_LEN bytes holding one of the four
+ * types (and rdev 0 for a fifo or socket). */
+int mf_special_decode(const void *p, size_t n, uint32_t *fmt, uint64_t *rdev);
 
 /* Attributes as carried by ops and kept per key and folder. */
 typedef struct mf_attr {

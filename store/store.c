@@ -310,7 +310,7 @@ bool mf_tree_key(const char *k, size_t n)
  * stay flat keys whatever their names (store.h). */
 static bool tree_type(uint8_t t)
 {
-	return t == MF_T_STRING || t == MF_T_FOLDER || t == MF_T_SYMLINK;
+	return t == MF_T_STRING || t == MF_T_FOLDER || t == MF_T_SYMLINK || t == MF_T_SPECIAL;
 }
 
 static bool in_tree(uint8_t t, const char *k, size_t n)
@@ -694,7 +694,7 @@ static int make_ok(mf_store *st, const mf_op *op, const entry *e)
 /* Types a file in /kv may have; a rename may replace one with the other. */
 static bool kv_file(uint8_t t)
 {
-	return t == MF_T_STRING || t == MF_T_SYMLINK;
+	return t == MF_T_STRING || t == MF_T_SYMLINK || t == MF_T_SPECIAL;
 }
 
 static bool same_key(mf_slice a, mf_slice b)
@@ -747,7 +747,8 @@ static bool subtree_collides(mf_store *st, dnode *d, size_t plen, mf_slice q)
 	}
 }
 
-/* The folder ops (issue 14): MKDIR, RMDIR, RENAMEDIR, SYMLINK, SETATTR. */
+/* The folder ops (issue 14): MKDIR, RMDIR, RENAMEDIR, SYMLINK, SETATTR,
+ * MKFILE, MKNOD. */
 static int validate_tree(mf_store *st, const mf_op *op, entry *e)
 {
 	const char *k = mf_slice_ptr(op->key);
@@ -803,6 +804,17 @@ static int validate_tree(mf_store *st, const mf_op *op, entry *e)
 		if (e || dfind(st, k, op->key.len))
 			return -EEXIST;
 		return tree_rules(st, k, op->key.len, MF_T_SYMLINK);
+	}
+	case MF_OP_MKNOD: {
+		uint32_t fmt;
+		uint64_t rdev;
+		if (op->ktype != MF_T_SPECIAL || !tree || op->val.len != MF_ATTR_A_LEN + MF_SPECIAL_LEN ||
+		    check_attr_block(op, MF_ATTR_A_LEN, true) ||
+		    mf_special_decode(mf_slice_ptr(op->val) + MF_ATTR_A_LEN, MF_SPECIAL_LEN, &fmt, &rdev))
+			return -EINVAL;
+		if (e || dfind(st, k, op->key.len))
+			return -EEXIST;
+		return tree_rules(st, k, op->key.len, MF_T_SPECIAL);
 	}
 	case MF_OP_SETATTR:
 		if ((op->arg & ~(uint64_t)MF_ATTR_ALL_) || op->val.len != MF_ATTR_B_LEN ||
@@ -874,11 +886,13 @@ static int validate(mf_store *st, const mf_op *op, entry *e)
 		return op->ktype != MF_T_NONE || !valid_key(op->key) ? -EINVAL : e ? 0 : -ENOENT;
 	if (!mf_type_valid(op->ktype) || !valid_key(op->key))
 		return -EINVAL;
-	if (op->type >= MF_OP_MKDIR && op->type <= MF_OP_MKFILE)
+	if ((op->type >= MF_OP_MKDIR && op->type <= MF_OP_MKFILE) || op->type == MF_OP_MKNOD)
 		return validate_tree(st, op, e);
-	/* Folders and symlinks take only DEL, RENAME and SETTIME of the older
-	 * ops (and DEL of a folder is refused below: RMDIR removes them). */
-	if ((op->ktype == MF_T_FOLDER || op->ktype == MF_T_SYMLINK) && op->type != MF_OP_DEL &&
+	/* Folders, symlinks and special files take only DEL, RENAME and
+	 * SETTIME of the older ops (and DEL of a folder is refused below:
+	 * RMDIR removes them); their values are not data to edit. */
+	if ((op->ktype == MF_T_FOLDER || op->ktype == MF_T_SYMLINK || op->ktype == MF_T_SPECIAL) &&
+	    op->type != MF_OP_DEL &&
 	    op->type != MF_OP_RENAME && op->type != MF_OP_SETTIME)
 		return -EINVAL;
 	bool same = e && e->type == op->ktype;
@@ -1519,6 +1533,15 @@ static int apply_tree(mf_store *st, mf_op *op, entry *e)
 		set_val(st, e, v);
 		return 0;
 	}
+	case MF_OP_MKNOD: {
+		e = insert_new(st, own_key(op->key, MF_SLICE_EMPTY), MF_T_SPECIAL, t);
+		mf_attr_decode(mf_slice_ptr(op->val), MF_ATTR_A_LEN, &a);
+		set_attrs(e, &a);
+		/* 12 bytes of our own: they need not keep the record's buffer. */
+		set_val(st, e, mf_slice_from(mf_slice_ptr(op->val) + MF_ATTR_A_LEN, MF_SPECIAL_LEN,
+		                             MF_SPECIAL_LEN));
+		return 0;
+	}
 	case MF_OP_SETATTR:
 		apply_setattr(st, op, e, t);
 		return 0;
@@ -1669,6 +1692,7 @@ static int do_apply(mf_store *st, mf_op *op)
 	case MF_OP_SYMLINK:
 	case MF_OP_SETATTR:
 	case MF_OP_MKFILE:
+	case MF_OP_MKNOD:
 		return apply_tree(st, op, e);
 	case MF_OP_SETTIME:
 		e->mtime_ns = (int64_t)op->arg;
@@ -2090,12 +2114,18 @@ int mf_store_load_item(mf_store *st, mf_item *item)
 {
 	/* The type rules SET enforces (an empty JSON value is the "created, no
 	 * document yet" state CREATE makes). */
+	uint32_t fmt;
+	uint64_t rdev;
 	if (!mf_type_valid(item->type) || !valid_key(item->key) ||
-	    (item->type != MF_T_FOLDER && item->type != MF_T_SYMLINK && item->val.len &&
+	    (item->type != MF_T_FOLDER && item->type != MF_T_SYMLINK && item->type != MF_T_SPECIAL &&
+	     item->val.len &&
 	     mf_value_check(item->type, mf_slice_ptr(item->val), item->val.len, NULL, NULL) != 0) ||
 	    (item->type == MF_T_FOLDER &&
 	     (item->val.len || !mf_tree_key(mf_slice_ptr(item->key), item->key.len))) ||
 	    (item->type == MF_T_SYMLINK && (item->val.len == 0 || item->val.len > MF_SYMLINK_MAX)) ||
+	    (item->type == MF_T_SPECIAL &&
+	     (!mf_tree_key(mf_slice_ptr(item->key), item->key.len) ||
+	      mf_special_decode(mf_slice_ptr(item->val), item->val.len, &fmt, &rdev))) ||
 	    (item->mode != MF_MODE_DEFAULT && (item->mode & ~07777u)))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&st->lock);

@@ -1,4 +1,4 @@
-"""Issue 14: folders, modes, owners, times and symlinks in /kv.
+"""Issue 14: folders, modes, owners, times, symlinks and special files in /kv.
 
 POSIX errors of mkdir/rmdir/rename/unlink/symlink side by side with tmpfs
 (/dev/shm), renames of files across folders and of folders with many keys,
@@ -59,6 +59,8 @@ def tree(root, times=True):
                 out[rel] = ("l", os.readlink(p))
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("d", stat.S_IMODE(st.st_mode))
+            elif not stat.S_ISREG(st.st_mode):  # fifo, socket, device: never opened
+                out[rel] = ("s", st.st_mode, st.st_rdev)
             else:
                 out[rel] = ("f", stat.S_IMODE(st.st_mode), open(p, "rb").read(),
                             st.st_mtime_ns if times else 0)
@@ -634,3 +636,174 @@ def test_snapshot_v2_keeps_expiry_and_modes(mkmount):
     assert 900 <= left <= 1000
     st = os.stat(m.kv("k"))
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 123, 456)
+
+
+# ------------------------------------------------------------ special files
+
+def make_specials(root):
+    """A fifo, a socket and two device nodes (we run as root), with modes
+    and owners of their own."""
+    os.makedirs(os.path.join(root, "dev"), exist_ok=True)
+    os.mkfifo(os.path.join(root, "dev", "fifo"), 0o640)
+    os.mknod(os.path.join(root, "dev", "sock"), 0o600 | stat.S_IFSOCK)
+    os.mknod(os.path.join(root, "dev", "null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(os.path.join(root, "dev", "loop"), 0o660 | stat.S_IFBLK, os.makedev(7, 300))
+    os.chown(os.path.join(root, "dev", "loop"), 1234, 6)
+    os.chmod(os.path.join(root, "dev", "fifo"), 0o604)
+    os.utime(os.path.join(root, "dev", "null"), ns=(1_000_000_000, 2**32 * 10**9))
+
+
+def special_stats(root):
+    """What stat says of each entry below root, minus inode numbers and the
+    times the kernel sets itself."""
+    out = {}
+    for name in sorted(os.listdir(os.path.join(root, "dev"))):
+        st = os.lstat(os.path.join(root, "dev", name))
+        out[name] = (st.st_mode, st.st_rdev, st.st_uid, st.st_gid, st.st_nlink, st.st_size,
+                     st.st_mtime_ns if name == "null" else 0,
+                     st.st_atime_ns if name == "null" else 0)
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+def test_mknod_stat_matches_tmpfs(mf, shm):
+    make_specials(shm)
+    make_specials(str(mf.kv()))
+    assert special_stats(str(mf.kv())) == special_stats(shm)
+    # the errors match too: an existing name, a name below a fifo
+    for root in (str(mf.kv()), shm):
+        assert errno_of(lambda: os.mkfifo(os.path.join(root, "dev", "fifo"))) == errno.EEXIST
+        assert errno_of(lambda: os.mkfifo(os.path.join(root, "dev", "fifo", "x"))) == errno.ENOTDIR
+        assert errno_of(lambda: os.rmdir(os.path.join(root, "dev", "fifo"))) == errno.ENOTDIR
+        assert errno_of(lambda: os.truncate(os.path.join(root, "dev", "sock"), 0)) == errno.EINVAL
+    # rename (over a file too) and unlink act as on tmpfs
+    for root in (str(mf.kv()), shm):
+        d = os.path.join(root, "dev")
+        write(os.path.join(d, "f"))
+        os.rename(os.path.join(d, "fifo"), os.path.join(d, "f"))
+        os.rename(os.path.join(d, "sock"), os.path.join(root, "sock2"))
+        os.unlink(os.path.join(d, "loop"))
+    assert tree(str(mf.kv()), times=False) == tree(shm, times=False)
+    assert special_stats(str(mf.kv())) == special_stats(shm)
+    # readdir lists them (d_type unknown: ls and find stat them)
+    assert sorted(os.listdir(mf.kv("dev"))) == ["f", "null"]
+    r = subprocess.run(["find", str(mf.kv()), "-type", "p"], capture_output=True, text=True,
+                       check=True)
+    assert r.stdout.split() == [str(mf.kv("dev/f"))]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_mknod_devices_need_root():
+    """A device node is root's to make (POSIX); a fifo anyone's, and theirs."""
+    base = tempfile.mkdtemp(prefix="mf-folders-")
+    os.chmod(base, 0o755)
+    m = Mount(base)
+    try:
+        m.start("-o", "allow_other")
+        pub = m.kv("pub")
+        os.mkdir(pub)
+        os.chmod(pub, 0o777)
+        r = as_nobody(f"mkfifo {pub / 'f'}")
+        assert r.returncode == 0, r
+        r = as_nobody(f"mknod {pub / 'c'} c 1 3")
+        assert r.returncode != 0 and "not permitted" in r.stderr, r
+        st = os.lstat(pub / "f")
+        assert stat.S_ISFIFO(st.st_mode) and (st.st_uid, st.st_gid) == (65534, 65534)
+        assert not os.path.lexists(pub / "c")
+    finally:
+        m.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_fifo_passes_data_between_processes(mf):
+    """The kernel carries a fifo's bytes: a writer and a reader process
+    meet in a fifo on /kv (each open waits for the other side)."""
+    os.mkdir(mf.kv("q"))
+    p = str(mf.kv("q/pipe"))
+    os.mkfifo(p)
+    reader = subprocess.Popen(["cat", p], stdout=subprocess.PIPE)
+    writer = subprocess.Popen(["sh", "-c", 'for i in 1 2 3; do echo "line $i"; done > "$1"',
+                               "sh", p])
+    out, _ = reader.communicate(timeout=30)
+    assert writer.wait(timeout=30) == 0
+    assert out == b"line 1\nline 2\nline 3\n"
+    assert os.lstat(p).st_size == 0  # nothing went to the store
+
+
+def test_unix_socket_bound_in_kv(mf):
+    """bind(2) makes the socket file by mknod; connecting goes through the
+    kernel."""
+    import socket
+    os.mkdir(mf.kv("run"))
+    cwd = os.getcwd()
+    os.chdir(mf.kv("run"))  # (a relative name: sun_path holds 108 bytes)
+    try:
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind("s")
+        srv.listen(1)
+        cli = socket.socket(socket.AF_UNIX)
+        cli.connect("s")
+        conn, _ = srv.accept()
+        cli.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        for x in (conn, cli, srv):
+            x.close()
+    finally:
+        os.chdir(cwd)
+    assert stat.S_ISSOCK(os.lstat(mf.kv("run/s")).st_mode)
+    os.unlink(mf.kv("run/s"))
+    assert os.listdir(mf.kv("run")) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+def test_specials_persist_remount_kill9_snapshot(mkmount, tmp_path):
+    sock = str(tmp_path / "r.sock")
+    m = mkmount(f"--resp=unix:{sock}")
+    make_specials(str(m.kv()))
+    want = special_stats(str(m.kv()))
+    m.stop()
+    m.start(f"--resp=unix:{sock}")
+    assert special_stats(str(m.kv())) == want
+    os.chmod(m.kv("dev/sock"), 0o700)
+    os.rename(m.kv("dev/loop"), m.kv("loop2"))
+    os.rename(m.kv("loop2"), m.kv("dev/loop"))
+    want = special_stats(str(m.kv()))
+    m.kill9()
+    m.start(f"--resp=unix:{sock}")
+    assert special_stats(str(m.kv())) == want
+    m.ctl("snapshot").write_text("1\n")  # v2 items carry them
+    m.stop()
+    m.start(f"--resp=unix:{sock}")
+    assert special_stats(str(m.kv())) == want
+    # over RESP each is a key of its own kind; DEL removes one
+    assert resp(sock, "TYPE", "dev/fifo") == b"+special\r\n"
+    assert resp(sock, "GET", "dev/null").startswith(b"-WRONGTYPE")
+    assert resp(sock, "DEL", "dev/fifo") == b":1\r\n"
+    assert not os.path.lexists(m.kv("dev/fifo"))
+    assert resp(sock, "SET", "dev/null", "v") == b"+OK\r\n"  # SET replaces any type
+    assert stat.S_ISREG(os.lstat(m.kv("dev/null")).st_mode)
+    assert m.kv("dev/null").read_text() == "v"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+def test_cp_a_and_tar_with_specials(mf, shm):
+    src = os.path.join(shm, "src")
+    os.mkdir(src)
+    make_specials(src)
+    write(os.path.join(src, "dev", "plain"), b"data", 0o600)
+    subprocess.run(["cp", "-a", src, str(mf.kv("cpa"))], check=True)
+    subprocess.run(["cp", "-a", src, os.path.join(shm, "cpa")], check=True)
+    assert special_stats(str(mf.kv("cpa"))) == special_stats(os.path.join(shm, "cpa"))
+    stats_equal(os.path.join(shm, "cpa"), str(mf.kv("cpa")), times=False)
+    tarball = os.path.join(shm, "t.tar")
+    subprocess.run(["tar", "-C", src, "-cf", tarball, "."], check=True)
+    for dst in (str(mf.kv("x")), os.path.join(shm, "x")):
+        os.mkdir(dst)
+        subprocess.run(["tar", "-C", dst, "-xpf", tarball], check=True)
+    stats_equal(os.path.join(shm, "x"), str(mf.kv("x")), times=False)
+    # and back out of the mount
+    back = os.path.join(shm, "back.tar")
+    subprocess.run(["tar", "-C", str(mf.kv("x")), "-cf", back, "."], check=True)
+    r = subprocess.run(["tar", "-tvf", back], capture_output=True, text=True, check=True)
+    kinds = sorted(line[0] for line in r.stdout.splitlines())
+    assert kinds == sorted("dd-bcp"), r.stdout  # (tar skips sockets)
