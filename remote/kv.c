@@ -415,6 +415,10 @@ static int local_check(const mf_op *op)
 	if ((op->type == MF_OP_EXPIRE ? op->ktype != MF_T_NONE : !mf_type_valid(op->ktype)) ||
 	    op->key.len == 0 || op->key.len > MF_KEY_BYTES_MAX)
 		return -EINVAL;
+	/* Kinds this backend keeps (a meta letter each); folders, symlinks and
+	 * special files are not mapped to Redis. */
+	if (op->ktype >= sizeof kind_letter || !kind_letter[op->ktype])
+		return -EOPNOTSUPP;
 	if (op->val.len > MF_VALUE_MAX ||
 	    (op->type == MF_OP_SETRANGE && op->arg + op->val.len > MF_VALUE_MAX) ||
 	    (op->type == MF_OP_TRUNCATE && op->arg > MF_VALUE_MAX))
