@@ -812,7 +812,7 @@ static int serve(struct run *r)
 	sd_notify_send("STOPPING=1\nSTATUS=unmounting, closing the WAL");
 	mf_fs_unmount(r->fs);
 	hold_after_unmount();
-	mf_db_close(r->db);
+	mf_db_close_exit(r->db); /* the process ends next: see db.h */
 	mf_log_info("unmounted %s", r->fo.mountpoint);
 	return rc ? 1 : 0;
 }
