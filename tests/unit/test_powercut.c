@@ -1072,7 +1072,8 @@ static bool tree_run(mf_fsync_mode mode, unsigned long cut_at, uint64_t seed,
 	bool ok = true;
 	char why[256] = "";
 	if (!db) {
-		snprintf(why, sizeof why, "recovery refused: %s", err);
+		if (snprintf(why, sizeof why, "recovery refused: %s", err) < 0)
+			why[0] = 0;
 		ok = false;
 	} else {
 		mf_store_stats ss;

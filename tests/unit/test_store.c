@@ -2560,7 +2560,7 @@ static int tm_apply(int type, const char *k, const char *k2)
 				snprintf(nk, sizeof nk, "%s%s", k2, tm[j].k + n);
 				if (strlen(nk) >= sizeof tm[j].k)
 					fail_msg("model key too long: %s", nk);
-				snprintf(tm[j].k, sizeof tm[j].k, "%s", nk);
+				memcpy(tm[j].k, nk, strlen(nk) + 1); /* fits: checked above */
 			}
 		return 0;
 	}
@@ -2617,7 +2617,8 @@ static void tm_compare(mf_store *st, uint64_t seed, int step)
 				/* implicit child folders are not in tm: count them */
 				for (int j = 0; j < 3; j++) {
 					char q[16];
-					snprintf(q, sizeof q, "%s/%s", p, comp[j]);
+					if (snprintf(q, sizeof q, "%s/%s", p, comp[j]) >= (int)sizeof q)
+						fail_msg("model path too long under %s", p);
 					if (tm_find(q) < 0 && tm_has_below(q))
 						children++;
 				}
