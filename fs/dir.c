@@ -145,7 +145,7 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 		}
 		dirent_rec *e = &d->ents[d->n++];
 		e->key = mf_slice_ref(name);
-		e->ino = 0; /* given per page (readdir, readdirplus): see kv_ino */
+		e->ino = 0; /* found per page: mf_readdir, mf_readdirplus */
 		e->mode = nt == NODE_FOLDER ? S_IFDIR : nt == NODE_LINK ? S_IFLNK : S_IFREG;
 		e->ntype = nt;
 	}
