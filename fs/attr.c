@@ -93,8 +93,10 @@ int node_attr(mf_fs *fs, node *n, struct stat *st)
 	} else if (n->named && !n->transit) {
 		/* (In transit, the store may already have applied the unlink or
 		 * rename: the node's copy is its value, as for node_value.) */
-		if (mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info) != 0 ||
-		    info.type != n->type)
+		int gr = mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info);
+		if (gr != 0 && gr != -ENOENT)
+			return gr; /* the keyspace could not answer (EIO) */
+		if (gr != 0 || info.type != n->type)
 			return -ENOENT;
 		size = info.size;
 		mtime = info.mtime_ns;

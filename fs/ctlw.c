@@ -123,6 +123,8 @@ static int ctlw_commit(mf_fs *fs, handle *h, const char *p, size_t n)
 	node *nd = h->n;
 	if (nd->type == NODE_JINCR)
 		return jincr_commit(fs, nd, p, n);
+	if (nd->type == NODE_JPATH)
+		return jpath_append(fs, nd, p, n);
 	if (nd->type == NODE_EXPIRE)
 		return expire_commit(fs, nd, p, n);
 	uint8_t kt = nd->type == NODE_INCR ? MF_T_STRING : MF_T_SET;

@@ -50,25 +50,73 @@ static void dirh_put(mf_fs *fs, dirh *d)
 
 /* Keys created through this mount whose first commit is still to come
  * exist for its users (open(O_CREAT) makes a file visible at once), so a
- * listing shows them too.  A scan of the node table: the same order as the
- * listing itself.  Returns the new count; keys grows. */
-size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice **keys, size_t nkeys)
+ * listing shows them too.  Taken in two steps around the keyspace's
+ * listing: the names pending before it (pending_names), then those of them
+ * the listing lacks (add_pending_names), kept if still pending or since
+ * committed.  So a first commit that lands while the keyspace is being
+ * listed (a remote listing is many round trips) is in one or the other;
+ * checking only after the listing missed it (found on the remote backend:
+ * a new JSON document absent from `ls`).  No lock is held across a
+ * keyspace read. */
+size_t pending_names(mf_fs *fs, uint8_t type, mf_slice **out)
 {
+	size_t n = 0;
+	*out = NULL;
 	pthread_mutex_lock(&fs->mu);
 	for (size_t b = 0; b < fs->nbuckets; b++) {
-		for (node *n = fs->inos[b]; n; n = n->ino_next) {
-			mf_entry_info info;
-			if (n->type != type || !n->named || !pending_visible(n) ||
-			    mf_kv_get(&fs->kv, mf_slice_ptr(n->key), n->key.len, false, &info) == 0)
+		for (node *x = fs->inos[b]; x; x = x->ino_next) {
+			if (x->type != type || !x->named || !pending_visible(x))
 				continue;
-			mf_slice *nk = realloc(*keys, (nkeys + 1) * sizeof *nk);
+			mf_slice *nk = realloc(*out, (n + 1) * sizeof *nk);
 			if (!nk)
 				break;
-			*keys = nk;
-			nk[nkeys++] = mf_slice_ref(n->key);
+			*out = nk;
+			nk[n++] = mf_slice_ref(x->key);
 		}
 	}
 	pthread_mutex_unlock(&fs->mu);
+	return n;
+}
+
+static bool listed(const mf_slice *keys, size_t nkeys, mf_slice k)
+{
+	for (size_t i = 0; i < nkeys; i++)
+		if (keys[i].len == k.len && memcmp(mf_slice_ptr(keys[i]), mf_slice_ptr(k), k.len) == 0)
+			return true;
+	return false;
+}
+
+/* A name pending before a listing: still to be shown after it (still
+ * pending, or committed since with this type)?  No lock held across the
+ * keyspace read. */
+static bool pending_kept(mf_fs *fs, uint8_t type, mf_slice k)
+{
+	pthread_mutex_lock(&fs->mu);
+	node *x = *name_slot(fs, type, mf_slice_ptr(k), k.len);
+	bool keep = x && pending_visible(x);
+	pthread_mutex_unlock(&fs->mu);
+	mf_entry_info info;
+	if (!keep && mf_kv_get(&fs->kv, mf_slice_ptr(k), k.len, false, &info) == 0)
+		keep = info.type == type;
+	return keep;
+}
+
+/* Takes over pend's references.  Returns the new count; keys grows. */
+size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, mf_slice **keys,
+                         size_t nkeys)
+{
+	for (size_t i = 0; i < npend; i++) {
+		mf_slice k = pend[i];
+		bool keep = !listed(*keys, nkeys, k) && pending_kept(fs, type, k);
+		mf_slice *nk = keep ? realloc(*keys, (nkeys + 1) * sizeof *nk) : NULL;
+		if (nk) {
+			*keys = nk;
+			nk[nkeys++] = k;
+		} else {
+			mf_slice_unref(&k);
+		}
+	}
+	free(pend);
 	return nkeys;
 }
 
@@ -101,11 +149,16 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 {
 	mf_dirent *ents;
 	size_t n;
-	int r = mf_kv_list(&fs->kv, mf_slice_ptr(prefix), prefix.len, &ents, &n);
-	if (r)
-		return r;
+	/* pending names first: see pending_names */
 	mf_slice *pend = NULL;
-	size_t npend = add_pending_names(fs, MF_T_STRING, &pend, 0);
+	size_t npend = pending_names(fs, MF_T_STRING, &pend);
+	int r = mf_kv_list(&fs->kv, mf_slice_ptr(prefix), prefix.len, &ents, &n);
+	if (r) {
+		for (size_t i = 0; i < npend; i++)
+			mf_slice_unref(&pend[i]);
+		free(pend);
+		return r;
+	}
 	fuse_ino_t up = INO_KV;
 	size_t plen = parent_prefix_len(prefix);
 	if (prefix.len) {
@@ -142,6 +195,12 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 				continue;
 			name = (mf_slice){k.buf, k.off + at, k.len - at};
 			nt = MF_T_STRING;
+			bool dup = false; /* committed while the folder was listed */
+			for (size_t j = 0; j < n && !dup; j++)
+				dup = ents[j].name.len == name.len &&
+				      memcmp(mf_slice_ptr(ents[j].name), mf_slice_ptr(name), name.len) == 0;
+			if (dup || !pending_kept(fs, MF_T_STRING, k))
+				continue;
 		}
 		dirent_rec *e = &d->ents[d->n++];
 		e->key = mf_slice_ref(name);
@@ -221,10 +280,12 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * file is one that `grep -r`, `cp -a`, `rsync` or `find -exec cat`
 	 * would drain.  Its names still resolve on lookup.  /.ctl/incr,
 	 * /.ctl/srem, /.ctl/bpop and /.ctl/jincr neither: verbs, not data. */
+	mf_slice *pend = NULL;
+	size_t npend = key_type(type) ? pending_names(fs, type, &pend) : 0;
 	if (key_type(type) || type == NODE_JDIR)
 		nkeys = mf_kv_keys(&fs->kv, type == NODE_JDIR ? MF_T_JSON : type, &keys);
 	if (key_type(type))
-		nkeys = add_pending_names(fs, type, &keys, nkeys);
+		nkeys = add_pending_names(fs, type, pend, npend, &keys, nkeys);
 	d->ents = calloc(nfixed + nkeys, sizeof *d->ents);
 	for (size_t i = 0; d->ents && i < nfixed + nkeys; i++) {
 		dirent_rec *e = &d->ents[d->n];

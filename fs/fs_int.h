@@ -409,11 +409,18 @@ int jpath_nodekey(mf_fs *fs, fuse_ino_t parent, const char *name, size_t plen,
                   char nk[JPATH_NK_MAX], size_t *klen, uint8_t *ptype);
 void jpath_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
-int jpath_refuse_append(node *n);
 int jpath_commit(mf_fs *fs, handle *h, bool final);
+int jpath_append(mf_fs *fs, node *n, const char *p, size_t len);
 void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fuse_file_info *fi);
 
 /* handle.c: file handles: views, private buffers, read and write */
+/* A handle whose writes are lines, each logged as it completes (ctlw.c):
+ * the /.ctl verbs, and `>>` on a /.ctl/json path file (appends). */
+static inline bool ctlw_handle(const handle *h)
+{
+	return h->n && (ctlw_type(h->n->type) || (h->n->type == NODE_JPATH && (h->flags & O_APPEND)));
+}
+
 handle *handle_new(mf_fs *fs, node *n, int flags);
 void handle_free(mf_fs *fs, handle *h);
 void handle_put(mf_fs *fs, handle *h);
@@ -467,7 +474,9 @@ void mf_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 
 /* dir.c: directory handles: listings built at opendir, paged by readdir */
 void dir_free_all(mf_fs *fs);
-size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice **keys, size_t nkeys);
+size_t pending_names(mf_fs *fs, uint8_t type, mf_slice **out);
+size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, mf_slice **keys,
+                         size_t nkeys);
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void mf_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -350,7 +350,7 @@ void mf_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (ctlw_type(h->n->type)) {
+	if (ctlw_handle(h)) {
 		int r = ctlw_write(fs, h, buf, size);
 		if (r)
 			fuse_reply_err(req, -r);

@@ -166,19 +166,80 @@ void jpath_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_node_entry(req, ptype == NODE_JIDIR ? NODE_JINCR : NODE_JPATH, nk, klen + 1 + plen, &e);
 }
 
-/* `>>` on a path file: appending to a member's text would splice two
- * values, and replacing it would silently drop the append's meaning.
- * EOPNOTSUPP ("Operation not supported"); nothing changes. */
-int jpath_refuse_append(node *n)
+/* `>>` on a path file (a ctlw handle: see ctlw_handle): each line written
+ * is one JSON value appended to the array there (JSON_ARRAPPEND), or, when
+ * the member is a string and every line is a JSON string, to that string
+ * (JSON_STRAPPEND).  The lines of one write(2) make one record, so concurrent appenders lose nothing (the
+ * store applies each record whole; emulating this by read-then-write lost
+ * updates).  A line that is not one JSON value refuses the lot (EINVAL);
+ * blank lines are skipped.  0 or -errno. */
+int jpath_append(mf_fs *fs, node *nd, const char *p, size_t n)
 {
-	size_t klen, plen;
+	size_t klen, plen, count = 0;
 	const char *path;
-	jpath_split(n, &klen, &path, &plen);
-	char kn[KEY_NAME_MAX];
-	mf_log_warn("JSON path %s %.*s: O_APPEND (>>) refused: a member is replaced whole, "
-	            "not appended to", key_name(kn, sizeof kn, MF_T_JSON, mf_slice_ptr(n->key), klen),
-	            (int)plen, path);
-	return -EOPNOTSUPP;
+	jpath_split(nd, &klen, &path, &plen);
+	const char *k = mf_slice_ptr(nd->key);
+	mf_slice arr = MF_SLICE_EMPTY, str = MF_SLICE_EMPTY;
+	bool strings = true;
+	int r = 0;
+	mf_slice_append(&arr, "[", 1);
+	mf_slice_append(&str, "\"", 1);
+	for (size_t i = 0; i < n && r == 0;) {
+		const char *nl = memchr(p + i, '\n', n - i);
+		size_t l = nl ? (size_t)(nl - (p + i)) : n - i, off;
+		const char *line = p + i, *why;
+		i += l + 1;
+		while (l && (line[0] == ' ' || line[0] == '\t' || line[0] == '\r')) {
+			line++;
+			l--;
+		}
+		while (l && (line[l - 1] == ' ' || line[l - 1] == '\t' || line[l - 1] == '\r'))
+			l--;
+		if (l == 0)
+			continue;
+		if (mf_value_check(MF_T_JSON, line, l, &off, &why) != 0) {
+			char kn[KEY_NAME_MAX];
+			mf_log_warn("rejected JSON value appended to %s %.*s: %s at byte %zu",
+			            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path, why, off);
+			r = -EINVAL;
+			break;
+		}
+		if (count++)
+			mf_slice_append(&arr, ",", 1);
+		mf_slice_append(&arr, line, l);
+		strings = strings && line[0] == '"'; /* a valid value starting '"' is a string */
+		if (strings)
+			mf_slice_append(&str, line + 1, l - 2); /* its text, quotes off */
+	}
+	mf_slice_append(&arr, "]", 1);
+	mf_slice_append(&str, "\"", 1);
+	if (r == 0 && count) {
+		mf_op op = key_op(MF_OP_JSON_ARRAPPEND, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_ref(arr);
+		r = commit(fs, &op);
+		mf_op_clear(&op);
+	}
+	if (r == -EDOM && strings) {
+		/* Not an array there: a string member takes the strings' text
+		 * (the store checks again: still a string, or -EDOM). */
+		mf_op op = key_op(MF_OP_JSON_STRAPPEND, MF_T_JSON, k, klen);
+		op.key2 = mf_slice_from(path, plen, plen);
+		op.val = mf_slice_ref(str);
+		r = commit(fs, &op);
+		mf_op_clear(&op);
+	}
+	if (r) {
+		char kn[KEY_NAME_MAX];
+		mf_log_warn("JSON path %s %.*s: append refused: %s",
+		            key_name(kn, sizeof kn, MF_T_JSON, k, klen), (int)plen, path,
+		            r == -EDOM ? "not an array (or a string, for strings)" : strerror(-r));
+	}
+	mf_slice_unref(&arr);
+	mf_slice_unref(&str);
+	if (r == 0)
+		invalidate_key(fs, MF_T_JSON, k, klen);
+	return r == -EDOM ? -EINVAL : r;
 }
 
 /* Commit a write to /.ctl/json/<key>/<path> as JSON_SETPATH.  Caller holds
@@ -190,6 +251,7 @@ int jpath_commit(mf_fs *fs, handle *h, bool final)
 	const char *path;
 	jpath_split(n, &klen, &path, &plen);
 	const char *k = mf_slice_ptr(n->key);
+	int r;
 	if (!h->wrote) {
 		/* Created or opened with O_TRUNC and nothing written: an empty
 		 * value is not JSON.  A non-final close stays dirty, since bash
@@ -207,7 +269,7 @@ int jpath_commit(mf_fs *fs, handle *h, bool final)
 	 * line names the document, the path and the reason. */
 	size_t off;
 	const char *why;
-	int r = mf_value_check(MF_T_JSON, mf_slice_ptr(h->data), h->size, &off, &why);
+	r = mf_value_check(MF_T_JSON, mf_slice_ptr(h->data), h->size, &off, &why);
 	if (r) {
 		char kn[KEY_NAME_MAX];
 		mf_log_warn("rejected JSON value for path %s %.*s: %s at byte %zu",
@@ -257,10 +319,11 @@ void jpath_create(fuse_req_t req, fuse_ino_t parent, const char *name, struct fu
 		r = -EINVAL;
 	}
 	if (r == 0 && (fi->flags & O_APPEND)) {
+		/* `>>` appends to an array or string member: there is none here. */
 		char kn[KEY_NAME_MAX];
-		mf_log_warn("JSON path %s %s: O_APPEND (>>) refused: a member is replaced whole, "
-		            "not appended to", key_name(kn, sizeof kn, MF_T_JSON, nk, klen), name);
-		r = -EOPNOTSUPP;
+		mf_log_warn("JSON path %s %s: O_APPEND (>>) refused: no member there to append to",
+		            key_name(kn, sizeof kn, MF_T_JSON, nk, klen), name);
+		r = -ENOENT;
 	}
 	struct fuse_entry_param e;
 	fill_entry(fs, &e, 0);

@@ -51,7 +51,15 @@ static void kv_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	mf_entry_info info;
-	uint8_t ntype = mf_kv_stat(&fs->kv, key, klen, &info) == 0 ? kv_node_type(info.type) : 0;
+	int sr = mf_kv_stat(&fs->kv, key, klen, &info);
+	if (sr != 0 && sr != -ENOENT) {
+		/* The keyspace could not answer (a remote server away: EIO):
+		 * say so, rather than caching a negative entry. */
+		free(key);
+		fuse_reply_err(req, -sr);
+		return;
+	}
+	uint8_t ntype = sr == 0 ? kv_node_type(info.type) : 0;
 	if (!ntype) {
 		/* Created through this mount, first commit still to come. */
 		pthread_mutex_lock(&fs->mu);
@@ -106,8 +114,14 @@ void mf_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	             : type == NODE_JIDIR ? MF_T_JSON
 	             : type == NODE_INCR ? MF_T_STRING
 	                                 : type;
-	bool found = mf_kv_get(&fs->kv, name, len, false, &info) == 0 &&
-	             (info.type == want || type == NODE_EXPIRE); /* expire: any type */
+	int gr = mf_kv_get(&fs->kv, name, len, false, &info);
+	if (gr != 0 && gr != -ENOENT) {
+		/* The keyspace could not answer (a remote server away: EIO):
+		 * say so, rather than caching a negative entry. */
+		fuse_reply_err(req, -gr);
+		return;
+	}
+	bool found = gr == 0 && (info.type == want || type == NODE_EXPIRE); /* expire: any type */
 	/* An increment may create its key: /.ctl/incr/<any name> resolves
 	 * (the write says EEXIST if the key has another type). */
 	if (type == NODE_INCR || type == NODE_BPOP) /* bpop: a list yet to come */

@@ -24,11 +24,13 @@
 #include "fs.h"
 #include "../db/db.h" /* main is the composition root: it opens the database */
 #include "../resp/resp.h"
+#include "../remote/remote.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <limits.h>
@@ -54,6 +56,7 @@ struct cli {
 	char *max_memory;
 	int allow_other;
 	char *resp, *resp_password_file;   /* RESP face (resp/resp.h) */
+	char *store, *replicas, *store_timeout; /* remote keyspace (remote/remote.h) */
 	int help, version;
 	/* [SOURCE] MOUNTPOINT, as mount.fuse3 passes them */
 	char *pos[2];
@@ -100,6 +103,12 @@ static const struct fuse_opt cli_opts[] = {
 	OPT("resp=%s", resp),
 	OPT("--resp-password-file=%s", resp_password_file),
 	OPT("resp_password_file=%s", resp_password_file),
+	OPT("--store=%s", store),
+	OPT("store=%s", store),
+	OPT("--replicas=%s", replicas),
+	OPT("replicas=%s", replicas),
+	OPT("--store-timeout-ms=%s", store_timeout),
+	OPT("store_timeout_ms=%s", store_timeout),
 	FUSE_OPT_END,
 };
 
@@ -226,6 +235,15 @@ static void usage(const char *prog)
 	       "                     unix:PATH (default: off)\n"
 	       "    --resp-password-file=FILE, -o resp_password_file=FILE\n"
 	       "                     AUTH password (first line); needed for a non-loopback ADDR\n"
+	       "    --store=URL, -o store=URL\n"
+	       "                     mount a remote keyspace instead of the embedded store:\n"
+	       "                     redis://HOST:PORT[/DB] or redis+cluster://H1:P1,H2:P2,...\n"
+	       "                     (no WAL; DATA_DIR then holds only the log and the lock)\n"
+	       "    --replicas=N, -o replicas=N\n"
+	       "                     with --store: each commit WAITs for N replica acks;\n"
+	       "                     fewer fail the close with EIO (default 0)\n"
+	       "    --store-timeout-ms=N, -o store_timeout_ms=N\n"
+	       "                     with --store: deadline of one server operation (default 5000)\n"
 	       "    -o allow_other   let other users in (mode bits apply: default_permissions)\n"
 	       "                     (others get what the mode bits allow: read only)\n"
 	       "    -o ro            read-only mount\n"
@@ -491,6 +509,9 @@ struct run {
 	int pipefd[2];       /* daemon mode: the child's verdict to the waiting parent */
 	FILE *early;         /* daemon mode: start-up log lines until the log opens */
 	mf_db *db;
+	mf_remote_opts remo;  /* --store: the remote keyspace instead of db */
+	mf_remote *remote;
+	int lockfd;           /* --store: the data dir's lock (log only) */
 	mf_resp *resp;
 	mf_fs *fs;
 	char err[1024];      /* why the start failed */
@@ -607,12 +628,58 @@ static bool parse_db_options(struct run *r)
 	return true;
 }
 
+/* --store and its options.  A remote keyspace has its own Redis face (the
+ * server), so --resp is refused with it, as are the WAL's options. */
+static bool parse_store_options(struct run *r)
+{
+	const struct cli *c = &r->cli;
+	if (!c->store) {
+		if (c->replicas || c->store_timeout) {
+			mf_log_error("--replicas and --store-timeout-ms need --store=URL");
+			return false;
+		}
+		return true;
+	}
+	char err[512];
+	if (mf_remote_check_url(c->store, err, sizeof err) != 0) {
+		mf_log_error("%s", err);
+		return false;
+	}
+	if (c->resp || c->fsync || c->fsync_interval || c->wal_threshold || c->max_memory) {
+		mf_log_error("--store: the server is the store; --resp, --fsync, --fsync-interval-ms, "
+		             "--wal-threshold and --max-memory do not apply");
+		return false;
+	}
+	r->remo = (mf_remote_opts){.url = c->store};
+	const struct {
+		const char *s, *name;
+		unsigned *to;
+		long max;
+	} nums[] = {{c->replicas, "--replicas", &r->remo.replicas, 100},
+	            {c->store_timeout, "--store-timeout-ms", &r->remo.timeout_ms, 3600000}};
+	for (size_t i = 0; i < 2; i++) {
+		if (!nums[i].s)
+			continue;
+		char *end;
+		long v = strtol(nums[i].s, &end, 10);
+		if (*end || !*nums[i].s || v < (i ? 1 : 0) || v > nums[i].max) {
+			mf_log_error("%s=%s: expected %ld..%ld", nums[i].name, nums[i].s, i ? 1L : 0L,
+			             nums[i].max);
+			return false;
+		}
+		*nums[i].to = (unsigned)v;
+	}
+	return true;
+}
+
 /* The options of the two faces: RESP and the mount. */
 static bool parse_face_options(struct run *r)
 {
 	const struct cli *c = &r->cli;
 	r->rso = (mf_resp_opts){.addr = c->resp, .password_file = c->resp_password_file,
 	                        .inline_writes = r->dbo.fsync_mode != MF_FSYNC_ALWAYS};
+	if (!parse_store_options(r))
+		return false;
 	if (c->resp_password_file && !c->resp) {
 		mf_log_error("--resp-password-file needs --resp=ADDR");
 		return false;
@@ -651,7 +718,7 @@ static void set_data_dir(struct run *r)
 	 * and a restart finds in mountinfo whether the lock holder still serves
 	 * one (db.c, MF_DB_FSNAME_PREFIX). */
 	char *esc = NULL, *fsname = NULL;
-	if (fuse_opt_add_opt_escaped(&esc, r->dbo.dir) == 0 &&
+	if (fuse_opt_add_opt_escaped(&esc, r->cli.store ? r->cli.store : r->dbo.dir) == 0 &&
 	    asprintf(&fsname, "fsname=" MF_DB_FSNAME_PREFIX "%s", esc) > 0)
 		if (fuse_opt_add_arg(&r->args, "-o") != 0 || fuse_opt_add_arg(&r->args, fsname) != 0)
 			mf_log_error("out of memory");
@@ -729,6 +796,32 @@ static bool open_db(struct run *r)
 	return r->db != NULL;
 }
 
+/* --store: the data dir holds only the log and a lock (with the pid, as
+ * the embedded store's does: one daemon per data dir); then connect. */
+static bool open_store(struct run *r)
+{
+	if (mkdir(r->dbo.dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(r->err, sizeof r->err, "data dir %s: %s", r->dbo.dir, strerror(errno));
+		return false;
+	}
+	char *lp = join(r->dbo.dir, "memflux.lock");
+	r->lockfd = lp ? open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+	free(lp);
+	if (r->lockfd < 0 || flock(r->lockfd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(r->err, sizeof r->err, "data dir %s: %s", r->dbo.dir,
+		         errno == EWOULDBLOCK ? "in use by another memfluxfs" : strerror(errno));
+		return false;
+	}
+	char pid[24];
+	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(r->lockfd, 0) != 0 || pwrite(r->lockfd, pid, (size_t)n, 0) != n) {
+		snprintf(r->err, sizeof r->err, "data dir %s: cannot write the lock", r->dbo.dir);
+		return false;
+	}
+	r->remote = mf_remote_open(&r->remo, r->err, sizeof r->err);
+	return r->remote != NULL;
+}
+
 /* RESP, then the mount.  RESP first, so a busy port fails the start like
  * any other error; its changes reach the kernel through the hook, which is
  * installed once the mount exists (before, there is no kernel cache to
@@ -737,14 +830,18 @@ static bool start_faces(struct run *r)
 {
 	if (r->cli.resp && !(r->resp = mf_resp_start(r->db, &r->rso, r->err, sizeof r->err)))
 		return false;
-	mf_kv kv = mf_db_kv(r->db);
+	mf_kv kv = r->remote ? mf_remote_kv(r->remote) : mf_db_kv(r->db);
 	r->fs = mf_fs_mount(&kv, &r->args, r->fo.mountpoint, &r->fso);
 	if (!r->fs) {
 		snprintf(r->err, sizeof r->err, "cannot mount on %s", r->fo.mountpoint);
 		return false;
 	}
-	/* RESP writes and the expire cycle tell the kernel what changed. */
-	mf_db_set_change_hook(r->db, key_changed, r->fs);
+	/* RESP writes and the expire cycle tell the kernel what changed; with
+	 * --store, other machines' changes (server invalidation messages). */
+	if (r->db)
+		mf_db_set_change_hook(r->db, key_changed, r->fs);
+	if (r->remote)
+		mf_remote_set_change_hook(r->remote, key_changed, r->fs);
 	return true;
 }
 
@@ -760,6 +857,7 @@ static int start_failed(struct run *r)
 	mf_log_error("%s", r->err);
 	if (r->db)
 		mf_db_close(r->db);
+	mf_remote_close(r->remote);
 	tell_parent(r, 1);
 	return 1;
 }
@@ -802,17 +900,26 @@ static void detach(struct run *r)
  * main's exit code. */
 static int serve(struct run *r)
 {
-	mf_log_info("memfluxfs %s (pid %ld) mounted %s (data dir %s, fsync %s)", MF_VERSION,
-	            (long)getpid(), r->fo.mountpoint, r->dbo.dir,
-	            mf_fsync_mode_name(r->dbo.fsync_mode));
+	if (r->remote)
+		mf_log_info("memfluxfs %s (pid %ld) mounted %s (store %s, replicas %u, log dir %s)",
+		            MF_VERSION, (long)getpid(), r->fo.mountpoint, r->remo.url,
+		            r->remo.replicas, r->dbo.dir);
+	else
+		mf_log_info("memfluxfs %s (pid %ld) mounted %s (data dir %s, fsync %s)", MF_VERSION,
+		            (long)getpid(), r->fo.mountpoint, r->dbo.dir,
+		            mf_fsync_mode_name(r->dbo.fsync_mode));
 	sighup_start();
 	sd_notify_send("READY=1\nSTATUS=mounted");
 	int rc = mf_fs_loop(r->fs, &r->fso);
 	mf_resp_stop(r->resp);
 	sd_notify_send("STOPPING=1\nSTATUS=unmounting, closing the WAL");
+	if (r->remote)
+		mf_remote_set_change_hook(r->remote, NULL, NULL); /* before fs goes */
 	mf_fs_unmount(r->fs);
 	hold_after_unmount();
-	mf_db_close_exit(r->db); /* the process ends next: see db.h */
+	if (r->db)
+		mf_db_close_exit(r->db); /* the process ends next: see db.h */
+	mf_remote_close(r->remote);
 	mf_log_info("unmounted %s", r->fo.mountpoint);
 	return rc ? 1 : 0;
 }
@@ -829,7 +936,7 @@ static int run(struct run *r)
 		return rc;
 	/* From here on, the daemon's log lines. */
 	mf_log_set_plain(false);
-	if (!open_db(r) || !start_faces(r))
+	if (!(r->cli.store ? open_store(r) : open_db(r)) || !start_faces(r))
 		return start_failed(r);
 	detach(r);
 	return serve(r);
@@ -852,6 +959,11 @@ static void run_free(struct run *r)
 	free(c->max_memory);
 	free(c->resp);
 	free(c->resp_password_file);
+	free(c->store);
+	free(c->replicas);
+	free(c->store_timeout);
+	if (r->lockfd >= 0)
+		close(r->lockfd);
 	free(r->dir);
 	free((char *)r->dbo.dir);
 }
@@ -869,6 +981,7 @@ int main(int argc, char *argv[])
 		.dbo = {.fsync_mode = MF_FSYNC_INTERVAL, .fsync_interval_ms = 1000,
 		        .wal_threshold = 128ull << 20, .progress = progress_now},
 		.pipefd = {-1, -1},
+		.lockfd = -1,
 	};
 	int rc = configure(&r, argv[0]);
 	if (rc < 0)

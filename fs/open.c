@@ -119,10 +119,14 @@ static int open_count(mf_fs *fs, fuse_ino_t ino, node **np)
 {
 	pthread_mutex_lock(&fs->mu);
 	node *n = by_ino(fs, ino);
-	/* A nameless key node can be reopened (/proc/self/fd) only while some
-	 * handle keeps it alive; otherwise it is gone (unlinked, or a create
-	 * that was never committed) even if the kernel still caches its name. */
-	bool gone = n && !n->named && !n->nopen && n->stillborn;
+	/* A create that never came into being (stillborn) is gone even if the
+	 * kernel still caches its name, and even while its refused creator's
+	 * handle is open (its RELEASE comes later, unwaited): an open through
+	 * that name must create anew, not write into a nameless node whose
+	 * close would return 0 and keep nothing.  Found on the remote backend,
+	 * where the creator's RELEASE came after the retry's open: a fixed
+	 * JSON document written right after a refused one was lost. */
+	bool gone = n && !n->named && n->stillborn;
 	if (n && !gone)
 		n->nopen++;
 	pthread_mutex_unlock(&fs->mu);
@@ -144,10 +148,8 @@ static int open_jpath(mf_fs *fs, node *n, handle *h, struct fuse_file_info *fi)
 		return jpath_read(fs, mf_slice_ptr(n->key), klen, path, plen, &h->text, &h->textlen,
 		                  NULL);
 	}
-	if (fi->flags & O_APPEND)
-		return jpath_refuse_append(n);
-	h->mode = H_FULL; /* the new member text starts empty */
-	if (fi->flags & O_TRUNC)
+	h->mode = H_FULL; /* the new member text starts empty (O_APPEND: the lines to append) */
+	if ((fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
 		set_dirty(fs, h); /* a value is due: closing without one is EINVAL */
 	return 0;
 }

@@ -196,7 +196,7 @@ void mf_fs_unmount(mf_fs *fs)
 		handle *h = LIVE_OF(handle, fs->handles.head);
 		if (h->n && atomic_exchange(&h->owed, false))
 			bpop_giveback(fs, h);
-		if (h->n && ctlw_type(h->n->type))
+		if (ctlw_handle(h))
 			ctlw_flush(fs, h);
 		else if (h->n && h->n->type != NODE_POP)
 			handle_commit(fs, h, true);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int px_open(mf_io *io, const char *path, int flags, mode_t mode)
@@ -193,14 +194,22 @@ int mf_path_join(char *out, size_t cap, const char *dir, const char *name)
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-/* Read once, before any thread can race on it: MEMFLUX_CRASH_AT is fixed
- * for the life of the process. */
+/* Read once, before any thread can race on them: MEMFLUX_CRASH_AT and
+ * MEMFLUX_DELAY_AT are fixed for the life of the process. */
 static const char *crash_want;
+static char delay_want[128];
+static unsigned delay_ms;
 static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
 
 static void crash_init(void)
 {
 	crash_want = getenv("MEMFLUX_CRASH_AT");
+	const char *d = getenv("MEMFLUX_DELAY_AT");
+	const char *colon = d ? strrchr(d, ':') : NULL;
+	if (colon && (size_t)(colon - d) < sizeof delay_want) {
+		memcpy(delay_want, d, (size_t)(colon - d));
+		delay_ms = (unsigned)strtoul(colon + 1, NULL, 10);
+	}
 }
 
 void mf_crash_point(const char *name)
@@ -208,4 +217,14 @@ void mf_crash_point(const char *name)
 	pthread_once(&crash_once, crash_init);
 	if (crash_want && strcmp(crash_want, name) == 0)
 		_exit(77);
+}
+
+void mf_delay_point(const char *name)
+{
+	pthread_once(&crash_once, crash_init);
+	if (delay_ms && strcmp(delay_want, name) == 0) {
+		struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+	}
 }

@@ -62,4 +62,13 @@ int mf_path_join(char *out, size_t cap, const char *dir, const char *name);
  */
 void mf_crash_point(const char *name);
 
+/*
+ * Named delay points, the crash points' sibling for races: if
+ * MEMFLUX_DELAY_AT is "NAME:MS", mf_delay_point("NAME") sleeps MS
+ * milliseconds.  A test widens one window at a named step (e.g. a RELEASE
+ * that the kernel sends without waiting for it, arriving late) so an
+ * ordering bug shows on every run instead of once in thousands.
+ */
+void mf_delay_point(const char *name);
+
 #endif

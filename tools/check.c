@@ -2,6 +2,7 @@
  * check.c — memflux-check: verify, dump or repair a memfluxfs data dir.
  *
  *   memflux-check DATADIR [--fix [--yes] | --prefix [--yes]] [--dump]
+ *   memflux-check --export DATADIR    (export.c: Redis commands on stdout)
  *
  * Verifies memflux.snapshot (by loading it) and every WAL segment with the
  * very walk and verdict recovery uses (mf_wal_walk / mf_wal_judge,
@@ -28,6 +29,7 @@
  * --dump: one line per record, in LSN order.
  */
 #include "../io/le.h"
+#include "export.h"
 #include "crc32c.h"
 #include "record.h"
 #include "snapshot.h"
@@ -48,6 +50,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: memflux-check DATADIR [--fix | --prefix] [--yes] [--dump]\n"
+	        "       memflux-check --export DATADIR | redis-cli -p PORT --pipe\n"
 	        "  verifies memflux.snapshot and the WAL segments of DATADIR\n"
 	        "  --fix     repair: rebuild a damaged segment header, else salvage every\n"
 	        "            intact WAL record (renumbered past the lost ones); salvage the\n"
@@ -55,6 +58,8 @@ static void usage(void)
 	        "  --prefix  repair by keeping only the WAL's consistent prefix (point in time)\n"
 	        "  --yes     do not ask before changing anything (asked only on a tty)\n"
 	        "  --dump    print every WAL record\n"
+	        "  --export  write every key as Redis commands (redis-cli --pipe format) on\n"
+	        "            stdout, after recovering DATADIR as a mount would\n"
 	        "  --version print the version and exit\n"
 	        "exit: 0 ok, 1 damaged unsynced tail only (recovery cuts it), 2 corruption or\n"
 	        "      missing data, 3 usage/I-O error\n");
@@ -655,7 +660,7 @@ static int salvage_snapshot(mf_io *io, const char *dir, const mf_snapshot_info *
 
 typedef struct check_args {
 	const char *dir;
-	bool fix, dump, yes, prefix;
+	bool fix, dump, yes, prefix, export;
 } check_args;
 
 /* -1: go on; else the exit status. */
@@ -667,6 +672,8 @@ static int parse_args(int argc, char **argv, check_args *a)
 			a->fix = true;
 		else if (strcmp(argv[i], "--dump") == 0)
 			a->dump = true;
+		else if (strcmp(argv[i], "--export") == 0)
+			a->export = true;
 		else if (strcmp(argv[i], "--yes") == 0 || strcmp(argv[i], "-y") == 0)
 			a->yes = true;
 		else if (strcmp(argv[i], "--prefix") == 0)
@@ -684,7 +691,7 @@ static int parse_args(int argc, char **argv, check_args *a)
 		} else
 			a->dir = argv[i];
 	}
-	if (!a->dir) {
+	if (!a->dir || (a->export && (a->fix || a->dump))) {
 		usage();
 		return 3;
 	}
@@ -727,6 +734,8 @@ int main(int argc, char **argv)
 	int pr = parse_args(argc, argv, &a);
 	if (pr >= 0)
 		return pr;
+	if (a.export)
+		return mf_check_export(a.dir, stdout);
 	const char *dir = a.dir;
 	bool fix = a.fix, dump = a.dump, yes = a.yes, prefix = a.prefix;
 	if (access(dir, R_OK | X_OK) < 0) {

@@ -332,6 +332,29 @@ def test_refused_empty_truncate_is_not_seen_by_an_open_reader(mf):
     assert not seen, f"{len(seen)} of 200 reads after a refused truncate: {seen[:3]}"
 
 
+def test_document_written_right_after_a_refused_one_is_kept(mkmount):
+    """`cp bad.json x` is refused; `cp good.json x` right after must keep
+    good.json even when the refused creator's RELEASE (which the kernel
+    sends without waiting) arrives after the second open: here it is made
+    late on purpose (MEMFLUX_DELAY_AT=release:MS).  Before the fix the
+    second open reused the refused, nameless node: its close returned 0
+    and the document was gone."""
+    m = mkmount(env={"MEMFLUX_DELAY_AT": "release:300"})
+    d = m.json("x")
+    for i in range(3):
+        fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b'{"bad": ,}')
+        with pytest.raises(OSError) as e:
+            os.close(fd)
+        assert e.value.errno == errno.EINVAL
+        good = b'{"n": %d}' % i
+        fd = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, good)
+        os.close(fd)
+        assert get(d) == good
+        os.unlink(d)
+
+
 def test_invalid_json_into_unlinked_document_is_refused(mf):
     d = mf.json("x")
     put(d, b"[1]")
