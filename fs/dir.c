@@ -13,6 +13,7 @@ typedef struct dirent_rec {
 	mf_slice key;
 	fuse_ino_t ino;
 	mode_t mode;
+	uint8_t ntype; /* a /kv key's node type (readdirplus makes its node) */
 } dirent_rec;
 
 typedef struct dirh {
@@ -21,6 +22,10 @@ typedef struct dirh {
 	 * whatever keys come and go meanwhile; entries are encoded per call. */
 	dirent_rec *ents;
 	size_t n;
+	/* A /kv listing: names are keys below `prefix` (its folder's key),
+	 * so readdirplus can hand the kernel each one's node and attributes. */
+	bool kv;
+	mf_slice prefix;
 	/* On fs->dirs until freed, so unmount can free those whose RELEASEDIR
 	 * never comes: the kernel sends it in the background after close()
 	 * returns and drops it if the unmount aborts the connection first. */
@@ -32,6 +37,7 @@ static void dirh_free(mf_fs *fs, dirh *d)
 	live_del(&fs->dirs, &d->live);
 	for (size_t i = 0; i < d->n; i++)
 		mf_slice_unref(&d->ents[i].key);
+	mf_slice_unref(&d->prefix);
 	free(d->ents);
 	free(d);
 }
@@ -121,9 +127,24 @@ static size_t parent_prefix_len(mf_slice p)
 	return s ? (size_t)(s - mf_slice_ptr(p)) : 0;
 }
 
+/* A buffer holding a /kv folder's key and "/" (none for /kv itself), with
+ * room after them (at *at) for one name: a listed name's whole key. */
+static char *kv_keybuf(mf_slice prefix, size_t *at)
+{
+	char *key = mf_xmalloc(prefix.len + 1 + MF_KEY_MAX + 1);
+	memcpy(key, mf_slice_ptr(prefix), prefix.len);
+	*at = prefix.len ? prefix.len + 1 : 0;
+	if (prefix.len)
+		key[prefix.len] = '/';
+	return key;
+}
+
 /* The listing of /kv or a /kv folder: its files, folders and symlinks from
  * the store's child index (O(children)), then this mount's pending creates
- * in it; d_ino is what lookup will give each name.  -errno. */
+ * in it.  -errno.  Their d_ino, what lookup would give each name, is found
+ * page by page as readdir sends them, not here: one pass over the node
+ * table per name instead of two for readdirplus, and no O(keys) wait at
+ * opendir. */
 static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 {
 	mf_dirent *ents;
@@ -153,14 +174,11 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 		free(pend);
 		return -ENOMEM;
 	}
-	d->ents[0] = (dirent_rec){".", MF_SLICE_EMPTY, ino, S_IFDIR};
-	d->ents[1] = (dirent_rec){"..", MF_SLICE_EMPTY, prefix.len ? up : INO_ROOT, S_IFDIR};
+	d->ents[0] = (dirent_rec){".", MF_SLICE_EMPTY, ino, S_IFDIR, 0};
+	d->ents[1] = (dirent_rec){"..", MF_SLICE_EMPTY, prefix.len ? up : INO_ROOT, S_IFDIR, 0};
 	d->n = 2;
-	char *key = mf_xmalloc(prefix.len + 1 + MF_KEY_MAX + 1);
-	memcpy(key, mf_slice_ptr(prefix), prefix.len);
-	size_t at = prefix.len ? prefix.len + 1 : 0;
-	if (prefix.len)
-		key[prefix.len] = '/';
+	size_t at;
+	char *key = kv_keybuf(prefix, &at);
 	for (size_t i = 0; i < n + npend; i++) {
 		mf_slice name;
 		uint8_t nt;
@@ -184,16 +202,14 @@ static int kv_listing(mf_fs *fs, fuse_ino_t ino, mf_slice prefix, dirh *d)
 			if (dup || !pending_kept(fs, MF_T_STRING, k))
 				continue;
 		}
-		memcpy(key + at, mf_slice_ptr(name), name.len);
 		dirent_rec *e = &d->ents[d->n++];
 		e->key = mf_slice_ref(name);
-		pthread_mutex_lock(&fs->mu);
-		e->ino = name_ino(fs, nt, key, at + name.len);
-		pthread_mutex_unlock(&fs->mu);
+		e->ino = 0; /* found per page: mf_readdir, mf_readdirplus */
 		/* A special file's kind is in its value: DT_UNKNOWN (mode 0) has
 		 * the reader stat it, rather than a listing read every value. */
 		e->mode = nt == NODE_FOLDER ? S_IFDIR : nt == NODE_LINK ? S_IFLNK
 		        : nt == NODE_SPECIAL ? 0 : S_IFREG;
+		e->ntype = nt;
 	}
 	free(key);
 	mf_store_dirents_free(ents, n);
@@ -209,12 +225,14 @@ static void kv_opendir(fuse_req_t req, fuse_ino_t ino, mf_slice prefix, struct f
 	mf_fs *fs = fuse_req_userdata(req);
 	dirh *d = calloc(1, sizeof *d);
 	int r = d ? kv_listing(fs, ino, prefix, d) : -ENOMEM;
-	mf_slice_unref(&prefix);
 	if (r) {
+		mf_slice_unref(&prefix);
 		free(d);
 		fuse_reply_err(req, -r);
 		return;
 	}
+	d->kv = true;
+	d->prefix = prefix;
 	atomic_init(&d->refs, 1);
 	live_add(&fs->dirs, &d->live);
 	fi->fh = (uint64_t)(uintptr_t)d;
@@ -308,9 +326,21 @@ void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		dirh_put(fs, d);
 }
 
+/* An entry's name, NUL-terminated, in name (MF_KEY_MAX + 1 bytes). */
+static void dirent_name(const dirent_rec *e, char *name)
+{
+	if (e->fixed) {
+		snprintf(name, MF_KEY_MAX + 1, "%s", e->fixed);
+	} else {
+		memcpy(name, mf_slice_ptr(e->key), e->key.len);
+		name[e->key.len] = '\0';
+	}
+}
+
 void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
+	mf_fs *fs = fuse_req_userdata(req);
 	dirh *d = (dirh *)(uintptr_t)fi->fh;
 	/* off is the index of the next entry; each entry's own offset is the
 	 * index after it.  Encode as many as fit in size. */
@@ -319,23 +349,107 @@ void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	size_t len = 0;
+	size_t len = 0, at = 0;
+	char *key = d->kv ? kv_keybuf(d->prefix, &at) : NULL;
+	char namebuf[MF_KEY_MAX + 1];
+	if (key)
+		pthread_mutex_lock(&fs->mu); /* once per page, for name_ino */
 	for (size_t i = (size_t)off; i < d->n; i++) {
 		const dirent_rec *e = &d->ents[i];
-		char name[MF_KEY_MAX + 1];
-		if (e->fixed) {
-			snprintf(name, sizeof name, "%s", e->fixed);
-		} else {
-			memcpy(name, mf_slice_ptr(e->key), e->key.len);
-			name[e->key.len] = '\0';
-		}
+		char *name = key && !e->fixed ? key + at : namebuf;
+		dirent_name(e, name);
 		struct stat est = {.st_ino = e->ino, .st_mode = e->mode};
+		if (key && !e->fixed) /* the number lookup gives it (ls -i, find, du) */
+			est.st_ino = name_ino(fs, e->ntype, key, at + e->key.len);
 		size_t need = fuse_add_direntry(req, buf + len, size - len, name, &est, (off_t)(i + 1));
 		if (need > size - len)
 			break; /* did not fit: the next call starts here */
 		len += need;
 	}
+	if (key)
+		pthread_mutex_unlock(&fs->mu);
 	fuse_reply_buf(req, buf, len);
+	free(key);
+	free(buf);
+}
+
+/*
+ * readdirplus: the same pages as readdir, and for each key of a /kv
+ * listing its node and attributes, so `ls -l`, `du` and `find` stat from
+ * the kernel's cache instead of sending a LOOKUP per name.  Each entry
+ * given with a node id counts as one lookup of it (the kernel FORGETs it
+ * like a LOOKUP's).  Names outside /kv (the fixed tree, /json, /lists),
+ * "." and "..", and keys gone since opendir go out with node id 0: the
+ * kernel lists them and looks them up itself when asked, as for readdir.
+ */
+void mf_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	(void)ino;
+	mf_fs *fs = fuse_req_userdata(req);
+	dirh *d = (dirh *)(uintptr_t)fi->fh;
+	char *buf = size ? malloc(size) : NULL;
+	/* The nodes given out in this reply, to take their lookups back if the
+	 * reply does not reach the kernel; no entry is smaller than one with a
+	 * one-byte name. */
+	size_t maxents = size / fuse_add_direntry_plus(req, NULL, 0, "x", NULL, 0) + 1;
+	fuse_ino_t *given = malloc(maxents * sizeof *given);
+	if ((size && !buf) || !given) {
+		free(buf);
+		free(given);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t len = 0, ngiven = 0;
+	char *key = NULL, *name;
+	size_t at = 0;
+	char namebuf[MF_KEY_MAX + 1];
+	if (d->kv) /* the name is written in place after its folder's key */
+		key = kv_keybuf(d->prefix, &at);
+	/* fs->mu once per page, not per entry: a page holds tens of names. */
+	pthread_mutex_lock(&fs->mu);
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		const dirent_rec *e = &d->ents[i];
+		name = key && !e->fixed ? key + at : namebuf;
+		dirent_name(e, name);
+		if (fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0) > size - len)
+			break; /* did not fit: the next call starts here */
+		struct fuse_entry_param ep = {0};
+		ep.attr.st_ino = e->ino;
+		ep.attr.st_mode = e->mode;
+		if (key && !e->fixed) {
+			/* The listed name is the tail of its key's own buffer
+			 * (mf_dirent, pending nodes' keys): the node shares it. */
+			mf_slice whole = {e->key.buf, e->key.off - at, at + e->key.len};
+			if (e->key.off < at)
+				whole = MF_SLICE_EMPTY;
+			node *n = node_get_shared(fs, e->ntype, key, at + e->key.len, whole);
+			if (n && node_attr(fs, n, &ep.attr) == 0) {
+				n->nlookup++;
+				given[ngiven++] = n->ino;
+				ep.ino = n->ino;
+				ep.attr_timeout = ep.entry_timeout = fs->timeout;
+			} else {
+				/* gone since opendir: the name only, with the
+				 * number a lookup would have given it */
+				if (n)
+					node_maybe_free(fs, n);
+				ep.attr = (struct stat){.st_mode = e->mode};
+				ep.attr.st_ino = name_ino(fs, e->ntype, key, at + e->key.len);
+			}
+		}
+		len += fuse_add_direntry_plus(req, buf + len, size - len, name, &ep, (off_t)(i + 1));
+	}
+	pthread_mutex_unlock(&fs->mu);
+	if (fuse_reply_buf(req, buf, len) != 0 && ngiven) {
+		/* not delivered (interrupted): the kernel holds none of these */
+		pthread_mutex_lock(&fs->mu);
+		for (size_t i = 0; i < ngiven; i++)
+			forget_one(fs, given[i], 1);
+		pthread_mutex_unlock(&fs->mu);
+	}
+	free(key);
+	free(given);
 	free(buf);
 }
 

@@ -346,6 +346,7 @@ node **name_slot(mf_fs *fs, uint8_t type, const char *k, size_t len);
 void name_unlink(mf_fs *fs, node *n);
 fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len);
 node *node_get(mf_fs *fs, uint8_t type, const char *k, size_t len);
+node *node_get_shared(mf_fs *fs, uint8_t type, const char *k, size_t len, mf_slice share);
 void node_maybe_free(mf_fs *fs, node *n);
 void node_stillborn(mf_fs *fs, node *n);
 bool pending_visible(const node *n);
@@ -487,6 +488,8 @@ size_t add_pending_names(mf_fs *fs, uint8_t type, mf_slice *pend, size_t npend, 
                          size_t nkeys);
 void mf_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void mf_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void mf_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi);
 void mf_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /* tree.c: /kv folders and symlinks, attributes */

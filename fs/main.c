@@ -918,7 +918,7 @@ static int serve(struct run *r)
 	mf_fs_unmount(r->fs);
 	hold_after_unmount();
 	if (r->db)
-		mf_db_close(r->db);
+		mf_db_close_exit(r->db); /* the process ends next: see db.h */
 	mf_remote_close(r->remote);
 	mf_log_info("unmounted %s", r->fo.mountpoint);
 	return rc ? 1 : 0;

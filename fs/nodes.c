@@ -80,11 +80,8 @@ void name_unlink(mf_fs *fs, node *n)
  * a node before we free it), so a freed node's number may be given again.
  * Caller holds fs->mu.
  */
-fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len)
+static fuse_ino_t fresh_ino(mf_fs *fs, uint8_t type, const char *k, size_t len)
 {
-	node *n = *name_slot(fs, type, k, len);
-	if (n)
-		return n->ino;
 	/* 56 bits of hash above the fixed tree's numbers: no overflow, and a
 	 * probe (another live name hashed here) is rare. */
 	fuse_ino_t ino = INO_FIRST_KEY + (name_hash(type, k, len) >> 8);
@@ -93,22 +90,41 @@ fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len)
 	return ino;
 }
 
+fuse_ino_t name_ino(mf_fs *fs, uint8_t type, const char *k, size_t len)
+{
+	node *n = *name_slot(fs, type, k, len);
+	return n ? n->ino : fresh_ino(fs, type, k, len);
+}
+
 /* Find or create the node for a named key.  Caller holds fs->mu. */
 node *node_get(mf_fs *fs, uint8_t type, const char *k, size_t len)
+{
+	return node_get_shared(fs, type, k, len, MF_SLICE_EMPTY);
+}
+
+/* node_get; a node it makes holds a reference to `share` (the same bytes
+ * as k, e.g. the store's own key buffer, as a listing hands it out) rather
+ * than a copy: one allocation less per node, and no second copy of every
+ * listed key.  Caller holds fs->mu. */
+node *node_get_shared(mf_fs *fs, uint8_t type, const char *k, size_t len, mf_slice share)
 {
 	node **pp = name_slot(fs, type, k, len);
 	if (*pp)
 		return *pp;
-	if (fs->nnodes >= fs->nbuckets)
-		tables_grow(fs);
 	node *n = calloc(1, sizeof *n);
 	if (!n)
 		return NULL;
-	n->ino = name_ino(fs, type, k, len);
+	if (fs->nnodes >= fs->nbuckets) {
+		tables_grow(fs);
+		pp = name_slot(fs, type, k, len); /* the chains moved */
+	}
+	n->ino = fresh_ino(fs, type, k, len); /* name_ino's: (type, k) has no node */
 	n->type = type;
 	n->named = true;
-	n->key = mf_slice_from(k, len, len);
-	pp = name_slot(fs, type, k, len);
+	if (share.len == len && memcmp(mf_slice_ptr(share), k, len) == 0)
+		n->key = mf_slice_ref(share);
+	else
+		n->key = mf_slice_from(k, len, len);
 	n->name_next = *pp;
 	*pp = n;
 	node **ip = &fs->inos[n->ino & (fs->nbuckets - 1)];

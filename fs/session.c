@@ -7,9 +7,13 @@
 void mf_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata; /* the mf_fs, complete before the session starts */
-	/* Plain readdir: readdirplus would take a lookup reference on every
-	 * key of a listing (one node per key for a 1M-key `ls`). */
-	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	/* readdirplus on every page, not only the first (the _AUTO mode):
+	 * `ls -l` and `du` read the whole directory before they stat, so in
+	 * the auto mode every page after the first would cost a LOOKUP per
+	 * name.  The nodes it makes are the kernel's to FORGET (dir.c). */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	/* No writeback cache: the kernel would own sizes and mtimes and turn
 	 * O_APPEND into positional writes, hiding appends from us. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
@@ -42,6 +46,7 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsyncdir = mf_fsyncdir,
 	.opendir = mf_opendir,
 	.readdir = mf_readdir,
+	.readdirplus = mf_readdirplus,
 	.releasedir = mf_releasedir,
 	.statfs = mf_statfs,
 	.create = mf_create,
@@ -197,13 +202,19 @@ void mf_fs_unmount(mf_fs *fs)
 			handle_commit(fs, h, true);
 		handle_free(fs, h);
 	}
+	/* Every node goes, so free them chain by chain: no name hashing or
+	 * chain unlinking per node (node_maybe_free's), which after a
+	 * readdirplus listing of millions of keys made the unmount slow. */
 	for (size_t b = 0; b < fs->nbuckets; b++) {
-		while (fs->inos[b]) {
-			node *n = fs->inos[b];
-			n->nlookup = n->nopen = 0;
-			node_maybe_free(fs, n);
+		for (node *n = fs->inos[b], *next; n; n = next) {
+			next = n->ino_next;
+			mf_slice_unref(&n->key);
+			mf_slice_unref(&n->orphan);
+			free(n);
 		}
+		fs->inos[b] = fs->names[b] = NULL;
 	}
+	fs->nnodes = 0;
 	dir_free_all(fs);
 	fs_free(fs);
 }
