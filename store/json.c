@@ -895,21 +895,72 @@ static size_t emit_name(const step *st, char *dst)
 	return n;
 }
 
+/* A set's arguments: a valid path, and one JSON value that fits. */
+static int set_args_check(const char *path, size_t pathlen, const char *val, size_t vallen)
+{
+	int rc = mf_json_path_check(path, pathlen);
+	if (rc < 0)
+		return rc;
+	if (mf_json_validate(val, vallen, NULL, NULL) < 0)
+		return -EINVAL;
+	return vallen > INT_MAX ? -E2BIG : 0;
+}
+
+/* Where set_emit splices (doc kept up to pre and from post_off on) and the
+ * result's length; -E2BIG past INT_MAX (n and vlen are each <= INT_MAX and
+ * the name is bounded by 6 * the path's length, so INT_MAX is the check). */
+static int set_layout(const walk_res *res, size_t n, size_t vlen, size_t *pre, size_t *post_off,
+                      size_t *total)
+{
+	if (res->add) {
+		size_t nm = emit_name(&res->last, NULL);
+		if (nm > INT_MAX)
+			return -E2BIG;
+		*pre = *post_off = res->ins_off;
+		*total = n + (res->empty ? 0 : 1) + 2 + nm + 1 + vlen;
+	} else {
+		*pre = res->off;
+		*post_off = res->off + res->len;
+		*total = n - res->len + vlen;
+	}
+	return *total > INT_MAX ? -E2BIG : 0;
+}
+
+/* Write the document with the value v[0..vlen) set where res says: doc up
+ * to pre, the new member's name if res adds one, the value, then doc from
+ * post_off on, NUL-terminated.  buf holds the total the caller computed. */
+static void set_emit(char *buf, const char *doc, size_t n, size_t pre, size_t post_off,
+                     const walk_res *res, const char *v, size_t vlen)
+{
+	char *w = buf;
+	memcpy(w, doc, pre);
+	w += pre;
+	if (res->add) {
+		if (!res->empty)
+			*w++ = ',';
+		*w++ = '"';
+		w += emit_name(&res->last, w);
+		*w++ = '"';
+		*w++ = ':';
+	}
+	memcpy(w, v, vlen);
+	w += vlen;
+	memcpy(w, doc + post_off, n - post_off);
+	w += n - post_off;
+	*w = '\0';
+}
+
 int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen,
 		     const char *val, size_t vallen, char **out, size_t *outlen)
 {
 	size_t voff, vlen, total, pre, post_off;
 	walk_res res;
-	char *buf, *w;
+	char *buf;
 	int rc;
 
-	rc = mf_json_path_check(path, pathlen);
+	rc = set_args_check(path, pathlen, val, vallen);
 	if (rc < 0)
 		return rc;
-	if (mf_json_validate(val, vallen, NULL, NULL) < 0)
-		return -EINVAL;
-	if (vallen > INT_MAX)
-		return -E2BIG;
 
 	if (pathlen == 1) {
 		buf = malloc(vallen + 1);
@@ -933,41 +984,13 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 
 	/* Sizes: n and vlen are each <= INT_MAX and the name is bounded by
 	 * 6 * pathlen, so the sums below are checked only against INT_MAX. */
-	if (res.add) {
-		size_t nm = emit_name(&res.last, NULL);
-
-		if (nm > INT_MAX)
-			return -E2BIG;
-		pre = res.ins_off;
-		post_off = res.ins_off;
-		total = n + (res.empty ? 0 : 1) + 2 + nm + 1 + vlen;
-	} else {
-		pre = res.off;
-		post_off = res.off + res.len;
-		total = n - res.len + vlen;
-	}
-	if (total > INT_MAX)
+	if (set_layout(&res, n, vlen, &pre, &post_off, &total) < 0)
 		return -E2BIG;
 
 	buf = malloc(total + 1);
 	if (buf == NULL)
 		return -ENOMEM;
-	w = buf;
-	memcpy(w, doc, pre);
-	w += pre;
-	if (res.add) {
-		if (!res.empty)
-			*w++ = ',';
-		*w++ = '"';
-		w += emit_name(&res.last, w);
-		*w++ = '"';
-		*w++ = ':';
-	}
-	memcpy(w, val + voff, vlen);
-	w += vlen;
-	memcpy(w, doc + post_off, n - post_off);
-	w += n - post_off;
-	*w = '\0';
+	set_emit(buf, doc, n, pre, post_off, &res, val + voff, vlen);
 
 	/* Both inputs were valid, so only the combined nesting depth can
 	 * make the result invalid; checking the whole result also guards
@@ -979,6 +1002,31 @@ int mf_json_set_path(const char *doc, size_t n, const char *path, size_t pathlen
 	*out = buf;
 	*outlen = total;
 	return 0;
+}
+
+/* The bytes [*a, *b) that deleting the member (key through value) or
+ * element at [elem_off, end) removes: it, with the comma that follows it,
+ * or else the one before it (last of several); an only member leaves its
+ * container empty.  Whitespace outside the cut stays where it was. */
+static void del_span(const char *doc, size_t n, size_t elem_off, size_t end, size_t *a, size_t *b)
+{
+	size_t k = end;
+	*a = elem_off;
+	*b = end;
+	while (k < n && is_ws((unsigned char)doc[k]))
+		k++;
+	if (k < n && doc[k] == ',') {
+		/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
+		*b = k + 1;
+		while (*b < n && is_ws((unsigned char)doc[*b]))
+			(*b)++;
+	} else {
+		k = *a;
+		while (k > 0 && is_ws((unsigned char)doc[k - 1]))
+			k--;
+		if (k > 0 && doc[k - 1] == ',')
+			*a = k - 1;
+	}
 }
 
 int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen,
@@ -1007,30 +1055,7 @@ int mf_json_del_path(const char *doc, size_t n, const char *path, size_t pathlen
 	free(t);
 	if (rc < 0)
 		return rc;
-	/* Cut [a, b): the member (key through value) or element, with the
-	 * comma that follows it, or else the one before it (last of several);
-	 * an only member leaves its container empty.  Whitespace outside the
-	 * cut stays where it was. */
-	a = res.elem_off;
-	b = res.off + res.len;
-	{
-		size_t k = b;
-
-		while (k < n && is_ws((unsigned char)doc[k]))
-			k++;
-		if (k < n && doc[k] == ',') {
-			/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
-			b = k + 1;
-			while (b < n && is_ws((unsigned char)doc[b]))
-				b++;
-		} else {
-			k = a;
-			while (k > 0 && is_ws((unsigned char)doc[k - 1]))
-				k--;
-			if (k > 0 && doc[k - 1] == ',')
-				a = k - 1;
-		}
-	}
+	del_span(doc, n, res.elem_off, res.off + res.len, &a, &b);
 	total = n - (b - a);
 	buf = malloc(total + 1);
 	if (buf == NULL)
@@ -1608,16 +1633,12 @@ int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pat
 {
 	size_t voff, vlen, total, pre, post_off;
 	walk_res res;
-	char *buf, *w;
+	char *buf;
 	int rc;
 
-	rc = mf_json_path_check(path, pathlen);
+	rc = set_args_check(path, pathlen, val, vallen);
 	if (rc < 0)
 		return rc;
-	if (mf_json_validate(val, vallen, NULL, NULL) < 0)
-		return -EINVAL;
-	if (vallen > INT_MAX)
-		return -E2BIG;
 
 	if (pathlen == 1) {
 		buf = out_alloc(alloc, actx, vallen + 1);
@@ -1645,41 +1666,13 @@ int mf_json_set_path_doc(const char *doc, size_t n, const char *path, size_t pat
 
 	/* Sizes: n and vlen are each <= INT_MAX and the name is bounded by
 	 * 6 * pathlen, so the sums below are checked only against INT_MAX. */
-	if (res.add) {
-		size_t nm = emit_name(&res.last, NULL);
-
-		if (nm > INT_MAX)
-			return -E2BIG;
-		pre = res.ins_off;
-		post_off = res.ins_off;
-		total = n + (res.empty ? 0 : 1) + 2 + nm + 1 + vlen;
-	} else {
-		pre = res.off;
-		post_off = res.off + res.len;
-		total = n - res.len + vlen;
-	}
-	if (total > INT_MAX)
+	if (set_layout(&res, n, vlen, &pre, &post_off, &total) < 0)
 		return -E2BIG;
 
 	buf = out_alloc(alloc, actx, total + 1);
 	if (buf == NULL)
 		return -ENOMEM;
-	w = buf;
-	memcpy(w, doc, pre);
-	w += pre;
-	if (res.add) {
-		if (!res.empty)
-			*w++ = ',';
-		*w++ = '"';
-		w += emit_name(&res.last, w);
-		*w++ = '"';
-		*w++ = ':';
-	}
-	memcpy(w, val + voff, vlen);
-	w += vlen;
-	memcpy(w, doc + post_off, n - post_off);
-	w += n - post_off;
-	*w = '\0';
+	set_emit(buf, doc, n, pre, post_off, &res, val + voff, vlen);
 	*out = buf;
 	*outlen = total;
 	return 0;
@@ -1703,30 +1696,7 @@ int mf_json_del_path_doc(const char *doc, size_t n, const char *path, size_t pat
 		return mf_json_del_path(doc, n, path, pathlen, out, outlen);
 	if (rc < 0)
 		return rc == -ENOTSUP ? -EINVAL : rc;
-	/* Cut [a, b): the member (key through value) or element, with the
-	 * comma that follows it, or else the one before it (last of several);
-	 * an only member leaves its container empty.  Whitespace outside the
-	 * cut stays where it was. */
-	a = res.elem_off;
-	b = res.off + res.len;
-	{
-		size_t k = b;
-
-		while (k < n && is_ws((unsigned char)doc[k]))
-			k++;
-		if (k < n && doc[k] == ',') {
-			/* and the blank after the comma: "[1, 2, 3]" -> "[1, 3]" */
-			b = k + 1;
-			while (b < n && is_ws((unsigned char)doc[b]))
-				b++;
-		} else {
-			k = a;
-			while (k > 0 && is_ws((unsigned char)doc[k - 1]))
-				k--;
-			if (k > 0 && doc[k - 1] == ',')
-				a = k - 1;
-		}
-	}
+	del_span(doc, n, res.elem_off, res.off + res.len, &a, &b);
 	total = n - (b - a);
 	buf = out_alloc(alloc, actx, total + 1);
 	if (buf == NULL)
