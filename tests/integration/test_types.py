@@ -342,14 +342,16 @@ def test_bpop_interrupted_loses_nothing(mf):
     wait_blocked(mf, 0)
     # Popped but closed before it was read: pushed back to the head.
     assert sh(f"printf 'y\\nz\\n' >> {mf.lists('i')}").returncode == 0
+    # (The give-back runs at the RELEASE, which the kernel sends after
+    # close(2) has returned, without waiting: poll for it.)
     fd = os.open(q, os.O_RDONLY)
     os.close(fd)
-    assert mf.lists("i").read_bytes() == b"y\nz\n"
+    wait_until(lambda: mf.lists("i").read_bytes() == b"y\nz\n")
     # Read in part, then closed: pushed back too; read whole: consumed.
     fd = os.open(q, os.O_RDONLY)
     assert os.read(fd, 1) == b"y"
     os.close(fd)
-    assert mf.lists("i").read_bytes() == b"y\nz\n"
+    wait_until(lambda: mf.lists("i").read_bytes() == b"y\nz\n")
     assert q.read_bytes() == b"y\n"
     assert mf.lists("i").read_bytes() == b"z\n"
     # Writers are refused; nothing is listed.
